@@ -1,0 +1,34 @@
+"""npnet: a from-scratch neural-network library in NumPy, with numba kernels for speed.
+
+It reproduces the TensorFlow "basic classification" tutorial through a Keras-shaped API::
+
+    import npnet
+    (x_train, y_train), (x_test, y_test) = npnet.datasets.fashion_mnist.load_data()
+    model = npnet.Sequential([
+        npnet.layers.Flatten(input_shape=(28, 28)),
+        npnet.layers.Dense(128, activation="relu"),
+        npnet.layers.Dense(10, activation="softmax"),
+    ])
+    model.compile(optimizer="adam", loss="sparse_categorical_crossentropy", metrics=["accuracy"])
+    model.fit(x_train / 255.0, y_train, epochs=5)
+
+Start reading at ``npnet/functional.py``: the whole of backpropagation for this model.
+"""
+
+__version__ = "0.1.0"
+
+from . import activations, callbacks, config, datasets, functional, initializers, layers  # noqa: E402
+from . import losses, metrics, models, optimizers, utils  # noqa: E402
+from .models import Sequential, load_model  # noqa: E402
+
+__all__ = ["Sequential", "load_model", "activations", "callbacks", "config", "datasets",
+           "functional", "initializers", "layers", "losses", "metrics", "models",
+           "optimizers", "utils", "plot"]
+
+
+def __getattr__(name):
+    # npnet.plot imports matplotlib when first used, not when npnet is imported.
+    if name == "plot":
+        import importlib
+        return importlib.import_module(".plot", __name__)
+    raise AttributeError(f"module 'npnet' has no attribute {name!r}")

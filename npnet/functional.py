@@ -1,0 +1,229 @@
+"""READ FIRST: the mathematics of the tutorial model as plain NumPy functions.
+
+Every piece of a training step is here as a forward/backward pair with the array shapes in
+its docstring. Layers, losses and optimizers are thin objects around these functions, and the
+numba kernels in ``npnet/kernels`` name the function here that each of them mirrors.
+
+Notation, for a batch of ``n`` samples:
+
+* ``x``  (n, d_in)   the input of a Dense layer
+* ``z``  (n, units)  its pre-activation, ``z = x @ kernel + bias``
+* ``a``  (n, units)  its activation, ``a = f(z)``
+* ``dL_dz`` etc.     the gradient of the (batch-mean) loss ``L`` with respect to ``z`` etc.
+
+The formulas follow tf.keras exactly (Keras 3), so that the two libraries agree to float32
+rounding: see the comments on the loss and on Adam.
+"""
+
+import numpy as np
+
+# ----------------------------------------------------------------------------- Dense
+
+
+def dense_forward(x, kernel, bias):
+    """Affine map of a Dense layer.
+
+    x: (n, d_in), kernel: (d_in, units), bias: (units,)  ->  z: (n, units)
+    """
+    return x @ kernel + bias
+
+
+def dense_backward(dL_dz, x, kernel, need_input_grad=True):
+    """Gradients of a Dense layer, given the gradient at its output ``dL_dz`` (n, units).
+
+    Returns ``dL_dx`` (n, d_in), ``dL_dkernel`` (d_in, units), ``dL_dbias`` (units,).
+    Each row of ``x`` contributed ``x_i ⊗ dL_dz_i`` to the kernel gradient, hence ``x.T @ dL_dz``;
+    the bias was added to every row, hence the sum over the batch. The first layer's input is
+    the data, whose gradient nobody needs: ``need_input_grad=False`` skips that product.
+    """
+    dL_dx = dL_dz @ kernel.T if need_input_grad else None
+    dL_dkernel = x.T @ dL_dz
+    dL_dbias = dL_dz.sum(axis=0)
+    return dL_dx, dL_dkernel, dL_dbias
+
+
+# ----------------------------------------------------------------------------- activations
+# Each backward takes the upstream gradient dL_da and both z and a = f(z), and uses
+# whichever makes the derivative cheapest.
+
+
+def relu_forward(z):
+    """a = max(z, 0), element-wise.  z: (n, units) -> a: (n, units)"""
+    return np.maximum(z, 0)
+
+
+def relu_backward(dL_da, z, a):
+    """The derivative of ReLU is 1 where z > 0 and 0 elsewhere (0 at the kink, as in TF)."""
+    return dL_da * (z > 0)
+
+
+def linear_forward(z):
+    """The identity: a Dense layer without activation outputs its logits."""
+    return z
+
+
+def linear_backward(dL_da, z, a):
+    """The identity passes the gradient through unchanged."""
+    return dL_da
+
+
+def sigmoid_forward(z):
+    """a = 1 / (1 + exp(-z)), computed without overflow for large negative z."""
+    e = np.exp(-np.abs(z))
+    return np.where(z >= 0, 1 / (1 + e), e / (1 + e)).astype(z.dtype, copy=False)
+
+
+def sigmoid_backward(dL_da, z, a):
+    """sigmoid'(z) = a (1 - a)."""
+    return dL_da * a * (1 - a)
+
+
+def tanh_forward(z):
+    """a = tanh(z)."""
+    return np.tanh(z)
+
+
+def tanh_backward(dL_da, z, a):
+    """tanh'(z) = 1 - a²."""
+    return dL_da * (1 - a * a)
+
+
+def softmax_forward(z):
+    """Row-wise softmax.  z: (n, k) logits -> p: (n, k) probabilities, rows sum to 1.
+
+    Subtracting the row maximum first changes nothing mathematically and keeps ``exp``
+    from overflowing.
+    """
+    e = np.exp(z - z.max(axis=1, keepdims=True))
+    return e / e.sum(axis=1, keepdims=True)
+
+
+def softmax_backward(dL_dp, z, p):
+    """The general softmax backward: a Jacobian-vector product per row.
+
+    ``dp_i/dz_j = p_i (δ_ij - p_j)``, so ``dL_dz = p * (dL_dp - Σ_j dL_dp_j p_j)``.
+    Training the tutorial model never takes this path: see
+    :func:`softmax_crossentropy_backward` for the shortcut Keras uses.
+    """
+    return p * (dL_dp - np.sum(dL_dp * p, axis=1, keepdims=True))
+
+
+# ----------------------------------------------------------------------------- losses
+
+
+def one_hot(labels, n_classes, dtype):
+    """labels: (n,) integers in [0, n_classes) -> (n, n_classes) rows of 0 with a 1."""
+    encoded = np.zeros((labels.shape[0], n_classes), dtype=dtype)
+    encoded[np.arange(labels.shape[0]), labels] = 1
+    return encoded
+
+
+def sparse_categorical_crossentropy_from_logits(z, labels):
+    """Mean over the batch of ``-log softmax(z)[label]``.  z: (n, k), labels: (n,) -> scalar.
+
+    ``-log softmax(z)_y = logsumexp(z) - z_y``, computed with the row maximum subtracted.
+    This is how Keras evaluates the loss of a softmax output layer: the layer's output
+    remembers its logits and the loss is computed from them, so no probability is clipped.
+    """
+    shifted = z - z.max(axis=1, keepdims=True)
+    log_sum_exp = np.log(np.exp(shifted).sum(axis=1))
+    per_sample = log_sum_exp - shifted[np.arange(z.shape[0]), labels]
+    return per_sample.mean(dtype=z.dtype)
+
+
+def softmax_crossentropy_backward(p, labels):
+    """The combined gradient of softmax followed by cross-entropy, w.r.t. the logits.
+
+    p: (n, k) softmax probabilities, labels: (n,)  ->  dL_dz: (n, k)
+
+    Chaining ``dL/dp = -onehot / p`` (cross-entropy) through the softmax Jacobian collapses
+    to ``p - onehot``; dividing by n accounts for the batch mean. One subtraction replaces
+    a division and a Jacobian product, and it cannot blow up when some p is tiny.
+    """
+    dL_dz = p.copy()
+    dL_dz[np.arange(p.shape[0]), labels] -= 1
+    dL_dz /= p.shape[0]
+    return dL_dz
+
+
+def sparse_categorical_crossentropy(p, labels, epsilon=1e-7):
+    """The general path: cross-entropy of probabilities.  p: (n, k), labels: (n,) -> scalar.
+
+    Like Keras, probabilities are clipped to [epsilon, 1 - epsilon] before the log.
+    """
+    picked = np.clip(p[np.arange(p.shape[0]), labels], epsilon, 1 - epsilon)
+    return (-np.log(picked)).mean(dtype=p.dtype)
+
+
+def sparse_categorical_crossentropy_backward(p, labels, epsilon=1e-7):
+    """Gradient of :func:`sparse_categorical_crossentropy` w.r.t. p: (n, k).
+
+    Only the label's entry of each row depends on p: ``-1 / (n p_y)``, and zero where the
+    clip was active (the clip's derivative is zero there).
+    """
+    n = p.shape[0]
+    rows = np.arange(n)
+    picked = p[rows, labels]
+    inside = (picked > epsilon) & (picked < 1 - epsilon)
+    dL_dp = np.zeros_like(p)
+    dL_dp[rows, labels] = np.where(inside, -1 / (n * picked), 0)
+    return dL_dp
+
+
+def categorical_crossentropy(p, targets, epsilon=1e-7):
+    """Cross-entropy against one-hot (or soft) targets.  p, targets: (n, k) -> scalar.
+
+    Keras first rescales each row of p to sum to 1, then clips to [epsilon, 1 - epsilon].
+    """
+    p = p / p.sum(axis=1, keepdims=True)
+    return (-(targets * np.log(np.clip(p, epsilon, 1 - epsilon))).sum(axis=1)).mean(dtype=p.dtype)
+
+
+def categorical_crossentropy_from_logits(z, targets):
+    """Mean of ``-Σ_k t_k log softmax(z)_k``.  z, targets: (n, k) -> scalar."""
+    shifted = z - z.max(axis=1, keepdims=True)
+    log_p = shifted - np.log(np.exp(shifted).sum(axis=1, keepdims=True))
+    return (-(targets * log_p).sum(axis=1)).mean(dtype=z.dtype)
+
+
+def softmax_categorical_crossentropy_backward(p, targets):
+    """Combined softmax + cross-entropy gradient w.r.t. the logits for (n, k) targets.
+
+    In general ``dL_dz = (p Σ_k t_k - t) / n``, which is ``(p - t) / n`` for one-hot or
+    label-smoothed targets whose rows sum to 1.
+    """
+    return (p * targets.sum(axis=1, keepdims=True) - targets) / p.shape[0]
+
+
+# ----------------------------------------------------------------------------- metrics
+
+
+def count_correct(p, labels):
+    """How many rows of p (n, k) have their largest entry at the label (ties: first index)."""
+    return int(np.count_nonzero(p.argmax(axis=1) == labels))
+
+
+# ----------------------------------------------------------------------------- Adam
+
+
+def adam_update(param, grad, m, v, step, learning_rate, beta_1, beta_2, epsilon):
+    """One Adam step in Keras's form, updating ``param``, ``m`` and ``v`` in place.
+
+    param, grad, m, v: arrays of one shape; step: the 1-based step count ``t``.
+
+        m ← m + (g - m)(1 - β1)            first moment, a running mean of g
+        v ← v + (g² - v)(1 - β2)           second moment, a running mean of g²
+        α = lr · sqrt(1 - β2^t) / (1 - β1^t) bias correction folded into the step size
+        w ← w - α · m / (sqrt(v) + ε)
+
+    ε is added after the square root and is *not* bias-corrected (PyTorch's Adam differs
+    there). All scalars are cast to the parameter's dtype first, as Keras does, so a
+    float32 model is updated in float32 arithmetic throughout.
+    """
+    dtype = param.dtype.type
+    t = dtype(step)
+    beta_1, beta_2 = dtype(beta_1), dtype(beta_2)
+    alpha = dtype(learning_rate) * np.sqrt(1 - beta_2**t) / (1 - beta_1**t)
+    m += (grad - m) * (1 - beta_1)
+    v += (grad * grad - v) * (1 - beta_2)
+    param -= (m * alpha) / (np.sqrt(v) + dtype(epsilon))

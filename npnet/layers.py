@@ -1,0 +1,223 @@
+"""Layers: Flatten and Dense, with Keras's names, shapes and defaults.
+
+A layer is a small object holding its parameters (``layer.params``, an ordered dict of
+arrays, e.g. ``{"kernel": ..., "bias": ...}``) and two methods:
+
+* ``forward(x, training) -> (y, cache)`` — the output and whatever backward will need;
+* ``backward(dL_dy, cache) -> (dL_dx, grads)`` — the gradient for the layer below and a dict
+  of parameter gradients with the same keys as ``params``.
+
+Nothing is left on ``self`` between the two calls: the cache travels explicitly, so one
+layer object can be run on several batches (or by a gradient check) without confusion.
+Weights are created on first use (``build``), from the shape of the first input, or at
+once when ``input_shape`` is given — as in Keras.
+"""
+
+import collections
+import re
+
+import numpy as np
+
+from . import activations as activations_module
+from . import config, initializers
+from . import functional as F
+from .utils import format_shape
+
+_name_counts = collections.Counter()
+
+
+def _default_name(cls):
+    """``Dense`` -> ``dense``, ``dense_1``, ... as Keras names layers."""
+    base = re.sub(r"(?<!^)(?=[A-Z])", "_", cls.__name__).lower()
+    count = _name_counts[base]
+    _name_counts[base] += 1
+    return base if count == 0 else f"{base}_{count}"
+
+
+class Layer:
+    """Base class: parameters, shape bookkeeping, weights exchange and configuration."""
+
+    def __init__(self, *, name=None, input_shape=None):
+        self.name = name if name is not None else _default_name(type(self))
+        self.params = {}
+        self.built = False
+        self.input_shape = None  # with the batch dimension, e.g. (None, 28, 28)
+        self._declared_input_shape = None
+        if input_shape is not None:
+            try:
+                shape = tuple(int(d) for d in input_shape)
+            except (TypeError, ValueError):
+                raise TypeError(
+                    f"input_shape must be a tuple of positive integers without the batch "
+                    f"dimension, e.g. (28, 28); received {input_shape!r}"
+                ) from None
+            if not shape or any(d <= 0 for d in shape):
+                raise ValueError(
+                    f"input_shape must be a tuple of positive integers without the batch "
+                    f"dimension, e.g. (28, 28); received {input_shape!r}"
+                )
+            self._declared_input_shape = (None,) + shape
+
+    # -- shapes and building --------------------------------------------------------------
+
+    def build(self, input_shape):
+        """Create the parameters for inputs of ``input_shape`` (batch dimension first)."""
+        self.input_shape = tuple(input_shape)
+        self.built = True
+
+    def compute_output_shape(self, input_shape):
+        return tuple(input_shape)
+
+    # -- the computation ------------------------------------------------------------------
+
+    def forward(self, x, training=False):
+        raise NotImplementedError
+
+    def backward(self, dL_dy, cache, need_input_grad=True):
+        raise NotImplementedError
+
+    def __call__(self, x, training=False):
+        """Apply the layer to an array, building it first if needed (like ``keras_layer(x)``)."""
+        x = np.asarray(x, dtype=config.floatx())
+        if not self.built:
+            self.build((None,) + x.shape[1:])
+        return self.forward(x, training=training)[0]
+
+    # -- weights --------------------------------------------------------------------------
+
+    @property
+    def weights(self):
+        """The parameter arrays themselves (not copies), in Keras's order."""
+        return list(self.params.values())
+
+    def count_params(self):
+        return int(sum(p.size for p in self.params.values()))
+
+    def get_weights(self):
+        """Copies of the parameters, in Keras's order (Dense: ``[kernel, bias]``)."""
+        return [p.copy() for p in self.params.values()]
+
+    def set_weights(self, weights):
+        """Replace the parameter values (in place, so optimizer state stays attached)."""
+        weights = list(weights)
+        expected = [p.shape for p in self.params.values()]
+        received = [np.shape(w) for w in weights]
+        if expected != received:
+            raise ValueError(
+                f"Layer {self.name!r} expects weights of shapes {expected}; received {received}"
+            )
+        for param, value in zip(self.params.values(), weights):
+            np.copyto(param, np.asarray(value), casting="same_kind")
+
+    # -- configuration, for save/load and summary -----------------------------------------
+
+    def get_config(self):
+        config_ = {"name": self.name}
+        if self._declared_input_shape is not None:
+            config_["input_shape"] = list(self._declared_input_shape[1:])
+        return config_
+
+    @classmethod
+    def from_config(cls, config_):
+        return cls(**config_)
+
+    def __repr__(self):
+        return f"<{type(self).__name__} name={self.name!r}>"
+
+
+class Flatten(Layer):
+    """Reshape each sample to a vector: (n, 28, 28) -> (n, 784). No parameters."""
+
+    def compute_output_shape(self, input_shape):
+        return (input_shape[0], int(np.prod(input_shape[1:], dtype=np.int64)))
+
+    def forward(self, x, training=False):
+        return x.reshape(x.shape[0], -1), x.shape
+
+    def backward(self, dL_dy, cache, need_input_grad=True):
+        input_shape = cache
+        dL_dx = dL_dy.reshape(input_shape) if need_input_grad else None
+        return dL_dx, {}
+
+
+class Dense(Layer):
+    """A fully connected layer: ``a = activation(x @ kernel + bias)``.
+
+    ``kernel`` (d_in, units) starts glorot-uniform and ``bias`` (units,) at zero, with the
+    Keras names, shapes and order, so ``get_weights()`` lists line up with a Keras Dense.
+    """
+
+    def __init__(self, units, activation=None, *, kernel_initializer="glorot_uniform",
+                 bias_initializer="zeros", input_shape=None, name=None):
+        if isinstance(units, bool) or not isinstance(units, (int, np.integer)) or units <= 0:
+            raise ValueError(f"Dense units must be a positive integer; received {units!r}")
+        super().__init__(name=name, input_shape=input_shape)
+        self.units = int(units)
+        self.activation = activations_module.get(activation)
+        self.kernel_initializer = initializers.get(kernel_initializer)
+        self.bias_initializer = initializers.get(bias_initializer)
+
+    def compute_output_shape(self, input_shape):
+        return tuple(input_shape[:-1]) + (self.units,)
+
+    def build(self, input_shape):
+        if len(input_shape) != 2:
+            raise ValueError(
+                f"Dense layer {self.name!r} expects 2-D input (batch, features); received "
+                f"shape {format_shape(input_shape)}. Add a Flatten layer before it."
+            )
+        d_in = int(input_shape[-1])
+        dtype = config.floatx()
+        self.params["kernel"] = self.kernel_initializer((d_in, self.units), dtype)
+        self.params["bias"] = self.bias_initializer((self.units,), dtype)
+        super().build(input_shape)
+
+    @property
+    def kernel(self):
+        return self.params["kernel"]
+
+    @property
+    def bias(self):
+        return self.params["bias"]
+
+    def forward(self, x, training=False):
+        z = F.dense_forward(x, self.params["kernel"], self.params["bias"])
+        a = self.activation.forward(z)
+        return a, (x, z, a)
+
+    def backward(self, dL_da, cache, need_input_grad=True):
+        x, z, a = cache
+        dL_dz = self.activation.backward(dL_da, z, a)
+        return self.backward_from_logits(dL_dz, cache, need_input_grad)
+
+    def backward_from_logits(self, dL_dz, cache, need_input_grad=True):
+        """Backward from the gradient w.r.t. the pre-activation ``z`` (skipping the activation).
+
+        Used when the loss hands over ``dL_dz`` directly: softmax + cross-entropy.
+        """
+        x, z, a = cache
+        dL_dx, dL_dkernel, dL_dbias = F.dense_backward(dL_dz, x, self.params["kernel"], need_input_grad)
+        return dL_dx, {"kernel": dL_dkernel, "bias": dL_dbias}
+
+    def get_config(self):
+        config_ = super().get_config()
+        config_.update(units=self.units, activation=self.activation.name)
+        for key, init in (("kernel_initializer", self.kernel_initializer),
+                          ("bias_initializer", self.bias_initializer)):
+            if getattr(init, "__module__", None) == initializers.__name__:
+                config_[key] = init.__name__
+        return config_
+
+
+LAYERS = {cls.__name__: cls for cls in (Flatten, Dense)}
+
+
+def deserialize(class_name, config_):
+    """Build a layer from its class name and ``get_config()`` dict."""
+    try:
+        cls = LAYERS[class_name]
+    except KeyError:
+        raise ValueError(
+            f"Unknown layer class {class_name!r}; known layers: {', '.join(sorted(LAYERS))}"
+        ) from None
+    return cls.from_config(dict(config_))

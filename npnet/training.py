@@ -1,0 +1,99 @@
+"""One training step of a Sequential model in plain NumPy: forward, loss, backward.
+
+This is the readable path through backpropagation; the NumPy backend, the gradient check and
+``npnet.inspect`` all go through it. The numba backend computes the same thing in fused
+kernels (``npnet/kernels``).
+"""
+
+import numpy as np
+
+from . import activations
+from .layers import Dense
+from .losses import CategoricalCrossentropy, SparseCategoricalCrossentropy
+
+
+def forward(layers, x, training=False):
+    """Run ``x`` through ``layers``; return the output and the list of per-layer caches."""
+    caches = []
+    for layer in layers:
+        x, cache = layer.forward(x, training=training)
+        caches.append(cache)
+    return x, caches
+
+
+def uses_logits_shortcut(layers, loss):
+    """True when the loss is taken from the output layer's logits, as Keras does.
+
+    That is the case for a cross-entropy on probabilities (``from_logits=False``) after a
+    Dense layer with softmax: Keras's softmax output carries its logits, and the loss and its
+    gradient ``(p - onehot) / n`` are computed from them.
+    """
+    last = layers[-1]
+    return (isinstance(loss, (SparseCategoricalCrossentropy, CategoricalCrossentropy))
+            and not loss.from_logits
+            and isinstance(last, Dense)
+            and last.activation is activations.softmax)
+
+
+def loss_value(layers, loss, output, caches, y):
+    """The batch-mean loss of ``output`` (computed from the logits when Keras would)."""
+    if uses_logits_shortcut(layers, loss):
+        _, z, _ = caches[-1]
+        return loss.value_from_logits(y, z)
+    return loss.value(y, output)
+
+
+def backward(layers, loss, output, caches, y):
+    """Backpropagate the loss through ``layers``.
+
+    Returns one dict of parameter gradients per layer (``{}`` for layers without
+    parameters) and the gradient w.r.t. each layer's output, both in layer order.
+    """
+    n_layers = len(layers)
+    param_grads = [None] * n_layers
+    output_grads = [None] * n_layers
+    # The data's own gradient is never needed: stop at the first layer with parameters.
+    first_trainable = next((i for i, layer in enumerate(layers) if layer.params), n_layers)
+
+    if uses_logits_shortcut(layers, loss):
+        last = layers[-1]
+        dL_dz = loss.gradient_from_logits(y, output)
+        output_grads[-1] = dL_dz  # w.r.t. the logits: the softmax is folded into the loss
+        dL_dy, param_grads[-1] = last.backward_from_logits(
+            dL_dz, caches[-1], need_input_grad=n_layers - 1 > first_trainable)
+        remaining = range(n_layers - 2, -1, -1)
+    else:
+        dL_dy = loss.gradient(y, output)
+        remaining = range(n_layers - 1, -1, -1)
+
+    for i in remaining:
+        if i < first_trainable:
+            param_grads[i] = {}
+            continue
+        output_grads[i] = dL_dy
+        dL_dy, param_grads[i] = layers[i].backward(dL_dy, caches[i], need_input_grad=i > first_trainable)
+    for i in range(n_layers):
+        if param_grads[i] is None:
+            param_grads[i] = {}
+    return param_grads, output_grads
+
+
+def flat_gradients(layers, param_grads):
+    """Flatten per-layer gradient dicts into a list aligned with the model's weights."""
+    return [grads[name] for layer, grads in zip(layers, param_grads) for name in layer.params]
+
+
+def loss_and_gradients(layers, loss, x, y, training=True):
+    """Forward and backward for one batch.
+
+    Returns ``(loss, output, grads)`` with ``grads`` aligned with the model's weights
+    (``[kernel_0, bias_0, kernel_1, bias_1, ...]``).
+    """
+    output, caches = forward(layers, x, training=training)
+    value = loss_value(layers, loss, output, caches, y)
+    param_grads, _ = backward(layers, loss, output, caches, y)
+    return value, output, flat_gradients(layers, param_grads)
+
+
+def all_finite(arrays):
+    return all(np.isfinite(a).all() for a in arrays)
