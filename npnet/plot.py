@@ -442,7 +442,9 @@ def training_curves(history: Any) -> Figure:
         ax.set_title(f"{title} per epoch")
         ax.set_xlabel("Epoch")
         ax.set_ylabel(title)
-        ax.xaxis.set_major_locator(MaxNLocator(integer=True))
+        # Whole epochs only, with a margin, even for a one-epoch run.
+        ax.set_xlim(0.5, n_epochs + 0.5)
+        ax.xaxis.set_major_locator(MaxNLocator(integer=True, min_n_ticks=1))
         ax.grid(True, alpha=0.3)
         ax.legend()
     return fig

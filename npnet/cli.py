@@ -1,0 +1,240 @@
+"""The ``npnet`` command: ``npnet tutorial`` runs the TensorFlow basic-classification tutorial.
+
+``npnet tutorial`` follows the seed tutorial step by step on the real Fashion-MNIST data:
+the data facts, the model, five epochs of training with a progress bar, evaluation, the
+predictions for the first test image and for a single image; ``--out DIR`` also writes the
+metrics, the trained model and the tutorial's figures.
+"""
+
+import argparse
+import json
+import os
+import platform
+import sys
+import tempfile
+import time
+
+import numpy as np
+
+
+def _positive_int(text):
+    try:
+        value = int(text)
+    except ValueError:
+        raise argparse.ArgumentTypeError(f"expected a positive integer, received {text!r}") from None
+    if value <= 0:
+        raise argparse.ArgumentTypeError(f"expected a positive integer, received {text!r}")
+    return value
+
+
+def _non_negative_int(text):
+    try:
+        value = int(text)
+    except ValueError:
+        raise argparse.ArgumentTypeError(f"expected a non-negative integer, received {text!r}") from None
+    if value < 0:
+        raise argparse.ArgumentTypeError(f"expected a non-negative integer, received {text!r}")
+    return value
+
+
+def _verbose(text):
+    if text == "auto":
+        return text
+    if text in ("0", "1", "2"):
+        return int(text)
+    raise argparse.ArgumentTypeError(f"expected auto, 0, 1 or 2, received {text!r}")
+
+
+def build_parser():
+    from . import backends
+
+    parser = argparse.ArgumentParser(prog="npnet", description=__doc__.splitlines()[0])
+    parser.add_argument("--version", action="version", version=f"npnet {_npnet_version()}")
+    commands = parser.add_subparsers(dest="command", metavar="COMMAND")
+    commands.required = True
+
+    tutorial = commands.add_parser(
+        "tutorial", help="run the TensorFlow basic-classification tutorial on Fashion-MNIST",
+        description="Run the TensorFlow basic-classification tutorial (Fashion-MNIST, "
+                    "Flatten -> Dense(128, relu) -> Dense(10, softmax), Adam) end to end.")
+    tutorial.add_argument("--epochs", type=_non_negative_int, default=5, help="training epochs (default 5)")
+    tutorial.add_argument("--batch-size", type=_positive_int, default=32, help="batch size (default 32)")
+    tutorial.add_argument("--seed", type=_non_negative_int, default=None,
+                          help="random seed for weights and shuffling (default: unseeded)")
+    tutorial.add_argument("--backend", choices=backends.names(), default=None,
+                          help="arithmetic backend (default: $NPNET_BACKEND, else numba)")
+    tutorial.add_argument("--data-dir", default=None,
+                          help="directory holding the four Fashion-MNIST .gz files (default: search)")
+    tutorial.add_argument("--out", default=None, metavar="DIR",
+                          help="write metrics.json, model.npnet and the tutorial's figures here")
+    tutorial.add_argument("--no-plots", action="store_true", help="with --out, skip the figures")
+    tutorial.add_argument("--verbose", type=_verbose, default="auto",
+                          help="progress output: auto (default), 0 silent, 1 progress bar, 2 one line per epoch")
+    tutorial.set_defaults(run=run_tutorial)
+
+    gradcheck = commands.add_parser(
+        "gradcheck", add_help=False,
+        help="check backpropagation against finite differences on the tutorial model")
+    gradcheck.set_defaults(run=None)
+    return parser
+
+
+def main(argv=None):
+    argv = list(sys.argv[1:] if argv is None else argv)
+    if argv[:1] == ["gradcheck"]:
+        # gradcheck has its own options; hand them over untouched.
+        from .gradcheck import main as gradcheck_main
+        return gradcheck_main(argv[1:])
+    args = build_parser().parse_args(argv)
+    return args.run(args)
+
+
+def _say(text=""):
+    print(text, flush=True)
+
+
+def run_tutorial(args):
+    """The seed tutorial, step by step; returns the process exit code."""
+    import npnet
+
+    timings = {}
+    started = time.perf_counter()
+    if args.seed is not None:
+        npnet.utils.set_random_seed(args.seed)
+    if args.out is not None:
+        os.makedirs(args.out, exist_ok=True)
+
+    class_names = npnet.datasets.fashion_mnist.CLASS_NAMES
+    t = time.perf_counter()
+    try:
+        (train_images, train_labels), (test_images, test_labels) = \
+            npnet.datasets.fashion_mnist.load_data(args.data_dir)
+    except npnet.datasets.DatasetNotFoundError as error:
+        print(f"npnet tutorial: {error}", file=sys.stderr)
+        return 2
+    timings["load_data_s"] = time.perf_counter() - t
+
+    _say("== Explore the data")
+    _say(f"train_images.shape: {train_images.shape}   len(train_labels): {len(train_labels)}")
+    _say(f"train_labels: {train_labels}   (labels {train_labels.min()}..{train_labels.max()})")
+    _say(f"test_images.shape: {test_images.shape}   len(test_labels): {len(test_labels)}")
+    _say(f"pixel values: {train_images.min()}..{train_images.max()}; scaled to 0..1 before training")
+    _say("class names: " + ", ".join(f"{i} {name}" for i, name in enumerate(class_names)))
+    # The tutorial divides by 255.0, which makes float64 copies (470 MB); float32 holds the
+    # same values for this model, which computes in float32 anyway, at half the memory.
+    train_images = train_images.astype(np.float32) / np.float32(255)
+    test_images = test_images.astype(np.float32) / np.float32(255)
+
+    _say("\n== Build the model")
+    model = npnet.Sequential([
+        npnet.layers.Flatten(input_shape=(28, 28)),
+        npnet.layers.Dense(128, activation="relu"),
+        npnet.layers.Dense(10, activation="softmax"),
+    ])
+    t = time.perf_counter()
+    model.compile(optimizer="adam", loss="sparse_categorical_crossentropy", metrics=["accuracy"],
+                  backend=args.backend)
+    timings["compile_s"] = time.perf_counter() - t
+    model.summary()
+    _say(f"backend: {model.backend_name}")
+
+    _say(f"\n== Train the model ({args.epochs} epochs, batch size {args.batch_size})")
+    epoch_times = []
+
+    class EpochTimer(npnet.callbacks.Callback):
+        def on_epoch_begin(self, epoch, logs=None):
+            self.start = time.perf_counter()
+
+        def on_epoch_end(self, epoch, logs=None):
+            epoch_times.append(time.perf_counter() - self.start)
+
+    t = time.perf_counter()
+    history = model.fit(train_images, train_labels, epochs=args.epochs, batch_size=args.batch_size,
+                        verbose=args.verbose, callbacks=[EpochTimer()])
+    timings["fit_s"] = time.perf_counter() - t
+    timings["epoch_s"] = epoch_times
+
+    _say("\n== Evaluate accuracy")
+    t = time.perf_counter()
+    test_loss, test_acc = model.evaluate(test_images, test_labels, verbose=args.verbose)
+    timings["evaluate_s"] = time.perf_counter() - t
+    _say(f"Test accuracy: {test_acc:.4f}   Test loss: {test_loss:.4f}")
+
+    _say("\n== Make predictions")
+    t = time.perf_counter()
+    predictions = model.predict(test_images)
+    timings["predict_s"] = time.perf_counter() - t
+    with np.printoptions(precision=4, suppress=False):
+        _say(f"predictions.shape: {predictions.shape} {predictions.dtype}")
+        _say(f"predictions[0]: {predictions[0]}")
+    guess = int(np.argmax(predictions[0]))
+    _say(f"np.argmax(predictions[0]): {guess} ({class_names[guess]}); "
+         f"test_labels[0]: {test_labels[0]} ({class_names[test_labels[0]]})")
+
+    _say("\n== Use the trained model on a single image")
+    img = np.expand_dims(test_images[1], 0)
+    single = model.predict(img)
+    guess = int(np.argmax(single[0]))
+    _say(f"img.shape: {img.shape}   model.predict(img).shape: {single.shape}")
+    _say(f"np.argmax(predictions_single[0]): {guess} ({class_names[guess]}); "
+         f"test_labels[1]: {test_labels[1]} ({class_names[test_labels[1]]})")
+
+    timings["total_s"] = time.perf_counter() - started
+    if args.out is not None:
+        _write_outputs(args, model, history, test_loss, test_acc, timings,
+                       train_images, train_labels, test_images, test_labels, predictions)
+    return 0
+
+
+def _write_outputs(args, model, history, test_loss, test_acc, timings,
+                   train_images, train_labels, test_images, test_labels, predictions):
+    import npnet
+
+    out = args.out
+    model_path = os.path.join(out, "model.npnet")
+    model.save(model_path)
+    written = [model_path]
+    if not args.no_plots:
+        written += [str(p) for p in npnet.plot.write_tutorial_figures(
+            out, history=history, train_images=train_images, train_labels=train_labels,
+            test_images=test_images, test_labels=test_labels, predictions=predictions,
+            class_names=npnet.datasets.fashion_mnist.CLASS_NAMES, model=model)]
+    metrics = {
+        "history": history.history,
+        "test_loss": test_loss,
+        "test_accuracy": test_acc,
+        "timings": timings,
+        "settings": {"epochs": args.epochs, "batch_size": args.batch_size, "seed": args.seed,
+                     "backend": model.backend_name},
+        "versions": {"npnet": _npnet_version(), "numpy": np.__version__,
+                     "python": platform.python_version()},
+        "files": [os.path.basename(p) for p in written],
+    }
+    metrics_path = os.path.join(out, "metrics.json")
+    write_json_atomic(metrics_path, metrics)
+    _say(f"\nWrote {metrics_path} and {len(written)} more files to {out}")
+
+
+def write_json_atomic(path, data):
+    """Write JSON to a temporary file beside ``path``, then rename it into place."""
+    directory = os.path.dirname(os.path.abspath(path))
+    fd, tmp = tempfile.mkstemp(prefix=".npnet-", suffix=".json.tmp", dir=directory)
+    try:
+        with os.fdopen(fd, "w") as handle:
+            json.dump(data, handle, indent=2)
+            handle.write("\n")
+        os.chmod(tmp, 0o644)
+        os.replace(tmp, path)
+    except BaseException:
+        if os.path.exists(tmp):
+            os.unlink(tmp)
+        raise
+
+
+def _npnet_version():
+    from . import __version__
+    return __version__
+
+
+if __name__ == "__main__":  # pragma: no cover
+    sys.exit(main())
