@@ -23,6 +23,14 @@ class Activation:
     def __call__(self, x):
         return self.forward(x)
 
+    def __deepcopy__(self, memo):
+        # Activations hold no state, and code recognises the built-ins by identity
+        # (``layer.activation is activations.softmax``): a copied layer keeps the same one.
+        return self
+
+    def __copy__(self):
+        return self
+
     def __repr__(self):
         return f"<npnet activation {self.name!r}>"
 

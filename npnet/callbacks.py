@@ -170,7 +170,8 @@ class EarlyStopping(Callback):
 
     ``mode='auto'`` minimises losses and maximises accuracies. With
     ``restore_best_weights=True`` the weights of the best epoch are put back when training
-    stops early, as Keras does.
+    ends, early or not, as Keras 3 does. A ``baseline`` must be beaten for an improvement to
+    reset the patience count; the best value so far is tracked either way.
     """
 
     def __init__(self, monitor="val_loss", min_delta=0.0, patience=0, verbose=0, mode="auto",
@@ -196,7 +197,7 @@ class EarlyStopping(Callback):
     def on_train_begin(self, logs=None):
         self.wait = 0
         self.stopped_epoch = 0
-        self.best = self.baseline
+        self.best = None
         self.best_weights = None
         self.best_epoch = 0
 
@@ -215,21 +216,23 @@ class EarlyStopping(Callback):
             self.best_epoch = epoch
         self.wait += 1
         if self._improved(value, self.best):
-            self.best, self.best_epoch, self.wait = value, epoch, 0
+            self.best, self.best_epoch = value, epoch
             if self.restore_best_weights:
                 self.best_weights = self.model.get_weights()
+            if self.baseline is None or self._improved(value, self.baseline):
+                self.wait = 0
             return
         if self.wait >= self.patience and epoch > 0:
             self.stopped_epoch = epoch
             self.model.stop_training = True
-            if self.restore_best_weights and self.best_weights is not None:
-                self.model.set_weights(self.best_weights)
-                if self.verbose:
-                    print(f"Restoring model weights from the end of the best epoch: {self.best_epoch + 1}.")
 
     def on_train_end(self, logs=None):
         if self.stopped_epoch > 0 and self.verbose:
             print(f"Epoch {self.stopped_epoch + 1}: early stopping")
+        if self.restore_best_weights and self.best_weights is not None:
+            if self.verbose:
+                print(f"Restoring model weights from the end of the best epoch: {self.best_epoch + 1}.")
+            self.model.set_weights(self.best_weights)
 
 
 class TerminateOnNaN(Callback):

@@ -166,7 +166,8 @@ def sparse_categorical_crossentropy_backward(p, labels, epsilon=1e-7):
     picked = p[rows, labels]
     inside = (picked > epsilon) & (picked < 1 - epsilon)
     dL_dp = np.zeros_like(p)
-    dL_dp[rows, labels] = np.where(inside, -1 / (n * picked), 0)
+    # Divide by 1 where clipped: np.where evaluates both branches, and p_y = 0 would warn.
+    dL_dp[rows, labels] = np.where(inside, -1 / (n * np.where(inside, picked, 1)), 0)
     return dL_dp
 
 
@@ -227,3 +228,102 @@ def adam_update(param, grad, m, v, step, learning_rate, beta_1, beta_2, epsilon)
     m += (grad - m) * (1 - beta_1)
     v += (grad * grad - v) * (1 - beta_2)
     param -= (m * alpha) / (np.sqrt(v) + dtype(epsilon))
+
+
+# ----------------------------------------------------------------------------- Dropout
+
+
+def dropout_forward(x, keep, rate):
+    """Inverted dropout in training mode.  x: (n, ...), keep: bool array of x's shape -> (n, ...)
+
+    Each unit is kept where ``keep`` is True (drawn with probability ``1 - rate``) and the
+    kept units are scaled by ``1 / (1 - rate)``: the expected value of every unit is then
+    what it is without dropout, so at inference dropout is simply the identity. The scale is
+    computed in Python and cast to x's dtype, as TensorFlow does.
+    """
+    scale = x.dtype.type(1.0 / (1.0 - rate))
+    return np.where(keep, x * scale, x.dtype.type(0))
+
+
+def dropout_backward(dL_dy, keep, rate):
+    """The mask and the scale pass the gradient: ``dL_dx = dL_dy / (1 - rate)`` where kept, else 0."""
+    scale = dL_dy.dtype.type(1.0 / (1.0 - rate))
+    return np.where(keep, dL_dy * scale, dL_dy.dtype.type(0))
+
+
+# ----------------------------------------------------------------------------- L2 penalty
+
+
+def l2_penalty(kernel, l2):
+    """Keras's L2 regularization term ``l2 · Σ kernel²``, added to the loss.  kernel: any shape -> scalar."""
+    dtype = kernel.dtype.type
+    return dtype(l2) * np.sum(np.square(kernel), dtype=kernel.dtype)
+
+
+def l2_penalty_backward(kernel, l2):
+    """d(l2 · Σ w²)/dw = 2 · l2 · w, same shape as ``kernel``: weight decay pulling w toward 0."""
+    return kernel.dtype.type(l2) * (2 * kernel)
+
+
+# ----------------------------------------------------------------------------- SGD and RMSprop
+
+
+def sgd_update(param, grad, velocity, learning_rate, momentum=0.0, nesterov=False):
+    """One SGD step in Keras's form, updating ``param`` (and ``velocity``) in place.
+
+    param, grad: arrays of one shape; velocity: an array of that shape, or None when
+    ``momentum == 0`` (plain gradient descent keeps no state).
+
+        plain:     w ← w - lr · g
+        momentum:  v ← μ · v - lr · g;   w ← w + v
+        nesterov:  v ← μ · v - lr · g;   w ← w + μ · v - lr · g   (look ahead along v)
+
+    ``v`` is a velocity: a decaying sum of past steps, so directions that the gradient
+    keeps pointing in speed up and directions where it oscillates cancel out.
+    """
+    dtype = param.dtype.type
+    lr_grad = grad * dtype(learning_rate)
+    if velocity is None:
+        param -= lr_grad
+        return
+    mu = dtype(momentum)
+    velocity[...] = velocity * mu - lr_grad
+    if nesterov:
+        param += velocity * mu - lr_grad
+    else:
+        param += velocity
+
+
+def rmsprop_update(param, grad, velocity, learning_rate, rho=0.9, epsilon=1e-7, momentum_buffer=None,
+                   momentum=0.0, average_grad=None):
+    """One RMSprop step in Keras's form, updating ``param`` and the state arrays in place.
+
+    param, grad, velocity: arrays of one shape. ``momentum_buffer`` is given when
+    ``momentum > 0``; ``average_grad`` when the optimizer is ``centered``.
+
+        v ← ρ v + (1 - ρ) g²                 running mean of g² ("velocity" in Keras)
+        centered: ḡ ← ρ ḡ + (1 - ρ) g;  denominator = v - ḡ² + ε   (an estimate of the variance)
+        otherwise:                       denominator = v + ε
+        step = lr · g / sqrt(denominator)
+        momentum: m ← μ m + step;  w ← w - m
+        otherwise:                 w ← w - step
+
+    Dividing by the root-mean-square of recent gradients gives every parameter its own
+    step size. Unlike Adam, ε sits *inside* the square root and there is no bias correction.
+    """
+    dtype = param.dtype.type
+    # 1 - ρ is taken in Python before the cast, as Keras does: float32(1 - 0.9) is not
+    # float32(1) - float32(0.9).
+    rho, one_minus_rho = dtype(rho), dtype(1.0 - rho)
+    velocity[...] = rho * velocity + one_minus_rho * (grad * grad)
+    if average_grad is not None:
+        average_grad[...] = rho * average_grad + one_minus_rho * grad
+        denominator = velocity - average_grad * average_grad + dtype(epsilon)
+    else:
+        denominator = velocity + dtype(epsilon)
+    step = (dtype(learning_rate) * grad) / np.sqrt(denominator)
+    if momentum_buffer is not None:
+        momentum_buffer[...] = dtype(momentum) * momentum_buffer + step
+        param -= momentum_buffer
+    else:
+        param -= step

@@ -19,7 +19,7 @@ import re
 import numpy as np
 
 from . import activations as activations_module
-from . import config, initializers
+from . import config, initializers, regularizers, utils
 from . import functional as F
 from .utils import format_shape
 
@@ -27,8 +27,9 @@ _name_counts = collections.Counter()
 
 
 def _default_name(cls):
-    """``Dense`` -> ``dense``, ``dense_1``, ... as Keras names layers."""
-    base = re.sub(r"(?<!^)(?=[A-Z])", "_", cls.__name__).lower()
+    """``Dense`` -> ``dense``, ``dense_1``, ... and ``ReLU`` -> ``re_lu``, as Keras names layers."""
+    base = re.sub("(.)([A-Z][a-z]+)", r"\1_\2", cls.__name__)  # Keras's to_snake_case
+    base = re.sub("([a-z])([A-Z])", r"\1_\2", base).lower()
     count = _name_counts[base]
     _name_counts[base] += 1
     return base if count == 0 else f"{base}_{count}"
@@ -93,6 +94,10 @@ class Layer:
     def count_params(self):
         return int(sum(p.size for p in self.params.values()))
 
+    def weight_regularizers(self):
+        """``{parameter name: regularizer}`` for the parameters whose penalty joins the loss."""
+        return {}
+
     def get_weights(self):
         """Copies of the parameters, in Keras's order (Dense: ``[kernel, bias]``)."""
         return [p.copy() for p in self.params.values()]
@@ -148,7 +153,7 @@ class Dense(Layer):
     """
 
     def __init__(self, units, activation=None, *, kernel_initializer="glorot_uniform",
-                 bias_initializer="zeros", input_shape=None, name=None):
+                 bias_initializer="zeros", kernel_regularizer=None, input_shape=None, name=None):
         if isinstance(units, bool) or not isinstance(units, (int, np.integer)) or units <= 0:
             raise ValueError(f"Dense units must be a positive integer; received {units!r}")
         super().__init__(name=name, input_shape=input_shape)
@@ -156,9 +161,13 @@ class Dense(Layer):
         self.activation = activations_module.get(activation)
         self.kernel_initializer = initializers.get(kernel_initializer)
         self.bias_initializer = initializers.get(bias_initializer)
+        self.kernel_regularizer = regularizers.get(kernel_regularizer)
 
     def compute_output_shape(self, input_shape):
         return tuple(input_shape[:-1]) + (self.units,)
+
+    def weight_regularizers(self):
+        return {} if self.kernel_regularizer is None else {"kernel": self.kernel_regularizer}
 
     def build(self, input_shape):
         if len(input_shape) != 2:
@@ -206,10 +215,96 @@ class Dense(Layer):
                           ("bias_initializer", self.bias_initializer)):
             if getattr(init, "__module__", None) == initializers.__name__:
                 config_[key] = init.__name__
+        if self.kernel_regularizer is not None:
+            config_["kernel_regularizer"] = regularizers.serialize(self.kernel_regularizer)
         return config_
 
 
-LAYERS = {cls.__name__: cls for cls in (Flatten, Dense)}
+class ReLU(Layer):
+    """The ReLU activation as a layer of its own: ``Dense(128) + ReLU()`` is ``Dense(128, 'relu')``.
+
+    Its cache is ``(x, z, a)`` like Dense's, with the pre-activation ``z`` being the input ``x``.
+    """
+
+    def forward(self, x, training=False):
+        a = F.relu_forward(x)
+        return a, (x, x, a)
+
+    def backward(self, dL_da, cache, need_input_grad=True):
+        _, z, a = cache
+        return (F.relu_backward(dL_da, z, a) if need_input_grad else None), {}
+
+
+class Softmax(Layer):
+    """Row-wise softmax as a layer: (n, k) logits -> (n, k) probabilities.
+
+    As in Keras, a cross-entropy loss after a final Softmax layer is computed from the
+    logits (see :func:`npnet.training.uses_logits_shortcut`), exactly as after
+    ``Dense(k, activation='softmax')``.
+    """
+
+    def build(self, input_shape):
+        if len(input_shape) != 2:
+            raise ValueError(f"Softmax layer {self.name!r} expects 2-D input (batch, classes); "
+                             f"received shape {format_shape(input_shape)}")
+        super().build(input_shape)
+
+    def forward(self, x, training=False):
+        p = F.softmax_forward(x)
+        return p, (x, x, p)
+
+    def backward(self, dL_dp, cache, need_input_grad=True):
+        _, z, p = cache
+        return (F.softmax_backward(dL_dp, z, p) if need_input_grad else None), {}
+
+    def backward_from_logits(self, dL_dz, cache, need_input_grad=True):
+        """The loss handed over the gradient w.r.t. this layer's input, the logits: pass it on."""
+        return (dL_dz if need_input_grad else None), {}
+
+
+class Dropout(Layer):
+    """Inverted dropout, as ``keras.layers.Dropout``: in training, each unit is zeroed with
+    probability ``rate`` and the others are scaled by ``1 / (1 - rate)``; at inference it is
+    the identity. Only ``fit``'s training step runs layers with ``training=True``.
+
+    The masks are drawn from npnet's generator (so ``npnet.utils.set_random_seed`` makes them
+    reproducible), or from the layer's own generator when ``seed`` is given.
+    """
+
+    def __init__(self, rate, *, seed=None, input_shape=None, name=None):
+        if isinstance(rate, bool) or not isinstance(rate, (int, float, np.floating)) or not 0 <= rate < 1:
+            raise ValueError(f"Dropout rate must be a number in [0, 1) (the fraction of units "
+                             f"dropped); received {rate!r}")
+        if seed is not None and (isinstance(seed, bool) or not isinstance(seed, (int, np.integer)) or seed < 0):
+            raise ValueError(f"Dropout seed must be None or a non-negative integer; received {seed!r}")
+        super().__init__(name=name, input_shape=input_shape)
+        self.rate = float(rate)
+        self.seed = None if seed is None else int(seed)
+        self._generator = None if seed is None else np.random.default_rng(self.seed)
+
+    def _draw_keep_mask(self, shape):
+        generator = self._generator if self._generator is not None else utils.rng()
+        return generator.random(shape) >= self.rate  # kept with probability 1 - rate
+
+    def forward(self, x, training=False):
+        if not training or self.rate == 0:
+            return x, None
+        keep = self._draw_keep_mask(x.shape)
+        return F.dropout_forward(x, keep, self.rate), keep
+
+    def backward(self, dL_dy, cache, need_input_grad=True):
+        keep = cache
+        if not need_input_grad:
+            return None, {}
+        return (dL_dy if keep is None else F.dropout_backward(dL_dy, keep, self.rate)), {}
+
+    def get_config(self):
+        config_ = super().get_config()
+        config_.update(rate=self.rate, seed=self.seed)
+        return config_
+
+
+LAYERS = {cls.__name__: cls for cls in (Flatten, Dense, ReLU, Softmax, Dropout)}
 
 
 def deserialize(class_name, config_):

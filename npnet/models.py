@@ -187,7 +187,8 @@ class Sequential:
         if len(metric_objs) > 1:
             raise ValueError(f"npnet supports one metric, 'accuracy'; received {list(metrics)}")
         backend_name = backend if backend is not None else backends.default_name()
-        previous = (self.optimizer, self.loss, self.accuracy, self.metrics_names, self.compiled, self.backend)
+        previous = (self.optimizer, self.loss, self.accuracy, self.metrics_names, self.compiled, self.backend,
+                    getattr(self, "backend_name", None))
         self.optimizer, self.loss = optimizer_obj, loss_obj
         self.accuracy = metrics_module.Accuracy(loss_obj.label_kind)
         self.metrics_names = [m.name for m in metric_objs]
@@ -197,7 +198,7 @@ class Sequential:
             self.backend = backends.create(backend_name, self)
         except Exception:
             (self.optimizer, self.loss, self.accuracy, self.metrics_names,
-             self.compiled, self.backend) = previous
+             self.compiled, self.backend, self.backend_name) = previous
             raise
 
     def _require_compiled(self, what):
@@ -541,9 +542,12 @@ def load_model(path, backend=None):
                 for slot, arrays in optimizer.state.items():
                     for j, array in enumerate(arrays):
                         np.copyto(array, optimizer_arrays[f"{slot}/{j:03d}"])
+            if "optimizer_iterations" in compile_spec:  # also for optimizers without state arrays (plain SGD)
                 optimizer.iterations = int(compile_spec["optimizer_iterations"])
     except (KeyError, TypeError) as error:
         raise ValueError(f"{path!r} is corrupted or incompatible: missing or malformed entry {error}") from None
+    except ValueError as error:  # e.g. an unknown layer or weights that do not fit: name the file
+        raise ValueError(f"{path!r} cannot be loaded: {error}") from None
     return model
 
 

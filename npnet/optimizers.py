@@ -31,9 +31,24 @@ class Optimizer:
         """One step: update every parameter in ``params`` in place from its gradient."""
         if self.state is None:
             self.build(params)
+        else:
+            self._check_same_params(params)
         self.iterations += 1
         for i, (param, grad) in enumerate(zip(params, grads)):
             self.update(param, grad, {slot: arrays[i] for slot, arrays in self.state.items()})
+
+    def _check_same_params(self, params):
+        """The state was built for one model's parameters; refuse others rather than misalign."""
+        if not self.state:  # no slots (e.g. plain SGD): nothing can be misaligned
+            return
+        first_slot = next(iter(self.state.values()))  # every slot has one array per parameter
+        built_for = [a.shape for a in first_slot]
+        received = [p.shape for p in params]
+        if built_for != received:
+            raise ValueError(
+                f"This optimizer's state was built for parameters of shapes {built_for}; "
+                f"received {received}. An optimizer instance serves one model: after adding "
+                "layers, or for another model, compile again with a new optimizer.")
 
     def update(self, param, grad, state):
         raise NotImplementedError
@@ -69,7 +84,61 @@ class Adam(Optimizer):
                 "beta_2": self.beta_2, "epsilon": self.epsilon}
 
 
-_BY_NAME = {"adam": Adam}
+def _check_fraction(name, value, upper_inclusive=False):
+    value = float(value)
+    if not (0 <= value <= 1 if upper_inclusive else 0 <= value < 1):
+        raise ValueError(f"{name} must be in [0, 1{']' if upper_inclusive else ')'}; received {value!r}")
+    return value
+
+
+class SGD(Optimizer):
+    """Stochastic gradient descent with optional (Nesterov) momentum, Keras's defaults and
+    form (see :func:`npnet.functional.sgd_update`). Keeps a ``momentum`` slot only when
+    ``momentum > 0``."""
+
+    def __init__(self, learning_rate=0.01, momentum=0.0, nesterov=False):
+        super().__init__(learning_rate)
+        self.momentum = _check_fraction("momentum", momentum, upper_inclusive=True)
+        self.nesterov = bool(nesterov)
+        self.slots = ("momentum",) if self.momentum != 0 else ()
+
+    def update(self, param, grad, state):
+        F.sgd_update(param, grad, state.get("momentum"), self.learning_rate, self.momentum, self.nesterov)
+
+    def get_config(self):
+        return {"learning_rate": self.learning_rate, "momentum": self.momentum, "nesterov": self.nesterov}
+
+
+class RMSprop(Optimizer):
+    """RMSprop with Keras's defaults and form (see :func:`npnet.functional.rmsprop_update`).
+
+    Slots: ``velocity`` (running mean of g²), plus ``momentum`` when ``momentum > 0`` and
+    ``average_gradient`` when ``centered``.
+    """
+
+    def __init__(self, learning_rate=0.001, rho=0.9, momentum=0.0, epsilon=1e-7, centered=False):
+        super().__init__(learning_rate)
+        self.rho = _check_fraction("rho", rho)
+        self.momentum = _check_fraction("momentum", momentum)
+        epsilon = float(epsilon)
+        if not epsilon > 0:
+            raise ValueError(f"epsilon must be positive; received {epsilon!r}")
+        self.epsilon = epsilon
+        self.centered = bool(centered)
+        self.slots = (("velocity",) + (("momentum",) if self.momentum > 0 else ())
+                      + (("average_gradient",) if self.centered else ()))
+
+    def update(self, param, grad, state):
+        F.rmsprop_update(param, grad, state["velocity"], self.learning_rate, self.rho, self.epsilon,
+                         momentum_buffer=state.get("momentum"), momentum=self.momentum,
+                         average_grad=state.get("average_gradient"))
+
+    def get_config(self):
+        return {"learning_rate": self.learning_rate, "rho": self.rho, "momentum": self.momentum,
+                "epsilon": self.epsilon, "centered": self.centered}
+
+
+_BY_NAME = {"adam": Adam, "sgd": SGD, "rmsprop": RMSprop}
 
 
 def get(identifier):

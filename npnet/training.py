@@ -8,7 +8,7 @@ kernels (``npnet/kernels``).
 import numpy as np
 
 from . import activations
-from .layers import Dense
+from .layers import Dense, Softmax
 from .losses import CategoricalCrossentropy, SparseCategoricalCrossentropy
 
 
@@ -25,22 +25,36 @@ def uses_logits_shortcut(layers, loss):
     """True when the loss is taken from the output layer's logits, as Keras does.
 
     That is the case for a cross-entropy on probabilities (``from_logits=False``) after a
-    Dense layer with softmax: Keras's softmax output carries its logits, and the loss and its
-    gradient ``(p - onehot) / n`` are computed from them.
+    Dense layer with softmax, or after a Softmax layer: Keras's softmax output carries its
+    logits, and the loss and its gradient ``(p - onehot) / n`` are computed from them.
     """
     last = layers[-1]
     return (isinstance(loss, (SparseCategoricalCrossentropy, CategoricalCrossentropy))
             and not loss.from_logits
-            and isinstance(last, Dense)
-            and last.activation is activations.softmax)
+            and (isinstance(last, Softmax)
+                 or (isinstance(last, Dense) and last.activation is activations.softmax)))
+
+
+def regularization_loss(layers):
+    """The sum of the layers' weight penalties (Keras's ``model.losses``); 0.0 without any."""
+    total = 0.0
+    for layer in layers:
+        for name, regularizer in layer.weight_regularizers().items():
+            total = total + regularizer(layer.params[name])
+    return total
 
 
 def loss_value(layers, loss, output, caches, y):
-    """The batch-mean loss of ``output`` (computed from the logits when Keras would)."""
+    """The batch-mean loss of ``output`` (computed from the logits when Keras would), plus
+    the weight penalties of regularized layers, which Keras includes in the loss it reports."""
     if uses_logits_shortcut(layers, loss):
         _, z, _ = caches[-1]
-        return loss.value_from_logits(y, z)
-    return loss.value(y, output)
+        value = loss.value_from_logits(y, z)
+    else:
+        value = loss.value(y, output)
+    if any(layer.weight_regularizers() for layer in layers):
+        value = value + regularization_loss(layers)
+    return value
 
 
 def backward(layers, loss, output, caches, y):
@@ -75,6 +89,10 @@ def backward(layers, loss, output, caches, y):
     for i in range(n_layers):
         if param_grads[i] is None:
             param_grads[i] = {}
+    # A penalty on a weight adds its own gradient to that weight's (e.g. 2·l2·kernel).
+    for layer, grads in zip(layers, param_grads):
+        for name, regularizer in layer.weight_regularizers().items():
+            grads[name] = grads[name] + regularizer.gradient(layer.params[name])
     return param_grads, output_grads
 
 
@@ -96,4 +114,15 @@ def loss_and_gradients(layers, loss, x, y, training=True):
 
 
 def all_finite(arrays):
-    return all(np.isfinite(a).all() for a in arrays)
+    """True when every entry is finite *and* can be squared without overflowing.
+
+    Adam (and RMSprop) square each gradient: a finite gradient above sqrt(max float),
+    about 1.8e19 in float32, would turn the second moment into inf, then NaN, and the
+    weights with it. Refusing such a step like a non-finite one keeps the last finite
+    weights in the model. (``not max <= limit`` is also True for NaN.)
+    """
+    for a in arrays:
+        limit = np.sqrt(np.finfo(a.dtype).max)
+        if a.size and not float(np.max(np.abs(a))) <= limit:
+            return False
+    return True
