@@ -149,26 +149,31 @@ def softmax_crossentropy_backward(p, labels):
 def sparse_categorical_crossentropy(p, labels, epsilon=1e-7):
     """The general path: cross-entropy of probabilities.  p: (n, k), labels: (n,) -> scalar.
 
-    Like Keras, probabilities are clipped to [epsilon, 1 - epsilon] before the log.
+    Like Keras: the probabilities are clipped to [epsilon, 1 - epsilon] into ``c``, and the
+    loss is the cross-entropy of the softmax of ``log c``, i.e. ``log Σ_k c_k - log c_y``.
+    The first term renormalises rows that do not sum to 1 (sigmoid outputs, say); it is
+    about 0 for softmax rows.
     """
-    picked = np.clip(p[np.arange(p.shape[0]), labels], epsilon, 1 - epsilon)
-    return (-np.log(picked)).mean(dtype=p.dtype)
+    clipped = np.clip(p, epsilon, 1 - epsilon)
+    picked = clipped[np.arange(p.shape[0]), labels]
+    return (np.log(clipped.sum(axis=1)) - np.log(picked)).mean(dtype=p.dtype)
 
 
 def sparse_categorical_crossentropy_backward(p, labels, epsilon=1e-7):
     """Gradient of :func:`sparse_categorical_crossentropy` w.r.t. p: (n, k).
 
-    Only the label's entry of each row depends on p: ``-1 / (n p_y)``, and zero where the
-    clip was active (the clip's derivative is zero there).
+    With ``c = clip(p)`` and ``S = Σ_k c_k`` per row, ``d/dc_k (log S - log c_y) =
+    1/S - [k = y] / c_y``; divided by n for the batch mean, and zero where the clip was
+    active (the clip's derivative is zero there, as in TF's ``clip_by_value``). Dividing by
+    the clipped values, never by p itself, keeps p_y = 0 from warning.
     """
     n = p.shape[0]
     rows = np.arange(n)
-    picked = p[rows, labels]
-    inside = (picked > epsilon) & (picked < 1 - epsilon)
-    dL_dp = np.zeros_like(p)
-    # Divide by 1 where clipped: np.where evaluates both branches, and p_y = 0 would warn.
-    dL_dp[rows, labels] = np.where(inside, -1 / (n * np.where(inside, picked, 1)), 0)
-    return dL_dp
+    clipped = np.clip(p, epsilon, 1 - epsilon)
+    dL_dc = np.repeat(1 / clipped.sum(axis=1, keepdims=True), p.shape[1], axis=1)
+    dL_dc[rows, labels] -= 1 / clipped[rows, labels]
+    inside = (p >= epsilon) & (p <= 1 - epsilon)
+    return (np.where(inside, dL_dc, 0) / n).astype(p.dtype, copy=False)
 
 
 def categorical_crossentropy(p, targets, epsilon=1e-7):

@@ -214,8 +214,9 @@ class GradcheckReport:
                 line(header), line(["-" * w for w in widths])]
         text += [line(r) for r in rows]
         judged = self.n_checked - self.n_kinks
+        rounding = f", {self.n_rounding} of them at rounding level (below)" if self.n_rounding else ""
         text.append(f"{'PASSED' if self.passed else 'FAILED'}: {self.verdict}; max relative error "
-                    f"{self.max_relative_error:.2e} over {judged:,} entries (tolerance {self.tolerance:g}).")
+                    f"{self.max_relative_error:.2e} over {judged:,} entries{rounding}; tolerance {self.tolerance:g}.")
         n_failing = sum(int(p.failing.sum()) for p in self.parameters)
         if n_failing:
             worst = max(self.parameters, key=lambda p: p.max_relative_error)

@@ -1,4 +1,4 @@
-"""Layers: Flatten and Dense, with Keras's names, shapes and defaults.
+"""Layers: Flatten, Dense, ReLU, Softmax and Dropout, with Keras's names, shapes and defaults.
 
 A layer is a small object holding its parameters (``layer.params``, an ordered dict of
 arrays, e.g. ``{"kernel": ..., "bias": ...}``) and two methods:

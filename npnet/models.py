@@ -341,14 +341,8 @@ class Sequential:
             order = utils.rng().permutation(n_samples) if shuffle else None
             loss_sum, n_correct, n_seen = 0.0, 0, 0
             logs = {}
-            for step in range(steps):
+            for step, (loss, correct, applied) in enumerate(self._train_batches(x, y, order, batch_size)):
                 start, stop = step * batch_size, min((step + 1) * batch_size, n_samples)
-                if order is None:
-                    x_batch, y_batch = x[start:stop], y[start:stop]
-                else:
-                    index = order[start:stop]
-                    x_batch, y_batch = x[index], y[index]
-                loss, correct, applied = self.backend.train_batch(x_batch, y_batch)
                 if not applied:
                     self._stop_on_non_finite(epoch, step, loss)
                     break
@@ -370,6 +364,26 @@ class Sequential:
         for cb in callback_list:
             cb.on_train_end()
         return history
+
+    def _train_batches(self, x, y, order, batch_size):
+        """Yield ``(loss, n_correct, applied)`` for each batch of one epoch, in order.
+
+        A backend may offer an optional ``train_epoch(x, y, order, batch_size)`` generator
+        that does this faster (the numba backend gathers each batch inside its kernel);
+        otherwise each batch is gathered here and handed to ``train_batch``.
+        """
+        train_epoch = getattr(self.backend, "train_epoch", None)
+        if train_epoch is not None:
+            yield from train_epoch(x, y, order, batch_size)
+            return
+        for start in range(0, x.shape[0], batch_size):
+            stop = min(start + batch_size, x.shape[0])
+            if order is None:
+                x_batch, y_batch = x[start:stop], y[start:stop]
+            else:
+                index = order[start:stop]
+                x_batch, y_batch = x[index], y[index]
+            yield self.backend.train_batch(x_batch, y_batch)
 
     def _stop_on_non_finite(self, epoch, step, loss):
         self.stop_training = True
@@ -410,14 +424,24 @@ class Sequential:
             progbar.update(steps, self._logs(loss, accuracy), finalize=True)
         return [float(loss), float(accuracy)] if self.metrics_names else float(loss)
 
-    def predict(self, x, batch_size=None, verbose=0):
-        """Outputs for ``x`` (probabilities for a softmax model), shape (n, units), float32."""
+    def predict(self, x, batch_size=None, verbose="auto"):
+        """Outputs for ``x`` (probabilities for a softmax model), shape (n, units), float32.
+
+        Like Keras, ``verbose='auto'`` prints one progress line (``313/313 ━━━ 0s 1ms/step``);
+        ``verbose=0`` is silent.
+        """
+        verbose = callbacks_module.resolve_verbose(verbose)
         x = self._check_x(x)
         batch_size = self._check_batch_size(batch_size)
         if not self.built:
             self.build((None,) + x.shape[1:])
         backend = self.backend if self.backend is not None else backends.create("numpy", self)
-        return backend.predict(x, batch_size)
+        steps = math.ceil(x.shape[0] / batch_size)
+        progbar = callbacks_module.Progbar(steps, verbose) if verbose else None
+        outputs = backend.predict(x, batch_size)
+        if progbar is not None:
+            progbar.update(steps, {}, finalize=True)
+        return outputs
 
     def __call__(self, x, training=False):
         """Apply the model to an array in plain NumPy, like calling a Keras model."""

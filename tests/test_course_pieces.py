@@ -172,7 +172,7 @@ def test_dropout_is_active_only_in_fit():
     plain.compile(optimizer="sgd", loss="sparse_categorical_crossentropy", backend="numpy")
     plain.set_weights(model.get_weights())
     x, y = data()
-    np.testing.assert_array_equal(model.predict(x), plain.predict(x))
+    np.testing.assert_array_equal(model.predict(x, verbose=0), plain.predict(x, verbose=0))
     assert model.evaluate(x, y, verbose=0) == plain.evaluate(x, y, verbose=0)
     np.testing.assert_array_equal(model(x), plain(x))
     with_dropout = model.fit(x, y, batch_size=N_SAMPLES, shuffle=False, verbose=0).history["loss"][0]
@@ -190,7 +190,7 @@ def test_relu_and_softmax_layers_equal_dense_activations():
     fused = npnet.Sequential([Flatten(input_shape=(2, 3)), Dense(5, activation="relu"),
                               Dense(N_CLASSES, activation="softmax")])
     fused.set_weights(split.get_weights())
-    np.testing.assert_array_equal(split.predict(x), fused.predict(x))
+    np.testing.assert_array_equal(split.predict(x, verbose=0), fused.predict(x, verbose=0))
     for model in (split, fused):
         model.compile(optimizer=SGD(0.5), loss="sparse_categorical_crossentropy", backend="numpy")
     h_split = split.fit(x, y, batch_size=4, epochs=2, shuffle=False, verbose=0)
@@ -261,7 +261,7 @@ def test_categorical_crossentropy_with_one_hot_labels_matches_sparse():
     for a, b in zip(sparse.get_weights(), categorical.get_weights()):
         np.testing.assert_allclose(a, b, rtol=1e-4, atol=1e-6)
     loss, accuracy = categorical.evaluate(x, one_hot, verbose=0)
-    assert accuracy == pytest.approx(np.mean(categorical.predict(x).argmax(axis=1) == labels))
+    assert accuracy == pytest.approx(np.mean(categorical.predict(x, verbose=0).argmax(axis=1) == labels))
     with pytest.raises(ValueError, match=r"one-hot rows of shape \(16, 3\) for categorical_crossentropy; "
                                          r"received shape \(16,\)"):
         categorical.fit(x, labels, verbose=0)
@@ -289,7 +289,7 @@ def test_numpy_backend_runs_end_to_end_in_float64(float64, optimizer):
     assert all(np.isfinite(history.history["loss"]))
     assert all(w.dtype == np.float64 for w in model.weights)
     assert all(a.dtype == np.float64 for arrays in model.optimizer.state.values() for a in arrays)
-    assert model.predict(x).dtype == np.float64
+    assert model.predict(x, verbose=0).dtype == np.float64
     assert model(x).dtype == np.float64
     loss, accuracy = model.evaluate(x, y, verbose=0)
     assert np.isfinite(loss) and 0 <= accuracy <= 1
@@ -325,7 +325,7 @@ def test_save_load_round_trip_with_the_course_pieces(tmp_path):
     for slot, arrays in model.optimizer.state.items():
         for a, b in zip(arrays, loaded.optimizer.state[slot]):
             np.testing.assert_array_equal(a, b)
-    np.testing.assert_array_equal(loaded.predict(x), model.predict(x))
+    np.testing.assert_array_equal(loaded.predict(x, verbose=0), model.predict(x, verbose=0))
     assert loaded.evaluate(x, y, verbose=0) == model.evaluate(x, y, verbose=0)  # penalty included in both
 
     # training continues identically (same dropout masks from the same seed)

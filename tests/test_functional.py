@@ -158,7 +158,9 @@ def test_sparse_crossentropy_clips_probabilities_like_keras():
     # -log(clip(0)) = -log(1e-7); the clipped entry gets no gradient.
     assert F.sparse_categorical_crossentropy(p, labels) == pytest.approx((-math.log(1e-7) - math.log(0.5)) / 2)
     grad = F.sparse_categorical_crossentropy_backward(p, labels)
-    np.testing.assert_allclose(grad, [[0.0, 0.0], [-1 / (2 * 0.5), 0.0]])
+    # Keras renormalises by Σ clip(p) (loss = log Σc - log c_y), so every unclipped entry
+    # gets 1/(nS) and the label's gets 1/(nS) - 1/(n p_y): tf.GradientTape gives exactly this.
+    np.testing.assert_allclose(grad, [[0.0, 0.0], [1 / 2 - 1 / (2 * 0.5), 1 / 2]])
 
 
 def test_sparse_crossentropy_from_logits_matches_finite_differences():

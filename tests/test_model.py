@@ -335,8 +335,16 @@ def test_verbose_0_is_silent(capsys):
     x, y = tiny_data(70)
     model.fit(x, y, epochs=2, verbose=0, validation_split=0.2)
     model.evaluate(x, y, verbose=0)
-    model.predict(x)
+    model.predict(x, verbose=0)
     assert capsys.readouterr() == ("", "")
+
+
+def test_predict_prints_one_keras_line_by_default(capsys):
+    model = tiny_model()
+    x, _ = tiny_data(70)
+    model.predict(x, batch_size=32)
+    out = capsys.readouterr().out
+    assert out.count("\n") == 1 and out.startswith("3/3 - ") and "/step" in out
 
 
 @pytest.mark.parametrize("verbose", [2, "auto"])
