@@ -48,7 +48,10 @@ def _verbose(text):
 def build_parser():
     from . import backends
 
-    parser = argparse.ArgumentParser(prog="npnet", description=__doc__.splitlines()[0])
+    parser = argparse.ArgumentParser(
+        prog="npnet",
+        description="Run the TensorFlow basic-classification tutorial on npnet (npnet tutorial) "
+                    "and check backpropagation against finite differences (npnet gradcheck).")
     parser.add_argument("--version", action="version", version=f"npnet {_npnet_version()}")
     commands = parser.add_subparsers(dest="command", metavar="COMMAND")
     commands.required = True
