@@ -507,6 +507,8 @@ class Sequential:
 def load_model(path, backend=None):
     """Load a model written by ``Sequential.save``; compiled again if it was compiled.
 
+    The model is compiled for the backend it was saved with, unless ``backend`` is given.
+
     Raises ``ValueError`` with the reason for a file that is not an npnet model, is
     truncated or corrupted, or comes from an incompatible format version.
     """
@@ -559,7 +561,10 @@ def load_model(path, backend=None):
             optimizer = optimizers_module.deserialize(compile_spec["optimizer"]["class_name"],
                                                       compile_spec["optimizer"]["config"])
             loss = losses_module.deserialize(compile_spec["loss"]["name"], compile_spec["loss"]["config"])
-            model.compile(optimizer=optimizer, loss=loss, metrics=compile_spec["metrics"], backend=backend)
+            # The backend it was saved with, unless the caller chooses: backends agree only to
+            # float32 rounding, and a loaded model should predict bit for bit as the saved one.
+            model.compile(optimizer=optimizer, loss=loss, metrics=compile_spec["metrics"],
+                          backend=backend if backend is not None else compile_spec.get("backend"))
             if optimizer_arrays:
                 params = model.weights
                 optimizer.build(params)

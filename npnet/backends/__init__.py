@@ -17,7 +17,7 @@ _BACKENDS = {
     "numpy": ("npnet.backends.numpy_backend", "NumpyBackend"),
     "numba": ("npnet.backends.numba_backend", "NumbaBackend"),
 }
-DEFAULT = "numpy"
+DEFAULT = "numba"
 
 
 def names():

@@ -1,0 +1,479 @@
+"""numba kernels for a stack of Dense layers: forward, loss, backward, Adam, accuracy.
+
+Every kernel names in its docstring the NumPy code it mirrors (a function of
+:mod:`npnet.functional` for the arithmetic, :mod:`npnet.training` or the NumPy backend for the
+passes) and does the same float32 operations, writing into preallocated buffers instead of
+allocating. Where the order of a sum is not the NumPy code's own — matrix products (SciPy's
+BLAS here, NumPy's there), row sums (left to right here, pairwise in NumPy) — results can
+differ in the last bit; nothing else differs. Three entry points are called from Python
+(:mod:`npnet.backends.numba_backend`):
+
+* :func:`train_batches` — gather a batch, forward, loss, backward, finiteness check, Adam;
+  for one or more consecutive batches per call;
+* :func:`evaluate_batch` — forward and loss of one batch, no update;
+* :func:`predict` — forward over a whole array, block by block.
+
+The layers of a model travel as tuples of arrays, one entry per Dense layer:
+``kernels[i]`` (d_in, units), ``biases[i]`` (units,), their gradients and Adam moments of the
+same shapes, and per-layer work buffers of ``capacity`` rows: ``zs[i]`` pre-activations,
+``acts[i]`` activations, ``grads[i]`` the gradient w.r.t. ``acts[i]`` and then, in place,
+w.r.t. ``zs[i]``. A batch of ``n <= capacity`` rows uses the first ``n`` rows of each buffer,
+so the last, partial batch needs nothing new. ``codes[i]`` is layer i's activation (the
+constants below) and ``head`` how the loss reads the output layer.
+
+All kernels live in this one file on purpose: numba's on-disk cache of a function is
+invalidated when *its* source file changes, not when a callee in another file does.
+"""
+
+import numpy as np
+
+from ._compile import kernel
+
+# Activation codes (``codes[i]``); softmax is only allowed on the output layer.
+LINEAR, RELU, SIGMOID, TANH, SOFTMAX = 0, 1, 2, 3, 4
+
+# How the loss reads the output layer (``head``), mirroring npnet.training.loss_value/backward:
+#: softmax output, loss from probabilities: Keras's shortcut, loss and gradient from the logits
+HEAD_SOFTMAX_LOGITS = 0
+#: non-softmax output, ``from_logits=True``: the output activations are the logits
+HEAD_FROM_LOGITS = 1
+#: non-softmax output, ``from_logits=False``: clipped cross-entropy of the output as probabilities
+HEAD_PROBABILITIES = 2
+
+# float32 constants: one float64 scalar in a loop would silently promote it to float64.
+_ZERO = np.float32(0.0)
+_ONE = np.float32(1.0)
+_CLIP_LOW = np.float32(1e-7)        # Keras's epsilon, as functional.sparse_categorical_crossentropy
+_CLIP_HIGH = np.float32(1 - 1e-7)
+_EXPONENT_BITS = np.uint32(0x7F800000)  # all ones in a float32's exponent: inf or NaN
+
+
+# ----------------------------------------------------------------------------- data
+
+
+@kernel
+def gather_rows(x, labels, order, start, n, x_out, labels_out):
+    """Copy samples ``order[start:start + n]`` into the batch buffers.
+
+    Mirrors the fancy indexing ``x[index], y[index]`` of ``Sequential.fit``.
+    x: (n_samples, d_in), labels: (n_samples,), order: (n_samples,) int64 ->
+    x_out[:n]: (n, d_in), labels_out[:n]: (n,)
+    """
+    for row in range(n):
+        source = order[start + row]
+        labels_out[row] = labels[source]
+        for j in range(x.shape[1]):
+            x_out[row, j] = x[source, j]
+
+
+# ----------------------------------------------------------------------------- Dense
+
+
+@kernel
+def dense_forward(x, kernel_, bias, z):
+    """Mirrors ``functional.dense_forward``: ``z = x @ kernel + bias``.
+
+    x: (n, d_in), kernel_: (d_in, units), bias: (units,) -> z: (n, units), written in place.
+    The product goes to BLAS (SciPy's, through numba) straight into ``z``.
+    """
+    np.dot(x, kernel_, z)
+    for i in range(z.shape[0]):
+        for j in range(z.shape[1]):
+            z[i, j] += bias[j]
+
+
+@kernel
+def dense_backward(dL_dz, x, kernel_, dL_dkernel, dL_dbias, dL_dx, need_input_grad):
+    """Mirrors ``functional.dense_backward``; results written into the given buffers.
+
+    dL_dz: (n, units), x: (n, d_in), kernel_: (d_in, units) ->
+    dL_dkernel = x.T @ dL_dz (d_in, units), dL_dbias = column sums of dL_dz (units,),
+    dL_dx = dL_dz @ kernel_.T (n, d_in) when ``need_input_grad``.
+    The bias gradient adds the rows one after another, in the order NumPy's ``sum(axis=0)`` does.
+    """
+    np.dot(x.T, dL_dz, dL_dkernel)
+    for j in range(dL_dz.shape[1]):
+        dL_dbias[j] = dL_dz[0, j]
+    for i in range(1, dL_dz.shape[0]):
+        for j in range(dL_dz.shape[1]):
+            dL_dbias[j] += dL_dz[i, j]
+    if need_input_grad:
+        np.dot(dL_dz, kernel_.T, dL_dx)
+
+
+# ----------------------------------------------------------------------------- activations
+
+
+@kernel
+def softmax_forward(z, p):
+    """Mirrors ``functional.softmax_forward``: row-wise softmax.  z: (n, k) -> p: (n, k)."""
+    for i in range(z.shape[0]):
+        row_max = z[i, 0]
+        for j in range(1, z.shape[1]):
+            if z[i, j] > row_max:
+                row_max = z[i, j]
+        total = _ZERO
+        for j in range(z.shape[1]):
+            p[i, j] = np.exp(z[i, j] - row_max)
+            total += p[i, j]
+        for j in range(z.shape[1]):
+            p[i, j] = p[i, j] / total
+
+
+@kernel
+def activation_forward(code, z, a):
+    """Mirrors ``functional.{linear,relu,sigmoid,tanh,softmax}_forward``.  z, a: (n, units)."""
+    n, units = z.shape
+    if code == LINEAR:
+        for i in range(n):
+            for j in range(units):
+                a[i, j] = z[i, j]
+    elif code == RELU:
+        # np.maximum(z, 0) keeps z when z >= 0 or z is NaN
+        for i in range(n):
+            for j in range(units):
+                a[i, j] = _ZERO if z[i, j] < _ZERO else z[i, j]
+    elif code == SIGMOID:
+        for i in range(n):
+            for j in range(units):
+                e = np.exp(-np.abs(z[i, j]))
+                a[i, j] = _ONE / (_ONE + e) if z[i, j] >= _ZERO else e / (_ONE + e)
+    elif code == TANH:
+        for i in range(n):
+            for j in range(units):
+                a[i, j] = np.tanh(z[i, j])
+    elif code == SOFTMAX:
+        softmax_forward(z, a)
+    else:
+        raise ValueError("unknown activation code")
+
+
+@kernel
+def activation_backward(code, grad, z, a):
+    """Mirrors ``functional.{linear,relu,sigmoid,tanh}_backward``, in place.
+
+    grad: (n, units) holds dL_da on entry and dL_dz on return; z, a: (n, units).
+    (Softmax is only ever an output layer, whose gradient comes from the loss head.)
+    """
+    n, units = grad.shape
+    if code == LINEAR:
+        return
+    elif code == RELU:
+        for i in range(n):
+            for j in range(units):
+                grad[i, j] = grad[i, j] * (_ONE if z[i, j] > _ZERO else _ZERO)
+    elif code == SIGMOID:
+        for i in range(n):
+            for j in range(units):
+                grad[i, j] = grad[i, j] * a[i, j] * (_ONE - a[i, j])
+    elif code == TANH:
+        for i in range(n):
+            for j in range(units):
+                grad[i, j] = grad[i, j] * (_ONE - a[i, j] * a[i, j])
+    else:
+        raise ValueError("activation code without a backward kernel")
+
+
+# ----------------------------------------------------------------------------- losses
+
+
+@kernel
+def crossentropy_from_logits_sum(z, labels):
+    """Mirrors ``functional.sparse_categorical_crossentropy_from_logits`` (the sum, not the mean).
+
+    z: (n, k) logits, labels: (n,) -> Σ_i (logsumexp(z_i) - z_i[label_i]), each term in float32.
+    """
+    total = 0.0  # float64 accumulator over samples; each sample's term is float32 as in NumPy
+    for i in range(z.shape[0]):
+        row_max = z[i, 0]
+        for j in range(1, z.shape[1]):
+            if z[i, j] > row_max:
+                row_max = z[i, j]
+        exp_sum = _ZERO
+        for j in range(z.shape[1]):
+            exp_sum += np.exp(z[i, j] - row_max)
+        total += np.log(exp_sum) - (z[i, labels[i]] - row_max)
+    return total
+
+
+@kernel
+def softmax_crossentropy_backward(p, labels, dL_dz):
+    """Mirrors ``functional.softmax_crossentropy_backward``: ``dL_dz = (p - onehot) / n``.
+
+    p: (n, k) probabilities, labels: (n,) -> dL_dz: (n, k) (may be ``p`` itself).
+    """
+    n, k = p.shape
+    n_float = np.float32(n)
+    for i in range(n):
+        for j in range(k):
+            value = p[i, j] - _ONE if j == labels[i] else p[i, j]
+            dL_dz[i, j] = value / n_float
+
+
+@kernel
+def clip_probability(p):
+    """``np.clip(p, 1e-7, 1 - 1e-7)`` for one float32 (NaN stays NaN, as in NumPy)."""
+    if p < _CLIP_LOW:
+        return _CLIP_LOW
+    if p > _CLIP_HIGH:
+        return _CLIP_HIGH
+    return p
+
+
+@kernel
+def crossentropy_probabilities_sum(p, labels):
+    """Mirrors ``functional.sparse_categorical_crossentropy`` (the sum, not the mean).
+
+    p: (n, k) probabilities, labels: (n,) -> Σ_i (log Σ_k c_ik - log c_i[label_i]) with
+    ``c = clip(p, 1e-7, 1 - 1e-7)``, each term in float32.
+    """
+    total = 0.0
+    for i in range(p.shape[0]):
+        row_sum = _ZERO
+        for j in range(p.shape[1]):
+            row_sum += clip_probability(p[i, j])
+        total += np.log(row_sum) - np.log(clip_probability(p[i, labels[i]]))
+    return total
+
+
+@kernel
+def crossentropy_probabilities_backward(p, labels, dL_dp):
+    """Mirrors ``functional.sparse_categorical_crossentropy_backward``.
+
+    p: (n, k), labels: (n,) -> dL_dp: (n, k) = ``(1/S - [k = y] / c_y) / n`` with
+    ``c = clip(p)`` and ``S = Σ_k c_k`` per row, and zero where the clip was active.
+    """
+    n, k = p.shape
+    n_float = np.float32(n)
+    for i in range(n):
+        row_sum = _ZERO
+        for j in range(k):
+            row_sum += clip_probability(p[i, j])
+        inverse_sum = _ONE / row_sum
+        for j in range(k):
+            value = inverse_sum
+            if j == labels[i]:
+                value = inverse_sum - _ONE / clip_probability(p[i, j])
+            inside = p[i, j] >= _CLIP_LOW and p[i, j] <= _CLIP_HIGH
+            dL_dp[i, j] = (value if inside else _ZERO) / n_float
+
+
+@kernel
+def output_loss(head, z, a, labels):
+    """The batch-mean loss as ``npnet.training.loss_value`` computes it, as a float32.
+
+    z, a: (n, k) the output layer's logits and activations, labels: (n,).
+    Each sample's loss is float32; their mean is accumulated in float64 and rounded once
+    (NumPy takes a float32 pairwise mean), which touches only the reported loss.
+    """
+    n = z.shape[0]
+    if head == HEAD_SOFTMAX_LOGITS:
+        total = crossentropy_from_logits_sum(z, labels)
+    elif head == HEAD_FROM_LOGITS:
+        total = crossentropy_from_logits_sum(a, labels)
+    else:
+        total = crossentropy_probabilities_sum(a, labels)
+    return np.float32(total / n)
+
+
+@kernel
+def output_gradient(head, code, z, a, labels, dL_dz):
+    """dL/dz of the output layer, as ``npnet.training.backward`` starts it.
+
+    z, a: (n, k), labels: (n,) -> dL_dz: (n, k).
+    """
+    if head == HEAD_SOFTMAX_LOGITS:
+        softmax_crossentropy_backward(a, labels, dL_dz)
+        return
+    if head == HEAD_FROM_LOGITS:
+        # loss.gradient with from_logits: gradient_from_logits(y, softmax_forward(output))
+        softmax_forward(a, dL_dz)
+        softmax_crossentropy_backward(dL_dz, labels, dL_dz)
+    else:
+        crossentropy_probabilities_backward(a, labels, dL_dz)
+    activation_backward(code, dL_dz, z, a)
+
+
+# ----------------------------------------------------------------------------- metrics
+
+
+@kernel
+def count_correct(p, labels):
+    """Mirrors ``functional.count_correct``: rows whose argmax is the label.
+
+    p: (n, k), labels: (n,) -> int. Like ``np.argmax``: the first maximum, or the first NaN.
+    """
+    correct = 0
+    for i in range(p.shape[0]):
+        best = 0
+        for j in range(p.shape[1]):
+            if np.isnan(p[i, j]):
+                best = j
+                break
+            if p[i, j] > p[i, best]:
+                best = j
+        if best == labels[i]:
+            correct += 1
+    return correct
+
+
+# ----------------------------------------------------------------------------- Adam
+
+
+@kernel
+def has_non_finite(array):
+    """True if ``array`` holds an inf or NaN. Mirrors ``npnet.training.all_finite`` (negated).
+
+    Looks at the bits: a float32 is inf or NaN exactly when its 8 exponent bits are all
+    ones. An integer maximum is associative, so this loop vectorises without fastmath
+    (and cannot be fooled the way ``isnan`` is under fastmath).
+    """
+    bits = array.reshape(array.size).view(np.uint32)
+    largest = np.uint32(0)
+    for i in range(bits.size):
+        largest = max(largest, bits[i] & _EXPONENT_BITS)
+    return largest == _EXPONENT_BITS
+
+
+@kernel
+def adam_step_size(step, learning_rate, beta_1, beta_2):
+    """Mirrors the step size of ``functional.adam_update``: ``lr·sqrt(1 - β2^t) / (1 - β1^t)``.
+
+    All in float32, as NumPy computes it from float32 scalars.
+    """
+    t = np.float32(step)
+    return learning_rate * np.sqrt(_ONE - beta_2 ** t) / (_ONE - beta_1 ** t)
+
+
+@kernel
+def adam_update(param, grad, m, v, alpha, beta_1, beta_2, epsilon):
+    """Mirrors ``functional.adam_update`` (given its step size ``alpha``), in place.
+
+    param, grad, m, v: arrays of one shape (C-contiguous), float32.
+    """
+    param_flat = param.reshape(param.size)
+    grad_flat = grad.reshape(grad.size)
+    m_flat = m.reshape(m.size)
+    v_flat = v.reshape(v.size)
+    one_minus_beta_1 = _ONE - beta_1
+    one_minus_beta_2 = _ONE - beta_2
+    for i in range(param_flat.size):
+        g = grad_flat[i]
+        m_flat[i] += (g - m_flat[i]) * one_minus_beta_1
+        v_flat[i] += (g * g - v_flat[i]) * one_minus_beta_2
+        param_flat[i] -= (m_flat[i] * alpha) / (np.sqrt(v_flat[i]) + epsilon)
+
+
+# ----------------------------------------------------------------------------- whole passes
+
+
+@kernel
+def forward_pass(x, n, kernels, biases, zs, acts, codes):
+    """Mirrors ``npnet.training.forward`` for Dense layers, on the first ``n`` rows.
+
+    x: (>= n, d_in) -> zs[i][:n], acts[i][:n] for every layer i.
+    """
+    for i in range(len(kernels)):
+        layer_input = x[:n] if i == 0 else acts[i - 1][:n]
+        dense_forward(layer_input, kernels[i], biases[i], zs[i][:n])
+        activation_forward(codes[i], zs[i][:n], acts[i][:n])
+
+
+@kernel
+def backward_pass(x, n, kernels, zs, acts, grads, codes, kernel_grads, bias_grads):
+    """Mirrors ``npnet.training.backward`` once ``grads[-1][:n]`` holds dL/dz of the output layer.
+
+    Fills kernel_grads[i], bias_grads[i] for every layer; the input's gradient is not needed.
+    """
+    for i in range(len(kernels) - 1, -1, -1):
+        layer_input = x[:n] if i == 0 else acts[i - 1][:n]
+        below = i - 1 if i > 0 else 0
+        dense_backward(grads[i][:n], layer_input, kernels[i], kernel_grads[i], bias_grads[i],
+                       grads[below][:n], i > 0)
+        if i > 0:
+            activation_backward(codes[i - 1], grads[i - 1][:n], zs[i - 1][:n], acts[i - 1][:n])
+
+
+@kernel
+def gradients_finite(kernel_grads, bias_grads):
+    """Mirrors ``npnet.training.all_finite`` over every parameter gradient."""
+    for i in range(len(kernel_grads)):
+        if has_non_finite(kernel_grads[i]) or has_non_finite(bias_grads[i]):
+            return False
+    return True
+
+
+# ----------------------------------------------------------------------------- entry points
+
+
+@kernel
+def train_batches(x, labels, order, batch_size, first_step, n_steps,
+                  kernels, biases, kernel_grads, bias_grads, kernel_m, kernel_v, bias_m, bias_v,
+                  x_buffer, labels_buffer, zs, acts, grads, codes, head, hyper, iterations,
+                  losses, corrects):
+    """Train on batches ``first_step, ..., first_step + n_steps - 1`` of one epoch.
+
+    Mirrors ``NumpyBackend.train_batch`` once per batch: batch ``s`` is the samples
+    ``order[s * batch_size:(s + 1) * batch_size]`` (the last batch may be shorter).
+
+    x: (n_samples, d_in) float32, labels: (n_samples,) int64, order: (n_samples,) int64;
+    hyper: float32 [learning_rate, beta_1, beta_2, epsilon]; iterations: Adam steps so far.
+    Writes each batch's mean loss into ``losses[k]`` and its correct count into ``corrects[k]``.
+
+    A batch whose loss or any gradient is not finite is *not* applied and ends the call.
+    Returns ``(n_done, last_applied)``: batches processed, and False if the last of them
+    was that non-finite batch.
+    """
+    n_samples = x.shape[0]
+    learning_rate, beta_1, beta_2, epsilon = hyper[0], hyper[1], hyper[2], hyper[3]
+    last = len(kernels) - 1
+    for k in range(n_steps):
+        start = (first_step + k) * batch_size
+        n = min(batch_size, n_samples - start)
+        gather_rows(x, labels, order, start, n, x_buffer, labels_buffer)
+        batch_labels = labels_buffer[:n]
+        forward_pass(x_buffer, n, kernels, biases, zs, acts, codes)
+        output = acts[last][:n]
+        loss = output_loss(head, zs[last][:n], output, batch_labels)
+        losses[k] = loss
+        corrects[k] = count_correct(output, batch_labels)
+        output_gradient(head, codes[last], zs[last][:n], output, batch_labels, grads[last][:n])
+        backward_pass(x_buffer, n, kernels, zs, acts, grads, codes, kernel_grads, bias_grads)
+        if not (np.isfinite(loss) and gradients_finite(kernel_grads, bias_grads)):
+            return k + 1, False
+        alpha = adam_step_size(iterations + k + 1, learning_rate, beta_1, beta_2)
+        for i in range(len(kernels)):
+            adam_update(kernels[i], kernel_grads[i], kernel_m[i], kernel_v[i],
+                        alpha, beta_1, beta_2, epsilon)
+            adam_update(biases[i], bias_grads[i], bias_m[i], bias_v[i],
+                        alpha, beta_1, beta_2, epsilon)
+    return n_steps, True
+
+
+@kernel
+def evaluate_batch(x, labels, kernels, biases, zs, acts, codes, head):
+    """Mirrors ``NumpyBackend.test_batch``: ``(mean loss, correct count)`` of one batch.
+
+    x: (n, d_in) with n <= the buffers' capacity, labels: (n,).
+    """
+    n = x.shape[0]
+    last = len(kernels) - 1
+    forward_pass(x, n, kernels, biases, zs, acts, codes)
+    loss = output_loss(head, zs[last][:n], acts[last][:n], labels)
+    return loss, count_correct(acts[last][:n], labels)
+
+
+@kernel
+def predict(x, kernels, biases, zs, acts, codes, out):
+    """Mirrors ``NumpyBackend.predict``: the output layer's activations for every row of x.
+
+    x: (n_samples, d_in) -> out: (n_samples, units), computed in blocks of the buffers'
+    capacity (each row's result does not depend on the block it is in).
+    """
+    n_samples = x.shape[0]
+    block = zs[0].shape[0]
+    last = len(kernels) - 1
+    for start in range(0, n_samples, block):
+        n = min(block, n_samples - start)
+        forward_pass(x[start:start + n], n, kernels, biases, zs, acts, codes)
+        out[start:start + n] = acts[last][:n]
