@@ -160,23 +160,6 @@ def run_sweep(name, config, launch_time):
             "info": adapter.info()}
 
 
-def write_json_atomic(path, data):
-    """Write JSON next to ``path`` under a temporary name, then rename it into place."""
-    import tempfile
-
-    directory = os.path.dirname(os.path.abspath(path))
-    fd, tmp = tempfile.mkstemp(prefix=".bench-", suffix=".json.tmp", dir=directory)
-    try:
-        with os.fdopen(fd, "w") as handle:
-            json.dump(data, handle, indent=2)
-            handle.write("\n")
-        os.replace(tmp, path)
-    except BaseException:
-        if os.path.exists(tmp):
-            os.unlink(tmp)
-        raise
-
-
 def main(argv=None):
     parser = argparse.ArgumentParser(prog="python -m benchmarks.child",
                                      description="One benchmark run (started by python -m benchmarks).")
@@ -190,6 +173,8 @@ def main(argv=None):
     run = {"workload": run_workload, "sweep": run_sweep}[config["kind"]]
     result = run(args.framework, config, args.launch_time)
     result["config"] = config
+    from npnet.utils import write_json_atomic  # after the measurements: import time is measured
+
     write_json_atomic(args.out, result)
     return 0
 

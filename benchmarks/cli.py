@@ -12,6 +12,8 @@ import shutil
 import sys
 import tempfile
 
+from npnet.utils import write_json_atomic
+
 from . import child, environment, frameworks, report, runner
 
 WORKLOAD = "Fashion-MNIST, Flatten → Dense(128, relu) → Dense(10, softmax), Adam, sparse categorical cross-entropy"
@@ -283,7 +285,7 @@ def main(argv=None):
     }
     print(report.markdown(result), end="")
     if args.json:
-        child.write_json_atomic(args.json, result)
+        write_json_atomic(args.json, result)
         say(f"wrote {args.json}")
     if args.plot:
         from . import plot

@@ -1,7 +1,6 @@
 """The benchmark's bar chart (matplotlib's Figure API, no pyplot), written to a PNG."""
 
-import os
-import tempfile
+from npnet.utils import atomic_write
 
 from . import frameworks
 
@@ -87,13 +86,5 @@ def _sweep_lines(ax, sweep, varying, xlabel):
 def write(result, path):
     """Render the figure to ``path`` as PNG, through a temporary file renamed into place."""
     fig = figure(result)
-    directory = os.path.dirname(os.path.abspath(path))
-    fd, tmp = tempfile.mkstemp(prefix=".bench-", suffix=".png.tmp", dir=directory)
-    try:
-        with os.fdopen(fd, "wb") as handle:
-            fig.savefig(handle, format="png", dpi=120)
-        os.replace(tmp, path)
-    except BaseException:
-        if os.path.exists(tmp):
-            os.unlink(tmp)
-        raise
+    with atomic_write(path, "wb") as handle:
+        fig.savefig(handle, format="png", dpi=120)

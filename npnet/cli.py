@@ -11,7 +11,6 @@ import json
 import os
 import platform
 import sys
-import tempfile
 import time
 
 import numpy as np
@@ -214,24 +213,8 @@ def _write_outputs(args, model, history, test_loss, test_acc, timings,
         "files": [os.path.basename(p) for p in written],
     }
     metrics_path = os.path.join(out, "metrics.json")
-    write_json_atomic(metrics_path, metrics)
+    npnet.utils.write_json_atomic(metrics_path, metrics)
     _say(f"\nWrote {metrics_path} and {len(written)} more files to {out}")
-
-
-def write_json_atomic(path, data):
-    """Write JSON to a temporary file beside ``path``, then rename it into place."""
-    directory = os.path.dirname(os.path.abspath(path))
-    fd, tmp = tempfile.mkstemp(prefix=".npnet-", suffix=".json.tmp", dir=directory)
-    try:
-        with os.fdopen(fd, "w") as handle:
-            json.dump(data, handle, indent=2)
-            handle.write("\n")
-        os.chmod(tmp, 0o644)
-        os.replace(tmp, path)
-    except BaseException:
-        if os.path.exists(tmp):
-            os.unlink(tmp)
-        raise
 
 
 def _npnet_version():

@@ -8,7 +8,6 @@ where arithmetic happens.
 import json
 import math
 import os
-import tempfile
 import warnings
 import zipfile
 
@@ -485,20 +484,11 @@ class Sequential:
                 for slot, arrays in self.optimizer.state.items():
                     for j, array in enumerate(arrays):
                         optimizer_arrays[f"{slot}/{j:03d}"] = np.ascontiguousarray(array)
-        path = os.fspath(path)
-        directory = os.path.dirname(os.path.abspath(path))
-        fd, tmp = tempfile.mkstemp(prefix=".npnet-", suffix=".tmp", dir=directory)
-        try:
-            with os.fdopen(fd, "wb") as handle, zipfile.ZipFile(handle, "w", zipfile.ZIP_STORED) as archive:
-                archive.writestr("model.json", json.dumps(meta, indent=2))
-                archive.writestr("weights.safetensors", save_tensors(weights))
-                if optimizer_arrays:
-                    archive.writestr("optimizer.safetensors", save_tensors(optimizer_arrays))
-            os.replace(tmp, path)
-        except BaseException:
-            if os.path.exists(tmp):
-                os.unlink(tmp)
-            raise
+        with utils.atomic_write(path, "wb") as handle, zipfile.ZipFile(handle, "w", zipfile.ZIP_STORED) as archive:
+            archive.writestr("model.json", json.dumps(meta, indent=2))
+            archive.writestr("weights.safetensors", save_tensors(weights))
+            if optimizer_arrays:
+                archive.writestr("optimizer.safetensors", save_tensors(optimizer_arrays))
 
     def _named_weights(self):
         return [(i, name, p) for i, layer in enumerate(self.layers) for name, p in layer.params.items()]

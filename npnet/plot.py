@@ -29,7 +29,6 @@ from __future__ import annotations
 import math
 import os
 import pathlib
-import uuid
 from typing import TYPE_CHECKING, Any, Mapping, Sequence
 
 import numpy as np
@@ -603,16 +602,11 @@ def save_figure(fig: Figure, path: str | os.PathLike, dpi: int = DEFAULT_DPI) ->
 
     A reader (or a crashed run) never sees a half-written file at ``path``.
     """
+    from .utils import atomic_write
+
     path = pathlib.Path(path)
-    # Not tempfile.mkstemp: its 0600 mode would survive the rename. A hidden, unique name in
-    # the same folder keeps os.replace a same-filesystem (atomic) rename.
-    temporary = path.with_name(f".{path.name}.{os.getpid()}.{uuid.uuid4().hex[:8]}.tmp")
-    try:
-        fig.savefig(temporary, format="png", dpi=dpi, bbox_inches="tight")
-        os.replace(temporary, path)
-    except BaseException:
-        temporary.unlink(missing_ok=True)
-        raise
+    with atomic_write(path, "wb") as handle:
+        fig.savefig(handle, format="png", dpi=dpi, bbox_inches="tight")
     return path
 
 

@@ -1,6 +1,10 @@
 """Random seeding and small helpers shared by the library."""
 
+import contextlib
+import json
+import os
 import random
+import uuid
 
 import numpy as np
 
@@ -30,3 +34,35 @@ def rng():
 def format_shape(shape):
     """``(None, 28, 28)`` style text for a shape tuple."""
     return "(" + ", ".join("None" if d is None else str(d) for d in shape) + ("," if len(shape) == 1 else "") + ")"
+
+
+@contextlib.contextmanager
+def atomic_write(path, mode="wb"):
+    """Write a file so that nobody ever sees it half-written.
+
+    Yields a file opened on a hidden temporary name in the same directory; when the block
+    ends without error the file is renamed over ``path`` (an atomic replace on one file
+    system), otherwise it is removed and ``path`` is left as it was. The file gets the usual
+    permissions of a new file (not ``mkstemp``'s owner-only mode)::
+
+        with atomic_write("model.npnet") as handle:
+            handle.write(data)
+    """
+    path = os.fspath(path)
+    directory = os.path.dirname(os.path.abspath(path))
+    temporary = os.path.join(directory, f".{os.path.basename(path)}.{os.getpid()}.{uuid.uuid4().hex[:8]}.tmp")
+    try:
+        with open(temporary, mode.replace("w", "x")) as handle:
+            yield handle
+        os.replace(temporary, path)
+    except BaseException:
+        if os.path.exists(temporary):
+            os.unlink(temporary)
+        raise
+
+
+def write_json_atomic(path, data):
+    """Write ``data`` as indented JSON through :func:`atomic_write`."""
+    with atomic_write(path, "w") as handle:
+        json.dump(data, handle, indent=2)
+        handle.write("\n")

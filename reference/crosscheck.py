@@ -35,13 +35,13 @@ import json
 import math
 import os
 import sys
-import tempfile
 import time
 
 import numpy as np
 
 import npnet
 from npnet import training
+from npnet.utils import write_json_atomic
 
 from . import compare, data as data_module, npnet_model
 from . import keras_model  # imports TensorFlow
@@ -516,21 +516,6 @@ def run_check(function, *args, name, backend, section):
         return [error_result(section, name, backend, error)]
 
 
-def write_json_atomically(path, payload):
-    """Write ``payload`` as JSON to a temporary file next to ``path``, then rename it into place."""
-    path = os.path.abspath(path)
-    fd, tmp = tempfile.mkstemp(prefix=".crosscheck-", suffix=".json.tmp", dir=os.path.dirname(path))
-    try:
-        with os.fdopen(fd, "w", encoding="utf-8") as handle:
-            json.dump(payload, handle, indent=2)
-            handle.write("\n")
-        os.replace(tmp, path)
-    except BaseException:
-        if os.path.exists(tmp):
-            os.unlink(tmp)
-        raise
-
-
 def parse_args(argv=None):
     parser = argparse.ArgumentParser(
         prog="python -m reference.crosscheck",
@@ -659,7 +644,7 @@ def main(argv=None):
         + (f"; FAILED: {', '.join(f'{r.name} [{r.backend}]' for r in failed)}" if failed else "")
         + f" ({elapsed:.0f} s)")
     if args.json:
-        write_json_atomically(args.json, {
+        write_json_atomic(args.json, {
             "passed": not failed, "mode": mode, "elapsed_seconds": elapsed,
             "versions": version_info, "backends": backends, "notes": notes,
             "seeds": seeds, "epochs": args.epochs, "thresholds": dataclasses.asdict(thresholds),

@@ -348,9 +348,8 @@ def test_write_tutorial_figures_checks_input_before_writing_anything(tmp_path):
 def test_save_figure_leaves_no_temp_file_when_saving_fails(tmp_path, monkeypatch):
     fig = plot.show_image(np.zeros((4, 4)))
 
-    def broken_savefig(*args, **kwargs):
-        with open(args[0], "wb") as half_written:
-            half_written.write(b"partial")
+    def broken_savefig(target, **kwargs):
+        target.write(b"partial")  # a file object opened by save_figure's atomic write
         raise RuntimeError("disk full")
 
     monkeypatch.setattr(fig, "savefig", broken_savefig)
