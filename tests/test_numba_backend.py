@@ -84,6 +84,9 @@ def describe_differences(a, b):
 # each trains for about 100 steps.
 CASES = [
     ("tutorial-shape", (28, 28), [(64, "relu"), (10, "softmax")], False, 3200, 32, 1),
+    # 128 and 256 units take the register-tiled forward kernel (one and two tiles wide).
+    ("tutorial-width-128", (28, 28), [(128, "relu"), (10, "softmax")], False, 3200, 32, 1),
+    ("two-forward-tiles", (10, 10), [(256, "relu"), (128, "tanh"), (10, "softmax")], False, 1000, 10, 1),
     ("batch-of-1", (12,), [(16, "relu"), (4, "softmax")], False, 100, 1, 1),
     ("last-partial-batch", (20,), [(16, "tanh"), (5, "softmax")], False, 327, 32, 9),
     ("three-layers-logits", (6, 6), [(24, "sigmoid"), (16, "relu"), (7, "linear")], True, 250, 25, 10),
@@ -582,3 +585,20 @@ def test_direct_backend_calls_check_what_the_kernels_index_with():
     with pytest.raises(ValueError, match=r"order must hold 8 indices"):
         list(model.backend.train_epoch(x, y, np.arange(1, 9), 4))
     assert model.optimizer.iterations == 0
+
+
+@pytest.mark.parametrize("n, d_in, units", [(1, 3, 128), (32, 784, 128), (7, 50, 256)])
+def test_register_tiled_products_equal_the_matrix_products(n, d_in, units):
+    """The hand-tiled kernels compute x @ W + b and x.T @ g, to float32 rounding."""
+    rng = np.random.default_rng(n + d_in + units)
+    x = rng.standard_normal((n, d_in)).astype(np.float32)
+    kernel_ = rng.standard_normal((d_in, units)).astype(np.float32)
+    bias = rng.standard_normal(units).astype(np.float32)
+    z = np.full((n, units), np.nan, dtype=np.float32)
+    K.dense_forward_tiled(x, kernel_, bias, z)
+    expected = x.astype(np.float64) @ kernel_ + bias
+    np.testing.assert_allclose(z, expected, rtol=1e-5, atol=1e-4 * np.sqrt(d_in))
+    g = rng.standard_normal((n, units)).astype(np.float32)
+    dL_dkernel = np.full((d_in, units), np.nan, dtype=np.float32)
+    K.dense_weight_gradient_tiled(g, x, dL_dkernel)
+    np.testing.assert_allclose(dL_dkernel, x.T.astype(np.float64) @ g, rtol=1e-5, atol=1e-4 * np.sqrt(n))

@@ -4,9 +4,9 @@ Every kernel names in its docstring the NumPy code it mirrors (a function of
 :mod:`npnet.functional` for the arithmetic, :mod:`npnet.training` or the NumPy backend for the
 passes) and does the same float32 operations, writing into preallocated buffers instead of
 allocating. Where the order of a sum is not the NumPy code's own — matrix products (SciPy's
-BLAS here, NumPy's there), row sums (left to right here, pairwise in NumPy) — results can
-differ in the last bit; nothing else differs. Three entry points are called from Python
-(:mod:`npnet.backends.numba_backend`):
+BLAS or the register-tiled loops here, NumPy's BLAS there), row sums (left to right here,
+pairwise in NumPy) — results can differ in the last bit; nothing else differs. Three entry
+points are called from Python (:mod:`npnet.backends.numba_backend`):
 
 * :func:`train_batches` — gather a batch, forward, loss, backward, finiteness check, Adam;
   for one or more consecutive batches per call;
@@ -26,6 +26,10 @@ invalidated when *its* source file changes, not when a callee in another file do
 """
 
 import numpy as np
+from numba import types
+from numba.core import cgutils
+from numba.extending import intrinsic
+from numba.np.arrayobj import make_array, populate_array
 
 from ._compile import kernel
 
@@ -46,6 +50,39 @@ _ONE = np.float32(1.0)
 _CLIP_LOW = np.float32(1e-7)        # Keras's epsilon, as functional.sparse_categorical_crossentropy
 _CLIP_HIGH = np.float32(1 - 1e-7)
 _EXPONENT_BITS = np.uint32(0x7F800000)  # all ones in a float32's exponent: inf or NaN
+
+
+#: columns per register tile in :func:`dense_forward_tiled` / :func:`dense_weight_gradient_tiled`
+FORWARD_TILE = 128
+GRADIENT_TILE = 64
+#: forward products of more rows than this (prediction blocks) go to BLAS, which can use threads
+TILED_MAX_ROWS = 256
+
+
+@intrinsic
+def stack_accumulator(typingctx, size):
+    """A float32 array of ``size`` (a literal) elements on the stack, for use as accumulators.
+
+    numba has no stack arrays on the CPU, and an accumulator that lives in an argument array
+    must be stored and reloaded on every step, since LLVM cannot prove it does not overlap the
+    inputs. A fixed-size stack array provably overlaps nothing, so once its loops (of constant
+    length) are unrolled LLVM keeps it in vector registers: the register tile of a matrix
+    product. Nothing is allocated on the heap. Uninitialised: the caller writes it first.
+    """
+    if not isinstance(size, types.IntegerLiteral):
+        return None
+    n = size.literal_value
+    array_type = types.Array(types.float32, 1, "C")
+
+    def codegen(context, builder, signature, args):
+        array = make_array(array_type)(context, builder)
+        data = cgutils.alloca_once(builder, context.get_data_type(types.float32), size=n)
+        intp = lambda value: context.get_constant(types.intp, value)  # noqa: E731
+        populate_array(array, data=data, shape=[intp(n)], strides=[intp(4)], itemsize=intp(4),
+                       meminfo=None)
+        return array._getvalue()
+
+    return array_type(size), codegen
 
 
 # ----------------------------------------------------------------------------- data
@@ -83,15 +120,71 @@ def dense_forward(x, kernel_, bias, z):
 
 
 @kernel
+def dense_forward_tiled(x, kernel_, bias, z):
+    """Mirrors ``functional.dense_forward``: ``z = x @ kernel + bias``, without BLAS.
+
+    x: (n, d_in), kernel_: (d_in, units) with units a multiple of ``FORWARD_TILE``, bias:
+    (units,) -> z: (n, units), written in place. For each row of x and each tile of
+    ``FORWARD_TILE`` columns the sums stay in registers (:func:`stack_accumulator`) while
+    ``x[i, k] * kernel_[k, tile]`` is added for k = 0, 1, ... in order; then the bias.
+    Compiled for this CPU, this uses its widest vectors, where the BLAS may be limited to
+    older ones (``OPENBLAS_CORETYPE``).
+    """
+    n, d_in = x.shape
+    for i in range(n):
+        for j0 in range(0, kernel_.shape[1], FORWARD_TILE):
+            total = stack_accumulator(FORWARD_TILE)
+            for j in range(FORWARD_TILE):
+                total[j] = _ZERO
+            for k in range(d_in):
+                value = x[i, k]
+                row = kernel_[k, j0:j0 + FORWARD_TILE]
+                for j in range(FORWARD_TILE):
+                    total[j] += value * row[j]
+            out = z[i, j0:j0 + FORWARD_TILE]
+            tile_bias = bias[j0:j0 + FORWARD_TILE]
+            for j in range(FORWARD_TILE):
+                out[j] = total[j] + tile_bias[j]
+
+
+@kernel
+def dense_weight_gradient_tiled(dL_dz, x, dL_dkernel):
+    """Mirrors the kernel gradient of ``functional.dense_backward``: ``x.T @ dL_dz``, without BLAS.
+
+    dL_dz: (n, units) with units a multiple of ``GRADIENT_TILE``, x: (n, d_in) ->
+    dL_dkernel: (d_in, units). Register tiles as in :func:`dense_forward_tiled`; the sum
+    over samples runs in order i = 0, 1, ...
+    """
+    n, d_in = x.shape
+    for k in range(d_in):
+        for j0 in range(0, dL_dz.shape[1], GRADIENT_TILE):
+            total = stack_accumulator(GRADIENT_TILE)
+            for j in range(GRADIENT_TILE):
+                total[j] = _ZERO
+            for i in range(n):
+                value = x[i, k]
+                row = dL_dz[i, j0:j0 + GRADIENT_TILE]
+                for j in range(GRADIENT_TILE):
+                    total[j] += value * row[j]
+            out = dL_dkernel[k, j0:j0 + GRADIENT_TILE]
+            for j in range(GRADIENT_TILE):
+                out[j] = total[j]
+
+
+@kernel
 def dense_backward(dL_dz, x, kernel_, dL_dkernel, dL_dbias, dL_dx, need_input_grad):
     """Mirrors ``functional.dense_backward``; results written into the given buffers.
 
     dL_dz: (n, units), x: (n, d_in), kernel_: (d_in, units) ->
     dL_dkernel = x.T @ dL_dz (d_in, units), dL_dbias = column sums of dL_dz (units,),
     dL_dx = dL_dz @ kernel_.T (n, d_in) when ``need_input_grad``.
-    The bias gradient adds the rows one after another, in the order NumPy's ``sum(axis=0)`` does.
+    The kernel gradient is :func:`dense_weight_gradient_tiled` when the units are a multiple
+    of ``GRADIENT_TILE``, BLAS otherwise. The bias gradient adds the rows one after another, in the order NumPy's ``sum(axis=0)`` does.
     """
-    np.dot(x.T, dL_dz, dL_dkernel)
+    if dL_dz.shape[1] % GRADIENT_TILE == 0:
+        dense_weight_gradient_tiled(dL_dz, x, dL_dkernel)
+    else:
+        np.dot(x.T, dL_dz, dL_dkernel)
     for j in range(dL_dz.shape[1]):
         dL_dbias[j] = dL_dz[0, j]
     for i in range(1, dL_dz.shape[0]):
@@ -375,7 +468,10 @@ def forward_pass(x, n, kernels, biases, zs, acts, codes):
     """
     for i in range(len(kernels)):
         layer_input = x[:n] if i == 0 else acts[i - 1][:n]
-        dense_forward(layer_input, kernels[i], biases[i], zs[i][:n])
+        if n <= TILED_MAX_ROWS and kernels[i].shape[1] % FORWARD_TILE == 0:
+            dense_forward_tiled(layer_input, kernels[i], biases[i], zs[i][:n])
+        else:
+            dense_forward(layer_input, kernels[i], biases[i], zs[i][:n])
         activation_forward(codes[i], zs[i][:n], acts[i][:n])
 
 
