@@ -179,9 +179,10 @@ def dense_backward(dL_dz, x, kernel_, dL_dkernel, dL_dbias, dL_dx, need_input_gr
     dL_dkernel = x.T @ dL_dz (d_in, units), dL_dbias = column sums of dL_dz (units,),
     dL_dx = dL_dz @ kernel_.T (n, d_in) when ``need_input_grad``.
     The kernel gradient is :func:`dense_weight_gradient_tiled` when the units are a multiple
-    of ``GRADIENT_TILE``, BLAS otherwise. The bias gradient adds the rows one after another, in the order NumPy's ``sum(axis=0)`` does.
+    of ``GRADIENT_TILE`` and the batch has at most ``TILED_MAX_ROWS`` rows (it reads x by
+    columns, which stops fitting in cache for large batches), BLAS otherwise. The bias gradient adds the rows one after another, in the order NumPy's ``sum(axis=0)`` does.
     """
-    if dL_dz.shape[1] % GRADIENT_TILE == 0:
+    if dL_dz.shape[1] % GRADIENT_TILE == 0 and dL_dz.shape[0] <= TILED_MAX_ROWS:
         dense_weight_gradient_tiled(dL_dz, x, dL_dkernel)
     else:
         np.dot(x.T, dL_dz, dL_dkernel)
