@@ -173,6 +173,27 @@ def test_training_continues_across_backends():
     assert max_weight_difference(reference, fast) <= 1e-6, describe_differences(reference, fast)
 
 
+def test_compile_keeps_the_weights_and_training_updates_the_layers_arrays():
+    """Compiling with backend='numba' leaves every weight value as it was, and the arrays a
+    layer hands out after compile (``layer.kernel``/``layer.bias``) are the ones training updates."""
+    utils.set_random_seed(0)
+    model = npnet.Sequential([layers.Flatten(input_shape=(6, 2)), layers.Dense(16, activation="relu"),
+                              layers.Dense(4, activation="softmax")])
+    before = model.get_weights()
+    model.compile(optimizer="adam", loss="sparse_categorical_crossentropy", metrics=["accuracy"],
+                  backend="numba")
+    after = model.get_weights()
+    assert [w.dtype for w in after] == [w.dtype for w in before]
+    assert all(np.array_equal(a, b) for a, b in zip(before, after))
+    fetched = [(layer.kernel, layer.bias) for layer in model.layers[1:]]
+    assert all(a is b for a, b in zip([a for pair in fetched for a in pair], model.weights))
+    x, y = make_data(64, (6, 2), 4)
+    model.fit(x, y, epochs=1, batch_size=16, verbose=0)
+    trained = model.get_weights()
+    for (kernel, bias), (kernel_now, bias_now) in zip(fetched, zip(trained[0::2], trained[1::2])):
+        assert np.array_equal(kernel, kernel_now) and np.array_equal(bias, bias_now)
+    assert not np.array_equal(fetched[0][0], before[0])  # training did change them
+
 @pytest.mark.slow
 def test_tutorial_one_epoch_on_real_data():
     """Integration: the tutorial's model on Fashion-MNIST, one epoch on the numba backend."""
