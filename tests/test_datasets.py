@@ -20,7 +20,6 @@ import os
 import socket
 import struct
 import threading
-import time
 import warnings
 from pathlib import Path
 
@@ -369,12 +368,9 @@ def test_all_sources_failed_message(synthetic):
     (synthetic.keras_dir / f"{TRAIN_IMAGES}.gz").write_bytes(synthetic.gz(TRAIN_IMAGES)[:50])
     synthetic.system_dir.mkdir()
 
-    start = time.perf_counter()
     with pytest.warns(DataWarning), pytest.raises(DatasetNotFoundError) as caught:
         fashion_mnist.load_data(path=synthetic.path_dir)
-    elapsed = time.perf_counter() - start
 
-    assert elapsed < 5, "an unreachable server must fail promptly"
     assert isinstance(caught.value, FileNotFoundError)
     message = str(caught.value)
     for directory in synthetic.locations:
@@ -590,3 +586,38 @@ def test_corrupt_index_is_ignored(synthetic):
     assert len(index["files"]) == 4
     # Written atomically: no temporary files left beside it.
     assert listing(synthetic.cache_root) == [INDEX_NAME]
+
+
+def test_a_server_that_never_answers_times_out_once_instead_of_hanging(synthetic, monkeypatch):
+    """Offline or stuck networks must not hang load_data: every request has a bounded
+    timeout, nothing is retried, and the first failed file ends the download."""
+    import socket
+    import threading
+
+    from npnet.datasets import _download
+
+    listener = socket.socket()
+    listener.bind(("127.0.0.1", 0))
+    listener.listen()
+    accepted = []
+
+    def accept_and_stay_silent():
+        while True:
+            try:
+                connection, _ = listener.accept()
+            except OSError:
+                return
+            accepted.append(connection)  # kept open, never answered
+
+    threading.Thread(target=accept_and_stay_silent, daemon=True).start()
+    monkeypatch.setattr(_download, "TIMEOUT", 0.5)
+    monkeypatch.setattr(fashion_mnist, "BASE_URL", f"http://127.0.0.1:{listener.getsockname()[1]}/")
+    try:
+        with pytest.raises(DatasetNotFoundError) as caught:
+            fashion_mnist.load_data(path=synthetic.path_dir)
+    finally:
+        listener.close()
+        for connection in accepted:
+            connection.close()
+    assert "timed out" in str(caught.value).lower()
+    assert len(accepted) == 1, f"expected one attempt, no retries; the server saw {len(accepted)}"

@@ -51,14 +51,17 @@ def _describe(error):
     return f"{type(error).__name__}: {reason}"
 
 
-def download(url, directory, fname, *, known_hash=None, timeout=TIMEOUT):
+def download(url, directory, fname, *, known_hash=None, timeout=None):
     """Download ``url`` to ``directory/fname`` and return that path.
 
     ``known_hash`` is checked by pooch on the downloaded bytes (``"md5:..."``
     or a SHA-256); ``None`` skips that check. If ``directory/fname`` exists and
     matches ``known_hash`` (or ``known_hash`` is None) pooch does not download
-    again, so callers remove stale files first. Raises :class:`DownloadError`.
+    again, so callers remove stale files first. ``timeout`` defaults to
+    :data:`TIMEOUT`, read at call time. Raises :class:`DownloadError`.
     """
+    if timeout is None:
+        timeout = TIMEOUT
     # Imported here, not at the top, to keep ``import npnet`` fast (~20 ms).
     import pooch
     import requests
