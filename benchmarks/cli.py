@@ -12,6 +12,7 @@ import shutil
 import sys
 import tempfile
 
+from npnet.cli import positive_int as _positive_int
 from npnet.utils import write_json_atomic
 
 from . import child, environment, frameworks, report, runner
@@ -29,16 +30,6 @@ QUICK = {"epochs": 2, "repeats": 1, "n_train": 2048, "n_test": 2000, "predict_la
          "sweep_points": [(32, 128), (128, 128), (32, 256)]}
 #: Child time-outs in seconds (a hung child is killed and reported as failed).
 TIMEOUT = {"full": 3600, "quick": 600}
-
-
-def _positive_int(text):
-    try:
-        value = int(text)
-    except ValueError:
-        raise argparse.ArgumentTypeError(f"expected a positive integer, received {text!r}") from None
-    if value <= 0:
-        raise argparse.ArgumentTypeError(f"expected a positive integer, received {text!r}")
-    return value
 
 
 def _framework_list(text):

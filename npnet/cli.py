@@ -16,7 +16,8 @@ import time
 import numpy as np
 
 
-def _positive_int(text):
+def positive_int(text):
+    """argparse type: an integer > 0, with an error that names what was received."""
     try:
         value = int(text)
     except ValueError:
@@ -60,7 +61,7 @@ def build_parser():
         description="Run the TensorFlow basic-classification tutorial (Fashion-MNIST, "
                     "Flatten -> Dense(128, relu) -> Dense(10, softmax), Adam) end to end.")
     tutorial.add_argument("--epochs", type=_non_negative_int, default=5, help="training epochs (default 5)")
-    tutorial.add_argument("--batch-size", type=_positive_int, default=32, help="batch size (default 32)")
+    tutorial.add_argument("--batch-size", type=positive_int, default=32, help="batch size (default 32)")
     tutorial.add_argument("--seed", type=_non_negative_int, default=None,
                           help="random seed for weights and shuffling (default: unseeded)")
     tutorial.add_argument("--backend", choices=backends.names(), default=None,

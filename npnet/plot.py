@@ -93,34 +93,24 @@ def _as_numeric_array(values: Any, name: str) -> np.ndarray:
     return array
 
 
+def _as_array_of_rank(values: Any, name: str, ndim: int, expected: str) -> np.ndarray:
+    """A numeric array with ``ndim`` dimensions, or a ValueError describing ``expected``."""
+    array = _as_numeric_array(values, name)
+    if array.ndim != ndim:
+        raise ValueError(f"{name}: expected {expected}, received shape {array.shape}")
+    return array
+
+
 def _as_image(image: Any, name: str = "image") -> np.ndarray:
-    image = _as_numeric_array(image, name)
-    if image.ndim != 2:
-        raise ValueError(
-            f"{name}: expected one 2-D image of shape (height, width), "
-            f"received shape {image.shape}"
-        )
-    return image
+    return _as_array_of_rank(image, name, 2, "one 2-D image of shape (height, width)")
 
 
 def _as_images(images: Any, name: str = "images") -> np.ndarray:
-    images = _as_numeric_array(images, name)
-    if images.ndim != 3:
-        raise ValueError(
-            f"{name}: expected a stack of images of shape (n, height, width), "
-            f"received shape {images.shape}"
-        )
-    return images
+    return _as_array_of_rank(images, name, 3, "a stack of images of shape (n, height, width)")
 
 
 def _as_predictions(predictions: Any, name: str = "predictions") -> np.ndarray:
-    predictions = _as_numeric_array(predictions, name)
-    if predictions.ndim != 2:
-        raise ValueError(
-            f"{name}: expected a 2-D array of shape (n, n_classes), "
-            f"received shape {predictions.shape}"
-        )
-    return predictions
+    return _as_array_of_rank(predictions, name, 2, "a 2-D array of shape (n, n_classes)")
 
 
 def _as_labels(labels: Any, n_classes: int, name: str = "true_labels") -> np.ndarray:
