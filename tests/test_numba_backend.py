@@ -608,7 +608,7 @@ def test_direct_backend_calls_check_what_the_kernels_index_with():
     assert model.optimizer.iterations == 0
 
 
-@pytest.mark.parametrize("n, d_in, units", [(1, 3, 128), (32, 784, 128), (7, 50, 256)])
+@pytest.mark.parametrize("n, d_in, units", [(1, 3, 128), (32, 784, 128), (7, 50, 256), (6, 9, 64), (4, 4, 192)])
 def test_register_tiled_products_equal_the_matrix_products(n, d_in, units):
     """The hand-tiled kernels compute x @ W + b and x.T @ g, to float32 rounding."""
     rng = np.random.default_rng(n + d_in + units)

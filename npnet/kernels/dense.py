@@ -52,9 +52,12 @@ _CLIP_HIGH = np.float32(1 - 1e-7)
 _EXPONENT_BITS = np.uint32(0x7F800000)  # all ones in a float32's exponent: inf or NaN
 
 
-#: columns per register tile in :func:`dense_forward_tiled` / :func:`dense_weight_gradient_tiled`
-FORWARD_TILE = 128
-GRADIENT_TILE = 64
+#: the register tile of the two large products (:func:`dense_forward_tiled`,
+#: :func:`dense_weight_gradient_tiled`): TILE_ROWS rows by TILE_COLUMNS columns of the result,
+#: 256 float32 sums, which are 16 of the 32 AVX-512 registers
+TILE_ROWS = 4
+TILE_COLUMNS = 64
+TILE = TILE_ROWS * TILE_COLUMNS
 #: forward products of more rows than this (prediction blocks) go to BLAS, which can use threads
 TILED_MAX_ROWS = 256
 
@@ -123,27 +126,46 @@ def dense_forward(x, kernel_, bias, z):
 def dense_forward_tiled(x, kernel_, bias, z):
     """Mirrors ``functional.dense_forward``: ``z = x @ kernel + bias``, without BLAS.
 
-    x: (n, d_in), kernel_: (d_in, units) with units a multiple of ``FORWARD_TILE``, bias:
-    (units,) -> z: (n, units), written in place. For each row of x and each tile of
-    ``FORWARD_TILE`` columns the sums stay in registers (:func:`stack_accumulator`) while
-    ``x[i, k] * kernel_[k, tile]`` is added for k = 0, 1, ... in order; then the bias.
-    Compiled for this CPU, this uses its widest vectors, where the BLAS may be limited to
-    older ones (``OPENBLAS_CORETYPE``).
+    x: (n, d_in), kernel_: (d_in, units) with units a multiple of ``TILE_COLUMNS``, bias:
+    (units,) -> z: (n, units), written in place. The sums of a tile of ``TILE_ROWS`` rows by
+    ``TILE_COLUMNS`` columns stay in registers (:func:`stack_accumulator`) while
+    ``x[i, k] * kernel_[k, j]`` is added for k = 0, 1, ... in order, so each row of the kernel
+    read from memory serves ``TILE_ROWS`` rows of x; then the bias. Rows left over
+    (``n % TILE_ROWS``) get one-row tiles, with the same order of sums. Compiled for this CPU,
+    this uses its widest vectors, where the BLAS may be limited to older ones
+    (``OPENBLAS_CORETYPE``).
     """
     n, d_in = x.shape
-    for i in range(n):
-        for j0 in range(0, kernel_.shape[1], FORWARD_TILE):
-            total = stack_accumulator(FORWARD_TILE)
-            for j in range(FORWARD_TILE):
+    whole = n - n % TILE_ROWS
+    for i0 in range(0, whole, TILE_ROWS):
+        for j0 in range(0, kernel_.shape[1], TILE_COLUMNS):
+            total = stack_accumulator(TILE)
+            for t in range(TILE):
+                total[t] = _ZERO
+            for k in range(d_in):
+                kernel_row = kernel_[k, j0:j0 + TILE_COLUMNS]
+                for r in range(TILE_ROWS):
+                    value = x[i0 + r, k]
+                    for j in range(TILE_COLUMNS):
+                        total[r * TILE_COLUMNS + j] += value * kernel_row[j]
+            tile_bias = bias[j0:j0 + TILE_COLUMNS]
+            for r in range(TILE_ROWS):
+                out = z[i0 + r, j0:j0 + TILE_COLUMNS]
+                for j in range(TILE_COLUMNS):
+                    out[j] = total[r * TILE_COLUMNS + j] + tile_bias[j]
+    for i in range(whole, n):
+        for j0 in range(0, kernel_.shape[1], TILE_COLUMNS):
+            total = stack_accumulator(TILE_COLUMNS)
+            for j in range(TILE_COLUMNS):
                 total[j] = _ZERO
             for k in range(d_in):
                 value = x[i, k]
-                row = kernel_[k, j0:j0 + FORWARD_TILE]
-                for j in range(FORWARD_TILE):
-                    total[j] += value * row[j]
-            out = z[i, j0:j0 + FORWARD_TILE]
-            tile_bias = bias[j0:j0 + FORWARD_TILE]
-            for j in range(FORWARD_TILE):
+                kernel_row = kernel_[k, j0:j0 + TILE_COLUMNS]
+                for j in range(TILE_COLUMNS):
+                    total[j] += value * kernel_row[j]
+            tile_bias = bias[j0:j0 + TILE_COLUMNS]
+            out = z[i, j0:j0 + TILE_COLUMNS]
+            for j in range(TILE_COLUMNS):
                 out[j] = total[j] + tile_bias[j]
 
 
@@ -151,23 +173,41 @@ def dense_forward_tiled(x, kernel_, bias, z):
 def dense_weight_gradient_tiled(dL_dz, x, dL_dkernel):
     """Mirrors the kernel gradient of ``functional.dense_backward``: ``x.T @ dL_dz``, without BLAS.
 
-    dL_dz: (n, units) with units a multiple of ``GRADIENT_TILE``, x: (n, d_in) ->
-    dL_dkernel: (d_in, units). Register tiles as in :func:`dense_forward_tiled`; the sum
-    over samples runs in order i = 0, 1, ...
+    dL_dz: (n, units) with units a multiple of ``TILE_COLUMNS``, x: (n, d_in) ->
+    dL_dkernel: (d_in, units). Register tiles as in :func:`dense_forward_tiled`, here
+    ``TILE_ROWS`` rows of the gradient (input features) by ``TILE_COLUMNS`` units, so each
+    row of dL_dz read serves ``TILE_ROWS`` features; the sum over samples runs in order
+    i = 0, 1, ... Features left over (``d_in % TILE_ROWS``) get one-row tiles.
     """
     n, d_in = x.shape
-    for k in range(d_in):
-        for j0 in range(0, dL_dz.shape[1], GRADIENT_TILE):
-            total = stack_accumulator(GRADIENT_TILE)
-            for j in range(GRADIENT_TILE):
+    whole = d_in - d_in % TILE_ROWS
+    for k0 in range(0, whole, TILE_ROWS):
+        for j0 in range(0, dL_dz.shape[1], TILE_COLUMNS):
+            total = stack_accumulator(TILE)
+            for t in range(TILE):
+                total[t] = _ZERO
+            for i in range(n):
+                gradient_row = dL_dz[i, j0:j0 + TILE_COLUMNS]
+                for r in range(TILE_ROWS):
+                    value = x[i, k0 + r]
+                    for j in range(TILE_COLUMNS):
+                        total[r * TILE_COLUMNS + j] += value * gradient_row[j]
+            for r in range(TILE_ROWS):
+                out = dL_dkernel[k0 + r, j0:j0 + TILE_COLUMNS]
+                for j in range(TILE_COLUMNS):
+                    out[j] = total[r * TILE_COLUMNS + j]
+    for k in range(whole, d_in):
+        for j0 in range(0, dL_dz.shape[1], TILE_COLUMNS):
+            total = stack_accumulator(TILE_COLUMNS)
+            for j in range(TILE_COLUMNS):
                 total[j] = _ZERO
             for i in range(n):
                 value = x[i, k]
-                row = dL_dz[i, j0:j0 + GRADIENT_TILE]
-                for j in range(GRADIENT_TILE):
-                    total[j] += value * row[j]
-            out = dL_dkernel[k, j0:j0 + GRADIENT_TILE]
-            for j in range(GRADIENT_TILE):
+                gradient_row = dL_dz[i, j0:j0 + TILE_COLUMNS]
+                for j in range(TILE_COLUMNS):
+                    total[j] += value * gradient_row[j]
+            out = dL_dkernel[k, j0:j0 + TILE_COLUMNS]
+            for j in range(TILE_COLUMNS):
                 out[j] = total[j]
 
 
@@ -179,10 +219,10 @@ def dense_backward(dL_dz, x, kernel_, dL_dkernel, dL_dbias, dL_dx, need_input_gr
     dL_dkernel = x.T @ dL_dz (d_in, units), dL_dbias = column sums of dL_dz (units,),
     dL_dx = dL_dz @ kernel_.T (n, d_in) when ``need_input_grad``.
     The kernel gradient is :func:`dense_weight_gradient_tiled` when the units are a multiple
-    of ``GRADIENT_TILE`` and the batch has at most ``TILED_MAX_ROWS`` rows (it reads x by
+    of ``TILE_COLUMNS`` and the batch has at most ``TILED_MAX_ROWS`` rows (it reads x by
     columns, which stops fitting in cache for large batches), BLAS otherwise. The bias gradient adds the rows one after another, in the order NumPy's ``sum(axis=0)`` does.
     """
-    if dL_dz.shape[1] % GRADIENT_TILE == 0 and dL_dz.shape[0] <= TILED_MAX_ROWS:
+    if dL_dz.shape[1] % TILE_COLUMNS == 0 and dL_dz.shape[0] <= TILED_MAX_ROWS:
         dense_weight_gradient_tiled(dL_dz, x, dL_dkernel)
     else:
         np.dot(x.T, dL_dz, dL_dkernel)
@@ -469,7 +509,7 @@ def forward_pass(x, n, kernels, biases, zs, acts, codes):
     """
     for i in range(len(kernels)):
         layer_input = x[:n] if i == 0 else acts[i - 1][:n]
-        if n <= TILED_MAX_ROWS and kernels[i].shape[1] % FORWARD_TILE == 0:
+        if n <= TILED_MAX_ROWS and kernels[i].shape[1] % TILE_COLUMNS == 0:
             dense_forward_tiled(layer_input, kernels[i], biases[i], zs[i][:n])
         else:
             dense_forward(layer_input, kernels[i], biases[i], zs[i][:n])
