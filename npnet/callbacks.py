@@ -243,5 +243,19 @@ class TerminateOnNaN(Callback):
     """
 
 
+def watches_batches(callback):
+    """True if ``callback`` has an ``on_train_batch_end`` hook that may look at the model.
+
+    npnet's own batch hook (:class:`ProgbarLogger`'s) only reads the logs; any other one,
+    defined in a subclass or set on the instance, counts as watching. ``fit`` then has the
+    backend finish each batch before its hook runs, so the hook sees the weights after exactly
+    that batch, as in Keras. When no callback watches, a backend may train several batches
+    in one call and run their hooks afterwards, with the same logs.
+    """
+    hook = getattr(callback, "on_train_batch_end", None)
+    function = getattr(hook, "__func__", hook)
+    return function not in (Callback.on_train_batch_end, ProgbarLogger.on_train_batch_end)
+
+
 def is_finite(value):
     return math.isfinite(float(value)) if np.ndim(value) == 0 else bool(np.isfinite(value).all())

@@ -332,6 +332,7 @@ class Sequential:
         for cb in callback_list:
             cb.set_model(self)
 
+        watch_batches = any(callbacks_module.watches_batches(cb) for cb in callback_list)
         self.stop_training = False
         self.history = history
         for cb in callback_list:
@@ -342,7 +343,8 @@ class Sequential:
             order = utils.rng().permutation(n_samples) if shuffle else None
             loss_sum, n_correct, n_seen = 0.0, 0, 0
             logs = {}
-            for step, (loss, correct, applied) in enumerate(self._train_batches(x, y, order, batch_size)):
+            for step, (loss, correct, applied) in enumerate(self._train_batches(
+                    x, y, order, batch_size, watch_batches)):
                 start, stop = step * batch_size, min((step + 1) * batch_size, n_samples)
                 if not applied:
                     self._stop_on_non_finite(epoch, step, loss)
@@ -366,16 +368,18 @@ class Sequential:
             cb.on_train_end()
         return history
 
-    def _train_batches(self, x, y, order, batch_size):
+    def _train_batches(self, x, y, order, batch_size, watch_batches=True):
         """Yield ``(loss, n_correct, applied)`` for each batch of one epoch, in order.
 
-        A backend may offer an optional ``train_epoch(x, y, order, batch_size)`` generator
-        that does this faster (the numba backend gathers each batch inside its kernel);
-        otherwise each batch is gathered here and handed to ``train_batch``.
+        A backend may offer an optional ``train_epoch(x, y, order, batch_size, watch_batches)``
+        generator that does this faster (the numba backend gathers each batch inside its
+        kernel, and trains several batches per call unless ``watch_batches``: a callback looks
+        at the model after each batch); otherwise each batch is gathered here and handed to
+        ``train_batch``.
         """
         train_epoch = getattr(self.backend, "train_epoch", None)
         if train_epoch is not None:
-            yield from train_epoch(x, y, order, batch_size)
+            yield from train_epoch(x, y, order, batch_size, watch_batches=watch_batches)
             return
         for start in range(0, x.shape[0], batch_size):
             stop = min(start + batch_size, x.shape[0])

@@ -126,20 +126,98 @@ def test_100_steps_match_numpy_backend(case):
     np.testing.assert_allclose(evaluation_fast, evaluation_reference, rtol=1e-5)
 
 
+def _record_calls(model):
+    """Wrap the backend's compiled-call entry point; return the list of batches per call."""
+    calls = []
+    run = model.backend._run_training
+
+    def recording(*args):
+        calls.append(args[5])  # n_steps
+        return run(*args)
+    model.backend._run_training = recording
+    return calls
+
+
 def test_several_batches_per_call_train_identically():
-    """``batches_per_call`` (one compiled call per batch by default) changes nothing but speed."""
+    """With no callback watching batches, fit trains several batches per compiled call; that
+    changes nothing but speed (same weights, same history, bit for bit)."""
     one, several = make_pair((20,), [(16, "tanh"), (5, "softmax")])
     one.compile(optimizer="adam", loss=one.loss, metrics=["accuracy"], backend="numba")
+    one.backend.batches_per_call = 1
     several.backend.batches_per_call = 4
-    seen = []
-    record = npnet.callbacks.Callback()
-    record.on_train_batch_end = lambda batch, logs=None: seen.append((batch, logs["loss"]))
+    calls_one, calls_several = _record_calls(one), _record_calls(several)
     x, y = make_data(327, (20,), 5)
-    history_one = fit_same_order(one, x, y, batch_size=32, epochs=2)
-    history_several = fit_same_order(several, x, y, batch_size=32, epochs=2, callbacks=[record])
-    assert [batch for batch, _ in seen] == list(range(11)) * 2
+    history_one = fit_same_order(one, x, y, batch_size=32, epochs=2,
+                                 callbacks=[npnet.callbacks.EarlyStopping(monitor="loss", patience=5)])
+    history_several = fit_same_order(several, x, y, batch_size=32, epochs=2,
+                                     callbacks=[npnet.callbacks.EarlyStopping(monitor="loss", patience=5)])
+    assert calls_one == [1] * 22
+    assert calls_several == [4, 4, 3] * 2  # 11 batches per epoch
     assert history_several.history == history_one.history
     assert all(np.array_equal(a, b) for a, b in zip(one.get_weights(), several.get_weights()))
+
+
+@pytest.mark.parametrize("how", ["instance attribute", "subclass"])
+def test_a_callback_watching_batches_sees_the_weights_of_each_batch(how):
+    """A batch hook may look at the model: then every batch is its own compiled call, and
+    the weights the hook sees are those after exactly that batch, as with the NumPy backend."""
+    reference, fast = make_pair((20,), [(16, "relu"), (5, "softmax")])
+    fast.backend.batches_per_call = 4
+    calls = _record_calls(fast)
+    seen = {}
+    for model in (reference, fast):
+        snapshots = seen.setdefault(model.backend.name, [])
+        if how == "subclass":
+            class Snapshot(npnet.callbacks.Callback):
+                def on_train_batch_end(self, batch, logs=None):
+                    snapshots.append((batch, self.model.get_weights()[0].copy()))
+            record = Snapshot()
+        else:
+            record = npnet.callbacks.Callback()
+            record.on_train_batch_end = lambda batch, logs=None, model=model, snapshots=snapshots: \
+                snapshots.append((batch, model.get_weights()[0].copy()))
+        x, y = make_data(327, (20,), 5)
+        fit_same_order(model, x, y, batch_size=32, epochs=1, callbacks=[record])
+    assert calls == [1] * 11
+    assert [batch for batch, _ in seen["numba"]] == [batch for batch, _ in seen["numpy"]] == list(range(11))
+    for (_, fast_kernel), (_, reference_kernel) in zip(seen["numba"], seen["numpy"]):
+        assert np.max(np.abs(fast_kernel - reference_kernel)) <= 1e-6
+    assert not np.array_equal(seen["numba"][0][1], seen["numba"][1][1])  # a new step each time
+
+
+def test_only_callbacks_with_their_own_batch_hook_watch_batches():
+    watches = npnet.callbacks.watches_batches
+
+    class EpochsOnly(npnet.callbacks.Callback):
+        def on_epoch_end(self, epoch, logs=None):
+            pass
+
+    class OwnProgress(npnet.callbacks.ProgbarLogger):
+        def on_train_batch_end(self, batch, logs=None):
+            pass
+
+    assert not watches(npnet.callbacks.Callback())
+    assert not watches(npnet.callbacks.History())
+    assert not watches(npnet.callbacks.ProgbarLogger(1, 1, 1))  # reads the logs only
+    assert not watches(npnet.callbacks.EarlyStopping())
+    assert not watches(npnet.callbacks.TerminateOnNaN())
+    assert not watches(EpochsOnly())
+    assert watches(OwnProgress(1, 1, 1))
+
+
+def test_fit_with_a_progress_bar_still_reports_every_batch(capsys):
+    """verbose=1 (ProgbarLogger) does not watch the model: several batches run per call,
+    and the progress bar still ends at the epoch's last batch with the epoch's logs."""
+    _, fast = make_pair((20,), [(16, "relu"), (5, "softmax")])
+    fast.backend.batches_per_call = 4
+    calls = _record_calls(fast)
+    x, y = make_data(327, (20,), 5)
+    utils.set_random_seed(2)
+    history = fast.fit(x, y, batch_size=32, epochs=1, verbose=1)
+    assert calls == [4, 4, 3]
+    output = capsys.readouterr().out
+    assert "11/11" in output
+    assert f"loss: {history.history['loss'][0]:.4f}" in output
 
 
 def test_train_batch_api_matches_numpy_backend():
