@@ -16,6 +16,13 @@ import numpy as np
 class Callback:
     """Base class with no-op hooks; ``self.model`` is set by ``fit``."""
 
+    #: Whether ``on_train_batch_end`` looks at the model (its weights after that batch).
+    #: None (the default): decided by :func:`watches_batches` from whether the hook is
+    #: overridden. Set it to False in a callback whose batch hook reads only its ``logs``
+    #: (a progress display, a loss logger): ``fit`` may then train several batches before
+    #: calling the hook for each of them.
+    needs_weights_per_batch = None
+
     def __init__(self):
         self.model = None
 
@@ -246,12 +253,16 @@ class TerminateOnNaN(Callback):
 def watches_batches(callback):
     """True if ``callback`` has an ``on_train_batch_end`` hook that may look at the model.
 
-    npnet's own batch hook (:class:`ProgbarLogger`'s) only reads the logs; any other one,
+    A callback's own ``needs_weights_per_batch`` (True or False) decides when set. Otherwise
+    npnet's own batch hook (:class:`ProgbarLogger`'s) only reads the logs, and any other one,
     defined in a subclass or set on the instance, counts as watching. ``fit`` then has the
     backend finish each batch before its hook runs, so the hook sees the weights after exactly
     that batch, as in Keras. When no callback watches, a backend may train several batches
     in one call and run their hooks afterwards, with the same logs.
     """
+    declared = getattr(callback, "needs_weights_per_batch", None)
+    if declared is not None:
+        return bool(declared)
     hook = getattr(callback, "on_train_batch_end", None)
     function = getattr(hook, "__func__", hook)
     return function not in (Callback.on_train_batch_end, ProgbarLogger.on_train_batch_end)

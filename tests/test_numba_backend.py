@@ -204,6 +204,17 @@ def test_only_callbacks_with_their_own_batch_hook_watch_batches():
     assert not watches(EpochsOnly())
     assert watches(OwnProgress(1, 1, 1))
 
+    class LossLogger(npnet.callbacks.Callback):
+        needs_weights_per_batch = False
+
+        def on_train_batch_end(self, batch, logs=None):
+            pass
+
+    assert not watches(LossLogger())
+    explicit = EpochsOnly()
+    explicit.needs_weights_per_batch = True
+    assert watches(explicit)
+
 
 def test_fit_with_a_progress_bar_still_reports_every_batch(capsys):
     """verbose=1 (ProgbarLogger) does not watch the model: several batches run per call,
