@@ -40,9 +40,13 @@ Threads (decided for 2 cores, measured on the 2-core development machine)
     products separated by serial loops; with OpenBLAS's default two threads each product
     pays a fork/join, and when the machine has other work (other processes, or the user's)
     the helper thread is often descheduled and the main thread waits for it: an epoch took
-    2.7-7.4 s with two BLAS threads against 0.43 s with one on the busy machine. A
-    ``prange`` Adam halves that loop in isolation (16 -> 8 µs of a ~200 µs step) but adds
-    the same per-batch fork/join; and threaded BLAS inside ``prange`` would oversubscribe.
+    2.7-7.4 s with two BLAS threads against 0.43 s with one on the busy machine. Splitting
+    layer 1's products and its Adam update between two numba threads (``prange`` over column
+    halves, OpenMP threading layer, ~1 µs per fork/join) was measured too: a warm epoch of
+    0.18 s against 0.23-0.24 s on one thread when the machine was otherwise idle, but
+    0.72-0.86 s against 0.29 s while a single other process kept one CPU busy, since every
+    step then waits for the descheduled thread. On a 2-core machine that is shared, one
+    thread is the steadier choice; threaded BLAS inside ``prange`` would also oversubscribe.
     Prediction is different: a few large products (1024 x 784 x 128 per block) where BLAS
     threads pay off, so ``predict`` leaves BLAS at its default (10k images: ~12 ms with two
     threads on a quiet machine, ~20 ms with one; slower with two when the machine is busy).
@@ -61,8 +65,10 @@ Why the tiled loops, not BLAS (measured on the 2-core AVX-512 development machin
     (BLAS) to ~0.29 s (one-row tiles) to ~0.25 s (pinned to one CPU, same process). The work buffers are 64-byte
     aligned (``_aligned_empty``): with NumPy's 16-byte alignment every vector load of the
     weight gradient spans two cache lines (62 µs instead of 39 µs). Skipping the zero
-    pixels of the input (half of Fashion-MNIST's) did not pay: the index lists cost as much
-    as the skipped products save, and the branches break the register tiles.
+    pixels of the input (half of Fashion-MNIST's) did not pay: index lists cost as much as
+    the skipped products save, and a branch that skips a pixel zero in all rows of a tile
+    (21% of them in the forward product, 38% in the weight gradient) made the tiled loops
+    2.4-2.9x slower, as the sums no longer stay in registers.
 
 Caching
     Kernels are compiled once and cached on disk; see :mod:`npnet.kernels._compile` for
