@@ -108,11 +108,6 @@ def fairness_statements(settings):
         "Fresh process per run: import, data loading, model building and JIT compilation or "
         "tracing are inside 'start-up to end of first step' and the first epoch, and excluded "
         "from the warm figures.",
-        "Timing callbacks: Keras's uses only batch-begin hooks (a batch-end hook would turn off "
-        "its asynchronous dispatch); npnet's declares that its batch hook reads no weights "
-        "(needs_weights_per_batch=False), so fit trains up to 64 batches per compiled call, as "
-        "it does for a user without batch callbacks, and the end of step 1 is seen when the "
-        "first call returns (up to 63 steps, about 8 ms, late).",
         "npnet (numba) runs with its on-disk JIT cache warm (a directory first filled by the "
         "cold-cache run of the same invocation, through NUMBA_CACHE_DIR); the cold rows come "
         "from runs whose NUMBA_CACHE_DIR is a fresh empty directory (1 epoch each).",
@@ -125,7 +120,10 @@ def fairness_statements(settings):
         "framework, the data (about 275 MB in a full run: the uint8 images and their float32 "
         "copies) and the model.",
         "Keras's fit is timed with epoch-begin/end callbacks and a batch-*begin* hook only, "
-        "so its asynchronous batch-end dispatch stays on.",
+        "so its asynchronous batch-end dispatch stays on. npnet's timing callback declares that "
+        "its batch hook reads no weights (needs_weights_per_batch=False), so fit trains up to "
+        "64 batches per compiled call, as it does for a user without batch callbacks; the end "
+        "of step 1 is then seen when the first call returns (up to 63 steps, ~8 ms, late).",
     ]
 
 

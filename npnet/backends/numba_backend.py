@@ -62,9 +62,10 @@ Why the tiled loops, not BLAS (measured on the 2-core AVX-512 development machin
     ~26 µs: a tile of 4 rows by 64 columns (16 registers of sums) reuses every row of the
     kernel read from cache for 4 rows of x, where a one-row tile of 128 columns needed one
     load per multiply-add and ran at ~63 µs and ~34 µs. The warm epoch went from ~0.41 s
-    (BLAS) to ~0.29 s (one-row tiles) to ~0.25 s (pinned to one CPU, same process). The work buffers are 64-byte
-    aligned (``_aligned_empty``): with NumPy's 16-byte alignment every vector load of the
-    weight gradient spans two cache lines (62 µs instead of 39 µs). Skipping the zero
+    (BLAS) to ~0.29 s (one-row tiles) to ~0.25 s (pinned to one CPU, same process). The
+    work buffers are 64-byte aligned (``_aligned_empty``): with NumPy's 16-byte alignment
+    every vector load of the weight gradient spans two cache lines (62 µs instead of 39 µs,
+    measured with the one-row tiles). Skipping the zero
     pixels of the input (half of Fashion-MNIST's) did not pay: index lists cost as much as
     the skipped products save, and a branch that skips a pixel zero in all rows of a tile
     (21% of them in the forward product, 38% in the weight gradient) made the tiled loops
