@@ -250,6 +250,13 @@ class TerminateOnNaN(Callback):
     """
 
 
+def has_batch_hook(callback):
+    """True if ``callback`` does something in ``on_train_batch_end`` (overridden in its class
+    or set on the instance); ``fit`` builds each batch's logs only for such callbacks."""
+    hook = getattr(callback, "on_train_batch_end", None)
+    return getattr(hook, "__func__", hook) is not Callback.on_train_batch_end
+
+
 def watches_batches(callback):
     """True if ``callback`` has an ``on_train_batch_end`` hook that may look at the model.
 
@@ -264,8 +271,7 @@ def watches_batches(callback):
     if declared is not None:
         return bool(declared)
     hook = getattr(callback, "on_train_batch_end", None)
-    function = getattr(hook, "__func__", hook)
-    return function not in (Callback.on_train_batch_end, ProgbarLogger.on_train_batch_end)
+    return has_batch_hook(callback) and getattr(hook, "__func__", hook) is not ProgbarLogger.on_train_batch_end
 
 
 def is_finite(value):

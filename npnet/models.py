@@ -333,6 +333,7 @@ class Sequential:
             cb.set_model(self)
 
         watch_batches = any(callbacks_module.watches_batches(cb) for cb in callback_list)
+        batch_listeners = [cb for cb in callback_list if callbacks_module.has_batch_hook(cb)]
         self.stop_training = False
         self.history = history
         for cb in callback_list:
@@ -342,7 +343,6 @@ class Sequential:
                 cb.on_epoch_begin(epoch)
             order = utils.rng().permutation(n_samples) if shuffle else None
             loss_sum, n_correct, n_seen = 0.0, 0, 0
-            logs = {}
             for step, (loss, correct, applied) in enumerate(self._train_batches(
                     x, y, order, batch_size, watch_batches)):
                 start, stop = step * batch_size, min((step + 1) * batch_size, n_samples)
@@ -352,11 +352,13 @@ class Sequential:
                 n_seen += stop - start
                 loss_sum += loss * (stop - start)
                 n_correct += correct
-                logs = self._logs(loss_sum / n_seen, n_correct / n_seen)
-                for cb in callback_list:
-                    cb.on_train_batch_end(step, logs)
+                if batch_listeners:
+                    logs = self._logs(loss_sum / n_seen, n_correct / n_seen)
+                    for cb in batch_listeners:
+                        cb.on_train_batch_end(step, logs)
             if n_seen == 0:
                 break
+            logs = self._logs(loss_sum / n_seen, n_correct / n_seen)
             if validation is not None:
                 val_loss, val_accuracy = self._evaluate_arrays(*validation, batch_size)
                 logs.update(self._logs(val_loss, val_accuracy, prefix="val_"))

@@ -203,6 +203,9 @@ def test_only_callbacks_with_their_own_batch_hook_watch_batches():
     assert not watches(npnet.callbacks.TerminateOnNaN())
     assert not watches(EpochsOnly())
     assert watches(OwnProgress(1, 1, 1))
+    hooked = npnet.callbacks.has_batch_hook
+    assert not hooked(npnet.callbacks.History()) and not hooked(EpochsOnly())
+    assert hooked(npnet.callbacks.ProgbarLogger(1, 1, 1)) and hooked(OwnProgress(1, 1, 1))
 
     class LossLogger(npnet.callbacks.Callback):
         needs_weights_per_batch = False
