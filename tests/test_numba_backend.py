@@ -84,8 +84,10 @@ def describe_differences(a, b):
 # each trains for about 100 steps.
 CASES = [
     ("tutorial-shape", (28, 28), [(64, "relu"), (10, "softmax")], False, 3200, 32, 1),
-    # 128 and 256 units take the register-tiled forward kernel (one and two tiles wide).
+    # Units that are a multiple of 64 take the register-tiled kernels (1, 2 or 4 tiles wide).
     ("tutorial-width-128", (28, 28), [(128, "relu"), (10, "softmax")], False, 3200, 32, 1),
+    # Batches of 300 rows: tiled forward, BLAS weight gradient; the last one (100 rows) tiled.
+    ("large-batches", (20,), [(64, "relu"), (5, "softmax")], False, 30100, 300, 1),
     ("two-forward-tiles", (10, 10), [(256, "relu"), (128, "tanh"), (10, "softmax")], False, 1000, 10, 1),
     ("batch-of-1", (12,), [(16, "relu"), (4, "softmax")], False, 100, 1, 1),
     ("last-partial-batch", (20,), [(16, "tanh"), (5, "softmax")], False, 327, 32, 9),

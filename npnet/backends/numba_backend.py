@@ -25,9 +25,11 @@ What is fused, and how many compiled calls
 Numerics
     The kernels do the NumPy backend's float32 operations (see each kernel's docstring), with
     ``fastmath`` off. The large matrix products of a training step are register-tiled numba
-    loops (:func:`npnet.kernels.dense.dense_forward_tiled` and
-    :func:`~npnet.kernels.dense.dense_weight_gradient_tiled`, for layers whose units are a
-    multiple of 64, at batches of up to 256 rows); the others go to BLAS (SciPy's OpenBLAS, through numba). Either way the summation order
+    loops for layers whose units are a multiple of 64: the forward product
+    (:func:`npnet.kernels.dense.dense_forward_tiled`) at any batch size, the weight gradient
+    (:func:`~npnet.kernels.dense.dense_weight_gradient_tiled`) at batches of up to 128 rows;
+    the others, and prediction blocks of more than 256 rows, go to BLAS (SciPy's OpenBLAS,
+    through numba). Either way the summation order
     may differ from NumPy's BLAS in the last bits, as may row sums; after 100 steps the
     weights stay within 1e-6 of the NumPy backend's (tested; about 5e-7 for the tutorial
     model on Fashion-MNIST). A batch whose loss or any gradient is not finite is not applied,
