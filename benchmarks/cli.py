@@ -92,7 +92,9 @@ def fairness_statements(settings):
                "threading config)" if settings["threads"] else
                f"no thread pinning: every framework uses its own default, which is all "
                f"{os.cpu_count()} cores here (numpy's BLAS, numba, TensorFlow's intra-op pool, "
-               "torch.get_num_threads()); each child records the counts it saw")
+               "torch.get_num_threads()); each child records the counts it saw. npnet's own "
+               "choice within that: both backends train and evaluate on one thread (BLAS "
+               "limited to one thread, numba loops serial) and predict with BLAS's threads")
     return [
         "Same data: every process loads Fashion-MNIST through npnet's loader and scales it to "
         "float32 exactly as np.float32(images / 255.0); labels are the same uint8 arrays.",
