@@ -129,50 +129,62 @@ def dense_forward(x, kernel_, bias, z):
 
 
 @kernel
+def matmul_tiled(a, b, out):
+    """``out = a @ b`` without BLAS, for the two large products of a Dense layer.
+
+    a: (m, p), b: (p, q) with q a multiple of ``TILE_COLUMNS`` -> out: (m, q), written in
+    place. The sums of a tile of ``TILE_ROWS`` rows by ``TILE_COLUMNS`` columns of ``out``
+    stay in registers (:func:`stack_accumulator`) while ``a[i, k] * b[k, j]`` is added for
+    k = 0, 1, ... in order, so each row of b read from memory serves ``TILE_ROWS`` rows of a.
+    Rows left over (``m % TILE_ROWS``) get one-row tiles, with the same order of sums.
+    Compiled for this CPU, this uses its widest vectors, where the BLAS may be limited to
+    older ones (``OPENBLAS_CORETYPE``). a may be a transposed view (the weight gradient).
+    """
+    m, p = a.shape
+    whole = m - m % TILE_ROWS
+    for i0 in range(0, whole, TILE_ROWS):
+        for j0 in range(0, b.shape[1], TILE_COLUMNS):
+            total = stack_accumulator(TILE)
+            for t in range(TILE):
+                total[t] = _ZERO
+            for k in range(p):
+                b_row = b[k, j0:j0 + TILE_COLUMNS]
+                for r in range(TILE_ROWS):
+                    value = a[i0 + r, k]
+                    for j in range(TILE_COLUMNS):
+                        total[r * TILE_COLUMNS + j] += value * b_row[j]
+            for r in range(TILE_ROWS):
+                out_row = out[i0 + r, j0:j0 + TILE_COLUMNS]
+                for j in range(TILE_COLUMNS):
+                    out_row[j] = total[r * TILE_COLUMNS + j]
+    for i in range(whole, m):
+        for j0 in range(0, b.shape[1], TILE_COLUMNS):
+            total = stack_accumulator(TILE_COLUMNS)
+            for j in range(TILE_COLUMNS):
+                total[j] = _ZERO
+            for k in range(p):
+                value = a[i, k]
+                b_row = b[k, j0:j0 + TILE_COLUMNS]
+                for j in range(TILE_COLUMNS):
+                    total[j] += value * b_row[j]
+            out_row = out[i, j0:j0 + TILE_COLUMNS]
+            for j in range(TILE_COLUMNS):
+                out_row[j] = total[j]
+
+
+@kernel
 def dense_forward_tiled(x, kernel_, bias, z):
     """Mirrors ``functional.dense_forward``: ``z = x @ kernel + bias``, without BLAS.
 
     x: (n, d_in), kernel_: (d_in, units) with units a multiple of ``TILE_COLUMNS``, bias:
-    (units,) -> z: (n, units), written in place. The sums of a tile of ``TILE_ROWS`` rows by
-    ``TILE_COLUMNS`` columns stay in registers (:func:`stack_accumulator`) while
-    ``x[i, k] * kernel_[k, j]`` is added for k = 0, 1, ... in order, so each row of the kernel
-    read from memory serves ``TILE_ROWS`` rows of x; then the bias. Rows left over
-    (``n % TILE_ROWS``) get one-row tiles, with the same order of sums. Compiled for this CPU,
-    this uses its widest vectors, where the BLAS may be limited to older ones
-    (``OPENBLAS_CORETYPE``).
+    (units,) -> z: (n, units), written in place: :func:`matmul_tiled`, then the bias (each
+    sum is complete before the bias is added, as in NumPy).
     """
-    n, d_in = x.shape
-    whole = n - n % TILE_ROWS
-    for i0 in range(0, whole, TILE_ROWS):
-        for j0 in range(0, kernel_.shape[1], TILE_COLUMNS):
-            total = stack_accumulator(TILE)
-            for t in range(TILE):
-                total[t] = _ZERO
-            for k in range(d_in):
-                kernel_row = kernel_[k, j0:j0 + TILE_COLUMNS]
-                for r in range(TILE_ROWS):
-                    value = x[i0 + r, k]
-                    for j in range(TILE_COLUMNS):
-                        total[r * TILE_COLUMNS + j] += value * kernel_row[j]
-            tile_bias = bias[j0:j0 + TILE_COLUMNS]
-            for r in range(TILE_ROWS):
-                out = z[i0 + r, j0:j0 + TILE_COLUMNS]
-                for j in range(TILE_COLUMNS):
-                    out[j] = total[r * TILE_COLUMNS + j] + tile_bias[j]
-    for i in range(whole, n):
-        for j0 in range(0, kernel_.shape[1], TILE_COLUMNS):
-            total = stack_accumulator(TILE_COLUMNS)
-            for j in range(TILE_COLUMNS):
-                total[j] = _ZERO
-            for k in range(d_in):
-                value = x[i, k]
-                kernel_row = kernel_[k, j0:j0 + TILE_COLUMNS]
-                for j in range(TILE_COLUMNS):
-                    total[j] += value * kernel_row[j]
-            tile_bias = bias[j0:j0 + TILE_COLUMNS]
-            out = z[i, j0:j0 + TILE_COLUMNS]
-            for j in range(TILE_COLUMNS):
-                out[j] = total[j] + tile_bias[j]
+    matmul_tiled(x, kernel_, z)
+    for i in range(z.shape[0]):
+        row = z[i]
+        for j in range(z.shape[1]):
+            row[j] += bias[j]
 
 
 @kernel
@@ -180,41 +192,11 @@ def dense_weight_gradient_tiled(dL_dz, x, dL_dkernel):
     """Mirrors the kernel gradient of ``functional.dense_backward``: ``x.T @ dL_dz``, without BLAS.
 
     dL_dz: (n, units) with units a multiple of ``TILE_COLUMNS``, x: (n, d_in) ->
-    dL_dkernel: (d_in, units). Register tiles as in :func:`dense_forward_tiled`, here
-    ``TILE_ROWS`` rows of the gradient (input features) by ``TILE_COLUMNS`` units, so each
-    row of dL_dz read serves ``TILE_ROWS`` features; the sum over samples runs in order
-    i = 0, 1, ... Features left over (``d_in % TILE_ROWS``) get one-row tiles.
+    dL_dkernel: (d_in, units): :func:`matmul_tiled` on the transposed view of x, so a tile
+    is ``TILE_ROWS`` input features by ``TILE_COLUMNS`` units, each row of dL_dz read serves
+    ``TILE_ROWS`` features, and the sum over samples runs in order i = 0, 1, ...
     """
-    n, d_in = x.shape
-    whole = d_in - d_in % TILE_ROWS
-    for k0 in range(0, whole, TILE_ROWS):
-        for j0 in range(0, dL_dz.shape[1], TILE_COLUMNS):
-            total = stack_accumulator(TILE)
-            for t in range(TILE):
-                total[t] = _ZERO
-            for i in range(n):
-                gradient_row = dL_dz[i, j0:j0 + TILE_COLUMNS]
-                for r in range(TILE_ROWS):
-                    value = x[i, k0 + r]
-                    for j in range(TILE_COLUMNS):
-                        total[r * TILE_COLUMNS + j] += value * gradient_row[j]
-            for r in range(TILE_ROWS):
-                out = dL_dkernel[k0 + r, j0:j0 + TILE_COLUMNS]
-                for j in range(TILE_COLUMNS):
-                    out[j] = total[r * TILE_COLUMNS + j]
-    for k in range(whole, d_in):
-        for j0 in range(0, dL_dz.shape[1], TILE_COLUMNS):
-            total = stack_accumulator(TILE_COLUMNS)
-            for j in range(TILE_COLUMNS):
-                total[j] = _ZERO
-            for i in range(n):
-                value = x[i, k]
-                gradient_row = dL_dz[i, j0:j0 + TILE_COLUMNS]
-                for j in range(TILE_COLUMNS):
-                    total[j] += value * gradient_row[j]
-            out = dL_dkernel[k, j0:j0 + TILE_COLUMNS]
-            for j in range(TILE_COLUMNS):
-                out[j] = total[j]
+    matmul_tiled(x.T, dL_dz, dL_dkernel)
 
 
 @kernel
