@@ -125,7 +125,7 @@ def fairness_statements(settings):
         "so its asynchronous batch-end dispatch stays on. npnet's timing callback declares that "
         "its batch hook reads no weights (needs_weights_per_batch=False), so fit trains up to "
         "64 batches per compiled call, as it does for a user without batch callbacks; the end "
-        "of step 1 is then seen when the first call returns (up to 63 steps, ~8 ms, late).",
+        "of step 1 is then seen when the first call returns (up to 63 steps, ~15 ms, late).",
     ]
 
 

@@ -20,7 +20,9 @@ class Callback:
     #: None (the default): decided by :func:`watches_batches` from whether the hook is
     #: overridden. Set it to False in a callback whose batch hook reads only its ``logs``
     #: (a progress display, a loss logger): ``fit`` may then train several batches before
-    #: calling the hook for each of them.
+    #: calling the hook for each of them, so such a hook must not change the model nor set
+    #: ``model.stop_training`` (the batches after it may already be trained). ``fit`` reads
+    #: the hooks and this attribute once, when it starts, as Keras does.
     needs_weights_per_batch = None
 
     def __init__(self):

@@ -356,6 +356,8 @@ class Sequential:
                     logs = self._logs(loss_sum / n_seen, n_correct / n_seen)
                     for cb in batch_listeners:
                         cb.on_train_batch_end(step, logs)
+                    if self.stop_training:  # as in Keras: the epoch ends after this batch
+                        break
             if n_seen == 0:
                 break
             logs = self._logs(loss_sum / n_seen, n_correct / n_seen)

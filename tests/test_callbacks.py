@@ -84,6 +84,35 @@ def test_a_callback_can_stop_training():
     assert history.epoch == [0]
 
 
+@pytest.mark.parametrize("backend", ["numpy", "numba"])
+def test_a_batch_hook_can_stop_training_after_that_batch(backend):
+    """As in Keras: the epoch ends right after the batch whose hook set stop_training, its
+    logs reach on_epoch_end, and no later batch is trained."""
+    class StopAtBatch2(callbacks.Callback):
+        def __init__(self):
+            super().__init__()
+            self.batches, self.epochs = [], []
+
+        def on_train_batch_end(self, batch, logs=None):
+            self.batches.append(batch)
+            if batch == 2:
+                self.model.stop_training = True
+
+        def on_epoch_end(self, epoch, logs=None):
+            self.epochs.append((epoch, logs))
+
+    model = tiny_model()
+    model.compile(optimizer="adam", loss="sparse_categorical_crossentropy", metrics=["accuracy"],
+                  backend=backend)
+    x, y = tiny_data(200)
+    stopper = StopAtBatch2()
+    history = model.fit(x, y, batch_size=16, epochs=3, verbose=0, callbacks=[stopper])
+    assert stopper.batches == [0, 1, 2]
+    assert model.optimizer.iterations == 3
+    assert history.epoch == [0] and [epoch for epoch, _ in stopper.epochs] == [0]
+    assert set(stopper.epochs[0][1]) == {"loss", "accuracy"}
+
+
 def test_callbacks_must_be_callback_objects():
     model = tiny_model()
     x, y = tiny_data(40)

@@ -221,6 +221,36 @@ def test_only_callbacks_with_their_own_batch_hook_watch_batches():
     assert watches(explicit)
 
 
+def test_a_logs_only_batch_hook_sees_every_batch_with_the_same_logs():
+    """A hook declared logs-only (needs_weights_per_batch=False) keeps several batches per
+    call, and still gets every batch number with exactly the logs of one call per batch."""
+    one, several = make_pair((20,), [(16, "relu"), (5, "softmax")])
+    one.compile(optimizer="adam", loss=one.loss, metrics=["accuracy"], backend="numba")
+    one.backend.batches_per_call = 1
+    several.backend.batches_per_call = 4
+
+    class LossLogger(npnet.callbacks.Callback):
+        needs_weights_per_batch = False
+
+        def __init__(self):
+            super().__init__()
+            self.seen = []
+
+        def on_train_batch_end(self, batch, logs=None):
+            self.seen.append((batch, dict(logs)))
+
+    x, y = make_data(327, (20,), 5)
+    loggers, calls = [], []
+    for model in (one, several):
+        calls.append(_record_calls(model))
+        loggers.append(LossLogger())
+        fit_same_order(model, x, y, batch_size=32, epochs=2, callbacks=[loggers[-1]])
+    assert calls == [[1] * 22, [4, 4, 3] * 2]
+    assert [batch for batch, _ in loggers[1].seen] == list(range(11)) * 2
+    assert loggers[1].seen == loggers[0].seen
+    assert len({logs["loss"] for _, logs in loggers[1].seen}) == 22  # a running mean per batch
+
+
 def test_fit_with_a_progress_bar_still_reports_every_batch(capsys):
     """verbose=1 (ProgbarLogger) does not watch the model: several batches run per call,
     and the progress bar still ends at the epoch's last batch with the epoch's logs."""

@@ -409,8 +409,9 @@ class NumbaBackend:
         """The output layer's activations for every sample: (n_samples, units) float32.
 
         Computed in blocks of ``max(batch_size, PREDICT_BLOCK)`` rows, with BLAS free to use
-        its threads; a row's result does not depend on the block it is in (up to float32
-        rounding when a block has a single row), so ``batch_size`` changes only the memory used.
+        its threads. A row's result can differ in the last bits (~1e-7) with the block it
+        falls in and the block's size (tiled loops up to 256 rows, BLAS above, and BLAS
+        splits products of different shapes differently), as the NumPy backend's do.
         """
         x = _as_rows(x)
         kernels, biases = self._bind_weights()

@@ -595,7 +595,10 @@ def predict(x, kernels, biases, zs, acts, codes, out):
     """Mirrors ``NumpyBackend.predict``: the output layer's activations for every row of x.
 
     x: (n_samples, d_in) -> out: (n_samples, units), computed in blocks of the buffers'
-    capacity (each row's result does not depend on the block it is in).
+    capacity: blocks of up to ``PREDICT_TILED_MAX_ROWS`` rows with the register-tiled
+    products, larger ones with BLAS (which can use its threads). A row's result can
+    therefore differ in the last bits with the block it falls in, as BLAS's own results
+    differ with the shape of the product.
     """
     n_samples = x.shape[0]
     block = zs[0].shape[0]
