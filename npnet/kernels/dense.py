@@ -607,4 +607,9 @@ def predict(x, kernels, biases, zs, acts, codes, out):
         n = min(block, n_samples - start)
         forward_pass(x[start:start + n], n, kernels, biases, zs, acts, codes,
                      PREDICT_TILED_MAX_ROWS)
-        out[start:start + n] = acts[last][:n]
+        # Element by element: a slice assignment would also compile numba's shape-mismatch
+        # error message, ~2 s of the first-ever compile for a check that cannot fail here.
+        output = acts[last]
+        for i in range(n):
+            for j in range(output.shape[1]):
+                out[start + i, j] = output[i, j]
