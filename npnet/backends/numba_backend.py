@@ -55,7 +55,8 @@ Threads (decided for 2 cores, measured on the 2-core development machine)
     ``OPENBLAS_NUM_THREADS`` / ``OMP_NUM_THREADS`` bound the threads as usual.
 
 Why the tiled loops, not BLAS (measured on the 2-core AVX-512 development machine)
-    At batch 32 the two products of the first layer are ~75% of a step. This machine's
+    At batch 32 the two products of the first layer were ~75% of a step with BLAS (about half
+    of it now, ~56 of ~110 µs; Adam's memory-bound update is ~16-27 µs). This machine's
     environment sets ``OPENBLAS_CORETYPE=Haswell``, which limits OpenBLAS to 256-bit
     vectors, and at these shapes OpenBLAS then runs at that kernel's peak: forward
     (32x784 @ 784x128) ~86 µs, weight gradient ~64 µs. numba compiles for the host CPU
