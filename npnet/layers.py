@@ -177,8 +177,9 @@ class Dense(Layer):
             )
         d_in = int(input_shape[-1])
         dtype = config.floatx()
-        self.params["kernel"] = self.kernel_initializer((d_in, self.units), dtype)
-        self.params["bias"] = self.bias_initializer((self.units,), dtype)
+        # Aligned copies: the weights start on a cache line, so vector loads never straddle two.
+        self.params["kernel"] = utils.aligned_copy(self.kernel_initializer((d_in, self.units), dtype))
+        self.params["bias"] = utils.aligned_copy(self.bias_initializer((self.units,), dtype))
         super().build(input_shape)
 
     @property

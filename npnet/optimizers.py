@@ -7,6 +7,7 @@ one call per training step; the arithmetic of a step lives in :mod:`npnet.functi
 import numpy as np
 
 from . import functional as F
+from . import utils
 
 
 class Optimizer:
@@ -25,7 +26,8 @@ class Optimizer:
 
     def build(self, params):
         """Create zeroed state shaped like each parameter (done on the first step)."""
-        self.state = {slot: [np.zeros_like(p) for p in params] for slot in self.slots}
+        self.state = {slot: [utils.aligned_copy(np.zeros_like(p)) for p in params]
+                      for slot in self.slots}  # on a cache line, like the parameters
 
     def apply_gradients(self, params, grads):
         """One step: update every parameter in ``params`` in place from its gradient."""

@@ -66,10 +66,11 @@ Why the tiled loops, not BLAS (measured on the 2-core AVX-512 development machin
     kernel read from cache for 4 rows of x, where a one-row tile of 128 columns needed one
     load per multiply-add and ran at ~63 µs and ~34 µs. The warm epoch went from ~0.41 s
     (BLAS) to ~0.29 s (one-row tiles) to ~0.25 s (pinned to one CPU, same process). The
-    work buffers are 64-byte aligned (``_aligned_empty``): with NumPy's 16-byte alignment
-    every vector load of the weight gradient spans two cache lines (62 µs instead of 39 µs,
-    measured with the one-row tiles). Skipping the zero
-    pixels of the input (half of Fashion-MNIST's) did not pay: index lists cost as much as
+    work buffers, like the model's weights and the optimizer's state, are 64-byte aligned
+    (:data:`npnet.utils.MEMORY_ALIGNMENT`): with NumPy's 16-byte alignment vector loads span
+    two cache lines (the weight gradient 62 µs instead of 39 µs with the one-row tiles; the
+    whole epoch ~10% slower with the weights and Adam's moments 16 bytes off). Skipping the
+    zero pixels of the input (half of Fashion-MNIST's) did not pay: index lists cost as much as
     the skipped products save, and a branch that skips a pixel zero in all rows of a tile
     (21% of them in the forward product, 38% in the weight gradient) made the tiled loops
     2.4-2.9x slower, as the sums no longer stay in registers.
@@ -83,7 +84,7 @@ import math
 
 import numpy as np
 
-from .. import activations, config
+from .. import activations, config, utils
 from ..layers import Dense, Flatten
 from ..losses import SparseCategoricalCrossentropy
 from ..optimizers import Adam
@@ -231,19 +232,6 @@ def _as_labels(y, n_classes, n_samples):
     return y
 
 
-def _aligned_empty(shape, alignment=64):
-    """An uninitialised float32 array whose data starts on a cache line (64 bytes).
-
-    The register-tiled kernels load whole cache lines of their buffers; NumPy only
-    guarantees 16-byte alignment, and a misaligned buffer makes every vector load span two
-    lines (measured: the weight-gradient product 39 µs aligned, 62 µs not).
-    """
-    n = int(np.prod(shape))
-    raw = np.empty(n + alignment // 4, dtype=np.float32)
-    start = (-raw.ctypes.data % alignment) // 4
-    return raw[start:start + n].reshape(shape)
-
-
 def _require_samples(n_samples):
     if n_samples == 0:
         raise ValueError("expected at least one sample; received an empty batch")
@@ -305,7 +293,7 @@ class NumbaBackend:
             self._state = (list(state[0]), list(state[1]))
             self._kernel_m, self._bias_m = tuple(state[0][0::2]), tuple(state[0][1::2])
             self._kernel_v, self._bias_v = tuple(state[1][0::2]), tuple(state[1][1::2])
-            self._kernel_grads = tuple(_aligned_empty(k.shape) for k in kernels)
+            self._kernel_grads = tuple(utils.aligned_empty(k.shape) for k in kernels)
             self._bias_grads = tuple(np.zeros_like(b) for b in biases)
         self._hyper = np.array([optimizer.learning_rate, optimizer.beta_1, optimizer.beta_2,
                                 optimizer.epsilon], dtype=np.float32)
@@ -317,11 +305,11 @@ class NumbaBackend:
         if capacity <= self._capacity:
             return
         units = [k.shape[1] for k in self._kernels]
-        self._x_buffer = _aligned_empty((capacity, self._kernels[0].shape[0]))
+        self._x_buffer = utils.aligned_empty((capacity, self._kernels[0].shape[0]))
         self._labels_buffer = np.empty(capacity, dtype=np.int64)
-        self._zs = tuple(_aligned_empty((capacity, u)) for u in units)
-        self._acts = tuple(_aligned_empty((capacity, u)) for u in units)
-        self._grads = tuple(_aligned_empty((capacity, u)) for u in units)
+        self._zs = tuple(utils.aligned_empty((capacity, u)) for u in units)
+        self._acts = tuple(utils.aligned_empty((capacity, u)) for u in units)
+        self._grads = tuple(utils.aligned_empty((capacity, u)) for u in units)
         self._capacity = capacity
 
     def _n_classes(self):
