@@ -56,10 +56,11 @@ Threads (decided for 2 cores, measured on the 2-core development machine)
 
 Why the tiled loops, not BLAS (measured on the 2-core AVX-512 development machine)
     At batch 32 the two products of the first layer were ~75% of a step with BLAS (about half
-    of it now, ~56 of ~110 µs). Adam's update takes ~16-19 µs alone but ~50 µs in place: the
-    first layer's kernel, gradient and moments (1.6 MB) exceed the 1 MB L2 cache, so each step
-    moves them to and from L3 (fusing the update into the weight-gradient tiles, which drops
-    the gradient array, measured slower: 0.230 vs 0.206 s per epoch). This machine's
+    of it now, ~56 of ~110 µs). Adam's update takes ~16-19 µs alone but ~50 µs in place, most
+    likely because the first layer's kernel, gradient and moments (1.6 MB) exceed the 1 MB L2
+    cache and each step moves them to and from L3. Applying the update as the weight
+    gradient is computed (in the tiles' epilogue, or 16 rows at a time) was measured slower:
+    0.226-0.230 s against 0.203-0.206 s per epoch, interleaved in one process. This machine's
     environment sets ``OPENBLAS_CORETYPE=Haswell``, which limits OpenBLAS to 256-bit
     vectors, and at these shapes OpenBLAS then runs at that kernel's peak: forward
     (32x784 @ 784x128) ~86 µs, weight gradient ~64 µs. numba compiles for the host CPU
