@@ -228,13 +228,25 @@ def dense_backward(dL_dz, x, kernel_, dL_dkernel, dL_dbias, dL_dx, need_input_gr
 
 
 @kernel
+def row_maximum(z, i):
+    """The maximum of row i of z, which the stable softmax and log-sum-exp subtract.
+
+    Mirrors ``z.max(axis=1)`` for finite rows. A NaN in the row is skipped here (unless it is
+    the first entry) where NumPy returns NaN, but the row's ``exp(z - max)`` then holds that
+    NaN either way, so the softmax and the loss are NaN in both.
+    """
+    row_max = z[i, 0]
+    for j in range(1, z.shape[1]):
+        if z[i, j] > row_max:
+            row_max = z[i, j]
+    return row_max
+
+
+@kernel
 def softmax_forward(z, p):
     """Mirrors ``functional.softmax_forward``: row-wise softmax.  z: (n, k) -> p: (n, k)."""
     for i in range(z.shape[0]):
-        row_max = z[i, 0]
-        for j in range(1, z.shape[1]):
-            if z[i, j] > row_max:
-                row_max = z[i, j]
+        row_max = row_maximum(z, i)
         total = _ZERO
         for j in range(z.shape[1]):
             p[i, j] = np.exp(z[i, j] - row_max)
@@ -308,10 +320,7 @@ def crossentropy_from_logits_sum(z, labels):
     """
     total = 0.0  # float64 accumulator over samples; each sample's term is float32 as in NumPy
     for i in range(z.shape[0]):
-        row_max = z[i, 0]
-        for j in range(1, z.shape[1]):
-            if z[i, j] > row_max:
-                row_max = z[i, j]
+        row_max = row_maximum(z, i)
         exp_sum = _ZERO
         for j in range(z.shape[1]):
             exp_sum += np.exp(z[i, j] - row_max)
