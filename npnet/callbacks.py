@@ -1,50 +1,116 @@
-"""Callbacks: History, the Keras-style progress bar, EarlyStopping and TerminateOnNaN.
+"""Callbacks: the Keras protocol, History, the progress bar, EarlyStopping, TerminateOnNaN.
 
-A callback is told about training through ``on_train_begin``, ``on_epoch_begin``,
-``on_train_batch_end``, ``on_epoch_end`` and ``on_train_end``, and can stop training by
-setting ``model.stop_training = True``, as in Keras.
+A callback is told about training, evaluation and prediction through Keras's hooks
+(``on_{train,test,predict}_{begin,end}``, ``on_epoch_{begin,end}``,
+``on_{train,test,predict}_batch_{begin,end}`` and the ``on_batch_{begin,end}`` aliases of the
+training ones), always with a ``logs`` dict, and can stop training by setting
+``model.stop_training = True``, as in Keras.
+
+With ``compile(steps_per_execution=n)`` the batch hooks run once per ``n`` batches, after
+the last of them, as in Keras; see :func:`wants_every_batch` for what ``'auto'`` chooses.
 """
 
 import math
 import sys
-import time
 import warnings
 
 import numpy as np
 
+from .progbar import Progbar, resolve_verbose  # noqa: F401  (resolve_verbose: part of this module's API)
+
+_BATCH_HOOKS = ("on_train_batch_begin", "on_train_batch_end", "on_batch_begin", "on_batch_end")
+
 
 class Callback:
-    """Base class with no-op hooks; ``self.model`` is set by ``fit``."""
-
-    #: Whether ``on_train_batch_end`` looks at the model (its weights after that batch).
-    #: None (the default): decided by :func:`watches_batches` from whether the hook is
-    #: overridden. Set it to False in a callback whose batch hook reads only its ``logs``
-    #: (a progress display, a loss logger): ``fit`` may then train several batches before
-    #: calling the hook for each of them, so such a hook must not change the model nor set
-    #: ``model.stop_training`` (the batches after it may already be trained). ``fit`` reads
-    #: the hooks and this attribute once, when it starts, as Keras does.
-    needs_weights_per_batch = None
+    """Base class with no-op hooks; ``self.model`` and ``self.params`` are set by ``fit``."""
 
     def __init__(self):
         self.model = None
+        self.params = {}
 
     def set_model(self, model):
         self.model = model
 
+    def set_params(self, params):
+        self.params = params
+
     def on_train_begin(self, logs=None):
+        pass
+
+    def on_train_end(self, logs=None):
         pass
 
     def on_epoch_begin(self, epoch, logs=None):
         pass
 
-    def on_train_batch_end(self, batch, logs=None):
-        pass
-
     def on_epoch_end(self, epoch, logs=None):
         pass
 
-    def on_train_end(self, logs=None):
+    def on_batch_begin(self, batch, logs=None):
         pass
+
+    def on_batch_end(self, batch, logs=None):
+        pass
+
+    def on_train_batch_begin(self, batch, logs=None):
+        self.on_batch_begin(batch, logs=logs)  # Keras: the training hooks call the aliases
+
+    def on_train_batch_end(self, batch, logs=None):
+        self.on_batch_end(batch, logs=logs)
+
+    def on_test_begin(self, logs=None):
+        pass
+
+    def on_test_end(self, logs=None):
+        pass
+
+    def on_test_batch_begin(self, batch, logs=None):
+        pass
+
+    def on_test_batch_end(self, batch, logs=None):
+        pass
+
+    def on_predict_begin(self, logs=None):
+        pass
+
+    def on_predict_end(self, logs=None):
+        pass
+
+    def on_predict_batch_begin(self, batch, logs=None):
+        pass
+
+    def on_predict_batch_end(self, batch, logs=None):
+        pass
+
+
+def wants_every_batch(callback):
+    """True if ``callback`` defines a training batch hook of its own (in its class or on the
+    instance). ``steps_per_execution='auto'`` runs one batch per execution when a callback
+    does, so each hook sees the weights after exactly its batch."""
+    if getattr(callback, "_logs_only", False):  # npnet's progress bar reads only the logs
+        return False
+    return any(name in vars(callback) or getattr(type(callback), name) is not getattr(Callback, name)
+               for name in _BATCH_HOOKS)
+
+
+class CallbackList:
+    """Calls every hook of every callback in order, always with a ``logs`` dict."""
+
+    def __init__(self, callbacks, model, params):
+        self.model = model
+        self.callbacks = list(callbacks)
+        for callback in self.callbacks:
+            if not isinstance(callback, Callback):
+                raise TypeError(f"callbacks must be npnet.callbacks.Callback instances; received {callback!r}")
+        for callback in self.callbacks:
+            callback.set_model(model)
+            callback.set_params(params)
+
+    def call(self, hook, *args, logs=None):
+        """``callback.<hook>(*args, logs)`` for each callback; ``logs`` defaults to ``{}``."""
+        logs = {} if logs is None else logs
+        for callback in self.callbacks:
+            getattr(callback, hook)(*args, logs)
 
 
 class History(Callback):
@@ -61,99 +127,10 @@ class History(Callback):
             self.history.setdefault(key, []).append(value)
 
 
-def _format_value(value):
-    return f"{value:.4f}" if abs(value) >= 1e-3 or value == 0 else f"{value:.4e}"
-
-
-def _format_duration(seconds):
-    if seconds >= 3600:
-        return f"{int(seconds // 3600)}:{int(seconds % 3600 // 60):02d}:{int(seconds % 60):02d}"
-    if seconds >= 60:
-        return f"{int(seconds // 60)}:{int(seconds % 60):02d}"
-    return f"{int(round(seconds))}s"
-
-
-def _format_per_step(seconds):
-    if seconds >= 1:
-        return f"{seconds:.0f}s/step"
-    if seconds >= 1e-3:
-        return f"{seconds * 1e3:.0f}ms/step"
-    return f"{seconds * 1e6:.0f}us/step"
-
-
-class Progbar:
-    """Keras 3's progress line: ``1875/1875 ━━━━━━━━━━━━━━━━━━━━ 2s 1ms/step - accuracy: 0.8267 - loss: 0.4949``.
-
-    ``verbose=1`` redraws the line in place (at most every ``interval`` seconds);
-    ``verbose=2`` prints only the final line, in Keras's ``- 2s - 1ms/step -`` form.
-    """
-
-    width = 20
-
-    def __init__(self, target, verbose=1, stream=None, interval=0.05):
-        self.target = int(target)
-        self.verbose = verbose
-        self.stream = stream if stream is not None else sys.stdout
-        self.interval = interval
-        self.start = time.perf_counter()
-        self._last_draw = 0.0
-        self._last_len = 0
-        self._color = verbose == 1 and _isatty(self.stream)
-
-    def update(self, current, values, finalize=False):
-        """Show progress ``current``/target with ``values`` (a dict of running means)."""
-        if self.verbose == 0:
-            return
-        now = time.perf_counter()
-        elapsed = now - self.start
-        metrics = "".join(f" - {name}: {_format_value(v)}" for name, v in sorted(values.items()))
-        if self.verbose == 2:
-            if finalize:
-                per_step = elapsed / max(current, 1)
-                self.stream.write(
-                    f"{current}/{self.target} - {_format_duration(elapsed)} - "
-                    f"{_format_per_step(per_step)}{metrics}\n"
-                )
-                self.stream.flush()
-            return
-        if not finalize and now - self._last_draw < self.interval:
-            return
-        self._last_draw = now
-        per_step = elapsed / max(current, 1)
-        time_text = _format_duration(elapsed if finalize else per_step * (self.target - current))
-        digits = len(str(self.target))
-        line = (f"{current:>{digits}}/{self.target} {self._bar(current)} {time_text} "
-                f"{_format_per_step(per_step)}{metrics}")
-        padding = " " * max(self._last_len - len(line), 0)
-        self._last_len = len(line)
-        self.stream.write("\r" + line + padding + ("\n" if finalize else ""))
-        self.stream.flush()
-
-    def _bar(self, current):
-        done = int(self.width * current / self.target) if self.target else self.width
-        if self._color:
-            return "\x1b[32m" + "━" * done + "\x1b[0m" + "\x1b[37m" + "━" * (self.width - done) + "\x1b[0m"
-        return "━" * done + "─" * (self.width - done)
-
-
-def _isatty(stream):
-    try:
-        return stream.isatty()
-    except (AttributeError, ValueError):
-        return False
-
-
-def resolve_verbose(verbose):
-    """``'auto'`` becomes 1 at a terminal (redrawn bar) and 2 otherwise (one line per epoch)."""
-    if verbose == "auto":
-        return 1 if _isatty(sys.stdout) else 2
-    if verbose not in (0, 1, 2):
-        raise ValueError(f"verbose must be 'auto', 0, 1 or 2; received {verbose!r}")
-    return verbose
-
-
 class ProgbarLogger(Callback):
     """Prints ``Epoch i/n`` and a :class:`Progbar` per epoch (added by ``fit`` when verbose)."""
+
+    _logs_only = True
 
     def __init__(self, verbose, epochs, steps):
         super().__init__()
@@ -250,30 +227,6 @@ class TerminateOnNaN(Callback):
     ``fit`` checks every batch's loss *before* applying its update, so the weights left in
     the model are the last finite ones; adding this callback changes nothing.
     """
-
-
-def has_batch_hook(callback):
-    """True if ``callback`` does something in ``on_train_batch_end`` (overridden in its class
-    or set on the instance); ``fit`` builds each batch's logs only for such callbacks."""
-    hook = getattr(callback, "on_train_batch_end", None)
-    return getattr(hook, "__func__", hook) is not Callback.on_train_batch_end
-
-
-def watches_batches(callback):
-    """True if ``callback`` has an ``on_train_batch_end`` hook that may look at the model.
-
-    A callback's own ``needs_weights_per_batch`` (True or False) decides when set. Otherwise
-    npnet's own batch hook (:class:`ProgbarLogger`'s) only reads the logs, and any other one,
-    defined in a subclass or set on the instance, counts as watching. ``fit`` then has the
-    backend finish each batch before its hook runs, so the hook sees the weights after exactly
-    that batch, as in Keras. When no callback watches, a backend may train several batches
-    in one call and run their hooks afterwards, with the same logs.
-    """
-    declared = getattr(callback, "needs_weights_per_batch", None)
-    if declared is not None:
-        return bool(declared)
-    hook = getattr(callback, "on_train_batch_end", None)
-    return has_batch_hook(callback) and getattr(hook, "__func__", hook) is not ProgbarLogger.on_train_batch_end
 
 
 def is_finite(value):

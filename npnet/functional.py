@@ -222,9 +222,17 @@ def adam_update(param, grad, m, v, step, learning_rate, beta_1, beta_2, epsilon)
         α = lr · sqrt(1 - β2^t) / (1 - β1^t) bias correction folded into the step size
         w ← w - α · m / (sqrt(v) + ε)
 
-    ε is added after the square root and is *not* bias-corrected (PyTorch's Adam differs
-    there). All scalars are cast to the parameter's dtype first, as Keras does, so a
-    float32 model is updated in float32 arithmetic throughout.
+    The textbook form (Kingma & Ba) corrects both moments for their start at zero:
+
+        m̂ = m / (1 - β1^t),   v̂ = v / (1 - β2^t)
+        w ← w - lr · m̂ / (sqrt(v̂) + ε̂)
+
+    Keras folds both corrections into one step size instead: ``lr · m̂ / sqrt(v̂)`` equals
+    ``α · m / sqrt(v)`` with ``α`` above, so the two forms are the same update with
+    ``ε = ε̂ · sqrt(1 - β2^t)``. Keras's ε is added after the square root and is *not*
+    bias-corrected (PyTorch's Adam uses the textbook ε̂), which matters only while ``sqrt(v)``
+    is as small as ε. All scalars are cast to the parameter's dtype first, as Keras does, so
+    a float32 model is updated in float32 arithmetic throughout.
     """
     dtype = param.dtype.type
     t = dtype(step)

@@ -38,7 +38,7 @@ import sys
 
 import numpy as np
 
-from . import activations, losses as losses_module, training as training_module, utils
+from . import activations, losses as losses_module, training as training_module, utils, validation
 from .layers import Dense, ReLU
 
 #: The CS231n reading of a relative error, from worst to best: (lower bound, verdict, meaning).
@@ -273,17 +273,10 @@ def gradcheck(model, x, y, eps=1e-5, *, loss=None, max_entries=200, seed=0, trai
     A wrong backward is off by far more than rounding and still fails.
     """
     layers, loss, x, y = _float64_copy(model, x, y, loss)
-    if not any(layer.params for layer in layers):
-        raise ValueError("gradcheck: the model has no parameters to check")
-    eps = float(eps)
-    if not np.isfinite(eps) or eps <= 0:
-        raise ValueError(f"eps must be a positive number; received {eps!r}")
-    if max_entries is not None and (isinstance(max_entries, bool) or not isinstance(max_entries, (int, np.integer))
-                                    or max_entries <= 0):
-        raise ValueError(f"max_entries must be a positive integer or None; received {max_entries!r}")
-    tolerance = float(tolerance)
+    if not any(layer.params and layer.trainable for layer in layers):
+        raise ValueError("gradcheck: the model has no parameters to check (none in a trainable layer)")
+    eps = _check_settings(eps, max_entries)
     sampler = np.random.default_rng(seed)
-    unit = np.finfo(np.float64).eps
 
     with _replayed_randomness(layers) as rewind:
         def evaluate():
@@ -299,33 +292,49 @@ def gradcheck(model, x, y, eps=1e-5, *, loss=None, max_entries=200, seed=0, trai
         if base_value != float(loss_value):
             raise RuntimeError("gradcheck: two evaluations of the same loss differ; some layer is not "
                                "deterministic given npnet's random generator")
+        trainable = [layer for layer in layers if layer.trainable]
+        names = [f"{layer.name}/{name}" for layer in trainable for name in layer.params]
+        params = [p for layer in trainable for p in layer.params.values()]
+        checks = [_check_parameter(name, param, grad, _choose_entries(param.size, max_entries, sampler),
+                                   evaluate, base_signs, eps, float(tolerance))
+                  for name, param, grad in zip(names, params, grads)]
+    return GradcheckReport(checks, float(loss_value), eps, int(x.shape[0]), bool(training), float(tolerance))
 
-        names = [f"{layer.name}/{name}" for layer in layers for name in layer.params]
-        params = [p for layer in layers for p in layer.params.values()]
-        checks = []
-        for name, param, grad in zip(names, params, grads):
-            indices = _choose_entries(param.size, max_entries, sampler)
-            flat = param.reshape(-1)  # a view: writing to it perturbs the layer's weight
-            numeric = np.empty(indices.size)
-            rounding = np.empty(indices.size)
-            kinks = np.zeros(indices.size, dtype=bool)
-            for k, index in enumerate(indices):
-                original = flat[index]
-                flat[index] = original + eps
-                upper = flat[index]
-                loss_plus, signs_plus = evaluate()
-                flat[index] = original - eps
-                lower = flat[index]
-                loss_minus, signs_minus = evaluate()
-                flat[index] = original
-                # Divide by the step actually taken: w ± eps is rounded to a float64.
-                numeric[k] = (loss_plus - loss_minus) / (upper - lower)
-                rounding[k] = unit * (abs(loss_plus) + abs(loss_minus)) / (upper - lower)
-                kinks[k] = _crossed(base_signs, signs_plus) or _crossed(base_signs, signs_minus)
-            analytic = np.asarray(grad, dtype=np.float64).reshape(-1)[indices]
-            checks.append(ParameterCheck(name, tuple(param.shape), indices, analytic, numeric,
-                                         relative_error(analytic, numeric), rounding, kinks, tolerance))
-    return GradcheckReport(checks, float(loss_value), eps, int(x.shape[0]), bool(training), tolerance)
+
+def _check_settings(eps, max_entries):
+    """``eps`` as a float, after checking both settings."""
+    eps = float(eps)
+    if not np.isfinite(eps) or eps <= 0:
+        raise ValueError(f"eps must be a positive number; received {eps!r}")
+    if max_entries is not None and (isinstance(max_entries, bool) or not isinstance(max_entries, (int, np.integer))
+                                    or max_entries <= 0):
+        raise ValueError(f"max_entries must be a positive integer or None; received {max_entries!r}")
+    return eps
+
+
+def _check_parameter(name, param, grad, indices, evaluate, base_signs, eps, tolerance):
+    """Centred differences of the loss for the ``indices`` entries of ``param``."""
+    unit = np.finfo(np.float64).eps
+    flat = param.reshape(-1)  # a view: writing to it perturbs the layer's weight
+    numeric = np.empty(indices.size)
+    rounding = np.empty(indices.size)
+    kinks = np.zeros(indices.size, dtype=bool)
+    for k, index in enumerate(indices):
+        original = flat[index]
+        flat[index] = original + eps
+        upper = flat[index]
+        loss_plus, signs_plus = evaluate()
+        flat[index] = original - eps
+        lower = flat[index]
+        loss_minus, signs_minus = evaluate()
+        flat[index] = original
+        # Divide by the step actually taken: w ± eps is rounded to a float64.
+        numeric[k] = (loss_plus - loss_minus) / (upper - lower)
+        rounding[k] = unit * (abs(loss_plus) + abs(loss_minus)) / (upper - lower)
+        kinks[k] = _crossed(base_signs, signs_plus) or _crossed(base_signs, signs_minus)
+    analytic = np.asarray(grad, dtype=np.float64).reshape(-1)[indices]
+    return ParameterCheck(name, tuple(param.shape), indices, analytic, numeric,
+                          relative_error(analytic, numeric), rounding, kinks, tolerance)
 
 
 # ----------------------------------------------------------------------------- helpers
@@ -344,11 +353,9 @@ def _float64_copy(model, x, y, loss):
     if loss is None:
         raise ValueError("gradcheck needs a loss: compile the model first or pass loss=..., e.g. "
                          "loss='sparse_categorical_crossentropy'")
-    model._check_x(x)  # shape and finiteness, with the model's own error messages
-    x = np.array(x, dtype=np.float64, order="C")
-    checker = copy.copy(model)  # a shallow copy, so _check_y sees this loss without touching the model
-    checker.loss = loss
-    y = checker._check_y(y, x.shape[0], model.output_shape)
+    x = validation.check_inputs(x, model.input_shape, "x", model.name, dtype=np.float64)
+    n_classes = model.output_shapes((None,) + x.shape[1:])[-1][-1]
+    y = validation.check_labels(y, x.shape[0], n_classes, loss)
     if y.dtype.kind == "f":
         y = y.astype(np.float64)
     layers = copy.deepcopy(model.layers)
@@ -387,7 +394,7 @@ def _is_relu(layer):
 
 def _relu_signs(layers, caches):
     """For every ReLU in the network, the boolean array ``z > 0`` of its pre-activation."""
-    return [cache[1] > 0 for layer, cache in zip(layers, caches) if _is_relu(layer)]
+    return [cache.z > 0 for layer, cache in zip(layers, caches) if _is_relu(layer)]
 
 
 def _crossed(base_signs, signs):
@@ -456,7 +463,3 @@ def _positive_int(text):
         raise argparse.ArgumentTypeError(f"expected a positive integer; received {text}")
     return value
 
-
-# ``npnet.gradcheck`` names the function (npnet/__init__.py imports it over the module's
-# name); this keeps ``npnet.gradcheck.main`` working for the command line as well.
-gradcheck.main = main

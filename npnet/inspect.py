@@ -20,7 +20,7 @@ import dataclasses
 
 import numpy as np
 
-from . import training as training_module, utils
+from . import heads, training as training_module, utils
 from .layers import Dense, ReLU, Softmax
 
 #: The update/weight ratios outside which the summary flags a parameter (rule of thumb ~1e-3).
@@ -144,73 +144,79 @@ def step(model, x, y):
     if not model.built:
         raise ValueError("npnet.inspect.step needs the model's weights, which do not exist yet: give the "
                          "first layer input_shape=... or call model.build(input_shape)")
-    x, y = model._prepare(x, y)
+    x, y = model.check_data(x, y)
     layers = copy.deepcopy(model.layers)
     optimizer = copy.deepcopy(model.optimizer)
     loss = model.loss
+    head = heads.choose(layers, loss)
+    inputs, outputs, caches, value, param_grads, output_grads = _forward_and_backward(layers, loss, x, y, head)
+    penalty = training_module.regularization_loss(layers)
+    grads = training_module.flat_gradients(layers, param_grads)
+    applied = bool(np.isfinite(value) and training_module.all_finite(grads))
 
+    params = [p for layer in layers if layer.trainable for p in layer.params.values()]
+    old = {id(p): p.copy() for layer in layers for p in layer.params.values()}
+    if optimizer.state is None:
+        optimizer.build(params)
+    state_before = _state_by_param(optimizer, params, copy_arrays=True)
+    if applied:
+        optimizer.apply_gradients(params, grads)  # updates the copies in place
+    state_after = _state_by_param(optimizer, params, copy_arrays=True)
+
+    shortcut = head == heads.SOFTMAX_CROSSENTROPY
+    last = len(layers) - 1
+    records = [_layer_step(layer, inputs[i], outputs[i], caches[i], output_grads[i], param_grads[i],
+                           old, state_before, state_after, applied, from_loss=shortcut and i == last)
+               for i, layer in enumerate(layers)]
+    n_correct = model.accuracy.count_correct(y, outputs[-1])
+    iteration = optimizer.iterations if applied else optimizer.iterations + 1
+    return StepReport(records, float(value), float(penalty), int(x.shape[0]), int(n_correct),
+                      repr(model.optimizer), int(iteration), bool(shortcut), applied, str(x.dtype))
+
+
+def _forward_and_backward(layers, loss, x, y, head):
+    """``training.forward``'s loop keeping every layer's input and output, then backward,
+    with npnet's generator rewound afterwards (fit must draw the same dropout masks)."""
     generator = utils.rng()
-    saved_state = generator.bit_generator.state  # dropout draws from it; fit must draw the same masks
+    saved_state = generator.bit_generator.state
     try:
-        # training.forward's loop, keeping every layer's input and output for the report
         inputs, outputs, caches, h = [], [], [], x
         for layer in layers:
             inputs.append(h)
             h, cache = layer.forward(h, training=True)
             outputs.append(h)
             caches.append(cache)
-        output = h
-        value = training_module.loss_value(layers, loss, output, caches, y)
-        param_grads, output_grads = training_module.backward(layers, loss, output, caches, y)
+        value = training_module.loss_value(layers, loss, h, caches, y, head)
+        param_grads, output_grads = training_module.backward(layers, loss, h, caches, y, head)
     finally:
         generator.bit_generator.state = saved_state
-    penalty = training_module.regularization_loss(layers)
-    grads = training_module.flat_gradients(layers, param_grads)
-    applied = bool(np.isfinite(value) and training_module.all_finite(grads))
+    return inputs, outputs, caches, value, param_grads, output_grads
 
-    params = [p for layer in layers for p in layer.params.values()]
-    old = [p.copy() for p in params]
-    if optimizer.state is None:
-        optimizer.build(params)
-    state_before = {slot: [a.copy() for a in arrays] for slot, arrays in optimizer.state.items()}
-    if applied:
-        optimizer.apply_gradients(params, grads)  # updates the copies in place
-    state_after = optimizer.state
 
-    shortcut = training_module.uses_logits_shortcut(layers, loss)
-    records, k = [], 0
-    for i, (layer, cache) in enumerate(zip(layers, caches)):
-        names = list(layer.params)
-        slice_ = range(k, k + len(names))
-        k += len(names)
-        weights = {name: old[j] for name, j in zip(names, slice_)}
-        new = {name: params[j].copy() for name, j in zip(names, slice_)}
-        update = {name: new[name] - weights[name] if applied else np.zeros_like(weights[name])
-                  for name in names}
-        records.append(LayerStep(
-            name=layer.name,
-            kind=type(layer).__name__,
-            activation=_activation_name(layer),
-            input=np.array(inputs[i]),
-            pre_activation=_pre_activation(layer, cache),
-            output=np.array(outputs[i]),
-            grad_output=None if (shortcut and i == len(layers) - 1) else _copy(output_grads[i]),
-            grad_pre_activation=_grad_pre_activation(layer, cache, output_grads[i],
-                                                     shortcut and i == len(layers) - 1),
-            weights=weights,
-            gradients={name: np.array(param_grads[i][name]) for name in names},
-            optimizer_state={name: {slot: arrays[j] for slot, arrays in state_before.items()}
-                             for name, j in zip(names, slice_)},
-            optimizer_state_after={name: {slot: arrays[j].copy() for slot, arrays in state_after.items()}
-                                   for name, j in zip(names, slice_)},
-            new_weights=new,
-            update=update,
-            update_ratio={name: _ratio(update[name], weights[name]) for name in names},
-        ))
-    n_correct = model.accuracy.count_correct(y, output)
-    iteration = optimizer.iterations if applied else optimizer.iterations + 1
-    return StepReport(records, float(value), float(penalty), int(x.shape[0]), int(n_correct),
-                      repr(model.optimizer), int(iteration), bool(shortcut), applied, str(x.dtype))
+def _state_by_param(optimizer, params, copy_arrays):
+    """``{id(param): {slot: array}}`` of the optimizer's state for each trainable parameter."""
+    return {id(p): {slot: (arrays[j].copy() if copy_arrays else arrays[j])
+                    for slot, arrays in optimizer.state.items()} for j, p in enumerate(params)}
+
+
+def _layer_step(layer, layer_input, output, cache, grad_output, grads, old, state_before, state_after,
+                applied, from_loss):
+    """The :class:`LayerStep` of one layer (``from_loss``: the loss handed it dL/dz)."""
+    names = list(layer.params)
+    weights = {name: old[id(layer.params[name])] for name in names}
+    new = {name: layer.params[name].copy() for name in names}
+    update = {name: new[name] - weights[name] if applied else np.zeros_like(weights[name]) for name in names}
+    return LayerStep(
+        name=layer.name, kind=type(layer).__name__, activation=_activation_name(layer),
+        input=np.array(layer_input), pre_activation=_pre_activation(layer, cache), output=np.array(output),
+        grad_output=None if from_loss else _copy(grad_output),
+        grad_pre_activation=_grad_pre_activation(layer, cache, grad_output, from_loss),
+        weights=weights,
+        gradients={name: np.array(grads[name]) for name in names if name in grads},
+        optimizer_state={name: state_before.get(id(layer.params[name]), {}) for name in names},
+        optimizer_state_after={name: state_after.get(id(layer.params[name]), {}) for name in names},
+        new_weights=new, update=update,
+        update_ratio={name: _ratio(update[name], weights[name]) for name in names})
 
 
 # ----------------------------------------------------------------------------- helpers
@@ -234,7 +240,7 @@ def _has_activation_cache(layer):
 
 
 def _pre_activation(layer, cache):
-    return np.array(cache[1]) if _has_activation_cache(layer) else None
+    return np.array(cache.z) if _has_activation_cache(layer) else None
 
 
 def _grad_pre_activation(layer, cache, grad_output, from_loss):

@@ -25,6 +25,10 @@ from .utils import format_shape
 
 _name_counts = collections.Counter()
 
+#: What Dense, ReLU and Softmax keep for backward: the input ``x``, the pre-activation ``z``
+#: (the input itself for ReLU and Softmax) and the activation ``a``.
+ActivationCache = collections.namedtuple("ActivationCache", ["x", "z", "a"])
+
 
 def _default_name(cls):
     """``Dense`` -> ``dense``, ``dense_1``, ... and ``ReLU`` -> ``re_lu``, as Keras names layers."""
@@ -38,10 +42,13 @@ def _default_name(cls):
 class Layer:
     """Base class: parameters, shape bookkeeping, weights exchange and configuration."""
 
-    def __init__(self, *, name=None, input_shape=None):
+    def __init__(self, *, name=None, input_shape=None, trainable=True):
         self.name = name if name is not None else _default_name(type(self))
         self.params = {}
         self.built = False
+        #: False freezes the layer's weights: no gradient, no update (as in Keras). Change it
+        #: before ``compile``; a compiled model must be compiled again to see the change.
+        self.trainable = bool(trainable)
         self.input_shape = None  # with the batch dimension, e.g. (None, 28, 28)
         self._declared_input_shape = None
         if input_shape is not None:
@@ -118,6 +125,8 @@ class Layer:
 
     def get_config(self):
         config_ = {"name": self.name}
+        if not self.trainable:
+            config_["trainable"] = False
         if self._declared_input_shape is not None:
             config_["input_shape"] = list(self._declared_input_shape[1:])
         return config_
@@ -153,10 +162,11 @@ class Dense(Layer):
     """
 
     def __init__(self, units, activation=None, *, kernel_initializer="glorot_uniform",
-                 bias_initializer="zeros", kernel_regularizer=None, input_shape=None, name=None):
+                 bias_initializer="zeros", kernel_regularizer=None, input_shape=None, name=None,
+                 trainable=True):
         if isinstance(units, bool) or not isinstance(units, (int, np.integer)) or units <= 0:
             raise ValueError(f"Dense units must be a positive integer; received {units!r}")
-        super().__init__(name=name, input_shape=input_shape)
+        super().__init__(name=name, input_shape=input_shape, trainable=trainable)
         self.units = int(units)
         self.activation = activations_module.get(activation)
         self.kernel_initializer = initializers.get(kernel_initializer)
@@ -193,14 +203,14 @@ class Dense(Layer):
     def forward(self, x, training=False):
         z = F.dense_forward(x, self.params["kernel"], self.params["bias"])
         a = self.activation.forward(z)
-        return a, (x, z, a)
+        return a, ActivationCache(x, z, a)
 
     def backward(self, dL_da, cache, need_input_grad=True):
         x, z, a = cache
         dL_dz = self.activation.backward(dL_da, z, a)
-        return self.backward_from_logits(dL_dz, cache, need_input_grad)
+        return self.backward_from_pre_activation(dL_dz, cache, need_input_grad)
 
-    def backward_from_logits(self, dL_dz, cache, need_input_grad=True):
+    def backward_from_pre_activation(self, dL_dz, cache, need_input_grad=True):
         """Backward from the gradient w.r.t. the pre-activation ``z`` (skipping the activation).
 
         Used when the loss hands over ``dL_dz`` directly: softmax + cross-entropy.
@@ -229,7 +239,7 @@ class ReLU(Layer):
 
     def forward(self, x, training=False):
         a = F.relu_forward(x)
-        return a, (x, x, a)
+        return a, ActivationCache(x, x, a)
 
     def backward(self, dL_da, cache, need_input_grad=True):
         _, z, a = cache
@@ -240,7 +250,7 @@ class Softmax(Layer):
     """Row-wise softmax as a layer: (n, k) logits -> (n, k) probabilities.
 
     As in Keras, a cross-entropy loss after a final Softmax layer is computed from the
-    logits (see :func:`npnet.training.uses_logits_shortcut`), exactly as after
+    logits (see :mod:`npnet.heads`), exactly as after
     ``Dense(k, activation='softmax')``.
     """
 
@@ -252,13 +262,13 @@ class Softmax(Layer):
 
     def forward(self, x, training=False):
         p = F.softmax_forward(x)
-        return p, (x, x, p)
+        return p, ActivationCache(x, x, p)
 
     def backward(self, dL_dp, cache, need_input_grad=True):
         _, z, p = cache
         return (F.softmax_backward(dL_dp, z, p) if need_input_grad else None), {}
 
-    def backward_from_logits(self, dL_dz, cache, need_input_grad=True):
+    def backward_from_pre_activation(self, dL_dz, cache, need_input_grad=True):
         """The loss handed over the gradient w.r.t. this layer's input, the logits: pass it on."""
         return (dL_dz if need_input_grad else None), {}
 
@@ -272,13 +282,13 @@ class Dropout(Layer):
     reproducible), or from the layer's own generator when ``seed`` is given.
     """
 
-    def __init__(self, rate, *, seed=None, input_shape=None, name=None):
+    def __init__(self, rate, *, seed=None, input_shape=None, name=None, trainable=True):
         if isinstance(rate, bool) or not isinstance(rate, (int, float, np.floating)) or not 0 <= rate < 1:
             raise ValueError(f"Dropout rate must be a number in [0, 1) (the fraction of units "
                              f"dropped); received {rate!r}")
         if seed is not None and (isinstance(seed, bool) or not isinstance(seed, (int, np.integer)) or seed < 0):
             raise ValueError(f"Dropout seed must be None or a non-negative integer; received {seed!r}")
-        super().__init__(name=name, input_shape=input_shape)
+        super().__init__(name=name, input_shape=input_shape, trainable=trainable)
         self.rate = float(rate)
         self.seed = None if seed is None else int(seed)
         self._generator = None if seed is None else np.random.default_rng(self.seed)

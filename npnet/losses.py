@@ -1,9 +1,13 @@
 """Losses with Keras's names. Each knows its value and its gradient.
 
-A loss sees the model's output ``y_pred``. When the output layer is a softmax and the loss is
-a cross-entropy on probabilities, Keras computes both from the layer's *logits* instead; the
-model does the same through ``value_from_logits`` / ``gradient_from_logits`` (see
-:func:`npnet.functional.softmax_crossentropy_backward` for why).
+A loss sees the model's output ``y_pred``: ``value(y_true, y_pred)`` and
+``gradient(y_true, y_pred)`` (dL/dy_pred). ``from_logits=True`` says that ``y_pred`` are
+logits, not probabilities, as in Keras.
+
+The cross-entropies also offer the two halves that the softmax head uses
+(:mod:`npnet.heads`): ``value_of_logits(y_true, logits)`` and
+``gradient_wrt_logits(y_true, probabilities)``, the gradient w.r.t. the logits given the
+softmax of them (see :func:`npnet.functional.softmax_crossentropy_backward` for why).
 """
 
 import numpy as np
@@ -17,6 +21,9 @@ class Loss:
     name = "loss"
     #: "sparse" when labels are class indices (n,), "categorical" when one-hot rows (n, k).
     label_kind = "sparse"
+    #: True for a cross-entropy whose gradient w.r.t. a softmax's logits is the combined
+    #: ``(p - onehot) / n`` (see :mod:`npnet.heads`).
+    combines_with_softmax = False
 
     def __init__(self, from_logits=False):
         self.from_logits = bool(from_logits)
@@ -27,14 +34,14 @@ class Loss:
     def value(self, y_true, y_pred):
         """Batch-mean loss of the model's output."""
         if self.from_logits:
-            return self.value_from_logits(y_true, y_pred)
-        return self.value_from_probabilities(y_true, y_pred)
+            return self.value_of_logits(y_true, y_pred)
+        return self.value_of_probabilities(y_true, y_pred)
 
     def gradient(self, y_true, y_pred):
         """dL/dy_pred, same shape as ``y_pred``."""
         if self.from_logits:
-            return self.gradient_from_logits(y_true, F.softmax_forward(y_pred))
-        return self.gradient_from_probabilities(y_true, y_pred)
+            return self.gradient_wrt_logits(y_true, F.softmax_forward(y_pred))
+        return self.gradient_wrt_probabilities(y_true, y_pred)
 
     def get_config(self):
         return {"from_logits": self.from_logits}
@@ -48,18 +55,19 @@ class SparseCategoricalCrossentropy(Loss):
 
     name = "sparse_categorical_crossentropy"
     label_kind = "sparse"
+    combines_with_softmax = True
 
-    def value_from_probabilities(self, labels, p):
+    def value_of_probabilities(self, labels, p):
         return F.sparse_categorical_crossentropy(p, labels)
 
-    def gradient_from_probabilities(self, labels, p):
+    def gradient_wrt_probabilities(self, labels, p):
         return F.sparse_categorical_crossentropy_backward(p, labels)
 
-    def value_from_logits(self, labels, z):
+    def value_of_logits(self, labels, z):
         return F.sparse_categorical_crossentropy_from_logits(z, labels)
 
-    def gradient_from_logits(self, labels, p):
-        """dL/dz given the softmax probabilities p of the logits z."""
+    def gradient_wrt_logits(self, labels, p):
+        """dL/dz w.r.t. the logits z, given their softmax probabilities p."""
         return F.softmax_crossentropy_backward(p, labels)
 
 
@@ -68,11 +76,12 @@ class CategoricalCrossentropy(Loss):
 
     name = "categorical_crossentropy"
     label_kind = "categorical"
+    combines_with_softmax = True
 
-    def value_from_probabilities(self, targets, p):
+    def value_of_probabilities(self, targets, p):
         return F.categorical_crossentropy(p, targets)
 
-    def gradient_from_probabilities(self, targets, p):
+    def gradient_wrt_probabilities(self, targets, p):
         # d/dp of -Σ t log(p / Σp): -t/p + Σt/Σp, then / n for the batch mean. Keras clips
         # p / Σp to [ε, 1 - ε]; entries held by the clip get no gradient through the log.
         total = p.sum(axis=1, keepdims=True)
@@ -83,10 +92,10 @@ class CategoricalCrossentropy(Loss):
         dL_dp = (dL_dq - np.sum(dL_dq * q, axis=1, keepdims=True)) / total
         return (dL_dp / p.shape[0]).astype(p.dtype, copy=False)
 
-    def value_from_logits(self, targets, z):
+    def value_of_logits(self, targets, z):
         return F.categorical_crossentropy_from_logits(z, targets)
 
-    def gradient_from_logits(self, targets, p):
+    def gradient_wrt_logits(self, targets, p):
         return F.softmax_categorical_crossentropy_backward(p, targets)
 
 

@@ -34,3 +34,15 @@ def get(identifier, loss):
             raise ValueError("'categorical_accuracy' needs one-hot labels; use 'accuracy'")
         return Accuracy(loss.label_kind)
     raise ValueError(f"Unknown metric {identifier!r}; known metrics: {', '.join(_NAMES)}")
+
+
+def resolve_names(metrics, loss):
+    """The names ``compile(metrics=...)`` will log, after checking them against ``loss``."""
+    if metrics is None:
+        return []
+    if isinstance(metrics, str):
+        raise TypeError(f"metrics must be a list such as ['accuracy']; received the string {metrics!r}")
+    metric_objs = [get(m, loss) for m in metrics]
+    if len(metric_objs) > 1:
+        raise ValueError(f"npnet supports one metric, 'accuracy'; received {list(metrics)}")
+    return [m.name for m in metric_objs]

@@ -2,6 +2,10 @@
 
 ``optimizer.apply_gradients(params, grads)`` updates the list of parameter arrays in place,
 one call per training step; the arithmetic of a step lives in :mod:`npnet.functional`.
+
+The step counter is a one-element array (:meth:`Optimizer.step_counter`) so that the numba
+backend's kernels, which do the same update, advance it together with the weights and the
+state, step by step, as Keras's compiled train step advances ``optimizer.iterations``.
 """
 
 import numpy as np
@@ -21,8 +25,23 @@ class Optimizer:
         if not np.isfinite(learning_rate) or learning_rate <= 0:
             raise ValueError(f"learning_rate must be a positive number; received {learning_rate!r}")
         self.learning_rate = learning_rate
-        self.iterations = 0
+        self._step_counter = np.zeros(1, dtype=np.int64)
         self.state = None  # {slot: [array per parameter]} once built
+
+    @property
+    def iterations(self):
+        """The number of steps applied so far (Keras's ``optimizer.iterations``)."""
+        return int(self._step_counter[0])
+
+    @iterations.setter
+    def iterations(self, value):
+        if isinstance(value, bool) or not isinstance(value, (int, np.integer)) or value < 0:
+            raise ValueError(f"iterations must be a non-negative integer; received {value!r}")
+        self._step_counter[0] = value
+
+    def step_counter(self):
+        """The one-element int64 array holding ``iterations``, for kernels that do the update."""
+        return self._step_counter
 
     def build(self, params):
         """Create zeroed state shaped like each parameter (done on the first step)."""
@@ -35,9 +54,11 @@ class Optimizer:
             self.build(params)
         else:
             self._check_same_params(params)
-        self.iterations += 1
-        for i, (param, grad) in enumerate(zip(params, grads)):
-            self.update(param, grad, {slot: arrays[i] for slot, arrays in self.state.items()})
+        # Ctrl-C waits until every parameter has its update: never half a step.
+        with utils.interrupts_deferred():
+            self._step_counter[0] += 1
+            for i, (param, grad) in enumerate(zip(params, grads)):
+                self.update(param, grad, {slot: arrays[i] for slot, arrays in self.state.items()})
 
     def _check_same_params(self, params):
         """The state was built for one model's parameters; refuse others rather than misalign."""

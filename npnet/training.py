@@ -7,9 +7,7 @@ kernels (``npnet/kernels``).
 
 import numpy as np
 
-from . import activations
-from .layers import Dense, Softmax
-from .losses import CategoricalCrossentropy, SparseCategoricalCrossentropy
+from . import heads
 
 
 def forward(layers, x, training=False):
@@ -21,20 +19,6 @@ def forward(layers, x, training=False):
     return x, caches
 
 
-def uses_logits_shortcut(layers, loss):
-    """True when the loss is taken from the output layer's logits, as Keras does.
-
-    That is the case for a cross-entropy on probabilities (``from_logits=False``) after a
-    Dense layer with softmax, or after a Softmax layer: Keras's softmax output carries its
-    logits, and the loss and its gradient ``(p - onehot) / n`` are computed from them.
-    """
-    last = layers[-1]
-    return (isinstance(loss, (SparseCategoricalCrossentropy, CategoricalCrossentropy))
-            and not loss.from_logits
-            and (isinstance(last, Softmax)
-                 or (isinstance(last, Dense) and last.activation is activations.softmax)))
-
-
 def regularization_loss(layers):
     """The sum of the layers' weight penalties (Keras's ``model.losses``); 0.0 without any."""
     total = 0.0
@@ -44,12 +28,17 @@ def regularization_loss(layers):
     return total
 
 
-def loss_value(layers, loss, output, caches, y):
-    """The batch-mean loss of ``output`` (computed from the logits when Keras would), plus
-    the weight penalties of regularized layers, which Keras includes in the loss it reports."""
-    if uses_logits_shortcut(layers, loss):
+def loss_value(layers, loss, output, caches, y, head=None):
+    """The batch-mean loss of ``output`` (computed from the logits when the head says so), plus
+    the weight penalties of regularized layers, which Keras includes in the loss it reports.
+
+    ``head`` is :func:`npnet.heads.choose` of ``(layers, loss)``, computed when not given.
+    """
+    if head is None:
+        head = heads.choose(layers, loss)
+    if head == heads.SOFTMAX_CROSSENTROPY:
         _, z, _ = caches[-1]
-        value = loss.value_from_logits(y, z)
+        value = loss.value_of_logits(y, z)
     else:
         value = loss.value(y, output)
     if any(layer.weight_regularizers() for layer in layers):
@@ -57,8 +46,8 @@ def loss_value(layers, loss, output, caches, y):
     return value
 
 
-def backward(layers, loss, output, caches, y):
-    """Backpropagate the loss through ``layers``.
+def backward(layers, loss, output, caches, y, head=None):
+    """Backpropagate the loss through ``layers`` (``head`` as in :func:`loss_value`).
 
     Returns one dict of parameter gradients per layer (``{}`` for layers without
     parameters) and the gradient w.r.t. each layer's output, both in layer order.
@@ -67,13 +56,16 @@ def backward(layers, loss, output, caches, y):
     param_grads = [None] * n_layers
     output_grads = [None] * n_layers
     # The data's own gradient is never needed: stop at the first layer with parameters.
-    first_trainable = next((i for i, layer in enumerate(layers) if layer.params), n_layers)
+    first_trainable = next((i for i, layer in enumerate(layers) if layer.params and layer.trainable),
+                           n_layers)
 
-    if uses_logits_shortcut(layers, loss):
+    if head is None:
+        head = heads.choose(layers, loss)
+    if head == heads.SOFTMAX_CROSSENTROPY:
         last = layers[-1]
-        dL_dz = loss.gradient_from_logits(y, output)
+        dL_dz = loss.gradient_wrt_logits(y, output)
         output_grads[-1] = dL_dz  # w.r.t. the logits: the softmax is folded into the loss
-        dL_dy, param_grads[-1] = last.backward_from_logits(
+        dL_dy, param_grads[-1] = last.backward_from_pre_activation(
             dL_dz, caches[-1], need_input_grad=n_layers - 1 > first_trainable)
         remaining = range(n_layers - 2, -1, -1)
     else:
@@ -91,25 +83,29 @@ def backward(layers, loss, output, caches, y):
             param_grads[i] = {}
     # A penalty on a weight adds its own gradient to that weight's (e.g. 2·l2·kernel).
     for layer, grads in zip(layers, param_grads):
+        if not layer.trainable:
+            grads.clear()  # a frozen layer's weights get no gradient, as in Keras
+            continue
         for name, regularizer in layer.weight_regularizers().items():
             grads[name] = grads[name] + regularizer.gradient(layer.params[name])
     return param_grads, output_grads
 
 
 def flat_gradients(layers, param_grads):
-    """Flatten per-layer gradient dicts into a list aligned with the model's weights."""
-    return [grads[name] for layer, grads in zip(layers, param_grads) for name in layer.params]
+    """Flatten per-layer gradient dicts into a list aligned with the trainable weights."""
+    return [grads[name] for layer, grads in zip(layers, param_grads) if layer.trainable
+            for name in layer.params]
 
 
-def loss_and_gradients(layers, loss, x, y, training=True):
+def loss_and_gradients(layers, loss, x, y, training=True, head=None):
     """Forward and backward for one batch.
 
-    Returns ``(loss, output, grads)`` with ``grads`` aligned with the model's weights
-    (``[kernel_0, bias_0, kernel_1, bias_1, ...]``).
+    Returns ``(loss, output, grads)`` with ``grads`` aligned with the trainable weights
+    (``[kernel_0, bias_0, kernel_1, bias_1, ...]`` when every layer is trainable).
     """
     output, caches = forward(layers, x, training=training)
-    value = loss_value(layers, loss, output, caches, y)
-    param_grads, _ = backward(layers, loss, output, caches, y)
+    value = loss_value(layers, loss, output, caches, y, head)
+    param_grads, _ = backward(layers, loss, output, caches, y, head)
     return value, output, flat_gradients(layers, param_grads)
 
 

@@ -4,6 +4,8 @@ import contextlib
 import json
 import os
 import random
+import signal
+import threading
 import uuid
 
 import numpy as np
@@ -28,9 +30,7 @@ def set_random_seed(seed):
 
 #: Byte boundary on which parameters, optimizer state and the numba backend's buffers start:
 #: a cache line, and the width of an AVX-512 vector. NumPy promises only 16 bytes, and a
-#: vector load that spans two cache lines is slower: on the 2-core development machine a
-#: training epoch of the tutorial model (numba backend) took ~10% longer with the weights and
-#: Adam's moments 16 bytes off, and the weight-gradient product 62 µs instead of 39 µs.
+#: vector load that spans two cache lines is slower (measured in docs/performance.md).
 MEMORY_ALIGNMENT = 64
 
 
@@ -92,3 +92,30 @@ def write_json_atomic(path, data):
     with atomic_write(path, "w") as handle:
         json.dump(data, handle, indent=2)
         handle.write("\n")
+
+
+class interrupts_deferred:
+    """Context manager: a Ctrl-C (SIGINT) that arrives inside the block is raised as
+    ``KeyboardInterrupt`` when the block ends, so the block is never left half done.
+
+    Only the main thread receives signals; elsewhere, and when SIGINT is not Python's
+    default handler (the user installed their own), it does nothing.
+    """
+
+    def __enter__(self):
+        self._previous = None
+        self._received = False
+        if (threading.current_thread() is threading.main_thread()
+                and signal.getsignal(signal.SIGINT) is signal.default_int_handler):
+            self._previous = signal.signal(signal.SIGINT, self._record)
+        return self
+
+    def _record(self, signum, frame):
+        self._received = True
+
+    def __exit__(self, exc_type, exc, traceback):
+        if self._previous is not None:
+            signal.signal(signal.SIGINT, self._previous)
+            if self._received and exc_type is None:
+                raise KeyboardInterrupt
+        return False

@@ -199,9 +199,9 @@ def test_softmax_output_loss_uses_logits_like_keras():
         theirs_value = loss(labels, keras.activations.softmax(z))
     theirs_grad = tape.gradient(theirs_value, z).numpy()
     ours = npnet.losses.SparseCategoricalCrossentropy()
-    assert_close(ours.value_from_logits(labels, logits), float(theirs_value), rtol=RTOL,
+    assert_close(ours.value_of_logits(labels, logits), float(theirs_value), rtol=RTOL,
                  what="loss of a softmax output")
-    assert_close(ours.gradient_from_logits(labels, probabilities), theirs_grad, rtol=RTOL,
+    assert_close(ours.gradient_wrt_logits(labels, probabilities), theirs_grad, rtol=RTOL,
                  what="dL/dz through a softmax output")
 
 

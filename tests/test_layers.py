@@ -5,7 +5,7 @@ import numpy as np
 import pytest
 
 import npnet
-from npnet import config, training
+from npnet import config, heads, training
 from npnet.layers import Dense, Flatten
 
 from core_helpers import max_relative_error, numerical_gradient
@@ -284,7 +284,7 @@ def test_whole_model_gradients_match_finite_differences(float64):
     x, y = rng.normal(size=(7, 2, 3)), rng.integers(0, 3, size=7)
     for weight in model.weights:
         weight += rng.normal(scale=0.1, size=weight.shape)  # biases away from 0 too
-    assert training.uses_logits_shortcut(model.layers, model.loss)
+    assert heads.choose(model.layers, model.loss) == heads.SOFTMAX_CROSSENTROPY
 
     _, _, grads = training.loss_and_gradients(model.layers, model.loss, x, y)
 

@@ -12,7 +12,7 @@ import numpy as np
 import pytest
 
 import npnet
-from npnet import callbacks, functional as F, training
+from npnet import callbacks, functional as F, heads, training
 from npnet.layers import Dense, Flatten
 
 from core_helpers import assert_weights_equal, tiny_data, tiny_model
@@ -75,7 +75,7 @@ def test_softmax_output_takes_the_loss_and_its_gradient_from_the_logits():
     model.compile(optimizer="adam", loss="sparse_categorical_crossentropy", metrics=["accuracy"], backend="numpy")
     model.set_weights([np.array([[100.0, 0.0]]), np.zeros(2)])
     x, y = np.ones((1, 1), dtype=np.float32), np.array([1])
-    assert training.uses_logits_shortcut(model.layers, model.loss)
+    assert heads.choose(model.layers, model.loss) == heads.SOFTMAX_CROSSENTROPY
 
     loss, accuracy = model.evaluate(x, y, verbose=0)
     assert loss == pytest.approx(100.0, rel=1e-6) and accuracy == 0.0

@@ -129,24 +129,29 @@ def test_100_steps_match_numpy_backend(case):
 
 
 def _record_calls(model):
-    """Wrap the backend's compiled-call entry point; return the list of batches per call."""
+    """Wrap the backend's ``train_steps``; return the list of batches per call."""
     calls = []
-    run = model.backend._run_training
+    run = model.backend.train_steps
 
     def recording(*args):
         calls.append(args[5])  # n_steps
         return run(*args)
-    model.backend._run_training = recording
+    model.backend.train_steps = recording
     return calls
 
 
+def _compile_again(model, steps_per_execution):
+    model.compile(optimizer=model.optimizer, loss=model.loss, metrics=["accuracy"], backend="numba",
+                  steps_per_execution=steps_per_execution)
+
+
 def test_several_batches_per_call_train_identically():
-    """With no callback watching batches, fit trains several batches per compiled call; that
-    changes nothing but speed (same weights, same history, bit for bit)."""
+    """steps_per_execution only groups batches into compiled calls; that changes nothing but
+    speed (same weights, same history, bit for bit)."""
     one, several = make_pair((20,), [(16, "tanh"), (5, "softmax")])
     one.compile(optimizer="adam", loss=one.loss, metrics=["accuracy"], backend="numba")
-    one.backend.batches_per_call = 1
-    several.backend.batches_per_call = 4
+    _compile_again(one, 1)
+    _compile_again(several, 4)
     calls_one, calls_several = _record_calls(one), _record_calls(several)
     x, y = make_data(327, (20,), 5)
     history_one = fit_same_order(one, x, y, batch_size=32, epochs=2,
@@ -160,11 +165,10 @@ def test_several_batches_per_call_train_identically():
 
 
 @pytest.mark.parametrize("how", ["instance attribute", "subclass"])
-def test_a_callback_watching_batches_sees_the_weights_of_each_batch(how):
-    """A batch hook may look at the model: then every batch is its own compiled call, and
-    the weights the hook sees are those after exactly that batch, as with the NumPy backend."""
+def test_auto_steps_per_execution_gives_batch_hooks_the_weights_of_each_batch(how):
+    """With steps_per_execution='auto' a callback with a batch hook gets one batch per call:
+    the weights it sees are those after exactly that batch, as with the NumPy backend."""
     reference, fast = make_pair((20,), [(16, "relu"), (5, "softmax")])
-    fast.backend.batches_per_call = 4
     calls = _record_calls(fast)
     seen = {}
     for model in (reference, fast):
@@ -187,8 +191,8 @@ def test_a_callback_watching_batches_sees_the_weights_of_each_batch(how):
     assert not np.array_equal(seen["numba"][0][1], seen["numba"][1][1])  # a new step each time
 
 
-def test_only_callbacks_with_their_own_batch_hook_watch_batches():
-    watches = npnet.callbacks.watches_batches
+def test_only_callbacks_with_their_own_batch_hook_want_every_batch():
+    wants = npnet.callbacks.wants_every_batch
 
     class EpochsOnly(npnet.callbacks.Callback):
         def on_epoch_end(self, epoch, logs=None):
@@ -198,40 +202,31 @@ def test_only_callbacks_with_their_own_batch_hook_watch_batches():
         def on_train_batch_end(self, batch, logs=None):
             pass
 
-    assert not watches(npnet.callbacks.Callback())
-    assert not watches(npnet.callbacks.History())
-    assert not watches(npnet.callbacks.ProgbarLogger(1, 1, 1))  # reads the logs only
-    assert not watches(npnet.callbacks.EarlyStopping())
-    assert not watches(npnet.callbacks.TerminateOnNaN())
-    assert not watches(EpochsOnly())
-    assert watches(OwnProgress(1, 1, 1))
-    hooked = npnet.callbacks.has_batch_hook
-    assert not hooked(npnet.callbacks.History()) and not hooked(EpochsOnly())
-    assert hooked(npnet.callbacks.ProgbarLogger(1, 1, 1)) and hooked(OwnProgress(1, 1, 1))
-
-    class LossLogger(npnet.callbacks.Callback):
-        needs_weights_per_batch = False
-
-        def on_train_batch_end(self, batch, logs=None):
+    class BatchAlias(npnet.callbacks.Callback):
+        def on_batch_begin(self, batch, logs=None):
             pass
 
-    assert not watches(LossLogger())
-    explicit = EpochsOnly()
-    explicit.needs_weights_per_batch = True
-    assert watches(explicit)
+    assert not wants(npnet.callbacks.Callback())
+    assert not wants(npnet.callbacks.History())
+    assert not wants(npnet.callbacks.ProgbarLogger(1, 1, 1))  # reads the logs only
+    assert not wants(npnet.callbacks.EarlyStopping())
+    assert not wants(npnet.callbacks.TerminateOnNaN())
+    assert not wants(EpochsOnly())
+    assert wants(BatchAlias())
+    instance = EpochsOnly()
+    instance.on_train_batch_begin = lambda batch, logs=None: None
+    assert wants(instance)
 
 
-def test_a_logs_only_batch_hook_sees_every_batch_with_the_same_logs():
-    """A hook declared logs-only (needs_weights_per_batch=False) keeps several batches per
-    call, and still gets every batch number with exactly the logs of one call per batch."""
+def test_batch_hooks_run_once_per_execution_as_in_keras():
+    """With steps_per_execution=4 the batch hooks run after every 4th batch (and the last),
+    with that batch's number and the running means of one-batch-per-call training."""
     one, several = make_pair((20,), [(16, "relu"), (5, "softmax")])
     one.compile(optimizer="adam", loss=one.loss, metrics=["accuracy"], backend="numba")
-    one.backend.batches_per_call = 1
-    several.backend.batches_per_call = 4
+    _compile_again(one, 1)
+    _compile_again(several, 4)
 
     class LossLogger(npnet.callbacks.Callback):
-        needs_weights_per_batch = False
-
         def __init__(self):
             super().__init__()
             self.seen = []
@@ -246,21 +241,20 @@ def test_a_logs_only_batch_hook_sees_every_batch_with_the_same_logs():
         loggers.append(LossLogger())
         fit_same_order(model, x, y, batch_size=32, epochs=2, callbacks=[loggers[-1]])
     assert calls == [[1] * 22, [4, 4, 3] * 2]
-    assert [batch for batch, _ in loggers[1].seen] == list(range(11)) * 2
-    assert loggers[1].seen == loggers[0].seen
-    assert len({logs["loss"] for _, logs in loggers[1].seen}) == 22  # a running mean per batch
+    assert [batch for batch, _ in loggers[1].seen] == [3, 7, 10] * 2
+    every = dict(enumerate(loggers[0].seen))
+    assert loggers[1].seen == [every[i] for i in (3, 7, 10, 14, 18, 21)]
 
 
-def test_fit_with_a_progress_bar_still_reports_every_batch(capsys):
-    """verbose=1 (ProgbarLogger) does not watch the model: several batches run per call,
+def test_fit_with_a_progress_bar_runs_several_batches_per_call(capsys):
+    """verbose=1 (ProgbarLogger) reads only the logs: 'auto' keeps several batches per call,
     and the progress bar still ends at the epoch's last batch with the epoch's logs."""
     _, fast = make_pair((20,), [(16, "relu"), (5, "softmax")])
-    fast.backend.batches_per_call = 4
     calls = _record_calls(fast)
     x, y = make_data(327, (20,), 5)
     utils.set_random_seed(2)
     history = fast.fit(x, y, batch_size=32, epochs=1, verbose=1)
-    assert calls == [4, 4, 3]
+    assert calls == [11]
     output = capsys.readouterr().out
     assert "11/11" in output
     assert f"loss: {history.history['loss'][0]:.4f}" in output
@@ -389,13 +383,13 @@ def _stop_warnings(model, x, y, **kwargs):
     return history, messages
 
 
-@pytest.mark.parametrize("batches_per_call", [1, 3])
-def test_non_finite_loss_stops_before_the_update_like_numpy(batches_per_call):
+@pytest.mark.parametrize("steps_per_execution", [1, 3])
+def test_non_finite_loss_stops_before_the_update_like_numpy(steps_per_execution):
     """Batch 2 holds a huge (finite) input: its logits overflow and its loss is NaN. Both
     backends apply batches 0 and 1, refuse batch 2, warn, and stop (also when the kernel
     trains several batches per call and meets the bad one in the middle)."""
     reference, fast = make_pair((16,), [(8, "relu"), (3, "softmax")])
-    fast.backend.batches_per_call = batches_per_call
+    _compile_again(fast, steps_per_execution)
     x, y = make_data(128, (16,), 3)
     x[70] = 3e38
     with np.errstate(over="ignore", invalid="ignore"):  # NumPy's own overflow warnings
@@ -438,24 +432,47 @@ def test_non_finite_gradient_with_finite_loss_is_not_applied():
     assert all(np.array_equal(a, b) for a, b in zip(before, fast.get_weights()))
 
 
-@pytest.mark.parametrize("bad", [np.inf, -np.inf, np.nan, -np.nan])
+def test_a_finite_gradient_too_large_to_square_stops_fit_on_both_backends():
+    """A gradient of 5e19 is finite in float32 but its square (Adam's v) is not: both backends
+    refuse the step, stop fit with the same warning and keep every array as it was."""
+    def build(backend):
+        model = npnet.Sequential([layers.Dense(2, activation="softmax", input_shape=(3,))])
+        model.compile(optimizer="adam", loss="sparse_categorical_crossentropy", backend=backend)
+        model.set_weights([np.zeros((3, 2), np.float32), np.zeros(2, np.float32)])
+        return model
+
+    x, y = np.full((4, 3), 1e20, np.float32), np.zeros(4, np.int64)
+    warned = {}
+    for backend in ("numpy", "numba"):
+        model = build(backend)
+        _, warned[backend] = _stop_warnings(model, x, y, batch_size=1)
+        assert model.optimizer.iterations == 0, backend
+        assert all(np.array_equal(w, np.zeros_like(w)) for w in model.get_weights()), backend
+        assert all(np.isfinite(a).all() for slot in (model.optimizer.state or {}).values() for a in slot), backend
+    assert len(warned["numba"]) == 1 and warned["numba"] == warned["numpy"]
+
+
+@pytest.mark.parametrize("bad", [np.inf, -np.inf, np.nan, -np.nan, 1e20, -1e20,
+                                 np.nextafter(np.sqrt(np.finfo(np.float32).max), np.float32(np.inf))])
 @pytest.mark.parametrize("size", [1, 7, 16, 100, 1027])
-def test_has_non_finite_finds_every_position(bad, size):
-    """The bit test behind the finiteness check, at the start, middle and vector tail."""
-    finite = np.array([0.0, -0.0, 1.0, np.finfo(np.float32).max, -np.finfo(np.float32).max,
-                       np.finfo(np.float32).tiny, 1e-45], dtype=np.float32)
+def test_too_large_to_square_finds_every_position(bad, size):
+    """The bit test behind the finiteness check, at the start, middle and vector tail: inf,
+    NaN and finite values whose square overflows, as ``training.all_finite`` refuses them."""
+    limit = np.sqrt(np.finfo(np.float32).max)
+    finite = np.array([0.0, -0.0, 1.0, limit, -limit, np.finfo(np.float32).tiny, 1e-45], dtype=np.float32)
     array = np.resize(finite, size).astype(np.float32)
-    assert not K.has_non_finite(array)
-    assert not K.has_non_finite(array.reshape(1, size))
+    assert not K.too_large_to_square(array) and training.all_finite([array])
+    assert not K.too_large_to_square(array.reshape(1, size))
     for position in {0, size // 2, size - 1}:
         spoiled = array.copy()
         spoiled[position] = bad
-        assert K.has_non_finite(spoiled), position
+        assert K.too_large_to_square(spoiled), position
+        assert not training.all_finite([spoiled]), position
 
 
 def test_kernels_are_compiled_without_fastmath():
     """fastmath would reorder float32 sums and make isnan unreliable (see npnet.kernels._compile)."""
-    for name in ("train_batches", "evaluate_batch", "predict", "adam_update", "has_non_finite"):
+    for name in ("train_batches", "evaluate_batch", "predict", "adam_update", "too_large_to_square"):
         options = getattr(K, name).targetoptions
         assert options.get("fastmath", False) is False, name
         assert options["error_model"] == "numpy", name
@@ -488,12 +505,6 @@ def _dense_with_regularizer():
     return layer
 
 
-def _adam_with_weight_decay():
-    optimizer = optimizers.Adam()
-    optimizer.weight_decay = 0.004
-    return optimizer
-
-
 def _flatten(shape=(28, 28)):
     return layers.Flatten(input_shape=shape)
 
@@ -516,8 +527,6 @@ UNSUPPORTED = {
                                   {"loss": "categorical_crossentropy"}, "categorical_crossentropy"),
     "Adam subclass": (lambda: [_flatten(), layers.Dense(10, activation="softmax")],
                       {"optimizer": _MyAdam()}, "_MyAdam"),
-    "Adam weight_decay": (lambda: [_flatten(), layers.Dense(10, activation="softmax")],
-                          {"optimizer": _adam_with_weight_decay()}, "weight_decay"),
 }
 for _class_name, _kind in (("Dropout", "layer"), ("ReLU", "layer"), ("Softmax", "layer"),
                            ("SGD", "optimizer"), ("RMSprop", "optimizer")):
@@ -540,7 +549,7 @@ def test_unsupported_pieces_are_refused_at_compile(what):
         model.compile(metrics=["accuracy"], backend="numba", **compile_kwargs)
     message = str(info.value)
     assert named in message and "backend='numpy'" in message, message
-    assert not model.compiled and model.backend is None
+    assert not model.compiled
     # The same model is fine on the NumPy backend: the refusal is the numba backend's alone.
     model.compile(metrics=["accuracy"], backend="numpy", **compile_kwargs)
     assert model.compiled
@@ -728,7 +737,7 @@ def test_direct_backend_calls_check_what_the_kernels_index_with():
     with pytest.raises(ValueError, match="empty batch"):
         model.backend.train_batch(x[:0], y[:0])
     with pytest.raises(ValueError, match=r"order must hold 8 indices"):
-        list(model.backend.train_epoch(x, y, np.arange(1, 9), 4))
+        model.backend.train_steps(x, y, np.arange(1, 9), 4, 0, 2)
     assert model.optimizer.iterations == 0
 
 

@@ -3,10 +3,9 @@
 At batch 32 a training step is a few small matrix products separated by short loops. With
 OpenBLAS's default of one thread per core, each product pays a fork/join, and when the
 machine has any other work the helper thread is often descheduled while the main thread
-waits for it: on the 2-core development machine an epoch of the NumPy backend varied from
-0.6 s to 14 s with two BLAS threads under load, against a steady 0.6-0.7 s with one. Both
-backends therefore train and evaluate with BLAS on one thread; ``predict``, whose products
-are large enough to gain from threads, keeps BLAS's default.
+waits for it, which makes epochs many times slower (docs/performance.md). Both backends
+therefore train and evaluate with BLAS on one thread; ``predict``, whose products are large
+enough to gain from threads, keeps BLAS's default.
 """
 
 import os

@@ -8,34 +8,49 @@ import numpy as np
 
 from .. import training
 from ._threads import SingleThreadedBlas
+from .base import Steps, Trainer
 
 _single_threaded_blas = SingleThreadedBlas(linked_by="numpy")
 
 
-class NumpyBackend:
+class NumpyBackend(Trainer):
     name = "numpy"
 
-    def __init__(self, model):
-        self.model = model
+    def train_steps(self, x, y, order, batch_size, first_step, n_steps):
+        self.require_training_parts()
+        losses, corrects = [], []
+        applied = True
+        for step in range(first_step, first_step + n_steps):
+            index = slice(step * batch_size, (step + 1) * batch_size)
+            if order is not None:
+                index = order[index]
+            loss, n_correct, applied = self.train_batch(x[index], y[index])
+            losses.append(loss)
+            corrects.append(n_correct)
+            if not applied:
+                break
+        return Steps(np.array(losses), np.array(corrects, dtype=np.int64), applied)
 
     def train_batch(self, x, y):
-        model = self.model
+        """Forward, loss, backward; the update only when loss and gradients are finite.
+        Returns ``(loss, n_correct, applied)``."""
         with _single_threaded_blas:
-            loss, output, grads = training.loss_and_gradients(model.layers, model.loss, x, y, training=True)
-            n_correct = model.accuracy.count_correct(y, output)
+            loss, output, grads = training.loss_and_gradients(self.layers, self.loss, x, y,
+                                                              training=True, head=self.head)
+            n_correct = self.accuracy.count_correct(y, output)
             if not (np.isfinite(loss) and training.all_finite(grads)):
                 return float(loss), n_correct, False
-            model.optimizer.apply_gradients(model.weights, grads)
+            self.optimizer.apply_gradients(self.trainable_weights(), grads)
         return float(loss), n_correct, True
 
     def test_batch(self, x, y):
-        model = self.model
+        self.require_training_parts()
         with _single_threaded_blas:
-            output, caches = training.forward(model.layers, x, training=False)
-            loss = training.loss_value(model.layers, model.loss, output, caches, y)
-        return float(loss), model.accuracy.count_correct(y, output)
+            output, caches = training.forward(self.layers, x, training=False)
+            loss = training.loss_value(self.layers, self.loss, output, caches, y, self.head)
+        return float(loss), self.accuracy.count_correct(y, output)
 
     def predict(self, x, batch_size):
-        outputs = [training.forward(self.model.layers, x[start:start + batch_size])[0]
+        outputs = [training.forward(self.layers, x[start:start + batch_size])[0]
                    for start in range(0, x.shape[0], batch_size)]
         return np.concatenate(outputs, axis=0)

@@ -19,11 +19,14 @@ same shapes, and per-layer work buffers of ``capacity`` rows: ``zs[i]`` pre-acti
 ``acts[i]`` activations, ``grads[i]`` the gradient w.r.t. ``acts[i]`` and then, in place,
 w.r.t. ``zs[i]``. A batch of ``n <= capacity`` rows uses the first ``n`` rows of each buffer,
 so the last, partial batch needs nothing new. ``codes[i]`` is layer i's activation (the
-constants below) and ``head`` how the loss reads the output layer.
+constants below) and ``loss_code`` how the loss meets the output layer. They travel
+grouped in the named tuples :class:`Network`, :class:`AdamState` and :class:`Workspace`.
 
 All kernels live in this one file on purpose: numba's on-disk cache of a function is
 invalidated when *its* source file changes, not when a callee in another file does.
 """
+
+from collections import namedtuple
 
 import numpy as np
 from numba import types
@@ -36,20 +39,24 @@ from ._compile import kernel
 # Activation codes (``codes[i]``); softmax is only allowed on the output layer.
 LINEAR, RELU, SIGMOID, TANH, SOFTMAX = 0, 1, 2, 3, 4
 
-# How the loss reads the output layer (``head``), mirroring npnet.training.loss_value/backward:
-#: softmax output, loss from probabilities: Keras's shortcut, loss and gradient from the logits
-HEAD_SOFTMAX_LOGITS = 0
-#: non-softmax output, ``from_logits=True``: the output activations are the logits
-HEAD_FROM_LOGITS = 1
-#: non-softmax output, ``from_logits=False``: clipped cross-entropy of the output as probabilities
-HEAD_PROBABILITIES = 2
+# How the loss meets the output layer (``loss_code``): the head :func:`npnet.heads.choose`
+# decided, and for the general head whether the loss takes logits or probabilities.
+#: ``heads.SOFTMAX_CROSSENTROPY``: loss and gradient from the output layer's logits
+SOFTMAX_CROSSENTROPY = 0
+#: ``heads.GENERAL`` with ``from_logits=True``: the output activations are the logits
+CROSSENTROPY_OF_LOGITS = 1
+#: ``heads.GENERAL`` with ``from_logits=False``: clipped cross-entropy of the probabilities
+CROSSENTROPY_OF_PROBABILITIES = 2
 
 # float32 constants: one float64 scalar in a loop would silently promote it to float64.
 _ZERO = np.float32(0.0)
 _ONE = np.float32(1.0)
 _CLIP_LOW = np.float32(1e-7)        # Keras's epsilon, as functional.sparse_categorical_crossentropy
 _CLIP_HIGH = np.float32(1 - 1e-7)
-_EXPONENT_BITS = np.uint32(0x7F800000)  # all ones in a float32's exponent: inf or NaN
+_MAGNITUDE_BITS = np.uint32(0x7FFFFFFF)  # a float32's bits without its sign
+#: the bits of sqrt(float32 max): for non-negative floats, larger bits mean a larger number,
+#: and inf and NaN have larger bits than any finite float
+_SQUARE_LIMIT_BITS = np.sqrt(np.finfo(np.float32).max).view(np.uint32)
 
 
 #: the register tile of the two large products (:func:`dense_forward_tiled`,
@@ -59,12 +66,11 @@ TILE_ROWS = 4
 TILE_COLUMNS = 64
 TILE = TILE_ROWS * TILE_COLUMNS
 #: In training and evaluation every forward product whose units are a multiple of
-#: TILE_COLUMNS is tiled (on one thread about twice as fast as BLAS at 32 to 1024 rows).
+#: TILE_COLUMNS is tiled (faster than one-thread BLAS at these sizes: docs/performance.md).
 #: Prediction blocks of more rows than this go to BLAS instead, which can use its threads.
 PREDICT_TILED_MAX_ROWS = 256
 #: weight gradients of batches larger than this go to BLAS: the tiles read x by columns, and
-#: from 256 rows on BLAS is faster (measured: tiled 125 / 266 µs, BLAS 127 / 232 µs at
-#: 128 / 256 rows for 784 x 128)
+#: for larger batches BLAS is faster (docs/performance.md)
 GRADIENT_TILED_MAX_ROWS = 128
 
 
@@ -391,7 +397,7 @@ def crossentropy_probabilities_backward(p, labels, dL_dp):
 
 
 @kernel
-def output_loss(head, z, a, labels):
+def output_loss(loss_code, z, a, labels):
     """The batch-mean loss as ``npnet.training.loss_value`` computes it, as a float32.
 
     z, a: (n, k) the output layer's logits and activations, labels: (n,).
@@ -399,9 +405,9 @@ def output_loss(head, z, a, labels):
     (NumPy takes a float32 pairwise mean), which touches only the reported loss.
     """
     n = z.shape[0]
-    if head == HEAD_SOFTMAX_LOGITS:
+    if loss_code == SOFTMAX_CROSSENTROPY:
         total = crossentropy_from_logits_sum(z, labels)
-    elif head == HEAD_FROM_LOGITS:
+    elif loss_code == CROSSENTROPY_OF_LOGITS:
         total = crossentropy_from_logits_sum(a, labels)
     else:
         total = crossentropy_probabilities_sum(a, labels)
@@ -409,16 +415,16 @@ def output_loss(head, z, a, labels):
 
 
 @kernel
-def output_gradient(head, code, z, a, labels, dL_dz):
+def output_gradient(loss_code, code, z, a, labels, dL_dz):
     """dL/dz of the output layer, as ``npnet.training.backward`` starts it.
 
     z, a: (n, k), labels: (n,) -> dL_dz: (n, k).
     """
-    if head == HEAD_SOFTMAX_LOGITS:
+    if loss_code == SOFTMAX_CROSSENTROPY:
         softmax_crossentropy_backward(a, labels, dL_dz)
         return
-    if head == HEAD_FROM_LOGITS:
-        # loss.gradient with from_logits: gradient_from_logits(y, softmax_forward(output))
+    if loss_code == CROSSENTROPY_OF_LOGITS:
+        # loss.gradient with from_logits: gradient_wrt_logits(y, softmax_forward(output))
         softmax_forward(a, dL_dz)
         softmax_crossentropy_backward(dL_dz, labels, dL_dz)
     else:
@@ -453,18 +459,20 @@ def count_correct(p, labels):
 
 
 @kernel
-def has_non_finite(array):
-    """True if ``array`` holds an inf or NaN. Mirrors ``npnet.training.all_finite`` (negated).
+def too_large_to_square(array):
+    """True if an entry is inf, NaN, or so large that its square overflows (|g| > sqrt(max)).
 
-    Looks at the bits: a float32 is inf or NaN exactly when its 8 exponent bits are all
-    ones. An integer maximum is associative, so this loop vectorises without fastmath
-    (and cannot be fooled the way ``isnan`` is under fastmath).
+    Mirrors ``npnet.training.all_finite`` (negated): Adam and RMSprop square each gradient,
+    so such a step would make their state inf. Looks at the bits: without the sign bit, a
+    float32's bits grow with its magnitude, and inf and NaN come above every finite number.
+    An integer maximum is associative, so this loop vectorises without fastmath (and cannot
+    be fooled the way ``isnan`` is under fastmath).
     """
     bits = array.reshape(array.size).view(np.uint32)
     largest = np.uint32(0)
     for i in range(bits.size):
-        largest = max(largest, bits[i] & _EXPONENT_BITS)
-    return largest == _EXPONENT_BITS
+        largest = max(largest, bits[i] & _MAGNITUDE_BITS)
+    return largest > _SQUARE_LIMIT_BITS
 
 
 @kernel
@@ -534,73 +542,87 @@ def backward_pass(x, n, kernels, zs, acts, grads, codes, kernel_grads, bias_grad
 def gradients_finite(kernel_grads, bias_grads):
     """Mirrors ``npnet.training.all_finite`` over every parameter gradient."""
     for i in range(len(kernel_grads)):
-        if has_non_finite(kernel_grads[i]) or has_non_finite(bias_grads[i]):
+        if too_large_to_square(kernel_grads[i]) or too_large_to_square(bias_grads[i]):
             return False
     return True
 
 
 # ----------------------------------------------------------------------------- entry points
 
+#: The model, as the kernels see it: one entry per Dense layer in each tuple.
+Network = namedtuple("Network", ["kernels", "biases", "codes", "loss_code"])
+#: Adam's state, owned by the optimizer: moments per Dense layer, the float32
+#: ``[learning_rate, beta_1, beta_2, epsilon]`` and the one-element step counter.
+AdamState = namedtuple("AdamState", ["kernel_m", "kernel_v", "bias_m", "bias_v", "hyper", "step_counter"])
+#: Preallocated arrays a training call writes: the gathered batch, per-layer
+#: pre-activations, activations and gradients (``capacity`` rows), and the parameter gradients.
+Workspace = namedtuple("Workspace", ["x", "labels", "zs", "acts", "grads", "kernel_grads", "bias_grads"])
+
 
 @kernel
-def train_batches(x, labels, order, batch_size, first_step, n_steps,
-                  kernels, biases, kernel_grads, bias_grads, kernel_m, kernel_v, bias_m, bias_v,
-                  x_buffer, labels_buffer, zs, acts, grads, codes, head, hyper, iterations,
-                  losses, corrects):
+def adam_apply(net, adam, work):
+    """Mirrors ``Adam.apply_gradients``: advance the step counter, update every parameter."""
+    learning_rate, beta_1, beta_2, epsilon = adam.hyper[0], adam.hyper[1], adam.hyper[2], adam.hyper[3]
+    adam.step_counter[0] += 1
+    alpha = adam_step_size(adam.step_counter[0], learning_rate, beta_1, beta_2)
+    for i in range(len(net.kernels)):
+        adam_update(net.kernels[i], work.kernel_grads[i], adam.kernel_m[i], adam.kernel_v[i],
+                    alpha, beta_1, beta_2, epsilon)
+        adam_update(net.biases[i], work.bias_grads[i], adam.bias_m[i], adam.bias_v[i],
+                    alpha, beta_1, beta_2, epsilon)
+
+
+@kernel
+def train_batches(x, labels, order, batch_size, first_step, n_steps, net, adam, work, losses, corrects):
     """Train on batches ``first_step, ..., first_step + n_steps - 1`` of one epoch.
 
-    Mirrors ``NumpyBackend.train_batch`` once per batch: batch ``s`` is the samples
-    ``order[s * batch_size:(s + 1) * batch_size]`` (the last batch may be shorter).
+    Mirrors ``NumpyBackend.train_steps``: batch ``s`` is the samples
+    ``order[s * batch_size:(s + 1) * batch_size]`` (the last batch may be shorter), and each
+    step is forward, loss, backward, the finiteness check and Adam's update, with the step
+    counter advanced with the weights (so an interrupt between calls finds them consistent).
 
-    x: (n_samples, d_in) float32, labels: (n_samples,) int64, order: (n_samples,) int64;
-    hyper: float32 [learning_rate, beta_1, beta_2, epsilon]; iterations: Adam steps so far.
+    x: (n_samples, d_in) float32, labels: (n_samples,) int64, order: (n_samples,) int64.
     Writes each batch's mean loss into ``losses[k]`` and its correct count into ``corrects[k]``.
-
     A batch whose loss or any gradient is not finite is *not* applied and ends the call.
-    Returns ``(n_done, last_applied)``: batches processed, and False if the last of them
-    was that non-finite batch.
+    Returns ``(n_done, last_applied)``.
     """
     n_samples = x.shape[0]
-    learning_rate, beta_1, beta_2, epsilon = hyper[0], hyper[1], hyper[2], hyper[3]
-    last = len(kernels) - 1
+    last = len(net.kernels) - 1
     for k in range(n_steps):
         start = (first_step + k) * batch_size
         n = min(batch_size, n_samples - start)
-        gather_rows(x, labels, order, start, n, x_buffer, labels_buffer)
-        batch_labels = labels_buffer[:n]
-        forward_pass(x_buffer, n, kernels, biases, zs, acts, codes, n)
-        output = acts[last][:n]
-        loss = output_loss(head, zs[last][:n], output, batch_labels)
+        gather_rows(x, labels, order, start, n, work.x, work.labels)
+        batch_labels = work.labels[:n]
+        forward_pass(work.x, n, net.kernels, net.biases, work.zs, work.acts, net.codes, n)
+        output = work.acts[last][:n]
+        loss = output_loss(net.loss_code, work.zs[last][:n], output, batch_labels)
         losses[k] = loss
         corrects[k] = count_correct(output, batch_labels)
-        output_gradient(head, codes[last], zs[last][:n], output, batch_labels, grads[last][:n])
-        backward_pass(x_buffer, n, kernels, zs, acts, grads, codes, kernel_grads, bias_grads)
-        if not (np.isfinite(loss) and gradients_finite(kernel_grads, bias_grads)):
+        output_gradient(net.loss_code, net.codes[last], work.zs[last][:n], output, batch_labels,
+                        work.grads[last][:n])
+        backward_pass(work.x, n, net.kernels, work.zs, work.acts, work.grads, net.codes,
+                      work.kernel_grads, work.bias_grads)
+        if not (np.isfinite(loss) and gradients_finite(work.kernel_grads, work.bias_grads)):
             return k + 1, False
-        alpha = adam_step_size(iterations + k + 1, learning_rate, beta_1, beta_2)
-        for i in range(len(kernels)):
-            adam_update(kernels[i], kernel_grads[i], kernel_m[i], kernel_v[i],
-                        alpha, beta_1, beta_2, epsilon)
-            adam_update(biases[i], bias_grads[i], bias_m[i], bias_v[i],
-                        alpha, beta_1, beta_2, epsilon)
+        adam_apply(net, adam, work)
     return n_steps, True
 
 
 @kernel
-def evaluate_batch(x, labels, kernels, biases, zs, acts, codes, head):
+def evaluate_batch(x, labels, net, zs, acts):
     """Mirrors ``NumpyBackend.test_batch``: ``(mean loss, correct count)`` of one batch.
 
     x: (n, d_in) with n <= the buffers' capacity, labels: (n,).
     """
     n = x.shape[0]
-    last = len(kernels) - 1
-    forward_pass(x, n, kernels, biases, zs, acts, codes, n)
-    loss = output_loss(head, zs[last][:n], acts[last][:n], labels)
+    last = len(net.kernels) - 1
+    forward_pass(x, n, net.kernels, net.biases, zs, acts, net.codes, n)
+    loss = output_loss(net.loss_code, zs[last][:n], acts[last][:n], labels)
     return loss, count_correct(acts[last][:n], labels)
 
 
 @kernel
-def predict(x, kernels, biases, zs, acts, codes, out):
+def predict(x, net, zs, acts, out):
     """Mirrors ``NumpyBackend.predict``: the output layer's activations for every row of x.
 
     x: (n_samples, d_in) -> out: (n_samples, units), computed in blocks of the buffers'
@@ -611,13 +633,13 @@ def predict(x, kernels, biases, zs, acts, codes, out):
     """
     n_samples = x.shape[0]
     block = zs[0].shape[0]
-    last = len(kernels) - 1
+    last = len(net.kernels) - 1
     for start in range(0, n_samples, block):
         n = min(block, n_samples - start)
-        forward_pass(x[start:start + n], n, kernels, biases, zs, acts, codes,
+        forward_pass(x[start:start + n], n, net.kernels, net.biases, zs, acts, net.codes,
                      PREDICT_TILED_MAX_ROWS)
         # Element by element: a slice assignment would also compile numba's shape-mismatch
-        # error message, ~2 s of the first-ever compile for a check that cannot fail here.
+        # error message, a large part of the first compile, for a check that cannot fail here.
         output = acts[last]
         for i in range(n):
             for j in range(output.shape[1]):

@@ -1,0 +1,140 @@
+"""Checking what users hand to a model, before anything on the model changes.
+
+Every check raises an error that says what was expected and what was received, and returns
+the value converted to what the arithmetic needs (C-contiguous arrays of the float type,
+int64 labels). ``fit``, ``evaluate``, ``predict``, :func:`npnet.gradcheck` and
+:func:`npnet.inspect.step` all validate through these functions.
+"""
+
+import math
+
+import numpy as np
+
+from . import config
+from .utils import format_shape
+
+
+def check_inputs(x, input_shape, what="x", model_name="model", dtype=None):
+    """Samples ``x`` for a model whose inputs have ``input_shape`` (batch first, or None).
+
+    Returns a C-contiguous array of ``dtype`` (default: floatx). Finiteness is checked after
+    the cast, in the dtype the model computes in: 1e300 is finite in float64, not in float32.
+    """
+    if x is None:
+        raise ValueError(f"{what} is None; expected an array of samples")
+    x = np.asarray(x)
+    if x.dtype.kind not in "uif":
+        raise TypeError(f"{what} must be a numeric array (uint8, float32 or float64); "
+                        f"received dtype {x.dtype}")
+    if x.ndim == 0 or x.shape[0] == 0:
+        raise ValueError(f"{what} is empty (shape {x.shape}); expected at least one sample")
+    if input_shape is not None and tuple(x.shape[1:]) != tuple(input_shape[1:]):
+        hint = ""
+        if tuple(x.shape) == tuple(input_shape[1:]):
+            hint = " This looks like a single sample: add the batch dimension with np.expand_dims(x, 0)."
+        raise ValueError(f'{what} of model "{model_name}" is incompatible: expected shape '
+                         f"{format_shape(input_shape)}, received {format_shape(x.shape)}.{hint}")
+    x = np.ascontiguousarray(x, dtype=dtype or config.floatx())
+    # min and max are NaN if any element is, and ±inf if any is infinite; unlike
+    # np.isfinite(x).all() they need no temporary as large as x.
+    if not (np.isfinite(x.min()) and np.isfinite(x.max())):
+        n_bad = int(np.count_nonzero(~np.isfinite(x)))
+        raise ValueError(f"{what} contains {n_bad} NaN or infinite values; expected finite "
+                         f"numbers (checked as {x.dtype}, the type the model computes in)")
+    return x
+
+
+def check_labels(y, n_samples, n_classes, loss, what="y"):
+    """Labels for ``loss``: integer classes (n,) or one-hot rows (n, n_classes).
+
+    Returns int64 class indices or floatx one-hot rows, as ``loss.label_kind`` asks.
+    """
+    if y is None:
+        raise ValueError(f"{what} is None; expected {n_samples} labels")
+    y = np.asarray(y)
+    if y.ndim == 0 or y.shape[0] != n_samples:
+        raise ValueError(f"x and {what} must have the same number of samples; received "
+                         f"{n_samples} inputs and {y.shape[0] if y.ndim else 'a scalar'} labels")
+    if loss.label_kind == "categorical":
+        return _check_one_hot(y, n_samples, n_classes, loss, what)
+    return _check_class_indices(y, n_samples, n_classes, loss, what)
+
+
+def _check_one_hot(y, n_samples, n_classes, loss, what):
+    if y.shape != (n_samples, n_classes):
+        raise ValueError(f"{what} must be one-hot rows of shape ({n_samples}, {n_classes}) "
+                         f"for {loss.name}; received shape {y.shape}")
+    if y.dtype.kind not in "uif" or not np.isfinite(y).all():
+        raise ValueError(f"{what} must hold finite numbers for {loss.name}")
+    return np.ascontiguousarray(y, dtype=config.floatx())
+
+
+def _check_class_indices(y, n_samples, n_classes, loss, what):
+    if y.ndim == 2 and y.shape[1] == 1:
+        y = y[:, 0]
+    if y.ndim != 1:
+        raise ValueError(f"{what} must be integer class labels of shape ({n_samples},) for "
+                         f"{loss.name}; received shape {y.shape}")
+    if y.dtype.kind == "f":
+        bad = ~np.isfinite(y) | (y != np.round(y))
+        if bad.any():
+            raise ValueError(f"{what} must hold integer class labels; received non-integer "
+                             f"values {some_values(y[bad])}")
+    elif y.dtype.kind not in "ui":
+        raise TypeError(f"{what} must hold integer class labels; received dtype {y.dtype}")
+    out_of_range = (y < 0) | (y >= n_classes)
+    if out_of_range.any():
+        raise ValueError(f"{what} must hold class labels in [0, {n_classes}) for an output of "
+                         f"{n_classes} units; received {int(out_of_range.sum())} outside it: "
+                         f"{some_values(y[out_of_range])}")
+    return y.astype(np.int64)
+
+
+def check_batch_size(batch_size, n_samples=None):
+    """A positive int (default 32), clipped to ``n_samples`` as Keras does."""
+    if batch_size is None:
+        batch_size = 32
+    if isinstance(batch_size, bool) or not isinstance(batch_size, (int, np.integer)) or batch_size <= 0:
+        raise ValueError(f"batch_size must be a positive integer; received {batch_size!r}")
+    return int(batch_size) if n_samples is None else int(min(batch_size, n_samples))
+
+
+def check_epochs(epochs, initial_epoch=0):
+    if isinstance(epochs, bool) or not isinstance(epochs, (int, np.integer)) or epochs < 0:
+        raise ValueError(f"epochs must be a non-negative integer; received {epochs!r}")
+    if isinstance(initial_epoch, bool) or not isinstance(initial_epoch, (int, np.integer)) or initial_epoch < 0:
+        raise ValueError(f"initial_epoch must be a non-negative integer; received {initial_epoch!r}")
+    return int(epochs), int(initial_epoch)
+
+
+def check_validation_split(validation_split):
+    if isinstance(validation_split, bool) or not isinstance(validation_split, (int, float, np.floating)):
+        raise TypeError(f"validation_split must be a number in [0, 1); received {validation_split!r}")
+    if not 0 <= validation_split < 1:
+        raise ValueError(f"validation_split must be in [0, 1); received {validation_split!r}")
+    return float(validation_split)
+
+
+def split_for_validation(x, y, validation_split):
+    """Like Keras: the last fraction of the samples, taken before any shuffling."""
+    split_at = int(math.floor(x.shape[0] * (1.0 - validation_split)))
+    if split_at == 0 or split_at == x.shape[0]:
+        raise ValueError(f"validation_split={validation_split} leaves an empty training or "
+                         f"validation set for {x.shape[0]} samples")
+    return (x[:split_at], y[:split_at]), (x[split_at:], y[split_at:])
+
+
+def check_steps_per_execution(value):
+    """``'auto'`` or a positive int, as Keras's ``compile(steps_per_execution=...)``."""
+    if value == "auto":
+        return value
+    if isinstance(value, bool) or not isinstance(value, (int, np.integer)) or value <= 0:
+        raise ValueError(f"steps_per_execution must be 'auto' or a positive integer; received {value!r}")
+    return int(value)
+
+
+def some_values(values, limit=10):
+    """``[1, 2, 3, ...]``: a few distinct values, for error messages."""
+    unique = np.unique(values)
+    shown = ", ".join(str(v.item() if hasattr(v, "item") else v) for v in unique[:limit])
+    return f"[{shown}{', ...' if unique.size > limit else ''}]"
