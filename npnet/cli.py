@@ -4,16 +4,28 @@
 the data facts, the model, five epochs of training with a progress bar, evaluation, the
 predictions for the first test image and for a single image; ``--out DIR`` also writes the
 metrics, the trained model and the tutorial's figures.
+
+Every error in the command line, including a ``--data-dir`` that is not a directory and an
+``--out`` that cannot be written, is reported before any work starts, as one line on stderr
+(``npnet tutorial: error: ...``), with exit status 2.
 """
 
 import argparse
-import json
 import os
 import platform
 import sys
+import tempfile
 import time
 
 import numpy as np
+
+
+class OneLineParser(argparse.ArgumentParser):
+    """argparse, but an error is one line on stderr and exit status 2, without the usage block."""
+
+    def error(self, message):
+        message = " ".join(str(message).split())
+        self.exit(2, f"{self.prog}: error: {message} (see {self.prog} --help)\n")
 
 
 def positive_int(text):
@@ -27,7 +39,8 @@ def positive_int(text):
     return value
 
 
-def _non_negative_int(text):
+def non_negative_int(text):
+    """argparse type: an integer >= 0, with an error that names what was received."""
     try:
         value = int(text)
     except ValueError:
@@ -48,7 +61,7 @@ def _verbose(text):
 def build_parser():
     from . import backends
 
-    parser = argparse.ArgumentParser(
+    parser = OneLineParser(
         prog="npnet",
         description="Run the TensorFlow basic-classification tutorial on npnet (npnet tutorial) "
                     "and check backpropagation against finite differences (npnet gradcheck).")
@@ -60,9 +73,9 @@ def build_parser():
         "tutorial", help="run the TensorFlow basic-classification tutorial on Fashion-MNIST",
         description="Run the TensorFlow basic-classification tutorial (Fashion-MNIST, "
                     "Flatten -> Dense(128, relu) -> Dense(10, softmax), Adam) end to end.")
-    tutorial.add_argument("--epochs", type=_non_negative_int, default=5, help="training epochs (default 5)")
+    tutorial.add_argument("--epochs", type=non_negative_int, default=5, help="training epochs (default 5)")
     tutorial.add_argument("--batch-size", type=positive_int, default=32, help="batch size (default 32)")
-    tutorial.add_argument("--seed", type=_non_negative_int, default=None,
+    tutorial.add_argument("--seed", type=non_negative_int, default=None,
                           help="random seed for weights and shuffling (default: unseeded)")
     tutorial.add_argument("--backend", choices=backends.names(), default=None,
                           help="arithmetic backend (default: $NPNET_BACKEND, else numba)")
@@ -73,12 +86,12 @@ def build_parser():
     tutorial.add_argument("--no-plots", action="store_true", help="with --out, skip the figures")
     tutorial.add_argument("--verbose", type=_verbose, default="auto",
                           help="progress output: auto (default), 0 silent, 1 progress bar, 2 one line per epoch")
-    tutorial.set_defaults(run=run_tutorial)
+    tutorial.set_defaults(run=run_tutorial, check=_check_tutorial_paths, parser=tutorial)
 
     gradcheck = commands.add_parser(
         "gradcheck", add_help=False,
         help="check backpropagation against finite differences on the tutorial model")
-    gradcheck.set_defaults(run=None)
+    gradcheck.set_defaults(run=None, check=None)
     return parser
 
 
@@ -89,7 +102,49 @@ def main(argv=None):
         from .gradcheck import main as gradcheck_main
         return gradcheck_main(argv[1:])
     args = build_parser().parse_args(argv)
+    if args.check is not None:
+        problem = args.check(args)
+        if problem is not None:
+            args.parser.error(problem)
     return args.run(args)
+
+
+def _directory_problem(path):
+    """Why ``path`` is not an existing, searchable directory, or None."""
+    try:
+        if not os.path.isdir(path) and os.path.exists(path):
+            return "it is not a directory"
+        os.listdir(path)
+    except FileNotFoundError:
+        return "no such directory"
+    except NotADirectoryError:
+        return "part of it is not a directory"
+    except OSError as error:
+        return error.strerror or str(error)
+    return None
+
+
+def _check_tutorial_paths(args):
+    """Check --data-dir and --out before any work starts; return the problem, or None.
+
+    ``--out`` is created if needed and must accept a new file: the outputs are written only
+    after the whole tutorial ran, which is too late to find out.
+    """
+    if args.data_dir is not None:
+        problem = _directory_problem(args.data_dir)
+        if problem is not None:
+            return (f"--data-dir: expected a directory holding the Fashion-MNIST files, "
+                    f"received {args.data_dir!r} ({problem})")
+    if args.out is not None:
+        if os.path.exists(args.out) and not os.path.isdir(args.out):
+            return f"--out: expected a directory to write into, received {args.out!r} (a file)"
+        try:
+            os.makedirs(args.out, exist_ok=True)
+            tempfile.TemporaryFile(dir=args.out).close()
+        except OSError as error:
+            return (f"--out: expected a directory npnet can write into, received {args.out!r} "
+                    f"({error.strerror or error})")
+    return None
 
 
 def _say(text=""):
@@ -104,8 +159,6 @@ def run_tutorial(args):
     started = time.perf_counter()
     if args.seed is not None:
         npnet.utils.set_random_seed(args.seed)
-    if args.out is not None:
-        os.makedirs(args.out, exist_ok=True)
 
     class_names = npnet.datasets.fashion_mnist.CLASS_NAMES
     t = time.perf_counter()

@@ -417,24 +417,25 @@ def main(argv=None):
     float64 and prints the report. Returns 0 when the check passes, 1 when it fails, 2 when
     the data cannot be loaded.
     """
-    parser = argparse.ArgumentParser(
+    from .cli import OneLineParser, non_negative_int, positive_int
+
+    parser = OneLineParser(
         prog="npnet gradcheck",
         description="Compare backprop with finite differences on the tutorial model "
                     "(float64, a few real Fashion-MNIST training images).")
-    parser.add_argument("--images", type=_positive_int, default=8, help="number of images (default 8)")
-    parser.add_argument("--seed", type=int, default=0, help="seeds the weights, the images and the "
+    parser.add_argument("--images", type=positive_int, default=8, help="number of images (default 8)")
+    parser.add_argument("--seed", type=non_negative_int, default=0, help="seeds the weights, the images and the "
                                                             "sampled entries (default 0)")
-    parser.add_argument("--eps", type=float, default=1e-5, help="finite-difference step (default 1e-5)")
-    parser.add_argument("--entries", type=int, default=200,
+    parser.add_argument("--eps", type=_positive_number, default=1e-5, help="finite-difference step (default 1e-5)")
+    parser.add_argument("--entries", type=non_negative_int, default=200,
                         help="entries checked per parameter, sampled when it has more; 0 checks all "
                              "(default 200)")
     args = parser.parse_args(argv)
-    if args.eps <= 0 or not np.isfinite(args.eps):
-        parser.error(f"--eps must be a positive number; received {args.eps}")
-    if args.entries < 0:
-        parser.error(f"--entries must be 0 (all) or positive; received {args.entries}")
-
     from . import datasets
+
+    n_train = next(iter(datasets.fashion_mnist.FILES.values())).shape[0]
+    if args.images > n_train:  # checked before the data is loaded
+        parser.error(f"argument --images: expected at most {n_train}, received {args.images}")
     from .layers import Flatten
     from .models import Sequential
 
@@ -443,8 +444,6 @@ def main(argv=None):
     except datasets.DatasetNotFoundError as error:
         print(f"npnet gradcheck: cannot load Fashion-MNIST: {error}", file=sys.stderr)
         return 2
-    if args.images > x_train.shape[0]:
-        parser.error(f"--images must be at most {x_train.shape[0]}; received {args.images}")
     utils.set_random_seed(args.seed)
     chosen = np.sort(np.random.default_rng(args.seed).choice(x_train.shape[0], args.images, replace=False))
     model = Sequential([Flatten(input_shape=(28, 28)),
@@ -457,9 +456,13 @@ def main(argv=None):
     return 0 if report.passed else 1
 
 
-def _positive_int(text):
-    value = int(text)
-    if value <= 0:
-        raise argparse.ArgumentTypeError(f"expected a positive integer; received {text}")
+def _positive_number(text):
+    """argparse type: a finite float > 0, with an error that names what was received."""
+    try:
+        value = float(text)
+    except ValueError:
+        value = None
+    if value is None or not np.isfinite(value) or value <= 0:
+        raise argparse.ArgumentTypeError(f"expected a positive number, received {text!r}")
     return value
 

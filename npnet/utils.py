@@ -1,10 +1,12 @@
 """Random seeding and small helpers shared by the library."""
 
 import contextlib
+import errno
 import json
 import os
 import random
 import signal
+import stat
 import threading
 import uuid
 
@@ -62,29 +64,131 @@ def format_shape(shape):
     return "(" + ", ".join("None" if d is None else str(d) for d in shape) + ("," if len(shape) == 1 else "") + ")"
 
 
+_TEMP_SUFFIX = ".tmp"
+
+
 @contextlib.contextmanager
 def atomic_write(path, mode="wb"):
-    """Write a file so that nobody ever sees it half-written.
+    """Write a file so that nobody ever sees it half-written, and a crash loses nothing.
 
-    Yields a file opened on a hidden temporary name in the same directory; when the block
-    ends without error the file is renamed over ``path`` (an atomic replace on one file
-    system), otherwise it is removed and ``path`` is left as it was. The file gets the usual
-    permissions of a new file (not ``mkstemp``'s owner-only mode)::
+    Yields a file opened on a hidden temporary name, ``.<name>.<pid>.<random>.tmp``, in the
+    directory of the destination; when the block ends without error the file is flushed and
+    ``fsync``-ed, renamed over the destination (an atomic replace on one file system), and the
+    directory is ``fsync``-ed so the rename itself survives a power cut. If the block raises,
+    the temporary file is removed and the destination is left as it was::
 
         with atomic_write("model.npnet") as handle:
             handle.write(data)
+
+    Deliberate choices:
+
+    * **Permissions.** Re-saving over an existing file keeps that file's permission bits (a
+      ``0600`` file stays ``0600``; they are set before any data is written). A new file gets
+      the usual mode of a new file, ``0666`` minus the umask (not ``mkstemp``'s ``0600``).
+      The owner and group are not copied: the file belongs to whoever saves it.
+    * **Symbolic links.** If ``path`` is a symlink (or has one among its directories), the
+      link's final target is written, and the link itself stays. A dangling link creates its
+      target; a symlink loop raises ``OSError`` (ELOOP).
+    * **Killed writers.** A process killed mid-save (SIGKILL, power cut) cannot remove its
+      temporary file. Each save therefore first removes the temporary files of the *same
+      destination* whose writer process (the pid in the name) no longer exists on this
+      machine. Files of live processes, and files it cannot remove, are left alone.
     """
-    path = os.fspath(path)
-    directory = os.path.dirname(os.path.abspath(path))
-    temporary = os.path.join(directory, f".{os.path.basename(path)}.{os.getpid()}.{uuid.uuid4().hex[:8]}.tmp")
+    target = _resolve_destination(os.fspath(path))
+    directory, name = os.path.split(target)
+    _remove_stale_temporaries(directory, name)
+    temporary = os.path.join(directory, f".{name}.{os.getpid()}.{uuid.uuid4().hex[:8]}{_TEMP_SUFFIX}")
     try:
-        with open(temporary, mode.replace("w", "x")) as handle:
+        with _open_temporary(temporary, target, mode) as handle:
             yield handle
-        os.replace(temporary, path)
+            if handle.closed:  # the caller closed it: its data is flushed, not yet synced
+                _fsync_file(temporary)
+            else:
+                handle.flush()
+                os.fsync(handle.fileno())
+        os.replace(temporary, target)
+        _fsync_directory(directory)
     except BaseException:
-        if os.path.exists(temporary):
+        with contextlib.suppress(FileNotFoundError):
             os.unlink(temporary)
         raise
+
+
+def _resolve_destination(path):
+    """The absolute path that a save to ``path`` must replace: symlinks followed."""
+    target = os.path.realpath(path)
+    if os.path.islink(target):  # realpath stops where it cannot go on: a loop
+        raise OSError(errno.ELOOP, f"cannot save through a symlink loop: {path!r}", path)
+    return target
+
+
+def _open_temporary(temporary, target, mode):
+    """Create ``temporary`` exclusively, with ``target``'s permission bits if it exists."""
+    try:
+        existing_mode = stat.S_IMODE(os.stat(target).st_mode)
+    except FileNotFoundError:
+        existing_mode = None
+    flags = os.O_WRONLY | os.O_CREAT | os.O_EXCL | getattr(os, "O_CLOEXEC", 0)
+    # A new file: 0666 and the umask decides. An existing one: its own bits, which fchmod
+    # sets exactly (os.open would apply the umask) before any byte is written.
+    fd = os.open(temporary, flags, 0o666 if existing_mode is None else existing_mode & 0o777)
+    try:
+        if existing_mode is not None:
+            os.fchmod(fd, existing_mode)
+        return os.fdopen(fd, mode.replace("x", "w"))
+    except BaseException:
+        os.close(fd)
+        raise
+
+
+def _fsync_file(file):
+    fd = os.open(file, os.O_RDONLY)
+    try:
+        os.fsync(fd)
+    finally:
+        os.close(fd)
+
+
+def _fsync_directory(directory):
+    """Make a rename in ``directory`` durable (a no-op where directories cannot be opened)."""
+    try:
+        fd = os.open(directory, os.O_RDONLY | getattr(os, "O_DIRECTORY", 0))
+    except OSError:
+        return
+    try:
+        os.fsync(fd)
+    except OSError:
+        pass  # some file systems refuse fsync on a directory; the data itself is synced
+    finally:
+        os.close(fd)
+
+
+def _writer_is_dead(pid):
+    try:
+        os.kill(pid, 0)
+    except ProcessLookupError:
+        return True
+    except OSError:  # PermissionError: it exists, under another user
+        return False
+    return False
+
+
+def _remove_stale_temporaries(directory, name):
+    """Remove ``.<name>.<pid>.<random>.tmp`` files in ``directory`` left by dead writers."""
+    prefix = f".{name}."
+    try:
+        entries = os.listdir(directory)
+    except OSError:
+        return
+    for entry in entries:
+        if not (entry.startswith(prefix) and entry.endswith(_TEMP_SUFFIX)):
+            continue
+        parts = entry[len(prefix):-len(_TEMP_SUFFIX)].split(".")
+        if len(parts) != 2 or not parts[0].isdigit() or len(parts[1]) != 8:
+            continue
+        if int(parts[0]) != os.getpid() and _writer_is_dead(int(parts[0])):
+            with contextlib.suppress(OSError):
+                os.unlink(os.path.join(directory, entry))
 
 
 def write_json_atomic(path, data):

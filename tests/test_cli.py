@@ -84,7 +84,8 @@ def test_missing_data_is_a_clear_error_not_a_traceback(tmp_path, monkeypatch, ca
     monkeypatch.setenv("NPNET_FASHION_MNIST_URL", "http://127.0.0.1:9/")
     monkeypatch.setattr(fashion_mnist, "KERAS_HOME", tmp_path / "keras")
     monkeypatch.setattr(fashion_mnist, "SYSTEM_DIR", tmp_path / "system")
-    code = cli.main(["tutorial", "--data-dir", str(tmp_path / "nowhere"), "--backend", "numpy"])
+    (tmp_path / "empty").mkdir()  # exists (a missing --data-dir is refused up front), but no data
+    code = cli.main(["tutorial", "--data-dir", str(tmp_path / "empty"), "--backend", "numpy"])
     assert code == 2
     err = capsys.readouterr().err
     assert "apt-get install dataset-fashion-mnist" in err and "NPNET_DATA_DIR" in err

@@ -398,7 +398,7 @@ def test_unreachable_url_from_environment(synthetic, monkeypatch):
 def test_upstream_md5_is_checked_only_for_the_upstream_url(synthetic, monkeypatch):
     requested = []
 
-    def fake_download(url, directory, fname, *, known_hash=None, timeout=None):
+    def fake_download(url, directory, fname, *, known_hash=None, timeout=None, **limits):
         requested.append((url, known_hash))
         raise fashion_mnist._download.DownloadError("offline")
 

@@ -18,6 +18,7 @@ decompresses them and turns the gzip module's assorted exceptions into one
 """
 
 import gzip
+import os
 import struct
 import zlib
 
@@ -45,21 +46,38 @@ def magic_number(dtype_code, ndim):
     return (dtype_code << 8) | ndim
 
 
-def read_file(path):
+def read_file(path, max_bytes=None):
     """Return the IDX bytes stored in ``path``, decompressing gzip if needed.
 
     A file is treated as gzip when it starts with the gzip signature, whatever
-    its name. Raises :class:`IDXError` for a truncated or corrupted gzip stream.
+    its name. With ``max_bytes`` (the size the caller expects), no more than
+    ``max_bytes + 1`` bytes are ever read or decompressed: a longer content, a
+    gzip bomb for instance, raises :class:`IDXError` instead of filling memory.
+    Raises :class:`IDXError` for a truncated or corrupted gzip stream.
     """
-    with open(path, "rb") as f:
-        raw = f.read()
-    if not raw.startswith(GZIP_MAGIC):
-        return raw
-    try:
-        return gzip.decompress(raw)
-    except EOFError:
+    limit = -1 if max_bytes is None else max_bytes + 1
+    with open(path, "rb") as raw:
+        is_gzip = raw.read(len(GZIP_MAGIC)) == GZIP_MAGIC
+        raw.seek(0)
+        data = _inflate(raw, limit) if is_gzip else raw.read(limit)
+    if max_bytes is not None and len(data) > max_bytes:
+        where = "decompresses to" if is_gzip else "holds"
         raise IDXError(
-            f"truncated gzip file ({len(raw):,} bytes): the compressed stream ends early"
+            f"too long: the file {where} more than the {max_bytes:,} bytes expected "
+            f"(stopped reading there)"
+        )
+    return data
+
+
+def _inflate(raw, limit):
+    """Decompress at most ``limit`` bytes (-1: all) of the gzip file object ``raw``."""
+    try:
+        with gzip.GzipFile(fileobj=raw, mode="rb") as stream:
+            return stream.read(limit)
+    except EOFError:
+        size = os.fstat(raw.fileno()).st_size
+        raise IDXError(
+            f"truncated gzip file ({size:,} bytes): the compressed stream ends early"
         ) from None
     except (gzip.BadGzipFile, zlib.error) as error:
         raise IDXError(f"corrupted gzip file: {error}") from None

@@ -26,12 +26,15 @@ every file is valid:
    npnet's cache, with pooch.
 
 In each directory a file may be gzip'd (``train-images-idx3-ubyte.gz``,
-preferred) or not (``train-images-idx3-ubyte``). Files from different
-directories are never mixed.
+tried first) or not (``train-images-idx3-ubyte``); a bad copy under one name
+never hides a valid copy under the other. Files from different directories are
+never mixed. A broken symlink or a symlink loop is reported as such, not as a
+missing file.
 
 Verification
 ------------
-Every file is checked before use: the IDX magic number (``0x00000803`` for
+Every file is checked before use: its size (decompression stops one byte past
+the size the known shape implies, so a gzip bomb is never inflated), the IDX magic number (``0x00000803`` for
 images, ``0x00000801`` for labels: unsigned bytes, 3 or 1 dimensions), the
 dimensions, and the SHA-256 of the *decompressed* bytes. Hashing the
 decompressed content, not the ``.gz``, is what lets the Debian package's
@@ -39,6 +42,13 @@ recompressed files pass. A bad file (truncated, corrupted, wrong header or
 content) triggers a :class:`DataWarning` naming the file and the reason, and
 the search moves on. If nothing works, :class:`DatasetNotFoundError` lists every
 place tried, why each failed, and how to provide the data.
+
+Downloading never removes a file before its replacement is verified and in
+place: each file is downloaded to a hidden name beside the old one, verified,
+and renamed over it; a failed or bad download leaves the directory as it was.
+All downloads of one call share an overall deadline (``_download.DEADLINE``,
+20 minutes) on top of the per-read timeout, so a mirror that trickles bytes
+cannot hold ``load_data`` forever.
 
 Hashes already checked are remembered per file (path, size, mtime, ctime) in
 the cache root, so a warm ``load_data()`` only decompresses and checks headers
@@ -54,12 +64,17 @@ when downloading from the upstream URL; other sources are checked by the
 decompressed SHA-256 alone. ``NPNET_FASHION_MNIST_URL`` overrides ``BASE_URL``.
 """
 
+import contextlib
+import errno
 import hashlib
 import os
+import stat
 import warnings
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import NamedTuple
+
+import numpy as np
 
 from . import _download, _idx
 from ._cache import VerifiedIndex, cache_root
@@ -152,20 +167,21 @@ class _DirResult:
 
     arrays: dict = field(default_factory=dict)  # name -> ndarray
     missing: list = field(default_factory=list)  # names with no file at all
-    bad: dict = field(default_factory=dict)  # name -> (file path, reason)
-    no_directory: bool = False
+    failed: list = field(default_factory=list)  # names whose every file is unusable
+    bad: list = field(default_factory=list)  # (file path, reason) of every unusable file
+    directory_problem: str = None  # why the directory itself cannot be searched
 
     @property
     def complete(self):
-        return not self.missing and not self.bad
+        return not self.directory_problem and not self.missing and not self.failed
 
     def reason(self):
-        if self.no_directory:
-            return "no such directory"
+        if self.directory_problem:
+            return self.directory_problem
         parts = []
         if self.missing:
             parts.append("missing " + ", ".join(f"{name}[.gz]" for name in self.missing))
-        for file, reason in self.bad.values():
+        for file, reason in self.bad:
             parts.append(f"bad file {file.name}: {reason}")
         return "; ".join(parts)
 
@@ -235,9 +251,9 @@ def load_data(path=None):
         results_by_dir = {}
         for location in candidate_dirs(path):
             result = _load_dir(location.directory, files, index)
+            _warn_bad_files(location, result)
             if result.complete:
                 return _keras_layout(result.arrays, files)
-            _warn_bad_files(location, result)
             attempts.append((f"{location.source} {location.directory}", result.reason()))
             results_by_dir[os.path.realpath(location.directory)] = result
 
@@ -265,40 +281,85 @@ def _keras_layout(arrays, files):
 
 
 def _warn_bad_files(location, result):
-    for file, reason in result.bad.values():
+    if result.directory_problem and result.directory_problem != _NO_DIRECTORY:
         warnings.warn(
-            f"Fashion-MNIST file {file} is unusable: {reason}. "
-            f"Skipping the {location.source} directory and trying the next location.",
+            f"Fashion-MNIST directory {location.directory} ({location.source}) is unusable: "
+            f"{result.directory_problem}. Trying the next location.",
+            DataWarning,
+            stacklevel=3,  # the caller of load_data
+        )
+    for file, reason in result.bad:
+        then = (
+            "Using the valid copy beside it."
+            if result.complete
+            else f"Skipping the {location.source} directory and trying the next location."
+        )
+        warnings.warn(
+            f"Fashion-MNIST file {file} is unusable: {reason}. {then}",
             DataWarning,
             stacklevel=3,  # the caller of load_data
         )
 
 
-def _find_file(directory, name):
-    """``directory/name.gz`` if it exists, else ``directory/name``, else None."""
-    for candidate in (directory / f"{name}.gz", directory / name):
-        if candidate.is_file():
-            return candidate
-    return None
+_NO_DIRECTORY = "no such directory"
+
+
+def _problem_with(path, kind):
+    """Why ``path`` is not a usable ``kind`` ("file" or "directory"); None if it is.
+
+    Returns :data:`_MISSING` when nothing is there at all, so that an absent
+    file (not an error) is told apart from a broken symlink or a symlink loop.
+    """
+    try:
+        mode = os.stat(path).st_mode
+    except FileNotFoundError:
+        if os.path.islink(path):
+            return f"broken symlink to {os.readlink(path)!r}"
+        return _MISSING
+    except NotADirectoryError:  # part of the path is a file: nothing can be there
+        return _MISSING
+    except OSError as error:
+        if error.errno == errno.ELOOP:
+            return "symlink loop: too many levels of symbolic links"
+        return f"cannot access it ({error.strerror or error})"
+    wanted = stat.S_ISDIR(mode) if kind == "directory" else stat.S_ISREG(mode)
+    return None if wanted else f"not a regular {kind}" if kind == "file" else "not a directory"
+
+
+_MISSING = "missing"
 
 
 def _load_dir(directory, files, index):
-    """Read and verify every file of ``files`` found in ``directory``."""
+    """Read and verify every file of ``files`` found in ``directory``.
+
+    For each name, ``name.gz`` is tried first, then ``name``: a bad copy never
+    hides a valid one beside it (the bad one is still reported in ``bad``).
+    """
     result = _DirResult()
     directory = Path(directory)
-    if not directory.is_dir():
-        result.no_directory = True
+    problem = _problem_with(directory, "directory")
+    if problem is not None:
+        result.directory_problem = _NO_DIRECTORY if problem == _MISSING else problem
         result.missing = list(files)
         return result
     for name, spec in files.items():
-        file = _find_file(directory, name)
-        if file is None:
+        found_any = False
+        for file in (directory / f"{name}.gz", directory / name):
+            problem = _problem_with(file, "file")
+            if problem == _MISSING:
+                continue
+            found_any = True
+            try:
+                if problem is not None:
+                    raise BadFileError(problem)
+                result.arrays[name] = _read_verified(file, spec, index)
+                break
+            except BadFileError as error:
+                result.bad.append((file, str(error)))
+        if not found_any:
             result.missing.append(name)
-            continue
-        try:
-            result.arrays[name] = _read_verified(file, spec, index)
-        except BadFileError as error:
-            result.bad[name] = (file, str(error))
+        elif name not in result.arrays:
+            result.failed.append(name)
     return result
 
 
@@ -311,16 +372,22 @@ def _shape_text(shape):
     return "(" + ", ".join(str(size) for size in shape) + (",)" if len(shape) == 1 else ")")
 
 
+def _expected_size(spec):
+    """Bytes of the decompressed IDX file described by ``spec``: header and uint8 body."""
+    return _idx.header_size(spec.shape) + int(np.prod(spec.shape, dtype=np.int64))
+
+
 def _read_verified(file, spec, index):
     """Read ``file`` and check it against ``spec``; return its array.
 
-    Checks, cheapest first: gzip integrity, IDX magic number (unsigned bytes,
+    Checks, cheapest first: the decompressed size (never more than
+    :func:`_expected_size` bytes are inflated), gzip integrity, IDX magic number (unsigned bytes,
     ``len(spec.shape)`` dimensions), dimensions == ``spec.shape``, data length,
     SHA-256 of the decompressed bytes (skipped if ``index`` knows this file).
     Raises :class:`BadFileError` whose message is the reason.
     """
     try:
-        data = _idx.read_file(file)
+        data = _idx.read_file(file, max_bytes=_expected_size(spec))
     except _idx.IDXError as error:
         raise BadFileError(str(error)) from None
     except OSError as error:
@@ -365,37 +432,57 @@ def _remove_if_present(file):
 def _download_missing(directory, base_url, files, cached, index):
     """Download into ``directory`` every file not already valid there.
 
-    ``cached`` is the :class:`_DirResult` of ``directory``. Each download is
-    verified like any other file; a file that fails is deleted. Returns the
-    four arrays. Raises ``DownloadError`` or :class:`BadFileError` (with the file
+    ``cached`` is the :class:`_DirResult` of ``directory``. All the downloads
+    share one deadline (``_download.DEADLINE`` seconds). Returns the four
+    arrays. Raises ``DownloadError`` or :class:`BadFileError` (with the file
     named) on the first failure, so an offline machine fails after one attempt.
     """
     arrays = dict(cached.arrays)
+    deadline = _download.clock() + _download.DEADLINE
     for name, spec in files.items():
-        if name in arrays:
-            continue
-        gz_name = f"{name}.gz"
-        # A stale or bad copy would otherwise be kept by pooch (no known hash)
-        # or shadow the download (the uncompressed name).
-        try:
-            _remove_if_present(directory / gz_name)
-            _remove_if_present(directory / name)
-        except OSError as error:
-            raise _download.DownloadError(f"cannot replace {directory / name}[.gz]: {error}")
-
-        md5 = UPSTREAM_GZ_MD5.get(name) if base_url == _UPSTREAM_BASE_URL else None
-        file = _download.download(
-            base_url + gz_name,
-            directory,
-            gz_name,
-            known_hash=f"md5:{md5}" if md5 else None,
-        )
-        try:
-            arrays[name] = _read_verified(file, spec, index)
-        except BadFileError as error:
-            _remove_if_present(file)
-            raise BadFileError(f"downloaded {gz_name} is bad ({error}); deleted it") from None
+        if name not in arrays:
+            arrays[name] = _download_one(directory, base_url, name, spec, index, deadline)
     return arrays
+
+
+def _download_one(directory, base_url, name, spec, index, deadline):
+    """Download ``name.gz`` beside whatever is there, verify it, then put it in place.
+
+    Nothing already in ``directory`` is removed until the verified download has
+    replaced it: a failed or bad download leaves the directory as it was. Only
+    then is a bad uncompressed ``name`` (which a valid copy would otherwise keep
+    being warned about) removed.
+    """
+    gz_name = f"{name}.gz"
+    staged_name = f".{gz_name}.{os.getpid()}.download"
+    _remove_if_present(directory / staged_name)  # this process's own leftover
+    md5 = UPSTREAM_GZ_MD5.get(name) if base_url == _UPSTREAM_BASE_URL else None
+    expected = _expected_size(spec)
+    staged = _download.download(
+        base_url + gz_name,
+        directory,
+        staged_name,
+        known_hash=f"md5:{md5}" if md5 else None,
+        deadline=deadline,
+        max_bytes=expected + expected // 100 + 4096,  # gzip never grows data by more
+    )
+    try:
+        array = _read_verified(staged, spec, index)
+    except BadFileError as error:
+        _remove_if_present(staged)
+        raise BadFileError(
+            f"downloaded {gz_name} is bad ({error}); discarded it, kept what was there"
+        ) from None
+    final = directory / gz_name
+    try:
+        os.replace(staged, final)
+    except OSError as error:
+        _remove_if_present(staged)
+        raise _download.DownloadError(f"cannot put the download in place at {final}: {error}")
+    with contextlib.suppress(OSError):  # best effort: it is only a warning's source
+        _remove_if_present(directory / name)
+    index.record(final, spec.sha256)
+    return array
 
 
 def _not_found_message(attempts, files):
