@@ -159,8 +159,6 @@ def run_tutorial(args):
     started = time.perf_counter()
     if args.seed is not None:
         npnet.utils.set_random_seed(args.seed)
-
-    class_names = npnet.datasets.fashion_mnist.CLASS_NAMES
     t = time.perf_counter()
     try:
         (train_images, train_labels), (test_images, test_labels) = \
@@ -169,22 +167,36 @@ def run_tutorial(args):
         print(f"npnet tutorial: {error}", file=sys.stderr)
         return 2
     timings["load_data_s"] = time.perf_counter() - t
+    _explore(train_images, train_labels, test_images, test_labels)
+    # The tutorial divides by 255.0, which makes float64 copies; float32 holds the same values
+    # for this model, which computes in float32 anyway, at half the memory. The figures show
+    # raw 0..255 pixels, as the tutorial's do; they need only the first 25 training images,
+    # so the other uint8 training pixels are not kept alive.
+    raw_train_images, raw_test_images = train_images[:25].copy(), test_images
+    train_images, test_images = _scale(train_images), _scale(raw_test_images)
+
+    model = _build_and_compile(npnet, args, timings)
+    history = _train(npnet, model, train_images, train_labels, args, timings)
+    test_loss, test_acc, predictions = _evaluate_and_predict(model, test_images, test_labels, args, timings)
+    timings["total_s"] = time.perf_counter() - started
+    if args.out is not None:
+        _write_outputs(args, model, history, test_loss, test_acc, timings,
+                       raw_train_images, train_labels[:25], raw_test_images, test_labels, predictions)
+    return 0
+
+
+def _explore(train_images, train_labels, test_images, test_labels):
+    from .datasets.fashion_mnist import CLASS_NAMES
 
     _say("== Explore the data")
     _say(f"train_images.shape: {train_images.shape}   len(train_labels): {len(train_labels)}")
     _say(f"train_labels: {train_labels}   (labels {train_labels.min()}..{train_labels.max()})")
     _say(f"test_images.shape: {test_images.shape}   len(test_labels): {len(test_labels)}")
     _say(f"pixel values: {train_images.min()}..{train_images.max()}; scaled to 0..1 before training")
-    _say("class names: " + ", ".join(f"{i} {name}" for i, name in enumerate(class_names)))
-    # The tutorial divides by 255.0, which makes float64 copies (470 MB); float32 holds the
-    # same values for this model, which computes in float32 anyway, at half the memory.
-    # The figures show raw 0..255 pixels, as the tutorial's do; they need only the first 25
-    # training images, so the other 47 MB of uint8 pixels are not kept alive
-    # (peak memory of the whole tutorial: 385 MiB).
-    raw_train_images, raw_test_images = train_images[:25].copy(), test_images
-    train_images = _scale(train_images)
-    test_images = _scale(raw_test_images)
+    _say("class names: " + ", ".join(f"{i} {name}" for i, name in enumerate(CLASS_NAMES)))
 
+
+def _build_and_compile(npnet, args, timings):
     _say("\n== Build the model")
     model = npnet.Sequential([
         npnet.layers.Flatten(input_shape=(28, 28)),
@@ -197,7 +209,10 @@ def run_tutorial(args):
     timings["compile_s"] = time.perf_counter() - t
     model.summary()
     _say(f"backend: {model.backend_name}")
+    return model
 
+
+def _train(npnet, model, train_images, train_labels, args, timings):
     _say(f"\n== Train the model ({args.epochs} epochs, batch size {args.batch_size})")
     epoch_times = []
 
@@ -213,6 +228,11 @@ def run_tutorial(args):
                         verbose=args.verbose, callbacks=[EpochTimer()])
     timings["fit_s"] = time.perf_counter() - t
     timings["epoch_s"] = epoch_times
+    return history
+
+
+def _evaluate_and_predict(model, test_images, test_labels, args, timings):
+    from .datasets.fashion_mnist import CLASS_NAMES
 
     _say("\n== Evaluate accuracy")
     t = time.perf_counter()
@@ -228,22 +248,17 @@ def run_tutorial(args):
         _say(f"predictions.shape: {predictions.shape} {predictions.dtype}")
         _say(f"predictions[0]: {predictions[0]}")
     guess = int(np.argmax(predictions[0]))
-    _say(f"np.argmax(predictions[0]): {guess} ({class_names[guess]}); "
-         f"test_labels[0]: {test_labels[0]} ({class_names[test_labels[0]]})")
+    _say(f"np.argmax(predictions[0]): {guess} ({CLASS_NAMES[guess]}); "
+         f"test_labels[0]: {test_labels[0]} ({CLASS_NAMES[test_labels[0]]})")
 
     _say("\n== Use the trained model on a single image")
-    img = np.expand_dims(test_images[1], 0)
+    img = np.expand_dims(test_images[0], 0)  # the seed tutorial's image: a batch of one
     single = model.predict(img)
     guess = int(np.argmax(single[0]))
     _say(f"img.shape: {img.shape}   model.predict(img).shape: {single.shape}")
-    _say(f"np.argmax(predictions_single[0]): {guess} ({class_names[guess]}); "
-         f"test_labels[1]: {test_labels[1]} ({class_names[test_labels[1]]})")
-
-    timings["total_s"] = time.perf_counter() - started
-    if args.out is not None:
-        _write_outputs(args, model, history, test_loss, test_acc, timings,
-                       raw_train_images, train_labels[:25], raw_test_images, test_labels, predictions)
-    return 0
+    _say(f"np.argmax(predictions_single[0]): {guess} ({CLASS_NAMES[guess]}); "
+         f"test_labels[0]: {test_labels[0]} ({CLASS_NAMES[test_labels[0]]})")
+    return test_loss, test_acc, predictions
 
 
 def _scale(images):

@@ -144,7 +144,7 @@ def download(url, directory, fname, *, known_hash=None, timeout=None, deadline=N
     """
     if timeout is None:
         timeout = TIMEOUT
-    # Imported here, not at the top, to keep ``import npnet`` fast (~20 ms).
+    # Imported here, not at the top, to keep ``import npnet`` fast.
     import pooch
     import requests
 

@@ -3,13 +3,13 @@
 Options, and why:
 
 * ``error_model="numpy"``: a float division by zero gives inf/NaN as in NumPy instead of
-  raising, which lets LLVM vectorise divisions (the Adam update over 101,770 float32
-  parameters: 16 µs instead of 180 µs).
+  raising, which lets LLVM vectorise divisions (the Adam update about ten times faster:
+  docs/performance.md).
 * ``fastmath=False``: fastmath lets LLVM reorder sums and contract multiply-adds, which
   changes float32 rounding and would break the promise that the numba backend tracks the
   NumPy backend to 1e-6; it also makes ``isnan`` lie. The loops that matter vectorise
   without it (the finiteness check works on the float's bits, see
-  :func:`npnet.kernels.dense.has_non_finite`).
+  :func:`npnet.kernels.dense.too_large_to_square`).
 * ``nogil=True``: a kernel releases the GIL, so other Python threads keep running.
 * ``cache=True``: compiled machine code is stored on disk and reused by the next process.
 
