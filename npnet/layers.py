@@ -21,6 +21,7 @@ import numpy as np
 from . import activations as activations_module
 from . import config, initializers, regularizers, utils
 from . import functional as F
+from .symbolic import Input  # noqa: F401  (keras.layers.Input too)
 from .utils import format_shape
 
 _name_counts = collections.Counter()
@@ -85,7 +86,14 @@ class Layer:
         raise NotImplementedError
 
     def __call__(self, x, training=False):
-        """Apply the layer to an array, building it first if needed (like ``keras_layer(x)``)."""
+        """Apply the layer to an array, building it first if needed (like ``keras_layer(x)``).
+
+        On a symbolic tensor (``npnet.Input``), record the layer for ``npnet.Model`` instead.
+        """
+        from . import symbolic
+
+        if isinstance(x, symbolic.SymbolicTensor):
+            return symbolic.apply_layer(self, x)
         x = np.asarray(x, dtype=config.floatx())
         if not self.built:
             self.build((None,) + x.shape[1:])
@@ -163,9 +171,11 @@ class Dense(Layer):
 
     def __init__(self, units, activation=None, *, kernel_initializer="glorot_uniform",
                  bias_initializer="zeros", kernel_regularizer=None, input_shape=None, name=None,
-                 trainable=True):
+                 trainable=True, input_dim=None):
         if isinstance(units, bool) or not isinstance(units, (int, np.integer)) or units <= 0:
             raise ValueError(f"Dense units must be a positive integer; received {units!r}")
+        if input_dim is not None and input_shape is None:
+            input_shape = (input_dim,)  # Keras's older spelling
         super().__init__(name=name, input_shape=input_shape, trainable=trainable)
         self.units = int(units)
         self.activation = activations_module.get(activation)

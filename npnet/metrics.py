@@ -10,10 +10,9 @@ class Accuracy:
     (the last, partial one) are weighted by their number of samples when averaged.
     """
 
-    name = "accuracy"
-
-    def __init__(self, label_kind="sparse"):
+    def __init__(self, label_kind="sparse", name="accuracy"):
         self.label_kind = label_kind
+        self.name = name
 
     def count_correct(self, y_true, y_pred):
         labels = y_true if self.label_kind == "sparse" else y_true.argmax(axis=1)
@@ -32,17 +31,20 @@ def get(identifier, loss):
             raise ValueError("'sparse_categorical_accuracy' needs integer labels; use 'accuracy'")
         if identifier == "categorical_accuracy" and loss.label_kind != "categorical":
             raise ValueError("'categorical_accuracy' needs one-hot labels; use 'accuracy'")
-        return Accuracy(loss.label_kind)
+        return Accuracy(loss.label_kind, name=identifier)
     raise ValueError(f"Unknown metric {identifier!r}; known metrics: {', '.join(_NAMES)}")
 
 
-def resolve_names(metrics, loss):
-    """The names ``compile(metrics=...)`` will log, after checking them against ``loss``."""
+def resolve(metrics, loss):
+    """The metric objects for ``compile(metrics=...)``, each named by its history key."""
     if metrics is None:
         return []
     if isinstance(metrics, str):
         raise TypeError(f"metrics must be a list such as ['accuracy']; received the string {metrics!r}")
-    metric_objs = [get(m, loss) for m in metrics]
-    if len(metric_objs) > 1:
-        raise ValueError(f"npnet supports one metric, 'accuracy'; received {list(metrics)}")
-    return [m.name for m in metric_objs]
+    if not isinstance(metrics, (list, tuple)):
+        raise TypeError(f"metrics must be a list such as ['accuracy']; received {metrics!r}")
+    resolved = [get(m, loss) for m in metrics]
+    names = [m.name for m in resolved]
+    if len(set(names)) != len(names):
+        raise ValueError(f"metrics must have distinct names; received {names}")
+    return resolved

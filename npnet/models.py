@@ -10,7 +10,7 @@ import numpy as np
 
 from . import backends, callbacks as callbacks_module, layers as layers_module
 from . import losses as losses_module, metrics as metrics_module, optimizers as optimizers_module
-from . import saving, summary as summary_module, training_loop, validation
+from . import saving, summary as summary_module, symbolic, training_loop, validation
 from .progbar import Progbar, resolve_verbose
 
 
@@ -19,14 +19,15 @@ class Sequential:
 
     _count = 0
 
-    def __init__(self, layers=None, name=None):
+    def __init__(self, layers=None, name=None, trainable=True):
         if name is None:
             name = "sequential" if Sequential._count == 0 else f"sequential_{Sequential._count}"
             Sequential._count += 1
         self.name = name
         self.layers = []
+        self._input_shape = None  # declared by npnet.Input(...) as the first entry
         self.optimizer = self.loss = self.accuracy = None
-        self.metrics_names = []
+        self.metrics = []
         self.compiled = False
         self.stop_training = False
         self.steps_per_execution = "auto"
@@ -34,28 +35,82 @@ class Sequential:
         self._trainer = None
         for layer in layers or []:
             self.add(layer)
+        if not trainable:
+            self.trainable = False
 
     # -- structure ------------------------------------------------------------------------
 
     def add(self, layer):
-        """Append a layer; a compiled model whose backend cannot run it is left unchanged."""
+        """Append a layer (or ``npnet.Input(...)`` first, or the layers of a nested model or
+        list); a compiled model whose backend cannot run the result is left unchanged."""
+        if isinstance(layer, symbolic.SymbolicTensor):
+            return self._declare_input(layer)
+        if isinstance(layer, (Sequential, list, tuple)):
+            for inner in (layer.layers if isinstance(layer, Sequential) else layer):
+                self.add(inner)
+            return None
         if not isinstance(layer, layers_module.Layer):
-            raise TypeError(f"Sequential.add expects an npnet.layers.Layer; received {layer!r}")
-        if self.layers and layer._declared_input_shape is not None:
+            raise TypeError(f"Sequential.add expects an npnet.layers.Layer, npnet.Input(...) or a "
+                            f"model; received {layer!r}")
+        if (self.layers or self._input_shape) and layer._declared_input_shape is not None:
             raise ValueError(f"Only the first layer may declare input_shape; {layer.name!r} is not first")
         if any(existing is layer for existing in self.layers):
             raise ValueError(f"Layer {layer.name!r} is already in the model")
         trainer = self._make_trainer(self.layers + [layer]) if self.compiled else None
         self.layers.append(layer)
         try:
-            if self.layers[0]._declared_input_shape is not None and not self.built:
-                self.build(self.layers[0]._declared_input_shape)
+            if self.input_shape is not None and not self.built:
+                self.build(self.input_shape)
         except Exception:
             self.layers.pop()
             raise
+        self._adopt(trainer)
+        return None
+
+    def _declare_input(self, tensor):
+        if self.layers or self._input_shape is not None:
+            raise ValueError("npnet.Input(...) must come first in a Sequential model")
+        if tensor.layer is not None:
+            raise ValueError(f"Sequential takes npnet.Input(...) itself, not a layer's output {tensor!r}")
+        self._input_shape = (None,) + tuple(tensor.shape[1:])
+
+    def _adopt(self, trainer):
+        """Use ``trainer`` (made for the current layers) from now on; None: made when needed."""
         self._trainer = trainer
         if trainer is not None:
             trainer.layers = self.layers
+
+    def pop(self):
+        """Remove the last layer and return it, as Keras's ``Sequential.pop``."""
+        if not self.layers:
+            raise IndexError("pop() on a model without layers")
+        trainer = self._make_trainer(self.layers[:-1]) if self.compiled and len(self.layers) > 1 else None
+        layer = self.layers.pop()
+        self._adopt(trainer)
+        return layer
+
+    def get_layer(self, name=None, index=None):
+        """The layer called ``name``, or at position ``index``, as Keras's ``get_layer``."""
+        if (name is None) == (index is None):
+            raise ValueError("get_layer needs exactly one of name=... or index=...")
+        if index is not None:
+            if not -len(self.layers) <= index < len(self.layers):
+                raise ValueError(f"get_layer: index {index} is out of range for {len(self.layers)} layers")
+            return self.layers[index]
+        for layer in self.layers:
+            if layer.name == name:
+                return layer
+        raise ValueError(f"No such layer: {name!r}. Existing layers are: {[layer.name for layer in self.layers]}")
+
+    @property
+    def trainable(self):
+        return any(layer.trainable for layer in self.layers) if self.layers else True
+
+    @trainable.setter
+    def trainable(self, value):
+        """Freeze (False) or unfreeze every layer; compile again for training to see it."""
+        for layer in self.layers:
+            layer.trainable = bool(value)
 
     @property
     def built(self):
@@ -64,6 +119,8 @@ class Sequential:
     @property
     def input_shape(self):
         """e.g. ``(None, 28, 28)``; None until the model knows it."""
+        if self._input_shape is not None:
+            return self._input_shape
         if not self.layers:
             return None
         first = self.layers[0]
@@ -166,13 +223,33 @@ class Sequential:
                              f"known losses: {', '.join(sorted(losses_module._BY_NAME))}")
         optimizer_obj = optimizers_module.get(optimizer)
         loss_obj = losses_module.get(loss)
-        metric_names = metrics_module.resolve_names(metrics, loss_obj)
+        metric_objs = metrics_module.resolve(metrics, loss_obj)
         steps_per_execution = validation.check_steps_per_execution(steps_per_execution)
-        accuracy = metrics_module.Accuracy(loss_obj.label_kind)
+        accuracy = metrics_module.Accuracy(loss_obj.label_kind)  # what the backends count
+        backend = self._backend_for_metrics(backend, metric_objs)
         trainer = backends.create(backend, self.layers, loss_obj, optimizer_obj, accuracy)
         self.optimizer, self.loss, self.accuracy = optimizer_obj, loss_obj, accuracy
-        self.metrics_names, self.steps_per_execution = metric_names, steps_per_execution
+        self.metrics, self.steps_per_execution = metric_objs, steps_per_execution
         self._requested_backend, self._trainer, self.compiled = backend, trainer, True
+
+    @staticmethod
+    def _backend_for_metrics(backend, metrics):
+        """The numba kernels count accuracy only; other metrics need each batch's outputs,
+        which the NumPy backend gives: 'auto' then means NumPy, and 'numba' is refused."""
+        if not training_loop.needs_outputs(metrics):
+            return backend
+        chosen = backend or backends.default_name()
+        if chosen == "numba":
+            names = [m.name for m in metrics if not training_loop.counts_correct(m)]
+            raise NotImplementedError(f"backend='numba' does not support the metrics {names} (its "
+                                      "kernels count accuracy only); use backend='numpy' or leave "
+                                      "backend unset to choose automatically")
+        return "numpy" if chosen == backends.AUTO else chosen
+
+    @property
+    def metrics_names(self):
+        """``['loss', 'accuracy', ...]``: the names of ``evaluate``'s values, as in Keras."""
+        return ["loss"] + [m.name for m in self.metrics]
 
     def _make_trainer(self, layers):
         return backends.create(self._requested_backend, layers, self.loss, self.optimizer,
@@ -248,7 +325,7 @@ class Sequential:
         for epoch in range(initial_epoch, epochs):
             listeners.call("on_epoch_begin", epoch)
             means = training_loop.train_epoch(self.backend, x, y, epoch, batch_size, shuffle, per_call,
-                                              listeners, bool(self.metrics_names))
+                                              listeners, self.metrics)
             if means.n_seen == 0:
                 break
             logs = means.logs()
@@ -290,7 +367,7 @@ class Sequential:
         listeners = callbacks or callbacks_module.CallbackList([], self, {})
         listeners.call("on_test_begin")
         means = training_loop.evaluate(self.backend, x, y, batch_size, listeners,
-                                       bool(self.metrics_names), progbar)
+                                       self.metrics, progbar)
         listeners.call("on_test_end", logs=means.logs())
         return means
 
@@ -311,7 +388,7 @@ class Sequential:
             progbar.update(steps, logs, finalize=True)
         if return_dict:
             return logs
-        values = [float(logs[name]) for name in ["loss"] + (["accuracy"] if self.metrics_names else [])]
+        values = [float(logs[name]) for name in self.metrics_names]
         return values if len(values) > 1 else values[0]
 
     def predict(self, x, batch_size=None, verbose="auto", callbacks=None):
@@ -349,10 +426,58 @@ class Sequential:
                            for layer in self.layers],
                 "build_input_shape": list(self.input_shape) if self.input_shape else None}
 
+    @classmethod
+    def from_config(cls, config):
+        """A new, unbuilt-weights model from ``get_config()``: the same layers, fresh weights."""
+        model = Sequential(name=config.get("name"))
+        shape = config.get("build_input_shape")
+        if shape and not any(spec["config"].get("input_shape") for spec in config["layers"][:1]):
+            model.add(symbolic.Input(shape=tuple(shape[1:])))
+        for spec in config["layers"]:
+            model.add(layers_module.deserialize(spec["class_name"], spec["config"]))
+        return model
+
+    def to_json(self, **kwargs):
+        """The architecture as JSON text (no weights), read back by ``models.model_from_json``."""
+        import json
+        return json.dumps({"class_name": "Sequential", "config": self.get_config()}, **kwargs)
+
     def save(self, path, include_optimizer=True):
         """Save architecture, compile settings, weights and optimizer state to one file
         (see :mod:`npnet.saving`; written to a temporary name and renamed into place)."""
         saving.save_model(self, path, include_optimizer=include_optimizer)
+
+
+class Model(Sequential):
+    """The functional API for chains: ``npnet.Model(inputs, outputs)`` with ``inputs`` an
+    ``npnet.Input(...)`` and ``outputs`` the result of applying layers to it one after
+    another. It then works as a Sequential model of those layers."""
+
+    def __init__(self, inputs=None, outputs=None, name=None, trainable=True):
+        if inputs is None or outputs is None:
+            raise NotImplementedError("npnet.Model needs inputs= and outputs= (the functional API "
+                                      "for chains of layers); subclassing Model is not supported: "
+                                      "use npnet.Sequential or a custom npnet.layers.Layer")
+        chain = symbolic.chain(inputs, outputs)
+        super().__init__(name=name or "functional", trainable=trainable)
+        first = inputs[0] if isinstance(inputs, (list, tuple)) else inputs
+        self._declare_input(first)
+        for layer in chain:
+            Sequential.add(self, layer)
+
+    def add(self, layer):
+        raise AttributeError("A functional npnet.Model has no add(); build the chain with "
+                             "layer calls, or use npnet.Sequential")
+
+
+def model_from_json(json_string):
+    """The model described by ``model.to_json()``, with fresh weights."""
+    import json
+    spec = json.loads(json_string)
+    if not isinstance(spec, dict) or spec.get("class_name") != "Sequential":
+        raise ValueError("model_from_json expects the JSON of model.to_json() "
+                         f"(class_name 'Sequential'); received {str(spec)[:80]!r}")
+    return Sequential.from_config(spec["config"])
 
 
 def load_model(path, backend=None):

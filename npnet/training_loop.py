@@ -16,41 +16,66 @@ from . import utils
 AUTO_STEPS_PER_EXECUTION = 64
 
 
+def counts_correct(metric):
+    """True for an accuracy the backends count themselves (argmax against the label)."""
+    return hasattr(metric, "count_correct")
+
+
 class RunningMeans:
-    """Sample-weighted running loss and accuracy over the batches of one pass."""
+    """The loss (sample-weighted mean over batches) and the metrics of one pass.
 
-    def __init__(self, with_accuracy):
-        self.with_accuracy = with_accuracy
+    Accuracies that the backends count (:func:`counts_correct`) add up their counts; any
+    other metric object follows Keras's protocol and sees each batch's labels and outputs
+    through ``update_state``.
+    """
+
+    def __init__(self, metrics):
+        self.metrics = list(metrics)
         self.loss_sum, self.n_correct, self.n_seen = 0.0, 0, 0
+        for metric in self.metrics:
+            if not counts_correct(metric):
+                metric.reset_state()
 
-    def add(self, loss, n_correct, n_samples):
+    def add(self, loss, n_correct, n_samples, y_batch=None, outputs=None):
         self.loss_sum += float(loss) * n_samples
         self.n_correct += int(n_correct)
         self.n_seen += n_samples
+        for metric in self.metrics:
+            if not counts_correct(metric):
+                metric.update_state(y_batch, outputs)
 
     def logs(self, prefix=""):
         logs = {prefix + "loss": self.loss_sum / self.n_seen}
-        if self.with_accuracy:
-            logs[prefix + "accuracy"] = self.n_correct / self.n_seen
+        for metric in self.metrics:
+            value = self.n_correct / self.n_seen if counts_correct(metric) else metric.result()
+            logs[prefix + metric.name] = float(value)
         return logs
 
 
-def train_epoch(trainer, x, y, epoch, batch_size, shuffle, steps_per_execution, callbacks, with_accuracy):
+def needs_outputs(metrics):
+    """True when some metric must see the model's outputs (not only a correct count)."""
+    return any(not counts_correct(metric) for metric in metrics)
+
+
+def train_epoch(trainer, x, y, epoch, batch_size, shuffle, steps_per_execution, callbacks, metrics):
     """One pass over ``(x, y)``; returns the RunningMeans of the batches applied. A batch that
     is not finite is not applied and ends the epoch and training (``model.stop_training``):
     the model keeps the weights of the last finite step."""
     n_samples = x.shape[0]
     steps = math.ceil(n_samples / batch_size)
     order = utils.rng().permutation(n_samples) if shuffle else None
-    means = RunningMeans(with_accuracy)
+    means = RunningMeans(metrics)
+    keep = {"keep_outputs": True} if needs_outputs(metrics) else {}
     step = 0
     while step < steps:
         callbacks.call("on_train_batch_begin", step)
         count = min(steps_per_execution, steps - step)
-        done = trainer.train_steps(x, y, order, batch_size, step, count)
+        done = trainer.train_steps(x, y, order, batch_size, step, count, **keep)
         for k in range(done.n_done - (0 if done.last_applied else 1)):
-            first = (step + k) * batch_size
-            means.add(done.losses[k], done.corrects[k], min(batch_size, n_samples - first))
+            rows = slice((step + k) * batch_size, (step + k + 1) * batch_size)
+            labels = y[rows] if order is None else y[order[rows]]
+            means.add(done.losses[k], done.corrects[k], len(labels), labels,
+                      done.outputs[k] if keep else None)
         if not done.last_applied:
             warn_non_finite(epoch, step + done.n_done - 1, done.losses[-1])
             callbacks.model.stop_training = True
@@ -69,14 +94,16 @@ def warn_non_finite(epoch, step, loss):
                   "check the inputs' scale.", RuntimeWarning, stacklevel=4)
 
 
-def evaluate(trainer, x, y, batch_size, callbacks, with_accuracy, progbar=None):
-    """The sample-weighted mean loss (and accuracy) over ``(x, y)``: RunningMeans."""
-    means = RunningMeans(with_accuracy)
+def evaluate(trainer, x, y, batch_size, callbacks, metrics, progbar=None):
+    """The sample-weighted mean loss and the metrics over ``(x, y)``: RunningMeans."""
+    means = RunningMeans(metrics)
+    keep = needs_outputs(metrics)
     for step, start in enumerate(range(0, x.shape[0], batch_size)):
         stop = min(start + batch_size, x.shape[0])
         callbacks.call("on_test_batch_begin", step)
         loss, n_correct = trainer.test_batch(x[start:stop], y[start:stop])
-        means.add(loss, n_correct, stop - start)
+        outputs = trainer.predict(x[start:stop], stop - start) if keep else None
+        means.add(loss, n_correct, stop - start, y[start:stop], outputs)
         callbacks.call("on_test_batch_end", step, logs=means.logs())
         if progbar is not None:
             progbar.update(step + 1, means.logs())

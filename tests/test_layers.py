@@ -79,7 +79,7 @@ def test_add_is_the_same_as_the_list_constructor():
 
 
 def test_add_rejects_what_is_not_a_layer():
-    with pytest.raises(TypeError, match="expects an npnet.layers.Layer; received 'relu'"):
+    with pytest.raises(TypeError, match=r"expects an npnet.layers.Layer, npnet.Input\(...\) or a model; received 'relu'"):
         npnet.Sequential().add("relu")
 
 

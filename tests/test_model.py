@@ -137,8 +137,8 @@ class BatchRecorder:
         self._train_batch = model.backend.train_batch
         model.backend.train_batch = self._record
 
-    def _record(self, x_batch, y_batch):
-        result = self._train_batch(x_batch, y_batch)
+    def _record(self, x_batch, y_batch, *rest):
+        result = self._train_batch(x_batch, y_batch, *rest)
         self.batches.append((x_batch.copy(), y_batch.copy()))
         self.losses.append(result[0])
         return result

@@ -49,7 +49,7 @@ def test_round_trip_keeps_architecture_compile_settings_weights_and_optimizer_st
     assert type(loaded.optimizer) is npnet.optimizers.Adam
     assert loaded.optimizer.get_config() == {"learning_rate": 0.005, "beta_1": 0.8, "beta_2": 0.99, "epsilon": 1e-6}
     assert type(loaded.loss) is npnet.losses.SparseCategoricalCrossentropy and not loaded.loss.from_logits
-    assert loaded.metrics_names == ["accuracy"]
+    assert loaded.metrics_names == ["loss", "accuracy"]
 
     assert_weights_equal(loaded.get_weights(), model.get_weights())
     assert loaded.optimizer.iterations == model.optimizer.iterations == 6

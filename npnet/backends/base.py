@@ -22,6 +22,7 @@ class Steps:
     losses: np.ndarray
     corrects: np.ndarray
     last_applied: bool
+    outputs: list = None  # each batch's outputs, when asked for with keep_outputs=True
 
     @property
     def n_done(self):
@@ -49,10 +50,11 @@ class Trainer:
         """The arrays the optimizer updates: the parameters of every trainable layer."""
         return [p for layer in self.layers if layer.trainable for p in layer.params.values()]
 
-    def train_steps(self, x, y, order, batch_size, first_step, n_steps):
+    def train_steps(self, x, y, order, batch_size, first_step, n_steps, keep_outputs=False):
         """Steps ``first_step ... first_step + n_steps - 1`` of an epoch: batch ``s`` holds the
         samples ``order[s * batch_size:(s + 1) * batch_size]`` (``order`` None: in order).
-        Stops early after a batch that was not applied. Returns a :class:`Steps`."""
+        Stops early after a batch that was not applied. Returns a :class:`Steps` (with each
+        batch's outputs when ``keep_outputs``, for metrics that need them)."""
         raise NotImplementedError
 
     def train_batch(self, x, y):

@@ -16,28 +16,31 @@ _single_threaded_blas = SingleThreadedBlas(linked_by="numpy")
 class NumpyBackend(Trainer):
     name = "numpy"
 
-    def train_steps(self, x, y, order, batch_size, first_step, n_steps):
+    def train_steps(self, x, y, order, batch_size, first_step, n_steps, keep_outputs=False):
         self.require_training_parts()
-        losses, corrects = [], []
+        losses, corrects, outputs = [], [], []
         applied = True
         for step in range(first_step, first_step + n_steps):
             index = slice(step * batch_size, (step + 1) * batch_size)
             if order is not None:
                 index = order[index]
-            loss, n_correct, applied = self.train_batch(x[index], y[index])
+            loss, n_correct, applied = self.train_batch(x[index], y[index], outputs if keep_outputs else None)
             losses.append(loss)
             corrects.append(n_correct)
             if not applied:
                 break
-        return Steps(np.array(losses), np.array(corrects, dtype=np.int64), applied)
+        return Steps(np.array(losses), np.array(corrects, dtype=np.int64), applied,
+                     outputs if keep_outputs else None)
 
-    def train_batch(self, x, y):
+    def train_batch(self, x, y, outputs=None):
         """Forward, loss, backward; the update only when loss and gradients are finite.
-        Returns ``(loss, n_correct, applied)``."""
+        Returns ``(loss, n_correct, applied)``; appends the batch's output to ``outputs``."""
         with _single_threaded_blas:
             loss, output, grads = training.loss_and_gradients(self.layers, self.loss, x, y,
                                                               training=True, head=self.head)
             n_correct = self.accuracy.count_correct(y, output)
+            if outputs is not None:
+                outputs.append(output)
             if not (np.isfinite(loss) and training.all_finite(grads)):
                 return float(loss), n_correct, False
             self.optimizer.apply_gradients(self.trainable_weights(), grads)

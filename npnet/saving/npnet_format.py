@@ -48,7 +48,7 @@ def _compile_spec(model, include_optimizer):
     spec = {"optimizer": {"class_name": type(model.optimizer).__name__,
                           "config": model.optimizer.get_config()},
             "loss": {"name": model.loss.name, "config": model.loss.get_config()},
-            "metrics": list(model.metrics_names),
+            "metrics": [metric.name for metric in model.metrics],
             "backend": model.backend_name}
     if include_optimizer and model.optimizer.iterations:
         spec["optimizer_iterations"] = int(model.optimizer.iterations)
