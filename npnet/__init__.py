@@ -17,7 +17,7 @@ Start reading at ``npnet/functional.py``: the whole of backpropagation for this 
 
 __version__ = "0.1.0"
 
-from . import activations, callbacks, config, datasets, functional, initializers, layers  # noqa: E402
+from . import activations, callbacks, config, data, datasets, functional, initializers, layers  # noqa: E402
 from . import losses, metrics, models, optimizers, utils  # noqa: E402
 from .models import Model, Sequential, load_model  # noqa: E402
 from .symbolic import Input  # noqa: E402
@@ -26,7 +26,7 @@ from . import inspect, regularizers, training  # noqa: E402
 # npnet/gradcheck.py, importable as ``from npnet.gradcheck import GradcheckReport``).
 from .gradcheck import gradcheck  # noqa: E402
 
-__all__ = ["Input", "Model", "Sequential", "load_model", "activations", "callbacks", "config", "datasets",
+__all__ = ["Input", "Model", "Sequential", "load_model", "activations", "callbacks", "config", "data", "datasets",
            "functional", "initializers", "layers", "losses", "metrics", "models",
            "optimizers", "utils", "plot", "gradcheck", "inspect", "regularizers", "training"]
 

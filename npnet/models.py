@@ -10,7 +10,7 @@ import numpy as np
 
 from . import backends, callbacks as callbacks_module, layers as layers_module
 from . import losses as losses_module, metrics as metrics_module, optimizers as optimizers_module
-from . import saving, summary as summary_module, symbolic, training_loop, validation
+from . import data as data_module, saving, summary as summary_module, symbolic, training_loop, validation
 from .progbar import Progbar, resolve_verbose
 
 
@@ -300,54 +300,78 @@ class Sequential:
     def _float_type(self):
         return self.weights[0].dtype if self.built and self.weights else None
 
-    def _ensure_built(self, x):
+    def ensure_built(self, x):
+        """Build the weights for samples shaped like ``x`` if they do not exist yet."""
         if not self.built:
             self.build((None,) + x.shape[1:])
 
     # -- training and inference -----------------------------------------------------------
 
     def fit(self, x=None, y=None, batch_size=None, epochs=1, verbose="auto", callbacks=None,
-            validation_split=0.0, validation_data=None, shuffle=True, initial_epoch=0):
-        """Train for ``epochs`` passes over ``(x, y)``; returns a ``History``."""
+            validation_split=0.0, validation_data=None, shuffle=True, initial_epoch=0,
+            steps_per_epoch=None, validation_freq=1):
+        """Train for ``epochs`` passes over ``(x, y)`` (arrays, an ``npnet.data.PyDataset`` or a
+        generator of batches); returns a ``History``."""
         self.require_compiled("fit")
         verbose = resolve_verbose(verbose)
         epochs, initial_epoch = validation.check_epochs(epochs, initial_epoch)
-        validation_split = validation.check_validation_split(validation_split)
-        (x, y), val_data = self._training_data(x, y, validation_data, validation_split)
-        batch_size = validation.check_batch_size(batch_size, x.shape[0])
-        steps = -(-x.shape[0] // batch_size)
+        validation_freq = validation.check_validation_freq(validation_freq)
+        run_epoch, steps, validate = self._fit_plan(x, y, batch_size, validation_split, validation_data,
+                                                    shuffle, steps_per_epoch)
         history = callbacks_module.History()
         listeners = self._callback_list(callbacks, verbose, epochs, steps, history)
-        per_call = self._steps_per_call(listeners)
-        self._ensure_built(x)
         self.stop_training, self.history = False, history
         listeners.call("on_train_begin")
         for epoch in range(initial_epoch, epochs):
             listeners.call("on_epoch_begin", epoch)
-            means = training_loop.train_epoch(self.backend, x, y, epoch, batch_size, shuffle, per_call,
-                                              listeners, self.metrics)
+            means = run_epoch(epoch, listeners)
             if means.n_seen == 0:
                 break
             logs = means.logs()
-            if val_data is not None:
-                logs.update(self._evaluate(*val_data, batch_size).logs("val_"))
+            if validate is not None and (epoch + 1) in validation_freq(epochs):
+                logs.update(validate(listeners).logs("val_"))
             listeners.call("on_epoch_end", epoch, logs=logs)
             if self.stop_training:
                 break
         listeners.call("on_train_end")
         return history
 
-    def _training_data(self, x, y, validation_data, validation_split):
-        """Checked training and validation arrays: ``((x, y), (x_val, y_val) or None)``."""
+    def _fit_plan(self, x, y, batch_size, validation_split, validation_data, shuffle, steps_per_epoch):
+        """Check every argument before anything changes; return ``(run_epoch, steps, validate)``."""
+        validation_split = validation.check_validation_split(validation_split)
+        val = self._validation_source(validation_data, validation.check_batch_size(batch_size))
+        if data_module.is_batch_source(x):
+            if y is not None or validation_split:
+                raise ValueError("when x is a dataset or generator of (x, y) batches, y and "
+                                 "validation_split must not be given")
+            source = data_module.BatchSource(x, validation.check_steps(steps_per_epoch, "steps_per_epoch"))
+            run_epoch = lambda epoch, listeners: training_loop.train_epoch_from_source(  # noqa: E731
+                self.backend, self, source, epoch, listeners, self.metrics)
+            return run_epoch, source.steps, val
         x, y = self.check_data(x, y)
-        if validation_data is not None:
-            if not isinstance(validation_data, (tuple, list)) or len(validation_data) != 2:
-                raise ValueError("validation_data must be a tuple (x_val, y_val); received "
-                                 f"{type(validation_data).__name__}")
-            return (x, y), self.check_data(*validation_data, what=("validation x", "validation y"))
-        if validation_split:
-            return validation.split_for_validation(x, y, validation_split)
-        return (x, y), None
+        if val is None and validation_split:
+            (x, y), (x_val, y_val) = validation.split_for_validation(x, y, validation_split)
+            val = lambda listeners: self._evaluate(x_val, y_val, batch_size, listeners)  # noqa: E731
+        batch_size = validation.check_batch_size(batch_size, x.shape[0])
+        self.ensure_built(x)
+
+        def run_epoch(epoch, listeners):
+            return training_loop.train_epoch(self.backend, x, y, epoch, batch_size, shuffle,
+                                             self._steps_per_call(listeners), listeners, self.metrics)
+        return run_epoch, -(-x.shape[0] // batch_size), val
+
+    def _validation_source(self, validation_data, batch_size):
+        """A function computing the validation means, or None without validation data."""
+        if validation_data is None:
+            return None
+        if data_module.is_batch_source(validation_data):
+            source = data_module.BatchSource(validation_data)
+            return lambda listeners: self._evaluate_source(source, listeners)
+        if not isinstance(validation_data, (tuple, list)) or len(validation_data) not in (2, 3):
+            raise ValueError("validation_data must be a tuple (x_val, y_val); received "
+                             f"{type(validation_data).__name__}")
+        x_val, y_val = self.check_data(*validation_data[:2], what=("validation x", "validation y"))
+        return lambda listeners: self._evaluate(x_val, y_val, min(batch_size, x_val.shape[0]), listeners)
 
     def _callback_list(self, callbacks, verbose, epochs, steps, history):
         given = list(callbacks or [])
@@ -363,6 +387,13 @@ class Sequential:
             return 1
         return training_loop.AUTO_STEPS_PER_EXECUTION
 
+    def _evaluate_source(self, source, callbacks=None):
+        listeners = callbacks or callbacks_module.CallbackList([], self, {})
+        listeners.call("on_test_begin")
+        means = training_loop.evaluate_source(self.backend, self, source, listeners, self.metrics)
+        listeners.call("on_test_end", logs=means.logs())
+        return means
+
     def _evaluate(self, x, y, batch_size, callbacks=None, progbar=None):
         listeners = callbacks or callbacks_module.CallbackList([], self, {})
         listeners.call("on_test_begin")
@@ -377,17 +408,22 @@ class Sequential:
         metrics; a dict with ``return_dict=True``)."""
         self.require_compiled("evaluate")
         verbose = resolve_verbose(verbose)
+        if data_module.is_batch_source(x):
+            listeners = callbacks_module.CallbackList(callbacks or [], self, {"verbose": verbose})
+            logs = self._evaluate_source(data_module.BatchSource(x), listeners).logs()
+            return logs if return_dict else self._as_values(logs)
         x, y = self.check_data(x, y)
         batch_size = validation.check_batch_size(batch_size, x.shape[0])
-        self._ensure_built(x)
+        self.ensure_built(x)
         steps = -(-x.shape[0] // batch_size)
         progbar = Progbar(steps, verbose) if verbose else None
         listeners = callbacks_module.CallbackList(callbacks or [], self, {"steps": steps, "verbose": verbose})
         logs = self._evaluate(x, y, batch_size, listeners, progbar).logs()
         if progbar is not None:
             progbar.update(steps, logs, finalize=True)
-        if return_dict:
-            return logs
+        return logs if return_dict else self._as_values(logs)
+
+    def _as_values(self, logs):
         values = [float(logs[name]) for name in self.metrics_names]
         return values if len(values) > 1 else values[0]
 
@@ -400,7 +436,7 @@ class Sequential:
         verbose = resolve_verbose(verbose)
         x = self.check_inputs(x)
         batch_size = validation.check_batch_size(batch_size, x.shape[0])
-        self._ensure_built(x)
+        self.ensure_built(x)
         steps = -(-x.shape[0] // batch_size)
         progbar = Progbar(steps, verbose) if verbose else None
         listeners = callbacks_module.CallbackList(callbacks or [], self, {"steps": steps, "verbose": verbose})
@@ -415,7 +451,7 @@ class Sequential:
         """Apply the model to an array, like calling a Keras model: the same backend as
         ``predict`` (in training mode, dropout on, the NumPy forward pass)."""
         x = self.check_inputs(x)
-        self._ensure_built(x)
+        self.ensure_built(x)
         return self.backend.call(x, training=training)
 
     # -- save and load --------------------------------------------------------------------

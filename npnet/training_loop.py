@@ -87,6 +87,47 @@ def train_epoch(trainer, x, y, epoch, batch_size, shuffle, steps_per_execution, 
     return means
 
 
+def train_epoch_from_source(trainer, model, source, epoch, callbacks, metrics):
+    """One epoch over the batches of a :class:`npnet.data.BatchSource`, one step per batch,
+    each batch checked as an array argument would be."""
+    means = RunningMeans(metrics)
+    keep = {"keep_outputs": True} if needs_outputs(metrics) else {}
+    for step, (x, y, sample_weight) in enumerate(source.epoch()):
+        if sample_weight is not None:
+            raise NotImplementedError("npnet does not train with per-sample weights from a generator; "
+                                      "yield (x, y) batches")
+        x, y = model.check_data(x, y, what=(f"x of batch {step}", f"y of batch {step}"))
+        model.ensure_built(x)
+        callbacks.call("on_train_batch_begin", step)
+        done = trainer.train_steps(x, y, None, x.shape[0], 0, 1, **keep)
+        if not done.last_applied:
+            warn_non_finite(epoch, step, done.losses[-1])
+            model.stop_training = True
+            break
+        means.add(done.losses[0], done.corrects[0], x.shape[0], y, done.outputs[0] if keep else None)
+        callbacks.call("on_train_batch_end", step, logs=means.logs())
+        if model.stop_training:
+            break
+    source.end_epoch()
+    return means
+
+
+def evaluate_source(trainer, model, source, callbacks, metrics):
+    """The loss and metrics over the batches of a :class:`npnet.data.BatchSource`."""
+    means = RunningMeans(metrics)
+    keep = needs_outputs(metrics)
+    for step, (x, y, _) in enumerate(source.epoch()):
+        x, y = model.check_data(x, y, what=(f"x of batch {step}", f"y of batch {step}"))
+        model.ensure_built(x)
+        callbacks.call("on_test_batch_begin", step)
+        loss, n_correct = trainer.test_batch(x, y)
+        means.add(loss, n_correct, x.shape[0], y, trainer.predict(x, x.shape[0]) if keep else None)
+        callbacks.call("on_test_batch_end", step, logs=means.logs())
+    if means.n_seen == 0:
+        raise ValueError("the evaluation data produced no batch")
+    return means
+
+
 def warn_non_finite(epoch, step, loss):
     warnings.warn(f"Epoch {epoch + 1}, batch {step}: the loss is {loss} or a gradient is not finite (or too large "
                   "to square); training stopped before applying that update, so the model "

@@ -124,6 +124,28 @@ def split_for_validation(x, y, validation_split):
     return (x[:split_at], y[:split_at]), (x[split_at:], y[split_at:])
 
 
+def check_steps(value, name):
+    """None or a positive int (``steps_per_epoch`` and the like)."""
+    if value is None:
+        return None
+    if isinstance(value, bool) or not isinstance(value, (int, np.integer)) or value <= 0:
+        raise ValueError(f"{name} must be None or a positive integer; received {value!r}")
+    return int(value)
+
+
+def check_validation_freq(value):
+    """Keras's ``validation_freq``: an int (every n epochs) or a list of 1-based epochs.
+    Returns a function of ``epochs`` giving the set of epochs (1-based) that validate."""
+    if isinstance(value, (list, tuple, set)):
+        if not all(isinstance(e, (int, np.integer)) and not isinstance(e, bool) and e >= 1 for e in value):
+            raise ValueError(f"validation_freq must list epochs as positive integers; received {value!r}")
+        chosen = {int(e) for e in value}
+        return lambda epochs: chosen
+    if isinstance(value, bool) or not isinstance(value, (int, np.integer)) or value <= 0:
+        raise ValueError(f"validation_freq must be a positive integer or a list of epochs; received {value!r}")
+    return lambda epochs: set(range(int(value), epochs + 1, int(value)))
+
+
 def check_steps_per_execution(value):
     """``'auto'`` or a positive int, as Keras's ``compile(steps_per_execution=...)``."""
     if value == "auto":

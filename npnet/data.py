@@ -1,0 +1,87 @@
+"""What ``fit``, ``evaluate`` and ``predict`` accept besides arrays: batches from Python.
+
+* an :class:`PyDataset` (or any Keras-style sequence with ``__len__`` and ``__getitem__``)
+  whose item ``i`` is the batch ``(x, y)`` (or ``(x, y, sample_weight)``);
+* a Python generator or iterator of such batches; ``steps_per_epoch`` says how many make an
+  epoch (without it, the iterator is read until it is exhausted, once).
+
+Every batch is checked like an array argument. ``tf.data`` pipelines cannot run without
+TensorFlow: the error says to pass NumPy arrays or a generator instead.
+"""
+
+import itertools
+
+
+class PyDataset:
+    """Base class for a sequence of batches, as ``keras.utils.PyDataset``.
+
+    Subclasses define ``__len__`` (batches per epoch) and ``__getitem__(index)`` returning
+    ``(x_batch, y_batch)``; ``on_epoch_end`` runs after each epoch. ``workers``,
+    ``use_multiprocessing`` and ``max_queue_size`` are accepted for compatibility; npnet
+    reads the batches in order in the calling thread.
+    """
+
+    def __init__(self, workers=1, use_multiprocessing=False, max_queue_size=10):
+        self.workers, self.use_multiprocessing, self.max_queue_size = workers, use_multiprocessing, max_queue_size
+
+    def __len__(self):
+        raise NotImplementedError("A PyDataset defines __len__: the number of batches per epoch")
+
+    def __getitem__(self, index):
+        raise NotImplementedError("A PyDataset defines __getitem__(index) -> (x_batch, y_batch)")
+
+    def on_epoch_end(self):
+        pass
+
+
+def is_batch_source(x):
+    """True for a sequence of batches or an iterator of batches (not an array or a list)."""
+    refuse_tensorflow(x)
+    if isinstance(x, PyDataset):
+        return True
+    if hasattr(x, "__array__") or isinstance(x, (list, tuple, dict, str, bytes)) or x is None:
+        return False
+    return (hasattr(x, "__getitem__") and hasattr(x, "__len__")) or hasattr(x, "__next__")
+
+
+def refuse_tensorflow(x):
+    module = type(x).__module__ or ""
+    if module.startswith(("tensorflow", "tf_keras", "keras")):
+        raise TypeError(f"npnet cannot read a {type(x).__name__} from {module}: it runs without "
+                        "TensorFlow. Pass NumPy arrays (e.g. np.asarray(...)), an npnet.data.PyDataset, "
+                        "or a Python generator of (x, y) NumPy batches instead.")
+
+
+class BatchSource:
+    """The batches of a sequence or an iterator, epoch by epoch."""
+
+    def __init__(self, source, steps_per_epoch=None):
+        self.source = source
+        self.is_sequence = hasattr(source, "__getitem__") and hasattr(source, "__len__")
+        if not self.is_sequence:
+            self.iterator = iter(source)
+        self.steps = steps_per_epoch if steps_per_epoch is not None else (
+            len(source) if self.is_sequence else None)
+
+    def epoch(self):
+        """The batches of one epoch: ``(x, y, sample_weight or None)`` tuples."""
+        if self.is_sequence:
+            items = (self.source[i] for i in range(self.steps))
+        else:
+            items = itertools.islice(self.iterator, self.steps) if self.steps else self.iterator
+        for item in items:
+            yield unpack(item)
+
+    def end_epoch(self):
+        if hasattr(self.source, "on_epoch_end"):
+            self.source.on_epoch_end()
+
+
+def unpack(item):
+    """A batch as ``(x, y, sample_weight)``, with a clear error for anything else."""
+    if isinstance(item, tuple) and len(item) in (2, 3):
+        return item if len(item) == 3 else (item[0], item[1], None)
+    if isinstance(item, list) and len(item) in (2, 3):
+        return unpack(tuple(item))
+    raise ValueError("each batch must be a tuple (x, y) or (x, y, sample_weight); received "
+                     f"{type(item).__name__}{' of length ' + str(len(item)) if hasattr(item, '__len__') else ''}")

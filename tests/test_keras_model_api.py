@@ -1,0 +1,253 @@
+"""Mirror tests of the model-level Keras API: Input, functional chains, nested models,
+get_layer/pop/trainable, metric names and history keys, the callback protocol, batch sources.
+
+Each test builds the same thing in npnet and in Keras 3 and compares what users observe.
+"""
+
+import json
+
+import numpy as np
+import pytest
+import keras
+
+import npnet
+from npnet import layers
+
+pytestmark = pytest.mark.reference
+
+N, D, K = 40, 6, 3
+
+
+def data(n=N, seed=0):
+    rng = np.random.default_rng(seed)
+    return rng.random((n, D), dtype=np.float32), rng.integers(0, K, n)
+
+
+def pair(hidden_activation="relu", output_activation=None):
+    """An npnet model and a Keras model with the same weights: Input(D) -> Dense(5) -> Dense(K)."""
+    ours = npnet.Sequential([npnet.Input(shape=(D,)), layers.Dense(5, activation=hidden_activation),
+                             layers.Dense(K, activation=output_activation)])
+    theirs = keras.Sequential([keras.Input(shape=(D,)), keras.layers.Dense(5, activation=hidden_activation),
+                               keras.layers.Dense(K, activation=output_activation)])
+    theirs.set_weights(ours.get_weights())
+    return ours, theirs
+
+
+def test_input_then_layers_builds_at_once_like_keras():
+    ours, theirs = pair()
+    assert ours.built and ours.input_shape == (None, D) == tuple(theirs.input_shape)
+    assert ours.output_shape == (None, K) == tuple(theirs.output_shape)
+    assert [w.shape for w in ours.weights] == [tuple(w.shape) for w in theirs.weights]
+    x, _ = data()
+    np.testing.assert_allclose(ours.predict(x, verbose=0), theirs.predict(x, verbose=0), rtol=1e-5, atol=1e-6)
+
+
+def test_functional_chain_equals_keras_functional_model():
+    inputs = npnet.Input(shape=(D,))
+    hidden = layers.Dense(5, activation="tanh")(inputs)
+    ours = npnet.Model(inputs=inputs, outputs=layers.Dense(K, activation="softmax")(hidden))
+    k_inputs = keras.Input(shape=(D,))
+    k_hidden = keras.layers.Dense(5, activation="tanh")(k_inputs)
+    theirs = keras.Model(k_inputs, keras.layers.Dense(K, activation="softmax")(k_hidden))
+    theirs.set_weights(ours.get_weights())
+    x, _ = data()
+    np.testing.assert_allclose(ours.predict(x, verbose=0), theirs.predict(x, verbose=0), rtol=1e-5, atol=1e-6)
+    assert [layer.name for layer in ours.layers] == [hidden.layer.name, ours.layers[-1].name]
+
+
+def test_graphs_that_are_not_chains_and_subclassing_are_refused_clearly():
+    a, b = npnet.Input(shape=(D,)), npnet.Input(shape=(D,))
+    with pytest.raises(NotImplementedError, match="one input and one output; received 2 inputs"):
+        npnet.Model([a, b], layers.Dense(2)(a))
+    with pytest.raises(ValueError, match="reached another Input"):
+        npnet.Model(a, layers.Dense(2)(b))
+    with pytest.raises(NotImplementedError, match="subclassing Model is not supported"):
+        npnet.Model()
+    with pytest.raises(TypeError, match="symbolic tensor"):
+        np.asarray(a)
+
+
+def test_a_model_nested_in_sequential_is_the_probability_model_of_the_current_tutorial():
+    ours, theirs = pair()  # logits out, as in the current classification tutorial
+    x, y = data()
+    ours.compile(optimizer="adam", loss=npnet.losses.SparseCategoricalCrossentropy(from_logits=True),
+                 metrics=["accuracy"])
+    probability_ours = npnet.Sequential([ours, layers.Softmax()])
+    probability_theirs = keras.Sequential([theirs, keras.layers.Softmax()])
+    p_ours = probability_ours.predict(x, verbose=0)
+    np.testing.assert_allclose(p_ours, probability_theirs.predict(x, verbose=0), rtol=1e-5, atol=1e-6)
+    np.testing.assert_allclose(p_ours.sum(axis=1), 1, rtol=1e-6)
+    ours.fit(x, y, epochs=1, verbose=0)  # the nested model shares its layers: training shows through
+    assert not np.allclose(probability_ours.predict(x, verbose=0), p_ours)
+
+
+def test_get_layer_pop_and_trainable_like_keras():
+    ours, theirs = pair()
+    assert ours.get_layer(index=0) is ours.layers[0]
+    assert ours.get_layer(name=ours.layers[1].name) is ours.layers[1]
+    with pytest.raises(ValueError, match="No such layer: 'nope'"):
+        ours.get_layer("nope")
+    ours.layers[0].trainable = theirs.layers[0].trainable = False
+    assert len(ours.trainable_weights) == len(theirs.trainable_weights) == 2
+    assert len(ours.non_trainable_weights) == len(theirs.non_trainable_weights) == 2
+    lines = []
+    ours.summary(print_fn=lines.append)
+    assert "Non-trainable params: 35 (140.00 B)" in lines[0] and "Trainable params: 18" in lines[0]
+    popped, popped_keras = ours.pop(), theirs.pop()
+    assert len(ours.layers) == len(theirs.layers) == 1 and popped.units == popped_keras.units == K
+
+
+def test_a_frozen_layer_does_not_train_and_the_others_do():
+    ours, _ = pair()
+    ours.layers[0].trainable = False
+    ours.compile(optimizer="adam", loss="sparse_categorical_crossentropy")
+    assert ours.backend_name == "numpy"  # auto: the numba kernels train every layer
+    frozen, trained = ours.layers[0].get_weights(), ours.layers[1].get_weights()
+    ours.fit(*data(), epochs=2, verbose=0)
+    assert all(np.array_equal(a, b) for a, b in zip(frozen, ours.layers[0].get_weights()))
+    assert not np.array_equal(trained[0], ours.layers[1].get_weights()[0])
+    assert len(ours.optimizer.state["m"]) == 2  # state for the trainable kernel and bias only
+
+
+def test_dense_input_dim_and_json_round_trip():
+    model = npnet.Sequential([layers.Dense(4, input_dim=D, activation="relu"), layers.Dense(K)])
+    assert model.input_shape == (None, D) and model.built
+    copy = npnet.models.model_from_json(model.to_json())
+    assert [type(layer).__name__ for layer in copy.layers] == ["Dense", "Dense"]
+    assert [w.shape for w in copy.weights] == [w.shape for w in model.weights]
+    assert json.loads(model.to_json())["class_name"] == "Sequential"
+    with pytest.raises(ValueError, match="model_from_json expects"):
+        npnet.models.model_from_json(json.dumps({"class_name": "Lambda"}))
+
+
+@pytest.mark.parametrize("metric", ["accuracy", "acc", "sparse_categorical_accuracy"])
+def test_history_keys_follow_the_metric_names_as_in_keras(metric):
+    ours, theirs = pair(output_activation="softmax")
+    x, y = data()
+    histories = []
+    for model in (ours, theirs):
+        model.compile(optimizer="sgd", loss="sparse_categorical_crossentropy", metrics=[metric])
+        histories.append(model.fit(x, y, epochs=1, verbose=0, validation_split=0.25).history)
+    assert sorted(histories[0]) == sorted(histories[1])
+    results = [model.evaluate(x, y, verbose=0, return_dict=True) for model in (ours, theirs)]
+    assert sorted(results[0]) == sorted(results[1])
+
+
+def test_early_stopping_monitors_the_sparse_categorical_accuracy_key():
+    ours, _ = pair(output_activation="softmax")
+    ours.compile(optimizer=npnet.optimizers.SGD(1e-12), loss="sparse_categorical_crossentropy",
+                 metrics=["sparse_categorical_accuracy"])
+    stop = npnet.callbacks.EarlyStopping(monitor="val_sparse_categorical_accuracy", patience=1)
+    history = ours.fit(*data(), epochs=10, verbose=0, validation_split=0.25, callbacks=[stop])
+    assert len(history.epoch) == 2  # no change with a zero learning rate: stops after patience
+
+
+class Recorder:
+    """Builds a callback of either library that records (hook, argument, logs keys)."""
+
+    HOOKS = ["on_train_begin", "on_train_end", "on_epoch_begin", "on_epoch_end", "on_train_batch_begin",
+             "on_train_batch_end", "on_test_begin", "on_test_end", "on_test_batch_begin",
+             "on_test_batch_end", "on_predict_begin", "on_predict_end", "on_predict_batch_begin",
+             "on_predict_batch_end"]
+
+    @classmethod
+    def make(cls, base):
+        calls = []
+
+        def hook(name):
+            def record(self, *args, **kwargs):
+                args = args + tuple(kwargs.values())
+                takes_index = name.endswith(("batch_begin", "batch_end")) or "epoch" in name
+                logs = args[1] if takes_index and len(args) > 1 else (args[0] if args and not takes_index else None)
+                calls.append((name, args[0] if takes_index else None,
+                              None if logs is None else sorted(k for k in logs if k != "outputs")))
+            return record
+        callback = type("Record", (base,), {name: hook(name) for name in cls.HOOKS})()
+        return callback, calls
+
+
+def test_the_callback_protocol_calls_the_same_hooks_in_the_same_order_as_keras():
+    ours, theirs = pair(output_activation="softmax")
+    x, y = data(8)
+    recorded = []
+    for model, base in ((ours, npnet.callbacks.Callback), (theirs, keras.callbacks.Callback)):
+        model.compile(optimizer="sgd", loss="sparse_categorical_crossentropy", metrics=["accuracy"])
+        callback, calls = Recorder.make(base)
+        model.fit(x, y, batch_size=4, epochs=2, verbose=0, validation_data=(x, y), callbacks=[callback])
+        model.evaluate(x, y, batch_size=4, verbose=0, callbacks=[callback])
+        model.predict(x, batch_size=4, verbose=0, callbacks=[callback])
+        recorded.append(calls)
+    assert [c[:2] for c in recorded[0]] == [c[:2] for c in recorded[1]]
+    assert all(logs is not None for _, _, logs in recorded[0])  # always a dict, never None
+    epoch_ends = [(c, k) for c, k in zip(recorded[0], recorded[1]) if c[0] == "on_epoch_end"]
+    assert all(ours_call[2] == keras_call[2] for ours_call, keras_call in epoch_ends)
+
+
+def test_history_params_and_initial_epoch():
+    ours, _ = pair(output_activation="softmax")
+    ours.compile(optimizer="adam", loss="sparse_categorical_crossentropy", metrics=["accuracy"])
+    history = ours.fit(*data(), epochs=3, initial_epoch=1, batch_size=8, verbose=0)
+    assert history.epoch == [1, 2]
+    assert history.params == {"verbose": 0, "epochs": 3, "steps": 5}
+
+
+def test_validation_freq_validates_only_on_the_chosen_epochs():
+    ours, _ = pair(output_activation="softmax")
+    ours.compile(optimizer="adam", loss="sparse_categorical_crossentropy")
+    x, y = data()
+    history = ours.fit(x, y, epochs=4, verbose=0, validation_data=(x, y), validation_freq=2)
+    assert len(history.history["loss"]) == 4 and len(history.history["val_loss"]) == 2
+    history = ours.fit(x, y, epochs=4, verbose=0, validation_data=(x, y), validation_freq=[1, 4])
+    assert len(history.history["val_loss"]) == 2
+    with pytest.raises(ValueError, match="validation_freq must be a positive integer"):
+        ours.fit(x, y, validation_freq=0, verbose=0)
+
+
+class Batches(npnet.data.PyDataset):
+    def __init__(self, x, y, batch_size):
+        super().__init__()
+        self.x, self.y, self.batch_size = x, y, batch_size
+        self.epochs_ended = 0
+
+    def __len__(self):
+        return -(-len(self.x) // self.batch_size)
+
+    def __getitem__(self, index):
+        rows = slice(index * self.batch_size, (index + 1) * self.batch_size)
+        return self.x[rows], self.y[rows]
+
+    def on_epoch_end(self):
+        self.epochs_ended += 1
+
+
+def test_a_pydataset_and_a_generator_train_like_the_same_arrays():
+    x, y = data()
+    models = []
+    for _ in range(3):
+        npnet.utils.set_random_seed(5)
+        model, _ = pair(output_activation="softmax")
+        model.compile(optimizer="adam", loss="sparse_categorical_crossentropy", metrics=["accuracy"],
+                      backend="numpy")
+        models.append(model)
+    dataset = Batches(x, y, 8)
+    arrays = models[0].fit(x, y, batch_size=8, epochs=2, shuffle=False, verbose=0).history
+    from_dataset = models[1].fit(dataset, epochs=2, verbose=0).history
+    generator = ((x[i:i + 8], y[i:i + 8]) for _ in range(2) for i in range(0, N, 8))
+    from_generator = models[2].fit(generator, steps_per_epoch=5, epochs=2, verbose=0).history
+    assert dataset.epochs_ended == 2
+    for history in (from_dataset, from_generator):
+        np.testing.assert_allclose(history["loss"], arrays["loss"], rtol=1e-6)
+        assert history["accuracy"] == arrays["accuracy"]
+    assert models[1].evaluate(dataset, verbose=0, return_dict=True).keys() == {"loss", "accuracy"}
+
+
+def test_batches_are_checked_and_tensorflow_pipelines_get_a_clear_error():
+    model, _ = pair(output_activation="softmax")
+    model.compile(optimizer="adam", loss="sparse_categorical_crossentropy")
+    x, y = data()
+    bad = iter([(x[:8], y[:8] + 10)])
+    with pytest.raises(ValueError, match=r"y of batch 0 must hold class labels in \[0, 3\)"):
+        model.fit(bad, verbose=0)
+    import tensorflow as tf
+    with pytest.raises(TypeError, match="runs without TensorFlow. Pass NumPy arrays"):
+        model.fit(tf.data.Dataset.from_tensor_slices((x, y)).batch(8), verbose=0)
