@@ -43,11 +43,12 @@ def load_weights(model, path):
             arrays, state = legacy_h5.read_weights_for(model, path), None
         else:
             arrays, state = _read_keras_weights(model, path, lowered.endswith(".keras"))
-    model.set_weights([a for per_layer in arrays for a in per_layer])
+        # checks every array (finite, shape) before any weight changes
+        model.set_weights([a for per_layer in arrays for a in per_layer])
     if state is not None and state[1] is not None:
         model.optimizer.build(model.trainable_weights)
         for slot, targets in model.optimizer.state.items():
-            for target, stored in zip(targets, state[1][slot]):
+            for target, stored in zip(targets, state[1][slot]):  # shapes checked on reading
                 target[...] = stored
     if state is not None:
         model.optimizer.iterations = state[0]
