@@ -89,7 +89,7 @@ def checked_dataset(group, name, shape, path, what):
     if link is None:
         raise ValueError(f"{what} is missing")
     if not isinstance(link, h5py.HardLink):
-        raise ValueError(f"{what} is a {type(link).__name__}; npnet reads only arrays stored in the file itself")
+        raise ValueError(f"{what} is a link ({type(link).__name__}); npnet reads only arrays stored in the file itself")
     dataset = group[name]
     if not isinstance(dataset, h5py.Dataset) or dataset.is_virtual or dataset.external:
         raise ValueError(f"{what} is not an array stored in the file itself")
