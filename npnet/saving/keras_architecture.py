@@ -111,10 +111,9 @@ def model_from_keras(config, where="model config"):
             input_shape = _shape(declared, f"{where} layer {i}")
         if layer_class != "InputLayer":
             specs.append(_layer_spec(layer_class, layer_config, f"{where} layer {i} ({layer_class})"))
-    keys = numbered_keys(keras_classes if class_name != "Sequential"
-                         else [c for c in keras_classes if c != "InputLayer"])
-    keys = [k for k, c in zip(keys, keras_classes if class_name != "Sequential"
-                              else [c for c in keras_classes if c != "InputLayer"]) if c != "InputLayer"]
+    # A functional model's weight file counts its InputLayer among the keys; a Sequential's does not.
+    in_weights = keras_classes if class_name != "Sequential" else [c for c in keras_classes if c != "InputLayer"]
+    keys = [key for key, c in zip(numbered_keys(in_weights), in_weights) if c != "InputLayer"]
     specs = [spec._replace(keras_key=key) for spec, key in zip(specs, keys)]
     floatxs.discard(None)
     if len(floatxs) > 1:
@@ -170,9 +169,10 @@ def _chain_order(body, entries, where):
                              "functional models whose layers form one chain, each fed by the one before")
     for key, expected in (("input_layers", names[0]), ("output_layers", names[-1])):
         value = body.get(key)
-        flat = value[0] if isinstance(value, list) and value and isinstance(value[0], list) else value
-        if len(value or []) > 1 and isinstance(value[0], list) or not flat or flat[0] != expected:
-            raise ValueError(f"{where}: {key} is {value!r}; expected the chain's end {expected!r}")
+        if isinstance(value, list) and len(value) == 1 and isinstance(value[0], list):
+            value = value[0]  # [["img", 0, 0]] (one tensor in a list) is ["img", 0, 0]
+        if not isinstance(value, list) or not value or value[0] != expected:
+            raise ValueError(f"{where}: {key} is {body.get(key)!r}; expected the chain's end {expected!r}")
     return entries
 
 
