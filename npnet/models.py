@@ -479,9 +479,26 @@ class Sequential:
         return json.dumps({"class_name": "Sequential", "config": self.get_config()}, **kwargs)
 
     def save(self, path, include_optimizer=True):
-        """Save architecture, compile settings, weights and optimizer state to one file
-        (see :mod:`npnet.saving`; written to a temporary name and renamed into place)."""
+        """Save architecture, compile settings, weights and optimizer state to one file, in
+        the format the extension names: ``.keras`` (Keras 3's, which Keras opens) or
+        ``.npnet`` (npnet's own); see :mod:`npnet.saving`. Written to a temporary name and
+        renamed into place."""
         saving.save_model(self, path, include_optimizer=include_optimizer)
+
+    def save_weights(self, filepath, overwrite=True):
+        """Write the weights (and the optimizer's state) to a Keras ``*.weights.h5`` file."""
+        saving.save_weights(self, filepath, overwrite=overwrite)
+
+    def load_weights(self, filepath):
+        """Set the weights from a ``.weights.h5``, ``.keras`` or legacy ``.h5`` file (Keras's
+        or npnet's); nothing changes unless every array fits."""
+        saving.load_weights(self, filepath)
+
+    def export(self, filepath, format="onnx", verbose=None):
+        """Write the model for inference runtimes: ``format='onnx'`` (needs the ``onnx``
+        package: ``pip install npnet[onnx]``). Keras's default, ``'tf_saved_model'``, needs
+        TensorFlow, so npnet's default is ONNX."""
+        saving.export(self, filepath, format=format, verbose=verbose)
 
 
 class Model(Sequential):
@@ -517,5 +534,6 @@ def model_from_json(json_string):
 
 
 def load_model(path, backend=None):
-    """Load a model saved by :meth:`Sequential.save` (see :func:`npnet.saving.load_model`)."""
+    """Load a model from a ``.keras``, legacy ``.h5`` or ``.npnet`` file (see
+    :func:`npnet.saving.load_model`)."""
     return saving.load_model(path, backend=backend)

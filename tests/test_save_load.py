@@ -168,7 +168,7 @@ def test_a_pickle_file_renamed_is_rejected_without_running_it(tmp_path, trained)
     marker = tmp_path / "code-ran"
     path = tmp_path / "model.npnet"
     path.write_bytes(pickle.dumps({"weights": trained[0].get_weights(), "payload": Exploit(marker)}))
-    with pytest.raises(ValueError, match="is not an npnet model file"):
+    with pytest.raises(npnet.saving.ModelFileError, match="not a zip archive"):
         npnet.models.load_model(path)
     assert not marker.exists()
     # A pickle tucked inside an otherwise valid-looking archive is not read either.
@@ -186,7 +186,7 @@ def test_a_pickle_file_renamed_is_rejected_without_running_it(tmp_path, trained)
 def test_a_file_that_is_not_a_model_is_rejected(tmp_path, content):
     path = tmp_path / "junk.npnet"
     path.write_bytes(content)
-    with pytest.raises(ValueError, match="is not an npnet model file"):
+    with pytest.raises(npnet.saving.ModelFileError, match="junk.npnet.* not a zip archive"):
         npnet.models.load_model(path)
 
 
@@ -200,7 +200,7 @@ def test_a_truncated_file_is_rejected(trained, tmp_path, fraction):
 
 
 def test_another_zip_is_rejected(tmp_path):
-    path = write_zip(tmp_path / "other.keras", {"config.json": "{}", "model.weights.h5": b"\x89HDF"})
+    path = write_zip(tmp_path / "other.npnet", {"config.json": "{}", "model.weights.h5": b"\x89HDF"})
     with pytest.raises(ValueError, match="lacks model.json or weights.safetensors"):
         npnet.models.load_model(path)
 
@@ -208,7 +208,7 @@ def test_another_zip_is_rejected(tmp_path):
 def test_an_incompatible_version_is_rejected(trained, tmp_path):
     source = saved_file(trained[0], tmp_path)
     path = rewrite_meta(source, tmp_path / "future.npnet", lambda meta: meta.update(format_version=99))
-    with pytest.raises(ValueError, match="format version 99.*reads version 1"):
+    with pytest.raises(ValueError, match="future.npnet.*format version 99.*reads version 1"):
         npnet.models.load_model(path)
 
 

@@ -1,26 +1,78 @@
-"""Saving and loading whole models; the file's extension chooses the format, as in Keras.
+"""Saving and loading models; the file's extension chooses the format, as in Keras.
 
-* ``.npnet`` (and any extension npnet does not reserve for another format): npnet's own
-  zip of JSON and safetensors (:mod:`npnet.saving.npnet_format`), which cannot carry code;
-* ``.h5`` / ``.hdf5``: the legacy Keras HDF5 format, which npnet does not write.
+* ``.keras``: Keras 3's zip (:mod:`npnet.saving.keras_format`), read and written, the same
+  file Keras opens;
+* ``.weights.h5``: Keras's weights file, through ``save_weights`` / ``load_weights``
+  (:mod:`npnet.saving.weights_file`);
+* ``.h5`` / ``.hdf5``: the legacy Keras HDF5 format, read only (:mod:`npnet.saving.legacy_h5`);
+* ``.npnet`` (and any extension not listed above): npnet's own zip of JSON and safetensors
+  (:mod:`npnet.saving.npnet_format`).
+
+No format runs code from a file; every failure to load is a :class:`ModelFileError`
+(a ``ValueError``) naming the file. See README, "Loading files safely".
 """
 
 import os
 
-from . import npnet_format
+from . import keras_format, legacy_h5, npnet_format, weights_file
+from .errors import FileTooLarge, ModelFileError
 
-_LEGACY_HDF5 = (".h5", ".hdf5")
+__all__ = ["save_model", "load_model", "save_weights", "load_weights", "export",
+           "ModelFileError", "FileTooLarge"]
+
+
+def file_format(path):
+    """``'keras'``, ``'weights.h5'``, ``'legacy_h5'`` or ``'npnet'`` for a path's extension."""
+    lowered = os.fspath(path).lower()
+    if lowered.endswith(".weights.h5"):
+        return "weights.h5"
+    if lowered.endswith(".keras"):
+        return "keras"
+    if lowered.endswith((".h5", ".hdf5")):
+        return "legacy_h5"
+    return "npnet"
 
 
 def save_model(model, path, include_optimizer=True):
     """Write ``model`` to ``path`` in the format its extension names."""
-    extension = os.path.splitext(os.fspath(path))[1].lower()
-    if extension in _LEGACY_HDF5:
-        raise ValueError(f"npnet does not write the legacy HDF5 format ({extension!r}): save to a "
-                         "path ending in '.npnet' (npnet's own format) instead")
-    npnet_format.save(model, path, include_optimizer=include_optimizer)
+    kind = file_format(path)
+    if kind == "legacy_h5":
+        raise ValueError(f"npnet does not write the legacy HDF5 format ({os.fspath(path)!r}): save "
+                         "to a path ending in '.keras' (Keras 3's format, which Keras also opens) "
+                         "or '.npnet' (npnet's own)")
+    if kind == "weights.h5":
+        raise ValueError(f"{os.fspath(path)!r} names a weights file: use model.save_weights(path), "
+                         "or save the whole model to a path ending in '.keras'")
+    if kind == "keras":
+        keras_format.save(model, path, include_optimizer=include_optimizer)
+    else:
+        npnet_format.save(model, path, include_optimizer=include_optimizer)
 
 
 def load_model(path, backend=None):
-    """Read a model saved by :func:`save_model` (see :func:`npnet.saving.npnet_format.load`)."""
-    return npnet_format.load(path, backend=backend)
+    """Read a model written by :func:`save_model`, by Keras 3 (``.keras``) or by Keras 2 /
+    tf.keras (legacy ``.h5``). Raises :class:`ModelFileError` naming the file and the problem."""
+    kind = file_format(path)
+    if kind == "weights.h5":
+        raise ValueError(f"{os.fspath(path)!r} holds weights only: build the model, then call "
+                         "model.load_weights(path)")
+    loader = {"keras": keras_format.load, "legacy_h5": legacy_h5.load}.get(kind, npnet_format.load)
+    return loader(path, backend=backend)
+
+
+def save_weights(model, path, overwrite=True):
+    weights_file.save_weights(model, path, overwrite=overwrite)
+
+
+def load_weights(model, path):
+    weights_file.load_weights(model, path)
+
+
+def export(model, path, format="onnx", verbose=None):
+    """Write ``model`` for an inference runtime; ``format='onnx'`` only (see
+    :mod:`npnet.saving.onnx_export`)."""
+    if format != "onnx":
+        raise ValueError(f"npnet exports format='onnx' only; received format={format!r} "
+                         "(Keras's 'tf_saved_model' needs TensorFlow)")
+    from . import onnx_export
+    onnx_export.export(model, path, verbose=verbose)

@@ -20,6 +20,8 @@ import numpy as np
 
 from .. import config, layers as layers_module, losses as losses_module
 from .. import optimizers as optimizers_module, utils
+from . import _assemble, _zip, limits, shapes
+from .errors import ModelFileError, reading
 
 FORMAT_NAME = "npnet.model"
 FORMAT_VERSION = 1
@@ -67,75 +69,90 @@ def named_weights(model):
 
 
 def _read_archive(path):
-    from safetensors import SafetensorError
+    """``(meta, layers, expected shapes, weights, optimizer arrays)``, every member's size
+    bounded and the stored shapes checked against the architecture before the model exists."""
     from safetensors.numpy import load as load_tensors
 
-    try:
-        with zipfile.ZipFile(path) as archive:
-            names = set(archive.namelist())
-            if "model.json" not in names or "weights.safetensors" not in names:
-                raise ValueError(f"{path!r} is not an npnet model file: it lacks model.json or "
-                                 "weights.safetensors")
-            meta = json.loads(archive.read("model.json").decode("utf-8"))
-            weights = load_tensors(archive.read("weights.safetensors"))
-            optimizer_arrays = (load_tensors(archive.read("optimizer.safetensors"))
-                                if "optimizer.safetensors" in names else {})
-    except zipfile.BadZipFile as error:
-        raise ValueError(f"{path!r} is not an npnet model file, or it is truncated or corrupted "
-                         f"({error})") from None
-    except (json.JSONDecodeError, UnicodeDecodeError, SafetensorError, zipfile.LargeZipFile,
-            OSError, EOFError) as error:
-        raise ValueError(f"{path!r} is corrupted: {error}") from None
-    _check_format(path, meta)
-    return meta, weights, optimizer_arrays
+    with _zip.open_archive(path) as archive:
+        names = set(archive.namelist())
+        if "model.json" not in names or "weights.safetensors" not in names:
+            raise ModelFileError(path, "not an npnet model file: it lacks model.json or weights.safetensors")
+        meta = json.loads(_zip.read_member(archive, "model.json", limits.MAX_JSON_BYTES, path).decode("utf-8"))
+        _check_format(path, meta)
+        layers = _assemble.make_layers(
+            [(_layer_class(spec["class_name"]), dict(spec["config"])) for spec in meta["model"]["layers"]],
+            meta.get("floatx", "float32"))
+        expected = _assemble.expected_shapes(layers, _input_shape(meta["model"], layers), path)
+        limit = shapes.byte_count(expected, 8) + limits.CONTAINER_OVERHEAD_BYTES
+        weights = load_tensors(_zip.read_member(archive, "weights.safetensors", limit, path))
+        _check_weight_shapes(weights, expected)
+        optimizer_arrays = (load_tensors(_zip.read_member(archive, "optimizer.safetensors", 3 * limit, path))
+                            if "optimizer.safetensors" in names else {})
+    return meta, layers, weights, optimizer_arrays
+
+
+def _layer_class(class_name):
+    if class_name not in layers_module.LAYERS:
+        raise ValueError(f"Unknown layer class {class_name!r}; known layers: {', '.join(sorted(layers_module.LAYERS))}")
+    return layers_module.LAYERS[class_name]
+
+
+def _input_shape(model_config, layers):
+    if layers and layers[0]._declared_input_shape is not None:
+        return layers[0]._declared_input_shape
+    declared = model_config.get("build_input_shape")
+    return tuple(declared) if declared else None
+
+
+def _check_weight_shapes(weights, expected):
+    wanted = {f"{i:03d}/{name}": tuple(shape) for i, per_layer in enumerate(expected)
+              for name, shape in per_layer.items()}
+    if set(weights) != set(wanted):
+        raise ValueError(f"weights {sorted(weights)} do not match the architecture {sorted(wanted)}")
+    for key, shape in wanted.items():
+        if weights[key].shape != shape:
+            raise ValueError(f"weight {key} has shape {weights[key].shape}; the architecture expects {shape}")
 
 
 def _check_format(path, meta):
     if not isinstance(meta, dict) or meta.get("format") != FORMAT_NAME:
         found = meta.get("format") if isinstance(meta, dict) else None
-        raise ValueError(f"{path!r} is not an npnet model file (format {found!r})")
+        raise ModelFileError(path, f"not an npnet model file (format {found!r})")
     version = meta.get("format_version")
     if version != FORMAT_VERSION:
-        raise ValueError(f"{path!r} is an npnet model of format version {version!r}, but this npnet "
-                         f"({_version()}) reads version {FORMAT_VERSION}; load it with a matching npnet")
+        raise ModelFileError(path, f"an npnet model of format version {version!r}, but this npnet "
+                                   f"({_version()}) reads version {FORMAT_VERSION}; load it with a matching npnet")
 
 
 def load(path, backend=None):
     """Load a model written by :func:`save`; compiled again if it was compiled.
 
     The model is compiled for the backend it was saved with, unless ``backend`` is given.
-    Raises ``ValueError`` with the reason for a file that is not an npnet model, is
-    truncated or corrupted, or comes from an incompatible format version.
+    Raises :class:`~npnet.saving.errors.ModelFileError` (a ``ValueError``) naming the file
+    and the reason for a file that is not an npnet model, is truncated, corrupted, too
+    large for what it declares, or comes from an incompatible format version.
     """
     path = os.fspath(path)
     if not os.path.isfile(path):
         raise FileNotFoundError(f"No model file at {path!r}")
-    meta, weights, optimizer_arrays = _read_archive(path)
-    try:
-        model = _build_model(meta["model"], meta.get("floatx", "float32"))
+    with reading(path):
+        meta, layers, weights, optimizer_arrays = _read_archive(path)
+        model = _build_model(meta["model"], meta.get("floatx", "float32"), layers)
         _set_weights(model, weights)
         if meta.get("compile"):
             _compile(model, meta["compile"], optimizer_arrays, backend)
-    except (KeyError, TypeError) as error:
-        raise ValueError(f"{path!r} is corrupted or incompatible: missing or malformed entry {error}") from None
-    except ValueError as error:  # e.g. an unknown layer or weights that do not fit: name the file
-        raise ValueError(f"{path!r} cannot be loaded: {error}") from None
     return model
 
 
-def _build_model(model_config, floatx):
+def _build_model(model_config, floatx, layers):
     from ..models import Sequential
 
-    previous_floatx = config.floatx()
-    config.set_floatx(floatx)
-    try:
+    with _assemble.float_type(floatx):
         model = Sequential(name=model_config["name"])
-        for spec in model_config["layers"]:
-            model.add(layers_module.deserialize(spec["class_name"], spec["config"]))
+        for layer in layers:
+            model.add(layer)
         if not model.built and model_config.get("build_input_shape"):
             model.build(tuple(model_config["build_input_shape"]))
-    finally:
-        config.set_floatx(previous_floatx)
     return model
 
 

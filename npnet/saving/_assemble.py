@@ -1,0 +1,66 @@
+"""Building a loaded model in two steps: layer objects first (no weights), arrays last.
+
+Every loader makes the layers from the file's description, computes the weight shapes they
+will need (:mod:`npnet.saving.shapes`), checks the stored arrays against them, and only then
+builds the model, so nothing large is allocated for a file that lies about its sizes.
+"""
+
+import contextlib
+
+import numpy as np
+
+from .. import config
+from . import shapes
+
+
+@contextlib.contextmanager
+def float_type(floatx):
+    previous = config.floatx()
+    config.set_floatx(floatx)
+    try:
+        yield
+    finally:
+        config.set_floatx(previous)
+
+
+def make_layers(layer_specs, floatx):
+    """Layer objects from ``(class, kwargs)`` pairs; no weights are created yet."""
+    with float_type(floatx):
+        return [cls(**kwargs) for cls, kwargs in layer_specs]
+
+
+def expected_shapes(layers, input_shape, path):
+    if input_shape is None:
+        raise ValueError("the file declares no input shape, so the model's weights cannot be built")
+    return shapes.expected_weight_shapes(layers, input_shape, path)
+
+
+def build(name, layers, input_shape, floatx, arrays):
+    """A built ``Sequential`` with ``arrays`` (one list per layer, already shape-checked)."""
+    from ..models import Sequential
+
+    with float_type(floatx):
+        model = Sequential(name=name)
+        for layer in layers:
+            model.add(layer)
+        if not model.built:
+            model.build(input_shape)
+    model.set_weights([np.asarray(a) for per_layer in arrays for a in per_layer])
+    return model
+
+
+def compile_loaded(model, spec, backend, optimizer_state=None):
+    """Compile ``model`` from a ``CompileSpec``; ``optimizer_state`` is ``(iterations,
+    {slot: [array per trainable parameter]} or None)`` with shapes already checked."""
+    if spec is None:
+        return
+    model.compile(optimizer=spec.optimizer, loss=spec.loss, metrics=spec.metrics, backend=backend)
+    if optimizer_state is None:
+        return
+    iterations, state = optimizer_state
+    if state is not None:
+        spec.optimizer.build(model.trainable_weights)
+        for slot, arrays in spec.optimizer.state.items():
+            for target, stored in zip(arrays, state[slot]):
+                np.copyto(target, stored, casting="same_kind")
+    spec.optimizer.iterations = iterations

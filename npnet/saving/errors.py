@@ -1,0 +1,52 @@
+"""One error type for every file npnet refuses, naming the file and the problem.
+
+Loading walks JSON, zip archives and HDF5 files that may have been written by anyone. Whatever
+goes wrong inside (a malformed entry, a recursion too deep, a number that overflows, an HDF5
+error), the caller sees one :class:`ModelFileError` that says which file and why, and the
+model it might have replaced is left as it was.
+"""
+
+import contextlib
+import os
+
+
+class ModelFileError(ValueError):
+    """A model or weights file that cannot be loaded (a ``ValueError``, as Keras raises).
+
+    ``path`` is the file, ``problem`` what is wrong with it.
+    """
+
+    def __init__(self, path, problem):
+        self.path = os.fspath(path)
+        self.problem = problem
+        super().__init__(f"{self.path!r} cannot be loaded: {problem}")
+
+
+class FileTooLarge(ModelFileError):
+    """A member, dataset or declared size beyond npnet's bounds (see :mod:`npnet.saving.limits`)."""
+
+
+@contextlib.contextmanager
+def reading(path):
+    """Turn any failure while reading ``path`` into a :class:`ModelFileError` naming it.
+
+    ``FileNotFoundError`` passes through unchanged (Keras raises it too), as do
+    ``KeyboardInterrupt`` and ``MemoryError`` (not problems of the file).
+    """
+    try:
+        yield
+    except (ModelFileError, FileNotFoundError, KeyboardInterrupt, MemoryError):
+        raise
+    except (KeyError, IndexError) as error:
+        raise ModelFileError(path, f"missing or malformed entry {error}") from None
+    except RecursionError:
+        raise ModelFileError(path, "nested too deeply to be a model description") from None
+    except Exception as error:  # noqa: BLE001 - one error type for the caller, whatever failed
+        raise ModelFileError(path, _describe(error)) from None
+
+
+def _describe(error):
+    message = str(error) or type(error).__name__
+    if isinstance(error, ValueError):
+        return message
+    return f"the file is corrupted ({type(error).__name__}: {message})"

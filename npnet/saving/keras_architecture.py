@@ -1,0 +1,256 @@
+"""Whole models and compile settings <-> Keras's ``config.json`` (and legacy HDF5 attributes).
+
+Reading gives a :class:`ModelSpec` — layer classes and settings, the input shape, the float
+type, the compile settings — from which nothing has been built yet, so the loader can check
+the file's arrays against it before allocating. A Keras ``Sequential`` and a functional
+``Model`` whose layers form a single chain both become an npnet ``Sequential``.
+"""
+
+import collections
+import re
+
+from .. import losses as losses_module, metrics as metrics_module
+from . import keras_config as kc, limits
+
+LayerSpec = collections.namedtuple("LayerSpec", "cls kwargs keras_key")
+ModelSpec = collections.namedtuple("ModelSpec", "name layers input_shape floatx compile")
+CompileSpec = collections.namedtuple("CompileSpec", "optimizer loss metrics")
+_MAX_INPUT_ELEMENTS = 2**40
+
+
+def snake_case(class_name):
+    """Keras's key for a layer in weight files: ``Dense`` -> ``dense``, ``ReLU`` -> ``re_lu``."""
+    name = re.sub("(.)([A-Z][a-z]+)", r"\1_\2", class_name)
+    return re.sub("([a-z])([A-Z])", r"\1_\2", name).lower()
+
+
+def numbered_keys(class_names):
+    """``["dense", "flatten", "dense_1"]``: Keras numbers repeated keys in layer order."""
+    seen, keys = collections.Counter(), []
+    for class_name in class_names:
+        base = snake_case(class_name)
+        keys.append(base if seen[base] == 0 else f"{base}_{seen[base]}")
+        seen[base] += 1
+    return keys
+
+
+# --------------------------------------------------------------------------- writing
+
+
+def model_to_keras(model, floatx):
+    """The ``config.json`` dict Keras writes for an equivalent ``keras.Sequential``."""
+    shape = list(model.input_shape)
+    entries = [{"module": "keras.layers", "class_name": "InputLayer",
+                "config": {"batch_shape": shape, "dtype": floatx, "sparse": False, "ragged": False,
+                           "name": "input_layer", "optional": False}, "registered_name": None}]
+    layer_shape = model.input_shape
+    for layer in model.layers:
+        entries.append(layer_to_keras(layer, floatx, layer_shape))
+        layer_shape = layer.compute_output_shape(layer_shape)
+    config = {"module": "keras", "class_name": "Sequential",
+              "config": {"name": model.name, "trainable": True, "dtype": kc.dtype_to_keras(floatx),
+                         "layers": entries, "build_input_shape": shape},
+              "registered_name": None, "build_config": {"input_shape": shape}}
+    if model.compiled:
+        config["compile_config"] = compile_to_keras(model)
+    return config
+
+
+def layer_to_keras(layer, floatx, input_shape):
+    entry = kc.LAYERS.get(type(layer))
+    if entry is None:
+        raise ValueError(f"layer {layer.name!r} of class {type(layer).__name__} has no Keras "
+                         "equivalent npnet knows, so it cannot be written to a Keras file")
+    config = {"name": layer.name, "trainable": layer.trainable, "dtype": kc.dtype_to_keras(floatx),
+              **entry.to_keras(layer)}
+    return {"module": "keras.layers", "class_name": entry.keras_class, "config": config,
+            "registered_name": None, "build_config": {"input_shape": list(input_shape)}}
+
+
+def compile_to_keras(model):
+    optimizer, loss = model.optimizer, model.loss
+    entry = kc.OPTIMIZERS.get(type(optimizer))
+    if entry is None or type(loss) not in kc.LOSSES:
+        raise ValueError(f"the optimizer {type(optimizer).__name__} or the loss "
+                         f"{type(loss).__name__} has no Keras equivalent npnet knows")
+    settings = optimizer.get_config()
+    optimizer_config = {"name": entry.keras_class.lower(), **entry.defaults,
+                        **{key: settings[key] for key in entry.keys}}
+    loss_config = {"name": loss.name, "reduction": "sum_over_batch_size", **loss.get_config()}
+    return {"optimizer": {"module": "keras.optimizers", "class_name": entry.keras_class,
+                          "config": optimizer_config, "registered_name": None},
+            "loss": {"module": "keras.losses", "class_name": kc.LOSSES[type(loss)],
+                     "config": loss_config, "registered_name": None},
+            "loss_weights": None, "metrics": list(model.metrics_names) or None,
+            "weighted_metrics": None, "run_eagerly": False, "steps_per_execution": 1,
+            "jit_compile": False}
+
+
+# --------------------------------------------------------------------------- reading
+
+
+def model_from_keras(config, where="model config"):
+    """A :class:`ModelSpec` from a Keras model config (Sequential or a functional chain)."""
+    class_name, body = kc.keras_object(config, "model", {"Sequential", "Functional", "Model"}, where)
+    entries = body.get("layers")
+    if not isinstance(entries, list) or not entries or len(entries) > limits.MAX_LAYERS:
+        raise ValueError(f"{where}: 'layers' must be a list of 1 to {limits.MAX_LAYERS} layers")
+    if class_name != "Sequential":
+        entries = _chain_order(body, entries, where)
+    input_shape = _shape(body.get("build_input_shape"), where) if body.get("build_input_shape") else None
+    specs, floatxs, keras_classes = [], set(), []
+    for i, entry in enumerate(entries):
+        known = set(kc._KERAS_LAYER_TO_NPNET) | {"InputLayer", "Activation"}
+        layer_class, layer_config = kc.keras_object(entry, "layer", known, f"{where} layer {i}")
+        keras_classes.append(layer_class)
+        floatxs.add(kc.dtype_from_keras(layer_config.get("dtype"), f"{where} layer {i}"))
+        declared = layer_config.get("batch_shape", layer_config.get("batch_input_shape"))
+        if declared is not None:
+            if specs:
+                raise ValueError(f"{where} layer {i} declares an input shape but is not first")
+            input_shape = _shape(declared, f"{where} layer {i}")
+        if layer_class != "InputLayer":
+            specs.append(_layer_spec(layer_class, layer_config, f"{where} layer {i} ({layer_class})"))
+    # A functional model's weight file counts its InputLayer among the keys; a Sequential's does not.
+    in_weights = keras_classes if class_name != "Sequential" else [c for c in keras_classes if c != "InputLayer"]
+    keys = [key for key, c in zip(numbered_keys(in_weights), in_weights) if c != "InputLayer"]
+    specs = [spec._replace(keras_key=key) for spec, key in zip(specs, keys)]
+    floatxs.discard(None)
+    if len(floatxs) > 1:
+        raise ValueError(f"{where}: layers mix float types {sorted(floatxs)}; npnet uses one")
+    if not specs:
+        raise ValueError(f"{where}: the model has no layers besides its input")
+    return ModelSpec(_name(body.get("name", "sequential"), where), specs, input_shape,
+                     floatxs.pop() if floatxs else "float32", None)
+
+
+def _layer_spec(layer_class, config, where):
+    if layer_class == "Activation":
+        activation = kc.activation_from_keras(config.get("activation"), where)
+        if activation not in kc._ACTIVATION_LAYERS:
+            raise ValueError(f"{where}: an Activation layer of {activation!r}; npnet has layers for "
+                             f"{', '.join(sorted(kc._ACTIVATION_LAYERS))} (or use Dense(activation=...))")
+        cls, kwargs = kc._ACTIVATION_LAYERS[activation], {}
+    else:
+        cls = kc._KERAS_LAYER_TO_NPNET[layer_class]
+        kwargs = kc.LAYERS[cls].from_keras(config, where)
+    trainable = config.get("trainable", True)
+    if not isinstance(trainable, bool):
+        raise ValueError(f"{where}: trainable must be true or false; the file has {trainable!r}")
+    return LayerSpec(cls, {**kwargs, "name": _name(config.get("name"), where), "trainable": trainable}, None)
+
+
+def _name(value, where):
+    if not isinstance(value, str) or not 0 < len(value) <= 256:
+        raise ValueError(f"{where}: a name must be a string of 1 to 256 characters; received {value!r}")
+    return value
+
+
+def _shape(value, where):
+    """``(None, 28, 28)`` from a Keras batch shape; sizes positive and bounded."""
+    if not isinstance(value, list) or not 2 <= len(value) <= 8:
+        raise ValueError(f"{where}: an input shape must be a list like [null, 28, 28]; received {value!r}")
+    dims = [kc._integer(d, f"{where} input shape") for d in value[1:]]
+    count = 1
+    for d in dims:
+        count *= d
+    if count > _MAX_INPUT_ELEMENTS:
+        raise ValueError(f"{where}: input shape {value} has more than {_MAX_INPUT_ELEMENTS:,} elements")
+    return (None,) + tuple(dims)
+
+
+def _chain_order(body, entries, where):
+    """The layers of a functional model, checked to form one chain from input to output."""
+    names = [entry.get("name") if isinstance(entry, dict) else None for entry in entries]
+    for i, entry in enumerate(entries[1:], start=1):
+        sources = _inbound_names(entry.get("inbound_nodes"), f"{where} layer {i}")
+        if sources != [names[i - 1]]:
+            raise ValueError(f"{where}: layer {names[i]!r} takes {sources} as input; npnet loads "
+                             "functional models whose layers form one chain, each fed by the one before")
+    for key, expected in (("input_layers", names[0]), ("output_layers", names[-1])):
+        value = body.get(key)
+        if isinstance(value, list) and len(value) == 1 and isinstance(value[0], list):
+            value = value[0]  # [["img", 0, 0]] (one tensor in a list) is ["img", 0, 0]
+        if not isinstance(value, list) or not value or value[0] != expected:
+            raise ValueError(f"{where}: {key} is {body.get(key)!r}; expected the chain's end {expected!r}")
+    return entries
+
+
+def _inbound_names(nodes, where):
+    """Names of the layers feeding one layer, in Keras 3 or Keras 2 notation."""
+    if not isinstance(nodes, list) or len(nodes) != 1:
+        raise ValueError(f"{where}: expected one inbound node (a layer used once); received {nodes!r:.200}")
+    node = nodes[0]
+    if isinstance(node, dict):  # Keras 3: {"args": [{"config": {"keras_history": [name, 0, 0]}}]}
+        tensors = node.get("args", [])
+        return [t.get("config", {}).get("keras_history", [None])[0] if isinstance(t, dict) else None
+                for t in tensors]
+    return [t[0] if isinstance(t, list) and t else None for t in node]  # Keras 2: [[name, 0, 0, {}]]
+
+
+# --------------------------------------------------------------------------- compile settings
+
+
+def compile_from_keras(config, where="compile config"):
+    """A :class:`CompileSpec` (npnet optimizer, loss and metric names) from Keras's
+    ``compile_config`` (or a legacy ``training_config``), or None when there is none."""
+    if not config:
+        return None
+    if not isinstance(config, dict):
+        raise ValueError(f"{where} must be a dict; received {type(config).__name__}")
+    optimizer = optimizer_from_keras(config.get("optimizer", config.get("optimizer_config")), where)
+    loss = loss_from_keras(config.get("loss"), where)
+    metrics = metrics_from_keras(config.get("metrics"), where)
+    metrics_module.resolve_names(metrics, loss)  # refuse now what compile() would refuse later
+    return CompileSpec(optimizer, loss, metrics)
+
+
+def optimizer_from_keras(value, where):
+    if isinstance(value, str):
+        value = {"class_name": value, "config": {}}
+    if isinstance(value, dict) and isinstance(value.get("class_name"), str):
+        class_name = value["class_name"]  # Keras 2 writes its built-ins as "Custom>Adam"
+        value = {**value, "class_name": class_name[len("Custom>"):] if class_name.startswith("Custom>")
+                 else {k.lower(): k for k in kc._KERAS_OPTIMIZER_TO_NPNET}.get(class_name.lower(), class_name)}
+    class_name, config = kc.keras_object(value, "optimizer", kc._KERAS_OPTIMIZER_TO_NPNET, f"{where} optimizer")
+    cls = kc._KERAS_OPTIMIZER_TO_NPNET[class_name]
+    entry = kc.OPTIMIZERS[cls]
+    kc._require_defaults(config, f"{where} optimizer {class_name}", **entry.defaults)
+    if isinstance(config.get("learning_rate"), dict):
+        raise ValueError(f"{where}: the optimizer's learning rate is a schedule "
+                         f"({config['learning_rate'].get('class_name')!r}); npnet loads a constant rate")
+    return cls(**{key: config[key] for key in entry.keys if key in config})
+
+
+def loss_from_keras(value, where):
+    if isinstance(value, str):
+        if value not in losses_module._BY_NAME:
+            raise ValueError(f"{where}: loss {value!r} is not one npnet knows; known: "
+                             f"{', '.join(sorted(losses_module._BY_NAME))}")
+        return losses_module.get(value)
+    class_name, config = kc.keras_object(value, "loss", kc._KERAS_LOSS_TO_NPNET, f"{where} loss")
+    kc._require_defaults(config, f"{where} loss {class_name}", label_smoothing=(0, 0.0), axis=(-1, None),
+                         ignore_class=None, reduction=("sum_over_batch_size", "auto", None))
+    from_logits = config.get("from_logits", False)
+    if not isinstance(from_logits, bool):
+        raise ValueError(f"{where}: from_logits must be true or false; the file has {from_logits!r}")
+    return kc._KERAS_LOSS_TO_NPNET[class_name](from_logits=from_logits)
+
+
+def metrics_from_keras(value, where):
+    if value is None:
+        return None
+    if not isinstance(value, list):
+        raise ValueError(f"{where}: metrics must be a list; received {type(value).__name__}")
+    flat = [m for item in value for m in (item if isinstance(item, list) else [item])]  # Keras 2 nests
+    names = []
+    for item in flat:
+        if isinstance(item, dict):
+            class_name, config = kc.keras_object(item, "metric", set(kc.METRICS) | {"MeanMetricWrapper"},
+                                                 f"{where} metric")
+            item = config.get("name") if class_name == "MeanMetricWrapper" else class_name
+        if not isinstance(item, str) or item not in kc.METRICS:
+            raise ValueError(f"{where}: metric {item!r} is not one npnet computes; known: "
+                             f"{', '.join(sorted(set(kc.METRICS.values())))}")
+        names.append(kc.METRICS[item])
+    return names

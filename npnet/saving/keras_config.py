@@ -1,0 +1,275 @@
+"""npnet objects <-> Keras's JSON configs, one table per kind of object.
+
+A Keras config names classes (``{"module": "keras.layers", "class_name": "Dense", ...}``).
+Keras imports what such a name points at; npnet never does. Every ``class_name`` is looked
+up in the tables below, every ``module`` must be one Keras itself writes for that kind, and
+anything else — ``Lambda``, a module such as ``os``, a ``registered_name`` pointing elsewhere,
+an unknown class — is a ``ValueError`` naming it. A new npnet layer, activation, loss or
+optimizer is one entry here.
+
+Settings npnet cannot honour (``use_bias=False``, a constraint, weight decay, ...) are refused
+with their name rather than dropped; settings with no effect on the arithmetic (names of
+initializer seeds, ``shared_object_id``) are ignored.
+"""
+
+import collections
+
+from .. import activations as activations_module, initializers, layers as layers_module
+from .. import losses as losses_module, optimizers as optimizers_module, regularizers
+
+#: The Keras release whose file layout npnet writes and reads (``metadata.json``).
+KERAS_VERSION = "3.15.1"
+
+# --------------------------------------------------------------------------- the tables
+
+#: npnet activation name -> Keras activation name.
+ACTIVATIONS = {"linear": "linear", "relu": "relu", "sigmoid": "sigmoid", "tanh": "tanh",
+               "softmax": "softmax"}
+#: npnet initializer name -> Keras initializer class.
+INITIALIZERS = {"glorot_uniform": "GlorotUniform", "zeros": "Zeros"}
+#: npnet regularizer class -> (Keras class, config keys shared by both).
+REGULARIZERS = {regularizers.L2: ("L2", ("l2",))}
+#: npnet loss class -> Keras loss class (its ``name`` is Keras's string for it).
+LOSSES = {losses_module.SparseCategoricalCrossentropy: "SparseCategoricalCrossentropy",
+          losses_module.CategoricalCrossentropy: "CategoricalCrossentropy"}
+#: Keras metric spellings (strings and classes) -> npnet metric name.
+METRICS = {"accuracy": "accuracy", "acc": "accuracy",
+           "sparse_categorical_accuracy": "sparse_categorical_accuracy",
+           "categorical_accuracy": "categorical_accuracy",
+           "SparseCategoricalAccuracy": "sparse_categorical_accuracy",
+           "CategoricalAccuracy": "categorical_accuracy"}
+
+OptimizerEntry = collections.namedtuple("OptimizerEntry", "keras_class keys slots layout defaults")
+#: npnet optimizer class -> how Keras spells it. ``slots``: npnet slot -> Keras variable
+#: suffix; ``layout``: Keras stores slot arrays per parameter ("interleaved": m0 v0 m1 v1)
+#: or per slot ("blocked": v0 v1 m0 m1); ``defaults``: Keras settings npnet cannot change.
+_OPTIMIZER_DEFAULTS = {"weight_decay": None, "clipnorm": None, "global_clipnorm": None,
+                       "clipvalue": None, "use_ema": False, "loss_scale_factor": None,
+                       "gradient_accumulation_steps": None}
+OPTIMIZERS = {
+    optimizers_module.Adam: OptimizerEntry(
+        "Adam", ("learning_rate", "beta_1", "beta_2", "epsilon"),
+        {"m": "momentum", "v": "velocity"}, "interleaved", {**_OPTIMIZER_DEFAULTS, "amsgrad": False}),
+    optimizers_module.SGD: OptimizerEntry(
+        "SGD", ("learning_rate", "momentum", "nesterov"), {"momentum": "momentum"}, "interleaved",
+        _OPTIMIZER_DEFAULTS),
+    optimizers_module.RMSprop: OptimizerEntry(
+        "RMSprop", ("learning_rate", "rho", "momentum", "epsilon", "centered"),
+        {"velocity": "velocity", "momentum": "momentum", "average_gradient": "average_gradient"},
+        "blocked", _OPTIMIZER_DEFAULTS),
+}
+
+LayerEntry = collections.namedtuple("LayerEntry", "keras_class to_keras from_keras")
+
+
+def _dense_to_keras(layer):
+    return {"units": layer.units, "activation": activation_to_keras(layer.activation),
+            "use_bias": True,
+            "kernel_initializer": initializer_to_keras(layer.kernel_initializer, "kernel_initializer"),
+            "bias_initializer": initializer_to_keras(layer.bias_initializer, "bias_initializer"),
+            "kernel_regularizer": regularizer_to_keras(layer.kernel_regularizer),
+            "bias_regularizer": None, "kernel_constraint": None, "bias_constraint": None}
+
+
+def _dense_from_keras(config, where):
+    _require_defaults(config, where, use_bias=True, bias_regularizer=None, activity_regularizer=None,
+                      kernel_constraint=None, bias_constraint=None, quantization_config=None,
+                      lora_rank=None)
+    return {"units": _integer(config.get("units"), f"{where} units"),
+            "activation": activation_from_keras(config.get("activation"), where),
+            "kernel_initializer": initializer_from_keras(config.get("kernel_initializer"), where, "glorot_uniform"),
+            "bias_initializer": initializer_from_keras(config.get("bias_initializer"), where, "zeros"),
+            "kernel_regularizer": regularizer_from_keras(config.get("kernel_regularizer"), where)}
+
+
+def _flatten_from_keras(config, where):
+    _require_defaults(config, where, data_format=("channels_last", None))
+    return {}
+
+
+def _relu_from_keras(config, where):
+    _require_defaults(config, where, max_value=None, negative_slope=(0, 0.0), threshold=(0, 0.0))
+    return {}
+
+
+def _softmax_from_keras(config, where):
+    _require_defaults(config, where, axis=(-1, None))
+    return {}
+
+
+def _dropout_from_keras(config, where):
+    _require_defaults(config, where, noise_shape=None)
+    seed = config.get("seed")
+    return {"rate": _number(config.get("rate"), f"{where} rate"),
+            "seed": None if seed is None else _integer(seed, f"{where} seed", minimum=0)}
+
+
+#: npnet layer class -> its Keras class and the two conversions of its settings.
+LAYERS = {
+    layers_module.Flatten: LayerEntry("Flatten", lambda layer: {"data_format": "channels_last"},
+                                      _flatten_from_keras),
+    layers_module.Dense: LayerEntry("Dense", _dense_to_keras, _dense_from_keras),
+    layers_module.ReLU: LayerEntry("ReLU", lambda layer: {"max_value": None, "negative_slope": 0.0,
+                                                          "threshold": 0.0}, _relu_from_keras),
+    layers_module.Softmax: LayerEntry("Softmax", lambda layer: {"axis": -1}, _softmax_from_keras),
+    layers_module.Dropout: LayerEntry("Dropout", lambda layer: {"rate": layer.rate, "seed": layer.seed,
+                                                                "noise_shape": None},
+                                      _dropout_from_keras),
+}
+#: Keras layer classes that are not npnet classes but have an npnet equivalent:
+#: ``Activation('relu')`` is npnet's ``ReLU()``, ``Activation('softmax')`` its ``Softmax()``.
+_ACTIVATION_LAYERS = {"relu": layers_module.ReLU, "softmax": layers_module.Softmax}
+#: Layer classes that carry Python code; named in their refusal (CVE-2024-3660).
+CODE_LAYERS = ("Lambda", "TFOpLambda", "SlicingOpLambda")
+
+#: The ``module`` values Keras writes for each kind (``None``: Keras 2 files omit it).
+MODULES = {
+    "layer": {None, "keras.layers"},
+    "model": {None, "keras", "keras.models", "keras.src.models.functional",
+              "keras.src.models.sequential", "keras.src.models.model"},
+    "activation": {None, "keras.activations", "builtins"},
+    "initializer": {None, "keras.initializers"},
+    "regularizer": {None, "keras.regularizers"},
+    "loss": {None, "keras.losses"},
+    "metric": {None, "keras.metrics"},
+    "optimizer": {None, "keras.optimizers"},
+    "dtype": {None, "keras", "keras.mixed_precision"},
+}
+_KERAS_LAYER_TO_NPNET = {entry.keras_class: cls for cls, entry in LAYERS.items()}
+_KERAS_OPTIMIZER_TO_NPNET = {entry.keras_class: cls for cls, entry in OPTIMIZERS.items()}
+_KERAS_LOSS_TO_NPNET = {name: cls for cls, name in LOSSES.items()}
+FLOAT_TYPES = ("float32", "float64")
+
+# --------------------------------------------------------------------------- checked access
+
+
+def _integer(value, what, minimum=1):
+    if isinstance(value, bool) or not isinstance(value, int) or value < minimum:
+        raise ValueError(f"{what} must be an integer >= {minimum}; the file has {value!r}")
+    return value
+
+
+def _number(value, what):
+    if isinstance(value, bool) or not isinstance(value, (int, float)):
+        raise ValueError(f"{what} must be a number; the file has {value!r}")
+    return value
+
+
+def _require_defaults(config, where, **defaults):
+    """Refuse a setting npnet cannot honour (absent counts as Keras's default)."""
+    for key, allowed in defaults.items():
+        allowed = allowed if isinstance(allowed, tuple) else (allowed,)
+        if key in config and config[key] not in allowed:
+            raise ValueError(f"{where} sets {key}={config[key]!r}, which npnet does not support "
+                             f"(npnet computes as with {key}={allowed[0]!r})")
+
+
+def keras_object(entry, kind, known, where):
+    """``(class_name, config)`` of a Keras object dict, after checking its names against
+    ``known`` and :data:`MODULES`. Nothing named in the file is imported."""
+    if not isinstance(entry, dict):
+        raise ValueError(f"{where}: expected a Keras {kind} object (a dict with class_name), "
+                         f"received {type(entry).__name__}")
+    class_name = entry.get("class_name")
+    if kind == "layer" and class_name in CODE_LAYERS:
+        raise ValueError(f"{where}: layer class {class_name!r} carries Python code, and npnet "
+                         "never runs code from a file")
+    if not isinstance(class_name, str) or class_name not in known:
+        raise ValueError(f"{where}: {kind} class {class_name!r} is not one npnet knows; known: "
+                         f"{', '.join(sorted(known))}")
+    module = entry.get("module")
+    if module not in MODULES[kind]:
+        raise ValueError(f"{where}: {kind} {class_name!r} names module {module!r}; npnet accepts "
+                         f"only Keras's own ({', '.join(sorted(m for m in MODULES[kind] if m))}) "
+                         "and never imports a module named in a file")
+    registered = entry.get("registered_name")
+    if registered not in (None, class_name):
+        raise ValueError(f"{where}: {kind} {class_name!r} has registered_name {registered!r}; "
+                         "npnet resolves only Keras's built-in names")
+    config = entry.get("config", {})
+    if not isinstance(config, dict):
+        raise ValueError(f"{where}: the config of {kind} {class_name!r} must be a dict; received "
+                         f"{type(config).__name__}")
+    return class_name, config
+
+
+# --------------------------------------------------------------------------- small objects
+
+
+def activation_to_keras(activation):
+    if activation.name not in ACTIVATIONS or activations_module.get(activation.name) is not activation:
+        raise ValueError(f"activation {activation.name!r} is not one of Keras's built-ins "
+                         f"({', '.join(ACTIVATIONS)}), so a Keras file cannot name it")
+    return ACTIVATIONS[activation.name]
+
+
+def activation_from_keras(value, where):
+    if value is None:
+        return "linear"
+    if isinstance(value, dict):  # {"class_name": "function", "config": "relu", ...}
+        _, name = keras_object(value, "activation", {"function"}, f"{where} activation")
+        value = name
+    by_keras = {keras: ours for ours, keras in ACTIVATIONS.items()}
+    if not isinstance(value, str) or value not in by_keras:
+        raise ValueError(f"{where}: activation {value!r} is not one npnet knows; known: "
+                         f"{', '.join(sorted(by_keras))}")
+    return by_keras[value]
+
+
+def initializer_to_keras(init, what):
+    name = getattr(init, "__name__", None)
+    if getattr(init, "__module__", None) != initializers.__name__ or name not in INITIALIZERS:
+        raise ValueError(f"{what} {init!r} is not one of Keras's built-ins "
+                         f"({', '.join(INITIALIZERS)}), so a Keras file cannot name it")
+    keras_config = {"seed": None} if name == "glorot_uniform" else {}
+    return {"module": "keras.initializers", "class_name": INITIALIZERS[name],
+            "config": keras_config, "registered_name": None}
+
+
+def initializer_from_keras(value, where, default):
+    if value is None:
+        return default
+    by_keras = {keras: ours for ours, keras in INITIALIZERS.items()}
+    if isinstance(value, str):  # Keras 2 may write "glorot_uniform"
+        if value in INITIALIZERS:
+            return value
+        raise ValueError(f"{where}: initializer {value!r} is not one npnet knows; known: "
+                         f"{', '.join(sorted(INITIALIZERS))}")
+    class_name, _ = keras_object(value, "initializer", by_keras, f"{where} initializer")
+    return by_keras[class_name]
+
+
+def regularizer_to_keras(regularizer):
+    if regularizer is None:
+        return None
+    keras_class, keys = REGULARIZERS[type(regularizer)]
+    settings = regularizer.get_config()
+    return {"module": "keras.regularizers", "class_name": keras_class,
+            "config": {key: settings[key] for key in keys}, "registered_name": None}
+
+
+def regularizer_from_keras(value, where):
+    if value is None:
+        return None
+    by_keras = {keras_class: (cls, keys) for cls, (keras_class, keys) in REGULARIZERS.items()}
+    class_name, config = keras_object(value, "regularizer", by_keras, f"{where} regularizer")
+    cls, keys = by_keras[class_name]
+    return cls(**{key: _number(config[key], f"{where} {key}") for key in keys if key in config})
+
+
+def dtype_from_keras(value, where):
+    """``"float32"`` or ``"float64"`` from a Keras 2 string or a Keras 3 DTypePolicy."""
+    if value is None:
+        return None
+    if isinstance(value, dict):
+        _, config = keras_object(value, "dtype", {"DTypePolicy", "Policy"}, f"{where} dtype")
+        value = config.get("name")
+    if value not in FLOAT_TYPES:
+        raise ValueError(f"{where}: dtype {value!r} is not one npnet computes in "
+                         f"({', '.join(FLOAT_TYPES)})")
+    return value
+
+
+def dtype_to_keras(floatx):
+    return {"module": "keras", "class_name": "DTypePolicy", "config": {"name": floatx},
+            "registered_name": None}

@@ -1,0 +1,164 @@
+"""Keras 3's weights layout in HDF5, read and written with h5py.
+
+The layout (``model.weights.h5`` inside a ``.keras`` file, and ``*.weights.h5`` files)::
+
+    layers/<key>/vars/0, 1, ...     one group per layer; <key> is the Keras class name in
+                                    snake case, numbered in layer order (dense, dense_1, ...)
+    optimizer/vars/0                iterations (int64 scalar)
+    optimizer/vars/1                learning rate (float32 scalar)
+    optimizer/vars/2...             the slot arrays, in the order of ``OptimizerEntry.layout``
+    vars                            the model's own (none for a Sequential)
+
+Every dataset is checked before it is read: a plain dataset in this file (no link, external
+file or virtual source), of a float type, of exactly the shape the architecture expects, and
+backed by as many bytes as it declares (so a tiny file cannot decompress into gigabytes).
+"""
+
+import io
+
+import numpy as np
+
+from . import keras_config as kc, limits
+from .errors import FileTooLarge
+from .keras_architecture import numbered_keys
+
+#: A compressed dataset may expand at most this much (zeros compress far better; bounded anyway).
+_MAX_COMPRESSION_RATIO = 1000
+
+
+def layer_keys(layers):
+    return numbered_keys([kc.LAYERS[type(layer)].keras_class if type(layer) in kc.LAYERS
+                          else type(layer).__name__ for layer in layers])
+
+
+# --------------------------------------------------------------------------- writing
+
+
+def to_bytes(model, include_optimizer=True):
+    """The bytes of a Keras weights file for ``model``."""
+    import h5py
+
+    buffer = io.BytesIO()
+    with h5py.File(buffer, "w") as h5:
+        write(h5, model, include_optimizer)
+    return buffer.getvalue()
+
+
+def write(h5, model, include_optimizer=True):
+    layers_group = h5.create_group("layers")
+    for key, layer in zip(layer_keys(model.layers), model.layers):
+        group = layers_group.create_group(key).create_group("vars")
+        group.attrs["name"] = layer.name
+        for i, array in enumerate(layer.params.values()):
+            group.create_dataset(str(i), data=array)
+    h5.create_group("vars").attrs["name"] = model.name
+    if include_optimizer and model.compiled:
+        _write_optimizer(h5.create_group("optimizer").create_group("vars"), model)
+
+
+def _write_optimizer(group, model):
+    """Keras builds a compiled model's optimizer when it loads it, so the slots are always
+    written: zeros (a fresh optimizer) when npnet's has taken no step yet."""
+    optimizer = model.optimizer
+    entry = kc.OPTIMIZERS[type(optimizer)]
+    group.attrs["name"] = entry.keras_class.lower()
+    group.create_dataset("0", data=np.int64(optimizer.iterations))
+    group.create_dataset("1", data=np.float32(optimizer.learning_rate))
+    params = model.trainable_weights
+    state = optimizer.state or {slot: [np.zeros_like(p) for p in params] for slot in optimizer.slots}
+    for i, (slot, j) in enumerate(slot_order(optimizer, len(params)), start=2):
+        group.create_dataset(str(i), data=state[slot][j])
+
+
+def slot_order(optimizer, n_params):
+    """``[(slot, parameter index), ...]`` in the order Keras stores them."""
+    slots = tuple(optimizer.slots)
+    if kc.OPTIMIZERS[type(optimizer)].layout == "interleaved":
+        return [(slot, j) for j in range(n_params) for slot in slots]
+    return [(slot, j) for slot in slots for j in range(n_params)]
+
+
+# --------------------------------------------------------------------------- reading
+
+
+def checked_dataset(group, name, shape, path, what):
+    """``group[name]`` as an array, after checking it is safe and of ``shape``."""
+    import h5py
+
+    link = group.get(name, getlink=True)
+    if link is None:
+        raise ValueError(f"{what} is missing")
+    if not isinstance(link, h5py.HardLink):
+        raise ValueError(f"{what} is a link ({type(link).__name__}); npnet reads only arrays stored in the file itself")
+    dataset = group[name]
+    if not isinstance(dataset, h5py.Dataset) or dataset.is_virtual or dataset.external:
+        raise ValueError(f"{what} is not an array stored in the file itself")
+    if tuple(dataset.shape) != tuple(shape):
+        raise ValueError(f"{what} has shape {tuple(dataset.shape)}; the architecture expects {tuple(shape)}")
+    if dataset.dtype.kind not in "fiu" or dataset.dtype.itemsize > 8:
+        raise ValueError(f"{what} has dtype {dataset.dtype}; expected a float array")
+    nbytes = int(np.prod(shape, dtype=np.int64)) * dataset.dtype.itemsize
+    stored = dataset.id.get_storage_size()
+    if dataset.compression is None and stored < nbytes or nbytes > stored * _MAX_COMPRESSION_RATIO + 2**20:
+        raise FileTooLarge(path, f"{what} declares {nbytes:,} bytes but the file stores {stored:,} for it")
+    return dataset[()]
+
+
+def read_layer_weights(h5, keys, expected, path):
+    """``[[array per parameter] per layer]`` from ``layers/<key>/vars``, shapes checked first."""
+    layers_group = h5.get("layers")
+    if layers_group is None:
+        raise ValueError("the weights file has no 'layers' group; it is not a Keras 3 weights file")
+    unused = {key for key in layers_group if _count(layers_group[key]) > 0} - set(keys)
+    if unused:
+        raise ValueError(f"the file has weights for layers {sorted(unused)} that the model does not have")
+    result = []
+    for key, shapes in zip(keys, expected):
+        group = layers_group.get(f"{key}/vars") if key in layers_group else None
+        stored = _count(layers_group[key]) if key in layers_group else 0
+        if stored != len(shapes):
+            raise ValueError(f"layer {key!r} has {stored} weight arrays in the file; the model "
+                             f"expects {len(shapes)}")
+        result.append([checked_dataset(group, str(i), shape, path, f"layers/{key}/vars/{i}")
+                       for i, shape in enumerate(shapes.values())])
+    return result
+
+
+def _count(layer_group):
+    vars_group = layer_group.get("vars")
+    return len(vars_group) if vars_group is not None else 0
+
+
+def read_optimizer(h5, optimizer, param_shapes, path):
+    """``(iterations, {slot: [array per parameter]} or None)`` from ``optimizer/vars``.
+
+    ``None`` state: the file's optimizer never took a step (Keras then stores only the
+    iteration count and the learning rate). Returns None when the file has no optimizer.
+    """
+    group = h5.get("optimizer/vars")
+    if group is None:
+        return None
+    order = slot_order(optimizer, len(param_shapes))
+    if len(group) not in (2, 2 + len(order)):
+        raise ValueError(f"the optimizer in the file has {len(group)} variables; npnet's "
+                         f"{type(optimizer).__name__} for this model has {2 + len(order)} (or 2 before its first step)")
+    iterations = int(checked_dataset(group, "0", (), path, "optimizer/vars/0 (iterations)"))
+    if iterations < 0:
+        raise ValueError(f"optimizer iterations is {iterations}; expected a count >= 0")
+    if len(group) == 2:
+        return iterations, None
+    state = {slot: [None] * len(param_shapes) for slot in optimizer.slots}
+    for i, (slot, j) in enumerate(order, start=2):
+        state[slot][j] = checked_dataset(group, str(i), param_shapes[j], path, f"optimizer/vars/{i} ({slot})")
+    return iterations, state
+
+
+def open_bytes(data):
+    import h5py
+    return h5py.File(io.BytesIO(data), "r")
+
+
+def member_limit(expected, n_slot_arrays=3):
+    """Bytes a weights member may hold: the arrays (float64 at most), optimizer slots and headers."""
+    from .shapes import byte_count
+    return byte_count(expected, 8) * (1 + n_slot_arrays) + limits.CONTAINER_OVERHEAD_BYTES

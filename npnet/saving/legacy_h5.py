@@ -1,0 +1,97 @@
+"""Legacy Keras HDF5 model files (``.h5`` / ``.hdf5``), as Keras 2 / tf.keras and Keras 3's
+legacy path write them: read only.
+
+Layout: root attributes ``model_config`` and ``training_config`` (JSON), a ``model_weights``
+group with one group per layer *name*, whose ``weight_names`` attribute lists its datasets
+(``dense/kernel:0``, ...). The description goes through the same closed tables as a
+``.keras`` file (a ``Lambda`` layer is refused by name: CVE-2025-9905 was Keras running it
+from an ``.h5`` file). The optimizer's settings are read, its moments are not: training from
+a legacy file restarts the optimizer, as the README says.
+"""
+
+import json
+import os
+
+from . import _assemble, keras_architecture, limits
+from .errors import FileTooLarge, ModelFileError, reading
+from .keras_weights import checked_dataset
+
+
+def load(path, backend=None):
+    """An npnet ``Sequential`` (compiled if the file has a training config) from a legacy file."""
+    import h5py
+
+    path = os.fspath(path)
+    if not os.path.isfile(path):
+        raise FileNotFoundError(f"No model file at {path!r}")
+    with reading(path):
+        with h5py.File(path, "r") as h5:
+            model_config = json_attribute(h5, "model_config", path)
+            if model_config is None:
+                raise ModelFileError(path, "it holds weights only (no model_config); build the model "
+                                           "and call model.load_weights(path)")
+            spec = keras_architecture.model_from_keras(model_config, "model_config")
+            compile_spec = keras_architecture.compile_from_keras(
+                json_attribute(h5, "training_config", path), "training_config")
+            layers = _assemble.make_layers([(s.cls, s.kwargs) for s in spec.layers], spec.floatx)
+            expected = _assemble.expected_shapes(layers, spec.input_shape, path)
+            root = h5["model_weights"] if "model_weights" in h5 else h5
+            arrays = read_named_weights(root, [layer.name for layer in layers], expected, path)
+        model = _assemble.build(spec.name, layers, spec.input_shape, spec.floatx, arrays)
+        _assemble.compile_loaded(model, compile_spec, backend)
+    return model
+
+
+def read_weights_for(model, path):
+    """The arrays of a legacy file for an existing model (``load_weights``), by layer name."""
+    import h5py
+
+    expected = [{name: p.shape for name, p in layer.params.items()} for layer in model.layers]
+    with h5py.File(path, "r") as h5:
+        root = h5["model_weights"] if "model_weights" in h5 else h5
+        return read_named_weights(root, [layer.name for layer in model.layers], expected, path)
+
+
+def json_attribute(h5, name, path):
+    """A JSON attribute of the file's root, its size checked before it is read; None if absent."""
+    if name not in h5.attrs:
+        return None
+    size = h5.attrs.get_id(name).get_storage_size()
+    if size > limits.MAX_JSON_BYTES:
+        raise FileTooLarge(path, f"attribute {name!r} holds {size:,} bytes; a model description "
+                                 f"has at most {limits.MAX_JSON_BYTES:,}")
+    value = h5.attrs[name]
+    if isinstance(value, bytes):
+        value = value.decode("utf-8")
+    if not isinstance(value, str):
+        raise ValueError(f"attribute {name!r} is not JSON text")
+    return json.loads(value)
+
+
+def _names_attribute(group, where):
+    if "weight_names" not in group.attrs or group.attrs.get_id("weight_names").get_storage_size() > 2**20:
+        raise ValueError(f"{where} lacks a readable weight_names attribute")
+    return [n.decode("utf-8") if isinstance(n, bytes) else str(n) for n in group.attrs["weight_names"]]
+
+
+def read_named_weights(root, layer_names, expected, path):
+    """``[[array per parameter] per layer]``, matching each parameter to the stored name that
+    ends in it (``.../kernel:0`` -> ``kernel``)."""
+    import h5py
+
+    result = []
+    for name, shapes in zip(layer_names, expected):
+        if not shapes:
+            result.append([])
+            continue
+        link = root.get(name, getlink=True)
+        if not isinstance(link, h5py.HardLink) or not isinstance(root[name], h5py.Group):
+            raise ValueError(f"model_weights has no group for layer {name!r}")
+        stored = _names_attribute(root[name], f"model_weights/{name}")
+        by_param = {n.rsplit("/", 1)[-1].split(":")[0]: n for n in stored}
+        if sorted(by_param) != sorted(shapes):
+            raise ValueError(f"layer {name!r} stores weights {stored}; the model expects {list(shapes)}")
+        result.append([checked_dataset(root[name], by_param[param], shape, path,
+                                       f"model_weights/{name}/{by_param[param]}")
+                       for param, shape in shapes.items()])
+    return result

@@ -1,0 +1,312 @@
+"""Hostile model files, generated here: each is refused with a ModelFileError naming the
+file, no code runs, and nothing large is allocated before the refusal.
+
+The Keras CVEs on this path (CVE-2024-3660, CVE-2025-1550, CVE-2025-8747, CVE-2025-9905,
+CVE-2025-9906) each have a file below shaped like its exploit; the reliability issue's
+files (a small file declaring 50,000 units, a zip member inflating to hundreds of MB,
+optimizer moments of the wrong shape, raw exceptions escaping) too. No TensorFlow needed.
+"""
+
+import base64
+import io
+import json
+import marshal
+import os
+import tracemalloc
+import zipfile
+
+import h5py
+import numpy as np
+import pytest
+
+import npnet
+from npnet.layers import Dense, Flatten
+from npnet.saving import FileTooLarge, ModelFileError
+
+#: Peak bytes any refusal below may allocate (the hostile files declare hundreds of MB).
+ALLOCATION_BOUND = 20 * 2**20
+
+
+@pytest.fixture
+def good(tmp_path):
+    """A trained tiny model saved in every format npnet writes."""
+    npnet.utils.set_random_seed(0)
+    model = npnet.Sequential([Flatten(input_shape=(28, 28)), Dense(8, activation="relu"), Dense(10, activation="softmax")])
+    model.compile(optimizer="adam", loss="sparse_categorical_crossentropy", metrics=["accuracy"])
+    x = np.random.default_rng(0).random((16, 28, 28), dtype=np.float32)
+    model.fit(x, np.arange(16) % 10, batch_size=8, verbose=0)
+    model.save(tmp_path / "good.keras")
+    model.save(tmp_path / "good.npnet")
+    model.save_weights(tmp_path / "good.weights.h5")
+    return model
+
+
+def members(path):
+    with zipfile.ZipFile(path) as archive:
+        return {name: archive.read(name) for name in archive.namelist()}
+
+
+def write_zip(path, entries, compression=zipfile.ZIP_STORED):
+    with zipfile.ZipFile(path, "w", compression) as archive:
+        for name, data in entries.items():
+            archive.writestr(name, data)
+    return path
+
+
+def edited_keras(tmp_path, name, change):
+    """good.keras with its config.json edited by ``change(config)``."""
+    entries = members(tmp_path / "good.keras")
+    config = json.loads(entries["config.json"])
+    change(config)
+    entries["config.json"] = json.dumps(config)
+    return write_zip(tmp_path / name, entries)
+
+
+def refused(path, match, load=npnet.models.load_model):
+    """Load ``path``; it must fail with a ModelFileError naming it and matching ``match``,
+    allocating less than ALLOCATION_BOUND. Returns the message."""
+    tracemalloc.start()
+    try:
+        with pytest.raises(ModelFileError, match=match) as error:
+            load(path)
+        peak = tracemalloc.get_traced_memory()[1]
+    finally:
+        tracemalloc.stop()
+    assert os.path.basename(str(path)) in str(error.value)
+    assert peak < ALLOCATION_BOUND, f"{peak:,} bytes allocated before the refusal"
+    return str(error.value)
+
+
+def layer(config, index):
+    return config["config"]["layers"][index]
+
+
+# ----------------------------------------------------------------------- code named in a file
+
+
+def test_cve_2024_3660_lambda_with_bytecode_is_refused_without_running(tmp_path, good):
+    marker = tmp_path / "code-ran"
+    code = compile(f"open({str(marker)!r}, 'w')", "<payload>", "exec")
+    payload = base64.b64encode(marshal.dumps(code)).decode()
+    lambda_layer = {"module": "keras.layers", "class_name": "Lambda", "registered_name": None,
+                    "config": {"name": "lambda", "function": {"class_name": "__lambda__",
+                               "config": {"code": payload, "defaults": None, "closure": None}}}}
+    path = edited_keras(tmp_path, "lambda.keras", lambda c: c["config"]["layers"].insert(2, lambda_layer))
+    refused(path, "'Lambda' carries Python code")
+    assert not marker.exists()
+
+
+def test_cve_2025_1550_a_module_pointing_elsewhere_is_refused(tmp_path, good):
+    def point_elsewhere(config):
+        layer(config, 2).update(module="os", class_name="Dense")
+    refused(edited_keras(tmp_path, "module.keras", point_elsewhere), "names module 'os'.*never imports")
+
+
+def test_a_config_naming_os_system_is_refused(tmp_path, good):
+    def os_system(config):
+        layer(config, 2).update(module="os", class_name="system", config={"command": "touch pwned"})
+    refused(edited_keras(tmp_path, "system.keras", os_system), "layer class 'system' is not one npnet knows")
+
+
+def test_cve_2025_8747_a_keras_function_as_activation_is_refused(tmp_path, good):
+    get_file = {"module": "keras.utils", "class_name": "function", "config": "get_file",
+                "registered_name": "function"}
+    path = edited_keras(tmp_path, "getfile.keras", lambda c: layer(c, 2)["config"].update(activation=get_file))
+    refused(path, "names module 'keras.utils'")
+
+
+def test_cve_2025_9906_enable_unsafe_deserialization_is_refused(tmp_path, good):
+    unsafe = {"module": "keras.config", "class_name": "function",
+              "config": "enable_unsafe_deserialization", "registered_name": "function"}
+    path = edited_keras(tmp_path, "unsafe.keras", lambda c: layer(c, 2)["config"].update(activation=unsafe))
+    refused(path, "names module 'keras.config'")
+
+
+def test_a_registered_name_pointing_elsewhere_is_refused(tmp_path, good):
+    path = edited_keras(tmp_path, "registered.keras",
+                        lambda c: layer(c, 2).update(registered_name="mypackage>Evil"))
+    refused(path, "registered_name 'mypackage>Evil'")
+
+
+def test_cve_2025_9905_lambda_in_a_legacy_h5_is_refused(tmp_path, good):
+    config = {"class_name": "Sequential", "config": {"name": "s", "layers": [
+        {"class_name": "InputLayer", "config": {"batch_input_shape": [None, 4], "name": "in"}},
+        {"class_name": "Lambda", "config": {"name": "l", "function": ["payload", None, None]}}]}}
+    path = tmp_path / "lambda.h5"
+    with h5py.File(path, "w") as h5:
+        h5.attrs["model_config"] = json.dumps(config)
+    refused(path, "'Lambda' carries Python code")
+
+
+# ----------------------------------------------------------------------- sizes that lie
+
+
+def test_a_keras_file_declaring_50000_units_over_small_arrays_is_refused_before_allocating(tmp_path, good):
+    path = edited_keras(tmp_path, "huge.keras", lambda c: layer(c, 2)["config"].update(units=50_000))
+    assert path.stat().st_size < 200_000
+    refused(path, "inflates|declares|shape")
+
+
+def test_an_npnet_file_declaring_50000_units_is_refused_before_allocating(tmp_path, good):
+    entries = members(tmp_path / "good.npnet")
+    meta = json.loads(entries["model.json"])
+    meta["model"]["layers"][1]["config"]["units"] = 50_000
+    entries["model.json"] = json.dumps(meta)
+    refused(write_zip(tmp_path / "huge.npnet", entries), "shape")
+
+
+def test_an_absurd_layer_size_is_refused_by_the_parameter_bound(tmp_path, good):
+    path = edited_keras(tmp_path, "absurd.keras", lambda c: layer(c, 2)["config"].update(units=10**30))
+    refused(path, "MAX_PARAMETERS")
+
+
+def zip_with_inflating_member(path, name, n_bytes, others):
+    """A zip whose member ``name`` inflates to ``n_bytes`` zeros, written in chunks."""
+    with zipfile.ZipFile(path, "w", zipfile.ZIP_DEFLATED) as archive:
+        for other, data in others.items():
+            archive.writestr(other, data)
+        with archive.open(name, "w") as member:
+            chunk = bytes(2**20)
+            for _ in range(n_bytes // 2**20):
+                member.write(chunk)
+    return path
+
+
+@pytest.mark.parametrize("name, fmt", [("weights.safetensors", "npnet"), ("model.weights.h5", "keras"),
+                                       ("config.json", "keras")])
+def test_a_member_that_inflates_to_hundreds_of_mb_is_refused_unread(tmp_path, good, name, fmt):
+    others = {k: v for k, v in members(tmp_path / f"good.{fmt}").items() if k != name}
+    path = zip_with_inflating_member(tmp_path / f"bomb.{fmt}", name, 300 * 2**20, others)
+    assert path.stat().st_size < 1_000_000
+    message = refused(path, f"member '{name}' declares")
+    assert "more than" in message
+
+
+def test_a_member_lying_about_its_size_is_refused(tmp_path, good):
+    """The directory says 100 bytes; reading stops there and the CRC check fails."""
+    source = tmp_path / "good.keras"
+    data = bytearray(source.read_bytes())
+    with zipfile.ZipFile(source) as archive:
+        info = archive.getinfo("config.json")
+    offset = data.rfind(b"config.json", 0, len(data) - 10)  # the central directory entry
+    central = data.rfind(b"PK\x01\x02", 0, offset)
+    data[central + 24:central + 28] = (100).to_bytes(4, "little")  # uncompressed size
+    assert info.file_size > 100
+    path = tmp_path / "lying.keras"
+    path.write_bytes(bytes(data))
+    refused(path, "corrupted|truncated|CRC|JSON|Expecting|Unterminated")
+
+
+def h5_with_unstored_dataset(path, units):
+    """A weights file whose first kernel is declared (784, units) but never written."""
+    with h5py.File(path, "w") as h5:
+        h5.create_dataset("layers/dense/vars/0", shape=(784, units), dtype="f4")
+        h5.create_dataset("layers/dense/vars/1", data=np.zeros(units, "f4"))
+        h5.create_dataset("layers/dense_1/vars/0", data=np.zeros((units, 10), "f4"))
+        h5.create_dataset("layers/dense_1/vars/1", data=np.zeros(10, "f4"))
+    return path
+
+
+def test_an_oversized_dataset_in_a_weights_file_is_refused_before_reading(tmp_path, good):
+    huge = npnet.Sequential([Flatten(input_shape=(28, 28)), Dense(8), Dense(10)])
+    path = h5_with_unstored_dataset(tmp_path / "unstored.weights.h5", 8)
+    refused(path, "declares .* bytes but the file stores 0", load=huge.load_weights)
+    wrong = h5_with_unstored_dataset(tmp_path / "wrong.weights.h5", 50_000)
+    before = huge.get_weights()
+    refused(wrong, "shape", load=huge.load_weights)
+    for a, b in zip(huge.get_weights(), before):  # the model is unchanged
+        np.testing.assert_array_equal(a, b)
+
+
+def test_a_dataset_stored_in_another_file_is_refused(tmp_path, good):
+    secret = tmp_path / "secret.bin"
+    secret.write_bytes(np.arange(784 * 8, dtype="f4").tobytes())
+    path = tmp_path / "external.weights.h5"
+    with h5py.File(tmp_path / "good.weights.h5") as source, h5py.File(path, "w") as h5:
+        source.copy("layers", h5)
+        del h5["layers/dense/vars/0"]
+        h5.create_dataset("layers/dense/vars/0", shape=(784, 8), dtype="f4", external=[(str(secret), 0, 784 * 8 * 4)])
+    refused(path, "not an array stored in the file itself", load=good.load_weights)
+
+
+def test_a_link_to_another_file_is_refused(tmp_path, good):
+    path = tmp_path / "link.weights.h5"
+    with h5py.File(tmp_path / "good.weights.h5") as source, h5py.File(path, "w") as h5:
+        source.copy("layers", h5)
+        del h5["layers/dense/vars/0"]
+        h5["layers/dense/vars/0"] = h5py.ExternalLink(str(tmp_path / "good.weights.h5"), "layers/dense/vars/0")
+    refused(path, "ExternalLink", load=good.load_weights)
+
+
+def test_optimizer_moments_of_the_wrong_shape_are_refused(tmp_path, good):
+    entries = members(tmp_path / "good.keras")
+    buffer = io.BytesIO(entries["model.weights.h5"])
+    with h5py.File(buffer, "a") as h5:
+        del h5["optimizer/vars/2"]
+        h5["optimizer/vars/2"] = np.zeros((1, 8), "f4")  # broadcastable to (784, 8): must not be
+    entries["model.weights.h5"] = buffer.getvalue()
+    refused(write_zip(tmp_path / "moments.keras", entries), r"optimizer/vars/2 .* shape \(1, 8\)")
+
+
+# ----------------------------------------------------------------------- broken structure
+
+
+@pytest.mark.parametrize("fraction", [0.05, 0.3, 0.6, 0.95])
+@pytest.mark.parametrize("fmt", ["keras", "npnet"])
+def test_a_truncated_file_is_refused(tmp_path, good, fraction, fmt):
+    data = (tmp_path / f"good.{fmt}").read_bytes()
+    path = tmp_path / f"truncated.{fmt}"
+    path.write_bytes(data[:int(len(data) * fraction)])
+    refused(path, "truncated|corrupted|not a")
+
+
+def test_a_truncated_legacy_h5_is_refused(tmp_path):
+    data = open(os.path.join(os.path.dirname(__file__), "data", "keras2_tiny.h5"), "rb").read()
+    path = tmp_path / "truncated.h5"
+    path.write_bytes(data[:len(data) // 2])
+    refused(path, "corrupted")
+
+
+def test_deeply_nested_json_is_refused(tmp_path, good):
+    entries = members(tmp_path / "good.keras")
+    entries["config.json"] = "[" * 100_000 + "]" * 100_000
+    refused(write_zip(tmp_path / "deep.keras", entries), "nested too deeply|corrupted|expected")
+
+
+@pytest.mark.parametrize("change, match", [
+    (lambda c: c.pop("config"), "layers"),
+    (lambda c: layer(c, 2)["config"].update(units="eight"), "units must be an integer"),
+    (lambda c: layer(c, 2)["config"].update(use_bias=False), "use_bias=False"),
+    (lambda c: layer(c, 2)["config"].update(dtype="mixed_float16"), "dtype 'mixed_float16'"),
+    (lambda c: layer(c, 0)["config"].update(batch_shape=[None, -3]), "input shape"),
+    (lambda c: c["compile_config"].update(loss="hinge"), "loss 'hinge'"),
+    (lambda c: c["compile_config"]["optimizer"].update(class_name="Adagrad"), "optimizer class 'Adagrad'"),
+    (lambda c: c["compile_config"]["optimizer"]["config"].update(weight_decay=0.1), "weight_decay=0.1"),
+    (lambda c: c["compile_config"]["optimizer"]["config"].update(beta_1=2.0), "beta_1"),
+    (lambda c: c["compile_config"].update(metrics=["mae"]), "metric 'mae'"),
+], ids=["no-config", "units-text", "no-bias", "mixed-precision", "negative-shape", "unknown-loss",
+        "unknown-optimizer", "weight-decay", "invalid-setting", "unknown-metric"])
+def test_contents_npnet_cannot_honour_are_refused_by_name(tmp_path, good, change, match):
+    refused(edited_keras(tmp_path, "bad.keras", change), match)
+
+
+def test_a_weights_only_file_given_to_load_model_says_what_to_do(tmp_path, good):
+    with pytest.raises(ValueError, match="load_weights"):
+        npnet.models.load_model(tmp_path / "good.weights.h5")
+
+
+def test_failed_load_weights_leaves_the_model_unchanged(tmp_path, good):
+    path = tmp_path / "nan.weights.h5"
+    with h5py.File(tmp_path / "good.weights.h5") as source, h5py.File(path, "w") as h5:
+        for key in ("layers", "optimizer"):
+            source.copy(key, h5)
+        h5["layers/dense_1/vars/0"][0, 0] = np.nan
+    before, iterations = good.get_weights(), good.optimizer.iterations
+    refused(path, "NaN", load=good.load_weights)
+    for a, b in zip(good.get_weights(), before):
+        np.testing.assert_array_equal(a, b)
+    assert good.optimizer.iterations == iterations
+
+
+def test_file_too_large_is_a_model_file_error():
+    assert issubclass(FileTooLarge, ModelFileError) and issubclass(ModelFileError, ValueError)

@@ -1,0 +1,213 @@
+"""Files Keras reads and writes, checked against Keras 3 itself (mirror tests).
+
+Every format in both directions: ``.keras`` (npnet -> Keras and Keras -> npnet, Sequential
+and functional chain, optimizer state carried so one more training step matches),
+``.weights.h5`` both ways, legacy ``.h5`` from Keras 3's legacy writer and from genuine
+Keras 2 (the committed ``tests/data/keras2_tiny.h5``), and ONNX through onnxruntime.
+"""
+
+import os
+
+os.environ.setdefault("TF_CPP_MIN_LOG_LEVEL", "2")
+
+import numpy as np  # noqa: E402
+import pytest  # noqa: E402
+
+keras = pytest.importorskip("keras")
+
+import npnet  # noqa: E402
+from npnet.layers import Dense, Dropout, Flatten, ReLU, Softmax  # noqa: E402
+
+pytestmark = pytest.mark.reference
+DATA = os.path.join(os.path.dirname(__file__), "data")
+TOLERANCE = 1e-6
+
+
+def data(n=24, seed=0):
+    rng = np.random.default_rng(seed)
+    return rng.random((n, 4, 3), dtype=np.float32), rng.integers(0, 3, n)
+
+
+def npnet_model(optimizer=None, activation="relu", dropout=0.0):
+    """Keras's twin below, with a Dropout layer (off unless ``dropout``: masks differ by side)."""
+    npnet.utils.set_random_seed(0)
+    model = npnet.Sequential([Flatten(input_shape=(4, 3)), Dense(6, activation=activation, kernel_regularizer="l2"),
+                              Dropout(dropout), Dense(5, activation="tanh", name="middle"), ReLU(), Dense(3), Softmax()])
+    model.compile(optimizer=optimizer or npnet.optimizers.Adam(0.01, beta_1=0.8),
+                  loss="sparse_categorical_crossentropy", metrics=["accuracy"])
+    return model
+
+
+def keras_model(optimizer=None):
+    keras.utils.set_random_seed(0)
+    model = keras.Sequential([keras.Input((4, 3)), keras.layers.Flatten(),
+                              keras.layers.Dense(6, activation="relu", kernel_regularizer="l2"),
+                              keras.layers.Dense(5, activation="tanh"), keras.layers.Activation("relu"),
+                              keras.layers.Dense(3), keras.layers.Softmax()])
+    model.compile(optimizer=optimizer or keras.optimizers.Adam(0.01, beta_1=0.8),
+                  loss="sparse_categorical_crossentropy", metrics=["accuracy"])
+    return model
+
+
+def max_difference(a, b):
+    return float(np.max(np.abs(np.asarray(a, dtype=np.float64) - np.asarray(b, dtype=np.float64))))
+
+
+def one_more_step(npnet_side, keras_side, x, y):
+    """One training step on each side from the loaded state: the weights must agree."""
+    npnet_side.fit(x[:8], y[:8], batch_size=8, epochs=1, shuffle=False, verbose=0)
+    keras_side.fit(x[:8], y[:8], batch_size=8, epochs=1, shuffle=False, verbose=0)
+    for ours, theirs in zip(npnet_side.get_weights(), keras_side.get_weights()):
+        assert max_difference(ours, theirs) < 1e-5
+    assert npnet_side.optimizer.iterations == int(keras_side.optimizer.iterations)
+
+
+OPTIMIZERS = [
+    ("adam", lambda: npnet.optimizers.Adam(0.01, beta_1=0.8), lambda: keras.optimizers.Adam(0.01, beta_1=0.8)),
+    ("sgd-nesterov", lambda: npnet.optimizers.SGD(0.05, momentum=0.9, nesterov=True),
+     lambda: keras.optimizers.SGD(0.05, momentum=0.9, nesterov=True)),
+    ("rmsprop-centered", lambda: npnet.optimizers.RMSprop(0.01, momentum=0.5, centered=True),
+     lambda: keras.optimizers.RMSprop(0.01, momentum=0.5, centered=True)),
+]
+
+
+@pytest.mark.parametrize("name, ours, _", OPTIMIZERS, ids=[o[0] for o in OPTIMIZERS])
+def test_npnet_keras_file_opens_in_keras_and_trains_on_identically(tmp_path, name, ours, _):
+    x, y = data()
+    model = npnet_model(ours())
+    model.fit(x, y, batch_size=8, epochs=2, verbose=0)
+    model.save(tmp_path / "m.keras")
+    loaded = keras.models.load_model(tmp_path / "m.keras")
+    assert max_difference(loaded.predict(x, verbose=0), model.predict(x, verbose=0)) < TOLERANCE
+    assert [layer.name for layer in loaded.layers] == [layer.name for layer in model.layers]
+    assert loaded.layers[1].kernel_regularizer.l2 == pytest.approx(0.01)
+    assert int(loaded.optimizer.iterations) == model.optimizer.iterations == 6
+    one_more_step(model, loaded, x, y)
+
+
+@pytest.mark.parametrize("name, _, theirs", OPTIMIZERS, ids=[o[0] for o in OPTIMIZERS])
+def test_keras_file_opens_in_npnet_and_trains_on_identically(tmp_path, name, _, theirs):
+    x, y = data()
+    model = keras_model(theirs())
+    model.fit(x, y, batch_size=8, epochs=2, verbose=0)
+    model.save(tmp_path / "k.keras")
+    loaded = npnet.models.load_model(tmp_path / "k.keras")
+    assert max_difference(loaded.predict(x, verbose=0), model.predict(x, verbose=0)) < TOLERANCE
+    assert [type(layer).__name__ for layer in loaded.layers] == ["Flatten", "Dense", "Dense", "ReLU", "Dense", "Softmax"]
+    assert loaded.layers[1].kernel_regularizer.l2 == pytest.approx(0.01)
+    assert loaded.metrics_names == ["accuracy"]
+    assert loaded.optimizer.iterations == 6
+    one_more_step(loaded, model, x, y)
+
+
+def test_a_keras_functional_chain_opens_in_npnet(tmp_path):
+    inputs = keras.Input((28, 28), name="image")
+    hidden = keras.layers.Dense(16, activation="relu")(keras.layers.Flatten()(inputs))
+    model = keras.Model(inputs, keras.layers.Dense(10)(hidden), name="chain")
+    model.compile(optimizer="adam", loss=keras.losses.SparseCategoricalCrossentropy(from_logits=True))
+    model.save(tmp_path / "f.keras")
+    loaded = npnet.models.load_model(tmp_path / "f.keras")
+    x = np.random.default_rng(1).random((50, 28, 28), dtype=np.float32)
+    assert loaded.name == "chain" and loaded.loss.from_logits
+    assert max_difference(loaded.predict(x, verbose=0), model.predict(x, verbose=0)) < TOLERANCE
+
+
+def test_a_keras_model_with_two_branches_is_refused_by_name(tmp_path):
+    inputs = keras.Input((4,))
+    merged = keras.layers.Add()([keras.layers.Dense(3)(inputs), keras.layers.Dense(3)(inputs)])
+    keras.Model(inputs, merged).save(tmp_path / "branches.keras")
+    with pytest.raises(npnet.saving.ModelFileError, match="branches.keras.*one chain"):
+        npnet.models.load_model(tmp_path / "branches.keras")
+
+
+@pytest.mark.parametrize("activation", npnet.activations.names())
+def test_every_activation_and_layer_round_trips_through_keras(tmp_path, activation):
+    x, _ = data()
+    model = npnet_model(activation=activation, dropout=0.25)
+    model.save(tmp_path / "a.keras")
+    theirs = keras.models.load_model(tmp_path / "a.keras")
+    theirs.save(tmp_path / "back.keras")
+    ours = npnet.models.load_model(tmp_path / "back.keras")
+    assert ours.layers[1].activation.name == activation
+    assert max_difference(theirs.predict(x, verbose=0), model.predict(x, verbose=0)) < TOLERANCE
+    assert max_difference(ours.predict(x, verbose=0), model.predict(x, verbose=0)) < TOLERANCE
+
+
+def test_categorical_crossentropy_from_logits_and_float64_cross_over(tmp_path):
+    npnet.config.set_floatx("float64")
+    try:
+        model = npnet.Sequential([Dense(3, input_shape=(5,))])
+    finally:
+        npnet.config.set_floatx("float32")
+    model.compile(optimizer="rmsprop", loss=npnet.losses.CategoricalCrossentropy(from_logits=True),
+                  metrics=["categorical_accuracy"])
+    model.save(tmp_path / "c.keras")
+    theirs = keras.models.load_model(tmp_path / "c.keras")
+    assert theirs.loss.from_logits and theirs.layers[0].kernel.dtype == "float64"
+    theirs.save(tmp_path / "c2.keras")
+    ours = npnet.models.load_model(tmp_path / "c2.keras")
+    assert ours.loss.from_logits and type(ours.loss) is npnet.losses.CategoricalCrossentropy
+    assert ours.get_weights()[0].dtype == np.float64
+    np.testing.assert_array_equal(ours.get_weights()[0], model.get_weights()[0])
+
+
+def test_weights_files_move_both_ways(tmp_path):
+    x, y = data()
+    ours, theirs = npnet_model(), keras_model()
+    ours.fit(x, y, batch_size=8, verbose=0)
+    theirs.fit(x, y, batch_size=8, verbose=0)
+    ours_file, theirs_file = tmp_path / "ours.weights.h5", tmp_path / "theirs.weights.h5"
+    # Layer structure differs (Dropout, Activation); only the Dense weights must line up.
+    ours.save_weights(ours_file)
+    theirs.save_weights(theirs_file)
+    target = npnet_model()
+    target.load_weights(theirs_file)
+    assert max_difference(target.predict(x, verbose=0), theirs.predict(x, verbose=0)) < TOLERANCE
+    assert target.optimizer.iterations == int(theirs.optimizer.iterations) == 3
+    mirror = keras_model()
+    mirror.load_weights(ours_file)
+    assert max_difference(mirror.predict(x, verbose=0), ours.predict(x, verbose=0)) < TOLERANCE
+
+
+def test_save_weights_needs_the_keras_suffix(tmp_path):
+    with pytest.raises(ValueError, match="'.weights.h5'"):
+        npnet_model().save_weights(tmp_path / "w.h5")
+    assert os.listdir(tmp_path) == []
+
+
+def test_keras3_legacy_h5_opens_in_npnet(tmp_path):
+    x, y = data()
+    model = keras_model()
+    model.fit(x, y, batch_size=8, verbose=0)
+    model.save(tmp_path / "legacy.h5")
+    loaded = npnet.models.load_model(tmp_path / "legacy.h5")
+    assert max_difference(loaded.predict(x, verbose=0), model.predict(x, verbose=0)) < TOLERANCE
+    assert loaded.compiled and type(loaded.optimizer) is npnet.optimizers.Adam
+
+
+def test_a_keras2_h5_file_opens_in_npnet():
+    expected = np.load(os.path.join(DATA, "keras2_tiny_expected.npz"))
+    assert str(expected["keras_version"]).startswith("2.")
+    loaded = npnet.models.load_model(os.path.join(DATA, "keras2_tiny.h5"))
+    assert [type(layer).__name__ for layer in loaded.layers] == ["Flatten", "Dense", "Dropout", "Dense"]
+    assert max_difference(loaded.predict(expected["x"], verbose=0), expected["predictions"]) < TOLERANCE
+    assert loaded.compiled and loaded.optimizer.learning_rate == pytest.approx(0.01)
+    assert loaded.metrics_names == ["accuracy"]
+
+
+def test_writing_legacy_h5_is_refused_with_a_pointer_to_keras(tmp_path):
+    with pytest.raises(ValueError, match="'.keras'"):
+        npnet_model().save(tmp_path / "model.h5")
+    assert os.listdir(tmp_path) == []
+
+
+def test_onnx_export_predicts_as_npnet(tmp_path):
+    ort = pytest.importorskip("onnxruntime")
+    x, y = data(200)
+    model = npnet_model()
+    model.fit(x, y, batch_size=8, verbose=0)
+    model.export(tmp_path / "m.onnx", format="onnx")
+    session = ort.InferenceSession(str(tmp_path / "m.onnx"), providers=["CPUExecutionProvider"])
+    assert max_difference(session.run(None, {"inputs": x})[0], model.predict(x, verbose=0)) < TOLERANCE
+    with pytest.raises(ValueError, match="format='onnx' only"):
+        model.export(tmp_path / "m.pb", format="tf_saved_model")
