@@ -81,7 +81,7 @@ def compile_to_keras(model):
                           "config": optimizer_config, "registered_name": None},
             "loss": {"module": "keras.losses", "class_name": kc.LOSSES[type(loss)],
                      "config": loss_config, "registered_name": None},
-            "loss_weights": None, "metrics": list(model.metrics_names) or None,
+            "loss_weights": None, "metrics": [metric.name for metric in model.metrics] or None,
             "weighted_metrics": None, "run_eagerly": False, "steps_per_execution": 1,
             "jit_compile": False}
 
@@ -201,7 +201,7 @@ def compile_from_keras(config, where="compile config"):
     optimizer = optimizer_from_keras(config.get("optimizer", config.get("optimizer_config")), where)
     loss = loss_from_keras(config.get("loss"), where)
     metrics = metrics_from_keras(config.get("metrics"), where)
-    metrics_module.resolve_names(metrics, loss)  # refuse now what compile() would refuse later
+    metrics_module.resolve(metrics, loss)  # refuse now what compile() would refuse later
     return CompileSpec(optimizer, loss, metrics)
 
 
