@@ -676,6 +676,17 @@ def save_figure(fig: Figure, path: str | os.PathLike, dpi: int = DEFAULT_DPI) ->
     return path
 
 
+def _single_prediction_of(predictions: np.ndarray, predictions_single: Any | None) -> np.ndarray:
+    """The (1, n_classes) prediction for the seed's single image, checked (default: row 0)."""
+    if predictions_single is None:
+        return predictions[:1]
+    single = _as_predictions(predictions_single, "predictions_single")
+    if single.shape != (1, predictions.shape[1]):
+        raise ValueError(f"predictions_single: expected the output for one image, shape "
+                         f"(1, {predictions.shape[1]}), received shape {single.shape}")
+    return single
+
+
 def write_tutorial_figures(
     out_dir: str | os.PathLike, *, history: Any, train_images: Any, train_labels: Any,
     test_images: Any, test_labels: Any, predictions: Any, class_names: Sequence[str], model: Any,
@@ -684,10 +695,9 @@ def write_tutorial_figures(
     """Write the tutorial's figures (and the learners' extras) as PNGs into out_dir.
 
     predictions: (n_test, n_classes), the model's output on test_images.
-    predictions_single: (1, n_classes), the model's output for the batch of one
-    ``test_images[0][None]``, the seed's single image (default: ``predictions[:1]``).
-    diagnostics_record: a :class:`npnet.callbacks.Diagnostics` that watched training; when
-    given, diagnostics.png is written too.
+    predictions_single: (1, n_classes), the output for the seed's single image, the batch
+    ``test_images[0][None]`` (default: ``predictions[:1]``). diagnostics_record: a
+    :class:`npnet.callbacks.Diagnostics` that watched training; adds diagnostics.png.
     Returns the paths written, in this order: sample, grid25, prediction_0, prediction_12,
     predictions_grid, single_prediction, training_curves, confusion_matrix,
     first_layer_weights[, diagnostics].
@@ -703,11 +713,7 @@ def write_tutorial_figures(
     _check_grid_size(5, 5, len(train_images))
     _history_record(history)
     _first_dense_kernel(model)
-    single = predictions[:1] if predictions_single is None else _as_predictions(
-        predictions_single, "predictions_single")
-    if single.shape != (1, predictions.shape[1]):
-        raise ValueError(f"predictions_single: expected the output for one image, shape "
-                         f"(1, {predictions.shape[1]}), received shape {single.shape}")
+    single = _single_prediction_of(predictions, predictions_single)
     if diagnostics_record is not None:
         _diagnostics_record(diagnostics_record)
 
