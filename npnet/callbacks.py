@@ -231,3 +231,7 @@ class TerminateOnNaN(Callback):
 
 def is_finite(value):
     return math.isfinite(float(value)) if np.ndim(value) == 0 else bool(np.isfinite(value).all())
+
+
+# The training-diagnostics callback lives in its own module; it is a callback like the others.
+from .diagnostics import Diagnostics  # noqa: E402,F401

@@ -20,6 +20,10 @@ import time
 import numpy as np
 
 
+#: With --out, diagnostics.png shows what npnet.callbacks.Diagnostics records every this many steps.
+DIAGNOSTICS_EVERY = 100
+
+
 class OneLineParser(argparse.ArgumentParser):
     """argparse, but an error is one line on stderr and exit status 2, without the usage block."""
 
@@ -176,12 +180,17 @@ def run_tutorial(args):
     train_images, test_images = _scale(train_images), _scale(raw_test_images)
 
     model = _build_and_compile(npnet, args, timings)
-    history = _train(npnet, model, train_images, train_labels, args, timings)
-    test_loss, test_acc, predictions = _evaluate_and_predict(model, test_images, test_labels, args, timings)
+    # With figures to write, watch training from inside too (diagnostics.png).
+    diagnostics = npnet.callbacks.Diagnostics(every=DIAGNOSTICS_EVERY) \
+        if args.out is not None and not args.no_plots else None
+    history = _train(npnet, model, train_images, train_labels, args, timings, diagnostics)
+    test_loss, test_acc, predictions, single = _evaluate_and_predict(model, test_images, test_labels,
+                                                                     args, timings)
     timings["total_s"] = time.perf_counter() - started
     if args.out is not None:
         _write_outputs(args, model, history, test_loss, test_acc, timings,
-                       raw_train_images, train_labels[:25], raw_test_images, test_labels, predictions)
+                       raw_train_images, train_labels[:25], raw_test_images, test_labels,
+                       (predictions, single), diagnostics)
     return 0
 
 
@@ -212,7 +221,7 @@ def _build_and_compile(npnet, args, timings):
     return model
 
 
-def _train(npnet, model, train_images, train_labels, args, timings):
+def _train(npnet, model, train_images, train_labels, args, timings, diagnostics=None):
     _say(f"\n== Train the model ({args.epochs} epochs, batch size {args.batch_size})")
     epoch_times = []
 
@@ -225,7 +234,8 @@ def _train(npnet, model, train_images, train_labels, args, timings):
 
     t = time.perf_counter()
     history = model.fit(train_images, train_labels, epochs=args.epochs, batch_size=args.batch_size,
-                        verbose=args.verbose, callbacks=[EpochTimer()])
+                        verbose=args.verbose,
+                        callbacks=[EpochTimer()] + ([diagnostics] if diagnostics is not None else []))
     timings["fit_s"] = time.perf_counter() - t
     timings["epoch_s"] = epoch_times
     return history
@@ -258,7 +268,7 @@ def _evaluate_and_predict(model, test_images, test_labels, args, timings):
     _say(f"img.shape: {img.shape}   model.predict(img).shape: {single.shape}")
     _say(f"np.argmax(predictions_single[0]): {guess} ({CLASS_NAMES[guess]}); "
          f"test_labels[0]: {test_labels[0]} ({CLASS_NAMES[test_labels[0]]})")
-    return test_loss, test_acc, predictions
+    return test_loss, test_acc, predictions, single
 
 
 def _scale(images):
@@ -269,9 +279,10 @@ def _scale(images):
 
 
 def _write_outputs(args, model, history, test_loss, test_acc, timings,
-                   train_images, train_labels, test_images, test_labels, predictions):
+                   train_images, train_labels, test_images, test_labels, predictions, diagnostics=None):
     import npnet
 
+    predictions, single = predictions
     out = args.out
     model_path = os.path.join(out, "model.npnet")
     model.save(model_path)
@@ -280,7 +291,9 @@ def _write_outputs(args, model, history, test_loss, test_acc, timings,
         written += [str(p) for p in npnet.plot.write_tutorial_figures(
             out, history=history, train_images=train_images, train_labels=train_labels,
             test_images=test_images, test_labels=test_labels, predictions=predictions,
-            class_names=npnet.datasets.fashion_mnist.CLASS_NAMES, model=model)]
+            class_names=npnet.datasets.fashion_mnist.CLASS_NAMES, model=model,
+            predictions_single=single,
+            diagnostics_record=diagnostics if diagnostics is not None and diagnostics.steps else None)]
     metrics = {
         "history": history.history,
         "test_loss": test_loss,

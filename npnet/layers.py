@@ -337,3 +337,117 @@ def deserialize(class_name, config_):
             f"Unknown layer class {class_name!r}; known layers: {', '.join(sorted(LAYERS))}"
         ) from None
     return cls.from_config(dict(config_))
+
+
+class FunctionLayer(Layer):
+    """A layer made of two plain functions: the supported way to plug your own forward and
+    backward into a model (e.g. to train with the backward pass you wrote, or to check it
+    with ``npnet.gradcheck``).
+
+    The functions follow the layer contract above, with the parameters passed in::
+
+        forward(x, params)              -> (y, cache)
+        backward(dL_dy, cache, params)  -> (dL_dx, grads)
+
+    ``params`` is the layer's dict of arrays (``layer.params``; read it, do not replace it),
+    ``cache`` is anything ``forward`` wants ``backward`` to have, and ``grads`` is a dict with
+    the same keys and shapes as ``params``. Every returned array is checked, and an error
+    names what was expected and what was received, so a wrong shape is caught at the first
+    step rather than deep inside the optimizer.
+
+    ``params``: a dict of initial arrays, or a function ``params(input_shape) -> dict``
+    called when the layer is built (``input_shape`` with the batch dimension, e.g.
+    ``(None, 784)``). Arrays are copied to npnet's float type. ``output_shape`` (without the
+    batch dimension) is found by running ``forward`` on one sample of zeros when not given.
+
+    Only the NumPy backend runs Python functions: the automatic backend choice uses it, and
+    ``backend='numba'`` refuses such a model. A FunctionLayer cannot be saved to a file
+    (functions are code); keep its weights with ``model.get_weights()`` instead.
+    """
+
+    def __init__(self, forward, backward, params=None, *, output_shape=None, input_shape=None,
+                 name=None, trainable=True):
+        for role, function in (("forward", forward), ("backward", backward)):
+            if not callable(function):
+                raise TypeError(f"FunctionLayer: {role} must be a function, e.g. "
+                                f"def {role}(...); received {function!r}")
+        if params is not None and not (callable(params) or isinstance(params, dict)):
+            raise TypeError("FunctionLayer: params must be a dict of arrays (e.g. {'kernel': w, "
+                            f"'bias': b}}) or a function of the input shape; received {type(params).__name__}")
+        super().__init__(name=name, input_shape=input_shape, trainable=trainable)
+        self.forward_function, self.backward_function = forward, backward
+        self._params_source = params
+        self._output_shape = None if output_shape is None else tuple(int(d) for d in output_shape)
+        if isinstance(params, dict):
+            self.params = self._checked_params(params)
+
+    def _checked_params(self, params):
+        if not isinstance(params, dict):
+            raise TypeError(f"FunctionLayer {self.name!r}: params(input_shape) must return a dict "
+                            f"of arrays; received {type(params).__name__}")
+        dtype = config.floatx()
+        return {str(key): utils.aligned_copy(np.array(value, dtype=dtype)) for key, value in params.items()}
+
+    def build(self, input_shape):
+        if callable(self._params_source) and not self.built:
+            self.params = self._checked_params(self._params_source(tuple(input_shape)))
+        super().build(input_shape)
+
+    def compute_output_shape(self, input_shape):
+        if self._output_shape is not None:
+            return (input_shape[0],) + self._output_shape
+        if not self.built:
+            self.build(input_shape)
+        probe = np.zeros((1,) + tuple(input_shape[1:]), dtype=config.floatx())
+        y, _ = self.forward(probe)
+        return (input_shape[0],) + y.shape[1:]
+
+    def forward(self, x, training=False):
+        result = self.forward_function(x, self.params)
+        if not isinstance(result, tuple) or len(result) != 2:
+            raise TypeError(f"FunctionLayer {self.name!r}: forward must return (y, cache); "
+                            f"received {_describe(result)}")
+        y = np.asarray(result[0])
+        if y.ndim == 0 or y.shape[0] != x.shape[0]:
+            raise ValueError(f"FunctionLayer {self.name!r}: forward must return y with one row per "
+                             f"sample, shape ({x.shape[0]}, ...); received shape {y.shape}")
+        return y, (result[1], x.shape)
+
+    def backward(self, dL_dy, cache, need_input_grad=True):
+        user_cache, input_shape = cache
+        result = self.backward_function(dL_dy, user_cache, self.params)
+        if not isinstance(result, tuple) or len(result) != 2 or not isinstance(result[1], dict):
+            raise TypeError(f"FunctionLayer {self.name!r}: backward must return (dL_dx, grads) with "
+                            f"grads a dict like params; received {_describe(result)}")
+        dL_dx, grads = result
+        if set(grads) != set(self.params):
+            raise ValueError(f"FunctionLayer {self.name!r}: backward must return a gradient for each "
+                             f"parameter {sorted(self.params)}; received {sorted(grads)}")
+        checked = {}
+        for key, param in self.params.items():
+            grad = np.asarray(grads[key])
+            if grad.shape != param.shape:
+                raise ValueError(f"FunctionLayer {self.name!r}: the gradient of {key!r} must have the "
+                                 f"shape of {key!r}, {param.shape}; received {grad.shape}")
+            checked[key] = grad.astype(param.dtype, copy=False)
+        if need_input_grad:
+            if dL_dx is None or np.shape(dL_dx) != tuple(input_shape):
+                raise ValueError(f"FunctionLayer {self.name!r}: dL_dx must have the shape of the "
+                                 f"layer's input, {tuple(input_shape)}; received {_describe(dL_dx)}")
+            dL_dx = np.asarray(dL_dx)
+        return (dL_dx if need_input_grad else None), checked
+
+    def get_config(self):
+        raise NotImplementedError(
+            f"FunctionLayer {self.name!r} holds Python functions, which npnet does not write to "
+            "files (a file that runs code when loaded is unsafe). Keep the weights with "
+            "model.get_weights() and rebuild the model from your code.")
+
+
+def _describe(value):
+    """``shape (3, 4)`` for arrays, else the type's name: for FunctionLayer's errors."""
+    if isinstance(value, np.ndarray):
+        return f"an array of shape {value.shape}"
+    if isinstance(value, tuple):
+        return f"a tuple of {len(value)} ({', '.join(type(v).__name__ for v in value)})"
+    return type(value).__name__

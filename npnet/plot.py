@@ -17,8 +17,9 @@ The tutorial's figures, in order::
     prediction_grid(predictions, test_labels, test_images, class_names)
     single_prediction(predictions[1], class_names)
 
-and, for learners: :func:`training_curves`, :func:`confusion_matrix` and
-:func:`first_layer_weights`. :func:`write_tutorial_figures` writes all of them as PNG files.
+and, for learners: :func:`training_curves`, :func:`confusion_matrix`,
+:func:`first_layer_weights` and :func:`diagnostics` (what
+:class:`npnet.callbacks.Diagnostics` recorded). :func:`write_tutorial_figures` writes all of them as PNG files.
 
 Shapes used below: ``images`` is ``(n, height, width)`` (uint8 0-255 or float 0-1 both display
 fine), ``predictions`` is ``(n, n_classes)`` probabilities, ``true_labels`` is ``(n,)`` integers.
@@ -48,6 +49,7 @@ __all__ = [
     "training_curves",
     "confusion_matrix",
     "first_layer_weights",
+    "diagnostics",
     "save_figure",
     "write_tutorial_figures",
     "DEFAULT_DPI",
@@ -583,6 +585,80 @@ def first_layer_weights(model: Any, max_units: int | None = None) -> Figure:
     return fig
 
 
+# Where the update/weight ratio is usually healthy (CS231n's rule of thumb), drawn as a guide.
+_HEALTHY_UPDATE_RATIO = 1e-3
+
+
+def _diagnostics_record(recorded: Any) -> tuple[np.ndarray, dict]:
+    """(steps, {layer: {metric: array}}) from a Diagnostics callback, checked."""
+    steps = getattr(recorded, "steps", None)
+    layers = getattr(recorded, "layers", None)
+    if steps is None or not isinstance(layers, Mapping):
+        raise TypeError("diagnostics: expected an npnet.callbacks.Diagnostics callback (with .steps "
+                        f"and .layers), received {type(recorded).__name__}")
+    if not steps:
+        raise ValueError("diagnostics: the callback has no records yet; pass it to fit first, e.g. "
+                         "model.fit(x, y, callbacks=[diagnostics])")
+    series = {}
+    for name, metrics in layers.items():
+        series[name] = {}
+        for metric, values in metrics.items():
+            values = np.asarray(values, dtype=np.float64)
+            if values.shape != (len(steps),):
+                raise ValueError(f"diagnostics: expected {len(steps)} values of {metric!r} for layer "
+                                 f"{name!r} (one per recorded step), received shape {values.shape}")
+            series[name][metric] = np.where(np.isfinite(values), values, np.nan)
+    return np.asarray(steps), series
+
+
+def diagnostics(recorded: Any) -> Figure:
+    """Four panels of what :class:`npnet.callbacks.Diagnostics` recorded, one line per layer
+    (the same colour in every panel), against the training step:
+
+    * gradient norm ‖dL/dw‖ (log scale): vanishing gradients show as early layers far below;
+    * update/weight ratio ‖Δw‖/‖w‖ (log scale), with the healthy 1e-3 as a dashed guide;
+    * the fraction of dead ReLU units (0 to 1), for ReLU layers;
+    * the activations' mean, with a band of ± one standard deviation.
+    """
+    steps, series = _diagnostics_record(recorded)
+    every = getattr(recorded, "every", None)
+    fig = _new_figure(figsize=(11, 7.5), layout="constrained")
+    axes = fig.subplots(2, 2, sharex=True)
+    colors = {name: f"C{i % 10}" for i, name in enumerate(series)}
+    panels = [(axes[0, 0], "grad_norm", "Gradient norm ‖dL/dw‖", True),
+              (axes[0, 1], "update_ratio", "Update / weight ratio ‖Δw‖ / ‖w‖", True),
+              (axes[1, 0], "dead_fraction", "Dead ReLU units (fraction)", False)]
+    for ax, metric, title, log_scale in panels:
+        for name, metrics in series.items():
+            if np.isfinite(metrics[metric]).any():
+                ax.plot(steps, metrics[metric], marker=".", color=colors[name], label=name)
+        ax.set_title(title)
+        if log_scale:
+            ax.set_yscale("log", nonpositive="mask")
+    axes[0, 1].axhline(_HEALTHY_UPDATE_RATIO, color="black", linestyle="--", linewidth=1,
+                       label="1e-3, typical of healthy training")
+    dead_ax = axes[1, 0]
+    dead_ax.set_ylim(-0.02, 1.02)
+    if not dead_ax.lines:
+        dead_ax.text(0.5, 0.5, "no ReLU layers", ha="center", va="center", transform=dead_ax.transAxes)
+    spread_ax = axes[1, 1]
+    for name, metrics in series.items():
+        mean, std = metrics["activation_mean"], metrics["activation_std"]
+        spread_ax.plot(steps, mean, marker=".", color=colors[name], label=name)
+        spread_ax.fill_between(steps, mean - std, mean + std, color=colors[name], alpha=0.2)
+    spread_ax.set_title("Activations: mean ± one standard deviation")
+    for ax in axes.flat:
+        ax.grid(True, alpha=0.3)
+    for ax in axes[1]:
+        ax.set_xlabel("Training step")
+    # One legend for the whole figure, outside the panels, so it never hides a line.
+    handles = [spread_ax.lines[i] for i in range(len(series))] + [axes[0, 1].lines[-1]]
+    fig.legend(handles, [h.get_label() for h in handles], loc="outside right upper", title="layer")
+    cadence = f", every {every} steps" if every else ""
+    fig.suptitle(f"Training diagnostics ({len(steps)} records{cadence})")
+    return fig
+
+
 # --------------------------------------------------------------------------------------------
 # Writing files
 # --------------------------------------------------------------------------------------------
@@ -600,15 +676,31 @@ def save_figure(fig: Figure, path: str | os.PathLike, dpi: int = DEFAULT_DPI) ->
     return path
 
 
+def _single_prediction_of(predictions: np.ndarray, predictions_single: Any | None) -> np.ndarray:
+    """The (1, n_classes) prediction for the seed's single image, checked (default: row 0)."""
+    if predictions_single is None:
+        return predictions[:1]
+    single = _as_predictions(predictions_single, "predictions_single")
+    if single.shape != (1, predictions.shape[1]):
+        raise ValueError(f"predictions_single: expected the output for one image, shape "
+                         f"(1, {predictions.shape[1]}), received shape {single.shape}")
+    return single
+
+
 def write_tutorial_figures(
     out_dir: str | os.PathLike, *, history: Any, train_images: Any, train_labels: Any,
     test_images: Any, test_labels: Any, predictions: Any, class_names: Sequence[str], model: Any,
+    predictions_single: Any | None = None, diagnostics_record: Any | None = None,
 ) -> list[pathlib.Path]:
     """Write the tutorial's figures (and the learners' extras) as PNGs into out_dir.
 
     predictions: (n_test, n_classes), the model's output on test_images.
+    predictions_single: (1, n_classes), the output for the seed's single image, the batch
+    ``test_images[0][None]`` (default: ``predictions[:1]``). diagnostics_record: a
+    :class:`npnet.callbacks.Diagnostics` that watched training; adds diagnostics.png.
     Returns the paths written, in this order: sample, grid25, prediction_0, prediction_12,
-    predictions_grid, single_prediction, training_curves, confusion_matrix, first_layer_weights.
+    predictions_grid, single_prediction, training_curves, confusion_matrix,
+    first_layer_weights[, diagnostics].
     """
     # Check everything first, so bad input fails before any file is written.
     predictions, test_labels, test_images, _ = _validate_predictions(
@@ -621,6 +713,9 @@ def write_tutorial_figures(
     _check_grid_size(5, 5, len(train_images))
     _history_record(history)
     _first_dense_kernel(model)
+    single = _single_prediction_of(predictions, predictions_single)
+    if diagnostics_record is not None:
+        _diagnostics_record(diagnostics_record)
 
     out_dir = pathlib.Path(out_dir)
     out_dir.mkdir(parents=True, exist_ok=True)
@@ -636,11 +731,13 @@ def write_tutorial_figures(
         ("predictions_grid.png",
          lambda: prediction_grid(predictions, test_labels, test_images, class_names)),
         ("single_prediction.png",
-         lambda: single_prediction(predictions[1], class_names, true_label=test_labels[1])),
+         lambda: single_prediction(single[0], class_names, true_label=test_labels[0])),
         ("training_curves.png", lambda: training_curves(history)),
         ("confusion_matrix.png", lambda: confusion_matrix(test_labels, predictions, class_names)),
         ("first_layer_weights.png", lambda: first_layer_weights(model)),
     ]
+    if diagnostics_record is not None:
+        figures.append(("diagnostics.png", lambda: diagnostics(diagnostics_record)))
     written = []
     for file_name, make_figure in figures:
         fig = make_figure()

@@ -13,7 +13,7 @@ from npnet import cli
 PNG_SIGNATURE = b"\x89PNG\r\n\x1a\n"
 FIGURES = ["sample.png", "grid25.png", "prediction_0.png", "prediction_12.png",
            "predictions_grid.png", "single_prediction.png", "training_curves.png",
-           "confusion_matrix.png", "first_layer_weights.png"]
+           "confusion_matrix.png", "first_layer_weights.png", "diagnostics.png"]
 
 
 @pytest.fixture(scope="module")
@@ -37,7 +37,9 @@ def test_tutorial_prints_the_tutorials_steps(tutorial_out):
     assert "Test accuracy: " in stdout
     assert "predictions.shape: (10000, 10) float32" in stdout
     assert "np.argmax(predictions[0]): 9 (Ankle boot)" in stdout
-    assert "model.predict(img).shape: (1, 10)" in stdout
+    # the seed's single image, test_images[0], as a batch of one, and its one row of results
+    assert "img.shape: (1, 28, 28)   model.predict(img).shape: (1, 10)" in stdout
+    assert "np.argmax(predictions_single[0]): 9 (Ankle boot); test_labels[0]: 9 (Ankle boot)" in stdout
 
 
 def test_tutorial_out_writes_metrics_model_and_every_figure(tutorial_out):
