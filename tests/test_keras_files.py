@@ -95,7 +95,7 @@ def test_keras_file_opens_in_npnet_and_trains_on_identically(tmp_path, name, _, 
     assert max_difference(loaded.predict(x, verbose=0), model.predict(x, verbose=0)) < TOLERANCE
     assert [type(layer).__name__ for layer in loaded.layers] == ["Flatten", "Dense", "Dense", "ReLU", "Dense", "Softmax"]
     assert loaded.layers[1].kernel_regularizer.l2 == pytest.approx(0.01)
-    assert loaded.metrics_names == ["accuracy"]
+    assert loaded.metrics_names == ["loss", "accuracy"]
     assert loaded.optimizer.iterations == 6
     one_more_step(loaded, model, x, y)
 
@@ -192,7 +192,7 @@ def test_a_keras2_h5_file_opens_in_npnet():
     assert [type(layer).__name__ for layer in loaded.layers] == ["Flatten", "Dense", "Dropout", "Dense"]
     assert max_difference(loaded.predict(expected["x"], verbose=0), expected["predictions"]) < TOLERANCE
     assert loaded.compiled and loaded.optimizer.learning_rate == pytest.approx(0.01)
-    assert loaded.metrics_names == ["accuracy"]
+    assert loaded.metrics_names == ["loss", "accuracy"]
 
 
 def test_writing_legacy_h5_is_refused_with_a_pointer_to_keras(tmp_path):
