@@ -497,3 +497,94 @@ def relu_backward_general(dL_da, z, a, negative_slope=0.0, max_value=None, thres
     if negative_slope:
         slope = slope + np.where(z < _as(z, threshold), _as(z, negative_slope), _as(z, 0))
     return dL_da * slope
+
+
+# ----------------------------------------------------------------------------- binary and regression losses
+# Keras's per-sample losses: y_pred and y_true of shape (n, m), the loss of a sample is the
+# mean over its m outputs, and the loss reported is the batch mean of those (n,) values.
+# The gradients below are of that batch mean, hence the division by n · m.
+
+
+def binary_crossentropy(p, targets, epsilon=1e-7):
+    """Per-sample binary cross-entropy of probabilities.  p, targets: (n, m) -> (n,)
+
+    ``-(t log p + (1 - t) log(1 - p))`` with p clipped to [epsilon, 1 - epsilon] as Keras does.
+    """
+    clipped = np.clip(p, epsilon, 1 - epsilon)
+    per_entry = -(targets * np.log(clipped) + (1 - targets) * np.log(1 - clipped))
+    return per_entry.mean(axis=-1, dtype=p.dtype)
+
+
+def binary_crossentropy_backward(p, targets, epsilon=1e-7):
+    """d(batch-mean BCE)/dp: ``(p - t) / (p (1 - p)) / (n m)``, zero where the clip holds p."""
+    clipped = np.clip(p, epsilon, 1 - epsilon)
+    inside = (p >= epsilon) & (p <= 1 - epsilon)
+    dL_dp = (clipped - targets) / (clipped * (1 - clipped))
+    return (np.where(inside, dL_dp, 0) / p.size).astype(p.dtype, copy=False)
+
+
+def binary_crossentropy_from_logits(z, targets):
+    """Per-sample BCE of logits.  z, targets: (n, m) -> (n,)
+
+    ``-(t log σ(z) + (1 - t) log(1 - σ(z)))`` rewritten as ``max(z, 0) - z t + log(1 + exp(-|z|))``
+    so that no exponential overflows and nothing is clipped (TensorFlow's
+    ``sigmoid_cross_entropy_with_logits``).
+    """
+    per_entry = np.maximum(z, 0) - z * targets + np.log1p(np.exp(-np.abs(z)))
+    return per_entry.mean(axis=-1, dtype=z.dtype)
+
+
+def sigmoid_binary_crossentropy_backward(p, targets):
+    """The combined gradient of a sigmoid followed by binary cross-entropy, w.r.t. the logits.
+
+    p: (n, m) sigmoid outputs, targets: (n, m)  ->  dL_dz: (n, m)
+
+    As for softmax and cross-entropy: ``dL/dp = (p - t) / (p (1 - p))`` times the sigmoid's
+    derivative ``p (1 - p)`` collapses to ``p - t``; divided by n · m for the batch mean of
+    the per-sample means. Nothing is divided by a p that may be 0 or 1.
+    """
+    return (p - targets) / p.size
+
+
+def mean_squared_error(y_pred, y_true):
+    """Per-sample mean of squared errors.  (n, m), (n, m) -> (n,)"""
+    error = y_pred - y_true
+    return (error * error).mean(axis=-1, dtype=y_pred.dtype)
+
+
+def mean_squared_error_backward(y_pred, y_true):
+    """d(batch mean of MSE)/dy_pred = 2 (y_pred - y_true) / (n m)."""
+    return (y_pred - y_true) * y_pred.dtype.type(2 / y_pred.size)
+
+
+def mean_absolute_error(y_pred, y_true):
+    """Per-sample mean of absolute errors.  (n, m), (n, m) -> (n,)"""
+    return np.abs(y_pred - y_true).mean(axis=-1, dtype=y_pred.dtype)
+
+
+def mean_absolute_error_backward(y_pred, y_true):
+    """d(batch mean of MAE)/dy_pred = sign(y_pred - y_true) / (n m); 0 where they are equal, as TF's abs."""
+    return np.sign(y_pred - y_true) * y_pred.dtype.type(1 / y_pred.size)
+
+
+def huber(y_pred, y_true, delta=1.0):
+    """Per-sample mean Huber loss.  (n, m), (n, m) -> (n,)
+
+    With ``e = y_pred - y_true``: ``e² / 2`` where ``|e| <= delta`` (squared error near the
+    target), ``delta (|e| - delta / 2)`` beyond (absolute error for outliers); the two pieces
+    meet with equal value and slope at ``|e| = delta``.
+    """
+    error = y_pred - y_true
+    abs_error = np.abs(error)
+    d = y_pred.dtype.type(delta)
+    half = y_pred.dtype.type(0.5)
+    per_entry = np.where(abs_error <= d, half * error * error, d * abs_error - half * d * d)
+    return per_entry.mean(axis=-1, dtype=y_pred.dtype)
+
+
+def huber_backward(y_pred, y_true, delta=1.0):
+    """d(batch-mean Huber)/dy_pred: ``e`` inside the delta band, ``delta · sign(e)`` outside, / (n m)."""
+    error = y_pred - y_true
+    d = y_pred.dtype.type(delta)
+    slope = np.where(np.abs(error) <= d, error, d * np.sign(error))
+    return slope * y_pred.dtype.type(1 / y_pred.size)
