@@ -588,3 +588,17 @@ def huber_backward(y_pred, y_true, delta=1.0):
     d = y_pred.dtype.type(delta)
     slope = np.where(np.abs(error) <= d, error, d * np.sign(error))
     return slope * y_pred.dtype.type(1 / y_pred.size)
+
+
+# ----------------------------------------------------------------------------- L1 penalty
+
+
+def l1_penalty(kernel, l1):
+    """Keras's L1 regularization term ``l1 · Σ |kernel|``.  kernel: any shape -> scalar."""
+    return kernel.dtype.type(l1) * np.sum(np.abs(kernel), dtype=kernel.dtype)
+
+
+def l1_penalty_backward(kernel, l1):
+    """d(l1 · Σ |w|)/dw = l1 · sign(w) (0 at w = 0, as TF's abs): a constant pull toward 0
+    that, unlike L2's, does not fade as w shrinks, so it drives small weights to exactly 0."""
+    return kernel.dtype.type(l1) * np.sign(kernel)
