@@ -96,6 +96,9 @@ class Metric:
     the result, as in Keras.
     """
 
+    #: ``'up'`` when larger is better, ``'down'`` when smaller is (callbacks' ``mode='auto'``)
+    direction = None
+
     def __init__(self, name=None, dtype=None):
         self.name = name if name is not None else _snake_case(type(self).__name__)
         self.dtype = dtype or "float32"
@@ -175,6 +178,8 @@ class MeanMetricWrapper(Mean):
 class SparseCategoricalAccuracy(MeanMetricWrapper):
     """How often the largest output is at the integer label."""
 
+    direction = "up"
+
     def __init__(self, name="sparse_categorical_accuracy", dtype=None):
         super().__init__(sparse_categorical_accuracy, name, dtype)
 
@@ -182,12 +187,16 @@ class SparseCategoricalAccuracy(MeanMetricWrapper):
 class CategoricalAccuracy(MeanMetricWrapper):
     """How often the largest output is at the one-hot target's 1."""
 
+    direction = "up"
+
     def __init__(self, name="categorical_accuracy", dtype=None):
         super().__init__(categorical_accuracy, name, dtype)
 
 
 class BinaryAccuracy(MeanMetricWrapper):
     """How often an output is on the target's side of ``threshold`` (0.5)."""
+
+    direction = "up"
 
     def __init__(self, name="binary_accuracy", dtype=None, threshold=0.5):
         super().__init__(binary_accuracy, name, dtype, threshold=threshold)
@@ -197,6 +206,8 @@ class BinaryAccuracy(MeanMetricWrapper):
 class SparseTopKCategoricalAccuracy(MeanMetricWrapper):
     """How often the integer label is among the ``k`` (5) largest outputs."""
 
+    direction = "up"
+
     def __init__(self, k=5, name="sparse_top_k_categorical_accuracy", dtype=None):
         super().__init__(sparse_top_k_categorical_accuracy, name, dtype, k=k)
         self.k = k
@@ -204,6 +215,8 @@ class SparseTopKCategoricalAccuracy(MeanMetricWrapper):
 
 class TopKCategoricalAccuracy(MeanMetricWrapper):
     """How often the one-hot target's class is among the ``k`` (5) largest outputs."""
+
+    direction = "up"
 
     def __init__(self, k=5, name="top_k_categorical_accuracy", dtype=None):
         super().__init__(top_k_categorical_accuracy, name, dtype, k=k)
@@ -213,12 +226,16 @@ class TopKCategoricalAccuracy(MeanMetricWrapper):
 class MeanSquaredError(MeanMetricWrapper):
     """The mean of the per-sample mean squared errors."""
 
+    direction = "down"
+
     def __init__(self, name="mean_squared_error", dtype=None):
         super().__init__(mean_squared_error, name, dtype)
 
 
 class MeanAbsoluteError(MeanMetricWrapper):
     """The mean of the per-sample mean absolute errors."""
+
+    direction = "down"
 
     def __init__(self, name="mean_absolute_error", dtype=None):
         super().__init__(mean_absolute_error, name, dtype)
@@ -232,6 +249,8 @@ class Accuracy(MeanMetricWrapper):
     ``'binary'``...) is what npnet's training loops use: the accuracy those targets call
     for, with :meth:`count_correct` giving the number of correct samples in a batch.
     """
+
+    direction = "up"
 
     def __init__(self, name="accuracy", dtype=None, label_kind=None):
         if label_kind is None and name in _LABEL_KINDS:
@@ -284,6 +303,8 @@ class ResolvedAccuracy(MeanMetricWrapper):
     accuracy as Keras chooses from the shapes at the first batch (see :func:`_accuracy_kind`),
     logged under the name written. ``kind`` says which, once a batch has been seen."""
 
+    direction = "up"
+
     def __init__(self, name="accuracy", dtype=None):
         super().__init__(self._resolve, name, dtype)
         self.kind = None
@@ -301,6 +322,8 @@ class ResolvedAccuracy(MeanMetricWrapper):
 class _ConfusionMetric(Metric):
     """Weighted true/false positive/negative counts at each threshold: ``y_pred > t`` is a
     positive, ``y_true != 0`` a real one. Every output entry counts (all units and samples)."""
+
+    direction = "up"
 
     def __init__(self, thresholds, name=None, dtype=None, class_id=None):
         self.thresholds = np.asarray(thresholds, dtype=np.float64).reshape(-1)
