@@ -222,3 +222,34 @@ def test_custom_loss_subclass_trains():
     history = ours.fit(x, x[:, :1] * 0.5, epochs=5, batch_size=8, verbose=0)
     assert history.history["loss"][-1] < history.history["loss"][0]
     assert npnet.gradcheck(ours, x[:8], x[:8, :1] * 0.5).passed
+
+
+# ----------------------------------------------------------------------------- backends
+
+NEW_PIECES = [
+    ("activation elu", lambda: [npnet.layers.Dense(4, activation="elu", input_shape=(4,)),
+                                npnet.layers.Dense(3, activation="softmax")], "sparse_categorical_crossentropy", "elu"),
+    ("Activation layer", lambda: [npnet.layers.Dense(3, input_shape=(4,)), npnet.layers.Activation("softmax")],
+     "sparse_categorical_crossentropy", "Activation"),
+    ("LeakyReLU layer", lambda: [npnet.layers.Dense(4, input_shape=(4,)), npnet.layers.LeakyReLU(),
+                                 npnet.layers.Dense(3, activation="softmax")], "sparse_categorical_crossentropy",
+     "LeakyReLU"),
+    ("binary crossentropy", lambda: [npnet.layers.Dense(1, activation="sigmoid", input_shape=(4,))],
+     "binary_crossentropy", "binary_crossentropy"),
+    ("huber", lambda: [npnet.layers.Dense(1, input_shape=(4,))], "huber", "huber_loss"),
+    ("l1 regularizer", lambda: [npnet.layers.Dense(3, activation="softmax", input_shape=(4,), kernel_regularizer="l1")],
+     "sparse_categorical_crossentropy", "kernel_regularizer"),
+]
+
+
+@pytest.mark.parametrize("what, make_layers, loss, named", NEW_PIECES, ids=[p[0] for p in NEW_PIECES])
+def test_new_pieces_train_on_the_default_backend_and_numba_says_why_not(what, make_layers, loss, named):
+    model = npnet.Sequential(make_layers())
+    model.compile(optimizer="adam", loss=loss)
+    assert model.backend_name == "numpy"
+    x = rng(20).normal(size=(16, 4)).astype(np.float32)
+    y = (x[:, 0] > 0).astype(np.float32) if model.output_shape[-1] == 1 else x[:, :3].argmax(axis=1)
+    history = model.fit(x, y, epochs=2, verbose=0)
+    assert np.isfinite(history.history["loss"]).all()
+    with pytest.raises(NotImplementedError, match=named):
+        npnet.Sequential(make_layers()).compile(optimizer="adam", loss=loss, backend="numba")
