@@ -340,3 +340,265 @@ def rmsprop_update(param, grad, velocity, learning_rate, rho=0.9, epsilon=1e-7, 
         param -= momentum_buffer
     else:
         param -= step
+
+
+# ----------------------------------------------------------------------------- more activations
+# Keras's other element-wise activations, each a forward and its derivative as above:
+# z, a, dL_da and the result all have one shape, (n, units). Where TensorFlow defines the
+# derivative at a kink, the same side is taken here, so that gradients agree bit for bit
+# in spirit (at z = 0 for elu/selu/leaky_relu: the z <= 0 branch or the z > 0 branch, as TF).
+
+#: SELU's constants (Klambauer et al. 2017), as Keras and TensorFlow define them.
+SELU_ALPHA = 1.6732632423543772848170429916717
+SELU_SCALE = 1.0507009873554804934193349852946
+
+
+def _as(z, value):
+    """A Python number as a scalar of z's dtype, so float32 stays float32."""
+    return z.dtype.type(value)
+
+
+def elu_forward(z, alpha=1.0):
+    """a = z for z > 0, alpha · (exp(z) - 1) otherwise (``expm1`` keeps small z exact)."""
+    return np.where(z > 0, z, _as(z, alpha) * np.expm1(np.minimum(z, 0)))
+
+
+def elu_backward(dL_da, z, a, alpha=1.0):
+    """elu'(z) = 1 for z > 0, alpha · exp(z) = a + alpha otherwise."""
+    return dL_da * np.where(z > 0, _as(z, 1), a + _as(z, alpha))
+
+
+def selu_forward(z):
+    """a = scale · elu(z, alpha) with SELU's fixed alpha and scale (self-normalising)."""
+    return _as(z, SELU_SCALE) * np.where(z > 0, z, _as(z, SELU_ALPHA) * np.expm1(np.minimum(z, 0)))
+
+
+def selu_backward(dL_da, z, a):
+    """selu'(z) = scale for z > 0, scale · alpha · exp(z) = a + scale · alpha otherwise."""
+    return dL_da * np.where(z > 0, _as(z, SELU_SCALE), a + _as(z, SELU_SCALE * SELU_ALPHA))
+
+
+def gelu_forward(z, approximate=False):
+    """a = z · Φ(z), Φ the standard normal CDF: ``0.5 z (1 + erf(z / √2))``.
+
+    ``approximate=True`` uses the tanh form ``0.5 z (1 + tanh(√(2/π) (z + 0.044715 z³)))``.
+    Keras's ``activations.gelu`` defaults to the exact form (its ``ops.gelu`` to the other).
+    """
+    if approximate:
+        inner = _as(z, np.sqrt(2 / np.pi)) * (z + _as(z, 0.044715) * z ** 3)
+        return _as(z, 0.5) * z * (1 + np.tanh(inner))
+    from scipy.special import erf  # scipy is a dependency already (numba's BLAS)
+
+    return (_as(z, 0.5) * z * (1 + erf(z * _as(z, 1 / np.sqrt(2))))).astype(z.dtype, copy=False)
+
+
+def gelu_backward(dL_da, z, a, approximate=False):
+    """gelu'(z) = Φ(z) + z · φ(z) with φ the normal density; the tanh form's own derivative
+    when ``approximate``: ``0.5 (1 + t) + 0.5 z (1 - t²) √(2/π) (1 + 3 · 0.044715 z²)``."""
+    if approximate:
+        c = _as(z, np.sqrt(2 / np.pi))
+        t = np.tanh(c * (z + _as(z, 0.044715) * z ** 3))
+        slope = _as(z, 0.5) * (1 + t) + _as(z, 0.5) * z * (1 - t * t) * c * (1 + _as(z, 3 * 0.044715) * z * z)
+        return dL_da * slope
+    from scipy.special import erf
+
+    cdf = _as(z, 0.5) * (1 + erf(z * _as(z, 1 / np.sqrt(2))))
+    density = np.exp(_as(z, -0.5) * z * z) * _as(z, 1 / np.sqrt(2 * np.pi))
+    return (dL_da * (cdf + z * density)).astype(z.dtype, copy=False)
+
+
+def softplus_forward(z):
+    """a = log(1 + exp(z)), as ``max(z, 0) + log1p(exp(-|z|))`` so that exp never overflows."""
+    return np.maximum(z, 0) + np.log1p(np.exp(-np.abs(z)))
+
+
+def softplus_backward(dL_da, z, a):
+    """softplus'(z) = sigmoid(z)."""
+    return dL_da * sigmoid_forward(z)
+
+
+def softsign_forward(z):
+    """a = z / (1 + |z|): like tanh, but approaching ±1 polynomially."""
+    return z / (1 + np.abs(z))
+
+
+def softsign_backward(dL_da, z, a):
+    """softsign'(z) = 1 / (1 + |z|)²."""
+    denominator = 1 + np.abs(z)
+    return dL_da / (denominator * denominator)
+
+
+def silu_forward(z):
+    """a = z · sigmoid(z) (SiLU, also called swish)."""
+    return z * sigmoid_forward(z)
+
+
+def silu_backward(dL_da, z, a):
+    """silu'(z) = s + z · s (1 - s) with s = sigmoid(z)."""
+    s = sigmoid_forward(z)
+    return dL_da * (s * (1 + z * (1 - s)))
+
+
+def leaky_relu_forward(z, negative_slope=0.2):
+    """a = z for z > 0, negative_slope · z otherwise (Keras's function default: 0.2)."""
+    return np.where(z > 0, z, _as(z, negative_slope) * z)
+
+
+def leaky_relu_backward(dL_da, z, a, negative_slope=0.2):
+    """The derivative is 1 for z > 0 and negative_slope otherwise (at 0 as well, as in TF)."""
+    return dL_da * np.where(z > 0, _as(z, 1), _as(z, negative_slope))
+
+
+def exponential_forward(z):
+    """a = exp(z)."""
+    return np.exp(z)
+
+
+def exponential_backward(dL_da, z, a):
+    """exp'(z) = exp(z) = a."""
+    return dL_da * a
+
+
+def hard_sigmoid_forward(z):
+    """Keras 3's piecewise-linear sigmoid: ``relu6(z + 3) / 6``, i.e. 0 below -3, 1 above 3,
+    ``z / 6 + 0.5`` between. (Keras 2 used ``0.2 z + 0.5`` clipped at ±2.5.)"""
+    return np.clip(z + _as(z, 3), 0, 6) / _as(z, 6)
+
+
+def hard_sigmoid_backward(dL_da, z, a):
+    """1/6 strictly between -3 and 3, where relu6 has slope 1; 0 outside and at the ends."""
+    inside = (z > -3) & (z < 3)
+    return dL_da * np.where(inside, _as(z, 1 / 6), _as(z, 0))
+
+
+def relu_forward_general(z, negative_slope=0.0, max_value=None, threshold=0.0):
+    """Keras's full ReLU: ``z`` for threshold < z (capped at ``max_value``), and
+    ``negative_slope · (z - threshold)`` below the threshold.  z: any shape -> same shape."""
+    if negative_slope and max_value is None and threshold == 0:
+        return leaky_relu_forward(z, negative_slope)
+    a = np.where(z > _as(z, threshold), z, _as(z, 0)) if threshold else np.maximum(z, 0)
+    if max_value is not None:
+        a = np.clip(a, 0, _as(z, max_value))
+    if negative_slope:
+        a = a - _as(z, negative_slope) * np.maximum(_as(z, threshold) - z, 0)
+    return a
+
+
+def relu_backward_general(dL_da, z, a, negative_slope=0.0, max_value=None, threshold=0.0):
+    """Slope 1 above the threshold and up to ``max_value``, ``negative_slope`` below the
+    threshold, 0 above ``max_value``; the kinks take the side TensorFlow's ops take."""
+    if negative_slope and max_value is None and threshold == 0:
+        return leaky_relu_backward(dL_da, z, a, negative_slope)
+    inside = z > _as(z, threshold)
+    if max_value is not None:
+        # relu6 (max 6, no threshold) is one op whose slope is 0 at 6; a clip passes its ends
+        inside &= (z < 6) if (max_value == 6 and not threshold) else (z <= _as(z, max_value))
+    slope = np.where(inside, _as(z, 1), _as(z, 0))
+    if negative_slope:
+        slope = slope + np.where(z < _as(z, threshold), _as(z, negative_slope), _as(z, 0))
+    return dL_da * slope
+
+
+# ----------------------------------------------------------------------------- binary and regression losses
+# Keras's per-sample losses: y_pred and y_true of shape (n, m), the loss of a sample is the
+# mean over its m outputs, and the loss reported is the batch mean of those (n,) values.
+# The gradients below are of that batch mean, hence the division by n · m.
+
+
+def binary_crossentropy(p, targets, epsilon=1e-7):
+    """Per-sample binary cross-entropy of probabilities.  p, targets: (n, m) -> (n,)
+
+    ``-(t log p + (1 - t) log(1 - p))`` with p clipped to [epsilon, 1 - epsilon] as Keras does.
+    """
+    clipped = np.clip(p, epsilon, 1 - epsilon)
+    per_entry = -(targets * np.log(clipped) + (1 - targets) * np.log(1 - clipped))
+    return per_entry.mean(axis=-1, dtype=p.dtype)
+
+
+def binary_crossentropy_backward(p, targets, epsilon=1e-7):
+    """d(batch-mean BCE)/dp: ``(p - t) / (p (1 - p)) / (n m)``, zero where the clip holds p."""
+    clipped = np.clip(p, epsilon, 1 - epsilon)
+    inside = (p >= epsilon) & (p <= 1 - epsilon)
+    dL_dp = (clipped - targets) / (clipped * (1 - clipped))
+    return (np.where(inside, dL_dp, 0) / p.size).astype(p.dtype, copy=False)
+
+
+def binary_crossentropy_from_logits(z, targets):
+    """Per-sample BCE of logits.  z, targets: (n, m) -> (n,)
+
+    ``-(t log σ(z) + (1 - t) log(1 - σ(z)))`` rewritten as ``max(z, 0) - z t + log(1 + exp(-|z|))``
+    so that no exponential overflows and nothing is clipped (TensorFlow's
+    ``sigmoid_cross_entropy_with_logits``).
+    """
+    per_entry = np.maximum(z, 0) - z * targets + np.log1p(np.exp(-np.abs(z)))
+    return per_entry.mean(axis=-1, dtype=z.dtype)
+
+
+def sigmoid_binary_crossentropy_backward(p, targets):
+    """The combined gradient of a sigmoid followed by binary cross-entropy, w.r.t. the logits.
+
+    p: (n, m) sigmoid outputs, targets: (n, m)  ->  dL_dz: (n, m)
+
+    As for softmax and cross-entropy: ``dL/dp = (p - t) / (p (1 - p))`` times the sigmoid's
+    derivative ``p (1 - p)`` collapses to ``p - t``; divided by n · m for the batch mean of
+    the per-sample means. Nothing is divided by a p that may be 0 or 1.
+    """
+    return (p - targets) / p.size
+
+
+def mean_squared_error(y_pred, y_true):
+    """Per-sample mean of squared errors.  (n, m), (n, m) -> (n,)"""
+    error = y_pred - y_true
+    return (error * error).mean(axis=-1, dtype=y_pred.dtype)
+
+
+def mean_squared_error_backward(y_pred, y_true):
+    """d(batch mean of MSE)/dy_pred = 2 (y_pred - y_true) / (n m)."""
+    return (y_pred - y_true) * y_pred.dtype.type(2 / y_pred.size)
+
+
+def mean_absolute_error(y_pred, y_true):
+    """Per-sample mean of absolute errors.  (n, m), (n, m) -> (n,)"""
+    return np.abs(y_pred - y_true).mean(axis=-1, dtype=y_pred.dtype)
+
+
+def mean_absolute_error_backward(y_pred, y_true):
+    """d(batch mean of MAE)/dy_pred = sign(y_pred - y_true) / (n m); 0 where they are equal, as TF's abs."""
+    return np.sign(y_pred - y_true) * y_pred.dtype.type(1 / y_pred.size)
+
+
+def huber(y_pred, y_true, delta=1.0):
+    """Per-sample mean Huber loss.  (n, m), (n, m) -> (n,)
+
+    With ``e = y_pred - y_true``: ``e² / 2`` where ``|e| <= delta`` (squared error near the
+    target), ``delta (|e| - delta / 2)`` beyond (absolute error for outliers); the two pieces
+    meet with equal value and slope at ``|e| = delta``.
+    """
+    error = y_pred - y_true
+    abs_error = np.abs(error)
+    d = y_pred.dtype.type(delta)
+    half = y_pred.dtype.type(0.5)
+    per_entry = np.where(abs_error <= d, half * error * error, d * abs_error - half * d * d)
+    return per_entry.mean(axis=-1, dtype=y_pred.dtype)
+
+
+def huber_backward(y_pred, y_true, delta=1.0):
+    """d(batch-mean Huber)/dy_pred: ``e`` inside the delta band, ``delta · sign(e)`` outside, / (n m)."""
+    error = y_pred - y_true
+    d = y_pred.dtype.type(delta)
+    slope = np.where(np.abs(error) <= d, error, d * np.sign(error))
+    return slope * y_pred.dtype.type(1 / y_pred.size)
+
+
+# ----------------------------------------------------------------------------- L1 penalty
+
+
+def l1_penalty(kernel, l1):
+    """Keras's L1 regularization term ``l1 · Σ |kernel|``.  kernel: any shape -> scalar."""
+    return kernel.dtype.type(l1) * np.sum(np.abs(kernel), dtype=kernel.dtype)
+
+
+def l1_penalty_backward(kernel, l1):
+    """d(l1 · Σ |w|)/dw = l1 · sign(w) (0 at w = 0, as TF's abs): a constant pull toward 0
+    that, unlike L2's, does not fade as w shrinks, so it drives small weights to exactly 0."""
+    return kernel.dtype.type(l1) * np.sign(kernel)

@@ -1,4 +1,4 @@
-"""Layers: Flatten, Dense, ReLU, Softmax and Dropout, with Keras's names, shapes and defaults.
+"""Layers: Flatten, Dense, Activation, ReLU, LeakyReLU, Softmax and Dropout, with Keras's names, shapes and defaults.
 
 A layer is a small object holding its parameters (``layer.params``, an ordered dict of
 arrays, e.g. ``{"kernel": ..., "bias": ...}``) and two methods:
@@ -244,16 +244,107 @@ class Dense(Layer):
 class ReLU(Layer):
     """The ReLU activation as a layer of its own: ``Dense(128) + ReLU()`` is ``Dense(128, 'relu')``.
 
+    Keras's arguments: ``max_value`` (None: no cap), ``negative_slope`` (0: plain ReLU) and
+    ``threshold`` (0), all non-negative; see :func:`npnet.functional.relu_forward_general`.
     Its cache is ``(x, z, a)`` like Dense's, with the pre-activation ``z`` being the input ``x``.
     """
 
+    def __init__(self, max_value=None, negative_slope=0.0, threshold=0.0, *, input_shape=None,
+                 name=None, trainable=True):
+        super().__init__(name=name, input_shape=input_shape, trainable=trainable)
+        self.max_value = None if max_value is None else _non_negative("ReLU", "max_value", max_value)
+        self.negative_slope = _non_negative("ReLU", "negative_slope", negative_slope)
+        self.threshold = _non_negative("ReLU", "threshold", threshold)
+
+    def _options(self):
+        return {"negative_slope": self.negative_slope, "max_value": self.max_value,
+                "threshold": self.threshold}
+
+    def _is_plain(self):
+        return self.max_value is None and self.negative_slope == 0 and self.threshold == 0
+
     def forward(self, x, training=False):
-        a = F.relu_forward(x)
+        a = F.relu_forward(x) if self._is_plain() else F.relu_forward_general(x, **self._options())
+        return a, ActivationCache(x, x, a)
+
+    def backward(self, dL_da, cache, need_input_grad=True):
+        if not need_input_grad:
+            return None, {}
+        _, z, a = cache
+        if self._is_plain():
+            return F.relu_backward(dL_da, z, a), {}
+        return F.relu_backward_general(dL_da, z, a, **self._options()), {}
+
+    def get_config(self):
+        config_ = super().get_config()
+        config_.update(self._options())
+        return config_
+
+
+def _non_negative(layer, argument, value):
+    """``value`` as a float when it is a non-negative finite number, else Keras's kind of error."""
+    if isinstance(value, bool) or not isinstance(value, (int, float, np.integer, np.floating)) \
+            or not np.isfinite(value) or value < 0:
+        raise ValueError(f"{argument} of a {layer} layer must be a non-negative number; "
+                         f"received {argument}={value!r}")
+    return float(value)
+
+
+class LeakyReLU(Layer):
+    """``a = x`` for x > 0, ``negative_slope · x`` otherwise; Keras 3's default slope is 0.3
+    (the function ``activations.leaky_relu`` defaults to 0.2, as in Keras)."""
+
+    def __init__(self, negative_slope=0.3, *, input_shape=None, name=None, trainable=True, **kwargs):
+        if "alpha" in kwargs:  # Keras 2's name for it, still accepted by Keras 3
+            negative_slope = kwargs.pop("alpha")
+        if kwargs:
+            raise TypeError(f"LeakyReLU got unexpected arguments {sorted(kwargs)}; it takes "
+                            "negative_slope (Keras 2's alpha), input_shape, name and trainable")
+        super().__init__(name=name, input_shape=input_shape, trainable=trainable)
+        self.negative_slope = _non_negative("LeakyReLU", "negative_slope", negative_slope)
+
+    def forward(self, x, training=False):
+        a = F.leaky_relu_forward(x, self.negative_slope)
         return a, ActivationCache(x, x, a)
 
     def backward(self, dL_da, cache, need_input_grad=True):
         _, z, a = cache
-        return (F.relu_backward(dL_da, z, a) if need_input_grad else None), {}
+        return (F.leaky_relu_backward(dL_da, z, a, self.negative_slope) if need_input_grad else None), {}
+
+    def get_config(self):
+        config_ = super().get_config()
+        config_["negative_slope"] = self.negative_slope
+        return config_
+
+
+class Activation(Layer):
+    """Applies an activation as a layer: ``Activation('relu')``, ``Activation('softmax')``.
+
+    ``activation`` is anything :func:`npnet.activations.get` resolves. As after a Dense layer
+    with that activation, a final ``Activation('softmax')`` (or ``'sigmoid'``) hands its
+    logits to a cross-entropy loss (see :mod:`npnet.heads`).
+    """
+
+    def __init__(self, activation, *, input_shape=None, name=None, trainable=True):
+        super().__init__(name=name, input_shape=input_shape, trainable=trainable)
+        self.activation = activations_module.get(activation)
+
+    def forward(self, x, training=False):
+        a = self.activation.forward(x)
+        return a, ActivationCache(x, x, a)
+
+    def backward(self, dL_da, cache, need_input_grad=True):
+        _, z, a = cache
+        return (self.activation.backward(dL_da, z, a) if need_input_grad else None), {}
+
+    def backward_from_pre_activation(self, dL_dz, cache, need_input_grad=True):
+        """The loss handed over the gradient w.r.t. this layer's input: pass it on."""
+        return (dL_dz if need_input_grad else None), {}
+
+    def get_config(self):
+        config_ = super().get_config()
+        config_["activation"] = self.activation.name
+        return config_
 
 
 class Softmax(Layer):
@@ -261,8 +352,21 @@ class Softmax(Layer):
 
     As in Keras, a cross-entropy loss after a final Softmax layer is computed from the
     logits (see :mod:`npnet.heads`), exactly as after
-    ``Dense(k, activation='softmax')``.
+    ``Dense(k, activation='softmax')``. Only Keras's default ``axis=-1`` exists for the 2-D
+    inputs npnet's layers produce (``axis=1`` is the same axis).
     """
+
+    def __init__(self, axis=-1, *, input_shape=None, name=None, trainable=True):
+        if axis not in (-1, 1):
+            raise ValueError(f"Softmax in npnet normalises the last axis of (batch, classes) "
+                             f"inputs: axis must be -1 (or 1); received axis={axis!r}")
+        super().__init__(name=name, input_shape=input_shape, trainable=trainable)
+        self.axis = -1
+
+    def get_config(self):
+        config_ = super().get_config()
+        config_["axis"] = self.axis
+        return config_
 
     def build(self, input_shape):
         if len(input_shape) != 2:
@@ -325,7 +429,7 @@ class Dropout(Layer):
         return config_
 
 
-LAYERS = {cls.__name__: cls for cls in (Flatten, Dense, ReLU, Softmax, Dropout)}
+LAYERS = {cls.__name__: cls for cls in (Flatten, Dense, ReLU, LeakyReLU, Activation, Softmax, Dropout)}
 
 
 def deserialize(class_name, config_):

@@ -1,13 +1,21 @@
-"""Losses with Keras's names. Each knows its value and its gradient.
+"""Losses with Keras's names and defaults. Each knows its value *and* its gradient.
 
-A loss sees the model's output ``y_pred``: ``value(y_true, y_pred)`` and
-``gradient(y_true, y_pred)`` (dL/dy_pred). ``from_logits=True`` says that ``y_pred`` are
-logits, not probabilities, as in Keras.
+npnet has no automatic differentiation, so a loss is an object with two methods, both of
+the model's output ``y_pred`` (n, m) and the targets ``y_true``:
 
-The cross-entropies also offer the two halves that the softmax head uses
-(:mod:`npnet.heads`): ``value_of_logits(y_true, logits)`` and
+* ``value(y_true, y_pred)``: the batch-mean loss, a scalar (what ``fit`` reports);
+* ``gradient(y_true, y_pred)``: dL/dy_pred of that batch mean, shaped like ``y_pred``.
+
+Your own loss is a subclass that defines both (see :class:`Loss`). The built-in losses also
+define ``per_sample(y_true, y_pred) -> (n,)``, Keras's loss functions
+(``keras.losses.mean_squared_error``...): the batch mean of it is ``value``, and because row
+``i`` of ``gradient`` depends on sample ``i`` only, a sample weight ``w_i`` scales loss and
+gradient row alike (``loss(y_true, y_pred, sample_weight=w)``).
+
+The cross-entropies take ``from_logits`` as in Keras, and offer the two halves that the
+softmax and sigmoid heads use (:mod:`npnet.heads`): ``value_of_logits(y_true, logits)`` and
 ``gradient_wrt_logits(y_true, probabilities)``, the gradient w.r.t. the logits given the
-softmax of them (see :func:`npnet.functional.softmax_crossentropy_backward` for why).
+softmax (sigmoid) of them: see :func:`npnet.functional.softmax_crossentropy_backward` for why.
 """
 
 import numpy as np
@@ -16,46 +24,126 @@ from . import functional as F
 
 
 class Loss:
-    """Base class. ``loss(y_true, y_pred)`` returns the batch-mean loss, as in Keras."""
+    """Base class. ``loss(y_true, y_pred, sample_weight=None)`` returns the batch-mean loss.
+
+    Subclass it to train with a loss of your own, defining the value and its gradient::
+
+        class MeanCubicError(npnet.losses.Loss):
+            label_kind = "regression"          # targets shaped like the output
+
+            def value(self, y_true, y_pred):   # (n, m), (n, m) -> scalar
+                return np.mean(np.abs(y_pred - y_true) ** 3)
+
+            def gradient(self, y_true, y_pred):  # dL/dy_pred, (n, m)
+                e = y_pred - y_true
+                return 3 * e * np.abs(e) / e.size
+
+    ``label_kind`` tells :func:`npnet.validation.check_labels` which targets the loss
+    takes: ``"sparse"`` (class indices (n,)), ``"categorical"`` (one-hot rows (n, k)),
+    ``"binary"`` (0/1 values (n,) or (n, m), given as (n, m)), ``"regression"`` (numbers
+    (n,) or (n, m), given as (n, m)) or ``"any"`` (numbers, passed on as they are).
+    """
 
     name = "loss"
-    #: "sparse" when labels are class indices (n,), "categorical" when one-hot rows (n, k).
-    label_kind = "sparse"
-    #: True for a cross-entropy whose gradient w.r.t. a softmax's logits is the combined
-    #: ``(p - onehot) / n`` (see :mod:`npnet.heads`).
+    label_kind = "any"
+    #: Only Keras's default reduction (the batch mean) is what ``fit`` minimises.
+    reduction = "sum_over_batch_size"
+    #: A cross-entropy whose gradient w.r.t. a softmax's (sigmoid's) logits is the combined
+    #: ``(p - target) / n`` (see :mod:`npnet.heads`). Never for your own losses.
     combines_with_softmax = False
+    combines_with_sigmoid = False
+    from_logits = False
 
-    def __init__(self, from_logits=False):
-        self.from_logits = bool(from_logits)
+    def __init__(self, name=None, reduction="sum_over_batch_size"):
+        if reduction != "sum_over_batch_size":
+            raise ValueError(f"npnet losses average over the batch (reduction='sum_over_batch_size', "
+                             f"Keras's default); received reduction={reduction!r}")
+        if name is not None:
+            self.name = str(name)
 
-    def __call__(self, y_true, y_pred):
-        return self.value(np.asarray(y_true), np.asarray(y_pred))
+    def __call__(self, y_true, y_pred, sample_weight=None):
+        y_pred = np.asarray(y_pred)
+        if y_pred.dtype.kind != "f":
+            y_pred = y_pred.astype(np.float32)
+        y_true = self.prepare_targets(np.asarray(y_true), y_pred)
+        if sample_weight is None:
+            return self.value(y_true, y_pred)
+        weights = np.broadcast_to(np.asarray(sample_weight, dtype=y_pred.dtype), y_pred.shape[:1])
+        return (self.per_sample(y_true, y_pred) * weights).sum(dtype=y_pred.dtype) / y_pred.dtype.type(len(weights))
+
+    def prepare_targets(self, y_true, y_pred):
+        """Targets in the form ``value`` and ``gradient`` expect (fit passes them so already)."""
+        return y_true
 
     def value(self, y_true, y_pred):
-        """Batch-mean loss of the model's output."""
+        """Batch-mean loss of the model's output: a scalar."""
+        return self.per_sample(y_true, y_pred).mean(dtype=y_pred.dtype)
+
+    def per_sample(self, y_true, y_pred):
+        """The loss of each sample, (n,): needed for ``sample_weight``."""
+        raise NotImplementedError(f"{type(self).__name__} defines no per_sample(y_true, y_pred), "
+                                  "which sample weights need")
+
+    def gradient(self, y_true, y_pred):
+        """dL/dy_pred of the batch-mean loss, same shape as ``y_pred``."""
+        raise NotImplementedError(f"{type(self).__name__} must define gradient(y_true, y_pred), "
+                                  "the derivative of value() w.r.t. y_pred: npnet has no autodiff")
+
+    def get_config(self):
+        return {"name": self.name, "reduction": self.reduction}
+
+    def __repr__(self):
+        args = ", ".join(f"{k}={v!r}" for k, v in self.get_config().items() if k not in ("name", "reduction"))
+        return f"{type(self).__name__}({args})"
+
+
+def _same_rank(y_true, y_pred):
+    """Keras's ``squeeze_or_expand_to_same_rank``: targets (n,) for outputs (n, 1) become (n, 1)
+    (and (n, 1) for (n,) become (n,)), cast to the output's dtype."""
+    if y_true.ndim == y_pred.ndim - 1 and y_pred.shape[-1] == 1:
+        y_true = y_true[..., None]
+    elif y_true.ndim == y_pred.ndim + 1 and y_true.shape[-1] == 1:
+        y_true = y_true[..., 0]
+    return y_true.astype(y_pred.dtype, copy=False)
+
+
+class _CrossEntropy(Loss):
+    """A cross-entropy: of probabilities, or of logits with ``from_logits=True``."""
+
+    def __init__(self, from_logits=False, name=None, reduction="sum_over_batch_size"):
+        super().__init__(name, reduction)
+        self.from_logits = bool(from_logits)
+
+    def value(self, y_true, y_pred):
         if self.from_logits:
             return self.value_of_logits(y_true, y_pred)
         return self.value_of_probabilities(y_true, y_pred)
 
     def gradient(self, y_true, y_pred):
-        """dL/dy_pred, same shape as ``y_pred``."""
         if self.from_logits:
-            return self.gradient_wrt_logits(y_true, F.softmax_forward(y_pred))
+            return self.gradient_wrt_logits(y_true, self.probabilities_of_logits(y_pred))
         return self.gradient_wrt_probabilities(y_true, y_pred)
 
     def get_config(self):
-        return {"from_logits": self.from_logits}
-
-    def __repr__(self):
-        return f"{type(self).__name__}(from_logits={self.from_logits})"
+        return {**super().get_config(), "from_logits": self.from_logits}
 
 
-class SparseCategoricalCrossentropy(Loss):
+class SparseCategoricalCrossentropy(_CrossEntropy):
     """Cross-entropy with integer class labels ``y_true`` (n,) and ``y_pred`` (n, k)."""
 
     name = "sparse_categorical_crossentropy"
     label_kind = "sparse"
     combines_with_softmax = True
+    probabilities_of_logits = staticmethod(F.softmax_forward)
+
+    def prepare_targets(self, labels, y_pred):
+        labels = labels.reshape(-1) if labels.ndim == 2 and labels.shape[1] == 1 else labels
+        return labels.astype(np.int64)
+
+    def per_sample(self, labels, y_pred):
+        if self.from_logits:
+            return _rows(F.sparse_categorical_crossentropy_from_logits, y_pred, labels, y_pred.dtype)
+        return _rows(F.sparse_categorical_crossentropy, y_pred, labels, y_pred.dtype)
 
     def value_of_probabilities(self, labels, p):
         return F.sparse_categorical_crossentropy(p, labels)
@@ -71,19 +159,48 @@ class SparseCategoricalCrossentropy(Loss):
         return F.softmax_crossentropy_backward(p, labels)
 
 
-class CategoricalCrossentropy(Loss):
-    """Cross-entropy with one-hot targets ``y_true`` (n, k) and ``y_pred`` (n, k)."""
+def _rows(batch_mean, first, second, dtype):
+    """Per-sample values of a batch-mean loss function: ``batch_mean`` of each row alone."""
+    return np.array([batch_mean(first[i:i + 1], second[i:i + 1]) for i in range(first.shape[0])],
+                    dtype=dtype)
+
+
+class CategoricalCrossentropy(_CrossEntropy):
+    """Cross-entropy with one-hot targets ``y_true`` (n, k) and ``y_pred`` (n, k).
+
+    ``label_smoothing`` ε replaces the targets by ``t (1 - ε) + ε / k``, as in Keras.
+    """
 
     name = "categorical_crossentropy"
     label_kind = "categorical"
     combines_with_softmax = True
+    probabilities_of_logits = staticmethod(F.softmax_forward)
+
+    def __init__(self, from_logits=False, label_smoothing=0.0, name=None, reduction="sum_over_batch_size"):
+        super().__init__(from_logits, name, reduction)
+        self.label_smoothing = _fraction("label_smoothing", label_smoothing)
+
+    def _smooth(self, targets):
+        if not self.label_smoothing:
+            return targets
+        eps = targets.dtype.type(self.label_smoothing)
+        return targets * (1 - eps) + eps / targets.dtype.type(targets.shape[-1])
+
+    def prepare_targets(self, targets, y_pred):
+        return targets.astype(y_pred.dtype, copy=False)
+
+    def per_sample(self, targets, y_pred):
+        if self.from_logits:
+            return _rows(self.value_of_logits, targets, y_pred, y_pred.dtype)
+        return _rows(self.value_of_probabilities, targets, y_pred, y_pred.dtype)
 
     def value_of_probabilities(self, targets, p):
-        return F.categorical_crossentropy(p, targets)
+        return F.categorical_crossentropy(p, self._smooth(targets))
 
     def gradient_wrt_probabilities(self, targets, p):
         # d/dp of -Σ t log(p / Σp): -t/p + Σt/Σp, then / n for the batch mean. Keras clips
         # p / Σp to [ε, 1 - ε]; entries held by the clip get no gradient through the log.
+        targets = self._smooth(targets)
         total = p.sum(axis=1, keepdims=True)
         q = p / total
         inside = (q > 1e-7) & (q < 1 - 1e-7)
@@ -93,26 +210,197 @@ class CategoricalCrossentropy(Loss):
         return (dL_dp / p.shape[0]).astype(p.dtype, copy=False)
 
     def value_of_logits(self, targets, z):
-        return F.categorical_crossentropy_from_logits(z, targets)
+        return F.categorical_crossentropy_from_logits(z, self._smooth(targets))
 
     def gradient_wrt_logits(self, targets, p):
-        return F.softmax_categorical_crossentropy_backward(p, targets)
+        return F.softmax_categorical_crossentropy_backward(p, self._smooth(targets))
+
+    def get_config(self):
+        return {**super().get_config(), "label_smoothing": self.label_smoothing}
 
 
-_BY_NAME = {cls.name: cls for cls in (SparseCategoricalCrossentropy, CategoricalCrossentropy)}
+def _fraction(name, value):
+    if isinstance(value, bool) or not isinstance(value, (int, float, np.floating)) or not 0 <= value <= 1:
+        raise ValueError(f"{name} must be a number in [0, 1]; received {value!r}")
+    return float(value)
+
+
+class BinaryCrossentropy(_CrossEntropy):
+    """Binary cross-entropy for 0/1 targets and one probability (or logit) per output unit:
+    ``Dense(1, activation='sigmoid')`` classifiers, and multi-label outputs (n, m).
+
+    Targets (n,) or (n, 1) for one unit. After a sigmoid output layer the loss is computed
+    from the sigmoid's logits, as Keras does (see :mod:`npnet.heads`): nothing is clipped
+    and the gradient w.r.t. the logits is ``(p - t) / (n m)``. ``label_smoothing`` ε
+    replaces the targets by ``t (1 - ε) + ε / 2``.
+    """
+
+    name = "binary_crossentropy"
+    label_kind = "binary"
+    combines_with_sigmoid = True
+    probabilities_of_logits = staticmethod(F.sigmoid_forward)
+
+    def __init__(self, from_logits=False, label_smoothing=0.0, name=None, reduction="sum_over_batch_size"):
+        super().__init__(from_logits, name, reduction)
+        self.label_smoothing = _fraction("label_smoothing", label_smoothing)
+
+    def _smooth(self, targets):
+        if not self.label_smoothing:
+            return targets
+        eps = targets.dtype.type(self.label_smoothing)
+        return targets * (1 - eps) + targets.dtype.type(0.5) * eps
+
+    def prepare_targets(self, targets, y_pred):
+        return _same_rank(targets, y_pred)
+
+    def per_sample(self, targets, y_pred):
+        if self.from_logits:
+            return F.binary_crossentropy_from_logits(y_pred, self._smooth(targets))
+        return F.binary_crossentropy(y_pred, self._smooth(targets))
+
+    def value_of_probabilities(self, targets, p):
+        return F.binary_crossentropy(p, self._smooth(targets)).mean(dtype=p.dtype)
+
+    def gradient_wrt_probabilities(self, targets, p):
+        return F.binary_crossentropy_backward(p, self._smooth(targets))
+
+    def value_of_logits(self, targets, z):
+        return F.binary_crossentropy_from_logits(z, self._smooth(targets)).mean(dtype=z.dtype)
+
+    def gradient_wrt_logits(self, targets, p):
+        """dL/dz w.r.t. the logits z, given their sigmoid p."""
+        return F.sigmoid_binary_crossentropy_backward(p, self._smooth(targets))
+
+    def get_config(self):
+        return {**super().get_config(), "label_smoothing": self.label_smoothing}
+
+
+class _Regression(Loss):
+    """A loss on targets shaped like the output ((n,) targets for (n, 1) outputs are accepted)."""
+
+    label_kind = "regression"
+
+    def prepare_targets(self, y_true, y_pred):
+        return _same_rank(y_true, y_pred)
+
+
+class MeanSquaredError(_Regression):
+    """Mean of ``(y_pred - y_true)²`` over the outputs, then over the batch (``'mse'``)."""
+
+    name = "mean_squared_error"
+
+    def per_sample(self, y_true, y_pred):
+        return F.mean_squared_error(y_pred, y_true)
+
+    def gradient(self, y_true, y_pred):
+        return F.mean_squared_error_backward(y_pred, y_true)
+
+
+class MeanAbsoluteError(_Regression):
+    """Mean of ``|y_pred - y_true|`` over the outputs, then over the batch (``'mae'``)."""
+
+    name = "mean_absolute_error"
+
+    def per_sample(self, y_true, y_pred):
+        return F.mean_absolute_error(y_pred, y_true)
+
+    def gradient(self, y_true, y_pred):
+        return F.mean_absolute_error_backward(y_pred, y_true)
+
+
+class Huber(_Regression):
+    """Squared error within ``delta`` of the target, absolute error beyond (see
+    :func:`npnet.functional.huber`); Keras's default ``delta=1.0`` and name ``'huber_loss'``."""
+
+    name = "huber_loss"
+
+    def __init__(self, delta=1.0, name=None, reduction="sum_over_batch_size"):
+        super().__init__(name, reduction)
+        if isinstance(delta, bool) or not isinstance(delta, (int, float, np.floating)) \
+                or not np.isfinite(delta) or delta <= 0:
+            raise ValueError(f"Huber delta must be a positive number; received delta={delta!r}")
+        self.delta = float(delta)
+
+    def per_sample(self, y_true, y_pred):
+        return F.huber(y_pred, y_true, self.delta)
+
+    def gradient(self, y_true, y_pred):
+        return F.huber_backward(y_pred, y_true, self.delta)
+
+    def get_config(self):
+        return {**super().get_config(), "delta": self.delta}
+
+
+# -- Keras's loss functions: per-sample values, ``keras.losses.mean_squared_error(y_true, y_pred)``
+
+
+def _loss_function(cls, name):
+    def function(y_true, y_pred):
+        y_pred = np.asarray(y_pred)
+        y_pred = y_pred if y_pred.dtype.kind == "f" else y_pred.astype(np.float32)
+        loss = cls()
+        return loss.per_sample(loss.prepare_targets(np.asarray(y_true), y_pred), y_pred)
+    function.__name__ = function.__qualname__ = name
+    function.__doc__ = f"Per-sample {cls.__name__} loss (n,), as ``keras.losses.{name}``; the batch mean is the loss."
+    function.loss_class = cls
+    return function
+
+
+sparse_categorical_crossentropy = _loss_function(SparseCategoricalCrossentropy, "sparse_categorical_crossentropy")
+categorical_crossentropy = _loss_function(CategoricalCrossentropy, "categorical_crossentropy")
+binary_crossentropy = _loss_function(BinaryCrossentropy, "binary_crossentropy")
+mean_squared_error = _loss_function(MeanSquaredError, "mean_squared_error")
+mean_absolute_error = _loss_function(MeanAbsoluteError, "mean_absolute_error")
+huber = _loss_function(Huber, "huber")
+
+_CLASSES = (SparseCategoricalCrossentropy, CategoricalCrossentropy, BinaryCrossentropy,
+            MeanSquaredError, MeanAbsoluteError, Huber)
+#: Every name ``get`` resolves: Keras's function names, short aliases and class names.
+_BY_NAME = {cls.name: cls for cls in _CLASSES}
+_BY_NAME.update({cls.__name__: cls for cls in _CLASSES})
+_BY_NAME.update(mse=MeanSquaredError, mae=MeanAbsoluteError, huber=Huber)
+
+_SUBCLASS_EXAMPLE = (
+    "class MyLoss(npnet.losses.Loss):\n"
+    "    def value(self, y_true, y_pred):      # the batch-mean loss, a scalar\n"
+    "        return np.mean((y_pred - y_true) ** 2)\n"
+    "    def gradient(self, y_true, y_pred):   # dL/dy_pred, shaped like y_pred\n"
+    "        return 2 * (y_pred - y_true) / y_pred.size\n"
+    "model.compile(loss=MyLoss(), ...)")
 
 
 def get(identifier):
-    """Resolve a loss name or instance."""
+    """Resolve a loss: an instance, a name (``'mse'``, ``'binary_crossentropy'``,
+    ``'Huber'``...), a class, or one of npnet's loss functions. A plain function is refused
+    with the way to write it as a :class:`Loss` subclass."""
     if isinstance(identifier, Loss):
         return identifier
     if isinstance(identifier, str) and identifier in _BY_NAME:
         return _BY_NAME[identifier]()
+    if isinstance(identifier, type) and issubclass(identifier, Loss):
+        return identifier()
+    if callable(identifier) and getattr(identifier, "loss_class", None) in _CLASSES:
+        return identifier.loss_class()
+    if callable(identifier):
+        raise TypeError(_plain_function_message(identifier))
     raise ValueError(
         f"Unknown loss {identifier!r}; known losses: {', '.join(sorted(_BY_NAME))} "
         "(or an npnet.losses.Loss instance)"
     )
 
 
+def _plain_function_message(function):
+    name = getattr(function, "__name__", type(function).__name__)
+    known = _BY_NAME.get(name) or _BY_NAME.get(type(function).__name__)
+    hint = f" For this one write loss={known.name!r}." if known else ""
+    return (f"loss {function!r} is a plain function. npnet has no automatic differentiation, so "
+            f"a loss must give its gradient too.{hint} Write it as a subclass of "
+            f"npnet.losses.Loss that defines value and gradient:\n{_SUBCLASS_EXAMPLE}")
+
+
 def deserialize(name, config_):
+    """The loss saved as ``(loss.name, loss.get_config())``."""
+    config_ = dict(config_)
+    if config_.get("name") == name:
+        config_.pop("name")  # the class's own name; a custom one is kept
     return _BY_NAME[name](**config_)

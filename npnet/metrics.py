@@ -1,38 +1,516 @@
-"""Metrics. ``'accuracy'`` means what Keras makes of it: it follows the loss's label kind."""
+"""Metrics with Keras's names, protocol and history keys.
+
+A metric accumulates over batches: ``update_state(y_true, y_pred, sample_weight=None)``
+adds a batch, ``result()`` is the value so far (a float), ``reset_state()`` starts again,
+and ``name`` is the key it is logged under (``history.history[name]``). Most metrics are a
+(weighted) mean of per-sample values, ``MeanMetricWrapper(fn)``, where ``fn(y_true, y_pred)``
+returns one value per sample, as Keras's metric functions do; Precision, Recall and AUC
+count a confusion matrix instead.
+
+``'accuracy'`` (or ``'acc'``) is resolved as Keras resolves it, from the shapes of targets
+and outputs at the first update: one output unit -> binary accuracy (threshold 0.5),
+integer labels -> sparse categorical accuracy, one-hot rows -> categorical accuracy; it is
+logged under the name written. :func:`get` resolves any metric identifier.
+"""
+
+import numpy as np
 
 from . import functional as F
+from . import losses as losses_module
+
+#: Keras's fuzz factor (``keras.backend.epsilon()``), used by AUC's end thresholds.
+EPSILON = 1e-7
 
 
-class Accuracy:
-    """Fraction of samples whose largest predicted probability is at the true class.
+# ----------------------------------------------------------------------------- metric functions
+# Per-sample values, (n,), like keras.metrics.<name>(y_true, y_pred).
 
-    ``count_correct(y_true, y_pred)`` returns a count, so batches of different sizes
-    (the last, partial one) are weighted by their number of samples when averaged.
+
+def _as_arrays(y_true, y_pred):
+    y_pred = np.asarray(y_pred)
+    y_pred = y_pred if y_pred.dtype.kind == "f" else y_pred.astype(np.float32)
+    return np.asarray(y_true), y_pred
+
+
+def sparse_categorical_accuracy(y_true, y_pred):
+    """1.0 where the largest output is at the integer label y_true (n,) or (n, 1), else 0.0."""
+    y_true, y_pred = _as_arrays(y_true, y_pred)
+    labels = y_true.reshape(y_true.shape[0], -1)[:, 0] if y_true.ndim > 1 else y_true
+    return (y_pred.argmax(axis=-1) == labels).astype(y_pred.dtype)
+
+
+def categorical_accuracy(y_true, y_pred):
+    """1.0 where the largest output is where the one-hot y_true (n, k) has its largest entry."""
+    y_true, y_pred = _as_arrays(y_true, y_pred)
+    return (y_pred.argmax(axis=-1) == y_true.argmax(axis=-1)).astype(y_pred.dtype)
+
+
+def binary_accuracy(y_true, y_pred, threshold=0.5):
+    """1.0 for each output on the target's side of ``threshold``, else 0.0: shaped like
+    y_pred, as Keras's function (metrics average a sample's entries)."""
+    y_true, y_pred = _as_arrays(y_true, y_pred)
+    y_true = losses_module._same_rank(y_true, y_pred)
+    return ((y_pred > y_pred.dtype.type(threshold)).astype(y_pred.dtype) == y_true).astype(y_pred.dtype)
+
+
+def accuracy(y_true, y_pred):
+    """keras.metrics.Accuracy's function: how often y_pred *equals* y_true, per sample."""
+    y_true, y_pred = _as_arrays(y_true, y_pred)
+    y_true = losses_module._same_rank(y_true, y_pred)
+    equal = (y_true == y_pred).astype(y_pred.dtype)
+    return equal.reshape(equal.shape[0], -1).mean(axis=-1, dtype=y_pred.dtype) if equal.ndim > 1 else equal
+
+
+def sparse_top_k_categorical_accuracy(y_true, y_pred, k=5):
+    """1.0 where the integer label is among the ``k`` largest outputs (ties count as in)."""
+    y_true, y_pred = _as_arrays(y_true, y_pred)
+    labels = y_true.reshape(y_true.shape[0], -1)[:, 0].astype(np.int64) if y_true.ndim > 1 else y_true.astype(np.int64)
+    if k >= y_pred.shape[-1]:
+        return np.ones(y_pred.shape[0], dtype=y_pred.dtype)
+    label_score = y_pred[np.arange(y_pred.shape[0]), labels]
+    larger = (y_pred > label_score[:, None]).sum(axis=-1)
+    return (larger < k).astype(y_pred.dtype)
+
+
+def top_k_categorical_accuracy(y_true, y_pred, k=5):
+    """As :func:`sparse_top_k_categorical_accuracy`, for one-hot targets."""
+    y_true, y_pred = _as_arrays(y_true, y_pred)
+    return sparse_top_k_categorical_accuracy(y_true.argmax(axis=-1), y_pred, k)
+
+
+mean_squared_error = losses_module.mean_squared_error
+mean_absolute_error = losses_module.mean_absolute_error
+binary_crossentropy = losses_module.binary_crossentropy
+categorical_crossentropy = losses_module.categorical_crossentropy
+sparse_categorical_crossentropy = losses_module.sparse_categorical_crossentropy
+
+
+# ----------------------------------------------------------------------------- the protocol
+
+
+class Metric:
+    """Base class: ``update_state`` / ``result`` / ``reset_state`` and ``name``, as Keras.
+
+    Subclasses keep their running state in plain attributes set by ``reset_state`` (called
+    by ``__init__``). Calling a metric, ``metric(y_true, y_pred)``, updates it and returns
+    the result, as in Keras.
     """
 
-    def __init__(self, label_kind="sparse", name="accuracy"):
+    #: ``'up'`` when larger is better, ``'down'`` when smaller is (callbacks' ``mode='auto'``)
+    direction = None
+
+    def __init__(self, name=None, dtype=None):
+        self.name = name if name is not None else _snake_case(type(self).__name__)
+        self.dtype = dtype or "float32"
+        self.reset_state()
+
+    def update_state(self, y_true, y_pred, sample_weight=None):
+        raise NotImplementedError
+
+    def result(self):
+        raise NotImplementedError
+
+    def reset_state(self):
+        pass
+
+    def __call__(self, y_true, y_pred, sample_weight=None):
+        self.update_state(y_true, y_pred, sample_weight=sample_weight)
+        return self.result()
+
+    def get_config(self):
+        return {"name": self.name, "dtype": self.dtype}
+
+    def __repr__(self):
+        return f"<npnet metric {type(self).__name__} name={self.name!r}>"
+
+
+def _snake_case(name):
+    import re
+
+    name = re.sub("(.)([A-Z][a-z]+)", r"\1_\2", name)
+    return re.sub("([a-z])([A-Z])", r"\1_\2", name).lower()
+
+
+def _sample_weights(sample_weight, n_samples):
+    """Weights (n,) as float64, or None; one weight per sample, broadcast from a scalar."""
+    if sample_weight is None:
+        return None
+    weights = np.asarray(sample_weight, dtype=np.float64)
+    weights = weights.reshape(weights.shape[0], -1).mean(axis=-1) if weights.ndim > 1 else weights
+    return np.broadcast_to(weights, (n_samples,))
+
+
+class Mean(Metric):
+    """The (weighted) mean of the values given: ``update_state(values, sample_weight=None)``."""
+
+    def reset_state(self):
+        self.total, self.count = 0.0, 0.0
+
+    def update_state(self, values, sample_weight=None):
+        values = np.asarray(values, dtype=np.float64)
+        values = values.reshape(values.shape[0], -1).mean(axis=-1) if values.ndim > 1 else values.reshape(-1)
+        weights = _sample_weights(sample_weight, values.shape[0])
+        if weights is None:
+            self.total += float(values.sum())
+            self.count += values.shape[0]
+        else:
+            self.total += float((values * weights).sum())
+            self.count += float(weights.sum())
+
+    def result(self):
+        return self.total / self.count if self.count else 0.0
+
+
+class MeanMetricWrapper(Mean):
+    """The mean over samples of ``fn(y_true, y_pred, **kwargs)``, a per-sample metric function."""
+
+    def __init__(self, fn, name=None, dtype=None, **kwargs):
+        self._fn, self._fn_kwargs = fn, kwargs
+        super().__init__(name=name or "mean_metric_wrapper", dtype=dtype)
+
+    def update_state(self, y_true, y_pred, sample_weight=None):
+        super().update_state(self._fn(y_true, y_pred, **self._fn_kwargs), sample_weight)
+
+    def get_config(self):
+        return {**super().get_config(), **self._fn_kwargs}
+
+
+class SparseCategoricalAccuracy(MeanMetricWrapper):
+    """How often the largest output is at the integer label."""
+
+    direction = "up"
+
+    def __init__(self, name="sparse_categorical_accuracy", dtype=None):
+        super().__init__(sparse_categorical_accuracy, name, dtype)
+
+
+class CategoricalAccuracy(MeanMetricWrapper):
+    """How often the largest output is at the one-hot target's 1."""
+
+    direction = "up"
+
+    def __init__(self, name="categorical_accuracy", dtype=None):
+        super().__init__(categorical_accuracy, name, dtype)
+
+
+class BinaryAccuracy(MeanMetricWrapper):
+    """How often an output is on the target's side of ``threshold`` (0.5)."""
+
+    direction = "up"
+
+    def __init__(self, name="binary_accuracy", dtype=None, threshold=0.5):
+        super().__init__(binary_accuracy, name, dtype, threshold=threshold)
+        self.threshold = threshold
+
+
+class SparseTopKCategoricalAccuracy(MeanMetricWrapper):
+    """How often the integer label is among the ``k`` (5) largest outputs."""
+
+    direction = "up"
+
+    def __init__(self, k=5, name="sparse_top_k_categorical_accuracy", dtype=None):
+        super().__init__(sparse_top_k_categorical_accuracy, name, dtype, k=k)
+        self.k = k
+
+
+class TopKCategoricalAccuracy(MeanMetricWrapper):
+    """How often the one-hot target's class is among the ``k`` (5) largest outputs."""
+
+    direction = "up"
+
+    def __init__(self, k=5, name="top_k_categorical_accuracy", dtype=None):
+        super().__init__(top_k_categorical_accuracy, name, dtype, k=k)
+        self.k = k
+
+
+class MeanSquaredError(MeanMetricWrapper):
+    """The mean of the per-sample mean squared errors."""
+
+    direction = "down"
+
+    def __init__(self, name="mean_squared_error", dtype=None):
+        super().__init__(mean_squared_error, name, dtype)
+
+
+class MeanAbsoluteError(MeanMetricWrapper):
+    """The mean of the per-sample mean absolute errors."""
+
+    direction = "down"
+
+    def __init__(self, name="mean_absolute_error", dtype=None):
+        super().__init__(mean_absolute_error, name, dtype)
+
+
+class Accuracy(MeanMetricWrapper):
+    """``keras.metrics.Accuracy``: how often ``y_pred`` *equals* ``y_true`` (for a classifier's
+    probabilities that is almost never: use ``'accuracy'``, which :func:`get` resolves).
+
+    ``Accuracy(label_kind)`` with a loss's ``label_kind`` (``'sparse'``, ``'categorical'``,
+    ``'binary'``...) is what npnet's training loops use: the accuracy those targets call
+    for, with :meth:`count_correct` giving the number of correct samples in a batch.
+    """
+
+    direction = "up"
+
+    def __init__(self, name="accuracy", dtype=None, label_kind=None):
+        if label_kind is None and name in _LABEL_KINDS:
+            label_kind, name = name, "accuracy"  # Accuracy(loss.label_kind), as the loops call it
         self.label_kind = label_kind
-        self.name = name
+        fn = accuracy if label_kind is None else _accuracy_for_kind(label_kind)
+        super().__init__(fn, name, dtype)
 
     def count_correct(self, y_true, y_pred):
-        labels = y_true if self.label_kind == "sparse" else y_true.argmax(axis=1)
-        return F.count_correct(y_pred, labels)
+        """The number of correctly classified samples (a fraction per sample for multi-output
+        binary targets), so that batches of different sizes weigh by their samples."""
+        if self.label_kind == "sparse":
+            return F.count_correct(y_pred, y_true)
+        if self.label_kind == "categorical":
+            return F.count_correct(y_pred, y_true.argmax(axis=1))
+        total = float(np.sum(self._fn(y_true, y_pred)))
+        return int(total) if total.is_integer() else total
 
 
-_NAMES = ("accuracy", "acc", "sparse_categorical_accuracy", "categorical_accuracy")
+_LABEL_KINDS = ("sparse", "categorical", "binary", "regression", "any")
 
 
-def get(identifier, loss):
-    """Resolve a metric name for a compiled loss."""
-    if isinstance(identifier, Accuracy):
+def _accuracy_for_kind(label_kind):
+    return {"sparse": sparse_categorical_accuracy, "categorical": categorical_accuracy}.get(
+        label_kind, _shape_resolved_accuracy)
+
+
+def _accuracy_kind(y_true, y_pred):
+    """Keras's rule for ``'accuracy'``: binary for one output unit, sparse when the targets
+    have a lower rank (or one column against several outputs), categorical otherwise."""
+    if y_pred.shape[-1] == 1:
+        return "binary_accuracy"
+    if y_true.ndim < y_pred.ndim or (y_true.shape[-1] == 1 and y_pred.shape[-1] > 1):
+        return "sparse_categorical_accuracy"
+    return "categorical_accuracy"
+
+
+_ACCURACY_FUNCTIONS = {"binary_accuracy": binary_accuracy, "categorical_accuracy": categorical_accuracy,
+                       "sparse_categorical_accuracy": sparse_categorical_accuracy}
+
+
+def _shape_resolved_accuracy(y_true, y_pred):
+    """The accuracy :func:`_accuracy_kind` chooses for these targets and outputs."""
+    y_true, y_pred = _as_arrays(y_true, y_pred)
+    return _ACCURACY_FUNCTIONS[_accuracy_kind(y_true, y_pred)](y_true, y_pred)
+
+
+class ResolvedAccuracy(MeanMetricWrapper):
+    """``metrics=['accuracy']`` (or ``'acc'``): binary, sparse categorical or categorical
+    accuracy as Keras chooses from the shapes at the first batch (see :func:`_accuracy_kind`),
+    logged under the name written. ``kind`` says which, once a batch has been seen."""
+
+    direction = "up"
+
+    def __init__(self, name="accuracy", dtype=None):
+        super().__init__(self._resolve, name, dtype)
+        self.kind = None
+
+    def _resolve(self, y_true, y_pred):
+        y_true, y_pred = _as_arrays(y_true, y_pred)
+        if self.kind is None:
+            self.kind = _accuracy_kind(y_true, y_pred)
+        return _ACCURACY_FUNCTIONS[self.kind](y_true, y_pred)
+
+
+# ----------------------------------------------------------------------------- confusion counts
+
+
+class _ConfusionMetric(Metric):
+    """Weighted true/false positive/negative counts at each threshold: ``y_pred > t`` is a
+    positive, ``y_true != 0`` a real one. Every output entry counts (all units and samples)."""
+
+    direction = "up"
+
+    def __init__(self, thresholds, name=None, dtype=None, class_id=None):
+        self.thresholds = np.asarray(thresholds, dtype=np.float64).reshape(-1)
+        self.class_id = class_id
+        super().__init__(name, dtype)
+
+    def reset_state(self):
+        n = len(self.thresholds)
+        self.true_positives, self.false_positives = np.zeros(n), np.zeros(n)
+        self.true_negatives, self.false_negatives = np.zeros(n), np.zeros(n)
+
+    def _prepare(self, y_true, y_pred, sample_weight):
+        y_true, y_pred = _as_arrays(y_true, y_pred)
+        y_true = losses_module._same_rank(y_true, y_pred)
+        weights = np.ones(y_pred.shape) if sample_weight is None else np.broadcast_to(
+            _sample_weights(sample_weight, y_pred.shape[0]).reshape((-1,) + (1,) * (y_pred.ndim - 1)), y_pred.shape)
+        if self.class_id is not None:
+            y_true, y_pred, weights = y_true[..., self.class_id], y_pred[..., self.class_id], weights[..., self.class_id]
+        return y_true.reshape(-1) != 0, y_pred.reshape(-1), weights.reshape(-1)
+
+    def update_state(self, y_true, y_pred, sample_weight=None):
+        real, scores, weights = self._prepare(y_true, y_pred, sample_weight)
+        predicted = scores[None, :] > self.thresholds[:, None].astype(scores.dtype)  # (thresholds, entries)
+        self.true_positives += (predicted & real) @ weights
+        self.false_positives += (predicted & ~real) @ weights
+        self.true_negatives += (~predicted & ~real) @ weights
+        self.false_negatives += (~predicted & real) @ weights
+
+
+def _divide_no_nan(numerator, denominator):
+    """numerator / denominator, and 0 where the denominator is 0 (Keras's ``divide_no_nan``)."""
+    numerator, denominator = np.asarray(numerator, float), np.asarray(denominator, float)
+    safe = np.where(denominator == 0, 1.0, denominator)
+    return np.where(denominator == 0, 0.0, numerator / safe)
+
+
+def _check_top_k(metric, top_k):
+    if top_k is not None:
+        raise ValueError(f"{metric}(top_k=...) is not available in npnet; received top_k={top_k!r}. "
+                         "Use thresholds (and class_id) instead.")
+
+
+def _result(values, thresholds_given):
+    return [float(v) for v in values] if thresholds_given else float(values[0])
+
+
+class Precision(_ConfusionMetric):
+    """``tp / (tp + fp)`` at ``thresholds`` (0.5; a list gives a list of results)."""
+
+    def __init__(self, thresholds=None, top_k=None, class_id=None, name="precision", dtype=None):
+        _check_top_k("Precision", top_k)
+        self._several = isinstance(thresholds, (list, tuple))
+        super().__init__(0.5 if thresholds is None else thresholds, name, dtype, class_id)
+
+    def result(self):
+        return _result(_divide_no_nan(self.true_positives, self.true_positives + self.false_positives),
+                       self._several)
+
+
+class Recall(_ConfusionMetric):
+    """``tp / (tp + fn)`` at ``thresholds`` (0.5; a list gives a list of results)."""
+
+    def __init__(self, thresholds=None, top_k=None, class_id=None, name="recall", dtype=None):
+        _check_top_k("Recall", top_k)
+        self._several = isinstance(thresholds, (list, tuple))
+        super().__init__(0.5 if thresholds is None else thresholds, name, dtype, class_id)
+
+    def result(self):
+        return _result(_divide_no_nan(self.true_positives, self.true_positives + self.false_negatives),
+                       self._several)
+
+
+class AUC(_ConfusionMetric):
+    """Area under the ROC (or precision-recall) curve, from confusion counts at
+    ``num_thresholds`` (200) evenly spaced thresholds, as Keras approximates it.
+
+    Thresholds ``[-ε, 1/(N-1), ..., (N-2)/(N-1), 1 + ε]`` (or ``[-ε, *thresholds, 1 + ε]``);
+    ``summation_method`` ``'interpolation'`` (trapezoids; for PR Davis & Goadrich's
+    interpolation, :meth:`_interpolated_pr_auc`), ``'minoring'`` or ``'majoring'``.
+    ``from_logits=True`` applies the sigmoid to the outputs first.
+    """
+
+    def __init__(self, num_thresholds=200, curve="ROC", summation_method="interpolation", name="auc",
+                 dtype=None, thresholds=None, multi_label=False, num_labels=None, label_weights=None,
+                 from_logits=False):
+        if multi_label or label_weights is not None:
+            raise ValueError("AUC(multi_label=True) and label_weights are not available in npnet; "
+                             "every output entry is counted as one binary prediction")
+        self.curve, self.summation_method = str(curve).upper(), str(summation_method).lower()
+        if self.curve not in ("ROC", "PR"):
+            raise ValueError(f"AUC curve must be 'ROC' or 'PR'; received {curve!r}")
+        if self.summation_method not in ("interpolation", "minoring", "majoring"):
+            raise ValueError("AUC summation_method must be 'interpolation', 'minoring' or 'majoring'; "
+                             f"received {summation_method!r}")
+        if thresholds is None:
+            if num_thresholds <= 1:
+                raise ValueError(f"AUC num_thresholds must be > 1; received {num_thresholds!r}")
+            inner = [(i + 1) / (num_thresholds - 1) for i in range(num_thresholds - 2)]
+        else:
+            inner = sorted(float(t) for t in thresholds)
+        self.num_thresholds = len(inner) + 2
+        self.from_logits = bool(from_logits)
+        super().__init__([0.0 - EPSILON] + inner + [1.0 + EPSILON], name, dtype)
+
+    def update_state(self, y_true, y_pred, sample_weight=None):
+        y_pred = np.asarray(y_pred)
+        if self.from_logits:
+            y_pred = F.sigmoid_forward(y_pred.astype(np.float32))
+        super().update_state(y_true, y_pred, sample_weight)
+
+    def result(self):
+        tp, fp, tn, fn = self.true_positives, self.false_positives, self.true_negatives, self.false_negatives
+        if self.curve == "PR" and self.summation_method == "interpolation":
+            return self._interpolated_pr_auc()
+        recall = _divide_no_nan(tp, tp + fn)
+        if self.curve == "ROC":
+            x, y = _divide_no_nan(fp, fp + tn), recall
+        else:
+            x, y = recall, _divide_no_nan(tp, tp + fp)
+        pairs = {"interpolation": (y[:-1] + y[1:]) / 2, "minoring": np.minimum(y[:-1], y[1:]),
+                 "majoring": np.maximum(y[:-1], y[1:])}
+        return float(np.sum((x[:-1] - x[1:]) * pairs[self.summation_method]))
+
+    def _interpolated_pr_auc(self):
+        """Precision is interpolated linearly in the number of true positives between two
+        thresholds (Davis & Goadrich 2006), not in recall: with ``P = tp + fp`` the area of
+        the interval from A to B is ``slope (ΔTP + intercept · log(P_A / P_B)) / positives``,
+        where ``slope = ΔTP / ΔP`` and ``intercept = TP_B - slope · P_B``."""
+        tp, fp, fn = self.true_positives, self.false_positives, self.false_negatives
+        d_tp = tp[:-1] - tp[1:]
+        predicted = tp + fp
+        d_p = predicted[:-1] - predicted[1:]
+        slope = _divide_no_nan(d_tp, np.maximum(d_p, 0))
+        intercept = tp[1:] - slope * predicted[1:]
+        both_positive = (predicted[:-1] > 0) & (predicted[1:] > 0)
+        ratio = np.where(both_positive, _divide_no_nan(predicted[:-1], np.maximum(predicted[1:], 0)), 1.0)
+        increments = _divide_no_nan(slope * (d_tp + intercept * np.log(ratio)), np.maximum(tp[1:] + fn[1:], 0))
+        return float(np.sum(increments))
+
+
+# ----------------------------------------------------------------------------- resolving identifiers
+
+_CLASSES = (Accuracy, SparseCategoricalAccuracy, CategoricalAccuracy, BinaryAccuracy,
+            SparseTopKCategoricalAccuracy, TopKCategoricalAccuracy, MeanSquaredError,
+            MeanAbsoluteError, Precision, Recall, AUC)
+_FUNCTIONS = (sparse_categorical_accuracy, categorical_accuracy, binary_accuracy,
+              sparse_top_k_categorical_accuracy, top_k_categorical_accuracy, mean_squared_error,
+              mean_absolute_error)
+#: Keras's metric strings: class names, their snake_case and the short aliases.
+_BY_NAME = {cls.__name__: cls for cls in _CLASSES}
+_BY_NAME.update({_snake_case(cls.__name__): cls for cls in _CLASSES})
+_BY_NAME.update({"mse": MeanSquaredError, "MSE": MeanSquaredError, "mae": MeanAbsoluteError,
+                 "MAE": MeanAbsoluteError, "auc": AUC})
+
+
+def get(identifier, loss=None):
+    """A fresh :class:`Metric` for ``compile(metrics=[identifier])``, whose ``name`` is the
+    Keras history key: the string as written (``'acc'``, ``'mse'``), a Metric's own name,
+    or a function's ``__name__``.
+
+    ``'accuracy'``/``'acc'`` give a :class:`ResolvedAccuracy` (Keras's choice by shapes).
+    ``loss`` is accepted for the call sites that have one; the shapes decide, as in Keras.
+    A plain function ``fn(y_true, y_pred) -> per-sample values`` is wrapped in a
+    :class:`MeanMetricWrapper`.
+    """
+    if isinstance(identifier, Metric):
         return identifier
-    if identifier in _NAMES:
-        if identifier == "sparse_categorical_accuracy" and loss.label_kind != "sparse":
-            raise ValueError("'sparse_categorical_accuracy' needs integer labels; use 'accuracy'")
-        if identifier == "categorical_accuracy" and loss.label_kind != "categorical":
-            raise ValueError("'categorical_accuracy' needs one-hot labels; use 'accuracy'")
-        return Accuracy(loss.label_kind, name=identifier)
-    raise ValueError(f"Unknown metric {identifier!r}; known metrics: {', '.join(_NAMES)}")
+    if isinstance(identifier, str):
+        if identifier.lower() in ("accuracy", "acc"):
+            return ResolvedAccuracy(name=identifier)
+        if identifier in _BY_NAME:
+            metric = _BY_NAME[identifier]()
+            metric.name = identifier
+            return metric
+        raise ValueError(f"Unknown metric {identifier!r}; known metrics: accuracy, acc, "
+                         f"{', '.join(sorted(_BY_NAME))}, a Metric instance or a function "
+                         "fn(y_true, y_pred) returning one value per sample")
+    if isinstance(identifier, type) and issubclass(identifier, Metric):
+        return identifier()
+    if callable(identifier):
+        module = (getattr(identifier, "__module__", "") or "").split(".")[0]
+        if module in ("tensorflow", "keras", "tf_keras"):
+            name = getattr(identifier, "__name__", repr(identifier))
+            raise TypeError(f"metric {identifier!r} is a {module} function, which npnet cannot run "
+                            f"(it computes with NumPy); write metrics=[{name!r}] or pass a NumPy function")
+        return MeanMetricWrapper(identifier, name=getattr(identifier, "__name__", None))
+    raise TypeError(f"A metric must be a name, an npnet.metrics.Metric or a function; received {identifier!r}")
 
 
 def resolve(metrics, loss):
@@ -48,3 +526,18 @@ def resolve(metrics, loss):
     if len(set(names)) != len(names):
         raise ValueError(f"metrics must have distinct names; received {names}")
     return resolved
+
+
+def counted_by_argmax(metric, label_kind, n_outputs):
+    """True when ``metric`` is the fraction of samples whose largest output is the true class,
+    which the backends count in their own loops (``Accuracy(label_kind).count_correct``), so
+    the metric needs no copy of the outputs. ``n_outputs``: the model's output units."""
+    if n_outputs is not None and n_outputs < 2:
+        return False  # one output unit: binary accuracy, a threshold, not an argmax
+    if isinstance(metric, ResolvedAccuracy):
+        return label_kind in ("sparse", "categorical")
+    if type(metric) is SparseCategoricalAccuracy:
+        return label_kind == "sparse"
+    if type(metric) is CategoricalAccuracy:
+        return label_kind == "categorical"
+    return False

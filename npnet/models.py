@@ -225,22 +225,35 @@ class Sequential:
         loss_obj = losses_module.get(loss)
         metric_objs = metrics_module.resolve(metrics, loss_obj)
         steps_per_execution = validation.check_steps_per_execution(steps_per_execution)
-        accuracy = metrics_module.Accuracy(loss_obj.label_kind)  # what the backends count
-        backend = self._backend_for_metrics(backend, metric_objs)
+        accuracy = metrics_module.Accuracy(label_kind=loss_obj.label_kind)  # what the backends count
+        backend = self._backend_for_metrics(backend, self._metric_plan(metric_objs, loss_obj))
         trainer = backends.create(backend, self.layers, loss_obj, optimizer_obj, accuracy)
         self.optimizer, self.loss, self.accuracy = optimizer_obj, loss_obj, accuracy
         self.metrics, self.steps_per_execution = metric_objs, steps_per_execution
         self._requested_backend, self._trainer, self.compiled = backend, trainer, True
 
+    def _metric_plan(self, metrics=None, loss=None):
+        """The compiled metrics, marking those the backends count (argmax accuracies)."""
+        metrics = self.metrics if metrics is None else metrics
+        label_kind = (loss or self.loss).label_kind
+        units = self._output_units()
+        return training_loop.MetricPlan(
+            metrics, [metrics_module.counted_by_argmax(m, label_kind, units) for m in metrics])
+
+    def _output_units(self):
+        if self.input_shape is not None and self.layers:
+            return self.output_shape[-1]
+        return getattr(self.layers[-1], "units", None) if self.layers else None
+
     @staticmethod
-    def _backend_for_metrics(backend, metrics):
-        """The numba kernels count accuracy only; other metrics need each batch's outputs,
-        which the NumPy backend gives: 'auto' then means NumPy, and 'numba' is refused."""
-        if not training_loop.needs_outputs(metrics):
+    def _backend_for_metrics(backend, plan):
+        """The numba kernels count argmax accuracy only; other metrics need each batch's
+        outputs, which the NumPy backend gives: 'auto' then means NumPy, 'numba' is refused."""
+        if not plan.needs_outputs:
             return backend
         chosen = backend or backends.default_name()
         if chosen == "numba":
-            names = [m.name for m in metrics if not training_loop.counts_correct(m)]
+            names = [m.name for m, counted in zip(plan.metrics, plan.counted) if not counted]
             raise NotImplementedError(f"backend='numba' does not support the metrics {names} (its "
                                       "kernels count accuracy only); use backend='numpy' or leave "
                                       "backend unset to choose automatically")
@@ -346,7 +359,7 @@ class Sequential:
                                  "validation_split must not be given")
             source = data_module.BatchSource(x, validation.check_steps(steps_per_epoch, "steps_per_epoch"))
             run_epoch = lambda epoch, listeners: training_loop.train_epoch_from_source(  # noqa: E731
-                self.backend, self, source, epoch, listeners, self.metrics)
+                self.backend, self, source, epoch, listeners, self._metric_plan())
             return run_epoch, source.steps, val
         x, y = self.check_data(x, y)
         if val is None and validation_split:
@@ -357,7 +370,7 @@ class Sequential:
 
         def run_epoch(epoch, listeners):
             return training_loop.train_epoch(self.backend, x, y, epoch, batch_size, shuffle,
-                                             self._steps_per_call(listeners), listeners, self.metrics)
+                                             self._steps_per_call(listeners), listeners, self._metric_plan())
         return run_epoch, -(-x.shape[0] // batch_size), val
 
     def _validation_source(self, validation_data, batch_size):
@@ -390,7 +403,7 @@ class Sequential:
     def _evaluate_source(self, source, callbacks=None):
         listeners = callbacks or callbacks_module.CallbackList([], self, {})
         listeners.call("on_test_begin")
-        means = training_loop.evaluate_source(self.backend, self, source, listeners, self.metrics)
+        means = training_loop.evaluate_source(self.backend, self, source, listeners, self._metric_plan())
         listeners.call("on_test_end", logs=means.logs())
         return means
 
@@ -398,7 +411,7 @@ class Sequential:
         listeners = callbacks or callbacks_module.CallbackList([], self, {})
         listeners.call("on_test_begin")
         means = training_loop.evaluate(self.backend, x, y, batch_size, listeners,
-                                       self.metrics, progbar)
+                                       self._metric_plan(), progbar)
         listeners.call("on_test_end", logs=means.logs())
         return means
 

@@ -10,23 +10,54 @@ state, step by step, as Keras's compiled train step advances ``optimizer.iterati
 
 import numpy as np
 
+from . import config, schedules, utils
 from . import functional as F
-from . import utils
 
 
 class Optimizer:
-    """Base class: learning rate, step counter and one state array per slot and parameter."""
+    """Base class: learning rate, step counter and one state array per slot and parameter.
+
+    ``learning_rate`` is a positive number or a schedule (:mod:`npnet.optimizers.schedules`,
+    or any callable ``step -> rate`` that subclasses ``LearningRateSchedule``); reading
+    ``optimizer.learning_rate`` gives the rate the next step will use. Hyperparameters are
+    checked in the float type the update computes in (``floatx`` when made, the weights'
+    type when built): ``1e39`` is a finite float64 but ``inf`` in float32.
+    """
 
     #: names of the per-parameter state arrays, e.g. ("m", "v") for Adam
     slots = ()
 
     def __init__(self, learning_rate=0.001):
-        learning_rate = float(learning_rate)
-        if not np.isfinite(learning_rate) or learning_rate <= 0:
-            raise ValueError(f"learning_rate must be a positive number; received {learning_rate!r}")
-        self.learning_rate = learning_rate
         self._step_counter = np.zeros(1, dtype=np.int64)
+        self.learning_rate = learning_rate
         self.state = None  # {slot: [array per parameter]} once built
+
+    @property
+    def learning_rate(self):
+        """The learning rate of the next step: the schedule at ``iterations`` when there is one."""
+        if isinstance(self._learning_rate, schedules.LearningRateSchedule):
+            return float(self._learning_rate(self.iterations))
+        return self._learning_rate
+
+    @learning_rate.setter
+    def learning_rate(self, value):
+        if isinstance(getattr(self, "_learning_rate", None), schedules.LearningRateSchedule):
+            raise TypeError("This optimizer was made with a learning-rate schedule, so its learning rate "
+                            "cannot be set; make the optimizer with a number to set it later")
+        if not isinstance(value, schedules.LearningRateSchedule):
+            value = check_hyperparameter("learning_rate", value, positive=True)
+        self._learning_rate = value
+        self._current_learning_rate = self.learning_rate  # for update() called by hand
+
+    @property
+    def learning_rate_schedule(self):
+        """The schedule given as ``learning_rate``, or None."""
+        lr = self._learning_rate
+        return lr if isinstance(lr, schedules.LearningRateSchedule) else None
+
+    def _float_hyperparameters(self):
+        """``{name: value}`` of the numbers the update computes with (checked at build)."""
+        return {} if self.learning_rate_schedule else {"learning_rate": self._learning_rate}
 
     @property
     def iterations(self):
@@ -44,7 +75,11 @@ class Optimizer:
         return self._step_counter
 
     def build(self, params):
-        """Create zeroed state shaped like each parameter (done on the first step)."""
+        """Create zeroed state shaped like each parameter (done on the first step), after
+        checking the hyperparameters in the parameters' float type."""
+        if params:
+            for name, value in self._float_hyperparameters().items():
+                check_hyperparameter(name, value, dtype=params[0].dtype, positive=name in _POSITIVE)
         self.state = {slot: [utils.aligned_copy(np.zeros_like(p)) for p in params]
                       for slot in self.slots}  # on a cache line, like the parameters
 
@@ -56,6 +91,7 @@ class Optimizer:
             self._check_same_params(params)
         # Ctrl-C waits until every parameter has its update: never half a step.
         with utils.interrupts_deferred():
+            self._current_learning_rate = self.learning_rate  # at the count before this step, as Keras
             self._step_counter[0] += 1
             for i, (param, grad) in enumerate(zip(params, grads)):
                 self.update(param, grad, {slot: arrays[i] for slot, arrays in self.state.items()})
@@ -76,8 +112,12 @@ class Optimizer:
     def update(self, param, grad, state):
         raise NotImplementedError
 
+    def _learning_rate_config(self):
+        schedule = self.learning_rate_schedule
+        return schedules.serialize(schedule) if schedule else self._learning_rate
+
     def get_config(self):
-        return {"learning_rate": self.learning_rate}
+        return {"learning_rate": self._learning_rate_config()}
 
     def __repr__(self):
         args = ", ".join(f"{k}={v!r}" for k, v in self.get_config().items())
@@ -91,24 +131,24 @@ class Adam(Optimizer):
 
     def __init__(self, learning_rate=0.001, beta_1=0.9, beta_2=0.999, epsilon=1e-7):
         super().__init__(learning_rate)
-        for name, value in (("beta_1", beta_1), ("beta_2", beta_2)):
-            if not 0 <= value < 1:
-                raise ValueError(f"{name} must be in [0, 1); received {value!r}")
-        if epsilon <= 0:
-            raise ValueError(f"epsilon must be positive; received {epsilon!r}")
-        self.beta_1, self.beta_2, self.epsilon = float(beta_1), float(beta_2), float(epsilon)
+        self.beta_1 = _check_fraction("beta_1", beta_1)
+        self.beta_2 = _check_fraction("beta_2", beta_2)
+        self.epsilon = check_hyperparameter("epsilon", epsilon, positive=True)
+
+    def _float_hyperparameters(self):
+        return {**super()._float_hyperparameters(), "epsilon": self.epsilon}
 
     def update(self, param, grad, state):
         F.adam_update(param, grad, state["m"], state["v"], self.iterations,
-                      self.learning_rate, self.beta_1, self.beta_2, self.epsilon)
+                      self._current_learning_rate, self.beta_1, self.beta_2, self.epsilon)
 
     def get_config(self):
-        return {"learning_rate": self.learning_rate, "beta_1": self.beta_1,
+        return {"learning_rate": self._learning_rate_config(), "beta_1": self.beta_1,
                 "beta_2": self.beta_2, "epsilon": self.epsilon}
 
 
 def _check_fraction(name, value, upper_inclusive=False):
-    value = float(value)
+    value = check_hyperparameter(name, value)
     if not (0 <= value <= 1 if upper_inclusive else 0 <= value < 1):
         raise ValueError(f"{name} must be in [0, 1{']' if upper_inclusive else ')'}; received {value!r}")
     return value
@@ -126,10 +166,11 @@ class SGD(Optimizer):
         self.slots = ("momentum",) if self.momentum != 0 else ()
 
     def update(self, param, grad, state):
-        F.sgd_update(param, grad, state.get("momentum"), self.learning_rate, self.momentum, self.nesterov)
+        F.sgd_update(param, grad, state.get("momentum"), self._current_learning_rate, self.momentum,
+                     self.nesterov)
 
     def get_config(self):
-        return {"learning_rate": self.learning_rate, "momentum": self.momentum, "nesterov": self.nesterov}
+        return {"learning_rate": self._learning_rate_config(), "momentum": self.momentum, "nesterov": self.nesterov}
 
 
 class RMSprop(Optimizer):
@@ -143,21 +184,21 @@ class RMSprop(Optimizer):
         super().__init__(learning_rate)
         self.rho = _check_fraction("rho", rho)
         self.momentum = _check_fraction("momentum", momentum)
-        epsilon = float(epsilon)
-        if not epsilon > 0:
-            raise ValueError(f"epsilon must be positive; received {epsilon!r}")
-        self.epsilon = epsilon
+        self.epsilon = check_hyperparameter("epsilon", epsilon, positive=True)
         self.centered = bool(centered)
         self.slots = (("velocity",) + (("momentum",) if self.momentum > 0 else ())
                       + (("average_gradient",) if self.centered else ()))
 
     def update(self, param, grad, state):
-        F.rmsprop_update(param, grad, state["velocity"], self.learning_rate, self.rho, self.epsilon,
+        F.rmsprop_update(param, grad, state["velocity"], self._current_learning_rate, self.rho, self.epsilon,
                          momentum_buffer=state.get("momentum"), momentum=self.momentum,
                          average_grad=state.get("average_gradient"))
 
+    def _float_hyperparameters(self):
+        return {**super()._float_hyperparameters(), "epsilon": self.epsilon}
+
     def get_config(self):
-        return {"learning_rate": self.learning_rate, "rho": self.rho, "momentum": self.momentum,
+        return {"learning_rate": self._learning_rate_config(), "rho": self.rho, "momentum": self.momentum,
                 "epsilon": self.epsilon, "centered": self.centered}
 
 
@@ -177,5 +218,32 @@ def get(identifier):
 
 
 def deserialize(class_name, config_):
+    """The optimizer saved as ``(class name, get_config())``; a schedule comes back as one."""
     classes = {cls.__name__: cls for cls in _BY_NAME.values()}
+    config_ = dict(config_)
+    if isinstance(config_.get("learning_rate"), dict):
+        config_["learning_rate"] = schedules.deserialize(config_["learning_rate"])
     return classes[class_name](**config_)
+
+
+#: Hyperparameters that must be strictly positive (the others are checked by their own range).
+_POSITIVE = ("learning_rate", "epsilon")
+
+
+def check_hyperparameter(name, value, dtype=None, positive=False):
+    """``value`` as a float after checking it is a real number, finite in ``dtype`` (default:
+    floatx, the type the update computes in) and, with ``positive``, above 0 in that type.
+    The error names the argument and says what was received."""
+    if value is None or isinstance(value, (bool, str)) or not isinstance(value, (int, float, np.integer, np.floating)):
+        raise ValueError(f"{name} must be a number; received {name}={value!r}")
+    dtype = np.dtype(dtype or config.floatx())
+    with np.errstate(over="ignore"):
+        in_dtype = dtype.type(value)
+    if not np.isfinite(in_dtype):
+        raise ValueError(f"{name} must be finite in {dtype}, the type the update computes in; "
+                         f"received {name}={value!r}, which is {in_dtype} in {dtype}")
+    if positive and not in_dtype > 0:
+        what = "a positive number" if name == "learning_rate" else "positive"  # the messages users know
+        raise ValueError(f"{name} must be {what}; received {value!r}"
+                         + (f" (0 in {dtype})" if value > 0 else ""))
+    return float(value)

@@ -36,7 +36,7 @@ def loss_value(layers, loss, output, caches, y, head=None):
     """
     if head is None:
         head = heads.choose(layers, loss)
-    if head == heads.SOFTMAX_CROSSENTROPY:
+    if head in heads.FROM_LOGITS:
         _, z, _ = caches[-1]
         value = loss.value_of_logits(y, z)
     else:
@@ -61,10 +61,10 @@ def backward(layers, loss, output, caches, y, head=None):
 
     if head is None:
         head = heads.choose(layers, loss)
-    if head == heads.SOFTMAX_CROSSENTROPY:
+    if head in heads.FROM_LOGITS:
         last = layers[-1]
         dL_dz = loss.gradient_wrt_logits(y, output)
-        output_grads[-1] = dL_dz  # w.r.t. the logits: the softmax is folded into the loss
+        output_grads[-1] = dL_dz  # w.r.t. the logits: the softmax (sigmoid) is folded into the loss
         dL_dy, param_grads[-1] = last.backward_from_pre_activation(
             dL_dz, caches[-1], need_input_grad=n_layers - 1 > first_trainable)
         remaining = range(n_layers - 2, -1, -1)

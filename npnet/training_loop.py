@@ -16,45 +16,43 @@ from . import utils
 AUTO_STEPS_PER_EXECUTION = 64
 
 
-def counts_correct(metric):
-    """True for an accuracy the backends count themselves (argmax against the label)."""
-    return hasattr(metric, "count_correct")
+class MetricPlan:
+    """The compiled metrics, and which of them the backends count themselves (argmax
+    accuracies, see :func:`npnet.metrics.counted_by_argmax`); the others see each batch's
+    labels and outputs through Keras's ``update_state``."""
+
+    def __init__(self, metrics, counted):
+        self.metrics = list(metrics)
+        self.counted = [bool(c) for c in counted]
+
+    @property
+    def needs_outputs(self):
+        return not all(self.counted)
 
 
 class RunningMeans:
-    """The loss (sample-weighted mean over batches) and the metrics of one pass.
+    """The loss (sample-weighted mean over batches) and the metrics of one pass."""
 
-    Accuracies that the backends count (:func:`counts_correct`) add up their counts; any
-    other metric object follows Keras's protocol and sees each batch's labels and outputs
-    through ``update_state``.
-    """
-
-    def __init__(self, metrics):
-        self.metrics = list(metrics)
+    def __init__(self, plan):
+        self.plan = plan
         self.loss_sum, self.n_correct, self.n_seen = 0.0, 0, 0
-        for metric in self.metrics:
-            if not counts_correct(metric):
-                metric.reset_state()
+        for metric in plan.metrics:
+            metric.reset_state()
 
     def add(self, loss, n_correct, n_samples, y_batch=None, outputs=None):
         self.loss_sum += float(loss) * n_samples
-        self.n_correct += int(n_correct)
+        self.n_correct += n_correct
         self.n_seen += n_samples
-        for metric in self.metrics:
-            if not counts_correct(metric):
+        for metric, counted in zip(self.plan.metrics, self.plan.counted):
+            if not counted:
                 metric.update_state(y_batch, outputs)
 
     def logs(self, prefix=""):
         logs = {prefix + "loss": self.loss_sum / self.n_seen}
-        for metric in self.metrics:
-            value = self.n_correct / self.n_seen if counts_correct(metric) else metric.result()
+        for metric, counted in zip(self.plan.metrics, self.plan.counted):
+            value = self.n_correct / self.n_seen if counted else metric.result()
             logs[prefix + metric.name] = float(value)
         return logs
-
-
-def needs_outputs(metrics):
-    """True when some metric must see the model's outputs (not only a correct count)."""
-    return any(not counts_correct(metric) for metric in metrics)
 
 
 def train_epoch(trainer, x, y, epoch, batch_size, shuffle, steps_per_execution, callbacks, metrics):
@@ -65,7 +63,7 @@ def train_epoch(trainer, x, y, epoch, batch_size, shuffle, steps_per_execution, 
     steps = math.ceil(n_samples / batch_size)
     order = utils.rng().permutation(n_samples) if shuffle else None
     means = RunningMeans(metrics)
-    keep = {"keep_outputs": True} if needs_outputs(metrics) else {}
+    keep = {"keep_outputs": True} if metrics.needs_outputs else {}
     step = 0
     while step < steps:
         callbacks.call("on_train_batch_begin", step)
@@ -91,7 +89,7 @@ def train_epoch_from_source(trainer, model, source, epoch, callbacks, metrics):
     """One epoch over the batches of a :class:`npnet.data.BatchSource`, one step per batch,
     each batch checked as an array argument would be."""
     means = RunningMeans(metrics)
-    keep = {"keep_outputs": True} if needs_outputs(metrics) else {}
+    keep = {"keep_outputs": True} if metrics.needs_outputs else {}
     for step, (x, y, sample_weight) in enumerate(source.epoch()):
         if sample_weight is not None:
             raise NotImplementedError("npnet does not train with per-sample weights from a generator; "
@@ -115,7 +113,7 @@ def train_epoch_from_source(trainer, model, source, epoch, callbacks, metrics):
 def evaluate_source(trainer, model, source, callbacks, metrics):
     """The loss and metrics over the batches of a :class:`npnet.data.BatchSource`."""
     means = RunningMeans(metrics)
-    keep = needs_outputs(metrics)
+    keep = metrics.needs_outputs
     for step, (x, y, _) in enumerate(source.epoch()):
         x, y = model.check_data(x, y, what=(f"x of batch {step}", f"y of batch {step}"))
         model.ensure_built(x)
@@ -138,7 +136,7 @@ def warn_non_finite(epoch, step, loss):
 def evaluate(trainer, x, y, batch_size, callbacks, metrics, progbar=None):
     """The sample-weighted mean loss and the metrics over ``(x, y)``: RunningMeans."""
     means = RunningMeans(metrics)
-    keep = needs_outputs(metrics)
+    keep = metrics.needs_outputs
     for step, start in enumerate(range(0, x.shape[0], batch_size)):
         stop = min(start + batch_size, x.shape[0])
         callbacks.call("on_test_batch_begin", step)

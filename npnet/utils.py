@@ -223,3 +223,34 @@ class interrupts_deferred:
             if self._received and exc_type is None:
                 raise KeyboardInterrupt
         return False
+
+
+def to_categorical(x, num_classes=None):
+    """Class labels to one-hot rows, as ``keras.utils.to_categorical``.
+
+    x: integer labels of any shape (a trailing axis of 1 is dropped, so (n, 1) acts as (n,))
+    -> float64 array of shape ``x.shape + (num_classes,)`` with a 1 at each label.
+    ``num_classes`` defaults to ``max(x) + 1``. Labels must be integers in
+    ``[0, num_classes)``; anything else is refused with the values found.
+    """
+    labels = np.asarray(x)
+    if labels.dtype.kind == "f":
+        if not np.all(np.isfinite(labels)) or np.any(labels != np.round(labels)):
+            raise ValueError("to_categorical expects integer class labels; received non-integer values")
+    elif labels.dtype.kind not in "uib":
+        raise TypeError(f"to_categorical expects integer class labels; received dtype {labels.dtype}")
+    labels = labels.astype(np.int64)
+    shape = labels.shape[:-1] if labels.ndim > 1 and labels.shape[-1] == 1 else labels.shape
+    labels = labels.reshape(-1)
+    if num_classes is None:
+        if labels.size == 0:
+            raise ValueError("to_categorical needs num_classes for an empty array of labels")
+        num_classes = int(labels.max()) + 1
+    if isinstance(num_classes, bool) or not isinstance(num_classes, (int, np.integer)) or num_classes <= 0:
+        raise ValueError(f"num_classes must be a positive integer; received {num_classes!r}")
+    if labels.size and (labels.min() < 0 or labels.max() >= num_classes):
+        raise ValueError(f"to_categorical expects labels in [0, {num_classes}); received values from "
+                         f"{labels.min()} to {labels.max()}")
+    categorical = np.zeros((labels.size, int(num_classes)))
+    categorical[np.arange(labels.size), labels] = 1
+    return categorical.reshape(tuple(shape) + (int(num_classes),))

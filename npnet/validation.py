@@ -45,9 +45,15 @@ def check_inputs(x, input_shape, what="x", model_name="model", dtype=None):
 
 
 def check_labels(y, n_samples, n_classes, loss, what="y"):
-    """Labels for ``loss``: integer classes (n,) or one-hot rows (n, n_classes).
+    """Targets for ``loss``, as its ``label_kind`` asks (see :class:`npnet.losses.Loss`):
 
-    Returns int64 class indices or floatx one-hot rows, as ``loss.label_kind`` asks.
+    * ``"sparse"``: integer classes (n,) or (n, 1) -> int64 (n,);
+    * ``"categorical"``: one-hot rows (n, n_classes) -> floatx;
+    * ``"binary"``: numbers in [0, 1], (n,) for one output unit or (n, n_classes) -> floatx (n, n_classes);
+    * ``"regression"``: finite numbers, (n,) for one output unit or (n, n_classes) -> floatx (n, n_classes);
+    * ``"any"`` (your own losses): finite numbers with n rows, passed on in their shape.
+
+    ``n_classes`` is the number of output units.
     """
     if y is None:
         raise ValueError(f"{what} is None; expected {n_samples} labels")
@@ -55,9 +61,55 @@ def check_labels(y, n_samples, n_classes, loss, what="y"):
     if y.ndim == 0 or y.shape[0] != n_samples:
         raise ValueError(f"x and {what} must have the same number of samples; received "
                          f"{n_samples} inputs and {y.shape[0] if y.ndim else 'a scalar'} labels")
-    if loss.label_kind == "categorical":
+    kind = getattr(loss, "label_kind", "any")
+    if kind == "categorical":
         return _check_one_hot(y, n_samples, n_classes, loss, what)
-    return _check_class_indices(y, n_samples, n_classes, loss, what)
+    if kind == "sparse":
+        return _check_class_indices(y, n_samples, n_classes, loss, what)
+    if kind in ("binary", "regression"):
+        return _check_targets_like_output(y, n_samples, n_classes, loss, what, kind == "binary")
+    return _check_numbers(y, loss, what)
+
+
+def _check_numbers(y, loss, what):
+    """Finite numbers (int, uint, float or bool), as floatx unless they are integers."""
+    if y.dtype.kind not in "uifb":
+        raise TypeError(f"{what} must hold numbers for {_loss_name(loss)}; received dtype {y.dtype}")
+    if y.dtype.kind in "ui":
+        return np.ascontiguousarray(y, dtype=np.int64)
+    y = np.ascontiguousarray(y, dtype=config.floatx())
+    if not np.isfinite(y).all():
+        raise ValueError(f"{what} contains {int(np.count_nonzero(~np.isfinite(y)))} NaN or infinite "
+                         f"values; expected finite targets for {_loss_name(loss)}")
+    return y
+
+
+def _check_targets_like_output(y, n_samples, n_units, loss, what, binary):
+    """Targets with the output's shape (n, units); (n,) is taken as (n, 1) for one unit."""
+    if y.ndim == 1 and n_units == 1:
+        y = y[:, None]
+    expected = (n_samples, n_units)
+    if y.shape != expected:
+        one = f" or ({n_samples},)" if n_units == 1 else ""
+        raise ValueError(f"{what} must have the shape of the model's output, {expected}{one}, for "
+                         f"{_loss_name(loss)}; received shape {y.shape}")
+    if y.dtype.kind not in "uifb":
+        raise TypeError(f"{what} must hold numbers for {_loss_name(loss)}; received dtype {y.dtype}")
+    y = np.ascontiguousarray(y, dtype=config.floatx())
+    if not np.isfinite(y).all():
+        raise ValueError(f"{what} contains {int(np.count_nonzero(~np.isfinite(y)))} NaN or infinite "
+                         f"values; expected finite targets for {_loss_name(loss)}")
+    if binary:
+        outside = (y < 0) | (y > 1)
+        if outside.any():
+            raise ValueError(f"{what} must hold 0/1 targets (or probabilities in [0, 1]) for "
+                             f"{_loss_name(loss)}; received {int(outside.sum())} outside [0, 1]: "
+                             f"{some_values(y[outside])}")
+    return y
+
+
+def _loss_name(loss):
+    return getattr(loss, "name", type(loss).__name__)
 
 
 def _check_one_hot(y, n_samples, n_classes, loss, what):

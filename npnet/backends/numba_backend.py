@@ -105,6 +105,9 @@ def _loss_reason(layers, loss):
 def _optimizer_reason(optimizer):
     if optimizer is not None and type(optimizer) is not Adam:
         return f"the optimizer {type(optimizer).__name__}"
+    if optimizer is not None and getattr(optimizer, "learning_rate_schedule", None) is not None:
+        # the kernels read one learning rate per call of several steps
+        return f"a learning-rate schedule ({type(optimizer.learning_rate_schedule).__name__})"
     return None
 
 

@@ -1,0 +1,182 @@
+"""Mirror tests: npnet's metrics beside keras.metrics, batch by batch.
+
+Each metric object is fed the same batches (with and without sample weights) as the Keras
+one and the results compared after every batch, then after ``reset_state``; names (the
+history keys) and the resolution of ``'accuracy'`` are compared with what ``keras.Model``
+logs. TensorFlow is imported at the top: without it these tests fail rather than skip.
+"""
+
+import re
+
+import numpy as np
+import pytest
+import tensorflow as tf  # noqa: F401  (Keras's backend)
+import keras
+
+from npnet import metrics
+
+pytestmark = pytest.mark.reference
+
+K = 6
+
+
+def rng(seed):
+    return np.random.default_rng(seed)
+
+
+def batches(kind, seed=0, n_batches=3, n=10):
+    """Batches (y_true, y_pred) of ``kind``: sparse / categorical / binary / multilabel / regression."""
+    out = []
+    for b in range(n_batches):
+        r = rng(seed + b)
+        if kind in ("sparse", "categorical"):
+            logits = r.normal(size=(n, K)).astype(np.float32)
+            p = np.exp(logits) / np.exp(logits).sum(axis=1, keepdims=True)
+            labels = r.integers(0, K, size=n)
+            out.append((labels if kind == "sparse" else np.eye(K, dtype=np.float32)[labels], p))
+        elif kind in ("binary", "multilabel"):
+            m = 1 if kind == "binary" else 3
+            y = r.integers(0, 2, size=(n, m)).astype(np.float32)
+            p = np.clip(r.uniform(size=(n, m)) * 0.7 + y * 0.3, 0, 1).astype(np.float32)
+            p.flat[0] = 0.5  # exactly at the threshold
+            out.append((y[:, 0] if kind == "binary" and b == 1 else y, p))
+        else:
+            out.append((r.normal(size=(n, 2)).astype(np.float32), r.normal(size=(n, 2)).astype(np.float32)))
+    return out
+
+
+PAIRS = [
+    ("sparse_categorical_accuracy", metrics.SparseCategoricalAccuracy, keras.metrics.SparseCategoricalAccuracy, "sparse", {}),
+    ("categorical_accuracy", metrics.CategoricalAccuracy, keras.metrics.CategoricalAccuracy, "categorical", {}),
+    ("binary_accuracy", metrics.BinaryAccuracy, keras.metrics.BinaryAccuracy, "binary", {}),
+    ("binary_accuracy 0.7", metrics.BinaryAccuracy, keras.metrics.BinaryAccuracy, "multilabel", {"threshold": 0.7}),
+    ("top-5", metrics.SparseTopKCategoricalAccuracy, keras.metrics.SparseTopKCategoricalAccuracy, "sparse", {}),
+    ("top-2", metrics.SparseTopKCategoricalAccuracy, keras.metrics.SparseTopKCategoricalAccuracy, "sparse", {"k": 2}),
+    ("top-3 one-hot", metrics.TopKCategoricalAccuracy, keras.metrics.TopKCategoricalAccuracy, "categorical", {"k": 3}),
+    ("mse", metrics.MeanSquaredError, keras.metrics.MeanSquaredError, "regression", {}),
+    ("mae", metrics.MeanAbsoluteError, keras.metrics.MeanAbsoluteError, "regression", {}),
+    ("precision", metrics.Precision, keras.metrics.Precision, "binary", {}),
+    ("precision multilabel", metrics.Precision, keras.metrics.Precision, "multilabel", {"thresholds": [0.3, 0.6]}),
+    ("recall", metrics.Recall, keras.metrics.Recall, "multilabel", {}),
+    ("recall class 1", metrics.Recall, keras.metrics.Recall, "multilabel", {"class_id": 1}),
+    ("auc", metrics.AUC, keras.metrics.AUC, "binary", {}),
+    ("auc multilabel", metrics.AUC, keras.metrics.AUC, "multilabel", {}),
+    ("auc PR", metrics.AUC, keras.metrics.AUC, "multilabel", {"curve": "PR"}),
+    ("auc PR majoring", metrics.AUC, keras.metrics.AUC, "multilabel", {"curve": "PR", "summation_method": "majoring"}),
+    ("auc 7 minoring", metrics.AUC, keras.metrics.AUC, "binary", {"num_thresholds": 7, "summation_method": "minoring"}),
+    ("accuracy (equality)", metrics.Accuracy, keras.metrics.Accuracy, "binary", {}),
+]
+
+
+@pytest.mark.parametrize("what, ours_cls, theirs_cls, kind, kwargs", PAIRS, ids=[p[0] for p in PAIRS])
+@pytest.mark.parametrize("weighted", [False, True], ids=["unweighted", "weighted"])
+def test_metric_matches_keras_batch_by_batch(what, ours_cls, theirs_cls, kind, kwargs, weighted):
+    ours, theirs = ours_cls(**kwargs), theirs_cls(**kwargs)
+    # Keras numbers the names of later instances (precision_1, ...): compare the base name
+    assert ours.name == re.sub(r"_\d+$", "", theirs.name), f"{what}: name {ours.name!r} vs Keras's {theirs.name!r}"
+    for i, (y_true, y_pred) in enumerate(batches(kind)):
+        if kind == "binary" and what.startswith("accuracy"):
+            y_pred = (y_pred > 0.5).astype(np.float32)  # so that equality happens
+        weights = rng(50 + i).uniform(0, 2, size=y_pred.shape[0]).astype(np.float32) if weighted else None
+        ours.update_state(y_true, y_pred, sample_weight=weights)
+        theirs.update_state(y_true, y_pred, sample_weight=weights)
+        np.testing.assert_allclose(ours.result(), np.asarray(theirs.result()), rtol=2e-6, atol=1e-7,
+                                   err_msg=f"{what} after batch {i}")
+    ours.reset_state()
+    theirs.reset_state()
+    np.testing.assert_allclose(ours.result(), np.asarray(theirs.result()), err_msg=f"{what} after reset")
+
+
+def test_auc_from_logits_matches_keras():
+    ours, theirs = metrics.AUC(from_logits=True), keras.metrics.AUC(from_logits=True)
+    y = rng(3).integers(0, 2, size=(40, 1)).astype(np.float32)
+    z = (rng(4).normal(size=(40, 1)) * 3 + y).astype(np.float32)
+    np.testing.assert_allclose(ours(y, z), theirs(y, z).numpy(), rtol=1e-6)
+
+
+def test_metric_functions_match_keras_per_sample():
+    (y_sparse, p), = batches("sparse", n_batches=1)
+    (y_bin, q), = batches("multilabel", n_batches=1)
+    for ours, theirs, y, pred in [
+        (metrics.sparse_categorical_accuracy, keras.metrics.sparse_categorical_accuracy, y_sparse, p),
+        (metrics.categorical_accuracy, keras.metrics.categorical_accuracy, np.eye(K)[y_sparse], p),
+        (metrics.binary_accuracy, keras.metrics.binary_accuracy, y_bin, q),
+        (metrics.sparse_top_k_categorical_accuracy, keras.metrics.sparse_top_k_categorical_accuracy, y_sparse, p),
+        (metrics.mean_squared_error, keras.metrics.mean_squared_error, y_bin, q),
+    ]:
+        np.testing.assert_allclose(ours(y, pred), np.asarray(theirs(y, pred)), rtol=1e-6, err_msg=ours.__name__)
+
+
+@pytest.mark.parametrize("kind, expected", [("sparse", "sparse_categorical_accuracy"),
+                                            ("categorical", "categorical_accuracy"),
+                                            ("binary", "binary_accuracy"),
+                                            ("multilabel", "categorical_accuracy")])
+@pytest.mark.parametrize("written", ["accuracy", "acc"])
+def test_accuracy_string_resolves_as_keras_and_keeps_the_name(kind, expected, written):
+    """Keras picks the accuracy from the shapes (a multi-label output gets categorical
+    accuracy, as in Keras) and logs it under the name written: compare with keras.Model."""
+    y_true, y_pred = batches(kind, n_batches=1)[0]
+    model = keras.Sequential([keras.Input(y_pred.shape[1:]), keras.layers.Identity()])
+    model.compile(loss="mse" if kind != "sparse" else "sparse_categorical_crossentropy", metrics=[written])
+    logs = model.evaluate(y_pred, y_true, verbose=0, return_dict=True)
+    ours = metrics.get(written, None)
+    ours.update_state(y_true, y_pred)
+    assert ours.name == written and written in logs
+    assert ours.kind == expected
+    np.testing.assert_allclose(ours.result(), logs[written], rtol=1e-6)
+
+
+@pytest.mark.parametrize("identifier", ["mse", "mae", "MSE", "mean_squared_error", "binary_accuracy",
+                                        "sparse_top_k_categorical_accuracy", "precision", "recall", "auc",
+                                        "AUC", "Precision", "categorical_accuracy"])
+def test_metric_strings_are_logged_under_keras_history_keys(identifier):
+    y_true, y_pred = batches("binary", n_batches=1)[0]
+    model = keras.Sequential([keras.Input((1,)), keras.layers.Identity()])
+    model.compile(loss="mse", metrics=[identifier])
+    keras_keys = set(model.evaluate(y_pred, y_true, verbose=0, return_dict=True)) - {"loss"}
+    assert {metrics.get(identifier).name} == keras_keys
+
+
+def test_metric_objects_and_functions_keep_their_names():
+    def my_metric(y_true, y_pred):
+        return np.abs(y_true - y_pred).max(axis=-1)
+
+    assert metrics.get(metrics.AUC(name="roc")).name == "roc"
+    wrapped = metrics.get(my_metric)
+    assert isinstance(wrapped, metrics.MeanMetricWrapper) and wrapped.name == "my_metric"
+    wrapped.update_state(np.zeros((2, 2)), np.array([[1.0, 3.0], [2.0, 0.0]]))
+    assert wrapped.result() == 2.5
+    keras_wrapped = keras.metrics.MeanMetricWrapper(my_metric)
+    keras_wrapped.update_state(np.zeros((2, 2)), np.array([[1.0, 3.0], [2.0, 0.0]]))
+    assert keras_wrapped.name == metrics.MeanMetricWrapper(my_metric).name == "mean_metric_wrapper"
+    assert float(keras_wrapped.result()) == 2.5
+
+
+def test_subclassed_metric_follows_the_protocol():
+    class Largest(metrics.Metric):
+        def reset_state(self):
+            self.largest = 0.0
+
+        def update_state(self, y_true, y_pred, sample_weight=None):
+            self.largest = max(self.largest, float(np.max(y_pred)))
+
+        def result(self):
+            return self.largest
+
+    metric = Largest()
+    assert metric.name == "largest"
+    assert metric(None, np.array([[0.2, 0.9]])) == 0.9
+    metric.reset_state()
+    assert metric.result() == 0.0
+
+
+def test_keras_function_metric_is_refused_with_the_string_to_write():
+    with pytest.raises(TypeError, match="metrics=\\['mean_squared_error'\\]"):
+        metrics.get(keras.metrics.mean_squared_error)
+
+
+def test_legacy_accuracy_count_correct_still_counts():
+    y_true, y_pred = batches("sparse", n_batches=1)[0]
+    assert metrics.Accuracy("sparse").count_correct(y_true, y_pred) == int((y_pred.argmax(1) == y_true).sum())
+    y_bin, q = batches("binary", n_batches=1)[0]
+    assert metrics.Accuracy("binary").count_correct(y_bin, q) == int(((q > 0.5) == y_bin).sum())

@@ -1,0 +1,91 @@
+"""Mirror tests: npnet.regularizers (penalty and gradient) and npnet.utils.to_categorical
+beside keras.regularizers (under tf.GradientTape) and keras.utils.to_categorical, plus one
+regularized model trained beside its Keras twin. TensorFlow is imported at the top: without
+it these tests fail rather than skip."""
+
+import numpy as np
+import pytest
+import tensorflow as tf
+import keras
+
+import npnet
+from npnet import regularizers
+
+pytestmark = pytest.mark.reference
+
+PAIRS = [
+    ("l1", regularizers.l1(0.03), keras.regularizers.l1(0.03)),
+    ("L1()", regularizers.L1(), keras.regularizers.L1()),
+    ("l2", regularizers.l2(0.02), keras.regularizers.l2(0.02)),
+    ("l1_l2", regularizers.l1_l2(l1=0.01, l2=0.05), keras.regularizers.l1_l2(l1=0.01, l2=0.05)),
+    ("L1L2(l2 only)", regularizers.L1L2(l2=0.1), keras.regularizers.L1L2(l2=0.1)),
+    ("'l1' string", regularizers.get("l1"), keras.regularizers.get("l1")),
+    ("'l1l2' string", regularizers.get("l1l2"), keras.regularizers.get("l1l2")),  # Keras's snake case of L1L2
+]
+
+
+@pytest.mark.parametrize("what, ours, theirs", PAIRS, ids=[p[0] for p in PAIRS])
+def test_penalty_and_gradient_match_keras(what, ours, theirs):
+    w = np.random.default_rng(0).normal(size=(7, 5)).astype(np.float32)
+    w[0, 0] = 0.0  # |w| has its kink here: both take slope 0
+    variable = tf.Variable(w)
+    with tf.GradientTape() as tape:
+        penalty = theirs(variable)
+    grad = tape.gradient(penalty, variable)
+    grad = np.zeros_like(w) if grad is None else grad.numpy()
+    np.testing.assert_allclose(ours(w), float(penalty), rtol=1e-6, err_msg=f"{what} penalty")
+    np.testing.assert_allclose(ours.gradient(w), grad, rtol=1e-6, atol=1e-9, err_msg=f"{what} gradient")
+    # Keras's L1 keeps l1 as a float32 tensor, so its config says 0.029999999329447746
+    assert ours.get_config() == pytest.approx({k: float(v) for k, v in theirs.get_config().items()}, rel=1e-7)
+
+
+def test_regularizers_refuse_what_keras_refuses():
+    for kwargs in ({"l1": -1.0}, {"l1": float("nan")}):
+        with pytest.raises(ValueError):
+            keras.regularizers.L1(**kwargs)
+        with pytest.raises(ValueError, match="l1 must be a non-negative finite number"):
+            regularizers.L1(**kwargs)
+
+
+def test_l1_l2_model_trains_like_keras():
+    npnet.utils.set_random_seed(0)
+    ours = npnet.Sequential([npnet.layers.Dense(6, activation="relu", input_shape=(4,),
+                                                kernel_regularizer=regularizers.l1_l2(l1=0.01, l2=0.02)),
+                             npnet.layers.Dense(3, activation="softmax", kernel_regularizer="l1")])
+    ours.compile(optimizer=npnet.optimizers.SGD(0.1), loss="sparse_categorical_crossentropy")
+    theirs = keras.Sequential([keras.Input((4,)),
+                               keras.layers.Dense(6, activation="relu",
+                                                  kernel_regularizer=keras.regularizers.l1_l2(l1=0.01, l2=0.02)),
+                               keras.layers.Dense(3, activation="softmax", kernel_regularizer="l1")])
+    theirs.compile(optimizer=keras.optimizers.SGD(0.1), loss="sparse_categorical_crossentropy")
+    theirs.set_weights(ours.get_weights())
+    x = np.random.default_rng(1).normal(size=(24, 4)).astype(np.float32)
+    y = x[:, :3].argmax(axis=1)
+    ours_h = ours.fit(x, y, batch_size=8, epochs=3, shuffle=False, verbose=0).history["loss"]
+    theirs_h = theirs.fit(x, y, batch_size=8, epochs=3, shuffle=False, verbose=0).history["loss"]
+    np.testing.assert_allclose(ours_h, theirs_h, rtol=1e-5)
+    for a, b in zip(ours.get_weights(), theirs.get_weights()):
+        np.testing.assert_allclose(a, b, rtol=1e-5, atol=1e-6)
+
+
+@pytest.mark.parametrize("labels, num_classes", [
+    ([0, 2, 1, 2], None), ([0, 2, 1, 2], 5), ([[1], [0], [3]], None), ([[0, 1], [2, 1]], 4),
+    (np.array([3.0, 1.0]), None), (np.array([[2]]), None),
+])
+def test_to_categorical_matches_keras(labels, num_classes):
+    ours = npnet.utils.to_categorical(labels, num_classes)
+    theirs = keras.utils.to_categorical(labels, num_classes)
+    assert ours.shape == theirs.shape and ours.dtype == theirs.dtype
+    np.testing.assert_array_equal(ours, theirs)
+
+
+@pytest.mark.parametrize("labels, num_classes, message", [
+    ([0, 3], 3, r"labels in \[0, 3\); received values from 0 to 3"),
+    ([-1, 0], None, "received values from -1"),
+    ([0.5], None, "non-integer"),
+    (["a"], None, "dtype"),
+    ([0, 1], 0, "num_classes must be a positive integer"),
+])
+def test_to_categorical_refuses_bad_labels_clearly(labels, num_classes, message):
+    with pytest.raises((ValueError, TypeError), match=message):
+        npnet.utils.to_categorical(labels, num_classes)
