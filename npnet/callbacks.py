@@ -616,7 +616,7 @@ class BackupAndRestore(Callback):
         from .saving import npnet_format
 
         if os.path.exists(model_path):
-            meta, weights, optimizer_arrays = npnet_format._read_archive(model_path)
+            meta, _, weights, optimizer_arrays = npnet_format._read_archive(model_path)
             names = [f"{i:03d}/{name}" for i, name, _ in npnet_format.named_weights(self.model)]
             if sorted(weights) != sorted(names):
                 raise ValueError(f"The backup {model_path!r} holds weights {sorted(weights)}, not this "

@@ -333,8 +333,10 @@ class Sequential:
                                                     shuffle, steps_per_epoch)
         history = callbacks_module.History()
         listeners = self._callback_list(callbacks, verbose, epochs, steps, history)
-        self.stop_training, self.history = False, history
+        self.stop_training, self.history, self._initial_epoch = False, history, None
         listeners.call("on_train_begin")
+        # A callback (BackupAndRestore) may resume an interrupted run, as in Keras.
+        initial_epoch = max(initial_epoch, self._initial_epoch or 0)
         for epoch in range(initial_epoch, epochs):
             listeners.call("on_epoch_begin", epoch)
             means = run_epoch(epoch, listeners)

@@ -283,7 +283,7 @@ def test_deeply_nested_json_is_refused(tmp_path, good):
     (lambda c: c["compile_config"]["optimizer"].update(class_name="Adagrad"), "optimizer class 'Adagrad'"),
     (lambda c: c["compile_config"]["optimizer"]["config"].update(weight_decay=0.1), "weight_decay=0.1"),
     (lambda c: c["compile_config"]["optimizer"]["config"].update(beta_1=2.0), "beta_1"),
-    (lambda c: c["compile_config"].update(metrics=["mae"]), "metric 'mae'"),
+    (lambda c: c["compile_config"].update(metrics=["f1_score"]), "metric .f1_score."),
 ], ids=["no-config", "units-text", "no-bias", "mixed-precision", "negative-shape", "unknown-loss",
         "unknown-optimizer", "weight-decay", "invalid-setting", "unknown-metric"])
 def test_contents_npnet_cannot_honour_are_refused_by_name(tmp_path, good, change, match):

@@ -362,8 +362,6 @@ def test_backup_and_restore_writes_keras_metadata_and_restores_the_state(tmp_pat
         np.testing.assert_array_equal(restored, at_crash)
 
 
-@pytest.mark.xfail(strict=True, reason="fit must start at model._initial_epoch set in on_train_begin "
-                                       "(the lead's change to models.py); remove this mark then")
 def test_backup_and_restore_resumes_like_keras(tmp_path):
     epochs_run = {}
     for module, twin, name in ((callbacks, 0, "ours"), (keras.callbacks, 1, "theirs")):

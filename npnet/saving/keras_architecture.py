@@ -125,15 +125,8 @@ def model_from_keras(config, where="model config"):
 
 
 def _layer_spec(layer_class, config, where):
-    if layer_class == "Activation":
-        activation = kc.activation_from_keras(config.get("activation"), where)
-        if activation not in kc._ACTIVATION_LAYERS:
-            raise ValueError(f"{where}: an Activation layer of {activation!r}; npnet has layers for "
-                             f"{', '.join(sorted(kc._ACTIVATION_LAYERS))} (or use Dense(activation=...))")
-        cls, kwargs = kc._ACTIVATION_LAYERS[activation], {}
-    else:
-        cls = kc._KERAS_LAYER_TO_NPNET[layer_class]
-        kwargs = kc.LAYERS[cls].from_keras(config, where)
+    cls = kc._KERAS_LAYER_TO_NPNET[layer_class]
+    kwargs = kc.LAYERS[cls].from_keras(config, where)
     trainable = config.get("trainable", True)
     if not isinstance(trainable, bool):
         raise ValueError(f"{where}: trainable must be true or false; the file has {trainable!r}")
@@ -229,12 +222,17 @@ def loss_from_keras(value, where):
                              f"{', '.join(sorted(losses_module._BY_NAME))}")
         return losses_module.get(value)
     class_name, config = kc.keras_object(value, "loss", kc._KERAS_LOSS_TO_NPNET, f"{where} loss")
-    kc._require_defaults(config, f"{where} loss {class_name}", label_smoothing=(0, 0.0), axis=(-1, None),
-                         ignore_class=None, reduction=("sum_over_batch_size", "auto", None))
-    from_logits = config.get("from_logits", False)
-    if not isinstance(from_logits, bool):
-        raise ValueError(f"{where}: from_logits must be true or false; the file has {from_logits!r}")
-    return kc._KERAS_LOSS_TO_NPNET[class_name](from_logits=from_logits)
+    kc._require_defaults(config, f"{where} loss {class_name}", axis=(-1, None), ignore_class=None,
+                         reduction=("sum_over_batch_size", "auto", None))
+    cls = kc._KERAS_LOSS_TO_NPNET[class_name]
+    accepted = set(cls().get_config()) - {"name", "reduction"}
+    settings = {key: config[key] for key in accepted if key in config}
+    if not isinstance(settings.get("from_logits", False), bool):
+        raise ValueError(f"{where}: from_logits must be true or false; the file has {settings['from_logits']!r}")
+    for key, number in settings.items():
+        if key != "from_logits" and (isinstance(number, bool) or not isinstance(number, (int, float))):
+            raise ValueError(f"{where}: loss setting {key} must be a number; the file has {number!r}")
+    return cls(**settings)
 
 
 def metrics_from_keras(value, where):

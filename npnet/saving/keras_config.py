@@ -24,20 +24,31 @@ KERAS_VERSION = "3.15.1"
 
 #: npnet activation name -> Keras activation name.
 ACTIVATIONS = {"linear": "linear", "relu": "relu", "sigmoid": "sigmoid", "tanh": "tanh",
-               "softmax": "softmax"}
+               "softmax": "softmax", "elu": "elu", "selu": "selu", "gelu": "gelu",
+               "softplus": "softplus", "softsign": "softsign", "swish": "silu", "silu": "silu",
+               "leaky_relu": "leaky_relu", "exponential": "exponential", "hard_sigmoid": "hard_sigmoid"}
 #: npnet initializer name -> Keras initializer class.
 INITIALIZERS = {"glorot_uniform": "GlorotUniform", "zeros": "Zeros"}
 #: npnet regularizer class -> (Keras class, config keys shared by both).
 REGULARIZERS = {regularizers.L2: ("L2", ("l2",))}
 #: npnet loss class -> Keras loss class (its ``name`` is Keras's string for it).
 LOSSES = {losses_module.SparseCategoricalCrossentropy: "SparseCategoricalCrossentropy",
-          losses_module.CategoricalCrossentropy: "CategoricalCrossentropy"}
+          losses_module.CategoricalCrossentropy: "CategoricalCrossentropy",
+          losses_module.BinaryCrossentropy: "BinaryCrossentropy",
+          losses_module.MeanSquaredError: "MeanSquaredError",
+          losses_module.MeanAbsoluteError: "MeanAbsoluteError",
+          losses_module.Huber: "Huber"}
 #: Keras metric spellings (strings and classes) -> npnet metric name.
 METRICS = {"accuracy": "accuracy", "acc": "accuracy",
            "sparse_categorical_accuracy": "sparse_categorical_accuracy",
            "categorical_accuracy": "categorical_accuracy",
            "SparseCategoricalAccuracy": "sparse_categorical_accuracy",
-           "CategoricalAccuracy": "categorical_accuracy"}
+           "CategoricalAccuracy": "categorical_accuracy",
+           # metric names given as strings (a class with its own config is not read: its
+           # settings could differ from the defaults a name stands for)
+           **{name: name for name in ("binary_accuracy", "mae", "mse", "mean_absolute_error",
+                                      "mean_squared_error", "sparse_top_k_categorical_accuracy",
+                                      "top_k_categorical_accuracy", "auc", "precision", "recall")}}
 
 OptimizerEntry = collections.namedtuple("OptimizerEntry", "keras_class keys slots layout defaults")
 #: npnet optimizer class -> how Keras spells it. ``slots``: npnet slot -> Keras variable
@@ -87,9 +98,24 @@ def _flatten_from_keras(config, where):
     return {}
 
 
+def _relu_to_keras(layer):
+    return {"max_value": layer.max_value, "negative_slope": layer.negative_slope, "threshold": layer.threshold}
+
+
 def _relu_from_keras(config, where):
-    _require_defaults(config, where, max_value=None, negative_slope=(0, 0.0), threshold=(0, 0.0))
-    return {}
+    max_value = config.get("max_value")
+    return {"max_value": None if max_value is None else _number(max_value, f"{where} max_value"),
+            "negative_slope": _number(config.get("negative_slope", 0.0), f"{where} negative_slope"),
+            "threshold": _number(config.get("threshold", 0.0), f"{where} threshold")}
+
+
+def _leaky_relu_from_keras(config, where):
+    slope = config.get("negative_slope", config.get("alpha", 0.3))
+    return {"negative_slope": _number(slope, f"{where} negative_slope")}
+
+
+def _activation_layer_from_keras(config, where):
+    return {"activation": activation_from_keras(config.get("activation"), where)}
 
 
 def _softmax_from_keras(config, where):
@@ -109,16 +135,17 @@ LAYERS = {
     layers_module.Flatten: LayerEntry("Flatten", lambda layer: {"data_format": "channels_last"},
                                       _flatten_from_keras),
     layers_module.Dense: LayerEntry("Dense", _dense_to_keras, _dense_from_keras),
-    layers_module.ReLU: LayerEntry("ReLU", lambda layer: {"max_value": None, "negative_slope": 0.0,
-                                                          "threshold": 0.0}, _relu_from_keras),
+    layers_module.ReLU: LayerEntry("ReLU", _relu_to_keras, _relu_from_keras),
+    layers_module.LeakyReLU: LayerEntry("LeakyReLU", lambda layer: {"negative_slope": layer.negative_slope},
+                                        _leaky_relu_from_keras),
+    layers_module.Activation: LayerEntry("Activation",
+                                         lambda layer: {"activation": activation_to_keras(layer.activation)},
+                                         _activation_layer_from_keras),
     layers_module.Softmax: LayerEntry("Softmax", lambda layer: {"axis": -1}, _softmax_from_keras),
     layers_module.Dropout: LayerEntry("Dropout", lambda layer: {"rate": layer.rate, "seed": layer.seed,
                                                                 "noise_shape": None},
                                       _dropout_from_keras),
 }
-#: Keras layer classes that are not npnet classes but have an npnet equivalent:
-#: ``Activation('relu')`` is npnet's ``ReLU()``, ``Activation('softmax')`` its ``Softmax()``.
-_ACTIVATION_LAYERS = {"relu": layers_module.ReLU, "softmax": layers_module.Softmax}
 #: Layer classes that carry Python code; named in their refusal (CVE-2024-3660).
 CODE_LAYERS = ("Lambda", "TFOpLambda", "SlicingOpLambda")
 
@@ -210,6 +237,7 @@ def activation_from_keras(value, where):
         _, name = keras_object(value, "activation", {"function"}, f"{where} activation")
         value = name
     by_keras = {keras: ours for ours, keras in ACTIVATIONS.items()}
+    by_keras["swish"] = "silu"  # Keras's older name of the same function
     if not isinstance(value, str) or value not in by_keras:
         raise ValueError(f"{where}: activation {value!r} is not one npnet knows; known: "
                          f"{', '.join(sorted(by_keras))}")

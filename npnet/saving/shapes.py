@@ -17,7 +17,7 @@ PARAM_SHAPES = {
 }
 #: Layer classes that own no parameters.
 PARAMETER_FREE = (layers_module.Flatten, layers_module.ReLU, layers_module.Softmax,
-                  layers_module.Dropout)
+                  layers_module.Dropout, layers_module.LeakyReLU, layers_module.Activation)
 
 
 def expected_weight_shapes(layers, input_shape, path):
