@@ -7,12 +7,16 @@ from . import environment, frameworks
 
 # Each metric: key -> (row label, unit, kind, where its samples come from).
 # kind "time" and "memory": smaller is better, the ratio is tf.keras ÷ framework;
-# kind "accuracy": the comparison is the difference in percentage points.
+# kind "accuracy": the comparison is the difference in percentage points;
+# kind "info": shown in the main table only, no ratio (a difference of times can be near 0).
 # source "runs" reads the regular runs, "cold_runs" the runs with an empty JIT cache.
 METRICS = {
     "startup_s": ("start-up to end of first step", "s", "time", "runs"),
     "first_epoch_s": ("first epoch", "s", "time", "runs"),
     "warm_epoch_s": ("warm epoch (median of epochs 2+)", "s", "time", "runs"),
+    "first_epoch_extra_s": ("first epoch − warm epoch (compilation, tracing, first-call costs)", "s",
+                            "info", "runs"),
+    "compile_s": ("pure compile time in fit, where the framework exposes it", "s", "time", "runs"),
     "cold_startup_s": ("start-up to end of first step, cold JIT cache", "s", "time", "cold_runs"),
     "cold_first_epoch_s": ("first epoch, cold JIT cache", "s", "time", "cold_runs"),
     "predict_first_s": ("predict {n_test}, first call (default batch size)", "s", "time", "runs"),
@@ -41,6 +45,8 @@ def samples(metric, run):
         "startup_s": lambda: [m["startup"]["first_step_end_s"]],
         "first_epoch_s": lambda: epochs[:1],
         "warm_epoch_s": lambda: epochs[1:],
+        "first_epoch_extra_s": lambda: [epochs[0] - statistics.median(epochs[1:])] if epochs[1:] else [],
+        "compile_s": lambda: _compile_seconds(m),
         "cold_startup_s": lambda: [m["startup"]["first_step_end_s"]],
         "cold_first_epoch_s": lambda: epochs[:1],
         "predict_first_s": lambda: [predict["first_call_default_batch_s"]],
@@ -52,6 +58,12 @@ def samples(metric, run):
         "test_accuracy": lambda: [100 * m["test_accuracy"]],
     }
     return list(extract[metric]())
+
+
+def _compile_seconds(measurements):
+    """``[seconds]`` of the run's compile report, or ``[]`` where the framework exposes none."""
+    seconds = (measurements.get("compile") or {}).get("compile_s")
+    return [] if seconds is None else [seconds]
 
 
 def summarize(values):
@@ -88,6 +100,8 @@ def ratios_to_baseline(summaries, baseline=frameworks.BASELINE):
             if metric not in base:
                 continue
             kind = METRICS[metric][2]
+            if kind == "info":
+                continue
             if kind == "accuracy":
                 ratios[name][metric] = stats["median"] - base[metric]["median"]
             else:
@@ -260,8 +274,9 @@ def environment_lines(result):
     blas_text = f"{blas.get('name', '?')} {blas.get('version', '')}".strip() if blas else "unknown"
     versions = [f"numpy {env['numpy']} (BLAS: {blas_text})"]
     for key, name in (("numba", "numba"), ("scipy", "SciPy"), ("tensorflow", "TensorFlow"),
-                      ("keras", "Keras"), ("torch", "PyTorch")):
-        versions.append(f"{name} {env[key] if env[key] else 'not installed'}")
+                      ("keras", "Keras"), ("torch", "PyTorch"), ("jax", "JAX"), ("jaxlib", "jaxlib"),
+                      ("optax", "optax")):
+        versions.append(f"{name} {env.get(key) or 'not installed'}")
     lines.append(", ".join(versions))
     load = env.get("load_average")
     if load:
