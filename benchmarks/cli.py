@@ -276,14 +276,7 @@ def main(argv=None):
     def say(text):
         print(text, file=sys.stderr, flush=True)
 
-    records, runnable = {}, []
-    for name in settings["frameworks"]:
-        reason = frameworks.missing_reason(name)
-        if reason:
-            records[name] = {"status": "skipped", "reason": reason, "runs": [], "cold_runs": []}
-            say(f"{name}: skipped ({reason})")
-        else:
-            runnable.append(name)
+    records, runnable = skip_missing(settings["frameworks"], say)
 
     env = environment.collect()
     load_at_start = environment.load_average()
@@ -334,6 +327,24 @@ def main(argv=None):
 
         plot.write(result, args.plot)
         say(f"wrote {args.plot}")
+    return exit_code(records, tutorial, sweep, say)
+
+
+def skip_missing(names, say):
+    """``(records of the frameworks that are not installed, names of those that can run)``."""
+    records, runnable = {}, []
+    for name in names:
+        reason = frameworks.missing_reason(name)
+        if reason:
+            records[name] = {"status": "skipped", "reason": reason, "runs": [], "cold_runs": []}
+            say(f"{name}: skipped ({reason})")
+        else:
+            runnable.append(name)
+    return records, runnable
+
+
+def exit_code(records, tutorial, sweep, say):
+    """1 when any run failed (a skipped framework is not a failure), else 0."""
     failed = [name for name, record in records.items() if record["status"] == "failed"]
     if tutorial is not None and tutorial["status"] != "ok":
         failed.append("npnet tutorial")

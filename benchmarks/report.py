@@ -168,10 +168,32 @@ def markdown(result):
         out.append(table(["measurement"] + [frameworks.label(name) for name in ok], rows))
         out.append("")
         out.append(f"predict batch sizes: default = each framework's own (Keras and npnet 32; "
-                   f"PyTorch has none: `model(x)` on all images at once, in both rows), "
+                   f"PyTorch and JAX have none: `model(x)` on all images at once, in both rows), "
                    f"large = {settings['predict_large_batch']:,}.")
         out.append("")
 
+    out += _ratio_lines(result, ok)
+    out += _tutorial_lines(result.get("tutorial_rss"))
+    out += _not_measured_lines(records)
+
+    sweep = result.get("sweep")
+    if sweep:
+        out.append(sweep_markdown(sweep))
+
+    out.append("### Fairness")
+    out.append("")
+    out += [f"- {line}" for line in result["fairness"]]
+    out.append("")
+    out.append("### Environment")
+    out.append("")
+    out += [f"- {line}" for line in environment_lines(result)]
+    return "\n".join(out) + "\n"
+
+
+def _ratio_lines(result, ok):
+    """The table of ratios to tf.keras (or a note that tf.keras did not run)."""
+    settings = result["settings"]
+    out = []
     ratios = result.get("ratios_to_tf_keras") or {}
     if ratios:
         others = [name for name in ok if name in ratios]
@@ -193,8 +215,12 @@ def markdown(result):
     elif ok:
         out.append("(No ratios to tf.keras: tf.keras did not run in this invocation.)")
         out.append("")
+    return out
 
-    tutorial = result.get("tutorial_rss")
+
+def _tutorial_lines(tutorial):
+    """The peak memory of the whole ``npnet tutorial`` run, when it was measured."""
+    out = []
     if tutorial:
         if tutorial["status"] == "ok":
             out.append(f"Peak resident memory of a whole `{' '.join(tutorial['display_command'])}` "
@@ -203,7 +229,12 @@ def markdown(result):
         else:
             out.append(f"npnet tutorial run: {tutorial['status']}: {tutorial.get('reason', '')}")
         out.append("")
+    return out
 
+
+def _not_measured_lines(records):
+    """The frameworks that were skipped or failed, each with the reason."""
+    out = []
     not_run = [(name, record) for name, record in records.items() if record["status"] != "ok"]
     if not_run:
         out.append("### Not measured")
@@ -212,19 +243,7 @@ def markdown(result):
             reason = record.get("reason", "").strip().replace("\n", "\n    ")
             out.append(f"- {frameworks.label(name)}: {record['status']} — {reason}")
         out.append("")
-
-    sweep = result.get("sweep")
-    if sweep:
-        out.append(sweep_markdown(sweep))
-
-    out.append("### Fairness")
-    out.append("")
-    out += [f"- {line}" for line in result["fairness"]]
-    out.append("")
-    out.append("### Environment")
-    out.append("")
-    out += [f"- {line}" for line in environment_lines(result)]
-    return "\n".join(out) + "\n"
+    return out
 
 
 def _times(value):
