@@ -1,4 +1,5 @@
-"""Side-by-side timing, memory and accuracy of npnet, tf.keras and PyTorch on the tutorial.
+"""Side-by-side timing, memory and accuracy of npnet, tf.keras, Keras 3 on JAX, PyTorch (eager
+and torch.compile) and JAX + optax (jitted step, jitted lax.scan epoch) on the tutorial.
 
 ``python -m benchmarks`` runs the TensorFlow basic-classification workload (Fashion-MNIST,
 784-128-10, Adam, batch 32) once per framework and repeat, each in a fresh process, and
@@ -7,6 +8,7 @@ prints a Markdown table; ``--json``, ``--plot``, ``--sweep`` and ``--quick`` are
 
 Modules: ``cli`` (the command), ``child`` (one run inside its own process), ``frameworks``
 (one adapter per framework), ``runner`` (starting children, their peak memory),
+``jax_adapters`` (the JAX + optax training loops and JAX's compile clock),
 ``environment`` (machine, versions, GEMM rate, FLOP count), ``report`` (summaries and
 Markdown), ``plot`` (the PNG).
 """

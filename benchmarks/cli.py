@@ -1,4 +1,4 @@
-"""``python -m benchmarks``: time npnet against tf.keras and PyTorch on the tutorial workload.
+"""``python -m benchmarks``: time npnet against tf.keras, Keras 3 on JAX, PyTorch and JAX on the tutorial workload.
 
 Every framework runs the same workload in its own fresh process, repeated ``--repeats``
 times, and the results come back as a Markdown table on stdout, optionally as JSON with
@@ -100,12 +100,12 @@ def fairness_statements(settings):
         "float32 exactly as np.float32(images / 255.0); labels are the same uint8 arrays.",
         f"Same work: batch size {settings['batch_size']}, shuffling every epoch, "
         f"{settings['epochs']} epochs, Adam (lr 1e-3, β1 0.9, β2 0.999, ε 1e-7), and fit with "
-        "verbose=0 (no progress bar) in Keras and npnet; PyTorch's loop keeps the same running "
-        "loss and accuracy that fit keeps.",
-        "PyTorch's Adam puts ε elsewhere: it divides by sqrt(v̂) + ε after bias-correcting v, "
-        "Keras (and npnet) by sqrt(v) + ε with the correction folded into the step size. Its "
-        "weights start like Keras's (glorot-uniform kernels, zero biases); its Adam is the "
-        "default implementation.",
+        "verbose=0 (no progress bar) in Keras and npnet; the PyTorch and JAX loops keep the "
+        "same running loss and accuracy that fit keeps.",
+        "PyTorch's and optax's Adam put ε elsewhere: they divide by sqrt(v̂) + ε after "
+        "bias-correcting v, Keras (and npnet) by sqrt(v) + ε with the correction folded into "
+        "the step size. Their weights start like Keras's (glorot-uniform kernels, zero "
+        "biases); PyTorch's Adam is its default implementation, optax's is optax.adam.",
         f"Threads: {threads}.",
         "Fresh process per run: import, data loading, model building and JIT compilation or "
         "tracing are inside 'start-up to end of first step' and the first epoch, and excluded "
@@ -126,6 +126,37 @@ def fairness_statements(settings):
         "its batch hook reads no weights (needs_weights_per_batch=False), so fit trains up to "
         "64 batches per compiled call, as it does for a user without batch callbacks; the end "
         "of step 1 is then seen when the first call returns (up to 63 steps, ~15 ms, late).",
+    ] + compilation_statements()
+
+
+def compilation_statements():
+    """How the compiling frameworks are run and how their compile time is reported."""
+    return [
+        "JAX + optax: the model is a dict of arrays, the train step (forward, value_and_grad, "
+        "optax.adam's update) one jax.jit function with donated buffers; the training arrays "
+        "are put on the device once per fit and each batch is gathered by index inside the "
+        "compiled code, with the running loss and accuracy summed there too. 'jit step' calls "
+        "the step from a Python loop (it waits for the device once, after the first step, and "
+        "at each epoch's end); 'lax.scan epoch' runs all full batches of an epoch as one jitted "
+        "lax.scan of the same step (a last partial batch goes through the jitted step), so its "
+        "'end of first step' is the end of the first epoch's call. predict is a jitted "
+        "softmax(forward) on all images at once, like PyTorch's.",
+        "Keras 3 (JAX): the same Keras code as tf.keras with KERAS_BACKEND=jax set in that "
+        "child's environment before Keras is imported; compile() with Keras's defaults (XLA "
+        "jit on, one step per compiled call) and the same timing callbacks as tf.keras.",
+        "PyTorch (torch.compile): the model goes through torch.compile(model, dynamic=False) "
+        "with the default inductor backend (one static-shape graph per batch shape); the loss, "
+        "backward and Adam's step are the eager ones of the PyTorch row.",
+        "Compilation is never excluded from the first epoch. Every row shows the first epoch, "
+        "the median warm epoch and their difference; 'pure compile time in fit' adds up JAX's "
+        "monitoring events (tracing, lowering, XLA compilation) for JAX and Keras 3 (JAX), and "
+        "torch._dynamo's compile-time records (forward and backward graphs) for torch.compile; "
+        "numba and tf.keras do not expose theirs ('—'). On-disk compilation caches: numba's and "
+        "inductor's are both run cold (an empty NUMBA_CACHE_DIR / TORCHINDUCTOR_CACHE_DIR, the "
+        "'cold JIT cache' rows) and warm (the cache a cold run of this invocation filled); "
+        "JAX's persistent cache is off by default and stays off, so JAX compiles in every process.",
+        "XLA's CPU thread pool (JAX, Keras 3 on JAX) has no public thread setting: --threads "
+        "does not pin it; without --threads every framework uses all cores by default anyway.",
     ]
 
 
@@ -134,11 +165,26 @@ def _cold_config(config):
     return {**config, "epochs": 1, "predict_calls": 1, "single_calls": 1, "single_warmup": 1}
 
 
+def jit_cache_env(name, scratch, repeat=0):
+    """``{VARIABLE: directory}`` of the framework's on-disk JIT cache, or None if it keeps none.
+
+    Repeat r's cold run fills ``<scratch>/<name>-cache-<r>``; every warm run (and the sweep,
+    and the tutorial's memory run) reuses repeat 0's.
+    """
+    variable = frameworks.JIT_CACHE_ENV.get(name)
+    if variable is None:
+        return None
+    return {variable: os.path.join(scratch, f"{name}-cache-{repeat}")}
+
+
 def run_workloads(settings, runnable, scratch, say):
-    """All workload runs, repeat by repeat (frameworks interleaved); returns the records."""
+    """All workload runs, repeat by repeat (frameworks interleaved); returns the records.
+
+    A framework with an on-disk JIT cache (``frameworks.JIT_CACHE_ENV``) first runs once
+    with an empty cache (the cold rows), then with the cache of repeat 0's cold run.
+    """
     timeout = TIMEOUT["quick" if settings["quick"] else "full"]
     records = {name: {"status": "ok", "runs": [], "cold_runs": []} for name in runnable}
-    warm_cache = os.path.join(scratch, "numba-cache-0")
     for repeat in range(settings["repeats"]):
         config = {"kind": "workload", "epochs": settings["epochs"], "batch_size": settings["batch_size"],
                   "n_train": settings["n_train"], "n_test": settings["n_test"],
@@ -151,14 +197,14 @@ def run_workloads(settings, runnable, scratch, say):
             if record["status"] != "ok":
                 continue
             try:
-                if name == "npnet-numba":
-                    cold_cache = os.path.join(scratch, f"numba-cache-{repeat}")
-                    os.makedirs(cold_cache)
+                cold_env = jit_cache_env(name, scratch, repeat)
+                if cold_env:
+                    os.makedirs(*cold_env.values())
                     say(f"[repeat {repeat + 1}/{settings['repeats']}] {name}, cold JIT cache ...")
                     record["cold_runs"].append(runner.run_child(
                         name, _cold_config(config), threads=settings["threads"],
-                        extra_env={"NUMBA_CACHE_DIR": cold_cache}, timeout=timeout))
-                extra_env = {"NUMBA_CACHE_DIR": warm_cache} if name == "npnet-numba" else None
+                        extra_env=cold_env, timeout=timeout))
+                extra_env = jit_cache_env(name, scratch)
                 say(f"[repeat {repeat + 1}/{settings['repeats']}] {name} ...")
                 record["runs"].append(runner.run_child(name, config, threads=settings["threads"],
                                                        extra_env=extra_env, timeout=timeout))
@@ -174,7 +220,7 @@ def run_tutorial_rss(settings, runnable, scratch, say):
     display = ["python", "-m", "npnet", "tutorial", "--epochs", str(settings["tutorial_epochs"]),
                "--verbose", "0", "--backend", backend]
     command = [sys.executable] + display[1:]
-    extra = {"NUMBA_CACHE_DIR": os.path.join(scratch, "numba-cache-0")} if backend == "numba" else {}
+    extra = jit_cache_env(f"npnet-{backend}", scratch) or {}
     env = runner.child_environment(settings["threads"], extra)
     say(f"npnet tutorial ({backend}) for its peak memory ...")
     record = {"command": command, "display_command": display, "backend": backend}
@@ -203,7 +249,7 @@ def run_sweep(settings, runnable, scratch, sgemm, say):
         point["floor_s"] = point["gflop"] / gflops
     measured, not_measured, runs = [], {}, {}
     for name in runnable:
-        extra_env = {"NUMBA_CACHE_DIR": os.path.join(scratch, "numba-cache-0")} if name == "npnet-numba" else None
+        extra_env = jit_cache_env(name, scratch)
         say(f"sweep: {name} ...")
         try:
             result = runner.run_child(name, config, threads=settings["threads"], extra_env=extra_env,
@@ -230,14 +276,7 @@ def main(argv=None):
     def say(text):
         print(text, file=sys.stderr, flush=True)
 
-    records, runnable = {}, []
-    for name in settings["frameworks"]:
-        reason = frameworks.missing_reason(name)
-        if reason:
-            records[name] = {"status": "skipped", "reason": reason, "runs": [], "cold_runs": []}
-            say(f"{name}: skipped ({reason})")
-        else:
-            runnable.append(name)
+    records, runnable = skip_missing(settings["frameworks"], say)
 
     env = environment.collect()
     load_at_start = environment.load_average()
@@ -288,6 +327,24 @@ def main(argv=None):
 
         plot.write(result, args.plot)
         say(f"wrote {args.plot}")
+    return exit_code(records, tutorial, sweep, say)
+
+
+def skip_missing(names, say):
+    """``(records of the frameworks that are not installed, names of those that can run)``."""
+    records, runnable = {}, []
+    for name in names:
+        reason = frameworks.missing_reason(name)
+        if reason:
+            records[name] = {"status": "skipped", "reason": reason, "runs": [], "cold_runs": []}
+            say(f"{name}: skipped ({reason})")
+        else:
+            runnable.append(name)
+    return records, runnable
+
+
+def exit_code(records, tutorial, sweep, say):
+    """1 when any run failed (a skipped framework is not a failure), else 0."""
     failed = [name for name, record in records.items() if record["status"] == "failed"]
     if tutorial is not None and tutorial["status"] != "ok":
         failed.append("npnet tutorial")

@@ -94,6 +94,9 @@ def collect():
         "tensorflow": _version("tensorflow", "tensorflow-cpu"),
         "keras": _version("keras"),
         "torch": _version("torch"),
+        "jax": _version("jax"),
+        "jaxlib": _version("jaxlib"),
+        "optax": _version("optax"),
         "npnet": _version("npnet"),
         "threadpools": threadpools(),
         "thread_variables": {k: os.environ[k] for k in sorted(os.environ)

@@ -8,7 +8,10 @@ framework would call:
   receives the end of the first step and each epoch's start and end, and the adapter returns
   ``{"loss": [...], "accuracy": [...]}`` per epoch;
 * ``predict(x, batch_size)``: the framework's natural predict call, probabilities (n, 10);
-* ``call(x)``: applying the model to an array directly (``model(x)``), probabilities (n, 10).
+* ``call(x)``: applying the model to an array directly (``model(x)``), probabilities (n, 10);
+* ``compile_report()``: the pure compile time of the ``fit`` calls so far, where the framework
+  exposes it (``{"compile_s": seconds or None, "how": ...}``); the first epoch against the warm
+  ones shows every framework's start-up cost either way.
 
 x is (n, 28, 28) float32 in [0, 1] and y (n,) integer labels, the same arrays for everyone.
 Nothing here imports a framework at module level: the parent process imports this module to
@@ -27,10 +30,23 @@ FRAMEWORKS = {
     "npnet-numpy": ("npnet (numpy)", ("npnet",), "npnet is not importable"),
     "tf.keras": ("tf.keras", ("tensorflow", "reference.keras_model"),
                  "TensorFlow is not installed (pip install 'npnet[reference]')"),
+    "keras-jax": ("Keras 3 (JAX)", ("keras", "jax"),
+                  "Keras 3 or JAX is not installed (pip install 'npnet[bench]')"),
     "pytorch": ("PyTorch", ("torch",), "PyTorch is not installed (pip install 'npnet[bench]')"),
+    "pytorch-compile": ("PyTorch (torch.compile)", ("torch",),
+                        "PyTorch is not installed (pip install 'npnet[bench]')"),
+    "jax-loop": ("JAX + optax (jit step)", ("jax", "optax"),
+                 "JAX or optax is not installed (pip install 'npnet[bench]')"),
+    "jax-scan": ("JAX + optax (lax.scan epoch)", ("jax", "optax"),
+                 "JAX or optax is not installed (pip install 'npnet[bench]')"),
 }
 #: The reference every ratio is taken against.
 BASELINE = "tf.keras"
+#: Environment variables a framework's child process needs before it imports anything.
+CHILD_ENV = {"keras-jax": {"KERAS_BACKEND": "jax"}}
+#: The on-disk compilation cache of a framework that keeps one, by its environment variable:
+#: the harness gives cold runs an empty directory and warm runs one filled by a cold run.
+JIT_CACHE_ENV = {"npnet-numba": "NUMBA_CACHE_DIR", "pytorch-compile": "TORCHINDUCTOR_CACHE_DIR"}
 
 
 def names():
@@ -39,6 +55,11 @@ def names():
 
 def label(name):
     return FRAMEWORKS[name][0]
+
+
+def not_measured(how):
+    """A ``compile_report()`` for a framework that does not expose its compile time."""
+    return {"compile_s": None, "how": how}
 
 
 def missing_reason(name):
@@ -131,6 +152,12 @@ class NpnetAdapter:
     def call(self, x):
         return self.model(x)
 
+    def compile_report(self):
+        if self.backend == "numba":
+            return not_measured("not separable: numba compiles (or loads from its on-disk cache) "
+                                "inside the first calls; compare the cold-JIT-cache rows")
+        return not_measured("nothing to compile: NumPy")
+
     def info(self):
         import numpy as np
 
@@ -182,6 +209,7 @@ class KerasAdapter:
 
         self.keras_model = keras_model
         self.tf = keras_model.tf
+        self.keras = keras_model.keras
         if threads:
             self.tf.config.threading.set_intra_op_parallelism_threads(threads)
             self.tf.config.threading.set_inter_op_parallelism_threads(threads)
@@ -194,7 +222,7 @@ class KerasAdapter:
             self.model = self.keras_model.dense_stack((hidden, 10), ("relu", "softmax"))
 
     def fit(self, x, y, epochs, batch_size, timer):
-        keras = self.tf.keras
+        keras = self.keras
 
         class Timing(keras.callbacks.Callback):
             # Only *begin* batch hooks here: a Keras callback that defines on_train_batch_end
@@ -220,6 +248,9 @@ class KerasAdapter:
     def call(self, x):
         return self.model(x, training=False).numpy()
 
+    def compile_report(self):
+        return not_measured("not exposed: tf.function tracing happens inside the first steps")
+
     def info(self):
         tf = self.tf
         build = dict(tf.sysconfig.get_build_info())
@@ -228,6 +259,67 @@ class KerasAdapter:
                 "inter_op_threads": tf.config.threading.get_inter_op_parallelism_threads(),
                 "onednn_opts": os.environ.get("TF_ENABLE_ONEDNN_OPTS", "default (on for x86 CPUs)"),
                 "build_info": {k: str(v) for k, v in build.items()}}
+
+
+class KerasJaxAdapter(KerasAdapter):
+    """The same model in standalone Keras 3 on the JAX backend (``KERAS_BACKEND=jax``).
+
+    The harness sets ``KERAS_BACKEND`` in this child's environment (``CHILD_ENV``) before
+    anything imports Keras. ``fit``, ``predict`` and the timing callbacks are tf.keras's
+    (:class:`KerasAdapter`): Keras's defaults, ``jit_compile`` on and one step per call.
+    """
+
+    def __init__(self, threads=None):
+        if os.environ.get("KERAS_BACKEND") != "jax":
+            raise RuntimeError("keras-jax needs KERAS_BACKEND=jax in the environment before "
+                               f"Keras is imported; received {os.environ.get('KERAS_BACKEND')!r}")
+        import keras
+
+        from .jax_adapters import CompileClock
+
+        if keras.backend.backend() != "jax":
+            raise RuntimeError(f"Keras is on the {keras.backend.backend()!r} backend, expected 'jax'")
+        self.keras = keras
+        self.threads = threads  # XLA's CPU thread pool has no public setting; recorded only
+        self.clock = CompileClock()
+
+    def build(self, hidden, seed):
+        import numpy as np
+
+        keras = self.keras
+        # Not keras.utils.set_random_seed: it imports TensorFlow when installed (to seed
+        # tf.data), which a Keras-on-JAX process does not otherwise load. NumPy's global
+        # generator is what Keras's array adapter shuffles with; the kernels get their seeds.
+        np.random.seed(seed)
+        glorot = keras.initializers.GlorotUniform
+        self.model = keras.Sequential([
+            keras.Input(shape=(28, 28)),  # what the tutorial's Flatten(input_shape=(28, 28)) builds
+            keras.layers.Flatten(),
+            keras.layers.Dense(hidden, activation="relu", kernel_initializer=glorot(seed=seed)),
+            keras.layers.Dense(10, activation="softmax", kernel_initializer=glorot(seed=seed + 1)),
+        ])
+        self.model.compile(optimizer="adam", loss="sparse_categorical_crossentropy", metrics=["accuracy"])
+        self.clock.seconds = 0.0  # compile time is counted per model
+
+    def fit(self, x, y, epochs, batch_size, timer):
+        with self.clock.timing():
+            return super().fit(x, y, epochs, batch_size, timer)
+
+    def call(self, x):
+        return self.keras.ops.convert_to_numpy(self.model(x, training=False))
+
+    def compile_report(self):
+        return self.clock.report()
+
+    def info(self):
+        import sys
+
+        from .jax_adapters import jax_info
+
+        import jax
+
+        return jax_info(jax, keras=self.keras.__version__, keras_backend=self.keras.backend.backend(),
+                        tensorflow_imported="tensorflow" in sys.modules)
 
 
 # ----------------------------------------------------------------------------- PyTorch
@@ -241,12 +333,18 @@ class TorchAdapter:
     ``sqrt(v) + ε`` with the correction folded into the step size. The weights start like
     Keras's (glorot-uniform kernels, zero biases). The loss is ``CrossEntropyLoss`` on the
     logits (softmax + sparse cross-entropy, as Keras computes it); predictions apply softmax.
+
+    ``compiled=True`` runs the model through ``torch.compile(model, dynamic=False)`` (the
+    default inductor backend; one static-shape graph per batch shape, as JAX compiles one per
+    shape) in training and prediction alike; the loss, ``backward`` and Adam's step stay eager.
     """
 
-    def __init__(self, threads=None):
+    def __init__(self, threads=None, compiled=False):
         import torch
 
         self.torch = torch
+        self.compiled = compiled
+        self._compile_seconds = _torch_compile_seconds(torch) if compiled else None
         if threads:
             torch.set_num_threads(threads)
             torch.set_num_interop_threads(threads)
@@ -262,8 +360,21 @@ class TorchAdapter:
                 nn.init.zeros_(layer.bias)
         self.optimizer = torch.optim.Adam(self.model.parameters(), lr=1e-3, betas=(0.9, 0.999), eps=1e-7)
         self.loss_fn = nn.CrossEntropyLoss()
+        self.forward = self.model
+        if self.compiled:
+            torch._dynamo.reset()  # a new model: no earlier graphs count against the recompile limit
+            self.forward = torch.compile(self.model, dynamic=False)
+            self._fit_compile_s = 0.0
 
     def fit(self, x, y, epochs, batch_size, timer):
+        if self._compile_seconds is None:
+            return self._fit(x, y, epochs, batch_size, timer)
+        before = self._compile_seconds()
+        history = self._fit(x, y, epochs, batch_size, timer)
+        self._fit_compile_s += self._compile_seconds() - before
+        return history
+
+    def _fit(self, x, y, epochs, batch_size, timer):
         torch = self.torch
         x_all = torch.from_numpy(x)
         y_all = torch.from_numpy(y.astype("int64"))
@@ -278,7 +389,7 @@ class TorchAdapter:
                 index = order[start:start + batch_size]
                 xb, yb = x_all[index], y_all[index]
                 self.optimizer.zero_grad(set_to_none=True)
-                logits = self.model(xb)
+                logits = self.forward(xb)
                 loss = self.loss_fn(logits, yb)
                 loss.backward()
                 self.optimizer.step()
@@ -296,17 +407,48 @@ class TorchAdapter:
         torch = self.torch
         self.model.eval()
         with torch.no_grad():
-            return torch.softmax(self.model(torch.from_numpy(x)), dim=1).numpy()
+            return torch.softmax(self.forward(torch.from_numpy(x)), dim=1).numpy()
 
     call = predict
 
+    def compile_report(self):
+        if not self.compiled:
+            return not_measured("nothing to compile: eager mode")
+        if self._compile_seconds is None:
+            return not_measured("this torch has no torch._dynamo.utils.compilation_time_metrics")
+        return {"compile_s": self._fit_compile_s,
+                "how": "torch._dynamo's compile-time records during fit: the forward graph "
+                       "(_compile.compile_inner) plus the backward graph (bw_compiler)"}
+
     def info(self):
         torch = self.torch
-        return {"torch": torch.__version__, "threads": torch.get_num_threads(),
+        return {"torch": torch.__version__, "compiled": self.compiled, "threads": torch.get_num_threads(),
                 "interop_threads": torch.get_num_interop_threads(),
                 "mkldnn": bool(torch.backends.mkldnn.is_available()),
                 "parallel_info": torch.__config__.parallel_info(),
-                "config": torch.__config__.show()}
+                "config": torch.__config__.show(),
+                "inductor_cache_dir": os.environ.get("TORCHINDUCTOR_CACHE_DIR")}
+
+
+def _torch_compile_seconds(torch):
+    """A function returning the seconds torch.compile has spent so far in this process, or
+    None when this version of torch does not keep those records.
+
+    It reads ``torch._dynamo.utils.compilation_time_metrics`` (not a public API): the forward
+    graph's compilation (``_compile.compile_inner``, which includes inductor's codegen) and
+    the backward graph's, compiled when ``backward`` first runs (``...bw_compiler``).
+    """
+    from torch._dynamo import utils
+
+    if not isinstance(getattr(utils, "compilation_time_metrics", None), dict):
+        return None
+
+    def seconds():
+        metrics = utils.compilation_time_metrics
+        keys = [k for k in metrics if k == "_compile.compile_inner" or k.endswith("bw_compiler")]
+        return float(sum(sum(metrics[k]) for k in keys))
+
+    return seconds
 
 
 def create(name, threads=None):
@@ -317,6 +459,14 @@ def create(name, threads=None):
         return NpnetAdapter("numpy")
     if name == "tf.keras":
         return KerasAdapter(threads=threads)
+    if name == "keras-jax":
+        return KerasJaxAdapter(threads=threads)
     if name == "pytorch":
         return TorchAdapter(threads=threads)
+    if name == "pytorch-compile":
+        return TorchAdapter(threads=threads, compiled=True)
+    if name in ("jax-loop", "jax-scan"):
+        from .jax_adapters import JaxAdapter
+
+        return JaxAdapter(name.split("-")[1], threads=threads)
     raise ValueError(f"unknown framework {name!r}; expected one of {', '.join(FRAMEWORKS)}")

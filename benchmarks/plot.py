@@ -8,7 +8,8 @@ from . import frameworks
 PANELS = (
     ("Training: seconds per epoch", (("first_epoch_s", "first epoch"),
                                      ("warm_epoch_s", "warm epoch"),
-                                     ("cold_first_epoch_s", "first epoch, cold JIT cache"))),
+                                     ("cold_first_epoch_s", "first epoch, cold JIT cache"),
+                                     ("compile_s", "pure compile time in fit"))),
     ("Predict {n_test:,} test images: seconds", (("predict_default_s", "default batch size"),
                                              ("predict_large_s", "large batch"))),
 )
@@ -25,7 +26,8 @@ def figure(result):
     names = [name for name, record in records.items() if record["status"] == "ok"]
     sweep = result.get("sweep")
     n_panels = len(PANELS) + (2 if sweep else 0)
-    fig = Figure(figsize=(6 * min(n_panels, 2), 4.5 * ((n_panels + 1) // 2)), layout="constrained")
+    width = max(6, 0.9 * len(names) + 1.5)  # room for every framework's bars and label
+    fig = Figure(figsize=(width * min(n_panels, 2), 5 * ((n_panels + 1) // 2)), layout="constrained")
     axes = fig.subplots((n_panels + 1) // 2, min(n_panels, 2), squeeze=False).ravel()
     settings = result["settings"]
     for ax, (title, series) in zip(axes, PANELS):
@@ -53,7 +55,8 @@ def _bars(ax, title, names, records, series):
             low.append(stats["median"] - stats["min"])
             high.append(stats["max"] - stats["median"])
         ax.bar(xs, heights, width, yerr=[low, high], capsize=3, label=text)
-    ax.set_xticks(range(len(names)), [frameworks.label(name) for name in names])
+    ax.set_xticks(range(len(names)), [frameworks.label(name) for name in names],
+                  rotation=30, ha="right", fontsize=8)
     ax.set_yscale("log")
     ax.set_title(title, fontsize=10)
     ax.grid(axis="y", which="both", alpha=0.3)

@@ -7,12 +7,16 @@ from . import environment, frameworks
 
 # Each metric: key -> (row label, unit, kind, where its samples come from).
 # kind "time" and "memory": smaller is better, the ratio is tf.keras ÷ framework;
-# kind "accuracy": the comparison is the difference in percentage points.
+# kind "accuracy": the comparison is the difference in percentage points;
+# kind "info": shown in the main table only, no ratio (a difference of times can be near 0).
 # source "runs" reads the regular runs, "cold_runs" the runs with an empty JIT cache.
 METRICS = {
     "startup_s": ("start-up to end of first step", "s", "time", "runs"),
     "first_epoch_s": ("first epoch", "s", "time", "runs"),
     "warm_epoch_s": ("warm epoch (median of epochs 2+)", "s", "time", "runs"),
+    "first_epoch_extra_s": ("first epoch − warm epoch (compilation, tracing, first-call costs)", "s",
+                            "info", "runs"),
+    "compile_s": ("pure compile time in fit, where the framework exposes it", "s", "time", "runs"),
     "cold_startup_s": ("start-up to end of first step, cold JIT cache", "s", "time", "cold_runs"),
     "cold_first_epoch_s": ("first epoch, cold JIT cache", "s", "time", "cold_runs"),
     "predict_first_s": ("predict {n_test}, first call (default batch size)", "s", "time", "runs"),
@@ -41,6 +45,8 @@ def samples(metric, run):
         "startup_s": lambda: [m["startup"]["first_step_end_s"]],
         "first_epoch_s": lambda: epochs[:1],
         "warm_epoch_s": lambda: epochs[1:],
+        "first_epoch_extra_s": lambda: [epochs[0] - statistics.median(epochs[1:])] if epochs[1:] else [],
+        "compile_s": lambda: _compile_seconds(m),
         "cold_startup_s": lambda: [m["startup"]["first_step_end_s"]],
         "cold_first_epoch_s": lambda: epochs[:1],
         "predict_first_s": lambda: [predict["first_call_default_batch_s"]],
@@ -52,6 +58,12 @@ def samples(metric, run):
         "test_accuracy": lambda: [100 * m["test_accuracy"]],
     }
     return list(extract[metric]())
+
+
+def _compile_seconds(measurements):
+    """``[seconds]`` of the run's compile report, or ``[]`` where the framework exposes none."""
+    seconds = (measurements.get("compile") or {}).get("compile_s")
+    return [] if seconds is None else [seconds]
 
 
 def summarize(values):
@@ -88,6 +100,8 @@ def ratios_to_baseline(summaries, baseline=frameworks.BASELINE):
             if metric not in base:
                 continue
             kind = METRICS[metric][2]
+            if kind == "info":
+                continue
             if kind == "accuracy":
                 ratios[name][metric] = stats["median"] - base[metric]["median"]
             else:
@@ -154,10 +168,32 @@ def markdown(result):
         out.append(table(["measurement"] + [frameworks.label(name) for name in ok], rows))
         out.append("")
         out.append(f"predict batch sizes: default = each framework's own (Keras and npnet 32; "
-                   f"PyTorch has none: `model(x)` on all images at once, in both rows), "
+                   f"PyTorch and JAX have none: `model(x)` on all images at once, in both rows), "
                    f"large = {settings['predict_large_batch']:,}.")
         out.append("")
 
+    out += _ratio_lines(result, ok)
+    out += _tutorial_lines(result.get("tutorial_rss"))
+    out += _not_measured_lines(records)
+
+    sweep = result.get("sweep")
+    if sweep:
+        out.append(sweep_markdown(sweep))
+
+    out.append("### Fairness")
+    out.append("")
+    out += [f"- {line}" for line in result["fairness"]]
+    out.append("")
+    out.append("### Environment")
+    out.append("")
+    out += [f"- {line}" for line in environment_lines(result)]
+    return "\n".join(out) + "\n"
+
+
+def _ratio_lines(result, ok):
+    """The table of ratios to tf.keras (or a note that tf.keras did not run)."""
+    settings = result["settings"]
+    out = []
     ratios = result.get("ratios_to_tf_keras") or {}
     if ratios:
         others = [name for name in ok if name in ratios]
@@ -179,8 +215,12 @@ def markdown(result):
     elif ok:
         out.append("(No ratios to tf.keras: tf.keras did not run in this invocation.)")
         out.append("")
+    return out
 
-    tutorial = result.get("tutorial_rss")
+
+def _tutorial_lines(tutorial):
+    """The peak memory of the whole ``npnet tutorial`` run, when it was measured."""
+    out = []
     if tutorial:
         if tutorial["status"] == "ok":
             out.append(f"Peak resident memory of a whole `{' '.join(tutorial['display_command'])}` "
@@ -189,7 +229,12 @@ def markdown(result):
         else:
             out.append(f"npnet tutorial run: {tutorial['status']}: {tutorial.get('reason', '')}")
         out.append("")
+    return out
 
+
+def _not_measured_lines(records):
+    """The frameworks that were skipped or failed, each with the reason."""
+    out = []
     not_run = [(name, record) for name, record in records.items() if record["status"] != "ok"]
     if not_run:
         out.append("### Not measured")
@@ -198,19 +243,7 @@ def markdown(result):
             reason = record.get("reason", "").strip().replace("\n", "\n    ")
             out.append(f"- {frameworks.label(name)}: {record['status']} — {reason}")
         out.append("")
-
-    sweep = result.get("sweep")
-    if sweep:
-        out.append(sweep_markdown(sweep))
-
-    out.append("### Fairness")
-    out.append("")
-    out += [f"- {line}" for line in result["fairness"]]
-    out.append("")
-    out.append("### Environment")
-    out.append("")
-    out += [f"- {line}" for line in environment_lines(result)]
-    return "\n".join(out) + "\n"
+    return out
 
 
 def _times(value):
@@ -260,12 +293,14 @@ def environment_lines(result):
     blas_text = f"{blas.get('name', '?')} {blas.get('version', '')}".strip() if blas else "unknown"
     versions = [f"numpy {env['numpy']} (BLAS: {blas_text})"]
     for key, name in (("numba", "numba"), ("scipy", "SciPy"), ("tensorflow", "TensorFlow"),
-                      ("keras", "Keras"), ("torch", "PyTorch")):
-        versions.append(f"{name} {env[key] if env[key] else 'not installed'}")
+                      ("keras", "Keras"), ("torch", "PyTorch"), ("jax", "JAX"), ("jaxlib", "jaxlib"),
+                      ("optax", "optax")):
+        versions.append(f"{name} {env.get(key) or 'not installed'}")
     lines.append(", ".join(versions))
     load = env.get("load_average")
     if load:
-        busy = load["start"] > 0.5 * (env["usable_cpus"] or 1)
+        # Either end counts: other work that starts during a run slows it as much.
+        busy = max(load["start"], load["end"]) > 0.5 * (env["usable_cpus"] or 1)
         lines.append(f"1-minute load average: {load['start']:.2f} at the start, {load['end']:.2f} at the "
                      f"end" + (" — other processes were busy: these times are not reliable" if busy else ""))
     sgemm = result["sgemm"]

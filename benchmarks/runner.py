@@ -8,6 +8,8 @@ import tempfile
 import time
 from pathlib import Path
 
+from . import frameworks
+
 #: The repository root, put on the children's PYTHONPATH so they import this npnet,
 #: reference/ and benchmarks/ even when the package is not installed.
 REPO_ROOT = Path(__file__).resolve().parent.parent
@@ -74,10 +76,13 @@ def run_command(command, env, timeout, stdout=None):
 def run_child(framework, config, *, threads=None, extra_env=None, timeout=3600):
     """Run one :mod:`benchmarks.child` process; returns its result with the parent's figures.
 
+    The framework's own variables (``frameworks.CHILD_ENV``, e.g. ``KERAS_BACKEND=jax``) and
+    ``extra_env`` are added to the child's environment and recorded in ``result["env"]``.
     Adds ``measurements["peak_rss_bytes"]`` (ru_maxrss of the child) and ``wall_s``.
     Raises ChildFailed with the tail of the child's stderr when it fails.
     """
     config = {**config, "threads": threads}
+    extra_env = {**frameworks.CHILD_ENV.get(framework, {}), **(extra_env or {})}
     env = child_environment(threads, extra_env)
     with tempfile.TemporaryDirectory(prefix="npnet-bench-") as scratch:
         out = os.path.join(scratch, "result.json")

@@ -17,6 +17,8 @@ import pytest
 from benchmarks import child, cli, environment, frameworks, report, runner
 
 REPO = Path(__file__).resolve().parent.parent
+#: The frameworks whose runs report a pure compile time (the others report None and why).
+COMPILE_TIME_EXPOSED = {"keras-jax", "pytorch-compile", "jax-loop", "jax-scan"}
 PNG_MAGIC = b"\x89PNG\r\n\x1a\n"
 
 
@@ -44,6 +46,15 @@ def assert_positive_finite(tree, where):
     assert found, f"{where}: no numbers at all"
     bad = [(path, value) for path, value in found if not (math.isfinite(value) and value > 0)]
     assert not bad, f"{where}: numbers that are not positive and finite: {bad}"
+
+
+def assert_compile_report(report_, name):
+    """A run's compile report: a number where the framework exposes it, else None, and always how."""
+    assert set(report_) == {"compile_s", "how"} and report_["how"], f"{name}: {report_}"
+    if name in COMPILE_TIME_EXPOSED:
+        assert isinstance(report_["compile_s"], float) and math.isfinite(report_["compile_s"]), name
+    else:
+        assert report_["compile_s"] is None, name
 
 
 # ----------------------------------------------------------------------------- smoke tests
@@ -85,16 +96,24 @@ def test_quick_run_measures_every_installed_framework(quick_run):
             # start-up stages happen in this order, all after the launch
             s = m["startup"]
             assert s["imports_done_s"] <= s["data_loaded_s"] <= s["model_built_s"] <= s["first_step_end_s"]
-        expected = {"startup_s", "first_epoch_s", "warm_epoch_s", "predict_first_s", "predict_default_s",
-                    "predict_large_s", "single_predict_ms", "single_call_ms", "peak_rss_mib",
-                    "test_accuracy"}
-        if name == "npnet-numba":
+            assert_compile_report(m["compile"], name)
+        if name == "keras-jax":
+            for run in record["runs"]:
+                assert run["env"]["KERAS_BACKEND"] == "jax"
+                assert run["info"]["keras_backend"] == "jax" and run["info"]["tensorflow_imported"] is False
+        expected = {"startup_s", "first_epoch_s", "warm_epoch_s", "first_epoch_extra_s", "predict_first_s",
+                    "predict_default_s", "predict_large_s", "single_predict_ms", "single_call_ms",
+                    "peak_rss_mib", "test_accuracy"}
+        if name in COMPILE_TIME_EXPOSED:
+            expected.add("compile_s")
+        cache_variable = frameworks.JIT_CACHE_ENV.get(name)
+        if cache_variable:
             expected |= {"cold_startup_s", "cold_first_epoch_s"}
             assert len(record["cold_runs"]) == settings["repeats"]
             # each cold run gets its own empty cache; the warm runs reuse the first one's
-            cold_dirs = [run["env"]["NUMBA_CACHE_DIR"] for run in record["cold_runs"]]
+            cold_dirs = [run["env"][cache_variable] for run in record["cold_runs"]]
             assert len(set(cold_dirs)) == len(cold_dirs)
-            assert {run["env"]["NUMBA_CACHE_DIR"] for run in record["runs"]} == {cold_dirs[0]}
+            assert {run["env"][cache_variable] for run in record["runs"]} == {cold_dirs[0]}
             for run in record["cold_runs"]:
                 assert len(run["measurements"]["epoch_s"]) == 1
                 assert_positive_finite(run["measurements"], f"{name} cold run")
@@ -188,8 +207,15 @@ def test_summaries_pool_warm_epochs_and_ratios_divide_keras_by_the_framework():
             "peak_rss_bytes": 100 * 2**20, "test_accuracy": accuracy}}
 
     fast = {"runs": [run([5.0, 1.0, 2.0], 0.88), run([6.0, 3.0, 10.0], 0.86)], "cold_runs": []}
+    fast["runs"][0]["measurements"]["compile"] = {"compile_s": 0.5, "how": "..."}
+    fast["runs"][1]["measurements"]["compile"] = {"compile_s": 1.5, "how": "..."}
     keras = {"runs": [run([8.0, 4.0, 4.0], 0.87)], "cold_runs": []}
+    keras["runs"][0]["measurements"]["compile"] = {"compile_s": None, "how": "not exposed"}
     fast_summary = report.summarize_framework(fast)
+    # first epoch minus that run's median warm epoch, one sample per run
+    assert fast_summary["first_epoch_extra_s"] == {"median": 1.5, "min": -0.5, "max": 3.5, "n": 2}
+    assert fast_summary["compile_s"] == {"median": 1.0, "min": 0.5, "max": 1.5, "n": 2}
+    assert "compile_s" not in report.summarize_framework(keras)
     assert fast_summary["warm_epoch_s"] == {"median": 2.5, "min": 1.0, "max": 10.0, "n": 4}
     assert fast_summary["first_epoch_s"] == {"median": 5.5, "min": 5.0, "max": 6.0, "n": 2}
     assert fast_summary["single_predict_ms"]["median"] == pytest.approx(1.0)
@@ -198,6 +224,7 @@ def test_summaries_pool_warm_epochs_and_ratios_divide_keras_by_the_framework():
     assert set(ratios) == {"fast"}
     assert ratios["fast"]["warm_epoch_s"] == pytest.approx(4.0 / 2.5)
     assert ratios["fast"]["test_accuracy"] == pytest.approx(87.0 - 87.0)
+    assert "first_epoch_extra_s" not in ratios["fast"] and "compile_s" not in ratios["fast"]
     assert report.ratios_to_baseline({"fast": fast_summary}) == {}
 
 
@@ -246,3 +273,133 @@ def test_a_hung_child_is_killed_and_reported():
 def test_a_failing_child_reports_its_error():
     with pytest.raises(runner.ChildFailed, match="unknown framework 'no-such-framework'"):
         runner.run_child("no-such-framework", {"kind": "workload"}, timeout=120)
+
+
+# ----------------------------------------------------------------------------- compiling peers
+
+
+def tiny_data(n=70, seed=0):
+    """n random images and labels: 70 at batch 32 is two full batches and a partial one."""
+    rng = np.random.default_rng(seed)
+    return rng.random((n, 28, 28), dtype=np.float32), rng.integers(0, 10, n).astype(np.uint8)
+
+
+def check_adapter_run(adapter, x, y, epochs=2, batch_size=32):
+    """Build, fit and predict through an adapter; check the shapes of everything it returns."""
+    adapter.build(16, seed=0)
+    timer = frameworks.FitTimer()
+    history = adapter.fit(x, y, epochs, batch_size, timer)
+    assert len(timer.epoch_s) == epochs and timer.first_step_end is not None
+    assert set(history) == {"loss", "accuracy"}
+    assert len(history["loss"]) == len(history["accuracy"]) == epochs
+    assert all(math.isfinite(v) for v in history["loss"]) and all(0 <= a <= 1 for a in history["accuracy"])
+    for probabilities in (adapter.predict(x), adapter.predict(x[:1]), adapter.call(x[:3])):
+        assert probabilities.dtype == np.float32 and probabilities.shape[1] == 10
+        np.testing.assert_allclose(probabilities.sum(axis=1), 1.0, rtol=1e-5)
+    return history
+
+
+@pytest.mark.parametrize("style", ["loop", "scan"])
+def test_jax_adapter_trains_and_reports_its_compile_time(style):
+    pytest.importorskip("jax")
+    pytest.importorskip("optax")
+    from benchmarks.jax_adapters import JaxAdapter
+
+    adapter = frameworks.create(f"jax-{style}")
+    assert isinstance(adapter, JaxAdapter) and adapter.style == style
+    assert adapter.compiles_whole_epochs is (style == "scan")
+    x, y = tiny_data()
+    check_adapter_run(adapter, x, y)
+    report_ = adapter.compile_report()
+    assert_compile_report(report_, f"jax-{style}")
+    assert report_["compile_s"] > 0  # something was compiled, not how long it took
+    assert adapter.info()["style"] == style and adapter.info()["jax"]
+
+
+def test_jax_scan_epoch_trains_exactly_like_the_jitted_step_loop():
+    pytest.importorskip("jax")
+    pytest.importorskip("optax")
+    x, y = tiny_data(100)
+    loop = check_adapter_run(frameworks.create("jax-loop"), x, y, epochs=3)
+    scan = check_adapter_run(frameworks.create("jax-scan"), x, y, epochs=3)
+    np.testing.assert_allclose(scan["loss"], loop["loss"], rtol=1e-5)
+    assert scan["accuracy"] == loop["accuracy"]
+
+
+def test_torch_compile_is_the_eager_loop_through_torch_compile():
+    pytest.importorskip("torch")
+    eager, compiled = frameworks.create("pytorch"), frameworks.create("pytorch-compile")
+    assert (eager.compiled, compiled.compiled) == (False, True)
+    assert_compile_report(eager.compile_report(), "pytorch")
+    compiled.build(16, seed=0)
+    assert compiled.forward is not compiled.model and eager.info()["compiled"] is False
+    assert compiled.compile_report()["compile_s"] == 0.0  # nothing compiled before the first fit
+
+
+def test_keras_on_jax_runs_in_a_child_with_its_backend_set(tmp_path):
+    pytest.importorskip("jax")
+    pytest.importorskip("keras")
+    config = {"kind": "workload", "epochs": 2, "batch_size": 32, "n_train": 70, "n_test": 40, "hidden": 16,
+              "seed": 0, "predict_large_batch": 40, "predict_calls": 1, "single_calls": 1, "single_warmup": 1}
+    result = runner.run_child("keras-jax", config, timeout=600)
+    assert result["env"] == {"KERAS_BACKEND": "jax"}
+    assert result["info"]["keras_backend"] == "jax" and result["info"]["tensorflow_imported"] is False
+    m = result["measurements"]
+    assert len(m["epoch_s"]) == 2 and result["shapes"]["predictions"] == [40, 10]
+    assert_compile_report(m["compile"], "keras-jax")
+
+
+def test_the_compiling_peers_are_known_with_their_labels_and_environments():
+    for name in ("keras-jax", "pytorch-compile", "jax-loop", "jax-scan"):
+        assert name in frameworks.names() and frameworks.label(name)
+    assert frameworks.CHILD_ENV["keras-jax"] == {"KERAS_BACKEND": "jax"}
+    assert frameworks.JIT_CACHE_ENV["pytorch-compile"] == "TORCHINDUCTOR_CACHE_DIR"
+    assert cli.jit_cache_env("jax-scan", "/scratch") is None
+    assert cli.jit_cache_env("pytorch-compile", "/scratch", 2) == {
+        "TORCHINDUCTOR_CACHE_DIR": os.path.join("/scratch", "pytorch-compile-cache-2")}
+    joined = " ".join(cli.fairness_statements(cli.resolve_settings(cli.build_parser().parse_args([]))))
+    for phrase in ("lax.scan", "KERAS_BACKEND=jax", "torch.compile", "optax", "pure compile time"):
+        assert phrase in joined
+
+
+MISSING = ("no_such_module_for_npnet_tests",)
+
+
+def test_missing_compiling_peers_are_skipped_and_said_so(monkeypatch, tmp_path, capsys):
+    names = ["keras-jax", "pytorch-compile", "jax-loop", "jax-scan"]
+    for name in names:
+        monkeypatch.setitem(frameworks.FRAMEWORKS, name, (frameworks.label(name), MISSING, f"{name} is absent"))
+    json_path = tmp_path / "skipped.json"
+    code = cli.main(["--quick", "--sweep", "--frameworks", ",".join(names), "--json", str(json_path)])
+    assert code == 0
+    result = json.loads(json_path.read_text())
+    out = capsys.readouterr()
+    for name in names:
+        assert result["frameworks"][name] == {"status": "skipped", "reason": f"{name} is absent", "runs": [],
+                                              "cold_runs": [], "summary": {}}
+        assert f"- {frameworks.label(name)}: skipped — {name} is absent" in out.out
+        assert f"{name}: skipped ({name} is absent)" in out.err
+    assert result["sweep"]["frameworks"] == []
+
+
+def test_quick_sweep_includes_the_jax_peers(tmp_path):
+    pytest.importorskip("jax")
+    pytest.importorskip("optax")
+    pytest.importorskip("keras")
+    json_path = tmp_path / "sweep.json"
+    completed = run_benchmarks("--quick", "--sweep", "--frameworks", "jax-loop,jax-scan,keras-jax",
+                               "--no-tutorial-rss", "--json", str(json_path))
+    assert completed.returncode == 0, completed.stderr
+    sweep = json.loads(json_path.read_text())["sweep"]
+    assert sweep["frameworks"] == ["jax-loop", "jax-scan", "keras-jax"]
+    for name in sweep["frameworks"]:
+        got = sweep["runs"][name]["measurements"]["points"]
+        assert [[p["batch_size"], p["hidden"]] for p in got] == [[p["batch_size"], p["hidden"]] for p in sweep["points"]]
+        for point in got:
+            assert_compile_report(point["compile"], name)
+            # lax.scan's length is a shape: its warm-up is a whole epoch, the others' a few batches
+            whole_epoch = point["warmup_samples"] == point["n_samples"]
+            assert whole_epoch is (name == "jax-scan")
+    for point in sweep["points"]:
+        assert set(point["epoch_s"]) == set(sweep["frameworks"])
+    assert "JAX + optax (lax.scan epoch)" in completed.stdout
