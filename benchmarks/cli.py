@@ -122,9 +122,9 @@ def fairness_statements(settings):
         "framework, the data (about 275 MB in a full run: the uint8 images and their float32 "
         "copies) and the model.",
         "Keras's fit is timed with epoch-begin/end callbacks and a batch-*begin* hook only, "
-        "so its asynchronous batch-end dispatch stays on. npnet's timing callback declares that "
-        "its batch hook reads no weights (needs_weights_per_batch=False), so fit trains up to "
-        "64 batches per compiled call, as it does for a user without batch callbacks; the end "
+        "so its asynchronous batch-end dispatch stays on. npnet is compiled with "
+        "steps_per_execution=64, what 'auto' gives a user without batch callbacks, so its timing "
+        "hook runs once per compiled call of up to 64 batches; the end "
         "of step 1 is then seen when the first call returns (up to 63 steps, ~15 ms, late).",
     ] + compilation_statements()
 

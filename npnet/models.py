@@ -321,8 +321,8 @@ class Sequential:
     # -- training and inference -----------------------------------------------------------
 
     def fit(self, x=None, y=None, batch_size=None, epochs=1, verbose="auto", callbacks=None,
-            validation_split=0.0, validation_data=None, shuffle=True, initial_epoch=0,
-            steps_per_epoch=None, validation_freq=1):
+            validation_split=0.0, validation_data=None, shuffle=True, class_weight=None,
+            sample_weight=None, initial_epoch=0, steps_per_epoch=None, validation_freq=1):
         """Train for ``epochs`` passes over ``(x, y)`` (arrays, an ``npnet.data.PyDataset`` or a
         generator of batches); returns a ``History``."""
         self.require_compiled("fit")
@@ -330,7 +330,7 @@ class Sequential:
         epochs, initial_epoch = validation.check_epochs(epochs, initial_epoch)
         validation_freq = validation.check_validation_freq(validation_freq)
         run_epoch, steps, validate = self._fit_plan(x, y, batch_size, validation_split, validation_data,
-                                                    shuffle, steps_per_epoch)
+                                                    shuffle, steps_per_epoch, (sample_weight, class_weight))
         history = callbacks_module.History()
         listeners = self._callback_list(callbacks, verbose, epochs, steps, history)
         self.stop_training, self.history, self._initial_epoch = False, history, None
@@ -351,29 +351,48 @@ class Sequential:
         listeners.call("on_train_end")
         return history
 
-    def _fit_plan(self, x, y, batch_size, validation_split, validation_data, shuffle, steps_per_epoch):
+    def _fit_plan(self, x, y, batch_size, validation_split, validation_data, shuffle, steps_per_epoch,
+                  weighting):
         """Check every argument before anything changes; return ``(run_epoch, steps, validate)``."""
         validation_split = validation.check_validation_split(validation_split)
         val = self._validation_source(validation_data, validation.check_batch_size(batch_size))
         if data_module.is_batch_source(x):
-            if y is not None or validation_split:
-                raise ValueError("when x is a dataset or generator of (x, y) batches, y and "
-                                 "validation_split must not be given")
+            if y is not None or validation_split or weighting != (None, None):
+                raise ValueError("when x is a dataset or generator of (x, y) batches, y, sample_weight, "
+                                 "class_weight and validation_split must not be given")
             source = data_module.BatchSource(x, validation.check_steps(steps_per_epoch, "steps_per_epoch"))
             run_epoch = lambda epoch, listeners: training_loop.train_epoch_from_source(  # noqa: E731
                 self.backend, self, source, epoch, listeners, self._metric_plan())
             return run_epoch, source.steps, val
+        return self._array_plan(x, y, batch_size, validation_split, val, shuffle, weighting)
+
+    def _array_plan(self, x, y, batch_size, validation_split, val, shuffle, weighting):
+        """``_fit_plan`` for arrays: checked data, weights, the validation split, the trainer."""
         x, y = self.check_data(x, y)
+        weights = validation.check_sample_weight(*weighting, y, self.loss.label_kind)
         if val is None and validation_split:
             (x, y), (x_val, y_val) = validation.split_for_validation(x, y, validation_split)
+            weights = None if weights is None else weights[:x.shape[0]]
             val = lambda listeners: self._evaluate(x_val, y_val, batch_size, listeners)  # noqa: E731
         batch_size = validation.check_batch_size(batch_size, x.shape[0])
+        trainer = self.backend if weights is None else self._weighting_trainer()
         self.ensure_built(x)
 
         def run_epoch(epoch, listeners):
-            return training_loop.train_epoch(self.backend, x, y, epoch, batch_size, shuffle,
-                                             self._steps_per_call(listeners), listeners, self._metric_plan())
+            return training_loop.train_epoch(trainer, x, y, epoch, batch_size, shuffle,
+                                             self._steps_per_call(listeners), listeners,
+                                             self._metric_plan(), sample_weight=weights)
         return run_epoch, -(-x.shape[0] // batch_size), val
+
+    def _weighting_trainer(self):
+        """The trainer for a fit with sample or class weights: the numba kernels take none,
+        so an automatically chosen numba backend hands this fit to NumPy."""
+        if self.backend.name == "numpy":
+            return self.backend
+        if (self._requested_backend or backends.default_name()) == "numba":
+            raise NotImplementedError("backend='numba' does not train with sample_weight or class_weight; "
+                                      "use backend='numpy' or leave backend unset to choose automatically")
+        return backends.create("numpy", self.layers, self.loss, self.optimizer, self.accuracy)
 
     def _validation_source(self, validation_data, batch_size):
         """A function computing the validation means, or None without validation data."""

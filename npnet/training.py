@@ -28,15 +28,18 @@ def regularization_loss(layers):
     return total
 
 
-def loss_value(layers, loss, output, caches, y, head=None):
+def loss_value(layers, loss, output, caches, y, head=None, sample_weight=None):
     """The batch-mean loss of ``output`` (computed from the logits when the head says so), plus
     the weight penalties of regularized layers, which Keras includes in the loss it reports.
 
     ``head`` is :func:`npnet.heads.choose` of ``(layers, loss)``, computed when not given.
+    ``sample_weight`` (n,): Keras's weighted mean ``Σ w_i l_i / n``.
     """
     if head is None:
         head = heads.choose(layers, loss)
-    if head in heads.FROM_LOGITS:
+    if sample_weight is not None:
+        value = _weighted_value(loss, head, output, caches[-1], y, sample_weight)
+    elif head in heads.FROM_LOGITS:
         _, z, _ = caches[-1]
         value = loss.value_of_logits(y, z)
     else:
@@ -46,8 +49,29 @@ def loss_value(layers, loss, output, caches, y, head=None):
     return value
 
 
-def backward(layers, loss, output, caches, y, head=None):
-    """Backpropagate the loss through ``layers`` (``head`` as in :func:`loss_value`).
+def _weighted_value(loss, head, output, cache, y, sample_weight):
+    """``Σ w_i l_i / n``, each sample's loss taken from the logits when the head says so."""
+    if head in heads.FROM_LOGITS:
+        output = cache.z
+        loss = type(loss)(**{**loss.get_config(), "from_logits": True})
+    per_sample = loss.per_sample(y, output)
+    weights = np.asarray(sample_weight, dtype=per_sample.dtype)
+    return (per_sample * weights).sum(dtype=per_sample.dtype) / per_sample.dtype.type(len(weights))
+
+
+def _output_gradient(loss, head, output, y, sample_weight):
+    """dL/d(output), or dL/d(logits) for a head that folds the activation into the loss;
+    row i scaled by its sample weight, as the weighted mean asks."""
+    gradient = loss.gradient_wrt_logits(y, output) if head in heads.FROM_LOGITS else loss.gradient(y, output)
+    if sample_weight is not None:
+        weights = np.asarray(sample_weight, dtype=gradient.dtype)
+        gradient = gradient * weights.reshape((-1,) + (1,) * (gradient.ndim - 1))
+    return gradient
+
+
+def backward(layers, loss, output, caches, y, head=None, sample_weight=None):
+    """Backpropagate the loss through ``layers`` (``head`` and ``sample_weight`` as in
+    :func:`loss_value`).
 
     Returns one dict of parameter gradients per layer (``{}`` for layers without
     parameters) and the gradient w.r.t. each layer's output, both in layer order.
@@ -63,13 +87,13 @@ def backward(layers, loss, output, caches, y, head=None):
         head = heads.choose(layers, loss)
     if head in heads.FROM_LOGITS:
         last = layers[-1]
-        dL_dz = loss.gradient_wrt_logits(y, output)
+        dL_dz = _output_gradient(loss, head, output, y, sample_weight)
         output_grads[-1] = dL_dz  # w.r.t. the logits: the softmax (sigmoid) is folded into the loss
         dL_dy, param_grads[-1] = last.backward_from_pre_activation(
             dL_dz, caches[-1], need_input_grad=n_layers - 1 > first_trainable)
         remaining = range(n_layers - 2, -1, -1)
     else:
-        dL_dy = loss.gradient(y, output)
+        dL_dy = _output_gradient(loss, head, output, y, sample_weight)
         remaining = range(n_layers - 1, -1, -1)
 
     for i in remaining:
@@ -97,15 +121,15 @@ def flat_gradients(layers, param_grads):
             for name in layer.params]
 
 
-def loss_and_gradients(layers, loss, x, y, training=True, head=None):
-    """Forward and backward for one batch.
+def loss_and_gradients(layers, loss, x, y, training=True, head=None, sample_weight=None):
+    """Forward and backward for one batch (``sample_weight``: (n,) or None).
 
     Returns ``(loss, output, grads)`` with ``grads`` aligned with the trainable weights
     (``[kernel_0, bias_0, kernel_1, bias_1, ...]`` when every layer is trainable).
     """
     output, caches = forward(layers, x, training=training)
-    value = loss_value(layers, loss, output, caches, y, head)
-    param_grads, _ = backward(layers, loss, output, caches, y, head)
+    value = loss_value(layers, loss, output, caches, y, head, sample_weight)
+    param_grads, _ = backward(layers, loss, output, caches, y, head, sample_weight)
     return value, output, flat_gradients(layers, param_grads)
 
 

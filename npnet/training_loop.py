@@ -55,7 +55,8 @@ class RunningMeans:
         return logs
 
 
-def train_epoch(trainer, x, y, epoch, batch_size, shuffle, steps_per_execution, callbacks, metrics):
+def train_epoch(trainer, x, y, epoch, batch_size, shuffle, steps_per_execution, callbacks, metrics,
+                sample_weight=None):
     """One pass over ``(x, y)``; returns the RunningMeans of the batches applied. A batch that
     is not finite is not applied and ends the epoch and training (``model.stop_training``):
     the model keeps the weights of the last finite step."""
@@ -64,6 +65,8 @@ def train_epoch(trainer, x, y, epoch, batch_size, shuffle, steps_per_execution, 
     order = utils.rng().permutation(n_samples) if shuffle else None
     means = RunningMeans(metrics)
     keep = {"keep_outputs": True} if metrics.needs_outputs else {}
+    if sample_weight is not None:
+        keep["sample_weight"] = sample_weight
     step = 0
     while step < steps:
         callbacks.call("on_train_batch_begin", step)
@@ -73,7 +76,7 @@ def train_epoch(trainer, x, y, epoch, batch_size, shuffle, steps_per_execution, 
             rows = slice((step + k) * batch_size, (step + k + 1) * batch_size)
             labels = y[rows] if order is None else y[order[rows]]
             means.add(done.losses[k], done.corrects[k], len(labels), labels,
-                      done.outputs[k] if keep else None)
+                      done.outputs[k] if metrics.needs_outputs else None)
         if not done.last_applied:
             warn_non_finite(epoch, step + done.n_done - 1, done.losses[-1])
             callbacks.model.stop_training = True

@@ -176,6 +176,45 @@ def split_for_validation(x, y, validation_split):
     return (x[:split_at], y[:split_at]), (x[split_at:], y[split_at:])
 
 
+def check_sample_weight(sample_weight, class_weight, y, label_kind):
+    """The per-sample weights of ``fit``: ``sample_weight`` (n,), or the weight that
+    ``class_weight`` ({class: weight}) gives each sample's class; None when neither is given."""
+    n_samples = y.shape[0]
+    weights = None
+    if sample_weight is not None and class_weight is not None:
+        raise ValueError("fit cannot use class_weight and sample_weight at the same time, as in "
+                         "Keras: multiply the class weights into sample_weight instead")
+    if sample_weight is not None:
+        weights = np.asarray(sample_weight)
+        if weights.ndim == 2 and weights.shape[1] == 1:
+            weights = weights[:, 0]
+        if weights.shape != (n_samples,) or weights.dtype.kind not in "uif" or not np.isfinite(weights).all():
+            raise ValueError(f"sample_weight must hold {n_samples} finite numbers, one per sample; "
+                             f"received shape {weights.shape} of dtype {weights.dtype}")
+        weights = weights.astype(np.float64)
+    if class_weight is not None:
+        weights = _class_weights(class_weight, y, label_kind)
+    return weights
+
+
+def _class_weights(class_weight, y, label_kind):
+    if not isinstance(class_weight, dict) or not all(
+            isinstance(k, (int, np.integer)) and isinstance(v, (int, float, np.number)) for k, v in class_weight.items()):
+        raise TypeError(f"class_weight must be a dict {{class index: weight}}; received {class_weight!r}")
+    if label_kind == "categorical":
+        classes = y.argmax(axis=1)
+    elif y.ndim == 1 and y.dtype.kind in "iu":
+        classes = y
+    else:
+        classes = np.rint(np.asarray(y).reshape(len(y), -1)[:, 0]).astype(np.int64)
+    missing = sorted(set(np.unique(classes).tolist()) - set(int(k) for k in class_weight))
+    if missing:
+        raise ValueError(f"class_weight has no weight for the classes {missing} found in y; "
+                         f"received weights for {sorted(class_weight)}")
+    table = {int(k): float(v) for k, v in class_weight.items()}
+    return np.array([table[int(c)] for c in classes])
+
+
 def check_steps(value, name):
     """None or a positive int (``steps_per_epoch`` and the like)."""
     if value is None:

@@ -16,7 +16,10 @@ _single_threaded_blas = SingleThreadedBlas(linked_by="numpy")
 class NumpyBackend(Trainer):
     name = "numpy"
 
-    def train_steps(self, x, y, order, batch_size, first_step, n_steps, keep_outputs=False):
+    def train_steps(self, x, y, order, batch_size, first_step, n_steps, keep_outputs=False,
+                    sample_weight=None):
+        """As :meth:`Trainer.train_steps`; ``sample_weight`` (n_samples,) weighs each sample's
+        loss (Keras's ``sum(w * loss) / batch size``)."""
         self.require_training_parts()
         losses, corrects, outputs = [], [], []
         applied = True
@@ -24,7 +27,9 @@ class NumpyBackend(Trainer):
             index = slice(step * batch_size, (step + 1) * batch_size)
             if order is not None:
                 index = order[index]
-            loss, n_correct, applied = self.train_batch(x[index], y[index], outputs if keep_outputs else None)
+            extra = {} if sample_weight is None else {"sample_weight": sample_weight[index]}
+            loss, n_correct, applied = self.train_batch(x[index], y[index], outputs if keep_outputs else None,
+                                                        **extra)
             losses.append(loss)
             corrects.append(n_correct)
             if not applied:
@@ -32,12 +37,12 @@ class NumpyBackend(Trainer):
         return Steps(np.array(losses), np.array(corrects, dtype=np.int64), applied,
                      outputs if keep_outputs else None)
 
-    def train_batch(self, x, y, outputs=None):
+    def train_batch(self, x, y, outputs=None, sample_weight=None):
         """Forward, loss, backward; the update only when loss and gradients are finite.
         Returns ``(loss, n_correct, applied)``; appends the batch's output to ``outputs``."""
         with _single_threaded_blas:
-            loss, output, grads = training.loss_and_gradients(self.layers, self.loss, x, y,
-                                                              training=True, head=self.head)
+            loss, output, grads = training.loss_and_gradients(self.layers, self.loss, x, y, training=True,
+                                                              head=self.head, sample_weight=sample_weight)
             n_correct = self.accuracy.count_correct(y, output)
             if outputs is not None:
                 outputs.append(output)
