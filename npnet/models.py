@@ -207,7 +207,7 @@ class Sequential:
 
     # -- compile --------------------------------------------------------------------------
 
-    def compile(self, optimizer="adam", loss=None, metrics=None, backend=None,
+    def compile(self, optimizer="rmsprop", loss=None, metrics=None, backend=None,
                 steps_per_execution="auto"):
         """Choose the optimizer, the loss, the metrics and the backend.
 
