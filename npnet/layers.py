@@ -198,8 +198,15 @@ class Dense(Layer):
         d_in = int(input_shape[-1])
         dtype = config.floatx()
         # Aligned copies: the weights start on a cache line, so vector loads never straddle two.
-        self.params["kernel"] = utils.aligned_copy(self.kernel_initializer((d_in, self.units), dtype))
-        self.params["bias"] = utils.aligned_copy(self.bias_initializer((self.units,), dtype))
+        try:
+            kernel = utils.aligned_copy(self.kernel_initializer((d_in, self.units), dtype))
+            bias = utils.aligned_copy(self.bias_initializer((self.units,), dtype))
+        except MemoryError:
+            size = d_in * self.units * np.dtype(dtype).itemsize
+            raise MemoryError(f"Dense layer {self.name!r} cannot be built: its kernel of shape "
+                              f"({d_in}, {self.units}) needs {size / 2**30:,.1f} GiB of {dtype}, more "
+                              "than this machine can allocate; use fewer units") from None
+        self.params["kernel"], self.params["bias"] = kernel, bias
         super().build(input_shape)
 
     @property

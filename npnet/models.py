@@ -329,6 +329,7 @@ class Sequential:
         verbose = resolve_verbose(verbose)
         epochs, initial_epoch = validation.check_epochs(epochs, initial_epoch)
         validation_freq = validation.check_validation_freq(validation_freq)
+        callbacks_module.CallbackList(callbacks or [], self, {})  # refuse a non-callback before building
         run_epoch, steps, validate = self._fit_plan(x, y, batch_size, validation_split, validation_data,
                                                     shuffle, steps_per_epoch, (sample_weight, class_weight))
         history = callbacks_module.History()
