@@ -34,6 +34,16 @@ class PyDataset:
         pass
 
 
+def __getattr__(name):
+    # ``tf.data.Dataset`` after the mechanical swap: say what to write instead.
+    if name in ("Dataset", "experimental", "AUTOTUNE", "TFRecordDataset", "TextLineDataset"):
+        raise AttributeError(
+            f"npnet.data has no {name!r}: tf.data pipelines need TensorFlow. Pass NumPy arrays "
+            "(fit shuffles and batches them), an npnet.utils.PyDataset, or a Python generator "
+            "of (x, y) NumPy batches")
+    raise AttributeError(f"module 'npnet.data' has no attribute {name!r}")
+
+
 def is_batch_source(x):
     """True for a sequence of batches or an iterator of batches (not an array or a list)."""
     refuse_tensorflow(x)
