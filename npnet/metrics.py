@@ -241,6 +241,54 @@ class MeanAbsoluteError(MeanMetricWrapper):
         super().__init__(mean_absolute_error, name, dtype)
 
 
+class _CrossentropyMetric(MeanMetricWrapper):
+    """The mean over samples of a cross-entropy loss's per-sample values, the loss taking the
+    same options (``from_logits``, ``label_smoothing``) as the loss class of that name."""
+
+    direction = "down"
+    loss_class = None
+
+    def __init__(self, name, dtype, **options):
+        self._loss = self.loss_class(**options)
+        super().__init__(self._per_sample, name, dtype)
+        self._options = options
+
+    def _per_sample(self, y_true, y_pred):
+        y_pred = np.asarray(y_pred)
+        y_pred = y_pred if y_pred.dtype.kind == "f" else y_pred.astype(np.float32)
+        return self._loss.per_sample(self._loss.prepare_targets(np.asarray(y_true), y_pred), y_pred)
+
+    def get_config(self):
+        return {**super().get_config(), **self._options}
+
+
+class BinaryCrossentropy(_CrossentropyMetric):
+    """``keras.metrics.BinaryCrossentropy``: the binary cross-entropy loss, as a metric."""
+
+    loss_class = losses_module.BinaryCrossentropy
+
+    def __init__(self, name="binary_crossentropy", dtype=None, from_logits=False, label_smoothing=0.0):
+        super().__init__(name, dtype, from_logits=from_logits, label_smoothing=label_smoothing)
+
+
+class CategoricalCrossentropy(_CrossentropyMetric):
+    """``keras.metrics.CategoricalCrossentropy`` (one-hot targets), as a metric."""
+
+    loss_class = losses_module.CategoricalCrossentropy
+
+    def __init__(self, name="categorical_crossentropy", dtype=None, from_logits=False, label_smoothing=0.0):
+        super().__init__(name, dtype, from_logits=from_logits, label_smoothing=label_smoothing)
+
+
+class SparseCategoricalCrossentropy(_CrossentropyMetric):
+    """``keras.metrics.SparseCategoricalCrossentropy`` (integer labels), as a metric."""
+
+    loss_class = losses_module.SparseCategoricalCrossentropy
+
+    def __init__(self, name="sparse_categorical_crossentropy", dtype=None, from_logits=False):
+        super().__init__(name, dtype, from_logits=from_logits)
+
+
 class Accuracy(MeanMetricWrapper):
     """``keras.metrics.Accuracy``: how often ``y_pred`` *equals* ``y_true`` (for a classifier's
     probabilities that is almost never: use ``'accuracy'``, which :func:`get` resolves).
@@ -468,7 +516,8 @@ class AUC(_ConfusionMetric):
 
 _CLASSES = (Accuracy, SparseCategoricalAccuracy, CategoricalAccuracy, BinaryAccuracy,
             SparseTopKCategoricalAccuracy, TopKCategoricalAccuracy, MeanSquaredError,
-            MeanAbsoluteError, Precision, Recall, AUC)
+            MeanAbsoluteError, Precision, Recall, AUC, BinaryCrossentropy, CategoricalCrossentropy,
+            SparseCategoricalCrossentropy)
 _FUNCTIONS = (sparse_categorical_accuracy, categorical_accuracy, binary_accuracy,
               sparse_top_k_categorical_accuracy, top_k_categorical_accuracy, mean_squared_error,
               mean_absolute_error)

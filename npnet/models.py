@@ -169,6 +169,12 @@ class Sequential:
     def non_trainable_weights(self):
         return [p for layer in self.layers if not layer.trainable for p in layer.params.values()]
 
+    @property
+    def losses(self):
+        """Keras's ``model.losses``: every layer's regularization penalty at the current
+        weights; ``sum(model.losses)`` is what training adds to the loss."""
+        return [penalty for layer in self.layers for penalty in layer.losses]
+
     def weight_names(self):
         """``["dense/kernel", "dense/bias", ...]`` in the order of ``get_weights()``."""
         return [f"{layer.name}/{name}" for layer in self.layers for name in layer.params]

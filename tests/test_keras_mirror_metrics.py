@@ -65,6 +65,17 @@ PAIRS = [
     ("auc PR majoring", metrics.AUC, keras.metrics.AUC, "multilabel", {"curve": "PR", "summation_method": "majoring"}),
     ("auc 7 minoring", metrics.AUC, keras.metrics.AUC, "binary", {"num_thresholds": 7, "summation_method": "minoring"}),
     ("accuracy (equality)", metrics.Accuracy, keras.metrics.Accuracy, "binary", {}),
+    ("binary crossentropy", metrics.BinaryCrossentropy, keras.metrics.BinaryCrossentropy, "multilabel", {}),
+    ("binary crossentropy logits", metrics.BinaryCrossentropy, keras.metrics.BinaryCrossentropy, "multilabel",
+     {"from_logits": True, "label_smoothing": 0.1}),
+    ("categorical crossentropy", metrics.CategoricalCrossentropy, keras.metrics.CategoricalCrossentropy,
+     "categorical", {"label_smoothing": 0.2}),
+    ("categorical crossentropy logits", metrics.CategoricalCrossentropy, keras.metrics.CategoricalCrossentropy,
+     "categorical", {"from_logits": True}),
+    ("sparse crossentropy", metrics.SparseCategoricalCrossentropy, keras.metrics.SparseCategoricalCrossentropy,
+     "sparse", {}),
+    ("sparse crossentropy logits", metrics.SparseCategoricalCrossentropy,
+     keras.metrics.SparseCategoricalCrossentropy, "sparse", {"from_logits": True}),
 ]
 
 
@@ -126,7 +137,7 @@ def test_accuracy_string_resolves_as_keras_and_keeps_the_name(kind, expected, wr
     np.testing.assert_allclose(ours.result(), logs[written], rtol=1e-6)
 
 
-@pytest.mark.parametrize("identifier", ["mse", "mae", "MSE", "mean_squared_error", "binary_accuracy",
+@pytest.mark.parametrize("identifier", ["mse", "mae", "MSE", "mean_squared_error", "binary_accuracy", "binary_crossentropy",
                                         "sparse_top_k_categorical_accuracy", "precision", "recall", "auc",
                                         "AUC", "Precision", "categorical_accuracy"])
 def test_metric_strings_are_logged_under_keras_history_keys(identifier):
