@@ -3,7 +3,9 @@
 * an :class:`PyDataset` (or any Keras-style sequence with ``__len__`` and ``__getitem__``)
   whose item ``i`` is the batch ``(x, y)`` (or ``(x, y, sample_weight)``);
 * a Python generator or iterator of such batches; ``steps_per_epoch`` says how many make an
-  epoch (without it, the iterator is read until it is exhausted, once).
+  epoch (without it, the iterator is read until it is exhausted, once);
+* a re-iterable of such batches, such as a PyTorch ``DataLoader`` (its tensors become NumPy
+  arrays): each epoch iterates it afresh, ``len()`` batches when it has a length.
 
 Every batch is checked like an array argument. ``tf.data`` pipelines cannot run without
 TensorFlow: the error says to pass NumPy arrays or a generator instead.
@@ -49,9 +51,10 @@ def is_batch_source(x):
     refuse_tensorflow(x)
     if isinstance(x, PyDataset):
         return True
-    if hasattr(x, "__array__") or isinstance(x, (list, tuple, dict, str, bytes)) or x is None:
+    if hasattr(x, "__array__") or isinstance(x, (list, tuple, dict, str, bytes, set, frozenset)) or x is None:
         return False
-    return (hasattr(x, "__getitem__") and hasattr(x, "__len__")) or hasattr(x, "__next__")
+    # a sequence, an iterator, or a re-iterable such as a PyTorch DataLoader
+    return (hasattr(x, "__getitem__") and hasattr(x, "__len__")) or hasattr(x, "__next__") or hasattr(x, "__iter__")
 
 
 def refuse_tensorflow(x):
@@ -68,17 +71,21 @@ class BatchSource:
     def __init__(self, source, steps_per_epoch=None):
         self.source = source
         self.is_sequence = hasattr(source, "__getitem__") and hasattr(source, "__len__")
-        if not self.is_sequence:
+        # An iterator is read on across epochs; a re-iterable (a DataLoader) starts again.
+        self.restarts = not self.is_sequence and not hasattr(source, "__next__")
+        if not self.is_sequence and not self.restarts:
             self.iterator = iter(source)
+        known_length = self.is_sequence or (self.restarts and hasattr(source, "__len__"))
         self.steps = steps_per_epoch if steps_per_epoch is not None else (
-            len(source) if self.is_sequence else None)
+            len(source) if known_length else None)
 
     def epoch(self):
         """The batches of one epoch: ``(x, y, sample_weight or None)`` tuples."""
         if self.is_sequence:
             items = (self.source[i] for i in range(self.steps))
         else:
-            items = itertools.islice(self.iterator, self.steps) if self.steps else self.iterator
+            iterator = iter(self.source) if self.restarts else self.iterator
+            items = itertools.islice(iterator, self.steps) if self.steps else iterator
         for item in items:
             yield unpack(item)
 
