@@ -31,9 +31,37 @@ __all__ = ["Input", "Model", "Sequential", "load_model", "activations", "callbac
            "optimizers", "utils", "plot", "gradcheck", "inspect", "regularizers", "training"]
 
 
+#: TensorFlow / Keras 3 namespaces a tutorial reaches through ``tf.`` or ``keras.``, which
+#: npnet does not have (it computes with NumPy), and what to write instead.
+_TENSORFLOW_NAMES = {
+    "nn": "npnet has no tf.nn: its activations are NumPy functions of arrays, e.g. "
+          "npnet.activations.softmax(x) or npnet.activations.relu(x) (the result is already a "
+          "NumPy array: no .numpy() needed); in a layer write activation='relu'",
+    "ops": "npnet has no keras.ops: write NumPy (np.mean, np.square, np.argmax...) on the arrays "
+           "npnet returns",
+    "math": "npnet has no tf.math: write NumPy (np.mean, np.square, np.sum...) on the arrays npnet returns",
+    "saved_model": "npnet cannot write TensorFlow's SavedModel: save the whole model with "
+                   "model.save('my_model.keras') (Keras 3's format) and read it back with "
+                   "npnet.models.load_model, or export for inference runtimes with "
+                   "model.export('my_model.onnx')",
+    "one_hot": "npnet has no tf.one_hot: write npnet.utils.to_categorical(labels, num_classes)",
+    "add_n": "npnet has no tf.add_n: the values are NumPy numbers, so write sum(values) (e.g. "
+             "sum(model.losses))",
+    "reduce_mean": "npnet has no tf.reduce_mean: write np.mean(...) on NumPy arrays",
+    "expand_dims": "npnet has no tf.expand_dims: write np.expand_dims(array, axis)",
+    "constant": "npnet has no tensors: pass NumPy arrays (np.asarray(...))",
+    "convert_to_tensor": "npnet has no tensors: pass NumPy arrays (np.asarray(...))",
+    "Tensor": "npnet has no tensors: its inputs and outputs are NumPy arrays",
+    "keras": "npnet is itself the Keras-shaped API: write npnet.layers, npnet.Sequential, "
+             "npnet.losses... where the code says tf.keras.layers, tf.keras.Sequential, ...",
+}
+
+
 def __getattr__(name):
     # npnet.plot imports matplotlib when first used, not when npnet is imported.
     if name == "plot":
         import importlib
         return importlib.import_module(".plot", __name__)
+    if name in _TENSORFLOW_NAMES:
+        raise AttributeError(f"module 'npnet' has no attribute {name!r}: {_TENSORFLOW_NAMES[name]}")
     raise AttributeError(f"module 'npnet' has no attribute {name!r}")

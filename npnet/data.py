@@ -3,13 +3,16 @@
 * an :class:`PyDataset` (or any Keras-style sequence with ``__len__`` and ``__getitem__``)
   whose item ``i`` is the batch ``(x, y)`` (or ``(x, y, sample_weight)``);
 * a Python generator or iterator of such batches; ``steps_per_epoch`` says how many make an
-  epoch (without it, the iterator is read until it is exhausted, once).
+  epoch (without it, the iterator is read until it is exhausted, once);
+* a re-iterable of such batches, such as a PyTorch ``DataLoader`` (its tensors become NumPy
+  arrays): each epoch iterates it afresh, ``len()`` batches when it has a length.
 
 Every batch is checked like an array argument. ``tf.data`` pipelines cannot run without
 TensorFlow: the error says to pass NumPy arrays or a generator instead.
 """
 
 import itertools
+import warnings
 
 
 class PyDataset:
@@ -34,14 +37,25 @@ class PyDataset:
         pass
 
 
+def __getattr__(name):
+    # ``tf.data.Dataset`` after the mechanical swap: say what to write instead.
+    if name in ("Dataset", "experimental", "AUTOTUNE", "TFRecordDataset", "TextLineDataset"):
+        raise AttributeError(
+            f"npnet.data has no {name!r}: tf.data pipelines need TensorFlow. Pass NumPy arrays "
+            "(fit shuffles and batches them), an npnet.utils.PyDataset, or a Python generator "
+            "of (x, y) NumPy batches")
+    raise AttributeError(f"module 'npnet.data' has no attribute {name!r}")
+
+
 def is_batch_source(x):
     """True for a sequence of batches or an iterator of batches (not an array or a list)."""
     refuse_tensorflow(x)
     if isinstance(x, PyDataset):
         return True
-    if hasattr(x, "__array__") or isinstance(x, (list, tuple, dict, str, bytes)) or x is None:
+    if hasattr(x, "__array__") or isinstance(x, (list, tuple, dict, str, bytes, set, frozenset)) or x is None:
         return False
-    return (hasattr(x, "__getitem__") and hasattr(x, "__len__")) or hasattr(x, "__next__")
+    # a sequence, an iterator, or a re-iterable such as a PyTorch DataLoader
+    return (hasattr(x, "__getitem__") and hasattr(x, "__len__")) or hasattr(x, "__next__") or hasattr(x, "__iter__")
 
 
 def refuse_tensorflow(x):
@@ -58,17 +72,25 @@ class BatchSource:
     def __init__(self, source, steps_per_epoch=None):
         self.source = source
         self.is_sequence = hasattr(source, "__getitem__") and hasattr(source, "__len__")
-        if not self.is_sequence:
+        # An iterator is read on across epochs; a re-iterable (a DataLoader) starts again.
+        self.restarts = not self.is_sequence and not hasattr(source, "__next__")
+        if not self.is_sequence and not self.restarts:
             self.iterator = iter(source)
+        known_length = self.is_sequence or (self.restarts and hasattr(source, "__len__"))
         self.steps = steps_per_epoch if steps_per_epoch is not None else (
-            len(source) if self.is_sequence else None)
+            len(source) if known_length else None)
+        if self.is_sequence and self.steps is not None and self.steps > len(source):
+            warnings.warn(f"{self.steps} steps were asked of a dataset of {len(source)} batches; "
+                          f"each pass reads its {len(source)} batches", RuntimeWarning, stacklevel=4)
+            self.steps = len(source)
 
     def epoch(self):
         """The batches of one epoch: ``(x, y, sample_weight or None)`` tuples."""
         if self.is_sequence:
             items = (self.source[i] for i in range(self.steps))
         else:
-            items = itertools.islice(self.iterator, self.steps) if self.steps else self.iterator
+            iterator = iter(self.source) if self.restarts else self.iterator
+            items = itertools.islice(iterator, self.steps) if self.steps else iterator
         for item in items:
             yield unpack(item)
 

@@ -113,6 +113,14 @@ class Layer:
         """``{parameter name: regularizer}`` for the parameters whose penalty joins the loss."""
         return {}
 
+    @property
+    def losses(self):
+        """Keras's ``layer.losses``: the penalty of each weight regularizer at the current
+        weights (scalars, in the order of ``weight_regularizers``); ``[]`` before ``build``."""
+        if not self.built:
+            return []
+        return [regularizer(self.params[name]) for name, regularizer in self.weight_regularizers().items()]
+
     def get_weights(self):
         """Copies of the parameters, in Keras's order (Dense: ``[kernel, bias]``)."""
         return [p.copy() for p in self.params.values()]

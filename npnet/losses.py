@@ -374,7 +374,7 @@ def get(identifier):
     ``'Huber'``...), a class, or one of npnet's loss functions. A plain function is refused
     with the way to write it as a :class:`Loss` subclass."""
     if isinstance(identifier, Loss):
-        return identifier
+        return _check_subclass(identifier)
     if isinstance(identifier, str) and identifier in _BY_NAME:
         return _BY_NAME[identifier]()
     if isinstance(identifier, type) and issubclass(identifier, Loss):
@@ -387,6 +387,18 @@ def get(identifier):
         f"Unknown loss {identifier!r}; known losses: {', '.join(sorted(_BY_NAME))} "
         "(or an npnet.losses.Loss instance)"
     )
+
+
+def _check_subclass(loss):
+    """A Keras-style subclass defines only ``call(y_true, y_pred)``; npnet also needs the
+    gradient, so say so at compile time rather than fail inside fit."""
+    cls = type(loss)
+    lacks_gradient = cls.gradient is Loss.gradient and getattr(cls, "gradient_wrt_logits", None) is None
+    if hasattr(loss, "call") and lacks_gradient:
+        raise TypeError(f"{cls.__name__} defines call(y_true, y_pred), as a Keras loss does; npnet has no "
+                        "automatic differentiation, so a loss defines value and gradient instead "
+                        f"(call's body is the value):\n{_SUBCLASS_EXAMPLE}")
+    return loss
 
 
 def _plain_function_message(function):

@@ -92,7 +92,8 @@ class Metric:
     """Base class: ``update_state`` / ``result`` / ``reset_state`` and ``name``, as Keras.
 
     Subclasses keep their running state in plain attributes set by ``reset_state`` (called
-    by ``__init__``). Calling a metric, ``metric(y_true, y_pred)``, updates it and returns
+    by ``__init__``), or, as in Keras, in variables made by ``add_variable`` after
+    ``super().__init__()``. Calling a metric, ``metric(y_true, y_pred)``, updates it and returns
     the result, as in Keras.
     """
 
@@ -102,7 +103,12 @@ class Metric:
     def __init__(self, name=None, dtype=None):
         self.name = name if name is not None else _snake_case(type(self).__name__)
         self.dtype = dtype or "float32"
-        self.reset_state()
+        try:
+            self.reset_state()
+        except AttributeError:
+            # A Keras-style subclass makes its state (add_variable) after super().__init__()
+            # returns, so its reset_state has nothing to reset yet.
+            pass
 
     def update_state(self, y_true, y_pred, sample_weight=None):
         raise NotImplementedError
@@ -111,7 +117,20 @@ class Metric:
         raise NotImplementedError
 
     def reset_state(self):
-        pass
+        """Back to the start: every variable made by :meth:`add_variable` to its initial value."""
+        for variable in getattr(self, "_variables", []):
+            variable.reset()
+
+    def add_variable(self, shape=(), initializer="zeros", dtype=None, aggregation="sum", name=None):
+        """A :class:`Variable` holding part of the state, as Keras's ``Metric.add_variable``;
+        the default :meth:`reset_state` puts it back to ``initializer``."""
+        variable = Variable(shape, initializer, dtype or self.dtype, name)
+        self.__dict__.setdefault("_variables", []).append(variable)
+        return variable
+
+    def add_weight(self, name=None, shape=(), initializer="zeros", dtype=None, **kwargs):
+        """Keras 2's name for :meth:`add_variable` (``name`` first)."""
+        return self.add_variable(shape=shape, initializer=initializer, dtype=dtype, name=name)
 
     def __call__(self, y_true, y_pred, sample_weight=None):
         self.update_state(y_true, y_pred, sample_weight=sample_weight)
@@ -122,6 +141,55 @@ class Metric:
 
     def __repr__(self):
         return f"<npnet metric {type(self).__name__} name={self.name!r}>"
+
+
+class Variable:
+    """A metric's state as ``Metric.add_variable`` returns it: a NumPy array changed in place
+    by ``assign``, ``assign_add`` and ``assign_sub`` (the Keras variable methods metric code
+    calls). ``float(v)``, ``np.asarray(v)`` and ``v.numpy()`` read it, so ``result()`` may
+    return the variable itself, as in Keras."""
+
+    def __init__(self, shape=(), initializer="zeros", dtype="float32", name=None):
+        starts = {"zeros": 0.0, "ones": 1.0}
+        if isinstance(initializer, str) and initializer not in starts:
+            raise ValueError(f"add_variable takes initializer 'zeros', 'ones' or a number; received {initializer!r}")
+        self.name, self._start = name, starts.get(initializer, initializer)
+        self.value = np.full(shape, self._start, dtype=dtype)
+
+    def reset(self):
+        self.value[...] = self._start
+
+    def assign(self, value):
+        self.value[...] = np.asarray(value, dtype=self.value.dtype)
+        return self
+
+    def assign_add(self, delta):
+        self.value += np.asarray(delta, dtype=self.value.dtype)
+        return self
+
+    def assign_sub(self, delta):
+        self.value -= np.asarray(delta, dtype=self.value.dtype)
+        return self
+
+    @property
+    def shape(self):
+        return self.value.shape
+
+    @property
+    def dtype(self):
+        return self.value.dtype
+
+    def numpy(self):
+        return self.value.copy()
+
+    def __array__(self, dtype=None, copy=None):
+        return np.array(self.value, dtype=dtype)
+
+    def __float__(self):
+        return float(self.value)
+
+    def __repr__(self):
+        return f"<npnet metric variable {self.name!r} value={self.value!r}>"
 
 
 def _snake_case(name):
@@ -239,6 +307,54 @@ class MeanAbsoluteError(MeanMetricWrapper):
 
     def __init__(self, name="mean_absolute_error", dtype=None):
         super().__init__(mean_absolute_error, name, dtype)
+
+
+class _CrossentropyMetric(MeanMetricWrapper):
+    """The mean over samples of a cross-entropy loss's per-sample values, the loss taking the
+    same options (``from_logits``, ``label_smoothing``) as the loss class of that name."""
+
+    direction = "down"
+    loss_class = None
+
+    def __init__(self, name, dtype, **options):
+        self._loss = self.loss_class(**options)
+        super().__init__(self._per_sample, name, dtype)
+        self._options = options
+
+    def _per_sample(self, y_true, y_pred):
+        y_pred = np.asarray(y_pred)
+        y_pred = y_pred if y_pred.dtype.kind == "f" else y_pred.astype(np.float32)
+        return self._loss.per_sample(self._loss.prepare_targets(np.asarray(y_true), y_pred), y_pred)
+
+    def get_config(self):
+        return {**super().get_config(), **self._options}
+
+
+class BinaryCrossentropy(_CrossentropyMetric):
+    """``keras.metrics.BinaryCrossentropy``: the binary cross-entropy loss, as a metric."""
+
+    loss_class = losses_module.BinaryCrossentropy
+
+    def __init__(self, name="binary_crossentropy", dtype=None, from_logits=False, label_smoothing=0.0):
+        super().__init__(name, dtype, from_logits=from_logits, label_smoothing=label_smoothing)
+
+
+class CategoricalCrossentropy(_CrossentropyMetric):
+    """``keras.metrics.CategoricalCrossentropy`` (one-hot targets), as a metric."""
+
+    loss_class = losses_module.CategoricalCrossentropy
+
+    def __init__(self, name="categorical_crossentropy", dtype=None, from_logits=False, label_smoothing=0.0):
+        super().__init__(name, dtype, from_logits=from_logits, label_smoothing=label_smoothing)
+
+
+class SparseCategoricalCrossentropy(_CrossentropyMetric):
+    """``keras.metrics.SparseCategoricalCrossentropy`` (integer labels), as a metric."""
+
+    loss_class = losses_module.SparseCategoricalCrossentropy
+
+    def __init__(self, name="sparse_categorical_crossentropy", dtype=None, from_logits=False):
+        super().__init__(name, dtype, from_logits=from_logits)
 
 
 class Accuracy(MeanMetricWrapper):
@@ -468,7 +584,8 @@ class AUC(_ConfusionMetric):
 
 _CLASSES = (Accuracy, SparseCategoricalAccuracy, CategoricalAccuracy, BinaryAccuracy,
             SparseTopKCategoricalAccuracy, TopKCategoricalAccuracy, MeanSquaredError,
-            MeanAbsoluteError, Precision, Recall, AUC)
+            MeanAbsoluteError, Precision, Recall, AUC, BinaryCrossentropy, CategoricalCrossentropy,
+            SparseCategoricalCrossentropy)
 _FUNCTIONS = (sparse_categorical_accuracy, categorical_accuracy, binary_accuracy,
               sparse_top_k_categorical_accuracy, top_k_categorical_accuracy, mean_squared_error,
               mean_absolute_error)

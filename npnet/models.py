@@ -169,6 +169,12 @@ class Sequential:
     def non_trainable_weights(self):
         return [p for layer in self.layers if not layer.trainable for p in layer.params.values()]
 
+    @property
+    def losses(self):
+        """Keras's ``model.losses``: every layer's regularization penalty at the current
+        weights; ``sum(model.losses)`` is what training adds to the loss."""
+        return [penalty for layer in self.layers for penalty in layer.losses]
+
     def weight_names(self):
         """``["dense/kernel", "dense/bias", ...]`` in the order of ``get_weights()``."""
         return [f"{layer.name}/{name}" for layer in self.layers for name in layer.params]
@@ -322,7 +328,8 @@ class Sequential:
 
     def fit(self, x=None, y=None, batch_size=None, epochs=1, verbose="auto", callbacks=None,
             validation_split=0.0, validation_data=None, shuffle=True, class_weight=None,
-            sample_weight=None, initial_epoch=0, steps_per_epoch=None, validation_freq=1):
+            sample_weight=None, initial_epoch=0, steps_per_epoch=None, validation_steps=None,
+            validation_batch_size=None, validation_freq=1):
         """Train for ``epochs`` passes over ``(x, y)`` (arrays, an ``npnet.data.PyDataset`` or a
         generator of batches); returns a ``History``."""
         self.require_compiled("fit")
@@ -330,7 +337,9 @@ class Sequential:
         epochs, initial_epoch = validation.check_epochs(epochs, initial_epoch)
         validation_freq = validation.check_validation_freq(validation_freq)
         callbacks_module.CallbackList(callbacks or [], self, {})  # refuse a non-callback before building
-        run_epoch, steps, validate = self._fit_plan(x, y, batch_size, validation_split, validation_data,
+        validate = self._validation_source(validation_data, validation.check_batch_size(validation_batch_size or batch_size),
+                                           validation.check_steps(validation_steps, "validation_steps"))
+        run_epoch, steps, validate = self._fit_plan(x, y, batch_size, validation_split, validate,
                                                     shuffle, steps_per_epoch, (sample_weight, class_weight))
         history = callbacks_module.History()
         listeners = self._callback_list(callbacks, verbose, epochs, steps, history)
@@ -352,11 +361,10 @@ class Sequential:
         listeners.call("on_train_end")
         return history
 
-    def _fit_plan(self, x, y, batch_size, validation_split, validation_data, shuffle, steps_per_epoch,
-                  weighting):
-        """Check every argument before anything changes; return ``(run_epoch, steps, validate)``."""
+    def _fit_plan(self, x, y, batch_size, validation_split, val, shuffle, steps_per_epoch, weighting):
+        """Check every argument before anything changes; return ``(run_epoch, steps, validate)``
+        (``val``: the validation function of :meth:`_validation_source`, or None)."""
         validation_split = validation.check_validation_split(validation_split)
-        val = self._validation_source(validation_data, validation.check_batch_size(batch_size))
         if data_module.is_batch_source(x):
             if y is not None or validation_split or weighting != (None, None):
                 raise ValueError("when x is a dataset or generator of (x, y) batches, y, sample_weight, "
@@ -376,7 +384,7 @@ class Sequential:
             weights = None if weights is None else weights[:x.shape[0]]
             val = lambda listeners: self._evaluate(x_val, y_val, batch_size, listeners)  # noqa: E731
         batch_size = validation.check_batch_size(batch_size, x.shape[0])
-        trainer = self.backend if weights is None else self._weighting_trainer()
+        trainer = self.backend if weights is None else self.weighted_trainer()
         self.ensure_built(x)
 
         def run_epoch(epoch, listeners):
@@ -385,7 +393,7 @@ class Sequential:
                                              self._metric_plan(), sample_weight=weights)
         return run_epoch, -(-x.shape[0] // batch_size), val
 
-    def _weighting_trainer(self):
+    def weighted_trainer(self):
         """The trainer for a fit with sample or class weights: the numba kernels take none,
         so an automatically chosen numba backend hands this fit to NumPy."""
         if self.backend.name == "numpy":
@@ -395,12 +403,13 @@ class Sequential:
                                       "use backend='numpy' or leave backend unset to choose automatically")
         return backends.create("numpy", self.layers, self.loss, self.optimizer, self.accuracy)
 
-    def _validation_source(self, validation_data, batch_size):
-        """A function computing the validation means, or None without validation data."""
+    def _validation_source(self, validation_data, batch_size, steps=None):
+        """A function computing the validation means, or None without validation data
+        (``steps``: batches drawn from a dataset or generator, Keras's ``validation_steps``)."""
         if validation_data is None:
             return None
         if data_module.is_batch_source(validation_data):
-            source = data_module.BatchSource(validation_data)
+            source = data_module.BatchSource(validation_data, steps)
             return lambda listeners: self._evaluate_source(source, listeners)
         if not isinstance(validation_data, (tuple, list)) or len(validation_data) not in (2, 3):
             raise ValueError("validation_data must be a tuple (x_val, y_val); received "

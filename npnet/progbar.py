@@ -34,7 +34,7 @@ class Progbar:
     width = 20
 
     def __init__(self, target, verbose=1, stream=None, interval=0.05):
-        self.target = int(target)
+        self.target = None if target is None else int(target)  # None: a generator of unknown length
         self.verbose = verbose
         self.stream = stream if stream is not None else sys.stdout
         self.interval = interval
@@ -54,7 +54,7 @@ class Progbar:
             if finalize:
                 per_step = elapsed / max(current, 1)
                 self.stream.write(
-                    f"{current}/{self.target} - {_format_duration(elapsed)} - "
+                    f"{current}/{self.target or current} - {_format_duration(elapsed)} - "
                     f"{_format_per_step(per_step)}{metrics}\n"
                 )
                 self.stream.flush()
@@ -63,10 +63,13 @@ class Progbar:
             return
         self._last_draw = now
         per_step = elapsed / max(current, 1)
-        time_text = _format_duration(elapsed if finalize else per_step * (self.target - current))
-        digits = len(str(self.target))
-        line = (f"{current:>{digits}}/{self.target} {self._bar(current)} {time_text} "
-                f"{_format_per_step(per_step)}{metrics}")
+        if self.target is None:  # Keras's form for an unknown number of steps
+            line = f"{current:>7}/Unknown {_format_duration(elapsed)} {_format_per_step(per_step)}{metrics}"
+        else:
+            time_text = _format_duration(elapsed if finalize else per_step * (self.target - current))
+            digits = len(str(self.target))
+            line = (f"{current:>{digits}}/{self.target} {self._bar(current)} {time_text} "
+                    f"{_format_per_step(per_step)}{metrics}")
         padding = " " * max(self._last_len - len(line), 0)
         self._last_len = len(line)
         self.stream.write("\r" + line + padding + ("\n" if finalize else ""))

@@ -1,6 +1,8 @@
 """Learning-rate schedules, ``npnet.optimizers.schedules``, with Keras's names and formulas.
 
-A schedule maps the optimizer's step count to a learning rate: ``schedule(step) -> float``.
+A schedule maps the optimizer's step count to a learning rate: ``schedule(step) -> float``;
+an array of steps (``schedule(np.linspace(0, 100000))``, to plot it) gives a float32 array
+of rates, as Keras gives a tensor.
 Give one as an optimizer's ``learning_rate`` and every update uses ``schedule(iterations)``,
 with ``iterations`` counted *before* that update (0 for the first), as Keras does. The
 arithmetic is float32, the type Keras's schedules compute in for a Python float.
@@ -11,6 +13,20 @@ import math
 import numpy as np
 
 _f32 = np.float32
+
+
+def _elementwise(rate_of_one_step):
+    """Let ``__call__`` take an array of steps too: the rate of each, as a float32 array."""
+    import functools
+
+    @functools.wraps(rate_of_one_step)
+    def call(self, step):
+        if np.ndim(step) == 0:
+            return rate_of_one_step(self, step)
+        steps = np.asarray(step)
+        rates = [rate_of_one_step(self, s) for s in steps.ravel()]
+        return np.asarray(rates, dtype=_f32).reshape(steps.shape)
+    return call
 
 
 class LearningRateSchedule:
@@ -56,6 +72,7 @@ class ExponentialDecay(LearningRateSchedule):
         self.decay_rate = _positive("decay_rate", decay_rate)
         self.staircase, self.name = bool(staircase), name
 
+    @_elementwise
     def __call__(self, step):
         exponent = _f32(step) / _f32(self.decay_steps)
         if self.staircase:
@@ -77,6 +94,7 @@ class InverseTimeDecay(LearningRateSchedule):
         self.decay_rate = _number("decay_rate", decay_rate)
         self.staircase, self.name = bool(staircase), name
 
+    @_elementwise
     def __call__(self, step):
         ratio = _f32(step) / _f32(self.decay_steps)
         if self.staircase:
@@ -103,6 +121,7 @@ class PiecewiseConstantDecay(LearningRateSchedule):
         self.values = [_number("values", v) for v in values]
         self.name = name
 
+    @_elementwise
     def __call__(self, step):
         index = int(np.searchsorted(np.asarray(self.boundaries), step, side="left"))
         return float(_f32(self.values[index]))
@@ -133,6 +152,7 @@ class CosineDecay(LearningRateSchedule):
         cosine = _f32(0.5) * (_f32(1) + np.cos(_f32(math.pi) * completed))
         return decay_from * ((_f32(1) - _f32(self.alpha)) * cosine + _f32(self.alpha))
 
+    @_elementwise
     def __call__(self, step):
         step, initial = _f32(step), _f32(self.initial_learning_rate)
         if self.warmup_target is None:

@@ -10,7 +10,7 @@ import warnings
 
 import numpy as np
 
-from . import utils
+from . import utils, validation
 
 #: What ``steps_per_execution='auto'`` runs per call when no callback wants every batch.
 AUTO_STEPS_PER_EXECUTION = 64
@@ -94,13 +94,13 @@ def train_epoch_from_source(trainer, model, source, epoch, callbacks, metrics):
     means = RunningMeans(metrics)
     keep = {"keep_outputs": True} if metrics.needs_outputs else {}
     for step, (x, y, sample_weight) in enumerate(source.epoch()):
-        if sample_weight is not None:
-            raise NotImplementedError("npnet does not train with per-sample weights from a generator; "
-                                      "yield (x, y) batches")
         x, y = model.check_data(x, y, what=(f"x of batch {step}", f"y of batch {step}"))
+        weights = validation.check_sample_weight(sample_weight, None, y, model.loss.label_kind)
         model.ensure_built(x)
         callbacks.call("on_train_batch_begin", step)
-        done = trainer.train_steps(x, y, None, x.shape[0], 0, 1, **keep)
+        step_trainer = trainer if weights is None else model.weighted_trainer()
+        extra = keep if weights is None else {**keep, "sample_weight": weights}
+        done = step_trainer.train_steps(x, y, None, x.shape[0], 0, 1, **extra)
         if not done.last_applied:
             warn_non_finite(epoch, step, done.losses[-1])
             model.stop_training = True

@@ -254,3 +254,17 @@ def to_categorical(x, num_classes=None):
     categorical = np.zeros((labels.size, int(num_classes)))
     categorical[np.arange(labels.size), labels] = 1
     return categorical.reshape(tuple(shape) + (int(num_classes),))
+
+
+def get_file(fname=None, origin=None, **kwargs):
+    """Keras's downloader, refused: npnet reads local files only (it fetches nothing but its
+    own verified Fashion-MNIST files). The error says what to write instead."""
+    raise NotImplementedError(
+        f"npnet.utils.get_file does not download files (asked for {origin or fname!r}): download "
+        "it yourself (e.g. urllib.request.urlretrieve(url, path) or pooch.retrieve(url, known_hash)) "
+        "and load the arrays with NumPy; Fashion-MNIST is npnet.datasets.fashion_mnist.load_data()")
+
+
+# keras.utils.PyDataset (and its older name keras.utils.Sequence): batches fit/evaluate read.
+from .data import PyDataset  # noqa: E402
+Sequence = PyDataset

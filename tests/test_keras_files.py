@@ -2,7 +2,7 @@
 
 Every format in both directions: ``.keras`` (npnet -> Keras and Keras -> npnet, Sequential
 and functional chain, optimizer state carried so one more training step matches),
-``.weights.h5`` both ways, legacy ``.h5`` from Keras 3's legacy writer and from genuine
+``.weights.h5`` both ways, legacy ``.h5`` both ways (Keras 3's legacy writer, npnet's) and from genuine
 Keras 2 (the committed ``tests/data/keras2_tiny.h5``), and ONNX through onnxruntime.
 """
 
@@ -195,10 +195,24 @@ def test_a_keras2_h5_file_opens_in_npnet():
     assert loaded.metrics_names == ["loss", "accuracy"]
 
 
-def test_writing_legacy_h5_is_refused_with_a_pointer_to_keras(tmp_path):
-    with pytest.raises(ValueError, match="'.keras'"):
-        npnet_model().save(tmp_path / "model.h5")
-    assert os.listdir(tmp_path) == []
+def test_npnet_legacy_h5_opens_in_keras_and_in_npnet(tmp_path):
+    """model.save('x.h5') writes the legacy HDF5 layout Keras 3 writes (the save-and-load
+    tutorial's last cells), not npnet's zip under an .h5 name."""
+    import h5py
+
+    x, y = data()
+    model = npnet_model()
+    model.fit(x, y, batch_size=8, verbose=0)
+    model.save(tmp_path / "model.h5")
+    assert h5py.is_hdf5(tmp_path / "model.h5")
+    theirs = keras.models.load_model(tmp_path / "model.h5")
+    assert max_difference(theirs.predict(x, verbose=0), model.predict(x, verbose=0)) < TOLERANCE
+    assert type(theirs.optimizer).__name__ == "Adam" and theirs.optimizer.learning_rate.numpy() == pytest.approx(0.01)
+    assert [w.shape for w in theirs.get_weights()] == [w.shape for w in model.get_weights()]
+    ours = npnet.models.load_model(tmp_path / "model.h5")
+    for mine, loaded in zip(model.get_weights(), ours.get_weights()):
+        np.testing.assert_array_equal(mine, loaded)
+    assert ours.metrics_names == model.metrics_names and ours.optimizer.beta_1 == pytest.approx(0.8)
 
 
 def test_onnx_export_predicts_as_npnet(tmp_path):

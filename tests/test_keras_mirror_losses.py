@@ -253,3 +253,20 @@ def test_new_pieces_train_on_the_default_backend_and_numba_says_why_not(what, ma
     assert np.isfinite(history.history["loss"]).all()
     with pytest.raises(NotImplementedError, match=named):
         npnet.Sequential(make_layers()).compile(optimizer="adam", loss=loss, backend="numba")
+
+
+def test_keras_style_loss_subclass_with_only_call_is_refused_at_compile():
+    """The Keras guide's CustomMSE defines call(); npnet needs value and gradient, and says
+    so when compiling instead of failing inside fit."""
+    class CustomMSE(npnet.losses.Loss):
+        def __init__(self, regularization_factor=0.1, name="custom_mse"):
+            super().__init__(name=name)
+            self.regularization_factor = regularization_factor
+
+        def call(self, y_true, y_pred):
+            return np.mean(np.square(y_true - y_pred), axis=-1)
+
+    model = npnet.Sequential([npnet.layers.Dense(2, input_shape=(3,))])
+    with pytest.raises(TypeError, match=r"(?s)defines call\(y_true, y_pred\).*def gradient"):
+        model.compile(optimizer="adam", loss=CustomMSE())
+    assert not model.compiled

@@ -65,6 +65,17 @@ PAIRS = [
     ("auc PR majoring", metrics.AUC, keras.metrics.AUC, "multilabel", {"curve": "PR", "summation_method": "majoring"}),
     ("auc 7 minoring", metrics.AUC, keras.metrics.AUC, "binary", {"num_thresholds": 7, "summation_method": "minoring"}),
     ("accuracy (equality)", metrics.Accuracy, keras.metrics.Accuracy, "binary", {}),
+    ("binary crossentropy", metrics.BinaryCrossentropy, keras.metrics.BinaryCrossentropy, "multilabel", {}),
+    ("binary crossentropy logits", metrics.BinaryCrossentropy, keras.metrics.BinaryCrossentropy, "multilabel",
+     {"from_logits": True, "label_smoothing": 0.1}),
+    ("categorical crossentropy", metrics.CategoricalCrossentropy, keras.metrics.CategoricalCrossentropy,
+     "categorical", {"label_smoothing": 0.2}),
+    ("categorical crossentropy logits", metrics.CategoricalCrossentropy, keras.metrics.CategoricalCrossentropy,
+     "categorical", {"from_logits": True}),
+    ("sparse crossentropy", metrics.SparseCategoricalCrossentropy, keras.metrics.SparseCategoricalCrossentropy,
+     "sparse", {}),
+    ("sparse crossentropy logits", metrics.SparseCategoricalCrossentropy,
+     keras.metrics.SparseCategoricalCrossentropy, "sparse", {"from_logits": True}),
 ]
 
 
@@ -126,7 +137,7 @@ def test_accuracy_string_resolves_as_keras_and_keeps_the_name(kind, expected, wr
     np.testing.assert_allclose(ours.result(), logs[written], rtol=1e-6)
 
 
-@pytest.mark.parametrize("identifier", ["mse", "mae", "MSE", "mean_squared_error", "binary_accuracy",
+@pytest.mark.parametrize("identifier", ["mse", "mae", "MSE", "mean_squared_error", "binary_accuracy", "binary_crossentropy",
                                         "sparse_top_k_categorical_accuracy", "precision", "recall", "auc",
                                         "AUC", "Precision", "categorical_accuracy"])
 def test_metric_strings_are_logged_under_keras_history_keys(identifier):
@@ -180,3 +191,48 @@ def test_legacy_accuracy_count_correct_still_counts():
     assert metrics.Accuracy("sparse").count_correct(y_true, y_pred) == int((y_pred.argmax(1) == y_true).sum())
     y_bin, q = batches("binary", n_batches=1)[0]
     assert metrics.Accuracy("binary").count_correct(y_bin, q) == int(((q > 0.5) == y_bin).sum())
+
+
+def test_keras_style_subclass_with_add_variable_matches_keras():
+    """A metric written as the Keras guide writes one (state from add_variable after
+    super().__init__(), result() returning the variable) works on npnet, NumPy for ops."""
+    from keras import ops
+
+    class OursTruePositives(metrics.Metric):
+        def __init__(self, name="true_positives_count", **kwargs):
+            super().__init__(name=name, **kwargs)
+            self.hits = self.add_variable(shape=(), name="hits", initializer="zeros")
+
+        def update_state(self, y_true, y_pred, sample_weight=None):
+            values = (np.asarray(y_true).astype("int32") == np.argmax(y_pred, axis=1)).astype("float32")
+            if sample_weight is not None:
+                values = values * np.asarray(sample_weight, "float32")
+            self.hits.assign_add(np.sum(values))
+
+        def result(self):
+            return self.hits
+
+    class TheirsTruePositives(keras.metrics.Metric):
+        def __init__(self, name="true_positives_count", **kwargs):
+            super().__init__(name=name, **kwargs)
+            self.hits = self.add_variable(shape=(), name="hits", initializer="zeros")
+
+        def update_state(self, y_true, y_pred, sample_weight=None):
+            values = ops.cast(ops.cast(y_true, "int32") == ops.cast(ops.argmax(y_pred, axis=1), "int32"), "float32")
+            if sample_weight is not None:
+                values = values * ops.cast(sample_weight, "float32")
+            self.hits.assign_add(ops.sum(values))
+
+        def result(self):
+            return self.hits
+
+    ours, theirs = OursTruePositives(), TheirsTruePositives()
+    for i, (y_true, y_pred) in enumerate(batches("sparse")):
+        weights = rng(i).uniform(0, 2, size=len(y_true)).astype(np.float32)
+        ours.update_state(y_true, y_pred, sample_weight=weights)
+        theirs.update_state(y_true, y_pred, sample_weight=weights)
+        assert float(ours.result()) == pytest.approx(float(theirs.result()), rel=1e-6)
+    ours.reset_state()
+    theirs.reset_state()  # Keras's default reset: every variable back to its initializer
+    assert float(ours.result()) == float(theirs.result()) == 0.0
+    assert np.asarray(ours.result()).shape == () and ours.hits.numpy() == 0.0

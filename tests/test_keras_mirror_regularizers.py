@@ -89,3 +89,20 @@ def test_to_categorical_matches_keras(labels, num_classes):
 def test_to_categorical_refuses_bad_labels_clearly(labels, num_classes, message):
     with pytest.raises((ValueError, TypeError), match=message):
         npnet.utils.to_categorical(labels, num_classes)
+
+
+def test_model_losses_are_the_penalties_keras_lists():
+    """``model.losses`` (the overfit-and-underfit tutorial sums it): one penalty per
+    regularized weight, at the current weights, as Keras's list."""
+    ours = npnet.Sequential([npnet.layers.Dense(5, activation="elu", kernel_regularizer=npnet.regularizers.l2(0.001),
+                                                input_shape=(7,)),
+                             npnet.layers.Dense(4, kernel_regularizer=npnet.regularizers.l1_l2(0.01, 0.02)),
+                             npnet.layers.Dense(1)])
+    theirs = keras.Sequential([keras.Input((7,)),
+                               keras.layers.Dense(5, activation="elu", kernel_regularizer=keras.regularizers.l2(0.001)),
+                               keras.layers.Dense(4, kernel_regularizer=keras.regularizers.l1_l2(0.01, 0.02)),
+                               keras.layers.Dense(1)])
+    theirs.set_weights(ours.get_weights())
+    assert len(ours.losses) == len(theirs.losses) == 2
+    np.testing.assert_allclose([float(v) for v in ours.losses], [float(v) for v in theirs.losses], rtol=1e-6)
+    assert ours.layers[2].losses == [] and npnet.layers.Dense(3).losses == []

@@ -41,6 +41,20 @@ def test_schedule_values_match_keras(name, kwargs):
 
 
 @pytest.mark.parametrize("name, kwargs", SCHEDULES, ids=IDS)
+def test_schedule_of_an_array_of_steps_matches_keras(name, kwargs):
+    """schedule(np.linspace(...)) as the overfit-and-underfit tutorial plots it: an array of
+    rates shaped like the steps, float32 as Keras's tensor."""
+    ours, theirs = getattr(schedules, name)(**kwargs), getattr(keras.optimizers.schedules, name)(**kwargs)
+    steps = np.linspace(0, 300, 50)
+    rates = ours(steps)
+    assert isinstance(rates, np.ndarray) and rates.shape == steps.shape and rates.dtype == np.float32
+    # Keras's warm-up CosineDecay cannot take an array (a Python branch on the step): step by step
+    expected = [float(theirs(s)) for s in steps] if "warmup_target" in kwargs else np.asarray(theirs(steps))
+    np.testing.assert_allclose(rates, expected, rtol=1e-6, atol=1e-9)
+    np.testing.assert_array_equal(ours(np.array(STEPS).reshape(1, -1))[0], [ours(s) for s in STEPS])
+
+
+@pytest.mark.parametrize("name, kwargs", SCHEDULES, ids=IDS)
 def test_schedule_config_matches_keras_and_round_trips(name, kwargs):
     ours, theirs = getattr(schedules, name)(**kwargs), getattr(keras.optimizers.schedules, name)(**kwargs)
     assert ours.get_config() == theirs.get_config()

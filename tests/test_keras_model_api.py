@@ -306,3 +306,31 @@ def test_bad_weights_are_refused_before_anything_changes():
         ours.fit(x, y, sample_weight=np.ones(N), verbose=0)
     assert all(np.array_equal(a, b) for a, b in zip(before, ours.get_weights()))
     assert ours.optimizer.iterations == 0
+
+
+def test_a_reiterable_of_batches_restarts_every_epoch_like_a_dataloader():
+    """A PyTorch DataLoader is neither a sequence nor an iterator: an object with __iter__
+    (and __len__). Each epoch reads it afresh, so training on it equals training on the
+    arrays in the same order."""
+    x, y = np.random.default_rng(0).random((40, 4), dtype=np.float32), np.arange(40) % 3
+
+    class Loader:
+        def __len__(self):
+            return 4
+
+        def __iter__(self):
+            return iter([[x[i:i + 10], y[i:i + 10]] for i in range(0, 40, 10)])
+
+    def model():
+        npnet.utils.set_random_seed(3)
+        m = npnet.Sequential([layers.Dense(5, activation="relu", input_shape=(4,)), layers.Dense(3, activation="softmax")])
+        m.compile(optimizer="adam", loss="sparse_categorical_crossentropy", metrics=["accuracy"])
+        return m
+
+    on_loader, on_arrays = model(), model()
+    history = on_loader.fit(Loader(), epochs=3, validation_data=Loader(), verbose=0)
+    on_arrays.fit(x, y, batch_size=10, epochs=3, shuffle=False, verbose=0)
+    assert history.params["steps"] == 4 and len(history.history["val_loss"]) == 3
+    for ours, theirs in zip(on_loader.get_weights(), on_arrays.get_weights()):
+        np.testing.assert_allclose(ours, theirs, rtol=1e-6)
+    assert on_loader.evaluate(Loader(), verbose=0) == pytest.approx(on_arrays.evaluate(x, y, verbose=0))

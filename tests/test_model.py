@@ -410,6 +410,18 @@ def test_progbar_matches_the_keras_tutorial_line():
     assert final.rstrip().endswith("/step - accuracy: 0.8267 - loss: 0.4949")
 
 
+def test_progbar_of_a_generator_of_unknown_length_shows_unknown_as_keras():
+    """fit(generator) without steps_per_epoch: the number of steps is not known in advance."""
+    stream = io.StringIO()
+    bar = callbacks.Progbar(None, verbose=1, stream=stream)
+    bar.update(12, {"loss": 0.5}, finalize=True)
+    assert stream.getvalue().lstrip("\r").lstrip().startswith("12/Unknown ")
+    assert stream.getvalue().rstrip().endswith("/step - loss: 0.5000")
+    stream = io.StringIO()
+    callbacks.Progbar(None, verbose=2, stream=stream).update(12, {"loss": 0.5}, finalize=True)
+    assert stream.getvalue().startswith("12/12 - ")
+
+
 def test_verbose_auto_means_a_redrawn_bar_at_a_terminal(monkeypatch):
     class Terminal(io.StringIO):
         def isatty(self):

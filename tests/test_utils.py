@@ -72,3 +72,45 @@ def test_weights_and_optimizer_state_are_aligned_after_build_fit_and_load(tmp_pa
     assert offsets(model) == {0}
     model.save(tmp_path / "m.npnet")
     assert offsets(npnet.models.load_model(tmp_path / "m.npnet")) == {0}
+
+
+# ------------------------------------------------ what Keras code reaches for that npnet lacks
+
+
+def test_keras_utils_names_pydataset_and_sequence():
+    import keras
+
+    import npnet
+    assert npnet.utils.PyDataset is npnet.data.PyDataset
+    assert npnet.utils.Sequence is npnet.data.PyDataset
+    assert hasattr(keras.utils, "PyDataset") and hasattr(keras.utils, "Sequence")
+
+
+def test_get_file_says_how_to_fetch_the_file_instead():
+    with pytest.raises(NotImplementedError, match=r"urlretrieve.*HIGGS\.csv\.gz|HIGGS\.csv\.gz.*urlretrieve"):
+        utils.get_file("HIGGS.csv.gz", "http://example.invalid/HIGGS.csv.gz")
+
+
+@pytest.mark.parametrize("name, advice", [
+    ("nn", r"npnet\.activations\.softmax\(x\)"),
+    ("saved_model", r"model\.save\('my_model\.keras'\)"),
+    ("add_n", r"sum\(model\.losses\)"),
+    ("one_hot", r"to_categorical"),
+    ("ops", r"np\.mean"),
+])
+def test_tensorflow_namespaces_say_what_to_write_instead(name, advice):
+    import npnet
+    with pytest.raises(AttributeError, match=advice):
+        getattr(npnet, name)
+    with pytest.raises(AttributeError, match="no attribute 'not_a_thing'$"):
+        npnet.not_a_thing
+
+
+def test_other_keras_datasets_and_tf_data_point_to_what_npnet_has():
+    import npnet
+    with pytest.raises(AttributeError, match=r"fashion_mnist\.load_data\(\)"):
+        npnet.datasets.mnist.load_data()
+    with pytest.raises(AttributeError, match="generator"):
+        npnet.data.Dataset.from_tensor_slices
+    with pytest.raises(AttributeError, match="no attribute 'nothing'"):
+        npnet.datasets.nothing

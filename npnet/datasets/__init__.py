@@ -9,3 +9,17 @@ from . import fashion_mnist
 from ._errors import DatasetNotFoundError, DataWarning
 
 __all__ = ["fashion_mnist", "DataWarning", "DatasetNotFoundError"]
+
+
+#: Keras's other built-in data sets, which npnet does not ship.
+_KERAS_DATASETS = ("mnist", "cifar10", "cifar100", "imdb", "reuters", "boston_housing",
+                   "california_housing")
+
+
+def __getattr__(name):
+    if name in _KERAS_DATASETS:
+        raise AttributeError(
+            f"npnet.datasets has no {name!r}: npnet ships Fashion-MNIST only "
+            "(npnet.datasets.fashion_mnist.load_data(), the same shapes and dtypes as MNIST's "
+            f"load_data()); for {name}, load the arrays yourself and pass NumPy arrays")
+    raise AttributeError(f"module 'npnet.datasets' has no attribute {name!r}")

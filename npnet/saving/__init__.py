@@ -4,7 +4,8 @@
   file Keras opens;
 * ``.weights.h5``: Keras's weights file, through ``save_weights`` / ``load_weights``
   (:mod:`npnet.saving.weights_file`);
-* ``.h5`` / ``.hdf5``: the legacy Keras HDF5 format, read only (:mod:`npnet.saving.legacy_h5`);
+* ``.h5`` / ``.hdf5``: the legacy Keras HDF5 format, read and written as Keras 3 writes it
+  (:mod:`npnet.saving.legacy_h5`);
 * ``.npnet`` (and any extension not listed above): npnet's own zip of JSON and safetensors
   (:mod:`npnet.saving.npnet_format`).
 
@@ -36,15 +37,13 @@ def file_format(path):
 def save_model(model, path, include_optimizer=True):
     """Write ``model`` to ``path`` in the format its extension names."""
     kind = file_format(path)
-    if kind == "legacy_h5":
-        raise ValueError(f"npnet does not write the legacy HDF5 format ({os.fspath(path)!r}): save "
-                         "to a path ending in '.keras' (Keras 3's format, which Keras also opens) "
-                         "or '.npnet' (npnet's own)")
     if kind == "weights.h5":
         raise ValueError(f"{os.fspath(path)!r} names a weights file: use model.save_weights(path), "
                          "or save the whole model to a path ending in '.keras'")
     if kind == "keras":
         keras_format.save(model, path, include_optimizer=include_optimizer)
+    elif kind == "legacy_h5":
+        legacy_h5.save(model, path, include_optimizer=include_optimizer)
     else:
         npnet_format.save(model, path, include_optimizer=include_optimizer)
 

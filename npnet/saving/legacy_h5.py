@@ -1,17 +1,19 @@
 """Legacy Keras HDF5 model files (``.h5`` / ``.hdf5``), as Keras 2 / tf.keras and Keras 3's
-legacy path write them: read only.
+legacy path write them: read, and written as Keras 3 writes them for ``model.save('x.h5')``.
 
 Layout: root attributes ``model_config`` and ``training_config`` (JSON), a ``model_weights``
 group with one group per layer *name*, whose ``weight_names`` attribute lists its datasets
 (``dense/kernel:0``, ...). The description goes through the same closed tables as a
 ``.keras`` file (a ``Lambda`` layer is refused by name: CVE-2025-9905 was Keras running it
 from an ``.h5`` file). The optimizer's settings are read, its moments are not: training from
-a legacy file restarts the optimizer, as the README says.
+a legacy file restarts the optimizer, as the README says; the writer, like Keras 3's, stores
+no moments either (Keras 3 keeps only the step count and learning rate there).
 """
 
 import json
 import os
 
+from .. import config, utils
 from . import _assemble, keras_architecture, limits
 from .errors import FileTooLarge, ModelFileError, reading
 from .keras_weights import checked_dataset
@@ -40,6 +42,46 @@ def load(path, backend=None):
         model = _assemble.build(spec.name, layers, spec.input_shape, spec.floatx, arrays)
         _assemble.compile_loaded(model, compile_spec, backend)
     return model
+
+
+def save(model, path, include_optimizer=True):
+    """Write ``model`` as a legacy HDF5 file Keras's ``load_model`` opens: root attributes
+    ``model_config`` (and ``training_config`` when compiled), ``model_weights`` with one
+    group per layer listing its datasets. Written to a temporary name and renamed."""
+    import h5py
+
+    from .keras_config import KERAS_VERSION
+
+    model.require_built("save")
+    floatx = str(model.weights[0].dtype) if model.weights else config.floatx()
+    model_config = keras_architecture.model_to_keras(model, floatx)
+    compile_config = model_config.pop("compile_config", None) if include_optimizer else None
+    with utils.atomic_write(path, "wb") as handle, h5py.File(handle, "w") as h5:
+        h5.attrs["backend"] = "numpy"
+        h5.attrs["keras_version"] = KERAS_VERSION
+        h5.attrs["model_config"] = json.dumps(model_config).encode("utf-8")
+        if compile_config is not None:
+            training_config = dict(compile_config)
+            training_config["optimizer_config"] = training_config.pop("optimizer")
+            h5.attrs["training_config"] = json.dumps(training_config).encode("utf-8")
+        _write_layer_weights(h5.create_group("model_weights"), model)
+
+
+def _write_layer_weights(group, model):
+    """Keras's layout: ``model_weights/<layer>/<model>/<layer>/<param>``, the names listed in
+    each layer group's ``weight_names`` (an empty list for a layer without weights)."""
+    from .keras_config import KERAS_VERSION
+
+    group.attrs["layer_names"] = [layer.name.encode("utf-8") for layer in model.layers]
+    group.attrs["backend"] = "numpy"
+    group.attrs["keras_version"] = KERAS_VERSION
+    for layer in sorted(model.layers, key=lambda layer: layer.name):
+        layer_group = group.create_group(layer.name)
+        names = [f"{model.name}/{layer.name}/{param}" for param in layer.params]
+        layer_group.attrs["weight_names"] = [name.encode("utf-8") for name in names]
+        for name, array in zip(names, layer.params.values()):
+            layer_group.create_dataset(name, data=array)
+    group.create_group("top_level_model_weights").attrs["weight_names"] = []
 
 
 def read_weights_for(model, path):
