@@ -758,3 +758,83 @@ def test_register_tiled_products_equal_the_matrix_products(n, d_in, units):
     dL_dkernel = np.full((d_in, units), np.nan, dtype=np.float32)
     K.dense_weight_gradient_tiled(g, x, dL_dkernel)
     np.testing.assert_allclose(dL_dkernel, x.T.astype(np.float64) @ g, rtol=1e-5, atol=1e-4 * np.sqrt(n))
+
+
+# ----------------------------------------------------------------------------- the automatic choice
+
+
+def test_auto_uses_numpy_with_one_warning_when_numba_cannot_be_imported(monkeypatch):
+    """backend=None ('auto') never fails on numba: without it, NumPy, and one warning per
+    process however many models are compiled."""
+    import npnet.backends
+    _forget_numba_backend(monkeypatch)
+    monkeypatch.delattr(npnet.backends, "numba_backend", raising=False)
+    monkeypatch.setitem(sys.modules, "numba", None)
+    monkeypatch.setattr(npnet.backends, "_warned_no_numba", False)
+    monkeypatch.delenv("NPNET_BACKEND", raising=False)
+    with warnings.catch_warnings(record=True) as caught:
+        warnings.simplefilter("always")
+        models = [make_model((4,), [(3, "softmax")], None) for _ in range(3)]
+    assert [model.backend_name for model in models] == ["numpy"] * 3
+    messages = [str(w.message) for w in caught if issubclass(w.category, RuntimeWarning)]
+    assert len(messages) == 1 and "npnet uses its NumPy backend" in messages[0] and "numba" in messages[0]
+    models[0].fit(*make_data(8, (4,), 3), verbose=0)
+    with pytest.raises(ImportError, match="backend='numba' requires the numba package"):
+        make_model((4,), [(3, "softmax")], "numba")  # an explicit request still refuses
+
+
+def test_auto_picks_numba_when_it_covers_the_model_and_numpy_otherwise(monkeypatch):
+    monkeypatch.delenv("NPNET_BACKEND", raising=False)
+    covered = npnet.Sequential([layers.Dense(8, activation="relu", input_shape=(4,)), layers.Dropout(0.5),
+                                layers.Dense(3, activation="softmax")])
+    covered.compile(optimizer="rmsprop", loss="categorical_crossentropy", metrics=["accuracy"])
+    assert covered.backend_name == "numba"
+    lines = []
+    covered.summary(print_fn=lines.append)
+    assert " Backend: numba" in lines[0].splitlines()
+    uncovered = npnet.Sequential([layers.Dense(8, input_shape=(4,)), _Doubling(), layers.Dense(3)])
+    uncovered.compile(optimizer="sgd", loss="sparse_categorical_crossentropy")
+    assert uncovered.backend_name == "numpy"
+
+
+def test_the_tutorial_prints_the_backend_it_chose(capsys, monkeypatch):
+    from npnet import cli
+    monkeypatch.delenv("NPNET_BACKEND", raising=False)
+    assert cli.main(["tutorial", "--epochs", "0", "--verbose", "0", "--no-plots"]) == 0
+    output = capsys.readouterr().out
+    assert "backend: numba" in output.splitlines() and " Backend: numba" in output.splitlines()
+
+
+# ----------------------------------------------------------------------------- threads
+
+
+@pytest.mark.parametrize("what", ["evaluate", "predict", "evaluate and predict"])
+def test_two_threads_on_one_model_get_the_serial_results(what):
+    """The kernels release the GIL and the work buffers belong to the model: two threads
+    evaluating or predicting with one compiled model at once must get exactly what serial
+    calls get (the lock in NumbaBackend; without it, evaluate returned wrong losses)."""
+    import threading
+
+    _, model = make_pair((28, 28), [(64, "relu"), (10, "softmax")])
+    datasets = [make_data(n, (28, 28), 10, seed=seed) for n, seed in ((700, 3), (450, 4))]
+    calls = {
+        "evaluate": lambda data: model.evaluate(*data, batch_size=50, verbose=0),
+        "predict": lambda data: model.predict(data[0], batch_size=50, verbose=0),
+    }
+    kinds = ["evaluate", "predict"] if what == "evaluate and predict" else [what, what]
+    serial = [calls[kind](data) for kind, data in zip(kinds, datasets)]
+    failures, start = [], threading.Barrier(2)
+
+    def worker(index):
+        start.wait()
+        for _ in range(25):
+            result = calls[kinds[index]](datasets[index])
+            if not np.array_equal(np.asarray(result), np.asarray(serial[index])):
+                failures.append((index, result))
+
+    threads = [threading.Thread(target=worker, args=(index,)) for index in range(2)]
+    for thread in threads:
+        thread.start()
+    for thread in threads:
+        thread.join()
+    assert not failures, failures[:2]

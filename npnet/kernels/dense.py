@@ -662,14 +662,6 @@ def sgd_update(param, grad, velocity, learning_rate, momentum, nesterov):
 
 
 @kernel
-def flat_or_none(array):
-    """``array`` as a flat view, or None for a slot the optimizer does not have."""
-    if array is None:
-        return None
-    return array.reshape(array.size)
-
-
-@kernel
 def rmsprop_update(param, grad, velocity, momentum_buffer, average_grad, hyper):
     """Mirrors ``functional.rmsprop_update``, in place. ``momentum_buffer`` and
     ``average_grad`` are None unless the optimizer has momentum or is centered;
@@ -680,18 +672,20 @@ def rmsprop_update(param, grad, velocity, momentum_buffer, average_grad, hyper):
     param_flat = param.reshape(param.size)
     grad_flat = grad.reshape(grad.size)
     velocity_flat = velocity.reshape(velocity.size)
-    average = flat_or_none(average_grad)
-    buffer = flat_or_none(momentum_buffer)
+    # Flat views of the optional slots (the velocity's stands in for an absent one, never
+    # used): the branches test the arguments themselves, which numba prunes when they are None.
+    average = velocity_flat if average_grad is None else average_grad.reshape(average_grad.size)
+    buffer = velocity_flat if momentum_buffer is None else momentum_buffer.reshape(momentum_buffer.size)
     for i in range(param_flat.size):
         g = grad_flat[i]
         velocity_flat[i] = rho * velocity_flat[i] + one_minus_rho * (g * g)
-        if average is not None:
+        if average_grad is not None:
             average[i] = rho * average[i] + one_minus_rho * g
             denominator = velocity_flat[i] - average[i] * average[i] + epsilon
         else:
             denominator = velocity_flat[i] + epsilon
         step = (learning_rate * g) / np.sqrt(denominator)
-        if buffer is not None:
+        if momentum_buffer is not None:
             buffer[i] = momentum * buffer[i] + step
             param_flat[i] -= buffer[i]
         else:
