@@ -25,10 +25,12 @@ constants below) and ``loss_code`` how the loss meets the output layer. They tra
 grouped in the named tuples at the end of this file.
 
 What a model does not use costs nothing, not even compile time: an optional part (the
-one-hot targets, dropout, weight penalties, each optimizer's family and slots) travels as
-``None`` when absent, and numba removes a branch ``if part is not None`` before compiling
-when ``part`` has the type of None. So each model compiles only its own optimizer, loss
-kind and options, and a float64 model gets its own float64 machine code.
+one-hot targets, dropout, weight penalties, each optimizer's family and slots, and the
+softmax head's ``loss_code``) travels as ``None`` when absent, and numba removes a branch
+``if part is not None`` before compiling when ``part`` is an argument of the type of None
+(not an attribute: that test is made where the part is a function's argument). So each
+model compiles only its own optimizer, loss head and options, and a float64 model gets its
+own float64 machine code.
 
 Adding an activation: a code below, a branch in :func:`activation_forward` and one in
 :func:`activation_backward`. Adding a loss: a code, a branch in :func:`output_loss` and one
@@ -55,8 +57,9 @@ ACTIVATION_CODES = {"linear": LINEAR, "relu": RELU, "sigmoid": SIGMOID, "tanh": 
 # How the loss meets the output layer (``loss_code``): the head :func:`npnet.heads.choose`
 # decided, and for the general head whether the loss takes logits or probabilities. Sparse
 # losses read integer ``labels``; categorical ones one-hot (or soft) ``targets`` rows.
-#: ``heads.SOFTMAX_CROSSENTROPY``: loss and gradient from the output layer's logits
-SOFTMAX_CROSSENTROPY = 0
+#: ``heads.SOFTMAX_CROSSENTROPY``: loss and gradient from the output layer's logits. None, so
+#: that numba compiles only this head's code for it (and only the general head's otherwise).
+SOFTMAX_CROSSENTROPY = None
 #: ``heads.GENERAL`` with ``from_logits=True``: the output activations are the logits
 CROSSENTROPY_OF_LOGITS = 1
 #: ``heads.GENERAL`` with ``from_logits=False``: clipped cross-entropy of the probabilities
@@ -525,7 +528,7 @@ def output_loss(loss_code, z, a, labels, targets, constants):
     weights' dtype), which touches only the reported loss.
     """
     n = z.shape[0]
-    if loss_code == SOFTMAX_CROSSENTROPY:
+    if loss_code is None:  # SOFTMAX_CROSSENTROPY
         total = log_softmax_sum(z, labels, targets)
     elif loss_code == CROSSENTROPY_OF_LOGITS:
         total = log_softmax_sum(a, labels, targets)
@@ -542,7 +545,7 @@ def output_gradient(loss_code, code, z, a, labels, targets, constants, dL_dz):
 
     z, a: (n, k), labels: (n,), targets: (n, k) or None -> dL_dz: (n, k).
     """
-    if loss_code == SOFTMAX_CROSSENTROPY:
+    if loss_code is None:  # SOFTMAX_CROSSENTROPY
         softmax_crossentropy_backward(a, labels, targets, dL_dz)
         return
     if loss_code == CROSSENTROPY_OF_LOGITS:
@@ -711,39 +714,39 @@ def slot_of(slots, i):
 
 
 @kernel
-def adam_apply(net, work, adam, step):
+def adam_apply(kernels, biases, trainable, kernel_grads, bias_grads, adam, step):
     """Mirrors ``Adam.update`` over the trainable layers at step ``step``."""
     learning_rate, beta_1, beta_2, epsilon = adam.hyper[0], adam.hyper[1], adam.hyper[2], adam.hyper[3]
     alpha = adam_step_size(step, learning_rate, beta_1, beta_2)
-    for i in range(len(net.kernels)):
-        if net.trainable[i]:
-            adam_update(net.kernels[i], work.kernel_grads[i], adam.kernel_m[i], adam.kernel_v[i],
+    for i in range(len(kernels)):
+        if trainable[i]:
+            adam_update(kernels[i], kernel_grads[i], adam.kernel_m[i], adam.kernel_v[i],
                         alpha, beta_1, beta_2, epsilon)
-            adam_update(net.biases[i], work.bias_grads[i], adam.bias_m[i], adam.bias_v[i],
+            adam_update(biases[i], bias_grads[i], adam.bias_m[i], adam.bias_v[i],
                         alpha, beta_1, beta_2, epsilon)
 
 
 @kernel
-def sgd_apply(net, work, sgd):
+def sgd_apply(kernels, biases, trainable, kernel_grads, bias_grads, sgd):
     """Mirrors ``SGD.update`` over the trainable layers."""
     learning_rate, momentum = sgd.hyper[0], sgd.hyper[1]
-    for i in range(len(net.kernels)):
-        if net.trainable[i]:
-            sgd_update(net.kernels[i], work.kernel_grads[i], slot_of(sgd.kernel_velocity, i),
+    for i in range(len(kernels)):
+        if trainable[i]:
+            sgd_update(kernels[i], kernel_grads[i], slot_of(sgd.kernel_velocity, i),
                        learning_rate, momentum, sgd.nesterov)
-            sgd_update(net.biases[i], work.bias_grads[i], slot_of(sgd.bias_velocity, i),
+            sgd_update(biases[i], bias_grads[i], slot_of(sgd.bias_velocity, i),
                        learning_rate, momentum, sgd.nesterov)
 
 
 @kernel
-def rmsprop_apply(net, work, rmsprop):
+def rmsprop_apply(kernels, biases, trainable, kernel_grads, bias_grads, rmsprop):
     """Mirrors ``RMSprop.update`` over the trainable layers."""
-    for i in range(len(net.kernels)):
-        if net.trainable[i]:
-            rmsprop_update(net.kernels[i], work.kernel_grads[i], rmsprop.kernel_velocity[i],
+    for i in range(len(kernels)):
+        if trainable[i]:
+            rmsprop_update(kernels[i], kernel_grads[i], rmsprop.kernel_velocity[i],
                            slot_of(rmsprop.kernel_momentum, i), slot_of(rmsprop.kernel_average, i),
                            rmsprop.hyper)
-            rmsprop_update(net.biases[i], work.bias_grads[i], rmsprop.bias_velocity[i],
+            rmsprop_update(biases[i], bias_grads[i], rmsprop.bias_velocity[i],
                            slot_of(rmsprop.bias_momentum, i), slot_of(rmsprop.bias_average, i),
                            rmsprop.hyper)
 
@@ -834,45 +837,45 @@ def penalty_gradients(penalties, net, work):
 
 
 @kernel
-def forward_pass(x, n, net, zs, acts, tiled_max_rows, dropout, step):
+def forward_pass(x, n, kernels, biases, codes, zs, acts, tiled_max_rows, dropout, step):
     """Mirrors ``npnet.training.forward`` for Dense (and Dropout) layers, on the first ``n`` rows.
 
     x: (>= n, d_in) -> zs[i][:n], acts[i][:n] for every layer i. Products of up to
     ``tiled_max_rows`` rows are register-tiled (dtype and units permitting), larger ones go
     to BLAS.
     """
-    for i in range(len(net.kernels)):
+    for i in range(len(kernels)):
         inputs = x[:n] if i == 0 else acts[i - 1][:n]
         if dropout is not None:
             if dropout.active[i]:
                 inputs = dropout_forward(inputs, dropout.masks[i][step], dropout.scales[i], dropout.dropped[i][:n])
         if n <= tiled_max_rows and tiles_fit(zs[i]):
-            dense_forward_tiled(inputs, net.kernels[i], net.biases[i], zs[i][:n])
+            dense_forward_tiled(inputs, kernels[i], biases[i], zs[i][:n])
         else:
-            dense_forward(inputs, net.kernels[i], net.biases[i], zs[i][:n])
-        activation_forward(net.codes[i], zs[i][:n], acts[i][:n])
+            dense_forward(inputs, kernels[i], biases[i], zs[i][:n])
+        activation_forward(codes[i], zs[i][:n], acts[i][:n])
 
 
 @kernel
-def backward_pass(x, n, net, work, dropout, step):
-    """Mirrors ``npnet.training.backward`` once ``work.grads[-1][:n]`` holds dL/dz of the
+def backward_pass(x, n, kernels, codes, trainable, first_trainable, zs, acts, grads, kernel_grads, bias_grads,
+                  dropout, step):
+    """Mirrors ``npnet.training.backward`` once ``grads[-1][:n]`` holds dL/dz of the
     output layer: the parameter gradients of the trainable layers, going down no further than
     the first trainable layer (the data's gradient is never needed)."""
-    zs, acts, grads = work.zs, work.acts, work.grads
-    for i in range(len(net.kernels) - 1, net.first_trainable - 1, -1):
+    for i in range(len(kernels) - 1, first_trainable - 1, -1):
         inputs = x[:n] if i == 0 else acts[i - 1][:n]
         if dropout is not None:
             if dropout.active[i]:
                 inputs = dropout.dropped[i][:n]
         below = i - 1 if i > 0 else 0
-        need_input_grad = i > net.first_trainable
-        dense_backward(grads[i][:n], inputs, net.kernels[i], work.kernel_grads[i], work.bias_grads[i],
-                       grads[below][:n], net.trainable[i] != 0, need_input_grad)
+        need_input_grad = i > first_trainable
+        dense_backward(grads[i][:n], inputs, kernels[i], kernel_grads[i], bias_grads[i],
+                       grads[below][:n], trainable[i] != 0, need_input_grad)
         if need_input_grad:
             if dropout is not None:
                 if dropout.active[i]:
                     dropout_backward(grads[i - 1][:n], dropout.masks[i][step], dropout.scales[i])
-            activation_backward(net.codes[i - 1], grads[i - 1][:n], zs[i - 1][:n], acts[i - 1][:n])
+            activation_backward(codes[i - 1], grads[i - 1][:n], zs[i - 1][:n], acts[i - 1][:n])
 
 
 # ----------------------------------------------------------------------------- entry points
@@ -919,7 +922,7 @@ def train_batches(x, labels, targets, order, batch_size, first_step, n_steps, ne
             gathered = work.targets[:n]
         else:
             gathered = None
-        forward_pass(work.x, n, net, work.zs, work.acts, n, dropout, k)
+        forward_pass(work.x, n, net.kernels, net.biases, net.codes, work.zs, work.acts, n, dropout, k)
         output = work.acts[last][:n]
         loss = output_loss(net.loss_code, work.zs[last][:n], output, batch_labels, gathered, net.constants)
         if penalties is not None:
@@ -928,7 +931,8 @@ def train_batches(x, labels, targets, order, batch_size, first_step, n_steps, ne
         corrects[k] = count_correct(output, batch_labels)
         output_gradient(net.loss_code, net.codes[last], work.zs[last][:n], output, batch_labels, gathered,
                         net.constants, work.grads[last][:n])
-        backward_pass(work.x, n, net, work, dropout, k)
+        backward_pass(work.x, n, net.kernels, net.codes, net.trainable, net.first_trainable, work.zs, work.acts,
+                      work.grads, work.kernel_grads, work.bias_grads, dropout, k)
         if penalties is not None:
             penalty_gradients(penalties, net, work)
         if not (np.isfinite(loss) and gradients_finite(net.trainable, work.kernel_grads, work.bias_grads,
@@ -937,11 +941,12 @@ def train_batches(x, labels, targets, order, batch_size, first_step, n_steps, ne
         # Optimizer.apply_gradients: advance the step counter, update the trainable weights
         step_counter[0] += 1
         if adam is not None:
-            adam_apply(net, work, adam, step_counter[0])
+            adam_apply(net.kernels, net.biases, net.trainable, work.kernel_grads, work.bias_grads, adam,
+                       step_counter[0])
         if sgd is not None:
-            sgd_apply(net, work, sgd)
+            sgd_apply(net.kernels, net.biases, net.trainable, work.kernel_grads, work.bias_grads, sgd)
         if rmsprop is not None:
-            rmsprop_apply(net, work, rmsprop)
+            rmsprop_apply(net.kernels, net.biases, net.trainable, work.kernel_grads, work.bias_grads, rmsprop)
     return n_steps, True
 
 
@@ -954,7 +959,7 @@ def evaluate_batch(x, labels, targets, net, penalties, work):
     """
     n = x.shape[0]
     last = len(net.kernels) - 1
-    forward_pass(x, n, net, work.zs, work.acts, n, None, 0)
+    forward_pass(x, n, net.kernels, net.biases, net.codes, work.zs, work.acts, n, None, 0)
     loss = output_loss(net.loss_code, work.zs[last][:n], work.acts[last][:n], labels, targets, net.constants)
     if penalties is not None:
         loss = penalty_loss(net.kernels, net.biases, penalties, loss)
@@ -976,7 +981,8 @@ def predict(x, net, zs, acts, out):
     last = len(net.kernels) - 1
     for start in range(0, n_samples, block):
         n = min(block, n_samples - start)
-        forward_pass(x[start:start + n], n, net, zs, acts, PREDICT_TILED_MAX_ROWS, None, 0)
+        forward_pass(x[start:start + n], n, net.kernels, net.biases, net.codes, zs, acts, PREDICT_TILED_MAX_ROWS,
+                     None, 0)
         # Element by element: a slice assignment would also compile numba's shape-mismatch
         # error message, a large part of the first compile, for a check that cannot fail here.
         output = acts[last]
