@@ -31,21 +31,20 @@ import time
 
 import numpy as np
 
+_SPARSE, _HIDDEN = "sparse_categorical_crossentropy", [("dense", 128, "relu")]
 #: name -> (hidden layers after Flatten, output activation, loss, optimizer spec, floatx)
 CONFIGURATIONS = {
-    "tutorial (adam)": ([("dense", 128, "relu")], "softmax", "sparse_categorical_crossentropy", ("adam", {}), "float32"),
-    "sgd": ([("dense", 128, "relu")], "softmax", "sparse_categorical_crossentropy", ("sgd", {}), "float32"),
-    "sgd momentum nesterov": ([("dense", 128, "relu")], "softmax", "sparse_categorical_crossentropy",
-                              ("sgd", {"momentum": 0.9, "nesterov": True}), "float32"),
-    "rmsprop centered momentum": ([("dense", 128, "relu")], "softmax", "sparse_categorical_crossentropy",
-                                  ("rmsprop", {"momentum": 0.5, "centered": True}), "float32"),
-    "dropout 0.2": ([("dense", 128, "relu"), ("dropout", 0.2)], "softmax", "sparse_categorical_crossentropy",
-                    ("adam", {}), "float32"),
-    "l2 kernel": ([("dense_l2", 128, "relu")], "softmax", "sparse_categorical_crossentropy", ("adam", {}), "float32"),
-    "categorical crossentropy": ([("dense", 128, "relu")], "softmax", "categorical_crossentropy", ("adam", {}), "float32"),
-    "frozen first layer": ([("frozen", 128, "relu")], "softmax", "sparse_categorical_crossentropy", ("adam", {}), "float32"),
-    "hidden softmax": ([("dense", 128, "softmax")], "softmax", "sparse_categorical_crossentropy", ("adam", {}), "float32"),
-    "float64": ([("dense", 128, "relu")], "softmax", "sparse_categorical_crossentropy", ("adam", {}), "float64"),
+    "tutorial (adam)": (_HIDDEN, "softmax", _SPARSE, ("adam", {}), "float32"),
+    "sgd": (_HIDDEN, "softmax", _SPARSE, ("sgd", {}), "float32"),
+    "sgd momentum nesterov": (_HIDDEN, "softmax", _SPARSE, ("sgd", {"momentum": 0.9, "nesterov": True}), "float32"),
+    "rmsprop centered momentum": (_HIDDEN, "softmax", _SPARSE, ("rmsprop", {"momentum": 0.5, "centered": True}),
+                                  "float32"),
+    "dropout 0.2": (_HIDDEN + [("dropout", 0.2)], "softmax", _SPARSE, ("adam", {}), "float32"),
+    "l2 kernel": ([("dense_l2", 128, "relu")], "softmax", _SPARSE, ("adam", {}), "float32"),
+    "categorical crossentropy": (_HIDDEN, "softmax", "categorical_crossentropy", ("adam", {}), "float32"),
+    "frozen first layer": ([("frozen", 128, "relu")], "softmax", _SPARSE, ("adam", {}), "float32"),
+    "hidden softmax": ([("dense", 128, "softmax")], "softmax", _SPARSE, ("adam", {}), "float32"),
+    "float64": (_HIDDEN, "softmax", _SPARSE, ("adam", {}), "float64"),
 }
 
 

@@ -672,6 +672,26 @@ _positive_int = _integer_at_least(1, "positive")
 _non_negative_int = _integer_at_least(0, "non-negative")
 
 
+def step_checks(backend, data, thresholds, args):
+    """Every step-level check of one backend, in the report's order."""
+    results = run_check(check_forward, backend, data, thresholds, args.step_seed,
+                        name="forward", backend=backend, section="step")
+    results += run_check(check_loss_and_gradients, backend, data, thresholds, args.step_seed,
+                         name="loss and gradients", backend=backend, section="step")
+    for n_steps in (1, args.steps):
+        results += run_check(check_adam_steps, backend, data, thresholds, n_steps, args.step_seed,
+                             name=f"{n_steps} Adam steps", backend=backend, section="step")
+    for optimizer in OTHER_OPTIMIZERS:
+        results += run_check(check_optimizer_steps, backend, data, thresholds, args.steps, optimizer,
+                             args.step_seed, name=f"{args.steps} {optimizer} steps", backend=backend,
+                             section="step")
+    results += run_check(check_dropout_steps, backend, data, thresholds, args.steps,
+                         name=f"{args.steps} steps with Dropout", backend=backend, section="step")
+    results += run_check(check_predictions, backend, data, thresholds, args.step_seed,
+                         name="predictions", backend=backend, section="predict")
+    return results
+
+
 def main(argv=None):
     args = parse_args(argv)
     thresholds = Thresholds(forward=args.forward_tol, gradient=args.gradient_tol, step=args.step_tol,
@@ -702,22 +722,7 @@ def main(argv=None):
     all_results += structure
 
     for backend in backends:
-        step_results = []
-        step_results += run_check(check_forward, backend, data, thresholds, args.step_seed,
-                                  name="forward", backend=backend, section="step")
-        step_results += run_check(check_loss_and_gradients, backend, data, thresholds, args.step_seed,
-                                  name="loss and gradients", backend=backend, section="step")
-        for n_steps in (1, args.steps):
-            step_results += run_check(check_adam_steps, backend, data, thresholds, n_steps, args.step_seed,
-                                      name=f"{n_steps} Adam steps", backend=backend, section="step")
-        for optimizer in OTHER_OPTIMIZERS:
-            step_results += run_check(check_optimizer_steps, backend, data, thresholds, args.steps, optimizer,
-                                      args.step_seed, name=f"{args.steps} {optimizer} steps", backend=backend,
-                                      section="step")
-        step_results += run_check(check_dropout_steps, backend, data, thresholds, args.steps,
-                                  name=f"{args.steps} steps with Dropout", backend=backend, section="step")
-        step_results += run_check(check_predictions, backend, data, thresholds, args.step_seed,
-                                  name="predictions", backend=backend, section="predict")
+        step_results = step_checks(backend, data, thresholds, args)
         section_notes = [] if backend == "numpy" else [
             f"the {backend} backend has no separate gradient API: its gradients are checked "
             "through the 1-step and multi-step weight comparisons"]
