@@ -22,6 +22,12 @@ import npnet
 from npnet import activations, config, layers, losses, metrics, optimizers, regularizers, utils
 
 N_FEATURES, N_CLASSES = 5, 3
+
+
+@pytest.fixture(autouse=True)
+def _automatic_backend(monkeypatch):
+    """backend=None must mean the automatic choice here, whatever the environment says."""
+    monkeypatch.delenv("NPNET_BACKEND", raising=False)
 REPO_ROOT = os.path.dirname(os.path.dirname(os.path.abspath(__file__)))
 
 
