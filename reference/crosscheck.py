@@ -8,7 +8,9 @@ numbers next to tf.keras's and compares them against a threshold (default in bra
   relative error, ``max|a - b| / max(max|b|, tiny)`` per array (``reference.compare``)
   [1e-6]; gradients for the numpy backend, which exposes them;
 * one Adam step and 100 Adam steps, same initial weights and batch order (both sides
-  ``fit(shuffle=False)``, batch 32): max |Δw| [1e-5];
+  ``fit(shuffle=False)``, batch 32): max |Δw| [1e-5]; the same for 100 steps of
+  SGD(momentum=0.9), of RMSprop, and of Adam on the tutorial model with Dropout(0.2) after
+  its hidden layer (npnet's Dropout handed the masks Keras drew);
 * full training, N seeds × E epochs, each side its own initial weights and shuffles:
   |difference of mean test accuracies| [0.5 points; 3 points with ``--quick``];
 * predictions: shape and dtype on the test set and on one image, max |row sum - 1| [1e-5],
@@ -275,6 +277,95 @@ def check_adam_steps(backend, data, thresholds, n_steps, seed=STEP_SEED):
     if not result.passed and n_steps > 1:
         result.detail = explain_divergence(backend, data, n_steps, seed, thresholds.step)
     return [result]
+
+
+#: The optimizers of the extra trajectory rows: (npnet, Keras) with the same settings.
+OTHER_OPTIMIZERS = {
+    "SGD(momentum=0.9)": (lambda: npnet.optimizers.SGD(learning_rate=0.01, momentum=0.9),
+                          lambda: keras.optimizers.SGD(learning_rate=0.01, momentum=0.9)),
+    "RMSprop": (lambda: npnet.optimizers.RMSprop(), lambda: keras.optimizers.RMSprop()),
+}
+#: Dropout rate of the Dropout row: the tutorial model with Dropout after the hidden layer.
+DROPOUT_RATE = 0.2
+#: Seed of the Dropout row's initial weights. Like the Adam rows (see ``STEP_SEED``), its two
+#: float32 trajectories separate at a ReLU kink crossing for some seeds: measured 2026-12-02,
+#: max |Δw| after 100 steps 8e-4, 1.0e-6, 1.8e-3, 2.5e-6, 2.9e-3 for seeds 0-4 (after 1 step
+#: 2.9e-7, after 20 steps 1.9e-6 for seed 0), the same on both backends. Seed 1 is used.
+DROPOUT_STEP_SEED = 1
+
+
+def check_optimizer_steps(backend, data, thresholds, n_steps, optimizer, seed=STEP_SEED):
+    """Weights after ``n_steps`` steps of another optimizer (``OTHER_OPTIMIZERS``), from
+    identical weights and in order, as :func:`check_adam_steps` does for Adam."""
+    ours, theirs = pair_from_keras(backend, seed)
+    make_ours, make_theirs = OTHER_OPTIMIZERS[optimizer]
+    ours.compile(optimizer=make_ours(), loss="sparse_categorical_crossentropy", metrics=["accuracy"],
+                 backend=backend)
+    theirs.compile(optimizer=make_theirs(), loss="sparse_categorical_crossentropy", metrics=["accuracy"])
+    n = BATCH_SIZE * n_steps
+    x, y = data.x_train[:n], data.y_train[:n]
+    ours.fit(x, y, batch_size=BATCH_SIZE, epochs=1, shuffle=False, verbose=0)
+    theirs.fit(x, y, batch_size=BATCH_SIZE, epochs=1, shuffle=False, verbose=0)
+    return [_worst_weight("step", f"weights after {n_steps} {optimizer} steps", backend, ours, theirs,
+                          thresholds.step)]
+
+
+def _worst_weight(section, label, backend, ours, theirs, threshold):
+    w_ours, w_theirs = ours.get_weights(), theirs.get_weights()
+    worst = max(range(len(w_ours)), key=lambda i: compare.max_abs_diff(w_ours[i], w_theirs[i]))
+    return array_result(section, f"{label} (worst: {weight_names(ours)[worst]})", backend,
+                        w_ours[worst], w_theirs[worst], threshold)
+
+
+def keras_dropout_steps(model, x, y, n_steps):
+    """``n_steps`` training steps of the Keras model ``Flatten, Dense, Dropout, Dense`` as
+    ``fit`` runs them (loss, tape, ``optimizer.apply_gradients``), returning the keep-mask
+    Keras's Dropout drew at each step. A unit is kept where its output is not zero; where the
+    relu's output is itself zero the mask changes nothing, and it is recorded as kept."""
+    flatten, hidden, dropout, output = model.layers
+    masks = []
+    for step in range(n_steps):
+        batch = slice(step * BATCH_SIZE, (step + 1) * BATCH_SIZE)
+        xb, yb = tf_constant(x[batch]), tf_constant(y[batch])
+        with keras_model.tf.GradientTape() as tape:
+            h = hidden(flatten(xb))
+            dropped = dropout(h, training=True)
+            p = output(dropped)
+            loss = model.compute_loss(x=xb, y=yb, y_pred=p, training=True)
+        grads = tape.gradient(loss, model.trainable_weights)
+        model.optimizer.apply_gradients(zip(grads, model.trainable_weights))
+        masks.append((dropped.numpy() != 0) | (h.numpy() == 0))
+    return masks
+
+
+def tf_constant(array):
+    return keras_model.tf.convert_to_tensor(array)
+
+
+def check_dropout_steps(backend, data, thresholds, n_steps, seed=DROPOUT_STEP_SEED):
+    """Weights after ``n_steps`` Adam steps of the tutorial model with ``Dropout(0.2)`` after
+    its hidden layer. Keras draws its masks from TensorFlow's generator, which npnet does not
+    reproduce, so npnet's Dropout is handed the masks Keras drew, step by step (through the
+    layer's ``_draw_keep_mask``, which both backends call): what is compared is everything
+    else, the scaling of kept units, the gradient through the mask and the Adam steps."""
+    npnet.utils.set_random_seed(seed)
+    ours = npnet.Sequential([npnet.layers.Flatten(input_shape=(28, 28)),
+                             npnet.layers.Dense(128, activation="relu"), npnet.layers.Dropout(DROPOUT_RATE),
+                             npnet.layers.Dense(10, activation="softmax")])
+    ours.compile(optimizer="adam", loss="sparse_categorical_crossentropy", metrics=["accuracy"], backend=backend)
+    with keras_model.tutorial_input_shape_allowed():
+        theirs = keras.Sequential([keras.layers.Flatten(input_shape=(28, 28)),
+                                   keras.layers.Dense(128, activation="relu"), keras.layers.Dropout(DROPOUT_RATE),
+                                   keras.layers.Dense(10, activation="softmax")])
+    theirs.compile(optimizer="adam", loss="sparse_categorical_crossentropy", metrics=["accuracy"])
+    keras_model.npnet_to_keras(ours, theirs)
+    n = BATCH_SIZE * n_steps
+    x, y = data.x_train[:n], data.y_train[:n]
+    masks = iter(keras_dropout_steps(theirs, x, y, n_steps))
+    ours.layers[2]._draw_keep_mask = lambda shape: next(masks)
+    ours.fit(x, y, batch_size=BATCH_SIZE, epochs=1, shuffle=False, verbose=0)
+    return [_worst_weight("step", f"weights after {n_steps} Adam steps with Dropout({DROPOUT_RATE})",
+                          backend, ours, theirs, thresholds.step)]
 
 
 def first_kink_crossing(weights_ours, weights_theirs, x):
@@ -605,6 +696,26 @@ _positive_int = _integer_at_least(1, "positive")
 _non_negative_int = _integer_at_least(0, "non-negative")
 
 
+def step_checks(backend, data, thresholds, args):
+    """Every step-level check of one backend, in the report's order."""
+    results = run_check(check_forward, backend, data, thresholds, args.step_seed,
+                        name="forward", backend=backend, section="step")
+    results += run_check(check_loss_and_gradients, backend, data, thresholds, args.step_seed,
+                         name="loss and gradients", backend=backend, section="step")
+    for n_steps in (1, args.steps):
+        results += run_check(check_adam_steps, backend, data, thresholds, n_steps, args.step_seed,
+                             name=f"{n_steps} Adam steps", backend=backend, section="step")
+    for optimizer in OTHER_OPTIMIZERS:
+        results += run_check(check_optimizer_steps, backend, data, thresholds, args.steps, optimizer,
+                             args.step_seed, name=f"{args.steps} {optimizer} steps", backend=backend,
+                             section="step")
+    results += run_check(check_dropout_steps, backend, data, thresholds, args.steps,
+                         name=f"{args.steps} steps with Dropout", backend=backend, section="step")
+    results += run_check(check_predictions, backend, data, thresholds, args.step_seed,
+                         name="predictions", backend=backend, section="predict")
+    return results
+
+
 def main(argv=None):
     args = parse_args(argv)
     thresholds = Thresholds(forward=args.forward_tol, gradient=args.gradient_tol, step=args.step_tol,
@@ -635,16 +746,7 @@ def main(argv=None):
     all_results += structure
 
     for backend in backends:
-        step_results = []
-        step_results += run_check(check_forward, backend, data, thresholds, args.step_seed,
-                                  name="forward", backend=backend, section="step")
-        step_results += run_check(check_loss_and_gradients, backend, data, thresholds, args.step_seed,
-                                  name="loss and gradients", backend=backend, section="step")
-        for n_steps in (1, args.steps):
-            step_results += run_check(check_adam_steps, backend, data, thresholds, n_steps, args.step_seed,
-                                      name=f"{n_steps} Adam steps", backend=backend, section="step")
-        step_results += run_check(check_predictions, backend, data, thresholds, args.step_seed,
-                                  name="predictions", backend=backend, section="predict")
+        step_results = step_checks(backend, data, thresholds, args)
         section_notes = [] if backend == "numpy" else [
             f"the {backend} backend has no separate gradient API: its gradients are checked "
             "through the 1-step and multi-step weight comparisons"]

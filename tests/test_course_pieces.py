@@ -350,39 +350,43 @@ def test_plain_sgd_keeps_its_step_count_through_save_load(tmp_path):
     assert isinstance(loaded.optimizer, SGD) and loaded.optimizer.iterations == 4
 
 
-# ----------------------------------------------------------------------------- the numba backend refuses them
+# ----------------------------------------------------------------------------- the numba backend runs them too
+# (issue 13: equivalence piece by piece in tests/test_numba_coverage.py, the full table in
+# tests/test_backend_coverage.py)
 
 
 def tutorial_layers():
     return [Flatten(input_shape=(2, 3)), Dense(5, activation="relu"), Dense(N_CLASSES, activation="softmax")]
 
 
-REFUSED = {
+COURSE_PIECES = {
     "relu-layer": (lambda: [Flatten(input_shape=(2, 3)), Dense(5), ReLU(), Dense(N_CLASSES, activation="softmax")],
-                   "adam", "sparse_categorical_crossentropy", "ReLU"),
+                   "adam", "sparse_categorical_crossentropy"),
     "softmax-layer": (lambda: [Flatten(input_shape=(2, 3)), Dense(N_CLASSES), Softmax()],
-                      "adam", "sparse_categorical_crossentropy", "Softmax"),
+                      "adam", "sparse_categorical_crossentropy"),
     "dropout": (lambda: [Flatten(input_shape=(2, 3)), Dense(5, activation="relu"), Dropout(0.5),
-                         Dense(N_CLASSES, activation="softmax")], "adam", "sparse_categorical_crossentropy", "Dropout"),
+                         Dense(N_CLASSES, activation="softmax")], "adam", "sparse_categorical_crossentropy"),
     "l2": (lambda: [Flatten(input_shape=(2, 3)), Dense(N_CLASSES, activation="softmax", kernel_regularizer="l2")],
-           "adam", "sparse_categorical_crossentropy", "kernel_regularizer"),
-    "sgd": (tutorial_layers, "sgd", "sparse_categorical_crossentropy", "SGD"),
-    "rmsprop": (tutorial_layers, "rmsprop", "sparse_categorical_crossentropy", "RMSprop"),
-    "categorical": (tutorial_layers, "adam", "categorical_crossentropy", "categorical_crossentropy"),
+           "adam", "sparse_categorical_crossentropy"),
+    "sgd": (tutorial_layers, "sgd", "sparse_categorical_crossentropy"),
+    "rmsprop": (tutorial_layers, "rmsprop", "sparse_categorical_crossentropy"),
+    "categorical": (tutorial_layers, "adam", "categorical_crossentropy"),
 }
 
 
-@pytest.mark.parametrize("case", sorted(REFUSED))
-def test_numba_backend_refuses_the_course_pieces_at_compile(case):
-    make_layers, optimizer, loss, named = REFUSED[case]
+@pytest.mark.parametrize("case", sorted(COURSE_PIECES))
+def test_the_default_backend_is_numba_for_the_course_pieces(case, monkeypatch):
+    monkeypatch.delenv("NPNET_BACKEND", raising=False)
+    make_layers, optimizer, loss = COURSE_PIECES[case]
     model = npnet.Sequential(make_layers())
-    with pytest.raises(NotImplementedError, match="backend='numba' does not support") as error:
-        model.compile(optimizer=optimizer, loss=loss, backend="numba")
-    assert named in str(error.value) and "backend='numpy'" in str(error.value)
-    assert not model.compiled
+    model.compile(optimizer=optimizer, loss=loss)
+    assert model.backend_name == "numba"
 
 
-def test_numba_backend_refuses_float64_weights(float64):
+def test_the_default_backend_is_numba_for_float64_weights(float64, monkeypatch):
+    monkeypatch.delenv("NPNET_BACKEND", raising=False)
     model = npnet.Sequential(tutorial_layers())
-    with pytest.raises(NotImplementedError, match="float64"):
-        model.compile(optimizer="adam", loss="sparse_categorical_crossentropy", backend="numba")
+    model.compile(optimizer="adam", loss="sparse_categorical_crossentropy")
+    assert model.backend_name == "numba"
+    model.fit(*data(), batch_size=4, epochs=1, verbose=0)
+    assert all(w.dtype == np.float64 for w in model.get_weights())

@@ -452,21 +452,25 @@ def test_a_finite_gradient_too_large_to_square_stops_fit_on_both_backends():
     assert len(warned["numba"]) == 1 and warned["numba"] == warned["numpy"]
 
 
-@pytest.mark.parametrize("bad", [np.inf, -np.inf, np.nan, -np.nan, 1e20, -1e20,
-                                 np.nextafter(np.sqrt(np.finfo(np.float32).max), np.float32(np.inf))])
+@pytest.mark.parametrize("dtype", [np.float32, np.float64])
+@pytest.mark.parametrize("bad", ["inf", "-inf", "nan", "-nan", "1e20", "-1e20", "just above the limit"])
 @pytest.mark.parametrize("size", [1, 7, 16, 100, 1027])
-def test_too_large_to_square_finds_every_position(bad, size):
-    """The bit test behind the finiteness check, at the start, middle and vector tail: inf,
-    NaN and finite values whose square overflows, as ``training.all_finite`` refuses them."""
-    limit = np.sqrt(np.finfo(np.float32).max)
-    finite = np.array([0.0, -0.0, 1.0, limit, -limit, np.finfo(np.float32).tiny, 1e-45], dtype=np.float32)
-    array = np.resize(finite, size).astype(np.float32)
-    assert not K.too_large_to_square(array) and training.all_finite([array])
-    assert not K.too_large_to_square(array.reshape(1, size))
+def test_too_large_to_square_finds_every_position(bad, size, dtype):
+    """The test behind the finiteness check, at the start, middle and vector tail: inf, NaN
+    and finite values whose square overflows, as ``training.all_finite`` refuses them."""
+    limit = K.constants(dtype)[K.SQUARE_LIMIT]
+    assert limit == np.sqrt(np.finfo(dtype).max) and limit.dtype == dtype
+    bad = np.nextafter(limit, dtype(np.inf)) if bad == "just above the limit" else dtype(float(bad))
+    if dtype is np.float64 and abs(bad) == 1e20:
+        bad = dtype(1e160)  # finite in float64, its square is not
+    finite = np.array([0.0, -0.0, 1.0, limit, -limit, np.finfo(dtype).tiny, 1e-45], dtype=dtype)
+    array = np.resize(finite, size).astype(dtype)
+    assert not K.too_large_to_square(array, limit) and training.all_finite([array])
+    assert not K.too_large_to_square(array.reshape(1, size), limit)
     for position in {0, size // 2, size - 1}:
         spoiled = array.copy()
         spoiled[position] = bad
-        assert K.too_large_to_square(spoiled), position
+        assert K.too_large_to_square(spoiled, limit), position
         assert not training.all_finite([spoiled]), position
 
 
@@ -499,9 +503,13 @@ class _MyAdam(optimizers.Adam):
     pass
 
 
+class _MyL2(npnet.regularizers.L2):
+    pass
+
+
 def _dense_with_regularizer():
     layer = layers.Dense(10, activation="softmax")
-    layer.kernel_regularizer = "l2"  # whatever the value: the kernels have no penalty term
+    layer.kernel_regularizer = _MyL2()  # a regularizer the kernels do not know by class
     return layer
 
 
@@ -509,35 +517,27 @@ def _flatten(shape=(28, 28)):
     return layers.Flatten(input_shape=shape)
 
 
+def _softmax_model():
+    return [_flatten(), layers.Dense(10, activation="softmax")]
+
+
 UNSUPPORTED = {
     "layer class": (lambda: [_flatten(), layers.Dense(8), _Doubling(), layers.Dense(10, activation="softmax")],
                     {}, "_Doubling"),
     "Dense subclass": (lambda: [_flatten(), _MyDense(10, activation="softmax")], {}, "_MyDense"),
-    "kernel_regularizer": (lambda: [_flatten(), _dense_with_regularizer()], {}, "kernel_regularizer"),
-    "Flatten not first": (lambda: [layers.Dense(8, input_shape=(4,)), layers.Flatten(),
-                                   layers.Dense(10, activation="softmax")], {}, "Flatten"),
-    "softmax on a hidden layer": (lambda: [_flatten(), layers.Dense(8, activation="softmax"),
-                                           layers.Dense(10, activation="softmax")], {}, "hidden"),
+    "regularizer subclass": (lambda: [_flatten(), _dense_with_regularizer()], {}, "kernel_regularizer"),
     "custom activation": (lambda: [_flatten(), layers.Dense(10, activation=activations.Activation(
         "relu", F.relu_forward, F.relu_backward))], {}, "custom Activation"),
-    "softmax with from_logits": (lambda: [_flatten(), layers.Dense(10, activation="softmax")],
-                                 {"loss": losses.SparseCategoricalCrossentropy(from_logits=True)},
-                                 "from_logits=True"),
-    "categorical cross-entropy": (lambda: [_flatten(), layers.Dense(10, activation="softmax")],
-                                  {"loss": "categorical_crossentropy"}, "categorical_crossentropy"),
-    "Adam subclass": (lambda: [_flatten(), layers.Dense(10, activation="softmax")],
-                      {"optimizer": _MyAdam()}, "_MyAdam"),
+    "Adam subclass": (_softmax_model, {"optimizer": _MyAdam()}, "_MyAdam"),
+    "two Dropout layers in a row": (lambda: [_flatten(), layers.Dense(8), layers.Dropout(0.1), layers.Dropout(0.2),
+                                             layers.Dense(10, activation="softmax")], {}, "two Dropout layers"),
+    "Dropout after the output layer": (lambda: _softmax_model() + [layers.Dropout(0.5)], {}, "after the last Dense"),
+    "ReLU layer after an activation": (lambda: [_flatten(), layers.Dense(8, activation="tanh"), layers.ReLU(),
+                                                layers.Dense(10, activation="softmax")], {}, "ReLU layer"),
+    "activation layer after Dropout": (lambda: [_flatten(), layers.Dense(8), layers.Dropout(0.5), layers.ReLU(),
+                                                layers.Dense(10, activation="softmax")], {}, "ReLU layer"),
+    "no Dense layer": (lambda: [_flatten(), layers.Softmax()], {}, "Softmax layer"),
 }
-for _class_name, _kind in (("Dropout", "layer"), ("ReLU", "layer"), ("Softmax", "layer"),
-                           ("SGD", "optimizer"), ("RMSprop", "optimizer")):
-    if _kind == "layer" and hasattr(layers, _class_name):
-        _cls = getattr(layers, _class_name)
-        UNSUPPORTED[_class_name] = (
-            (lambda cls=_cls: [_flatten(), layers.Dense(8), cls(0.5) if cls.__name__ == "Dropout" else cls(),
-                               layers.Dense(10, activation="softmax")]), {}, _class_name)
-    if _kind == "optimizer" and hasattr(optimizers, _class_name):
-        UNSUPPORTED[_class_name] = ((lambda: [_flatten(), layers.Dense(10, activation="softmax")]),
-                                    {"optimizer": _class_name.lower()}, _class_name)
 
 
 @pytest.mark.parametrize("what", list(UNSUPPORTED))
@@ -555,24 +555,26 @@ def test_unsupported_pieces_are_refused_at_compile(what):
     assert model.compiled
 
 
-def test_float64_weights_are_refused_at_compile():
+def test_layers_of_different_dtypes_are_refused_at_compile():
     previous = config.floatx()
     config.set_floatx("float64")
     try:
-        unbuilt = npnet.Sequential([layers.Dense(10, activation="softmax")])
-        with pytest.raises(NotImplementedError, match="floatx 'float64'.*backend='numpy'"):
-            unbuilt.compile(loss="sparse_categorical_crossentropy", backend="numba")
-        built = make_model((5,), [(3, "softmax")], "numpy")
+        first = layers.Dense(4, activation="relu", input_shape=(5,))
+        model = npnet.Sequential([first])
     finally:
         config.set_floatx(previous)
-    with pytest.raises(NotImplementedError, match="float64 weights.*backend='numpy'"):
-        built.compile(loss="sparse_categorical_crossentropy", backend="numba")
+    model.add(layers.Dense(3, activation="softmax"))
+    model.build((None, 5))
+    assert [w.dtype for w in model.get_weights()] == [np.float64] * 2 + [np.float32] * 2
+    with pytest.raises(NotImplementedError, match="different dtypes.*backend='numpy'"):
+        model.compile(loss="sparse_categorical_crossentropy", backend="numba")
 
 
 def test_unsupported_layer_added_after_compile_is_refused():
     model = make_model((28, 28), [(8, "relu"), (10, "softmax")], "numba")
-    with pytest.raises(NotImplementedError, match="softmax on a hidden layer"):
-        model.add(layers.Dense(3, activation="softmax"))
+    with pytest.raises(NotImplementedError, match="_Doubling"):
+        model.add(_Doubling())
+    assert len(model.layers) == 3 and model.backend_name == "numba"
 
 
 # ----------------------------------------------------------------------------- missing numba
@@ -756,3 +758,83 @@ def test_register_tiled_products_equal_the_matrix_products(n, d_in, units):
     dL_dkernel = np.full((d_in, units), np.nan, dtype=np.float32)
     K.dense_weight_gradient_tiled(g, x, dL_dkernel)
     np.testing.assert_allclose(dL_dkernel, x.T.astype(np.float64) @ g, rtol=1e-5, atol=1e-4 * np.sqrt(n))
+
+
+# ----------------------------------------------------------------------------- the automatic choice
+
+
+def test_auto_uses_numpy_with_one_warning_when_numba_cannot_be_imported(monkeypatch):
+    """backend=None ('auto') never fails on numba: without it, NumPy, and one warning per
+    process however many models are compiled."""
+    import npnet.backends
+    _forget_numba_backend(monkeypatch)
+    monkeypatch.delattr(npnet.backends, "numba_backend", raising=False)
+    monkeypatch.setitem(sys.modules, "numba", None)
+    monkeypatch.setattr(npnet.backends, "_warned_no_numba", False)
+    monkeypatch.delenv("NPNET_BACKEND", raising=False)
+    with warnings.catch_warnings(record=True) as caught:
+        warnings.simplefilter("always")
+        models = [make_model((4,), [(3, "softmax")], None) for _ in range(3)]
+    assert [model.backend_name for model in models] == ["numpy"] * 3
+    messages = [str(w.message) for w in caught if issubclass(w.category, RuntimeWarning)]
+    assert len(messages) == 1 and "npnet uses its NumPy backend" in messages[0] and "numba" in messages[0]
+    models[0].fit(*make_data(8, (4,), 3), verbose=0)
+    with pytest.raises(ImportError, match="backend='numba' requires the numba package"):
+        make_model((4,), [(3, "softmax")], "numba")  # an explicit request still refuses
+
+
+def test_auto_picks_numba_when_it_covers_the_model_and_numpy_otherwise(monkeypatch):
+    monkeypatch.delenv("NPNET_BACKEND", raising=False)
+    covered = npnet.Sequential([layers.Dense(8, activation="relu", input_shape=(4,)), layers.Dropout(0.5),
+                                layers.Dense(3, activation="softmax")])
+    covered.compile(optimizer="rmsprop", loss="categorical_crossentropy", metrics=["accuracy"])
+    assert covered.backend_name == "numba"
+    lines = []
+    covered.summary(print_fn=lines.append)
+    assert " Backend: numba" in lines[0].splitlines()
+    uncovered = npnet.Sequential([layers.Dense(8, input_shape=(4,)), _Doubling(), layers.Dense(3)])
+    uncovered.compile(optimizer="sgd", loss="sparse_categorical_crossentropy")
+    assert uncovered.backend_name == "numpy"
+
+
+def test_the_tutorial_prints_the_backend_it_chose(capsys, monkeypatch):
+    from npnet import cli
+    monkeypatch.delenv("NPNET_BACKEND", raising=False)
+    assert cli.main(["tutorial", "--epochs", "0", "--verbose", "0", "--no-plots"]) == 0
+    output = capsys.readouterr().out
+    assert "backend: numba" in output.splitlines() and " Backend: numba" in output.splitlines()
+
+
+# ----------------------------------------------------------------------------- threads
+
+
+@pytest.mark.parametrize("what", ["evaluate", "predict", "evaluate and predict"])
+def test_two_threads_on_one_model_get_the_serial_results(what):
+    """The kernels release the GIL and the work buffers belong to the model: two threads
+    evaluating or predicting with one compiled model at once must get exactly what serial
+    calls get (the lock in NumbaBackend; without it, evaluate returned wrong losses)."""
+    import threading
+
+    _, model = make_pair((28, 28), [(64, "relu"), (10, "softmax")])
+    datasets = [make_data(n, (28, 28), 10, seed=seed) for n, seed in ((700, 3), (450, 4))]
+    calls = {
+        "evaluate": lambda data: model.evaluate(*data, batch_size=50, verbose=0),
+        "predict": lambda data: model.predict(data[0], batch_size=50, verbose=0),
+    }
+    kinds = ["evaluate", "predict"] if what == "evaluate and predict" else [what, what]
+    serial = [calls[kind](data) for kind, data in zip(kinds, datasets)]
+    failures, start = [], threading.Barrier(2)
+
+    def worker(index):
+        start.wait()
+        for _ in range(25):
+            result = calls[kinds[index]](datasets[index])
+            if not np.array_equal(np.asarray(result), np.asarray(serial[index])):
+                failures.append((index, result))
+
+    threads = [threading.Thread(target=worker, args=(index,)) for index in range(2)]
+    for thread in threads:
+        thread.start()
+    for thread in threads:
+        thread.join()
+    assert not failures, failures[:2]

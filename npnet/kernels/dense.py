@@ -1,26 +1,40 @@
-"""numba kernels for a stack of Dense layers: forward, loss, backward, Adam, accuracy.
+"""numba kernels for a stack of Dense layers: forward, loss, backward, optimizers, accuracy.
 
 Every kernel names in its docstring the NumPy code it mirrors (a function of
 :mod:`npnet.functional` for the arithmetic, :mod:`npnet.training` or the NumPy backend for the
-passes) and does the same float32 operations, writing into preallocated buffers instead of
-allocating. Where the order of a sum is not the NumPy code's own — matrix products (SciPy's
-BLAS or the register-tiled loops here, NumPy's BLAS there), row sums (left to right here,
-pairwise in NumPy) — results can differ in the last bit; nothing else differs. Three entry
-points are called from Python (:mod:`npnet.backends.numba_backend`):
+passes) and does the same operations in the weights' dtype (float32 or float64), writing into
+preallocated buffers instead of allocating. Where the order of a sum is not the NumPy code's
+own — matrix products (SciPy's BLAS or the register-tiled loops here, NumPy's BLAS there),
+row sums (left to right here, pairwise in NumPy) — results can differ in the last bit;
+nothing else differs. Three entry points are called from Python
+(:mod:`npnet.backends.numba_backend`):
 
-* :func:`train_batches` — gather a batch, forward, loss, backward, finiteness check, Adam;
-  for one or more consecutive batches per call;
+* :func:`train_batches` — gather a batch, forward (with dropout), loss (with weight
+  penalties), backward, finiteness check, the optimizer's update; for one or more
+  consecutive batches per call;
 * :func:`evaluate_batch` — forward and loss of one batch, no update;
 * :func:`predict` — forward over a whole array, block by block.
 
 The layers of a model travel as tuples of arrays, one entry per Dense layer:
-``kernels[i]`` (d_in, units), ``biases[i]`` (units,), their gradients and Adam moments of the
-same shapes, and per-layer work buffers of ``capacity`` rows: ``zs[i]`` pre-activations,
+``kernels[i]`` (d_in, units), ``biases[i]`` (units,), their gradients and optimizer state of
+the same shapes, and per-layer work buffers of ``capacity`` rows: ``zs[i]`` pre-activations,
 ``acts[i]`` activations, ``grads[i]`` the gradient w.r.t. ``acts[i]`` and then, in place,
 w.r.t. ``zs[i]``. A batch of ``n <= capacity`` rows uses the first ``n`` rows of each buffer,
 so the last, partial batch needs nothing new. ``codes[i]`` is layer i's activation (the
 constants below) and ``loss_code`` how the loss meets the output layer. They travel
-grouped in the named tuples :class:`Network`, :class:`AdamState` and :class:`Workspace`.
+grouped in the named tuples at the end of this file.
+
+What a model does not use costs nothing, not even compile time: an optional part (the
+one-hot targets, dropout, weight penalties, each optimizer's family and slots, and the
+softmax head's ``loss_code``) travels as ``None`` when absent, and numba removes a branch
+``if part is not None`` before compiling when ``part`` is an argument of the type of None
+(not an attribute: that test is made where the part is a function's argument). So each
+model compiles only its own optimizer, loss head and options, and a float64 model gets its
+own float64 machine code.
+
+Adding an activation: a code below, a branch in :func:`activation_forward` and one in
+:func:`activation_backward`. Adding a loss: a code, a branch in :func:`output_loss` and one
+in :func:`output_gradient`.
 
 All kernels live in this one file on purpose: numba's on-disk cache of a function is
 invalidated when *its* source file changes, not when a callee in another file does.
@@ -31,32 +45,38 @@ from collections import namedtuple
 import numpy as np
 from numba import types
 from numba.core import cgutils
-from numba.extending import intrinsic
+from numba.extending import intrinsic, overload
 from numba.np.arrayobj import make_array, populate_array
 
 from ._compile import kernel
 
-# Activation codes (``codes[i]``); softmax is only allowed on the output layer.
+# Activation codes (``codes[i]``), by the name of the npnet activation each mirrors.
 LINEAR, RELU, SIGMOID, TANH, SOFTMAX = 0, 1, 2, 3, 4
+ACTIVATION_CODES = {"linear": LINEAR, "relu": RELU, "sigmoid": SIGMOID, "tanh": TANH, "softmax": SOFTMAX}
 
 # How the loss meets the output layer (``loss_code``): the head :func:`npnet.heads.choose`
-# decided, and for the general head whether the loss takes logits or probabilities.
-#: ``heads.SOFTMAX_CROSSENTROPY``: loss and gradient from the output layer's logits
-SOFTMAX_CROSSENTROPY = 0
+# decided, and for the general head whether the loss takes logits or probabilities. Sparse
+# losses read integer ``labels``; categorical ones one-hot (or soft) ``targets`` rows.
+#: ``heads.SOFTMAX_CROSSENTROPY``: loss and gradient from the output layer's logits. None, so
+#: that numba compiles only this head's code for it (and only the general head's otherwise).
+SOFTMAX_CROSSENTROPY = None
 #: ``heads.GENERAL`` with ``from_logits=True``: the output activations are the logits
 CROSSENTROPY_OF_LOGITS = 1
 #: ``heads.GENERAL`` with ``from_logits=False``: clipped cross-entropy of the probabilities
 CROSSENTROPY_OF_PROBABILITIES = 2
 
-# float32 constants: one float64 scalar in a loop would silently promote it to float64.
+# Exact in every float type, so mixing them in never changes a float32 result; constants
+# that are not exact (Keras's clip epsilon) travel in ``Network.constants`` in the weights' dtype.
 _ZERO = np.float32(0.0)
 _ONE = np.float32(1.0)
-_CLIP_LOW = np.float32(1e-7)        # Keras's epsilon, as functional.sparse_categorical_crossentropy
-_CLIP_HIGH = np.float32(1 - 1e-7)
-_MAGNITUDE_BITS = np.uint32(0x7FFFFFFF)  # a float32's bits without its sign
-#: the bits of sqrt(float32 max): for non-negative floats, larger bits mean a larger number,
-#: and inf and NaN have larger bits than any finite float
-_SQUARE_LIMIT_BITS = np.sqrt(np.finfo(np.float32).max).view(np.uint32)
+#: ``Network.constants`` in the weights' dtype (made by :func:`constants`): the clip range of
+#: ``functional.sparse_categorical_crossentropy``, and the largest gradient whose square is finite
+CLIP_LOW, CLIP_HIGH, SQUARE_LIMIT = 0, 1, 2
+
+
+def constants(dtype):
+    """The array ``Network.constants`` for weights of ``dtype``."""
+    return np.array([1e-7, 1 - 1e-7, np.sqrt(np.finfo(dtype).max)], dtype=dtype)
 
 
 #: the register tile of the two large products (:func:`dense_forward_tiled`,
@@ -100,25 +120,53 @@ def stack_accumulator(typingctx, size):
     return array_type(size), codegen
 
 
+def same_type(like, value):
+    """``value`` as a scalar of the dtype of ``like`` (an array or a scalar), as
+    ``like.dtype.type(value)`` in NumPy; numba picks the cast at compile time."""
+    raise NotImplementedError  # only ever called from kernels
+
+
+@overload(same_type)
+def _same_type(like, value):
+    if getattr(like, "dtype", like) == types.float32:
+        return lambda like, value: np.float32(value)
+    return lambda like, value: np.float64(value)
+
+
 # ----------------------------------------------------------------------------- data
 
 
 @kernel
-def gather_rows(x, labels, order, start, n, x_out, labels_out):
+def gather_rows(x, labels, targets, order, start, n, x_out, labels_out, targets_out):
     """Copy samples ``order[start:start + n]`` into the batch buffers.
 
     Mirrors the fancy indexing ``x[index], y[index]`` of ``Sequential.fit``.
-    x: (n_samples, d_in), labels: (n_samples,), order: (n_samples,) int64 ->
-    x_out[:n]: (n, d_in), labels_out[:n]: (n,)
+    x: (n_samples, d_in), order: (n_samples,) int64, and either labels: (n_samples,) int64
+    or, for a categorical loss, targets: (n_samples, k) -> x_out[:n], labels_out[:n] and
+    targets_out[:n]. With targets, ``labels_out`` gets each row's first largest target, the
+    class ``Accuracy`` compares with (``y_true.argmax(axis=1)``).
     """
     for row in range(n):
         source = order[start + row]
-        labels_out[row] = labels[source]
         for j in range(x.shape[1]):
             x_out[row, j] = x[source, j]
-
-
+        if targets is not None:
+            best = 0
+            for j in range(targets.shape[1]):
+                targets_out[row, j] = targets[source, j]
+                if targets[source, j] > targets[source, best]:
+                    best = j
+            labels_out[row] = best
+        else:
+            labels_out[row] = labels[source]
 # ----------------------------------------------------------------------------- Dense
+
+
+@kernel
+def tiles_fit(z):
+    """True when the register-tiled products apply to an output like ``z`` (n, units):
+    float32 (the tile's sums are float32) and units a multiple of ``TILE_COLUMNS``."""
+    return z.itemsize == 4 and z.shape[1] % TILE_COLUMNS == 0
 
 
 @kernel
@@ -206,26 +254,28 @@ def dense_weight_gradient_tiled(dL_dz, x, dL_dkernel):
 
 
 @kernel
-def dense_backward(dL_dz, x, kernel_, dL_dkernel, dL_dbias, dL_dx, need_input_grad):
+def dense_backward(dL_dz, x, kernel_, dL_dkernel, dL_dbias, dL_dx, need_weight_grads, need_input_grad):
     """Mirrors ``functional.dense_backward``; results written into the given buffers.
 
     dL_dz: (n, units), x: (n, d_in), kernel_: (d_in, units) ->
-    dL_dkernel = x.T @ dL_dz (d_in, units), dL_dbias = column sums of dL_dz (units,),
-    dL_dx = dL_dz @ kernel_.T (n, d_in) when ``need_input_grad``.
+    dL_dkernel = x.T @ dL_dz (d_in, units), dL_dbias = column sums of dL_dz (units,)
+    when ``need_weight_grads`` (a frozen layer needs none), and dL_dx = dL_dz @ kernel_.T
+    (n, d_in) when ``need_input_grad``.
     The kernel gradient is :func:`dense_weight_gradient_tiled` when the units are a multiple
-    of ``TILE_COLUMNS`` and the batch has at most ``GRADIENT_TILED_MAX_ROWS`` rows, BLAS
-    otherwise. The bias gradient adds the rows one after another, in the order NumPy's
-    ``sum(axis=0)`` does.
+    of ``TILE_COLUMNS``, the weights float32 and the batch has at most
+    ``GRADIENT_TILED_MAX_ROWS`` rows, BLAS otherwise. The bias gradient adds the rows one
+    after another, in the order NumPy's ``sum(axis=0)`` does.
     """
-    if dL_dz.shape[1] % TILE_COLUMNS == 0 and dL_dz.shape[0] <= GRADIENT_TILED_MAX_ROWS:
-        dense_weight_gradient_tiled(dL_dz, x, dL_dkernel)
-    else:
-        np.dot(x.T, dL_dz, dL_dkernel)
-    for j in range(dL_dz.shape[1]):
-        dL_dbias[j] = dL_dz[0, j]
-    for i in range(1, dL_dz.shape[0]):
+    if need_weight_grads:
+        if tiles_fit(dL_dz) and dL_dz.shape[0] <= GRADIENT_TILED_MAX_ROWS:
+            dense_weight_gradient_tiled(dL_dz, x, dL_dkernel)
+        else:
+            np.dot(x.T, dL_dz, dL_dkernel)
         for j in range(dL_dz.shape[1]):
-            dL_dbias[j] += dL_dz[i, j]
+            dL_dbias[j] = dL_dz[0, j]
+        for i in range(1, dL_dz.shape[0]):
+            for j in range(dL_dz.shape[1]):
+                dL_dbias[j] += dL_dz[i, j]
     if need_input_grad:
         np.dot(dL_dz, kernel_.T, dL_dx)
 
@@ -263,7 +313,7 @@ def softmax_forward(z, p):
 
 @kernel
 def activation_forward(code, z, a):
-    """Mirrors ``functional.{linear,relu,sigmoid,tanh,softmax}_forward``.  z, a: (n, units)."""
+    """Mirrors ``functional.<name>_forward`` of the activation ``code``.  z, a: (n, units)."""
     n, units = z.shape
     if code == LINEAR:
         for i in range(n):
@@ -291,10 +341,9 @@ def activation_forward(code, z, a):
 
 @kernel
 def activation_backward(code, grad, z, a):
-    """Mirrors ``functional.{linear,relu,sigmoid,tanh}_backward``, in place.
+    """Mirrors ``functional.<name>_backward`` of the activation ``code``, in place.
 
     grad: (n, units) holds dL_da on entry and dL_dz on return; z, a: (n, units).
-    (Softmax is only ever an output layer, whose gradient comes from the loss head.)
     """
     n, units = grad.shape
     if code == LINEAR:
@@ -311,124 +360,202 @@ def activation_backward(code, grad, z, a):
         for i in range(n):
             for j in range(units):
                 grad[i, j] = grad[i, j] * (_ONE - a[i, j] * a[i, j])
+    elif code == SOFTMAX:
+        # functional.softmax_backward: p * (dL_dp - Σ_j dL_dp_j p_j), row by row
+        for i in range(n):
+            dot = _ZERO
+            for j in range(units):
+                dot += grad[i, j] * a[i, j]
+            for j in range(units):
+                grad[i, j] = a[i, j] * (grad[i, j] - dot)
     else:
-        raise ValueError("activation code without a backward kernel")
+        raise ValueError("unknown activation code")
 
 
 # ----------------------------------------------------------------------------- losses
 
 
 @kernel
-def crossentropy_from_logits_sum(z, labels):
-    """Mirrors ``functional.sparse_categorical_crossentropy_from_logits`` (the sum, not the mean).
+def log_softmax_sum(z, labels, targets):
+    """The cross-entropy of softmax(z), summed over rows (the mean divides by n later).
 
-    z: (n, k) logits, labels: (n,) -> Σ_i (logsumexp(z_i) - z_i[label_i]), each term in float32.
+    Mirrors ``functional.sparse_categorical_crossentropy_from_logits`` (labels: (n,)):
+    Σ_i (logsumexp(z_i) - z_i[label_i]), or, with targets: (n, k),
+    ``functional.categorical_crossentropy_from_logits``: Σ_i -Σ_k t_ik (z_ik - logsumexp(z_i)),
+    each row's term in the dtype of z.
     """
-    total = 0.0  # float64 accumulator over samples; each sample's term is float32 as in NumPy
+    total = 0.0  # float64 accumulator over samples; each sample's term is in z's dtype
     for i in range(z.shape[0]):
         row_max = row_maximum(z, i)
         exp_sum = _ZERO
         for j in range(z.shape[1]):
             exp_sum += np.exp(z[i, j] - row_max)
-        total += np.log(exp_sum) - (z[i, labels[i]] - row_max)
+        log_sum = np.log(exp_sum)
+        if targets is not None:
+            row_total = _ZERO
+            for j in range(z.shape[1]):
+                row_total += targets[i, j] * ((z[i, j] - row_max) - log_sum)
+            total += -row_total
+        else:
+            total += log_sum - (z[i, labels[i]] - row_max)
     return total
 
 
 @kernel
-def softmax_crossentropy_backward(p, labels, dL_dz):
-    """Mirrors ``functional.softmax_crossentropy_backward``: ``dL_dz = (p - onehot) / n``.
+def softmax_crossentropy_backward(p, labels, targets, dL_dz):
+    """Mirrors ``functional.softmax_crossentropy_backward``: ``dL_dz = (p - onehot) / n``, or
+    with targets (n, k) ``functional.softmax_categorical_crossentropy_backward``:
+    ``(p Σ_k t_k - t) / n``.
 
     p: (n, k) probabilities, labels: (n,) -> dL_dz: (n, k) (may be ``p`` itself).
     """
     n, k = p.shape
     n_float = np.float32(n)
     for i in range(n):
-        for j in range(k):
-            value = p[i, j] - _ONE if j == labels[i] else p[i, j]
-            dL_dz[i, j] = value / n_float
+        if targets is not None:
+            target_sum = _ZERO
+            for j in range(k):
+                target_sum += targets[i, j]
+            for j in range(k):
+                dL_dz[i, j] = (p[i, j] * target_sum - targets[i, j]) / n_float
+        else:
+            for j in range(k):
+                value = p[i, j] - _ONE if j == labels[i] else p[i, j]
+                dL_dz[i, j] = value / n_float
 
 
 @kernel
-def clip_probability(p):
-    """``np.clip(p, 1e-7, 1 - 1e-7)`` for one float32 (NaN stays NaN, as in NumPy)."""
-    if p < _CLIP_LOW:
-        return _CLIP_LOW
-    if p > _CLIP_HIGH:
-        return _CLIP_HIGH
+def clip_probability(p, low, high):
+    """``np.clip(p, low, high)`` for one float (NaN stays NaN, as in NumPy)."""
+    if p < low:
+        return low
+    if p > high:
+        return high
     return p
 
 
 @kernel
-def crossentropy_probabilities_sum(p, labels):
+def crossentropy_probabilities_sum(p, labels, constants):
     """Mirrors ``functional.sparse_categorical_crossentropy`` (the sum, not the mean).
 
     p: (n, k) probabilities, labels: (n,) -> Σ_i (log Σ_k c_ik - log c_i[label_i]) with
-    ``c = clip(p, 1e-7, 1 - 1e-7)``, each term in float32.
+    ``c = clip(p, 1e-7, 1 - 1e-7)``, each term in p's dtype.
     """
+    low, high = constants[CLIP_LOW], constants[CLIP_HIGH]
     total = 0.0
     for i in range(p.shape[0]):
         row_sum = _ZERO
         for j in range(p.shape[1]):
-            row_sum += clip_probability(p[i, j])
-        total += np.log(row_sum) - np.log(clip_probability(p[i, labels[i]]))
+            row_sum += clip_probability(p[i, j], low, high)
+        total += np.log(row_sum) - np.log(clip_probability(p[i, labels[i]], low, high))
     return total
 
 
 @kernel
-def crossentropy_probabilities_backward(p, labels, dL_dp):
+def crossentropy_probabilities_backward(p, labels, constants, dL_dp):
     """Mirrors ``functional.sparse_categorical_crossentropy_backward``.
 
     p: (n, k), labels: (n,) -> dL_dp: (n, k) = ``(1/S - [k = y] / c_y) / n`` with
     ``c = clip(p)`` and ``S = Σ_k c_k`` per row, and zero where the clip was active.
     """
+    low, high = constants[CLIP_LOW], constants[CLIP_HIGH]
     n, k = p.shape
     n_float = np.float32(n)
     for i in range(n):
         row_sum = _ZERO
         for j in range(k):
-            row_sum += clip_probability(p[i, j])
+            row_sum += clip_probability(p[i, j], low, high)
         inverse_sum = _ONE / row_sum
         for j in range(k):
             value = inverse_sum
             if j == labels[i]:
-                value = inverse_sum - _ONE / clip_probability(p[i, j])
-            inside = p[i, j] >= _CLIP_LOW and p[i, j] <= _CLIP_HIGH
+                value = inverse_sum - _ONE / clip_probability(p[i, j], low, high)
+            inside = p[i, j] >= low and p[i, j] <= high
             dL_dp[i, j] = (value if inside else _ZERO) / n_float
 
 
 @kernel
-def output_loss(loss_code, z, a, labels):
-    """The batch-mean loss as ``npnet.training.loss_value`` computes it, as a float32.
+def categorical_probabilities_sum(p, targets, constants):
+    """Mirrors ``functional.categorical_crossentropy`` (the sum, not the mean).
 
-    z, a: (n, k) the output layer's logits and activations, labels: (n,).
-    Each sample's loss is float32; their mean is accumulated in float64 and rounded once
-    (NumPy takes a float32 pairwise mean), which touches only the reported loss.
+    p, targets: (n, k) -> Σ_i -Σ_k t_ik log clip(p_ik / Σ_k p_ik), each term in p's dtype.
     """
-    n = z.shape[0]
-    if loss_code == SOFTMAX_CROSSENTROPY:
-        total = crossentropy_from_logits_sum(z, labels)
-    elif loss_code == CROSSENTROPY_OF_LOGITS:
-        total = crossentropy_from_logits_sum(a, labels)
-    else:
-        total = crossentropy_probabilities_sum(a, labels)
-    return np.float32(total / n)
+    low, high = constants[CLIP_LOW], constants[CLIP_HIGH]
+    total = 0.0
+    for i in range(p.shape[0]):
+        row_sum = _ZERO
+        for j in range(p.shape[1]):
+            row_sum += p[i, j]
+        row_total = _ZERO
+        for j in range(p.shape[1]):
+            row_total += targets[i, j] * np.log(clip_probability(p[i, j] / row_sum, low, high))
+        total += -row_total
+    return total
 
 
 @kernel
-def output_gradient(loss_code, code, z, a, labels, dL_dz):
+def categorical_probabilities_backward(p, targets, constants, dL_dp):
+    """Mirrors ``CategoricalCrossentropy.gradient_wrt_probabilities`` (npnet.losses).
+
+    p, targets: (n, k) -> dL_dp: (n, k). With ``q = p / Σp`` per row, ``dL/dq = -t / q``
+    where the clip is inactive (0 elsewhere), then through the normalisation
+    ``dL/dp_j = (dL/dq_j - Σ_k dL/dq_k q_k) / Σp``, divided by n.
+    """
+    low, high = constants[CLIP_LOW], constants[CLIP_HIGH]
+    n, k = p.shape
+    n_float = np.float32(n)
+    for i in range(n):
+        total = _ZERO
+        for j in range(k):
+            total += p[i, j]
+        for j in range(k):
+            q = p[i, j] / total
+            dL_dp[i, j] = -targets[i, j] / q if q > low and q < high else _ZERO
+        dot = _ZERO
+        for j in range(k):
+            dot += dL_dp[i, j] * (p[i, j] / total)
+        for j in range(k):
+            dL_dp[i, j] = ((dL_dp[i, j] - dot) / total) / n_float
+
+
+@kernel
+def output_loss(loss_code, z, a, labels, targets, constants):
+    """The batch-mean loss as ``npnet.training.loss_value`` computes it (without penalties).
+
+    z, a: (n, k) the output layer's logits and activations, labels: (n,), targets: (n, k)
+    for a categorical loss, else None. Each sample's loss is in the weights' dtype; their
+    mean is accumulated in float64 and rounded once (NumPy takes a pairwise mean in the
+    weights' dtype), which touches only the reported loss.
+    """
+    n = z.shape[0]
+    if loss_code is None:  # SOFTMAX_CROSSENTROPY
+        total = log_softmax_sum(z, labels, targets)
+    elif loss_code == CROSSENTROPY_OF_LOGITS:
+        total = log_softmax_sum(a, labels, targets)
+    elif targets is not None:
+        total = categorical_probabilities_sum(a, targets, constants)
+    else:
+        total = crossentropy_probabilities_sum(a, labels, constants)
+    return same_type(z, total / n)
+
+
+@kernel
+def output_gradient(loss_code, code, z, a, labels, targets, constants, dL_dz):
     """dL/dz of the output layer, as ``npnet.training.backward`` starts it.
 
-    z, a: (n, k), labels: (n,) -> dL_dz: (n, k).
+    z, a: (n, k), labels: (n,), targets: (n, k) or None -> dL_dz: (n, k).
     """
-    if loss_code == SOFTMAX_CROSSENTROPY:
-        softmax_crossentropy_backward(a, labels, dL_dz)
+    if loss_code is None:  # SOFTMAX_CROSSENTROPY
+        softmax_crossentropy_backward(a, labels, targets, dL_dz)
         return
     if loss_code == CROSSENTROPY_OF_LOGITS:
         # loss.gradient with from_logits: gradient_wrt_logits(y, softmax_forward(output))
         softmax_forward(a, dL_dz)
-        softmax_crossentropy_backward(dL_dz, labels, dL_dz)
+        softmax_crossentropy_backward(dL_dz, labels, targets, dL_dz)
+    elif targets is not None:
+        categorical_probabilities_backward(a, targets, constants, dL_dz)
     else:
-        crossentropy_probabilities_backward(a, labels, dL_dz)
+        crossentropy_probabilities_backward(a, labels, constants, dL_dz)
     activation_backward(code, dL_dz, z, a)
 
 
@@ -455,33 +582,44 @@ def count_correct(p, labels):
     return correct
 
 
-# ----------------------------------------------------------------------------- Adam
+# ----------------------------------------------------------------------------- finiteness
 
 
 @kernel
-def too_large_to_square(array):
-    """True if an entry is inf, NaN, or so large that its square overflows (|g| > sqrt(max)).
+def too_large_to_square(array, limit):
+    """True if an entry is inf, NaN, or so large that its square overflows (|g| > ``limit``,
+    sqrt of the dtype's largest float, :data:`SQUARE_LIMIT` in ``Network.constants``).
 
     Mirrors ``npnet.training.all_finite`` (negated): Adam and RMSprop square each gradient,
-    so such a step would make their state inf. Looks at the bits: without the sign bit, a
-    float32's bits grow with its magnitude, and inf and NaN come above every finite number.
-    An integer maximum is associative, so this loop vectorises without fastmath (and cannot
-    be fooled the way ``isnan`` is under fastmath).
+    so such a step would make their state inf. ``|g| <= limit`` is False for NaN too, and
+    the and-reduction of those comparisons is associative, so this loop vectorises without
+    fastmath (and cannot be fooled the way ``isnan`` is under fastmath).
     """
-    bits = array.reshape(array.size).view(np.uint32)
-    largest = np.uint32(0)
-    for i in range(bits.size):
-        largest = max(largest, bits[i] & _MAGNITUDE_BITS)
-    return largest > _SQUARE_LIMIT_BITS
+    flat = array.reshape(array.size)
+    fine = True
+    for i in range(flat.size):
+        fine &= np.abs(flat[i]) <= limit
+    return not fine
+
+
+@kernel
+def gradients_finite(trainable, kernel_grads, bias_grads, limit):
+    """Mirrors ``npnet.training.all_finite`` over the gradients of the trainable layers."""
+    for i in range(len(kernel_grads)):
+        if trainable[i] and (too_large_to_square(kernel_grads[i], limit)
+                             or too_large_to_square(bias_grads[i], limit)):
+            return False
+    return True
+
+
+# ----------------------------------------------------------------------------- optimizers
 
 
 @kernel
 def adam_step_size(step, learning_rate, beta_1, beta_2):
-    """Mirrors the step size of ``functional.adam_update``: ``lr·sqrt(1 - β2^t) / (1 - β1^t)``.
-
-    All in float32, as NumPy computes it from float32 scalars.
-    """
-    t = np.float32(step)
+    """Mirrors the step size of ``functional.adam_update``: ``lr·sqrt(1 - β2^t) / (1 - β1^t)``,
+    in the dtype of the hyperparameters (the weights'), as NumPy computes it from those scalars."""
+    t = same_type(learning_rate, step)
     return learning_rate * np.sqrt(_ONE - beta_2 ** t) / (_ONE - beta_1 ** t)
 
 
@@ -489,7 +627,7 @@ def adam_step_size(step, learning_rate, beta_1, beta_2):
 def adam_update(param, grad, m, v, alpha, beta_1, beta_2, epsilon):
     """Mirrors ``functional.adam_update`` (given its step size ``alpha``), in place.
 
-    param, grad, m, v: arrays of one shape (C-contiguous), float32.
+    param, grad, m, v: arrays of one shape (C-contiguous), of one float dtype.
     """
     param_flat = param.reshape(param.size)
     grad_flat = grad.reshape(grad.size)
@@ -504,121 +642,328 @@ def adam_update(param, grad, m, v, alpha, beta_1, beta_2, epsilon):
         param_flat[i] -= (m_flat[i] * alpha) / (np.sqrt(v_flat[i]) + epsilon)
 
 
+@kernel
+def sgd_update(param, grad, velocity, learning_rate, momentum, nesterov):
+    """Mirrors ``functional.sgd_update``, in place; ``velocity`` None: plain gradient descent.
+
+    param, grad, velocity: arrays of one shape (C-contiguous), of one float dtype.
+    """
+    param_flat = param.reshape(param.size)
+    grad_flat = grad.reshape(grad.size)
+    if velocity is None:
+        for i in range(param_flat.size):
+            param_flat[i] -= grad_flat[i] * learning_rate
+        return
+    velocity_flat = velocity.reshape(velocity.size)
+    for i in range(param_flat.size):
+        lr_grad = grad_flat[i] * learning_rate
+        velocity_flat[i] = velocity_flat[i] * momentum - lr_grad
+        if nesterov:
+            param_flat[i] += velocity_flat[i] * momentum - lr_grad
+        else:
+            param_flat[i] += velocity_flat[i]
+
+
+@kernel
+def rmsprop_update(param, grad, velocity, momentum_buffer, average_grad, hyper):
+    """Mirrors ``functional.rmsprop_update``, in place. ``momentum_buffer`` and
+    ``average_grad`` are None unless the optimizer has momentum or is centered;
+    hyper: ``[learning_rate, rho, 1 - rho, epsilon, momentum]`` in the weights' dtype
+    (1 - ρ taken before the cast, as Keras does).
+    """
+    learning_rate, rho, one_minus_rho, epsilon, momentum = hyper[0], hyper[1], hyper[2], hyper[3], hyper[4]
+    param_flat = param.reshape(param.size)
+    grad_flat = grad.reshape(grad.size)
+    velocity_flat = velocity.reshape(velocity.size)
+    # Flat views of the optional slots (the velocity's stands in for an absent one, never
+    # used): the branches test the arguments themselves, which numba prunes when they are None.
+    average = velocity_flat if average_grad is None else average_grad.reshape(average_grad.size)
+    buffer = velocity_flat if momentum_buffer is None else momentum_buffer.reshape(momentum_buffer.size)
+    for i in range(param_flat.size):
+        g = grad_flat[i]
+        velocity_flat[i] = rho * velocity_flat[i] + one_minus_rho * (g * g)
+        if average_grad is not None:
+            average[i] = rho * average[i] + one_minus_rho * g
+            denominator = velocity_flat[i] - average[i] * average[i] + epsilon
+        else:
+            denominator = velocity_flat[i] + epsilon
+        step = (learning_rate * g) / np.sqrt(denominator)
+        if momentum_buffer is not None:
+            buffer[i] = momentum * buffer[i] + step
+            param_flat[i] -= buffer[i]
+        else:
+            param_flat[i] -= step
+
+
+#: Adam's moments per Dense layer and ``hyper = [learning_rate, beta_1, beta_2, epsilon]``.
+AdamState = namedtuple("AdamState", ["kernel_m", "kernel_v", "bias_m", "bias_v", "hyper"])
+#: SGD's velocities per Dense layer (None without momentum) and ``hyper = [learning_rate, momentum]``.
+SGDState = namedtuple("SGDState", ["kernel_velocity", "bias_velocity", "hyper", "nesterov"])
+#: RMSprop's slots per Dense layer (``momentum``/``average`` None when unused) and
+#: ``hyper`` as :func:`rmsprop_update` reads it.
+RMSpropState = namedtuple("RMSpropState", ["kernel_velocity", "bias_velocity", "kernel_momentum",
+                                           "bias_momentum", "kernel_average", "bias_average", "hyper"])
+
+
+@kernel
+def slot_of(slots, i):
+    """``slots[i]``, or None when the optimizer has no such slot (``slots`` is None)."""
+    if slots is None:
+        return None
+    return slots[i]
+
+
+@kernel
+def adam_apply(kernels, biases, trainable, kernel_grads, bias_grads, adam, step):
+    """Mirrors ``Adam.update`` over the trainable layers at step ``step``."""
+    learning_rate, beta_1, beta_2, epsilon = adam.hyper[0], adam.hyper[1], adam.hyper[2], adam.hyper[3]
+    alpha = adam_step_size(step, learning_rate, beta_1, beta_2)
+    for i in range(len(kernels)):
+        if trainable[i]:
+            adam_update(kernels[i], kernel_grads[i], adam.kernel_m[i], adam.kernel_v[i],
+                        alpha, beta_1, beta_2, epsilon)
+            adam_update(biases[i], bias_grads[i], adam.bias_m[i], adam.bias_v[i],
+                        alpha, beta_1, beta_2, epsilon)
+
+
+@kernel
+def sgd_apply(kernels, biases, trainable, kernel_grads, bias_grads, sgd):
+    """Mirrors ``SGD.update`` over the trainable layers."""
+    learning_rate, momentum = sgd.hyper[0], sgd.hyper[1]
+    for i in range(len(kernels)):
+        if trainable[i]:
+            sgd_update(kernels[i], kernel_grads[i], slot_of(sgd.kernel_velocity, i),
+                       learning_rate, momentum, sgd.nesterov)
+            sgd_update(biases[i], bias_grads[i], slot_of(sgd.bias_velocity, i),
+                       learning_rate, momentum, sgd.nesterov)
+
+
+@kernel
+def rmsprop_apply(kernels, biases, trainable, kernel_grads, bias_grads, rmsprop):
+    """Mirrors ``RMSprop.update`` over the trainable layers."""
+    for i in range(len(kernels)):
+        if trainable[i]:
+            rmsprop_update(kernels[i], kernel_grads[i], rmsprop.kernel_velocity[i],
+                           slot_of(rmsprop.kernel_momentum, i), slot_of(rmsprop.kernel_average, i),
+                           rmsprop.hyper)
+            rmsprop_update(biases[i], bias_grads[i], rmsprop.bias_velocity[i],
+                           slot_of(rmsprop.bias_momentum, i), slot_of(rmsprop.bias_average, i),
+                           rmsprop.hyper)
+
+
+# ----------------------------------------------------------------------------- dropout
+
+
+@kernel
+def dropout_forward(x, keep, scale, y):
+    """Mirrors ``functional.dropout_forward``: ``y = where(keep, x * scale, 0)``.
+
+    x, keep (bool), y: (n, d) with ``scale = 1 / (1 - rate)`` in x's dtype.
+    """
+    for i in range(x.shape[0]):
+        for j in range(x.shape[1]):
+            y[i, j] = x[i, j] * scale if keep[i, j] else _ZERO
+    return y
+
+
+@kernel
+def dropout_backward(grad, keep, scale):
+    """Mirrors ``functional.dropout_backward``, in place: ``grad = where(keep, grad * scale, 0)``."""
+    for i in range(grad.shape[0]):
+        for j in range(grad.shape[1]):
+            grad[i, j] = grad[i, j] * scale if keep[i, j] else _ZERO
+
+
+#: Dropout in training: ``active[i]`` says whether the input of Dense layer i is dropped,
+#: ``scales[i]`` its ``1 / (1 - rate)`` in the weights' dtype, ``masks[i][k]`` the keep-mask
+#: (bool, (capacity, d_in of layer i)) of the k-th batch of the call, drawn by the backend with
+#: the NumPy Dropout layer's generator calls; ``dropped[i]`` the buffer of the dropped input.
+Dropout = namedtuple("Dropout", ["active", "scales", "masks", "dropped"])
+
+
+# ----------------------------------------------------------------------------- weight penalties
+
+
+#: L2 penalties: ``kernel_l2[i]``/``bias_l2[i]`` the coefficient (weights' dtype) where
+#: ``has_kernel[i]``/``has_bias[i]``, as each layer's ``weight_regularizers()`` lists them.
+Penalties = namedtuple("Penalties", ["has_kernel", "kernel_l2", "has_bias", "bias_l2"])
+
+
+@kernel
+def l2_penalty(weight, l2):
+    """Mirrors ``functional.l2_penalty``: ``l2 · Σ w²`` in the weight's dtype. The squares are
+    summed in float64 and rounded once (NumPy sums pairwise in the weight's dtype): the
+    reported loss can differ in the last bit, the gradients cannot."""
+    flat = weight.reshape(weight.size)
+    total = 0.0
+    for i in range(flat.size):
+        total += flat[i] * flat[i]
+    return l2 * same_type(l2, total)
+
+
+@kernel
+def penalty_loss(kernels, biases, penalties, loss):
+    """``loss`` plus every penalty, added as ``npnet.training.regularization_loss`` does."""
+    total = _ZERO
+    for i in range(len(kernels)):
+        if penalties.has_kernel[i]:
+            total += l2_penalty(kernels[i], penalties.kernel_l2[i])
+        if penalties.has_bias[i]:
+            total += l2_penalty(biases[i], penalties.bias_l2[i])
+    return loss + total
+
+
+@kernel
+def add_penalty_gradient(grad, weight, l2):
+    """Mirrors ``grads + functional.l2_penalty_backward(w, l2)``: ``g + l2 · (2 w)``, in place."""
+    grad_flat = grad.reshape(grad.size)
+    weight_flat = weight.reshape(weight.size)
+    for i in range(grad_flat.size):
+        grad_flat[i] = grad_flat[i] + l2 * (weight_flat[i] + weight_flat[i])
+
+
+@kernel
+def penalty_gradients(penalties, net, work):
+    """Add each trainable weight's penalty gradient, as ``npnet.training.backward`` ends."""
+    for i in range(len(net.kernels)):
+        if net.trainable[i]:
+            if penalties.has_kernel[i]:
+                add_penalty_gradient(work.kernel_grads[i], net.kernels[i], penalties.kernel_l2[i])
+            if penalties.has_bias[i]:
+                add_penalty_gradient(work.bias_grads[i], net.biases[i], penalties.bias_l2[i])
+
+
 # ----------------------------------------------------------------------------- whole passes
 
 
 @kernel
-def forward_pass(x, n, kernels, biases, zs, acts, codes, tiled_max_rows):
-    """Mirrors ``npnet.training.forward`` for Dense layers, on the first ``n`` rows.
+def forward_pass(x, n, kernels, biases, codes, zs, acts, tiled_max_rows, dropout, step):
+    """Mirrors ``npnet.training.forward`` for Dense (and Dropout) layers, on the first ``n`` rows.
 
     x: (>= n, d_in) -> zs[i][:n], acts[i][:n] for every layer i. Products of up to
-    ``tiled_max_rows`` rows are register-tiled (units permitting), larger ones go to BLAS.
+    ``tiled_max_rows`` rows are register-tiled (dtype and units permitting), larger ones go
+    to BLAS.
     """
     for i in range(len(kernels)):
-        layer_input = x[:n] if i == 0 else acts[i - 1][:n]
-        if n <= tiled_max_rows and kernels[i].shape[1] % TILE_COLUMNS == 0:
-            dense_forward_tiled(layer_input, kernels[i], biases[i], zs[i][:n])
+        inputs = x[:n] if i == 0 else acts[i - 1][:n]
+        if dropout is not None:
+            if dropout.active[i]:
+                inputs = dropout_forward(inputs, dropout.masks[i][step], dropout.scales[i], dropout.dropped[i][:n])
+        if n <= tiled_max_rows and tiles_fit(zs[i]):
+            dense_forward_tiled(inputs, kernels[i], biases[i], zs[i][:n])
         else:
-            dense_forward(layer_input, kernels[i], biases[i], zs[i][:n])
+            dense_forward(inputs, kernels[i], biases[i], zs[i][:n])
         activation_forward(codes[i], zs[i][:n], acts[i][:n])
 
 
 @kernel
-def backward_pass(x, n, kernels, zs, acts, grads, codes, kernel_grads, bias_grads):
-    """Mirrors ``npnet.training.backward`` once ``grads[-1][:n]`` holds dL/dz of the output layer.
-
-    Fills kernel_grads[i], bias_grads[i] for every layer; the input's gradient is not needed.
-    """
-    for i in range(len(kernels) - 1, -1, -1):
-        layer_input = x[:n] if i == 0 else acts[i - 1][:n]
+def backward_pass(x, n, kernels, codes, trainable, first_trainable, zs, acts, grads, kernel_grads, bias_grads,
+                  dropout, step):
+    """Mirrors ``npnet.training.backward`` once ``grads[-1][:n]`` holds dL/dz of the
+    output layer: the parameter gradients of the trainable layers, going down no further than
+    the first trainable layer (the data's gradient is never needed)."""
+    for i in range(len(kernels) - 1, first_trainable - 1, -1):
+        inputs = x[:n] if i == 0 else acts[i - 1][:n]
+        if dropout is not None:
+            if dropout.active[i]:
+                inputs = dropout.dropped[i][:n]
         below = i - 1 if i > 0 else 0
-        dense_backward(grads[i][:n], layer_input, kernels[i], kernel_grads[i], bias_grads[i],
-                       grads[below][:n], i > 0)
-        if i > 0:
+        need_input_grad = i > first_trainable
+        dense_backward(grads[i][:n], inputs, kernels[i], kernel_grads[i], bias_grads[i],
+                       grads[below][:n], trainable[i] != 0, need_input_grad)
+        if need_input_grad:
+            if dropout is not None:
+                if dropout.active[i]:
+                    dropout_backward(grads[i - 1][:n], dropout.masks[i][step], dropout.scales[i])
             activation_backward(codes[i - 1], grads[i - 1][:n], zs[i - 1][:n], acts[i - 1][:n])
-
-
-@kernel
-def gradients_finite(kernel_grads, bias_grads):
-    """Mirrors ``npnet.training.all_finite`` over every parameter gradient."""
-    for i in range(len(kernel_grads)):
-        if too_large_to_square(kernel_grads[i]) or too_large_to_square(bias_grads[i]):
-            return False
-    return True
 
 
 # ----------------------------------------------------------------------------- entry points
 
-#: The model, as the kernels see it: one entry per Dense layer in each tuple.
-Network = namedtuple("Network", ["kernels", "biases", "codes", "loss_code"])
-#: Adam's state, owned by the optimizer: moments per Dense layer, the float32
-#: ``[learning_rate, beta_1, beta_2, epsilon]`` and the one-element step counter.
-AdamState = namedtuple("AdamState", ["kernel_m", "kernel_v", "bias_m", "bias_v", "hyper", "step_counter"])
-#: Preallocated arrays a training call writes: the gathered batch, per-layer
-#: pre-activations, activations and gradients (``capacity`` rows), and the parameter gradients.
-Workspace = namedtuple("Workspace", ["x", "labels", "zs", "acts", "grads", "kernel_grads", "bias_grads"])
+#: The model, as the kernels see it: one entry per Dense layer in each tuple; ``trainable[i]``
+#: 0 for a frozen layer, ``first_trainable`` the index of the first trainable one (the number
+#: of layers when none is); ``constants`` from :func:`constants`.
+Network = namedtuple("Network", ["kernels", "biases", "codes", "loss_code", "trainable", "first_trainable",
+                                 "constants"])
+#: Preallocated arrays a training call writes: the gathered batch (``targets`` None for a
+#: sparse loss), per-layer pre-activations, activations and gradients (``capacity`` rows),
+#: and the parameter gradients.
+Workspace = namedtuple("Workspace", ["x", "labels", "targets", "zs", "acts", "grads", "kernel_grads", "bias_grads"])
 
 
 @kernel
-def adam_apply(net, adam, work):
-    """Mirrors ``Adam.apply_gradients``: advance the step counter, update every parameter."""
-    learning_rate, beta_1, beta_2, epsilon = adam.hyper[0], adam.hyper[1], adam.hyper[2], adam.hyper[3]
-    adam.step_counter[0] += 1
-    alpha = adam_step_size(adam.step_counter[0], learning_rate, beta_1, beta_2)
-    for i in range(len(net.kernels)):
-        adam_update(net.kernels[i], work.kernel_grads[i], adam.kernel_m[i], adam.kernel_v[i],
-                    alpha, beta_1, beta_2, epsilon)
-        adam_update(net.biases[i], work.bias_grads[i], adam.bias_m[i], adam.bias_v[i],
-                    alpha, beta_1, beta_2, epsilon)
-
-
-@kernel
-def train_batches(x, labels, order, batch_size, first_step, n_steps, net, adam, work, losses, corrects):
+def train_batches(x, labels, targets, order, batch_size, first_step, n_steps, net, penalties, dropout,
+                  adam, sgd, rmsprop, step_counter, work, losses, corrects):
     """Train on batches ``first_step, ..., first_step + n_steps - 1`` of one epoch.
 
     Mirrors ``NumpyBackend.train_steps``: batch ``s`` is the samples
     ``order[s * batch_size:(s + 1) * batch_size]`` (the last batch may be shorter), and each
-    step is forward, loss, backward, the finiteness check and Adam's update, with the step
-    counter advanced with the weights (so an interrupt between calls finds them consistent).
+    step is forward (with the masks of ``dropout``), loss (plus the L2 ``penalties``),
+    backward, the finiteness check and the optimizer's update, advancing ``step_counter``
+    (the optimizer's ``iterations``) with the weights, so an interrupt between calls finds
+    them consistent.
 
-    x: (n_samples, d_in) float32, labels: (n_samples,) int64, order: (n_samples,) int64.
-    Writes each batch's mean loss into ``losses[k]`` and its correct count into ``corrects[k]``.
-    A batch whose loss or any gradient is not finite is *not* applied and ends the call.
-    Returns ``(n_done, last_applied)``.
+    x: (n_samples, d_in), and labels: (n_samples,) int64 or targets: (n_samples, k) for a
+    categorical loss; order: (n_samples,) int64. ``penalties`` (:class:`Penalties`),
+    ``dropout`` (:class:`Dropout`) and all but one of the optimizer states ``adam``, ``sgd``,
+    ``rmsprop`` are None when unused: their branches below are then not even compiled.
+    Writes each batch's mean loss into ``losses[k]`` and its correct count into
+    ``corrects[k]``. A batch whose loss or any gradient is not finite is *not* applied and
+    ends the call. Returns ``(n_done, last_applied)``.
     """
     n_samples = x.shape[0]
     last = len(net.kernels) - 1
     for k in range(n_steps):
         start = (first_step + k) * batch_size
         n = min(batch_size, n_samples - start)
-        gather_rows(x, labels, order, start, n, work.x, work.labels)
+        gather_rows(x, labels, targets, order, start, n, work.x, work.labels, work.targets)
         batch_labels = work.labels[:n]
-        forward_pass(work.x, n, net.kernels, net.biases, work.zs, work.acts, net.codes, n)
+        if targets is not None:
+            gathered = work.targets[:n]
+        else:
+            gathered = None
+        forward_pass(work.x, n, net.kernels, net.biases, net.codes, work.zs, work.acts, n, dropout, k)
         output = work.acts[last][:n]
-        loss = output_loss(net.loss_code, work.zs[last][:n], output, batch_labels)
+        loss = output_loss(net.loss_code, work.zs[last][:n], output, batch_labels, gathered, net.constants)
+        if penalties is not None:
+            loss = penalty_loss(net.kernels, net.biases, penalties, loss)
         losses[k] = loss
         corrects[k] = count_correct(output, batch_labels)
-        output_gradient(net.loss_code, net.codes[last], work.zs[last][:n], output, batch_labels,
-                        work.grads[last][:n])
-        backward_pass(work.x, n, net.kernels, work.zs, work.acts, work.grads, net.codes,
-                      work.kernel_grads, work.bias_grads)
-        if not (np.isfinite(loss) and gradients_finite(work.kernel_grads, work.bias_grads)):
+        output_gradient(net.loss_code, net.codes[last], work.zs[last][:n], output, batch_labels, gathered,
+                        net.constants, work.grads[last][:n])
+        backward_pass(work.x, n, net.kernels, net.codes, net.trainable, net.first_trainable, work.zs, work.acts,
+                      work.grads, work.kernel_grads, work.bias_grads, dropout, k)
+        if penalties is not None:
+            penalty_gradients(penalties, net, work)
+        if not (np.isfinite(loss) and gradients_finite(net.trainable, work.kernel_grads, work.bias_grads,
+                                                       net.constants[SQUARE_LIMIT])):
             return k + 1, False
-        adam_apply(net, adam, work)
+        # Optimizer.apply_gradients: advance the step counter, update the trainable weights
+        step_counter[0] += 1
+        if adam is not None:
+            adam_apply(net.kernels, net.biases, net.trainable, work.kernel_grads, work.bias_grads, adam,
+                       step_counter[0])
+        if sgd is not None:
+            sgd_apply(net.kernels, net.biases, net.trainable, work.kernel_grads, work.bias_grads, sgd)
+        if rmsprop is not None:
+            rmsprop_apply(net.kernels, net.biases, net.trainable, work.kernel_grads, work.bias_grads, rmsprop)
     return n_steps, True
 
 
 @kernel
-def evaluate_batch(x, labels, net, zs, acts):
+def evaluate_batch(x, labels, targets, net, penalties, work):
     """Mirrors ``NumpyBackend.test_batch``: ``(mean loss, correct count)`` of one batch.
 
-    x: (n, d_in) with n <= the buffers' capacity, labels: (n,).
+    x: (n, d_in) with n <= the buffers' capacity, labels: (n,) (for a categorical loss, the
+    targets' argmax), targets: (n, k) or None; penalties as in :func:`train_batches`.
     """
     n = x.shape[0]
     last = len(net.kernels) - 1
-    forward_pass(x, n, net.kernels, net.biases, zs, acts, net.codes, n)
-    loss = output_loss(net.loss_code, zs[last][:n], acts[last][:n], labels)
-    return loss, count_correct(acts[last][:n], labels)
+    forward_pass(x, n, net.kernels, net.biases, net.codes, work.zs, work.acts, n, None, 0)
+    loss = output_loss(net.loss_code, work.zs[last][:n], work.acts[last][:n], labels, targets, net.constants)
+    if penalties is not None:
+        loss = penalty_loss(net.kernels, net.biases, penalties, loss)
+    return loss, count_correct(work.acts[last][:n], labels)
 
 
 @kernel
@@ -636,8 +981,8 @@ def predict(x, net, zs, acts, out):
     last = len(net.kernels) - 1
     for start in range(0, n_samples, block):
         n = min(block, n_samples - start)
-        forward_pass(x[start:start + n], n, net.kernels, net.biases, zs, acts, net.codes,
-                     PREDICT_TILED_MAX_ROWS)
+        forward_pass(x[start:start + n], n, net.kernels, net.biases, net.codes, zs, acts, PREDICT_TILED_MAX_ROWS,
+                     None, 0)
         # Element by element: a slice assignment would also compile numba's shape-mismatch
         # error message, a large part of the first compile, for a check that cannot fail here.
         output = acts[last]

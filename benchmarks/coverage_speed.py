@@ -1,0 +1,152 @@
+"""Speed of the numba backend's configurations on the tutorial data (issue 13, point 4).
+
+Two measurements, each printed as JSON lines:
+
+* ``warm``: for each configuration, an untimed fit that compiles its kernels, then timed
+  one-epoch fits at batch 32 on the 60,000 training images of a new model each time (the
+  first epoch of training, kernels compiled), alternating between the configurations
+  (interleaved, so a machine that changes speed affects them alike). With ``--baseline DIR`` the tutorial
+  model also runs on a copy of an older npnet, importable from DIR as ``npnet_baseline``, in
+  the same process, interleaved with today's.
+* ``cold``: one child process per package with ``NUMBA_CACHE_DIR`` pointing at an empty
+  directory: the time (wall and CPU) from ``compile`` to the end of the first tutorial
+  epoch, which includes compiling the kernels; the packages alternate.
+
+Run from the repository root::
+
+    python -m benchmarks.coverage_speed warm --rounds 3 [--baseline /tmp/old]
+    python -m benchmarks.coverage_speed cold [--baseline /tmp/old]
+
+Wall-clock only; numbers go to docs/performance.md, never into tests.
+"""
+
+import argparse
+import importlib
+import json
+import os
+import subprocess
+import sys
+import tempfile
+import time
+
+import numpy as np
+
+_SPARSE, _HIDDEN = "sparse_categorical_crossentropy", [("dense", 128, "relu")]
+#: name -> (hidden layers after Flatten, output activation, loss, optimizer spec, floatx)
+CONFIGURATIONS = {
+    "tutorial (adam)": (_HIDDEN, "softmax", _SPARSE, ("adam", {}), "float32"),
+    "sgd": (_HIDDEN, "softmax", _SPARSE, ("sgd", {}), "float32"),
+    "sgd momentum nesterov": (_HIDDEN, "softmax", _SPARSE, ("sgd", {"momentum": 0.9, "nesterov": True}), "float32"),
+    "rmsprop centered momentum": (_HIDDEN, "softmax", _SPARSE, ("rmsprop", {"momentum": 0.5, "centered": True}),
+                                  "float32"),
+    "dropout 0.2": (_HIDDEN + [("dropout", 0.2)], "softmax", _SPARSE, ("adam", {}), "float32"),
+    "l2 kernel": ([("dense_l2", 128, "relu")], "softmax", _SPARSE, ("adam", {}), "float32"),
+    "categorical crossentropy": (_HIDDEN, "softmax", "categorical_crossentropy", ("adam", {}), "float32"),
+    "frozen first layer": ([("frozen", 128, "relu")], "softmax", _SPARSE, ("adam", {}), "float32"),
+    "hidden softmax": ([("dense", 128, "softmax")], "softmax", _SPARSE, ("adam", {}), "float32"),
+    "float64": (_HIDDEN, "softmax", _SPARSE, ("adam", {}), "float64"),
+}
+
+
+def build(package, name, seed=0):
+    """A compiled numba model of configuration ``name`` built from ``package`` (npnet or npnet_baseline)."""
+    npnet = importlib.import_module(package)
+    hidden, output, loss, (optimizer, options), floatx = CONFIGURATIONS[name]
+    npnet.config.set_floatx(floatx)
+    try:
+        npnet.utils.set_random_seed(seed)
+        stack = [npnet.layers.Flatten(input_shape=(28, 28))]
+        for kind, value, *rest in hidden:
+            if kind == "dropout":
+                stack.append(npnet.layers.Dropout(value))
+                continue
+            layer = npnet.layers.Dense(value, activation=rest[0],
+                                       kernel_regularizer="l2" if kind == "dense_l2" else None)
+            layer.trainable = kind != "frozen"
+            stack.append(layer)
+        stack.append(npnet.layers.Dense(10, activation=output))
+        model = npnet.Sequential(stack)
+        model.build((None, 28, 28))
+    finally:
+        npnet.config.set_floatx("float32")
+    optimizer_obj = npnet.optimizers.get(optimizer) if not options else \
+        getattr(npnet.optimizers, {"sgd": "SGD", "rmsprop": "RMSprop"}[optimizer])(**options)
+    model.compile(optimizer=optimizer_obj, loss=loss, metrics=["accuracy"], backend="numba")
+    return model
+
+
+def load(n_train=60000):
+    from npnet.datasets import fashion_mnist
+    (x, y), _ = fashion_mnist.load_data()
+    table = (np.arange(256) / 255.0).astype(np.float32)
+    return table[x[:n_train]], y[:n_train].astype(np.int64)
+
+
+def timed_epoch(model, x, y, targets):
+    data_y = targets if model.loss.label_kind == "categorical" else y
+    start = time.perf_counter()
+    model.fit(x, data_y, epochs=1, batch_size=32, verbose=0)
+    return time.perf_counter() - start
+
+
+def warm(rounds, baseline, only):
+    x, y = load()
+    targets = np.eye(10, dtype=np.float32)[y]
+    entries = [("npnet", name) for name in CONFIGURATIONS if not only or name in only]
+    if baseline:
+        sys.path.insert(0, baseline)
+        entries.insert(1, ("npnet_baseline", "tutorial (adam)"))
+    for package, name in entries:  # compile the kernels once, outside the timings
+        timed_epoch(build(package, name), x[:3200], y[:3200], targets[:3200])
+    times = {key: [] for key in entries}
+    for _ in range(rounds):
+        for key in entries:
+            # A new model (same seed) for every timed epoch: each is a first epoch of training,
+            # so no configuration runs on weights it has already trained further than another's.
+            times[key].append(timed_epoch(build(*key), x, y, targets))
+    tutorial = min(times["npnet", "tutorial (adam)"])
+    for (package, name), values in times.items():
+        print(json.dumps({"package": package, "configuration": name, "epochs_s": [round(v, 4) for v in values],
+                          "best_s": round(min(values), 4), "ratio_to_tutorial": round(min(values) / tutorial, 3)}))
+
+
+def cold_child(package):
+    """Run in a fresh process: compile + first tutorial epoch, with whatever cache is configured."""
+    x, y = load()
+    start, cpu_start = time.perf_counter(), time.process_time()
+    model = build(package, "tutorial (adam)")
+    timed_epoch(model, x, y, None)
+    print(json.dumps({"package": package, "compile_and_first_epoch_s": round(time.perf_counter() - start, 3),
+                      "cpu_s": round(time.process_time() - cpu_start, 3)}))
+
+
+def cold(baseline, repeats):
+    packages = ["npnet"] + (["npnet_baseline"] if baseline else [])
+    for _ in range(repeats):
+        for package in packages:
+            with tempfile.TemporaryDirectory(prefix="npnet-cold-") as cache:
+                env = dict(os.environ, NUMBA_CACHE_DIR=cache,
+                           PYTHONPATH=os.pathsep.join(filter(None, [baseline, os.getcwd()])))
+                result = subprocess.run([sys.executable, "-m", "benchmarks.coverage_speed", "cold-child", package],
+                                        env=env, capture_output=True, text=True, check=True)
+                print(result.stdout.strip().splitlines()[-1])
+
+
+def main(argv=None):
+    parser = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
+    parser.add_argument("mode", choices=["warm", "cold", "cold-child"])
+    parser.add_argument("package", nargs="?", default="npnet")
+    parser.add_argument("--rounds", type=int, default=3)
+    parser.add_argument("--baseline", default=None, help="directory holding an older copy as npnet_baseline/")
+    parser.add_argument("--only", action="append", default=[], help="run only this configuration (repeatable)")
+    args = parser.parse_args(argv)
+    if args.mode == "warm":
+        warm(args.rounds, args.baseline, args.only)
+    elif args.mode == "cold":
+        cold(args.baseline, args.rounds)
+    else:
+        cold_child(args.package)
+
+
+if __name__ == "__main__":
+    main()

@@ -1,0 +1,230 @@
+"""The coverage table: every piece npnet offers, and which backend trains it.
+
+``COVERAGE`` lists each piece once with a minimal model that uses it. For every row the
+NumPy backend must train it, and the numba backend must either train it too (the automatic
+choice then picks numba) or refuse it with a reason that names it (the automatic choice then
+picks NumPy). ``test_every_registered_piece_is_in_the_table`` fails as soon as npnet
+registers an activation, loss, optimizer, regularizer, layer or metric that is not listed
+here, so the table cannot fall behind. README's table is generated from this one
+(``python -m tests.test_backend_coverage``) and checked to be current.
+
+Equivalence (numba == NumPy to 1e-6 / 1e-12) is tested piece by piece in
+``tests/test_numba_coverage.py``; this file only says who runs what.
+"""
+
+import os
+import sys
+
+import numpy as np
+import pytest
+
+import npnet
+from npnet import activations, config, layers, losses, metrics, optimizers, regularizers, utils
+
+N_FEATURES, N_CLASSES = 5, 3
+
+
+@pytest.fixture(autouse=True)
+def _automatic_backend(monkeypatch):
+    """backend=None must mean the automatic choice here, whatever the environment says."""
+    monkeypatch.delenv("NPNET_BACKEND", raising=False)
+REPO_ROOT = os.path.dirname(os.path.dirname(os.path.abspath(__file__)))
+
+
+class _Doubling(layers.Layer):
+    """A user's own layer class."""
+
+    def forward(self, x, training=False):
+        return 2 * x, None
+
+    def backward(self, dL_dy, cache, need_input_grad=True):
+        return 2 * dL_dy, {}
+
+
+def _model(hidden=None, output="softmax", extra=None):
+    """Dense(6, hidden) -> [extra layers] -> Dense(N_CLASSES, output), built."""
+    stack = [layers.Dense(6, activation=hidden or "relu")] + list(extra or []) + \
+        [layers.Dense(N_CLASSES, activation=output)]
+    return stack
+
+
+def _frozen():
+    stack = _model()
+    stack[0].trainable = False
+    return stack
+
+
+def _schedule():
+    return optimizers.SGD(learning_rate=optimizers.schedules.ExponentialDecay(0.01, 10, 0.9))
+
+
+def _custom_activation():
+    return _model(hidden=activations.Activation("relu", npnet.functional.relu_forward,
+                                                npnet.functional.relu_backward))
+
+
+# (kind, piece, make layers, compile settings, numba: True or a word its refusal names)
+COVERAGE = [("layer", "Flatten", lambda: [layers.Flatten()] + _model(), {}, True),
+            ("layer", "Dense", _model, {}, True),
+            ("layer", "Dropout", lambda: _model(extra=[layers.Dropout(0.3)]), {}, True),
+            ("layer", "Dropout on the input", lambda: [layers.Dropout(0.3, seed=1)] + _model(), {}, True),
+            ("layer", "ReLU (after a linear Dense)", lambda: _model(hidden="linear", extra=[layers.ReLU()]), {}, True),
+            ("layer", "Softmax (after a linear Dense)",
+             lambda: _model(output="linear") + [layers.Softmax()], {}, True),
+            ("layer", "a layer class of your own", lambda: _model(extra=[_Doubling()]), {}, "_Doubling"),
+            ("layer", "two Dropout layers in a row",
+             lambda: _model(extra=[layers.Dropout(0.1), layers.Dropout(0.2)]), {}, "two Dropout"),
+            ("layer", "Dropout after the output layer", lambda: _model() + [layers.Dropout(0.5)], {}, "after the last"),
+            ("layer", "ReLU/Softmax layer after a non-linear Dense",
+             lambda: _model(hidden="tanh", extra=[layers.ReLU()]), {}, "ReLU layer"),
+            ("option", "frozen layer (trainable = False)", _frozen, {}, True),
+            ("option", "float32 weights", _model, {}, True),
+            ("option", "float64 weights (set_floatx('float64'))", _model, {"floatx": "float64"}, True),
+            ("option", "learning-rate schedule object", _model, {"optimizer": _schedule}, "schedule"),
+            ("activation", "custom Activation object", _custom_activation, {}, "custom Activation")]
+from npnet.kernels import dense as _kernels  # noqa: E402
+
+NUMBA_ACTIVATIONS = set(_kernels.ACTIVATION_CODES)
+NUMBA_LOSSES = ("sparse_categorical_crossentropy", "categorical_crossentropy")
+#: the accuracies the kernels count themselves; every other metric needs the outputs (NumPy)
+NUMBA_METRICS = ("accuracy", "acc", "sparse_categorical_accuracy", "categorical_accuracy")
+OTHER_METRICS = ("binary_accuracy", "mse", "mae", "mean_squared_error", "mean_absolute_error",
+                 "sparse_top_k_categorical_accuracy", "top_k_categorical_accuracy", "auc", "precision",
+                 "recall", "binary_crossentropy", "categorical_crossentropy", "sparse_categorical_crossentropy")
+LOSS_CLASSES = {cls.name: cls for cls in losses._BY_NAME.values() if isinstance(cls, type)}
+
+
+def _numba_says(name, covered):
+    return True if covered else activations.get(name).name if name in activations.names() else name
+
+
+COVERAGE += [("activation", f"{name} (hidden)", lambda name=name: _model(hidden=name), {},
+              _numba_says(name, name in NUMBA_ACTIVATIONS)) for name in activations.names()]
+COVERAGE += [("activation", f"{name} (output)", lambda name=name: _model(output=name),
+              {"loss": lambda: losses.SparseCategoricalCrossentropy(from_logits=name != "softmax")},
+              _numba_says(name, name in NUMBA_ACTIVATIONS)) for name in activations.names()]
+COVERAGE += [("loss", f"{name}{suffix}", _model if not from_logits else (lambda: _model(output="linear")),
+              {"loss": lambda cls=cls, f=from_logits: cls(from_logits=f)}, True)
+             for name, cls in LOSS_CLASSES.items() if name in NUMBA_LOSSES
+             for suffix, from_logits in (("", False), (" (from_logits=True)", True))]
+COVERAGE += [("loss", name, lambda: _model(output="sigmoid"), {"loss": lambda cls=cls: cls()}, name)
+             for name, cls in LOSS_CLASSES.items() if name not in NUMBA_LOSSES]
+COVERAGE += [("optimizer", f"{name}{suffix}", _model, {"optimizer": lambda cls=cls, kw=kw: cls(**kw)}, True)
+             for name, cls in optimizers._BY_NAME.items()
+             for suffix, kw in {"sgd": [("", {}), (" momentum", {"momentum": 0.9}),
+                                        (" nesterov", {"momentum": 0.9, "nesterov": True})],
+                                "rmsprop": [("", {}), (" momentum", {"momentum": 0.5}),
+                                            (" centered", {"centered": True})]}.get(name, [("", {})])]
+COVERAGE += [("regularizer", f"{name} on the kernel", lambda name=name: [layers.Dense(6, kernel_regularizer=name)]
+              + _model()[1:], {}, True if name == "l2" else "kernel_regularizer")
+             for name in regularizers._BY_NAME]
+COVERAGE += [("layer", f"{name}", lambda name=name, args=args: _model(hidden="linear",
+                                                                     extra=[getattr(layers, name)(*args)]),
+              {}, name) for name, args in (("LeakyReLU", ()), ("Activation", ("elu",)))]
+COVERAGE += [("metric", name, _model, {"metrics": [name], "loss": lambda name=name: losses.get(
+              "categorical_crossentropy" if name == "categorical_accuracy" else "sparse_categorical_crossentropy")},
+              True) for name in NUMBA_METRICS]
+
+
+def _compile_settings(settings):
+    loss = settings.get("loss", lambda: losses.SparseCategoricalCrossentropy())()
+    optimizer = settings.get("optimizer", lambda: optimizers.Adam())()
+    return loss, optimizer, settings.get("metrics", ["accuracy"]), settings.get("floatx", "float32")
+
+
+def _build(make_layers, floatx):
+    previous = config.floatx()
+    config.set_floatx(floatx)
+    try:
+        utils.set_random_seed(0)
+        model = npnet.Sequential(make_layers())
+        model.build((None, N_FEATURES))
+    finally:
+        config.set_floatx(previous)
+    return model
+
+
+def _data(loss):
+    rng = np.random.default_rng(0)
+    x = rng.standard_normal((40, N_FEATURES))
+    y = rng.integers(0, N_CLASSES, 40)
+    return x, (y if loss.label_kind == "sparse" else np.eye(N_CLASSES)[y])
+
+
+@pytest.mark.parametrize("row", COVERAGE, ids=[f"{kind}: {piece}" for kind, piece, *_ in COVERAGE])
+def test_each_piece_runs_on_numpy_and_numba_runs_it_or_names_it(row):
+    kind, piece, make_layers, settings, numba = row
+    loss, optimizer, metric_names, floatx = _compile_settings(settings)
+    from npnet.backends import numba_backend
+
+    model = _build(make_layers, floatx)
+    reason = numba_backend.unsupported_reason(model.layers, loss, optimizer)
+    if numba is True:
+        assert reason is None, f"{piece}: {reason}"
+    else:
+        assert reason is not None and numba in reason, f"{piece}: the numba backend's reason was {reason!r}"
+    x, y = _data(loss)
+    losses_by_backend = {}
+    for backend in ("numpy", None) if numba is True else ("numpy",):
+        model = _build(make_layers, floatx)
+        model.compile(optimizer=_compile_settings(settings)[1], loss=_compile_settings(settings)[0],
+                      metrics=metric_names, backend=backend)
+        utils.set_random_seed(1)
+        losses_by_backend[model.backend_name] = model.fit(x, y, batch_size=8, epochs=1, verbose=0).history["loss"]
+    if numba is True:
+        np.testing.assert_allclose(losses_by_backend["numba"], losses_by_backend["numpy"], rtol=1e-5)
+    else:
+        model = _build(make_layers, floatx)
+        with pytest.raises(NotImplementedError, match="backend='numpy'"):
+            model.compile(optimizer=optimizer, loss=loss, metrics=metric_names, backend="numba")
+        model.compile(optimizer=_compile_settings(settings)[1], loss=_compile_settings(settings)[0],
+                      metrics=metric_names)
+        assert model.backend_name == "numpy"  # the automatic choice falls back
+
+
+def test_every_registered_piece_is_in_the_table():
+    """A new activation, loss, optimizer, regularizer, layer or metric must be added to
+    COVERAGE (and so to README's table), covered by numba or named as not covered."""
+    pieces = {(kind, piece.split(" ")[0]) for kind, piece, *_ in COVERAGE}
+    pieces |= {("metric", name) for name in OTHER_METRICS}
+    registered = ([("activation", name) for name in activations.names()]
+                  + [("loss", name) for name in LOSS_CLASSES]
+                  + [("optimizer", name) for name in optimizers._BY_NAME]
+                  + [("regularizer", name) for name in regularizers._BY_NAME]
+                  + [("layer", name) for name in layers.LAYERS]
+                  + [("metric", name) for name in metrics._BY_NAME if name.islower()])
+    missing = [entry for entry in registered if entry not in pieces]
+    assert not missing, f"add these to COVERAGE in tests/test_backend_coverage.py: {missing}"
+
+
+@pytest.mark.parametrize("name", OTHER_METRICS)
+def test_metrics_that_need_the_outputs_run_on_numpy_and_numba_names_them(name):
+    """The kernels count argmax accuracies only; any other metric sees each batch's outputs,
+    which the NumPy backend gives: 'auto' uses it, 'numba' refuses naming the metric."""
+    model = _build(_model, "float32")
+    loss = "sparse_categorical_crossentropy" if name.startswith("sparse") else "categorical_crossentropy"
+    with pytest.raises(NotImplementedError, match=f"metrics .*{name}"):
+        model.compile(optimizer="adam", loss=loss, metrics=[name], backend="numba")
+    model.compile(optimizer="adam", loss=loss, metrics=[name])
+    assert model.backend_name == "numpy"
+    history = model.fit(*_data(model.loss), batch_size=8, epochs=1, verbose=0).history
+    assert name in history and np.isfinite(history[name][0])
+
+
+def markdown_table():
+    """README's coverage table: one row per piece, the backends as columns."""
+    lines = ["| piece | NumPy backend | numba backend |", "|---|---|---|"]
+    for kind, piece, _, _, numba in COVERAGE:
+        lines.append(f"| {kind}: {piece} | yes | {'yes' if numba is True else 'no: NumPy is used'} |")
+    lines += [f"| metric: {name} | yes | no: NumPy is used |" for name in OTHER_METRICS]
+    return "\n".join(lines)
+
+
+def test_readme_table_is_current():
+    with open(os.path.join(REPO_ROOT, "README.md"), encoding="utf-8") as readme:
+        text = readme.read()
+    assert markdown_table() in text, "regenerate it: python -m tests.test_backend_coverage"
+
+
+if __name__ == "__main__":
+    sys.stdout.write(markdown_table() + "\n")

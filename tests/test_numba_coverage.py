@@ -1,0 +1,244 @@
+"""Equivalence of the numba and NumPy backends, piece by piece (issue 13, point 3).
+
+Each test trains one model twice from the same initial weights and the same batch order,
+once per backend, for about 100 steps, and compares every weight, the optimizer's state and
+step count, the history and the generator's state afterwards (Dropout draws from it, so
+equal states mean equal numbers of draws). Tolerances: max |Δw| <= 1e-6 in float32 and
+1e-12 in float64. Dropout's masks are equal by construction, so any difference in them would
+show as a difference of the size of the weights themselves.
+
+The cases are chosen so that every optimizer, every loss and head, Dropout and L2, frozen
+layers, activation layers and both float types each meet the others at least once, without
+compiling the full product of them (each combination is its own compiled kernel).
+"""
+
+import numpy as np
+import pytest
+
+import npnet
+from npnet import config, layers, optimizers, regularizers, utils
+
+pytest.importorskip("numba")
+
+TOLERANCE = {"float32": 1e-6, "float64": 1e-12}
+LOSS_RTOL = {"float32": 1e-5, "float64": 1e-10}
+
+OPTIMIZERS = {
+    "adam": lambda: optimizers.Adam(),  # 1e-3: Adam turns rounding of tiny gradients into ±lr steps
+    "sgd": lambda: optimizers.SGD(learning_rate=0.1),
+    "sgd-momentum": lambda: optimizers.SGD(learning_rate=0.05, momentum=0.9),
+    "sgd-nesterov": lambda: optimizers.SGD(learning_rate=0.05, momentum=0.9, nesterov=True),
+    "rmsprop": lambda: optimizers.RMSprop(learning_rate=0.003, rho=0.8),
+    "rmsprop-momentum-centered": lambda: optimizers.RMSprop(learning_rate=0.002, momentum=0.5, centered=True),
+}
+
+#: loss name -> (output activation, loss object, whether targets are one-hot rows)
+LOSSES = {
+    "sparse, softmax head": ("softmax", lambda: npnet.losses.SparseCategoricalCrossentropy(), False),
+    "categorical, softmax head": ("softmax", lambda: npnet.losses.CategoricalCrossentropy(), True),
+    "sparse, from logits": ("linear", lambda: npnet.losses.SparseCategoricalCrossentropy(from_logits=True), False),
+    "categorical, from logits, softmax output": (
+        "softmax", lambda: npnet.losses.CategoricalCrossentropy(from_logits=True), True),
+    "sparse, sigmoid probabilities": ("sigmoid", lambda: npnet.losses.SparseCategoricalCrossentropy(), False),
+    "categorical, sigmoid probabilities": ("sigmoid", lambda: npnet.losses.CategoricalCrossentropy(), True),
+}
+
+N_FEATURES, N_CLASSES = 12, 4
+
+
+def stack(extras, output_activation, hidden_activation="relu"):
+    """Dense(16) -> Dense(8, tanh) -> Dense(N_CLASSES, output), with ``extras`` from
+    {"dropout", "input-dropout", "l2", "bias-l2"} inserted."""
+    l2 = regularizers.L2(0.01) if "l2" in extras else None
+    result = [layers.Dropout(0.1, seed=7)] if "input-dropout" in extras else []
+    result.append(layers.Dense(16, activation=hidden_activation, kernel_regularizer=l2))
+    if "dropout" in extras:
+        result.append(layers.Dropout(0.25))
+    result.append(layers.Dense(8, activation="tanh", kernel_regularizer=l2))
+    if "dropout" in extras:
+        result.append(layers.Dropout(0.5))
+    result.append(layers.Dense(N_CLASSES, activation=output_activation))
+    return result
+
+
+def make_pair(make_layers, loss, optimizer, floatx, seed=0):
+    """(NumPy model, numba model) of floatx weights with equal initial weights."""
+    models = []
+    for backend in ("numpy", "numba"):
+        previous = config.floatx()
+        config.set_floatx(floatx)
+        try:
+            utils.set_random_seed(seed)
+            model = npnet.Sequential(make_layers())
+            model.build((None, N_FEATURES))
+        finally:
+            config.set_floatx(previous)
+        model.compile(optimizer=optimizer(), loss=loss(), metrics=["accuracy"], backend=backend)
+        assert model.backend_name == backend
+        models.append(model)
+    models[1].set_weights(models[0].get_weights())
+    return models
+
+
+def make_data(n_samples, categorical, seed=1):
+    rng = np.random.default_rng(seed)
+    x = rng.standard_normal((n_samples, N_FEATURES))
+    y = rng.integers(0, N_CLASSES, n_samples)
+    return x, (np.eye(N_CLASSES)[y] if categorical else y)
+
+
+def train_and_compare(reference, fast, x, y, batch_size, floatx, epochs=1):
+    """Fit both with the same shuffles; compare weights, state, history and generator."""
+    histories, after, before = [], [], reference.optimizer.iterations
+    for model in (reference, fast):
+        utils.set_random_seed(2)
+        histories.append(model.fit(x, y, batch_size=batch_size, epochs=epochs, verbose=0).history)
+        after.append(utils.rng().random())  # the generator's state: same draws on both
+    steps = epochs * -(-x.shape[0] // batch_size)
+    assert reference.optimizer.iterations == fast.optimizer.iterations == before + steps
+    differences = {name: float(np.max(np.abs(a - b))) for name, a, b in
+                   zip(reference.weight_names(), reference.get_weights(), fast.get_weights())}
+    assert max(differences.values()) <= TOLERANCE[floatx], differences
+    assert all(w.dtype == np.dtype(floatx) for w in fast.get_weights())
+    for slot, arrays in (reference.optimizer.state or {}).items():
+        for ours, theirs in zip(fast.optimizer.state[slot], arrays):
+            np.testing.assert_allclose(ours, theirs, rtol=1e-4, atol=TOLERANCE[floatx], err_msg=slot)
+    np.testing.assert_allclose(histories[1]["loss"], histories[0]["loss"], rtol=LOSS_RTOL[floatx])
+    assert histories[1]["accuracy"] == histories[0]["accuracy"]
+    assert after[0] == after[1]
+    # Inference: evaluate and predict agree too (dropout off, penalties in the loss).
+    np.testing.assert_allclose(fast.evaluate(x, y, batch_size=48, verbose=0),
+                               reference.evaluate(x, y, batch_size=48, verbose=0), rtol=LOSS_RTOL[floatx])
+    np.testing.assert_allclose(fast.predict(x, verbose=0), reference.predict(x, verbose=0),
+                               rtol=LOSS_RTOL[floatx], atol=TOLERANCE[floatx])
+    return differences
+
+
+# 3190 samples at batch 32: 100 steps, the last of 22 samples.
+N_SAMPLES, BATCH = 3190, 32
+
+
+@pytest.mark.parametrize("floatx", ["float32", "float64"])
+@pytest.mark.parametrize("extras", [(), ("dropout", "l2")], ids=["plain", "dropout+l2"])
+@pytest.mark.parametrize("optimizer", list(OPTIMIZERS))
+def test_each_optimizer_with_and_without_dropout_and_l2(optimizer, extras, floatx):
+    reference, fast = make_pair(lambda: stack(extras, "softmax"), npnet.losses.SparseCategoricalCrossentropy,
+                                OPTIMIZERS[optimizer], floatx)
+    x, y = make_data(N_SAMPLES, categorical=False)
+    train_and_compare(reference, fast, x, y, BATCH, floatx)
+
+
+@pytest.mark.parametrize("floatx", ["float32", "float64"])
+@pytest.mark.parametrize("extras", [(), ("input-dropout", "dropout", "l2")], ids=["plain", "dropout+l2"])
+@pytest.mark.parametrize("loss", list(LOSSES))
+def test_each_loss_and_head_with_and_without_dropout_and_l2(loss, extras, floatx):
+    output, make_loss, categorical = LOSSES[loss]
+    reference, fast = make_pair(lambda: stack(extras, output), make_loss, OPTIMIZERS["adam"], floatx)
+    x, y = make_data(N_SAMPLES, categorical)
+    train_and_compare(reference, fast, x, y, BATCH, floatx)
+
+
+@pytest.mark.parametrize("floatx", ["float32", "float64"])
+@pytest.mark.parametrize("batch_size, n_samples, epochs", [(1, 100, 1), (32, 3200, 1), (32, 327, 9)],
+                         ids=["batch-1", "batch-32", "last-partial-batch"])
+def test_batch_sizes(batch_size, n_samples, epochs, floatx):
+    reference, fast = make_pair(lambda: stack(("dropout", "l2"), "softmax"),
+                                npnet.losses.CategoricalCrossentropy, OPTIMIZERS["rmsprop-momentum-centered"],
+                                floatx)
+    x, y = make_data(n_samples, categorical=True)
+    train_and_compare(reference, fast, x, y, batch_size, floatx, epochs)
+
+
+def _freeze(which):
+    def make():
+        result = stack(("dropout", "l2"), "softmax")
+        dense = [layer for layer in result if isinstance(layer, layers.Dense)]
+        for index in which:
+            dense[index].trainable = False
+        return result
+    return make
+
+
+@pytest.mark.parametrize("floatx", ["float32", "float64"])
+@pytest.mark.parametrize("frozen", [(0,), (1,), (2,), (0, 2), (0, 1, 2)],
+                         ids=["first", "middle", "output", "first-and-output", "all"])
+def test_frozen_layers_get_no_update(frozen, floatx):
+    """``trainable = False``: no gradient, no update, no optimizer state; the layers below
+    a frozen one still train through it. The penalty of a frozen kernel stays in the loss."""
+    reference, fast = make_pair(_freeze(frozen), npnet.losses.SparseCategoricalCrossentropy,
+                                OPTIMIZERS["sgd-momentum"], floatx)
+    before = fast.get_weights()
+    x, y = make_data(N_SAMPLES, categorical=False)
+    train_and_compare(reference, fast, x, y, BATCH, floatx)
+    after = fast.get_weights()
+    for index in range(3):
+        unchanged = np.array_equal(before[2 * index], after[2 * index])
+        assert unchanged == (index in frozen), index
+    assert len(fast.optimizer.state["momentum"]) == 2 * (3 - len(frozen))
+
+
+@pytest.mark.parametrize("floatx", ["float32", "float64"])
+@pytest.mark.parametrize("hidden", ["linear", "sigmoid", "tanh", "softmax"])
+def test_every_hidden_activation(hidden, floatx):
+    reference, fast = make_pair(lambda: stack(("dropout",), "softmax", hidden_activation=hidden),
+                                npnet.losses.SparseCategoricalCrossentropy, OPTIMIZERS["adam"], floatx)
+    x, y = make_data(N_SAMPLES, categorical=False)
+    train_and_compare(reference, fast, x, y, BATCH, floatx)
+
+
+def test_activation_layers_and_flatten_anywhere():
+    """Dense(16) + ReLU(), a Flatten in the middle and Dense(4) + Softmax() are what
+    Dense(16, 'relu') and Dense(4, 'softmax') are, on both backends."""
+    def make():
+        return [layers.Flatten(), layers.Dense(16), layers.ReLU(), layers.Flatten(), layers.Dropout(0.3),
+                layers.Dense(N_CLASSES), layers.Softmax()]
+    reference, fast = make_pair(make, npnet.losses.SparseCategoricalCrossentropy, OPTIMIZERS["adam"], "float32")
+    x, y = make_data(N_SAMPLES, categorical=False)
+    train_and_compare(reference, fast, x, y, BATCH, "float32")
+
+
+def test_dropout_masks_are_the_numpy_layers_masks_with_several_steps_per_call():
+    """With 64 batches per kernel call (masks drawn ahead for all of them) and one batch per
+    call, training is identical, and identical to the NumPy backend's."""
+    results = []
+    for steps_per_execution in (1, 64):
+        reference, fast = make_pair(lambda: stack(("input-dropout", "dropout"), "softmax"),
+                                    npnet.losses.SparseCategoricalCrossentropy, OPTIMIZERS["adam"], "float32")
+        fast.compile(optimizer=fast.optimizer, loss=fast.loss, metrics=["accuracy"], backend="numba",
+                     steps_per_execution=steps_per_execution)
+        x, y = make_data(N_SAMPLES, categorical=False)
+        train_and_compare(reference, fast, x, y, BATCH, "float32", epochs=2)
+        results.append(fast.get_weights())
+    assert all(np.array_equal(a, b) for a, b in zip(*results))
+
+
+def test_dropout_masks_split_across_calls_when_large(monkeypatch):
+    """Masks of many batches are drawn in chunks of at most MASK_BYTES: same training."""
+    from npnet.backends import numba_backend
+    monkeypatch.setattr(numba_backend, "MASK_BYTES", 3 * 32 * (N_FEATURES + 16 + 8))
+    reference, fast = make_pair(lambda: stack(("input-dropout", "dropout"), "softmax"),
+                                npnet.losses.SparseCategoricalCrossentropy, OPTIMIZERS["adam"], "float32")
+    calls = []
+    kernel = numba_backend.K.train_batches
+
+    def counting(*args):
+        calls.append(args[6])
+        return kernel(*args)
+    monkeypatch.setattr(numba_backend.K, "train_batches", counting)
+    x, y = make_data(N_SAMPLES, categorical=False)
+    train_and_compare(reference, fast, x, y, BATCH, "float32")
+    assert max(calls) == 3 and sum(calls) == 100
+
+
+def test_changing_trainable_after_compile_is_seen_as_by_the_numpy_backend():
+    """The NumPy backend reads ``layer.trainable`` at every step; so does the numba backend
+    (an optimizer built for other weights then refuses, on both)."""
+    reference, fast = make_pair(lambda: stack((), "softmax"), npnet.losses.SparseCategoricalCrossentropy,
+                                lambda: optimizers.SGD(0.1), "float32")
+    x, y = make_data(320, categorical=False)
+    for model in (reference, fast):
+        model.layers[0].trainable = False
+    train_and_compare(reference, fast, x, y, BATCH, "float32")
+    for model in (reference, fast):
+        model.layers[0].trainable = True
+    train_and_compare(reference, fast, x, y, BATCH, "float32")
