@@ -422,7 +422,8 @@ def _hyperparameters(optimizer, dtype):
     """The optimizer's scalars as the kernels read them, cast to the weights' dtype as
     :mod:`npnet.functional` casts them."""
     if type(optimizer) is Adam:
-        values = [optimizer.learning_rate, optimizer.beta_1, optimizer.beta_2, optimizer.epsilon]
+        values = [optimizer.learning_rate, optimizer.beta_1, optimizer.beta_2, optimizer.epsilon,
+                  1.0 - optimizer.beta_1, 1.0 - optimizer.beta_2]
     elif type(optimizer) is SGD:
         values = [optimizer.learning_rate, optimizer.momentum]
     else:

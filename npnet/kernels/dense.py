@@ -624,8 +624,9 @@ def adam_step_size(step, learning_rate, beta_1, beta_2):
 
 
 @kernel
-def adam_update(param, grad, m, v, alpha, beta_1, beta_2, epsilon):
-    """Mirrors ``functional.adam_update`` (given its step size ``alpha``), in place.
+def adam_update(param, grad, m, v, alpha, one_minus_beta_1, one_minus_beta_2, epsilon):
+    """Mirrors ``functional.adam_update`` (given its step size ``alpha`` and ``1 - β`` as
+    Keras computes them, in Python before the cast), in place.
 
     param, grad, m, v: arrays of one shape (C-contiguous), of one float dtype.
     """
@@ -633,8 +634,6 @@ def adam_update(param, grad, m, v, alpha, beta_1, beta_2, epsilon):
     grad_flat = grad.reshape(grad.size)
     m_flat = m.reshape(m.size)
     v_flat = v.reshape(v.size)
-    one_minus_beta_1 = _ONE - beta_1
-    one_minus_beta_2 = _ONE - beta_2
     for i in range(param_flat.size):
         g = grad_flat[i]
         m_flat[i] += (g - m_flat[i]) * one_minus_beta_1
@@ -695,7 +694,8 @@ def rmsprop_update(param, grad, velocity, momentum_buffer, average_grad, hyper):
             param_flat[i] -= step
 
 
-#: Adam's moments per Dense layer and ``hyper = [learning_rate, beta_1, beta_2, epsilon]``.
+#: Adam's moments per Dense layer and ``hyper = [learning_rate, beta_1, beta_2, epsilon,
+#: 1 - beta_1, 1 - beta_2]`` (the differences taken in Python before the cast, as in Keras).
 AdamState = namedtuple("AdamState", ["kernel_m", "kernel_v", "bias_m", "bias_v", "hyper"])
 #: SGD's velocities per Dense layer (None without momentum) and ``hyper = [learning_rate, momentum]``.
 SGDState = namedtuple("SGDState", ["kernel_velocity", "bias_velocity", "hyper", "nesterov"])
@@ -717,13 +717,14 @@ def slot_of(slots, i):
 def adam_apply(kernels, biases, trainable, kernel_grads, bias_grads, adam, step):
     """Mirrors ``Adam.update`` over the trainable layers at step ``step``."""
     learning_rate, beta_1, beta_2, epsilon = adam.hyper[0], adam.hyper[1], adam.hyper[2], adam.hyper[3]
+    one_minus_beta_1, one_minus_beta_2 = adam.hyper[4], adam.hyper[5]
     alpha = adam_step_size(step, learning_rate, beta_1, beta_2)
     for i in range(len(kernels)):
         if trainable[i]:
             adam_update(kernels[i], kernel_grads[i], adam.kernel_m[i], adam.kernel_v[i],
-                        alpha, beta_1, beta_2, epsilon)
+                        alpha, one_minus_beta_1, one_minus_beta_2, epsilon)
             adam_update(biases[i], bias_grads[i], adam.bias_m[i], adam.bias_v[i],
-                        alpha, beta_1, beta_2, epsilon)
+                        alpha, one_minus_beta_1, one_minus_beta_2, epsilon)
 
 
 @kernel
