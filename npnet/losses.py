@@ -165,7 +165,24 @@ def _rows(batch_mean, first, second, dtype):
                     dtype=dtype)
 
 
-class CategoricalCrossentropy(_CrossEntropy):
+class _SmoothedCrossEntropy(_CrossEntropy):
+    """A cross-entropy with Keras's ``label_smoothing`` ε: targets become ``t (1 - ε) + ε / k``."""
+
+    def __init__(self, from_logits=False, label_smoothing=0.0, name=None, reduction="sum_over_batch_size"):
+        super().__init__(from_logits, name, reduction)
+        self.label_smoothing = _fraction("label_smoothing", label_smoothing)
+
+    def _smooth(self, targets):
+        if not self.label_smoothing:
+            return targets
+        eps = targets.dtype.type(self.label_smoothing)
+        return targets * (1 - eps) + eps / targets.dtype.type(self._smoothing_classes(targets))
+
+    def get_config(self):
+        return {**super().get_config(), "label_smoothing": self.label_smoothing}
+
+
+class CategoricalCrossentropy(_SmoothedCrossEntropy):
     """Cross-entropy with one-hot targets ``y_true`` (n, k) and ``y_pred`` (n, k).
 
     ``label_smoothing`` ε replaces the targets by ``t (1 - ε) + ε / k``, as in Keras.
@@ -176,15 +193,8 @@ class CategoricalCrossentropy(_CrossEntropy):
     combines_with_softmax = True
     probabilities_of_logits = staticmethod(F.softmax_forward)
 
-    def __init__(self, from_logits=False, label_smoothing=0.0, name=None, reduction="sum_over_batch_size"):
-        super().__init__(from_logits, name, reduction)
-        self.label_smoothing = _fraction("label_smoothing", label_smoothing)
-
-    def _smooth(self, targets):
-        if not self.label_smoothing:
-            return targets
-        eps = targets.dtype.type(self.label_smoothing)
-        return targets * (1 - eps) + eps / targets.dtype.type(targets.shape[-1])
+    def _smoothing_classes(self, targets):
+        return targets.shape[-1]
 
     def prepare_targets(self, targets, y_pred):
         return targets.astype(y_pred.dtype, copy=False)
@@ -215,9 +225,6 @@ class CategoricalCrossentropy(_CrossEntropy):
     def gradient_wrt_logits(self, targets, p):
         return F.softmax_categorical_crossentropy_backward(p, self._smooth(targets))
 
-    def get_config(self):
-        return {**super().get_config(), "label_smoothing": self.label_smoothing}
-
 
 def _fraction(name, value):
     if isinstance(value, bool) or not isinstance(value, (int, float, np.floating)) or not 0 <= value <= 1:
@@ -225,7 +232,7 @@ def _fraction(name, value):
     return float(value)
 
 
-class BinaryCrossentropy(_CrossEntropy):
+class BinaryCrossentropy(_SmoothedCrossEntropy):
     """Binary cross-entropy for 0/1 targets and one probability (or logit) per output unit:
     ``Dense(1, activation='sigmoid')`` classifiers, and multi-label outputs (n, m).
 
@@ -240,15 +247,8 @@ class BinaryCrossentropy(_CrossEntropy):
     combines_with_sigmoid = True
     probabilities_of_logits = staticmethod(F.sigmoid_forward)
 
-    def __init__(self, from_logits=False, label_smoothing=0.0, name=None, reduction="sum_over_batch_size"):
-        super().__init__(from_logits, name, reduction)
-        self.label_smoothing = _fraction("label_smoothing", label_smoothing)
-
-    def _smooth(self, targets):
-        if not self.label_smoothing:
-            return targets
-        eps = targets.dtype.type(self.label_smoothing)
-        return targets * (1 - eps) + targets.dtype.type(0.5) * eps
+    def _smoothing_classes(self, targets):
+        return 2  # each output is a choice between two classes
 
     def prepare_targets(self, targets, y_pred):
         return _same_rank(targets, y_pred)
@@ -271,41 +271,36 @@ class BinaryCrossentropy(_CrossEntropy):
         """dL/dz w.r.t. the logits z, given their sigmoid p."""
         return F.sigmoid_binary_crossentropy_backward(p, self._smooth(targets))
 
-    def get_config(self):
-        return {**super().get_config(), "label_smoothing": self.label_smoothing}
-
 
 class _Regression(Loss):
-    """A loss on targets shaped like the output ((n,) targets for (n, 1) outputs are accepted)."""
+    """A loss on targets shaped like the output ((n,) targets for (n, 1) outputs are accepted),
+    computed by a pair of :mod:`npnet.functional` functions ``(per_sample, backward)``."""
 
     label_kind = "regression"
+    functions = None
 
     def prepare_targets(self, y_true, y_pred):
         return _same_rank(y_true, y_pred)
+
+    def per_sample(self, y_true, y_pred):
+        return self.functions[0](y_pred, y_true)
+
+    def gradient(self, y_true, y_pred):
+        return self.functions[1](y_pred, y_true)
 
 
 class MeanSquaredError(_Regression):
     """Mean of ``(y_pred - y_true)²`` over the outputs, then over the batch (``'mse'``)."""
 
     name = "mean_squared_error"
-
-    def per_sample(self, y_true, y_pred):
-        return F.mean_squared_error(y_pred, y_true)
-
-    def gradient(self, y_true, y_pred):
-        return F.mean_squared_error_backward(y_pred, y_true)
+    functions = (F.mean_squared_error, F.mean_squared_error_backward)
 
 
 class MeanAbsoluteError(_Regression):
     """Mean of ``|y_pred - y_true|`` over the outputs, then over the batch (``'mae'``)."""
 
     name = "mean_absolute_error"
-
-    def per_sample(self, y_true, y_pred):
-        return F.mean_absolute_error(y_pred, y_true)
-
-    def gradient(self, y_true, y_pred):
-        return F.mean_absolute_error_backward(y_pred, y_true)
+    functions = (F.mean_absolute_error, F.mean_absolute_error_backward)
 
 
 class Huber(_Regression):

@@ -11,6 +11,8 @@ import pytest
 import tensorflow as tf
 import keras
 
+from keras_helpers import keras_value_and_gradient
+
 import npnet
 from npnet import activations, layers
 
@@ -26,14 +28,6 @@ def assert_close(ours, theirs, what, rtol=2e-6, atol=2e-7):
     assert ours.shape == theirs.shape, f"{what}: shape {ours.shape} vs Keras's {theirs.shape}"
     np.testing.assert_allclose(ours, theirs, rtol=rtol, atol=atol,
                                err_msg=f"{what}\nnpnet:\n{ours}\nkeras:\n{theirs}")
-
-
-def keras_value_and_gradient(function, z, upstream):
-    z_tf = tf.Variable(z)
-    with tf.GradientTape() as tape:
-        out = function(z_tf)
-        total = tf.reduce_sum(out * upstream)
-    return out.numpy(), tape.gradient(total, z_tf).numpy()
 
 
 def inputs(seed, shape=(6, 5), scale=3.0):

@@ -12,6 +12,8 @@ import pytest
 import tensorflow as tf
 import keras
 
+from keras_helpers import keras_value_and_gradient
+
 import npnet
 from npnet import activations, functional as F, losses, utils
 from npnet.layers import Dense, Dropout, Flatten, ReLU, Softmax
@@ -28,15 +30,6 @@ def assert_close(ours, theirs, what, rtol=1e-6, atol=1e-7):
     ours, theirs = np.asarray(ours), np.asarray(theirs)
     np.testing.assert_allclose(ours, theirs, rtol=rtol, atol=atol,
                                err_msg=f"{what}\nnpnet:\n{ours}\nkeras:\n{theirs}")
-
-
-def keras_value_and_gradient(function, z, upstream):
-    """``function(z)`` in TF and the gradient of ``Σ upstream · function(z)`` w.r.t. z."""
-    z_tf = tf.Variable(z)
-    with tf.GradientTape() as tape:
-        out = function(z_tf)
-        total = tf.reduce_sum(out * upstream)
-    return out.numpy(), tape.gradient(total, z_tf).numpy()
 
 
 def random(shape, seed, scale=3.0):
