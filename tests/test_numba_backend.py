@@ -407,16 +407,17 @@ def test_non_finite_loss_stops_before_the_update_like_numpy(steps_per_execution)
 
 
 def test_non_finite_gradient_with_finite_loss_is_not_applied():
-    """A finite loss whose kernel gradient overflows to -inf (a relu output read as
-    probabilities: dL/da = -1/(n p) with p = 2e-7, times a hidden activation of 1e33). The
-    kernels' finiteness check looks at the gradients' bits, not only at the loss."""
+    """A finite loss whose kernel gradient is too large to square (a relu output read as
+    probabilities: dL/da = -1/(n p) with p = 2e-7, times a hidden activation of 1e31). The
+    kernels' finiteness check looks at the gradients, not only at the loss. (The weights are
+    normal floats: the numba backend trains with denormals flushed, as TensorFlow does.)"""
     def build(backend):
         model = npnet.Sequential([layers.Dense(1, input_shape=(1,)), layers.Dense(2, activation="relu")],
                                  name="m")
         model.compile(optimizer="adam", loss="sparse_categorical_crossentropy", metrics=["accuracy"],
                       backend=backend)
-        model.set_weights([np.array([[1e33]], np.float32), np.zeros(1, np.float32),
-                           np.array([[2e-40, 0.0]], np.float32), np.zeros(2, np.float32)])
+        model.set_weights([np.array([[1e31]], np.float32), np.zeros(1, np.float32),
+                           np.array([[2e-38, 0.0]], np.float32), np.zeros(2, np.float32)])
         return model
 
     reference, fast = build("numpy"), build("numba")
@@ -838,3 +839,25 @@ def test_two_threads_on_one_model_get_the_serial_results(what):
     for thread in threads:
         thread.join()
     assert not failures, failures[:2]
+
+
+def test_training_flushes_denormals_inside_the_kernels_and_restores_the_callers_float_mode():
+    """Inside the training kernels a float32 below the smallest normal number counts as 0, as
+    in TensorFlow's CPU threads; after the call, this thread computes with denormals again."""
+    import platform
+    if platform.machine().lower() not in ("x86_64", "amd64"):
+        pytest.skip("the float mode is set on x86-64 only")
+
+    @numba.njit
+    def scaled_inside_flush(value, factor):
+        saved = K.flush_denormals()
+        result = value * factor
+        K.restore_float_mode(saved)
+        return result
+
+    tiny, half = np.float32(1e-39), np.float32(0.5)
+    assert scaled_inside_flush(tiny, half) == 0 and scaled_inside_flush(np.float32(1e-30), half) > 0
+    assert tiny * half > 0  # outside, denormals as usual
+    _, fast = make_pair((20,), [(8, "relu"), (3, "softmax")])
+    fit_same_order(fast, *make_data(64, (20,), 3), batch_size=16, epochs=1)
+    assert tiny * half > 0 and np.float32(2e-39) / np.float32(2) > 0
