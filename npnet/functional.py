@@ -464,7 +464,7 @@ def exponential_backward(dL_da, z, a):
 
 def hard_sigmoid_forward(z):
     """Keras 3's piecewise-linear sigmoid: ``relu6(z + 3) / 6``, i.e. 0 below -3, 1 above 3,
-    ``z / 6 + 0.5`` between. (Keras 2 used ``0.2 z + 0.5`` clipped at ±2.5.)"""
+    ``z / 6 + 0.5`` between. (The formula of Keras 2 was ``0.2 z + 0.5`` clipped at ±2.5.)"""
     return np.clip(z + _as(z, 3), 0, 6) / _as(z, 6)
 
 
