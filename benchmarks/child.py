@@ -108,6 +108,10 @@ def run_workload(name, config, launch_time):
     predict["default_batch_s"] = _timed(lambda: adapter.predict(x_test), calls)
     adapter.predict(x_test, batch_size=large)  # warm-up at this batch size (Keras may retrace)
     predict["large_batch_s"] = _timed(lambda: adapter.predict(x_test, batch_size=large), calls)
+    onnx_predict = getattr(adapter, "onnx_predictor", lambda: None)()
+    if onnx_predict is not None:
+        onnx_predict(x_test)  # warm-up: onnxruntime allocates on its first run
+        predict["onnxruntime_s"] = _timed(lambda: onnx_predict(x_test), calls)
 
     image = x_test[1:2]
     for _ in range(config["single_warmup"]):

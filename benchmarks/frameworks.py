@@ -149,6 +149,21 @@ class NpnetAdapter:
     def call(self, x):
         return self.model(x)
 
+    def onnx_predictor(self):
+        """onnxruntime on this model exported to ONNX (``model.export``), or None when
+        onnx/onnxruntime are not installed: the inference runtime a benchmarker hands it to."""
+        try:
+            import onnxruntime
+        except ImportError:
+            return None
+        import tempfile
+
+        path = os.path.join(tempfile.mkdtemp(prefix="npnet-bench-"), "model.onnx")
+        self.model.export(path, format="onnx")
+        session = onnxruntime.InferenceSession(path, providers=["CPUExecutionProvider"])
+        name = session.get_inputs()[0].name
+        return lambda x: session.run(None, {name: x.astype("float32", copy=False)})[0]
+
     def compile_report(self):
         if self.backend == "numba":
             return not_measured("not separable: numba compiles (or loads from its on-disk cache) "

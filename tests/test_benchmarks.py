@@ -417,3 +417,14 @@ def test_quick_sweep_includes_the_jax_peers(tmp_path):
     for point in sweep["points"]:
         assert set(point["epoch_s"]) == set(sweep["frameworks"])
     assert "JAX + optax (lax.scan epoch)" in completed.stdout
+
+
+def test_npnet_entries_time_onnxruntime_on_the_exported_model():
+    """Next to npnet's predict, the harness times onnxruntime on the model npnet exported."""
+    pytest.importorskip("onnxruntime")
+    pytest.importorskip("onnx")
+    adapter = frameworks.create("npnet-numba")
+    adapter.build(16, seed=0)
+    x = np.random.default_rng(0).random((50, 28, 28), dtype=np.float32)
+    predictor = adapter.onnx_predictor()
+    np.testing.assert_allclose(predictor(x), adapter.predict(x), rtol=1e-5, atol=1e-6)
