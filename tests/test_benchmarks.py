@@ -4,6 +4,7 @@ The smoke tests run the real command in ``--quick`` mode (tiny data, every insta
 framework) and check the JSON it writes; nothing here asserts on how fast anything is.
 """
 
+import importlib.util
 import json
 import math
 import os
@@ -106,6 +107,8 @@ def test_quick_run_measures_every_installed_framework(quick_run):
                     "peak_rss_mib", "test_accuracy"}
         if name in COMPILE_TIME_EXPOSED:
             expected.add("compile_s")
+        if name.startswith("npnet") and importlib.util.find_spec("onnxruntime") is not None:
+            expected.add("predict_onnxruntime_s")  # onnxruntime on the model npnet exported
         cache_variable = frameworks.JIT_CACHE_ENV.get(name)
         if cache_variable:
             expected |= {"cold_startup_s", "cold_first_epoch_s"}
