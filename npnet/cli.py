@@ -82,7 +82,7 @@ def build_parser():
     tutorial.add_argument("--seed", type=non_negative_int, default=None,
                           help="random seed for weights and shuffling (default: unseeded)")
     tutorial.add_argument("--backend", choices=backends.names(), default=None,
-                          help="arithmetic backend (default: $NPNET_BACKEND, else numba)")
+                          help="arithmetic backend (default: $NPNET_BACKEND, else auto: numba when it covers the model)")
     tutorial.add_argument("--data-dir", default=None,
                           help="directory holding the four Fashion-MNIST .gz files (default: search)")
     tutorial.add_argument("--out", default=None, metavar="DIR",
