@@ -401,7 +401,12 @@ class Sequential:
         if (self._requested_backend or backends.default_name()) == "numba":
             raise NotImplementedError("backend='numba' does not train with sample_weight or class_weight; "
                                       "use backend='numpy' or leave backend unset to choose automatically")
-        return backends.create("numpy", self.layers, self.loss, self.optimizer, self.accuracy)
+        # one NumPy trainer per compiled trainer, not one per weighted batch of a generator
+        cached = getattr(self, "_weighted_trainer", None)
+        if cached is None or cached[0] is not self._trainer:
+            numpy_trainer = backends.create("numpy", self.layers, self.loss, self.optimizer, self.accuracy)
+            self._weighted_trainer = (self._trainer, numpy_trainer)
+        return self._weighted_trainer[1]
 
     def _validation_source(self, validation_data, batch_size, steps=None):
         """A function computing the validation means, or None without validation data
