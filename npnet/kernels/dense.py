@@ -43,12 +43,14 @@ invalidated when *its* source file changes, not when a callee in another file do
 import platform
 from collections import namedtuple
 
+import llvmlite.binding as llvm_binding
 import llvmlite.ir as llvm_ir
+import numba
 import numpy as np
 from numba import types
 from numba.core import cgutils
 from numba.extending import intrinsic, overload
-from numba.np.arrayobj import make_array, populate_array
+from numba.np.arrayobj import make_array
 
 from ._compile import kernel
 
@@ -81,14 +83,35 @@ def constants(dtype):
     return np.array([1e-7, 1 - 1e-7, np.sqrt(np.finfo(dtype).max)], dtype=dtype)
 
 
-#: the register tile of the two large products (:func:`dense_forward_tiled`,
-#: :func:`dense_weight_gradient_tiled`): TILE_ROWS rows by TILE_COLUMNS columns of the result,
-#: 256 float32 sums, which are 16 of the 32 AVX-512 registers
+def _vector_bytes():
+    """The width in bytes of the widest float vectors numba compiles for on this CPU.
+
+    numba targets the host CPU unless ``NUMBA_CPU_NAME`` names another, in which case only
+    the 16-byte vectors every x86-64 and ARM64 CPU has are assumed.
+    """
+    if numba.config.CPU_NAME not in (None, "host"):
+        return 16
+    features = llvm_binding.get_host_cpu_features()
+    if features.get("avx512f"):
+        return 64
+    if features.get("avx"):
+        return 32
+    return 16
+
+
+#: The register tile of the large products (:func:`matmul_tiled`): TILE_ROWS rows of the
+#: result by TILE_VECTORS vectors of VECTOR_BYTES, that is 64 float32 or 32 float64 columns
+#: on a CPU with AVX-512, whose 32 vector registers then hold the 16 sums, the 4 vectors of
+#: b and a broadcast value; 8 sums on CPUs with 16 vector registers.
+VECTOR_BYTES = _vector_bytes()
 TILE_ROWS = 4
-TILE_COLUMNS = 64
-TILE = TILE_ROWS * TILE_COLUMNS
-#: In training and evaluation every forward product whose units are a multiple of
-#: TILE_COLUMNS is tiled (faster than one-thread BLAS at these sizes: docs/performance.md).
+TILE_VECTORS = 4 if VECTOR_BYTES == 64 else 2
+#: The forward product sums over its inner dimension in blocks of this many steps, so that the
+#: block of b a tile reads (128 × 256 bytes for the tutorial's first layer) is still in the
+#: L1 cache for the next rows of x instead of coming again from L2 (docs/performance.md).
+DEPTH_BLOCK = 128
+#: In training and evaluation every forward product whose units are a whole number of tiles
+#: is tiled (faster than one-thread BLAS at these sizes: docs/performance.md).
 #: Prediction blocks of more rows than this go to BLAS instead, which can use its threads.
 PREDICT_TILED_MAX_ROWS = 256
 #: weight gradients of batches larger than this go to BLAS: the tiles read x by columns, and
@@ -97,29 +120,102 @@ GRADIENT_TILED_MAX_ROWS = 128
 
 
 @intrinsic
-def stack_accumulator(typingctx, size):
-    """A float32 array of ``size`` (a literal) elements on the stack, for use as accumulators.
+def register_tile(typingctx, a, b, out, row, column, k_start, k_stop, accumulate, rows):
+    """``out[row:row + rows, column:column + w] (+)= a[row:row + rows, k_start:k_stop] @ b[k_start:k_stop, column:column + w]``
+    with ``w = TILE_VECTORS · VECTOR_BYTES / itemsize`` columns, its sums in vector registers.
 
-    numba has no stack arrays on the CPU, and an accumulator that lives in an argument array
-    must be stored and reloaded on every step, since LLVM cannot prove it does not overlap the
-    inputs. A fixed-size stack array provably overlaps nothing, so once its loops (of constant
-    length) are unrolled LLVM keeps it in vector registers: the register tile of a matrix
-    product. Nothing is allocated on the heap. Uninitialised: the caller writes it first.
+    a: (m, p) with any strides (the weight gradient passes a transposed view), b: (p, q) and
+    out: (m, q) C-contiguous, one float dtype; ``rows`` a literal (TILE_ROWS, or 1 for the
+    rows left over). Starts from zero, or from ``out`` when ``accumulate``. For k in order,
+    each sum gets ``a[i, k] · b[k, j]`` added with one multiply-add (LLVM's ``fmuladd``: fused
+    where the CPU has FMA), so splitting k into blocks gives the same result as one pass.
+    numba cannot keep an array in registers, and LLVM's own vectoriser chooses narrower
+    vectors than the CPU has on many Intel CPUs; hence this tile written in LLVM's IR.
     """
-    if not isinstance(size, types.IntegerLiteral):
+    if not isinstance(rows, types.IntegerLiteral):
         return None
-    n = size.literal_value
-    array_type = types.Array(types.float32, 1, "C")
+    if not (b.layout in "CA" and out.layout in "CA" and a.dtype == b.dtype == out.dtype):
+        return None
+    signature = types.none(a, b, out, row, column, k_start, k_stop, accumulate, rows)
 
     def codegen(context, builder, signature, args):
-        array = make_array(array_type)(context, builder)
-        data = cgutils.alloca_once(builder, context.get_data_type(types.float32), size=n)
-        intp = lambda value: context.get_constant(types.intp, value)  # noqa: E731
-        populate_array(array, data=data, shape=[intp(n)], strides=[intp(4)], itemsize=intp(4),
-                       meminfo=None)
-        return array._getvalue()
+        tile = _TileBuilder(context, builder, signature, args)
+        tile.emit(rows.literal_value)
+        return context.get_dummy_value()
+    return signature, codegen
 
-    return array_type(size), codegen
+
+class _TileBuilder:
+    """Emits :func:`register_tile`'s IR: load or zero the sums, the loop over k, the stores."""
+
+    def __init__(self, context, builder, signature, args):
+        a_type, b_type, out_type = signature.args[:3]
+        self.builder = builder
+        self.a = make_array(a_type)(context, builder, args[0])
+        self.b = make_array(b_type)(context, builder, args[1])
+        self.out = make_array(out_type)(context, builder, args[2])
+        self.row, self.column, self.k_start, self.k_stop, self.accumulate = args[3:8]
+        self.element = context.get_data_type(out_type.dtype)
+        self.itemsize = context.get_abi_sizeof(self.element)
+        self.lanes = VECTOR_BYTES // self.itemsize
+        self.vector = llvm_ir.VectorType(self.element, self.lanes)
+        self.intp = context.get_value_type(types.intp)
+
+    def constant(self, value):
+        return llvm_ir.Constant(self.intp, value)
+
+    def offset(self, pointer, n_bytes, to=None):
+        """``pointer`` moved by ``n_bytes``, as a pointer to ``to`` (default: bytes)."""
+        byte_pointer = llvm_ir.IntType(8).as_pointer()
+        moved = self.builder.gep(self.builder.bitcast(pointer, byte_pointer), [n_bytes])
+        return moved if to is None else self.builder.bitcast(moved, to.as_pointer())
+
+    def row_start(self, array, r):
+        """Address of ``array[row + r, column]``'s row start (``column`` for out and b only)."""
+        stride = cgutils.unpack_tuple(self.builder, array.strides, 2)[0]
+        return self.offset(array.data, self.builder.mul(self.builder.add(self.row, self.constant(r)), stride))
+
+    def out_vector(self, r, v):
+        builder = self.builder
+        column_bytes = builder.mul(self.column, self.constant(self.itemsize))
+        return self.offset(self.row_start(self.out, r), builder.add(column_bytes, self.constant(v * VECTOR_BYTES)),
+                           to=self.vector)
+
+    def emit(self, n_rows):
+        builder = self.builder
+        zero = llvm_ir.Constant(self.vector, None)
+        sums = [[cgutils.alloca_once(builder, self.vector) for v in range(TILE_VECTORS)] for r in range(n_rows)]
+        for r in range(n_rows):
+            for v in range(TILE_VECTORS):
+                start = builder.select(self.accumulate, builder.load(self.out_vector(r, v), align=self.itemsize), zero)
+                builder.store(start, sums[r][v])
+        multiply_add = cgutils.get_or_insert_function(
+            builder.module, llvm_ir.FunctionType(self.vector, [self.vector] * 3),
+            f"llvm.fmuladd.v{self.lanes}f{self.itemsize * 8}")
+        a_rows = [self.row_start(self.a, r) for r in range(n_rows)]
+        a_column_stride = cgutils.unpack_tuple(builder, self.a.strides, 2)[1]
+        b_row_stride = cgutils.unpack_tuple(builder, self.b.strides, 2)[0]
+        b_first = self.offset(self.b.data, builder.mul(self.column, self.constant(self.itemsize)))
+        with cgutils.for_range_slice(builder, self.k_start, self.k_stop, self.constant(1)) as (k, _):
+            b_row = self.offset(b_first, builder.mul(k, b_row_stride))
+            b_vectors = [builder.load(self.offset(b_row, self.constant(v * VECTOR_BYTES), to=self.vector),
+                                      align=self.itemsize) for v in range(TILE_VECTORS)]
+            for r in range(n_rows):
+                value = builder.load(self.offset(a_rows[r], builder.mul(k, a_column_stride), to=self.element))
+                broadcast = self.splat(value)
+                for v in range(TILE_VECTORS):
+                    total = builder.call(multiply_add, [broadcast, b_vectors[v], builder.load(sums[r][v])])
+                    builder.store(total, sums[r][v])
+        for r in range(n_rows):
+            for v in range(TILE_VECTORS):
+                builder.store(builder.load(sums[r][v]), self.out_vector(r, v), align=self.itemsize)
+
+    def splat(self, value):
+        """A vector with ``value`` in every lane."""
+        undefined = llvm_ir.Constant(self.vector, llvm_ir.Undefined)
+        first = self.builder.insert_element(undefined, value, llvm_ir.Constant(llvm_ir.IntType(32), 0))
+        lanes_zero = llvm_ir.Constant(llvm_ir.VectorType(llvm_ir.IntType(32), self.lanes), None)
+        return self.builder.shuffle_vector(first, undefined, lanes_zero)
 
 
 def same_type(like, value):
@@ -165,10 +261,17 @@ def gather_rows(x, labels, targets, order, start, n, x_out, labels_out, targets_
 
 
 @kernel
+def tile_columns(z):
+    """The columns of one register tile for an output like ``z``: 64 float32 or 32 float64
+    with AVX-512."""
+    return TILE_VECTORS * VECTOR_BYTES // z.itemsize
+
+
+@kernel
 def tiles_fit(z):
-    """True when the register-tiled products apply to an output like ``z`` (n, units):
-    float32 (the tile's sums are float32) and units a multiple of ``TILE_COLUMNS``."""
-    return z.itemsize == 4 and z.shape[1] % TILE_COLUMNS == 0
+    """True when the register-tiled products apply to an output like ``z`` (n, units): the
+    units are a whole number of tiles."""
+    return z.shape[1] % tile_columns(z) == 0
 
 
 @kernel
@@ -185,58 +288,38 @@ def dense_forward(x, kernel_, bias, z):
 
 
 @kernel
-def matmul_tiled(a, b, out):
+def matmul_tiled(a, b, out, depth_block):
     """``out = a @ b`` without BLAS, for the two large products of a Dense layer.
 
-    a: (m, p), b: (p, q) with q a multiple of ``TILE_COLUMNS`` -> out: (m, q), written in
-    place. The sums of a tile of ``TILE_ROWS`` rows by ``TILE_COLUMNS`` columns of ``out``
-    stay in registers (:func:`stack_accumulator`) while ``a[i, k] * b[k, j]`` is added for
-    k = 0, 1, ... in order, so each row of b read from memory serves ``TILE_ROWS`` rows of a.
-    Rows left over (``m % TILE_ROWS``) get one-row tiles, with the same order of sums.
-    Compiled for this CPU, this uses its widest vectors, where the BLAS may be limited to
-    older ones (``OPENBLAS_CORETYPE``). a may be a transposed view (the weight gradient).
+    a: (m, p) (a transposed view for the weight gradient), b: (p, q) with rows of unit
+    stride, q a whole number of tiles (:func:`tiles_fit`) -> out: (m, q), written in place.
+    Each register tile of ``TILE_ROWS`` rows (one row for the rows left over) sums
+    ``a[i, k] · b[k, j]`` for k = 0, 1, ... in order (:func:`register_tile`). k goes in
+    blocks of ``depth_block`` (:data:`DEPTH_BLOCK`), each block through every tile, the sums
+    resumed from ``out``: the same additions in the same order as one pass, with b's block
+    still in cache.
     """
     m, p = a.shape
+    width = tile_columns(out)
     whole = m - m % TILE_ROWS
-    for i0 in range(0, whole, TILE_ROWS):
-        for j0 in range(0, b.shape[1], TILE_COLUMNS):
-            total = stack_accumulator(TILE)
-            for t in range(TILE):
-                total[t] = _ZERO
-            for k in range(p):
-                b_row = b[k, j0:j0 + TILE_COLUMNS]
-                for r in range(TILE_ROWS):
-                    value = a[i0 + r, k]
-                    for j in range(TILE_COLUMNS):
-                        total[r * TILE_COLUMNS + j] += value * b_row[j]
-            for r in range(TILE_ROWS):
-                out_row = out[i0 + r, j0:j0 + TILE_COLUMNS]
-                for j in range(TILE_COLUMNS):
-                    out_row[j] = total[r * TILE_COLUMNS + j]
-    for i in range(whole, m):
-        for j0 in range(0, b.shape[1], TILE_COLUMNS):
-            total = stack_accumulator(TILE_COLUMNS)
-            for j in range(TILE_COLUMNS):
-                total[j] = _ZERO
-            for k in range(p):
-                value = a[i, k]
-                b_row = b[k, j0:j0 + TILE_COLUMNS]
-                for j in range(TILE_COLUMNS):
-                    total[j] += value * b_row[j]
-            out_row = out[i, j0:j0 + TILE_COLUMNS]
-            for j in range(TILE_COLUMNS):
-                out_row[j] = total[j]
+    for k0 in range(0, p, depth_block):
+        k1 = min(p, k0 + depth_block)
+        for j0 in range(0, out.shape[1], width):
+            for i0 in range(0, whole, TILE_ROWS):
+                register_tile(a, b, out, i0, j0, k0, k1, k0 > 0, TILE_ROWS)
+            for i in range(whole, m):
+                register_tile(a, b, out, i, j0, k0, k1, k0 > 0, 1)
 
 
 @kernel
 def dense_forward_tiled(x, kernel_, bias, z):
     """Mirrors ``functional.dense_forward``: ``z = x @ kernel + bias``, without BLAS.
 
-    x: (n, d_in), kernel_: (d_in, units) with units a multiple of ``TILE_COLUMNS``, bias:
+    x: (n, d_in), kernel_: (d_in, units) with units a whole number of tiles, bias:
     (units,) -> z: (n, units), written in place: :func:`matmul_tiled`, then the bias (each
     sum is complete before the bias is added, as in NumPy).
     """
-    matmul_tiled(x, kernel_, z)
+    matmul_tiled(x, kernel_, z, DEPTH_BLOCK)
     for i in range(z.shape[0]):
         row = z[i]
         for j in range(z.shape[1]):
@@ -247,12 +330,12 @@ def dense_forward_tiled(x, kernel_, bias, z):
 def dense_weight_gradient_tiled(dL_dz, x, dL_dkernel):
     """Mirrors the kernel gradient of ``functional.dense_backward``: ``x.T @ dL_dz``, without BLAS.
 
-    dL_dz: (n, units) with units a multiple of ``TILE_COLUMNS``, x: (n, d_in) ->
+    dL_dz: (n, units) with units a whole number of tiles, x: (n, d_in) ->
     dL_dkernel: (d_in, units): :func:`matmul_tiled` on the transposed view of x, so a tile
-    is ``TILE_ROWS`` input features by ``TILE_COLUMNS`` units, each row of dL_dz read serves
-    ``TILE_ROWS`` features, and the sum over samples runs in order i = 0, 1, ...
+    is ``TILE_ROWS`` input features by a tile's columns of units, each row of dL_dz read
+    serves ``TILE_ROWS`` features, and the sum over samples runs in order i = 0, 1, ...
     """
-    matmul_tiled(x.T, dL_dz, dL_dkernel)
+    matmul_tiled(x.T, dL_dz, dL_dkernel, DEPTH_BLOCK)
 
 
 @kernel
@@ -263,8 +346,8 @@ def dense_backward(dL_dz, x, kernel_, dL_dkernel, dL_dbias, dL_dx, need_weight_g
     dL_dkernel = x.T @ dL_dz (d_in, units), dL_dbias = column sums of dL_dz (units,)
     when ``need_weight_grads`` (a frozen layer needs none), and dL_dx = dL_dz @ kernel_.T
     (n, d_in) when ``need_input_grad``.
-    The kernel gradient is :func:`dense_weight_gradient_tiled` when the units are a multiple
-    of ``TILE_COLUMNS``, the weights float32 and the batch has at most
+    The kernel gradient is :func:`dense_weight_gradient_tiled` when the units are a whole
+    number of tiles (:func:`tiles_fit`) and the batch has at most
     ``GRADIENT_TILED_MAX_ROWS`` rows, BLAS otherwise. The bias gradient adds the rows one
     after another, in the order NumPy's ``sum(axis=0)`` does.
     """
