@@ -25,11 +25,12 @@ own. Two threads evaluating or predicting with one model get the results of seri
 """
 
 import threading
+import time
 from collections import namedtuple
 
 import numpy as np
 
-from .. import activations, heads, regularizers
+from .. import activations, config, heads, regularizers
 from ..layers import Dense, Dropout, Flatten, ReLU, Softmax
 from ..losses import CategoricalCrossentropy, SparseCategoricalCrossentropy
 from ..optimizers import SGD, Adam, RMSprop
@@ -84,6 +85,103 @@ PREDICT_BLOCK = 1024
 MASK_BYTES = 1 << 24
 
 _single_threaded_blas = SingleThreadedBlas(linked_by="scipy")
+
+#: The automatic choice considers threads only for models whose tiled products hold at least
+#: this many multiply-adds per step (batch × inputs × units): the tutorial's 3.2 million at
+#: batch 32 never gain from them on a 2-core machine (docs/performance.md).
+AUTO_THREADS_MIN_WORK = 10_000_000
+
+
+def _tiled_work(net, batch_size):
+    """Multiply-adds per step in the products the register tiles compute."""
+    return sum(batch_size * k.shape[0] * k.shape[1] for k in net.kernels
+               if k.shape[1] % (K.TILE_VECTORS * K.VECTOR_BYTES // k.itemsize) == 0)
+
+
+class AdaptiveThreads:
+    """The automatic thread count of one model: measured, not guessed.
+
+    Results are the same bit for bit on one thread or several, so the choice is free to
+    follow the machine: whether a helper thread pays depends on the size of each step and on
+    what else the CPUs are running, which changes while a model trains. For a model with
+    enough work per step (:data:`AUTO_THREADS_MIN_WORK`), calls alternate between one thread
+    and all of numba's until each has been timed ``TRIALS`` times (the first call of each is
+    not timed: it may compile), then the faster per step is used, and the other is tried
+    again after ``RETRY_EVERY`` calls, twice as long a wait each time it loses again. A trial call runs at most ``TRIAL_STEPS`` steps, so a
+    choice that turns out slow costs little. Below that work, one thread, always.
+    """
+
+    TRIALS = 2
+    RETRY_EVERY = 16
+    TRIAL_STEPS = 4
+
+    def __init__(self):
+        self.seconds = {}  # thread count -> list of seconds per step
+        self.calls = 0
+        self.trying = False  # whether the last choice was a trial (the call runs TRIAL_STEPS)
+        self.retry_every = self.RETRY_EVERY
+        self.last_retry = 0
+
+    def choose(self, net, batch_size, explore=True):
+        """The Workspace's ``threads`` for the next call: None (one thread) or a count;
+        ``explore=False`` (evaluation) takes the best so far without trying the other."""
+        import numba
+        wanted = config.num_threads()
+        self.trying = False
+        if wanted is None:
+            many = numba.config.NUMBA_NUM_THREADS
+            if many <= 1 or _tiled_work(net, batch_size) < AUTO_THREADS_MIN_WORK:
+                return None
+            wanted = self._explore_or_exploit((1, many)) if explore else self._best((1, many))
+        count = min(wanted, numba.config.NUMBA_NUM_THREADS)
+        return None if count <= 1 else count
+
+    def _explore_or_exploit(self, options):
+        self.calls += 1
+        self.trying = True
+        untried = [n for n in options if len(self.seconds.get(n, ())) <= self.TRIALS]
+        if untried:
+            return untried[self.calls % len(untried)]
+        best = self._best(options)
+        if self.calls - self.last_retry >= self.retry_every:
+            self.last_retry = self.calls
+            self.retried_against = best
+            return next(n for n in options if n != best)
+        self.trying = False
+        return best
+
+    def _best(self, options):
+        timed = [n for n in options if len(self.seconds.get(n, ())) > self.TRIALS]
+        if len(timed) < len(options):
+            return 1
+        return min(options, key=lambda n: min(self.seconds[n][-self.TRIALS:]))
+
+    def record(self, threads, seconds, steps):
+        """Note that a call with ``threads`` (the Workspace's) took ``seconds`` for ``steps``."""
+        if steps > 0:
+            self.seconds.setdefault(threads or 1, []).append(seconds / steps)
+            del self.seconds[threads or 1][:-8]
+        if self.trying and self.last_retry == self.calls:  # a retry: back off if it lost again
+            lost = self._best(tuple(self.seconds)) == self.retried_against
+            self.retry_every = self.retry_every * 2 if lost else self.RETRY_EVERY
+
+
+class _numba_threads:
+    """Context manager: numba's thread count for this thread set to ``count`` (None: unchanged)."""
+
+    def __init__(self, count):
+        self.count = count
+
+    def __enter__(self):
+        if self.count is not None:
+            import numba
+            self.saved = numba.get_num_threads()
+            numba.set_num_threads(self.count)
+
+    def __exit__(self, *exc):
+        if self.count is not None:
+            import numba
+            numba.set_num_threads(self.saved)
 
 #: What the kernels run, read from the layers: the Dense layers, their activation codes, and
 #: per Dense layer the Dropout layer on its input (or None).
@@ -217,6 +315,7 @@ class NumbaBackend(base.Trainer):
                                       "backend='numpy', or leave backend unset to choose automatically.")
         super().__init__(layers, loss, optimizer, accuracy)
         self._lock = threading.Lock()
+        self._threads = AdaptiveThreads()
         self._net_key = self._state_key = None
         self._net = self._plan = self._optimizer_state = self._work = self._dropped = self._penalties = None
         self._capacity = 0
@@ -303,10 +402,18 @@ class NumbaBackend(base.Trainer):
             done, applied = 0, True
             while done < n_steps and applied:
                 count = min(n_steps - done, self._steps_per_mask_draw(work))
+                threads = self._threads.choose(net, min(batch_size, x.shape[0]))
+                if self._threads.trying:
+                    count = min(count, AdaptiveThreads.TRIAL_STEPS)
+                work = work._replace(threads=threads)
                 dropout = self._draw_dropout(x.shape[0], batch_size, first_step + done, count, work)
-                n, applied = K.train_batches(x, labels, targets, order, batch_size, first_step + done, count,
-                                             net, self._penalties, dropout, *optimizer,
-                                             self.optimizer.step_counter(), work, losses[done:], corrects[done:])
+                started = time.perf_counter()
+                with _numba_threads(threads):
+                    n, applied = K.train_batches(x, labels, targets, order, batch_size, first_step + done, count,
+                                                 net, self._penalties, dropout, *optimizer,
+                                                 self.optimizer.step_counter(), work, losses[done:],
+                                                 corrects[done:])
+                self._threads.record(threads, time.perf_counter() - started, n)
                 done += n
         return base.Steps(losses[:done], corrects[:done], bool(applied))
 
@@ -318,7 +425,9 @@ class NumbaBackend(base.Trainer):
             if targets is not None:
                 labels = np.ascontiguousarray(targets.argmax(axis=1), dtype=np.int64)
             work = self._bind_work(x.shape[0])
-            loss, correct = K.evaluate_batch(x, labels, targets, net, self._penalties, work)
+            work = work._replace(threads=self._threads.choose(net, x.shape[0], explore=False))
+            with _numba_threads(work.threads):
+                loss, correct = K.evaluate_batch(x, labels, targets, net, self._penalties, work)
         return float(loss), int(correct)
 
     def predict(self, x, batch_size):

@@ -212,10 +212,15 @@ def disk_cache(func):
     return None
 
 
-def kernel(func):
+def kernel(func, parallel=False):
     """``numba.njit`` with npnet's options and the on-disk cache (see the module docstring)."""
-    dispatcher = numba.njit(cache=False, **KERNEL_OPTIONS)(func)
+    dispatcher = numba.njit(cache=False, parallel=parallel, **KERNEL_OPTIONS)(func)
     cache = disk_cache(func)
     if cache is not None:
         dispatcher._cache = cache  # what numba's own ``enable_caching`` does, with our cache
     return dispatcher
+
+
+def parallel_kernel(func):
+    """:func:`kernel` whose ``prange`` loops run on numba's threads (``numba.set_num_threads``)."""
+    return kernel(func, parallel=True)

@@ -47,12 +47,12 @@ import llvmlite.binding as llvm_binding
 import llvmlite.ir as llvm_ir
 import numba
 import numpy as np
-from numba import types
+from numba import prange, types
 from numba.core import cgutils
 from numba.extending import intrinsic, overload
 from numba.np.arrayobj import make_array
 
-from ._compile import kernel
+from ._compile import kernel, parallel_kernel
 
 # Activation codes (``codes[i]``), by the name of the npnet activation each mirrors.
 LINEAR, RELU, SIGMOID, TANH, SOFTMAX = 0, 1, 2, 3, 4
@@ -288,38 +288,63 @@ def dense_forward(x, kernel_, bias, z):
 
 
 @kernel
-def matmul_tiled(a, b, out, depth_block):
-    """``out = a @ b`` without BLAS, for the two large products of a Dense layer.
+def tile_column_block(a, b, out, depth_block, column):
+    """``out[:, column:column + w] = a @ b[:, column:column + w]`` for one tile width ``w``.
 
     a: (m, p) (a transposed view for the weight gradient), b: (p, q) with rows of unit
-    stride, q a whole number of tiles (:func:`tiles_fit`) -> out: (m, q), written in place.
-    Each register tile of ``TILE_ROWS`` rows (one row for the rows left over) sums
-    ``a[i, k] · b[k, j]`` for k = 0, 1, ... in order (:func:`register_tile`). k goes in
-    blocks of ``depth_block`` (:data:`DEPTH_BLOCK`), each block through every tile, the sums
-    resumed from ``out``: the same additions in the same order as one pass, with b's block
-    still in cache.
+    stride -> out: (m, q), those columns written in place. Each register tile of
+    ``TILE_ROWS`` rows (one row for the rows left over) sums ``a[i, k] · b[k, j]`` for
+    k = 0, 1, ... in order (:func:`register_tile`). k goes in blocks of ``depth_block``
+    (:data:`DEPTH_BLOCK`), each block through every tile, the sums resumed from ``out``: the
+    same additions in the same order as one pass, with b's block still in cache.
     """
     m, p = a.shape
-    width = tile_columns(out)
     whole = m - m % TILE_ROWS
     for k0 in range(0, p, depth_block):
         k1 = min(p, k0 + depth_block)
-        for j0 in range(0, out.shape[1], width):
-            for i0 in range(0, whole, TILE_ROWS):
-                register_tile(a, b, out, i0, j0, k0, k1, k0 > 0, TILE_ROWS)
-            for i in range(whole, m):
-                register_tile(a, b, out, i, j0, k0, k1, k0 > 0, 1)
+        for i0 in range(0, whole, TILE_ROWS):
+            register_tile(a, b, out, i0, column, k0, k1, k0 > 0, TILE_ROWS)
+        for i in range(whole, m):
+            register_tile(a, b, out, i, column, k0, k1, k0 > 0, 1)
 
 
 @kernel
-def dense_forward_tiled(x, kernel_, bias, z):
+def matmul_tiled(a, b, out, depth_block):
+    """``out = a @ b`` without BLAS, for the large products of a Dense layer: every block of
+    a tile's columns in turn (:func:`tile_column_block`); q a whole number of tiles
+    (:func:`tiles_fit`)."""
+    width = tile_columns(out)
+    for column in range(0, out.shape[1], width):
+        tile_column_block(a, b, out, depth_block, column)
+
+
+@parallel_kernel
+def matmul_tiled_parallel(a, b, out, depth_block):
+    """:func:`matmul_tiled` with the blocks of columns shared among numba's threads: each
+    entry is computed exactly as there, so the result is the same bit for bit."""
+    width = tile_columns(out)
+    for block in prange(out.shape[1] // width):
+        tile_column_block(a, b, out, depth_block, block * width)
+
+
+@kernel
+def matmul_tiled_on(a, b, out, depth_block, threads):
+    """:func:`matmul_tiled`, on numba's threads unless ``threads`` is None."""
+    if threads is None:
+        matmul_tiled(a, b, out, depth_block)
+    else:
+        matmul_tiled_parallel(a, b, out, depth_block)
+
+
+@kernel
+def dense_forward_tiled(x, kernel_, bias, z, threads):
     """Mirrors ``functional.dense_forward``: ``z = x @ kernel + bias``, without BLAS.
 
     x: (n, d_in), kernel_: (d_in, units) with units a whole number of tiles, bias:
     (units,) -> z: (n, units), written in place: :func:`matmul_tiled`, then the bias (each
     sum is complete before the bias is added, as in NumPy).
     """
-    matmul_tiled(x, kernel_, z, DEPTH_BLOCK)
+    matmul_tiled_on(x, kernel_, z, DEPTH_BLOCK, threads)
     for i in range(z.shape[0]):
         row = z[i]
         for j in range(z.shape[1]):
@@ -327,7 +352,7 @@ def dense_forward_tiled(x, kernel_, bias, z):
 
 
 @kernel
-def dense_weight_gradient_tiled(dL_dz, x, dL_dkernel):
+def dense_weight_gradient_tiled(dL_dz, x, dL_dkernel, threads):
     """Mirrors the kernel gradient of ``functional.dense_backward``: ``x.T @ dL_dz``, without BLAS.
 
     dL_dz: (n, units) with units a whole number of tiles, x: (n, d_in) ->
@@ -335,11 +360,11 @@ def dense_weight_gradient_tiled(dL_dz, x, dL_dkernel):
     is ``TILE_ROWS`` input features by a tile's columns of units, each row of dL_dz read
     serves ``TILE_ROWS`` features, and the sum over samples runs in order i = 0, 1, ...
     """
-    matmul_tiled(x.T, dL_dz, dL_dkernel, DEPTH_BLOCK)
+    matmul_tiled_on(x.T, dL_dz, dL_dkernel, DEPTH_BLOCK, threads)
 
 
 @kernel
-def dense_backward(dL_dz, x, kernel_, dL_dkernel, dL_dbias, dL_dx, need_weight_grads, need_input_grad):
+def dense_backward(dL_dz, x, kernel_, dL_dkernel, dL_dbias, dL_dx, need_weight_grads, need_input_grad, threads):
     """Mirrors ``functional.dense_backward``; results written into the given buffers.
 
     dL_dz: (n, units), x: (n, d_in), kernel_: (d_in, units) ->
@@ -353,7 +378,7 @@ def dense_backward(dL_dz, x, kernel_, dL_dkernel, dL_dbias, dL_dx, need_weight_g
     """
     if need_weight_grads:
         if tiles_fit(dL_dz) and dL_dz.shape[0] <= GRADIENT_TILED_MAX_ROWS:
-            dense_weight_gradient_tiled(dL_dz, x, dL_dkernel)
+            dense_weight_gradient_tiled(dL_dz, x, dL_dkernel, threads)
         else:
             np.dot(x.T, dL_dz, dL_dkernel)
         for j in range(dL_dz.shape[1]):
@@ -923,7 +948,7 @@ def penalty_gradients(penalties, net, work):
 
 
 @kernel
-def forward_pass(x, n, kernels, biases, codes, zs, acts, tiled_max_rows, dropout, step):
+def forward_pass(x, n, kernels, biases, codes, zs, acts, tiled_max_rows, dropout, step, threads):
     """Mirrors ``npnet.training.forward`` for Dense (and Dropout) layers, on the first ``n`` rows.
 
     x: (>= n, d_in) -> zs[i][:n], acts[i][:n] for every layer i. Products of up to
@@ -936,7 +961,7 @@ def forward_pass(x, n, kernels, biases, codes, zs, acts, tiled_max_rows, dropout
             if dropout.active[i]:
                 inputs = dropout_forward(inputs, dropout.masks[i][step], dropout.scales[i], dropout.dropped[i][:n])
         if n <= tiled_max_rows and tiles_fit(zs[i]):
-            dense_forward_tiled(inputs, kernels[i], biases[i], zs[i][:n])
+            dense_forward_tiled(inputs, kernels[i], biases[i], zs[i][:n], threads)
         else:
             dense_forward(inputs, kernels[i], biases[i], zs[i][:n])
         activation_forward(codes[i], zs[i][:n], acts[i][:n])
@@ -944,7 +969,7 @@ def forward_pass(x, n, kernels, biases, codes, zs, acts, tiled_max_rows, dropout
 
 @kernel
 def backward_pass(x, n, kernels, codes, trainable, first_trainable, zs, acts, grads, kernel_grads, bias_grads,
-                  dropout, step):
+                  dropout, step, threads):
     """Mirrors ``npnet.training.backward`` once ``grads[-1][:n]`` holds dL/dz of the
     output layer: the parameter gradients of the trainable layers, going down no further than
     the first trainable layer (the data's gradient is never needed)."""
@@ -956,7 +981,7 @@ def backward_pass(x, n, kernels, codes, trainable, first_trainable, zs, acts, gr
         below = i - 1 if i > 0 else 0
         need_input_grad = i > first_trainable
         dense_backward(grads[i][:n], inputs, kernels[i], kernel_grads[i], bias_grads[i],
-                       grads[below][:n], trainable[i] != 0, need_input_grad)
+                       grads[below][:n], trainable[i] != 0, need_input_grad, threads)
         if need_input_grad:
             if dropout is not None:
                 if dropout.active[i]:
@@ -973,8 +998,10 @@ Network = namedtuple("Network", ["kernels", "biases", "codes", "loss_code", "tra
                                  "constants"])
 #: Preallocated arrays a training call writes: the gathered batch (``targets`` None for a
 #: sparse loss), per-layer pre-activations, activations and gradients (``capacity`` rows),
-#: and the parameter gradients.
-Workspace = namedtuple("Workspace", ["x", "labels", "targets", "zs", "acts", "grads", "kernel_grads", "bias_grads"])
+#: and the parameter gradients; ``threads`` None to run on the calling thread, else a
+#: number (any) to share the large products among numba's threads (npnet.config.set_num_threads).
+Workspace = namedtuple("Workspace", ["x", "labels", "targets", "zs", "acts", "grads", "kernel_grads", "bias_grads",
+                                     "threads"], defaults=(None,))
 
 
 # ----------------------------------------------------------------------------- float mode
@@ -1069,7 +1096,7 @@ def train_steps_in_float_mode(x, labels, targets, order, batch_size, first_step,
             gathered = work.targets[:n]
         else:
             gathered = None
-        forward_pass(work.x, n, net.kernels, net.biases, net.codes, work.zs, work.acts, n, dropout, k)
+        forward_pass(work.x, n, net.kernels, net.biases, net.codes, work.zs, work.acts, n, dropout, k, work.threads)
         output = work.acts[last][:n]
         loss = output_loss(net.loss_code, work.zs[last][:n], output, batch_labels, gathered, net.constants)
         if penalties is not None:
@@ -1079,7 +1106,7 @@ def train_steps_in_float_mode(x, labels, targets, order, batch_size, first_step,
         output_gradient(net.loss_code, net.codes[last], work.zs[last][:n], output, batch_labels, gathered,
                         net.constants, work.grads[last][:n])
         backward_pass(work.x, n, net.kernels, net.codes, net.trainable, net.first_trainable, work.zs, work.acts,
-                      work.grads, work.kernel_grads, work.bias_grads, dropout, k)
+                      work.grads, work.kernel_grads, work.bias_grads, dropout, k, work.threads)
         if penalties is not None:
             penalty_gradients(penalties, net, work)
         if not (np.isfinite(loss) and gradients_finite(net.trainable, work.kernel_grads, work.bias_grads,
@@ -1106,7 +1133,7 @@ def evaluate_batch(x, labels, targets, net, penalties, work):
     """
     n = x.shape[0]
     last = len(net.kernels) - 1
-    forward_pass(x, n, net.kernels, net.biases, net.codes, work.zs, work.acts, n, None, 0)
+    forward_pass(x, n, net.kernels, net.biases, net.codes, work.zs, work.acts, n, None, 0, work.threads)
     loss = output_loss(net.loss_code, work.zs[last][:n], work.acts[last][:n], labels, targets, net.constants)
     if penalties is not None:
         loss = penalty_loss(net.kernels, net.biases, penalties, loss)
@@ -1129,7 +1156,7 @@ def predict(x, net, zs, acts, out):
     for start in range(0, n_samples, block):
         n = min(block, n_samples - start)
         forward_pass(x[start:start + n], n, net.kernels, net.biases, net.codes, zs, acts, PREDICT_TILED_MAX_ROWS,
-                     None, 0)
+                     None, 0, None)
         # Element by element: a slice assignment would also compile numba's shape-mismatch
         # error message, a large part of the first compile, for a check that cannot fail here.
         output = acts[last]
