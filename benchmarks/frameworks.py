@@ -27,6 +27,8 @@ import time
 FRAMEWORKS = {
     "npnet-numba": ("npnet (numba)", ("numba", "scipy", "npnet.backends.numba_backend"),
                     "the numba backend, npnet/backends/numba_backend.py, is not present"),
+    "npnet-numba-threads": ("npnet (numba, all threads)", ("numba", "scipy", "npnet.backends.numba_backend"),
+                            "the numba backend, npnet/backends/numba_backend.py, is not present"),
     "npnet-numpy": ("npnet (numpy)", ("npnet",), "npnet is not importable"),
     "tf.keras": ("tf.keras", ("tensorflow", "reference.keras_model"),
                  "TensorFlow is not installed (pip install 'npnet[reference]')"),
@@ -46,7 +48,8 @@ BASELINE = "tf.keras"
 CHILD_ENV = {"keras-jax": {"KERAS_BACKEND": "jax"}}
 #: The on-disk compilation cache of a framework that keeps one, by its environment variable:
 #: the harness gives cold runs an empty directory and warm runs one filled by a cold run.
-JIT_CACHE_ENV = {"npnet-numba": "NUMBA_CACHE_DIR", "pytorch-compile": "TORCHINDUCTOR_CACHE_DIR"}
+JIT_CACHE_ENV = {"npnet-numba": "NUMBA_CACHE_DIR", "npnet-numba-threads": "NUMBA_CACHE_DIR",
+                 "pytorch-compile": "TORCHINDUCTOR_CACHE_DIR"}
 
 
 def names():
@@ -105,13 +108,19 @@ class FitTimer:
 class NpnetAdapter:
     """npnet's Sequential on one backend, built through :mod:`reference.npnet_model`."""
 
-    def __init__(self, backend):
+    def __init__(self, backend, all_threads=False):
         # Thread counts reach numpy's BLAS and numba through the environment variables
-        # the parent sets (see benchmarks.runner.child_environment).
+        # the parent sets (see benchmarks.runner.child_environment). npnet's default
+        # (config.set_num_threads(None)) keeps the tutorial on one thread; ``all_threads``
+        # shares its products among all of numba's threads instead.
         import npnet
 
         self.npnet = npnet
         self.backend = backend
+        if all_threads:
+            import numba
+
+            npnet.config.set_num_threads(numba.config.NUMBA_NUM_THREADS)
 
     def build(self, hidden, seed):
         from reference import npnet_model
@@ -176,6 +185,7 @@ class NpnetAdapter:
         from .environment import threadpools
 
         info = {"npnet": self.npnet.__version__, "numpy": np.__version__,
+                "npnet_num_threads": self.npnet.config.num_threads(),
                 "numpy_blas": _numpy_blas(), "backend": self.backend, "threadpools": threadpools()}
         if self.backend == "numba":
             import numba
@@ -467,6 +477,8 @@ def create(name, threads=None):
     """The adapter for framework ``name`` (this imports the framework)."""
     if name == "npnet-numba":
         return NpnetAdapter("numba")
+    if name == "npnet-numba-threads":
+        return NpnetAdapter("numba", all_threads=True)
     if name == "npnet-numpy":
         return NpnetAdapter("numpy")
     if name == "tf.keras":

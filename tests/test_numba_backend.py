@@ -745,19 +745,21 @@ def test_direct_backend_calls_check_what_the_kernels_index_with():
 
 
 @pytest.mark.parametrize("n, d_in, units", [(1, 3, 128), (32, 784, 128), (7, 50, 256), (6, 9, 64), (4, 4, 192)])
-def test_register_tiled_products_equal_the_matrix_products(n, d_in, units):
-    """The hand-tiled kernels compute x @ W + b and x.T @ g, to float32 rounding."""
+@pytest.mark.parametrize("threads", [None, 2])
+def test_register_tiled_products_equal_the_matrix_products(n, d_in, units, threads):
+    """The hand-tiled kernels compute x @ W + b and x.T @ g, to float32 rounding, on the
+    calling thread or shared among numba's."""
     rng = np.random.default_rng(n + d_in + units)
     x = rng.standard_normal((n, d_in)).astype(np.float32)
     kernel_ = rng.standard_normal((d_in, units)).astype(np.float32)
     bias = rng.standard_normal(units).astype(np.float32)
     z = np.full((n, units), np.nan, dtype=np.float32)
-    K.dense_forward_tiled(x, kernel_, bias, z)
+    K.dense_forward_tiled(x, kernel_, bias, z, threads)
     expected = x.astype(np.float64) @ kernel_ + bias
     np.testing.assert_allclose(z, expected, rtol=1e-5, atol=1e-4 * np.sqrt(d_in))
     g = rng.standard_normal((n, units)).astype(np.float32)
     dL_dkernel = np.full((d_in, units), np.nan, dtype=np.float32)
-    K.dense_weight_gradient_tiled(g, x, dL_dkernel)
+    K.dense_weight_gradient_tiled(g, x, dL_dkernel, threads)
     np.testing.assert_allclose(dL_dkernel, x.T.astype(np.float64) @ g, rtol=1e-5, atol=1e-4 * np.sqrt(n))
 
 

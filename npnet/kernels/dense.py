@@ -823,16 +823,42 @@ def slot_of(slots, i):
     return slots[i]
 
 
+@parallel_kernel
+def adam_update_parallel(param, grad, m, v, alpha, one_minus_beta_1, one_minus_beta_2, epsilon):
+    """:func:`adam_update` of a kernel (d_in, units) with its blocks of tile columns shared
+    among numba's threads, the same blocks the threads computed the weight gradient in (so
+    each finds them in its own cache); every entry is updated exactly as there."""
+    width = tile_columns(param)
+    for block in prange(param.shape[1] // width):
+        columns = slice(block * width, (block + 1) * width)
+        for row in range(param.shape[0]):
+            adam_update(param[row, columns], grad[row, columns], m[row, columns], v[row, columns], alpha,
+                        one_minus_beta_1, one_minus_beta_2, epsilon)
+
+
 @kernel
-def adam_apply(kernels, biases, trainable, kernel_grads, bias_grads, adam, step):
-    """Mirrors ``Adam.update`` over the trainable layers at step ``step``."""
+def adam_update_kernel(param, grad, m, v, alpha, one_minus_beta_1, one_minus_beta_2, epsilon, threads):
+    """:func:`adam_update` of a kernel, on numba's threads unless ``threads`` is None (the test
+    is on the argument itself, so numba compiles the threaded version only when used)."""
+    if threads is None:
+        adam_update(param, grad, m, v, alpha, one_minus_beta_1, one_minus_beta_2, epsilon)
+    elif tiles_fit(param):
+        adam_update_parallel(param, grad, m, v, alpha, one_minus_beta_1, one_minus_beta_2, epsilon)
+    else:
+        adam_update(param, grad, m, v, alpha, one_minus_beta_1, one_minus_beta_2, epsilon)
+
+
+@kernel
+def adam_apply(kernels, biases, trainable, kernel_grads, bias_grads, adam, step, threads):
+    """Mirrors ``Adam.update`` over the trainable layers at step ``step``; kernels whose units
+    are whole tiles are updated on numba's threads unless ``threads`` is None."""
     learning_rate, beta_1, beta_2, epsilon = adam.hyper[0], adam.hyper[1], adam.hyper[2], adam.hyper[3]
     one_minus_beta_1, one_minus_beta_2 = adam.hyper[4], adam.hyper[5]
     alpha = adam_step_size(step, learning_rate, beta_1, beta_2)
     for i in range(len(kernels)):
         if trainable[i]:
-            adam_update(kernels[i], kernel_grads[i], adam.kernel_m[i], adam.kernel_v[i],
-                        alpha, one_minus_beta_1, one_minus_beta_2, epsilon)
+            adam_update_kernel(kernels[i], kernel_grads[i], adam.kernel_m[i], adam.kernel_v[i],
+                               alpha, one_minus_beta_1, one_minus_beta_2, epsilon, threads)
             adam_update(biases[i], bias_grads[i], adam.bias_m[i], adam.bias_v[i],
                         alpha, one_minus_beta_1, one_minus_beta_2, epsilon)
 
@@ -1116,7 +1142,7 @@ def train_steps_in_float_mode(x, labels, targets, order, batch_size, first_step,
         step_counter[0] += 1
         if adam is not None:
             adam_apply(net.kernels, net.biases, net.trainable, work.kernel_grads, work.bias_grads, adam,
-                       step_counter[0])
+                       step_counter[0], work.threads)
         if sgd is not None:
             sgd_apply(net.kernels, net.biases, net.trainable, work.kernel_grads, work.bias_grads, sgd)
         if rmsprop is not None:
