@@ -224,6 +224,14 @@ def test_an_entry_built_for_another_numba_or_cpu_is_a_quiet_miss(probe, change):
     assert (report["result"], report["hits"], report["misses"], report["warnings"]) == (5, 0, 1, []), report
 
 
+def test_a_layer_whose_manifest_names_another_numba_is_refused_with_one_warning(probe):
+    probe.build()
+    (probe.shipped / "manifest.json").write_text(json.dumps({"numba": "0.1.0"}))
+    report = probe()
+    assert (report["result"], report["hits"], report["misses"]) == (5, 0, 1), report
+    assert len(report["warnings"]) == 1 and "built with numba 0.1.0" in report["warnings"][0], report
+
+
 _TUTORIAL_RUN = textwrap.dedent("""
     import json, warnings
     import numpy as np

@@ -41,12 +41,27 @@ A damaged entry (a truncated ``.nbi`` index or ``.nbc`` data file, after a crash
 disk) used to make every run die with numba's raw ``UnpicklingError`` until the cache was
 deleted by hand. Now the entry is treated as a miss: its index is removed, the kernel is
 compiled again and the entry rewritten, with one warning per process.
+
+The shipped layer. Installing npnet compiles the kernels of the common models (the tutorial
+and a few others, :mod:`npnet.kernels.precompile`) into ``npnet/kernels/_precompiled``, so a
+first ``fit`` loads machine code instead of compiling for ~10 s. That directory is a second,
+read-only cache, consulted when the one above misses and never written at run time (what is
+compiled then goes to the cache above). Its entries are stamped with the SHA-256 of the
+kernel's source file rather than with its path or mtime, which the install changes
+(:class:`ContentStampLocator`); numba still keys each entry by its version and the CPU, so an
+entry built for another numba or CPU is simply a miss. The rules above hold, except that root
+may own it (a system-wide install): a directory or entry others could write is refused with
+one warning, a damaged entry is a miss with one warning (and is left in place), and a layer
+whose ``manifest.json`` names another numba is refused with one warning saying how to rebuild
+it. ``NPNET_PRECOMPILED=0`` turns the layer off (to measure a true cold compile);
+``NPNET_PRECOMPILED_DIR`` reads another directory instead.
 """
 
 import contextlib
 import functools
 import grp
 import hashlib
+import json
 import os
 import pwd
 import stat
@@ -328,7 +343,7 @@ def shipped_problem(directory):
 def _check_shipped(directory):
     trusted = (os.geteuid(), 0)
     try:
-        reason = unsafe_reason(directory, owners=trusted)
+        reason = unsafe_reason(directory, owners=trusted) or _foreign_numba(directory)
         if reason:
             return reason
         for entry in os.scandir(directory):
@@ -339,6 +354,23 @@ def _check_shipped(directory):
                         f"by others (uid {status.st_uid}, mode {mode:04o})")
     except OSError as error:
         return f"cannot check it ({error})"
+    return None
+
+
+def _foreign_numba(directory):
+    """Why the layer was built for another numba (its manifest says which), or None.
+
+    Each entry would be a miss anyway (numba keys entries by its version); this only makes the
+    lost first-run speed visible, with the way to get it back.
+    """
+    try:
+        with open(os.path.join(directory, "manifest.json"), encoding="utf-8") as file:
+            built_with = json.load(file).get("numba")
+    except (OSError, ValueError, AttributeError):
+        return None  # no manifest: nothing to compare, entries are still keyed one by one
+    if built_with and built_with != numba.__version__:
+        return (f"they were built with numba {built_with} and this is numba {numba.__version__} "
+                f"(reinstall npnet, or run python -m npnet.kernels.precompile, to rebuild them)")
     return None
 
 

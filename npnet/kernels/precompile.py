@@ -1,6 +1,6 @@
 """Compile the kernels of the common models ahead of time, into the shipped read-only layer.
 
-    python -m npnet.kernels.precompile [--into DIR] [--only NAME ...] [--list]
+    python -m npnet.kernels.precompile [--into DIR] [--only NAME ...] [--if-stale] [--list]
 
 Installing npnet runs this (``setup.py``'s build step), so a first ``fit`` loads machine code
 instead of spending ~10 s of CPU in numba's compiler. It compiles by really running each
@@ -161,6 +161,28 @@ def read_manifest(directory=SHIPPED_DIR):
         return None
 
 
+def stale_reason(directory=SHIPPED_DIR, names=tuple(MODELS)):
+    """Why the kernels in ``directory`` would not serve this process (a sentence), or None.
+
+    Checks what numba keys entries by, numba's version and the CPU, plus Python's version (the
+    entries' file names carry it) and the models; not the kernels' source, which is checked
+    entry by entry at load time.
+    """
+    import llvmlite.binding
+    import numba
+
+    manifest = read_manifest(directory)
+    if manifest is None:
+        return f"no precompiled kernels in {directory}"
+    current = {"numba": numba.__version__, "python": sys.version.split()[0],
+               "cpu": llvmlite.binding.get_host_cpu_name()}
+    for key, value in current.items():
+        if manifest.get(key) != value:
+            return f"they were built for {key} {manifest.get(key)}, this is {key} {value}"
+    missing = sorted(set(names) - set(manifest.get("models", ())))
+    return f"they do not cover {', '.join(missing)}" if missing else None
+
+
 def precompile(into=SHIPPED_DIR, names=tuple(MODELS)):
     """Fill ``into`` with the kernels of ``names`` in a child process; returns its CPU seconds.
 
@@ -192,6 +214,8 @@ def main(argv=None):
     parser.add_argument("--only", nargs="+", choices=sorted(MODELS), metavar="NAME",
                         help="only these models (default: all)")
     parser.add_argument("--list", action="store_true", help="list the models and exit")
+    parser.add_argument("--if-stale", action="store_true",
+                        help="only when DIR's kernels were built for another numba, Python or CPU")
     parser.add_argument("--worker", nargs="+", help=argparse.SUPPRESS)
     args = parser.parse_args(argv)
     if args.list:
@@ -203,6 +227,12 @@ def main(argv=None):
             parser.error(f"--worker runs only under {PRECOMPILE_INTO_ENV}")
         _worker(args.worker)
         return 0
+    if args.if_stale:
+        reason = stale_reason(args.into, args.only or tuple(MODELS))
+        if reason is None:
+            print(f"precompile: the kernels in {args.into} are up to date")
+            return 0
+        print(f"precompile: rebuilding: {reason}")
     try:
         cpu = precompile(args.into, args.only or tuple(MODELS))
     except subprocess.CalledProcessError as error:
