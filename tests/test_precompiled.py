@@ -145,6 +145,19 @@ def test_an_entry_stays_valid_where_an_install_copies_it(probe, tmp_path):
     assert (report["result"], report["hits"], report["misses"]) == (5, 1, 0), report
 
 
+def test_the_layer_serves_where_nothing_is_writable(probe, tmp_path):
+    """A read-only container: no cache can be written, the precompiled kernels still load."""
+    probe.build()
+    blocker = tmp_path / "a-file"
+    blocker.write_text("")
+    shutil.rmtree(probe.module_dir / "__pycache__", ignore_errors=True)  # Python's, from the build
+    (probe.module_dir / "__pycache__").write_text("a file where numba wants a directory")
+    report = probe(NUMBA_CACHE_DIR=str(blocker / "numba"), NPNET_CACHE_DIR=str(blocker / "npnet"),
+                   XDG_CACHE_HOME=str(blocker / "xdg"), HOME=str(blocker))
+    assert (report["result"], report["hits"], report["misses"]) == (5, 1, 0), report
+    assert len(report["warnings"]) == 1 and "cannot cache" in report["warnings"][0], report
+
+
 def test_npnet_precompiled_0_turns_the_layer_off(probe):
     probe.build()
     report = probe(NPNET_PRECOMPILED="0")

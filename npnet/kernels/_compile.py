@@ -405,7 +405,8 @@ class LayeredFunctionCache(caching._Cache):
 
     @property
     def cache_path(self):
-        return (self._writable or self._shipped).cache_path
+        """Where newly compiled code is saved (numba's ``stats.cache_path``); None: nowhere."""
+        return None if self._writable is None else self._writable.cache_path
 
     def load_overload(self, sig, target_context):
         if self._writable is not None:
