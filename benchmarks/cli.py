@@ -111,8 +111,11 @@ def fairness_statements(settings):
         "tracing are inside 'start-up to end of first step' and the first epoch, and excluded "
         "from the warm figures.",
         "npnet (numba) runs with its on-disk JIT cache warm (a directory first filled by the "
-        "cold-cache run of the same invocation, through NUMBA_CACHE_DIR); the cold rows come "
-        "from runs whose NUMBA_CACHE_DIR is a fresh empty directory (1 epoch each).",
+        "cold-cache run of the same invocation, through NUMBA_CACHE_DIR); the 'cold JIT cache' "
+        "rows come from runs whose NUMBA_CACHE_DIR is a fresh empty directory (1 epoch each), "
+        "which still load the kernels npnet's install precompiled for the common models (what "
+        "a user's first run gets); the 'no precompiled kernels' rows add NPNET_PRECOMPILED=0, "
+        "so every kernel is compiled: a true cold compile.",
         "Predict: each framework's natural call — Keras model.predict(x, batch_size=...), "
         "npnet model.predict(x, batch_size=...), PyTorch `with torch.no_grad(): "
         "softmax(model(x))` on all images at once — at the default batch size and at a large "
@@ -184,7 +187,7 @@ def run_workloads(settings, runnable, scratch, say):
     with an empty cache (the cold rows), then with the cache of repeat 0's cold run.
     """
     timeout = TIMEOUT["quick" if settings["quick"] else "full"]
-    records = {name: {"status": "ok", "runs": [], "cold_runs": []} for name in runnable}
+    records = {name: {"status": "ok", "runs": [], "cold_runs": [], "uncompiled_runs": []} for name in runnable}
     for repeat in range(settings["repeats"]):
         config = {"kind": "workload", "epochs": settings["epochs"], "batch_size": settings["batch_size"],
                   "n_train": settings["n_train"], "n_test": settings["n_test"],
@@ -197,13 +200,7 @@ def run_workloads(settings, runnable, scratch, say):
             if record["status"] != "ok":
                 continue
             try:
-                cold_env = jit_cache_env(name, scratch, repeat)
-                if cold_env:
-                    os.makedirs(*cold_env.values())
-                    say(f"[repeat {repeat + 1}/{settings['repeats']}] {name}, cold JIT cache ...")
-                    record["cold_runs"].append(runner.run_child(
-                        name, _cold_config(config), threads=settings["threads"],
-                        extra_env=cold_env, timeout=timeout))
+                _cold_runs(name, record, config, settings, scratch, repeat, say)
                 extra_env = jit_cache_env(name, scratch)
                 say(f"[repeat {repeat + 1}/{settings['repeats']}] {name} ...")
                 record["runs"].append(runner.run_child(name, config, threads=settings["threads"],
@@ -212,6 +209,25 @@ def run_workloads(settings, runnable, scratch, say):
                 record.update(status="failed", reason=str(error))
                 say(f"  {name} failed: {error}")
     return records
+
+
+def _cold_runs(name, record, config, settings, scratch, repeat, say):
+    """Repeat ``repeat``'s runs with an empty JIT cache: as installed, then without precompiled code."""
+    cold_env = jit_cache_env(name, scratch, repeat)
+    if not cold_env:
+        return
+    timeout = TIMEOUT["quick" if settings["quick"] else "full"]
+    variants = [("cold_runs", "cold JIT cache", cold_env)]
+    if name in frameworks.PRECOMPILED_OFF_ENV:
+        uncompiled_env = {variable: f"{directory}-no-precompiled" for variable, directory in cold_env.items()}
+        variants.append(("uncompiled_runs", "cold JIT cache, no precompiled kernels",
+                         {**uncompiled_env, **frameworks.PRECOMPILED_OFF_ENV[name]}))
+    for key, what, env in variants:
+        for variable in jit_cache_env(name, scratch):  # only the cache directories
+            os.makedirs(env[variable])
+        say(f"[repeat {repeat + 1}/{settings['repeats']}] {name}, {what} ...")
+        record[key].append(runner.run_child(name, _cold_config(config), threads=settings["threads"],
+                                            extra_env=env, timeout=timeout))
 
 
 def run_tutorial_rss(settings, runnable, scratch, say):
@@ -336,7 +352,8 @@ def skip_missing(names, say):
     for name in names:
         reason = frameworks.missing_reason(name)
         if reason:
-            records[name] = {"status": "skipped", "reason": reason, "runs": [], "cold_runs": []}
+            records[name] = {"status": "skipped", "reason": reason, "runs": [], "cold_runs": [],
+                             "uncompiled_runs": []}
             say(f"{name}: skipped ({reason})")
         else:
             runnable.append(name)

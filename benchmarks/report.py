@@ -9,7 +9,9 @@ from . import environment, frameworks
 # kind "time" and "memory": smaller is better, the ratio is tf.keras ÷ framework;
 # kind "accuracy": the comparison is the difference in percentage points;
 # kind "info": shown in the main table only, no ratio (a difference of times can be near 0).
-# source "runs" reads the regular runs, "cold_runs" the runs with an empty JIT cache.
+# source "runs" reads the regular runs, "cold_runs" the runs with an empty JIT cache (npnet's
+# precompiled kernels still on: what a user's first run after installing gets), "uncompiled_runs"
+# the runs with an empty JIT cache and the precompiled kernels off (a true cold compile).
 METRICS = {
     "startup_s": ("start-up to end of first step", "s", "time", "runs"),
     "first_epoch_s": ("first epoch", "s", "time", "runs"),
@@ -19,6 +21,10 @@ METRICS = {
     "compile_s": ("pure compile time in fit, where the framework exposes it", "s", "time", "runs"),
     "cold_startup_s": ("start-up to end of first step, cold JIT cache", "s", "time", "cold_runs"),
     "cold_first_epoch_s": ("first epoch, cold JIT cache", "s", "time", "cold_runs"),
+    "uncompiled_startup_s": ("start-up to end of first step, cold JIT cache, no precompiled kernels", "s",
+                             "time", "uncompiled_runs"),
+    "uncompiled_first_epoch_s": ("first epoch, cold JIT cache, no precompiled kernels", "s", "time",
+                                 "uncompiled_runs"),
     "predict_first_s": ("predict {n_test}, first call (default batch size)", "s", "time", "runs"),
     "predict_default_s": ("predict {n_test}, default batch size (warm)", "s", "time", "runs"),
     "predict_large_s": ("predict {n_test}, large batch (warm)", "s", "time", "runs"),
@@ -51,6 +57,8 @@ def samples(metric, run):
         "compile_s": lambda: _compile_seconds(m),
         "cold_startup_s": lambda: [m["startup"]["first_step_end_s"]],
         "cold_first_epoch_s": lambda: epochs[:1],
+        "uncompiled_startup_s": lambda: [m["startup"]["first_step_end_s"]],
+        "uncompiled_first_epoch_s": lambda: epochs[:1],
         "predict_first_s": lambda: [predict["first_call_default_batch_s"]],
         "predict_default_s": lambda: predict["default_batch_s"],
         "predict_large_s": lambda: predict["large_batch_s"],

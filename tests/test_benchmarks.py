@@ -120,6 +120,15 @@ def test_quick_run_measures_every_installed_framework(quick_run):
             for run in record["cold_runs"]:
                 assert len(run["measurements"]["epoch_s"]) == 1
                 assert_positive_finite(run["measurements"], f"{name} cold run")
+        off_env = frameworks.PRECOMPILED_OFF_ENV.get(name)
+        if off_env:  # a true cold compile too: its own empty cache, the shipped kernels off
+            expected |= {"uncompiled_startup_s", "uncompiled_first_epoch_s"}
+            assert len(record["uncompiled_runs"]) == settings["repeats"]
+            uncompiled_dirs = {run["env"][cache_variable] for run in record["uncompiled_runs"]}
+            assert len(uncompiled_dirs) == settings["repeats"] and not uncompiled_dirs & set(cold_dirs)
+            for run in record["uncompiled_runs"]:
+                assert off_env.items() <= run["env"].items()
+                assert len(run["measurements"]["epoch_s"]) == 1
         assert set(record["summary"]) == expected
         for stats in record["summary"].values():
             assert stats["min"] <= stats["median"] <= stats["max"]
@@ -393,7 +402,7 @@ def test_missing_compiling_peers_are_skipped_and_said_so(monkeypatch, tmp_path, 
     out = capsys.readouterr()
     for name in names:
         assert result["frameworks"][name] == {"status": "skipped", "reason": f"{name} is absent", "runs": [],
-                                              "cold_runs": [], "summary": {}}
+                                              "cold_runs": [], "uncompiled_runs": [], "summary": {}}
         assert f"- {frameworks.label(name)}: skipped — {name} is absent" in out.out
         assert f"{name}: skipped ({name} is absent)" in out.err
     assert result["sweep"]["frameworks"] == []

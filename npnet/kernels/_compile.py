@@ -41,10 +41,27 @@ A damaged entry (a truncated ``.nbi`` index or ``.nbc`` data file, after a crash
 disk) used to make every run die with numba's raw ``UnpicklingError`` until the cache was
 deleted by hand. Now the entry is treated as a miss: its index is removed, the kernel is
 compiled again and the entry rewritten, with one warning per process.
+
+The shipped layer. Installing npnet compiles the kernels of the common models (the tutorial
+and a few others, :mod:`npnet.kernels.precompile`) into ``npnet/kernels/_precompiled``, so a
+first ``fit`` loads machine code instead of compiling for ~10 s. That directory is a second,
+read-only cache, consulted when the one above misses and never written at run time (what is
+compiled then goes to the cache above). Its entries are stamped with the SHA-256 of the
+kernel's source file rather than with its path or mtime, which the install changes
+(:class:`ContentStampLocator`); numba still keys each entry by its version and the CPU, so an
+entry built for another numba or CPU is simply a miss. The rules above hold, except that root
+may own it (a system-wide install): a directory or entry others could write is refused with
+one warning, a damaged entry is a miss with one warning (and is left in place), and a layer
+whose ``manifest.json`` names another numba is refused with one warning saying how to rebuild
+it. ``NPNET_PRECOMPILED=0`` turns the layer off (to measure a true cold compile);
+``NPNET_PRECOMPILED_DIR`` reads another directory instead.
 """
 
 import contextlib
+import functools
 import grp
+import hashlib
+import json
 import os
 import pwd
 import stat
@@ -152,14 +169,19 @@ def _others_can_write(status):
     return bool(mode & stat.S_IWOTH) or bool(mode & stat.S_IWGRP and not _group_is_private(status.st_gid))
 
 
-def unsafe_reason(directory):
-    """Why another user could write into ``directory`` or replace it; None if nobody can."""
+def unsafe_reason(directory, owners=None):
+    """Why another user could write into ``directory`` or replace it; None if nobody can.
+
+    ``owners``: the uids the directory may belong to (default: only us).
+    """
     me = os.geteuid()
+    owners = owners or (me,)
     path = os.path.realpath(directory)
     status = os.stat(path)
     mode = stat.S_IMODE(status.st_mode)
-    if status.st_uid != me:
-        return f"{path} belongs to another user (uid {status.st_uid}, expected {me})"
+    if status.st_uid not in owners:
+        expected = " or ".join(str(uid) for uid in owners)
+        return f"{path} belongs to another user (uid {status.st_uid}, expected {expected})"
     if _others_can_write(status):
         return f"{path} is writable by other users (mode {mode:04o}, expected no group/other write)"
     while path != os.path.dirname(path):
@@ -212,10 +234,223 @@ def disk_cache(func):
     return None
 
 
+#: The shipped layer inside the installed package, filled by ``python -m npnet.kernels.precompile``.
+SHIPPED_DIR = os.path.join(os.path.dirname(os.path.abspath(__file__)), "_precompiled")
+#: Set (to a directory) only in the precompile step's worker: kernels are cached there, and only there.
+PRECOMPILE_INTO_ENV = "NPNET_PRECOMPILE_INTO"
+
+
+def precompiling_into():
+    """The directory the precompile step is filling, or None in an ordinary process."""
+    return os.environ.get(PRECOMPILE_INTO_ENV) or None
+
+
+def shipped_directory():
+    """The shipped layer's directory, or None when ``NPNET_PRECOMPILED=0`` turns it off."""
+    if precompiling_into():
+        return precompiling_into()
+    if os.environ.get("NPNET_PRECOMPILED", "1").strip() == "0":
+        return None
+    return os.environ.get("NPNET_PRECOMPILED_DIR") or SHIPPED_DIR
+
+
+@functools.lru_cache(maxsize=None)
+def _content_hash(path):
+    with open(path, "rb") as source:
+        return hashlib.sha256(source.read()).hexdigest()
+
+
+class ContentStampLocator(caching._CacheLocator):
+    """Entries in one flat directory, stamped with the SHA-256 of the kernel's source file.
+
+    numba's own locators place entries under a hash of the source file's directory and (before
+    numba 0.68) stamp its mtime and size, both of which an install changes; this locator
+    depends on neither, so entries made at build time are still valid where pip copies them.
+    """
+
+    def __init__(self, py_func, py_file, directory):
+        self._py_file = py_file
+        self._lineno = py_func.__code__.co_firstlineno
+        self._directory = directory
+
+    def get_cache_path(self):
+        return self._directory
+
+    def get_source_stamp(self):
+        return ("sha256", _content_hash(os.path.realpath(self._py_file)))
+
+    def get_disambiguator(self):
+        return str(self._lineno)
+
+    def ensure_cache_path(self):
+        if self._directory != precompiling_into():
+            raise OSError(f"{self._directory} is read-only: only the precompile step writes it")
+        os.makedirs(self._directory, mode=0o755, exist_ok=True)
+        super().ensure_cache_path()
+
+    @classmethod
+    def from_function(cls, py_func, py_file):
+        directory = shipped_directory()
+        if directory is None or not os.path.isfile(py_file):
+            return None
+        return cls(py_func, py_file, directory)
+
+
+class _ShippedCacheImpl(caching.CompileResultCacheImpl):
+    _locator_classes = [ContentStampLocator]
+
+
+class ShippedFunctionCache(caching.FunctionCache):
+    """The read-only layer of kernels compiled at install time; written only by the precompile step.
+
+    An unreadable entry is a miss with one warning, and is left in place (the directory
+    belongs to the installation, not to this process).
+    """
+
+    _impl_class = _ShippedCacheImpl
+
+    def load_overload(self, sig, target_context):
+        try:
+            return super().load_overload(sig, target_context)
+        except Exception as error:  # noqa: BLE001 - unpickling garbage can raise anything
+            _warn_once("shipped-corrupt",
+                       f"npnet: the precompiled kernel entry {self._cache_file._index_path} (or its "
+                       f"data file) is unreadable ({type(error).__name__}: {error}); compiling the "
+                       f"kernel instead. Reinstalling npnet (or python -m npnet.kernels.precompile) "
+                       f"rebuilds the precompiled kernels.")
+            return None
+
+    def save_overload(self, sig, data):
+        if precompiling_into():
+            super().save_overload(sig, data)
+
+
+_shipped_problems = {}  # directory -> why it is refused (None: usable), checked once per process
+
+
+def shipped_problem(directory):
+    """Why the shipped layer in ``directory`` must not be loaded; None if it may.
+
+    The rules of the writable cache, except that root may own it (a system-wide install): the
+    directory, every file in it and every directory above it must be writable only by us or
+    root, and the entries may not be symbolic links to somewhere else.
+    """
+    if directory not in _shipped_problems:
+        _shipped_problems[directory] = _check_shipped(directory)
+    return _shipped_problems[directory]
+
+
+def _check_shipped(directory):
+    trusted = (os.geteuid(), 0)
+    try:
+        reason = unsafe_reason(directory, owners=trusted) or _foreign_numba(directory)
+        if reason:
+            return reason
+        for entry in os.scandir(directory):
+            status = entry.stat(follow_symlinks=False)
+            if entry.is_symlink() or status.st_uid not in trusted or _others_can_write(status):
+                mode = stat.S_IMODE(status.st_mode)
+                return (f"its entry {entry.path} is a link, belongs to another user or is writable "
+                        f"by others (uid {status.st_uid}, mode {mode:04o})")
+    except OSError as error:
+        return f"cannot check it ({error})"
+    return None
+
+
+def _foreign_numba(directory):
+    """Why the layer was built for another numba (its manifest says which), or None.
+
+    Each entry would be a miss anyway (numba keys entries by its version); this only makes the
+    lost first-run speed visible, with the way to get it back.
+    """
+    try:
+        with open(os.path.join(directory, "manifest.json"), encoding="utf-8") as file:
+            built_with = json.load(file).get("numba")
+    except (OSError, ValueError, AttributeError):
+        return None  # no manifest: nothing to compare, entries are still keyed one by one
+    if built_with and built_with != numba.__version__:
+        return (f"they were built with numba {built_with} and this is numba {numba.__version__} "
+                f"(reinstall npnet, or run python -m npnet.kernels.precompile, to rebuild them)")
+    return None
+
+
+def shipped_cache(func):
+    """The read-only shipped layer for ``func``, or None (absent, turned off, or unsafe)."""
+    directory = shipped_directory()
+    if directory is None or not (precompiling_into() or os.path.isdir(directory)):
+        return None
+    if not precompiling_into():
+        problem = shipped_problem(directory)
+        if problem:
+            _warn_once("shipped-unsafe",
+                       f"npnet does not load the precompiled kernels in {directory}: {problem}. "
+                       f"Kernels are compiled on first use instead.")
+            return None
+    try:
+        return ShippedFunctionCache(func)
+    except RuntimeError:  # no locator: the function has no source file
+        return None
+
+
+class LayeredFunctionCache(caching._Cache):
+    """The user's writable cache, then, on a miss, the shipped read-only layer.
+
+    Newly compiled code is saved in the writable cache only (``writable`` may be None when no
+    safe location is writable: the shipped layer is then still read).
+    """
+
+    def __init__(self, writable, shipped):
+        self._writable = writable
+        self._shipped = shipped
+
+    @property
+    def cache_path(self):
+        """Where newly compiled code is saved (numba's ``stats.cache_path``); None: nowhere."""
+        return None if self._writable is None else self._writable.cache_path
+
+    def load_overload(self, sig, target_context):
+        if self._writable is not None:
+            data = self._writable.load_overload(sig, target_context)
+            if data is not None:
+                return data
+        return self._shipped.load_overload(sig, target_context)
+
+    def save_overload(self, sig, data):
+        if self._writable is not None:
+            self._writable.save_overload(sig, data)
+
+    def enable(self):
+        if self._writable is not None:
+            self._writable.enable()
+
+    def disable(self):
+        if self._writable is not None:
+            self._writable.disable()
+
+    def flush(self):
+        if self._writable is not None:
+            self._writable.flush()
+
+
+def kernel_cache(func):
+    """The cache a kernel uses: the writable cache and the shipped layer, or just one of them.
+
+    In the precompile step's worker it is the directory being filled alone, so an entry already
+    in the user's cache does not keep it out of the shipped layer.
+    """
+    if precompiling_into():
+        return shipped_cache(func)
+    writable = disk_cache(func)
+    shipped = shipped_cache(func)
+    if shipped is None:
+        return writable
+    return LayeredFunctionCache(writable, shipped)
+
+
 def kernel(func, parallel=False):
     """``numba.njit`` with npnet's options and the on-disk cache (see the module docstring)."""
     dispatcher = numba.njit(cache=False, parallel=parallel, **KERNEL_OPTIONS)(func)
-    cache = disk_cache(func)
+    cache = kernel_cache(func)
     if cache is not None:
         dispatcher._cache = cache  # what numba's own ``enable_caching`` does, with our cache
     return dispatcher
