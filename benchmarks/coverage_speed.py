@@ -46,6 +46,10 @@ CONFIGURATIONS = {
     "hidden softmax": ([("dense", 128, "softmax")], "softmax", _SPARSE, ("adam", {}), "float32"),
     "float64": (_HIDDEN, "softmax", _SPARSE, ("adam", {}), "float64"),
 }
+#: Keras's other activations on the hidden layer (the kernels' activation rows)
+CONFIGURATIONS.update({f"hidden {name}": ([("dense", 128, name)], "softmax", _SPARSE, ("adam", {}), "float32")
+                       for name in ("elu", "selu", "gelu", "softplus", "softsign", "silu", "leaky_relu",
+                                    "exponential", "hard_sigmoid")})
 
 
 def build(package, name, seed=0):

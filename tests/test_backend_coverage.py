@@ -98,11 +98,16 @@ def _numba_says(name, covered):
     return True if covered else activations.get(name).name if name in activations.names() else name
 
 
+def _numba_computes(name):
+    """Whether the kernels compute the activation ``name`` (an alias such as swish by its own name)."""
+    return activations.get(name).name in NUMBA_ACTIVATIONS
+
+
 COVERAGE += [("activation", f"{name} (hidden)", lambda name=name: _model(hidden=name), {},
-              _numba_says(name, name in NUMBA_ACTIVATIONS)) for name in activations.names()]
+              _numba_says(name, _numba_computes(name))) for name in activations.names()]
 COVERAGE += [("activation", f"{name} (output)", lambda name=name: _model(output=name),
               {"loss": lambda: losses.SparseCategoricalCrossentropy(from_logits=name != "softmax")},
-              _numba_says(name, name in NUMBA_ACTIVATIONS)) for name in activations.names()]
+              _numba_says(name, _numba_computes(name))) for name in activations.names()]
 COVERAGE += [("loss", f"{name}{suffix}", _model if not from_logits else (lambda: _model(output="linear")),
               {"loss": lambda cls=cls, f=from_logits: cls(from_logits=f)}, True)
              for name, cls in LOSS_CLASSES.items() if name in NUMBA_LOSSES
@@ -118,9 +123,21 @@ COVERAGE += [("optimizer", f"{name}{suffix}", _model, {"optimizer": lambda cls=c
 COVERAGE += [("regularizer", f"{name} on the kernel", lambda name=name: [layers.Dense(6, kernel_regularizer=name)]
               + _model()[1:], {}, True if name == "l2" else "kernel_regularizer")
              for name in regularizers._BY_NAME]
-COVERAGE += [("layer", f"{name}", lambda name=name, args=args: _model(hidden="linear",
-                                                                     extra=[getattr(layers, name)(*args)]),
-              {}, name) for name, args in (("LeakyReLU", ()), ("Activation", ("elu",)))]
+COVERAGE += [("layer", f"{name} (after a linear Dense)", lambda name=name, args=args: _model(
+                  hidden="linear", extra=[getattr(layers, name)(*args)]), {}, True)
+             for name, args in (("LeakyReLU", ()), ("Activation", ("elu",)))]
+COVERAGE += [("layer", "ReLU with negative_slope (after a linear Dense)",
+              lambda: _model(hidden="linear", extra=[layers.ReLU(negative_slope=0.1)]), {}, True),
+             ("layer", "ReLU with max_value", lambda: _model(hidden="linear", extra=[layers.ReLU(max_value=6.0)]), {},
+              "max_value"),
+             ("layer", "ReLU with threshold", lambda: _model(hidden="linear", extra=[layers.ReLU(threshold=0.5)]), {},
+              "threshold"),
+             ("layer", "LeakyReLU/Activation layer after a non-linear Dense",
+              lambda: _model(hidden="tanh", extra=[layers.LeakyReLU()]), {}, "LeakyReLU layer"),
+             ("layer", "Activation layer of a custom Activation", lambda: _model(hidden="linear", extra=[
+                 layers.Activation(activations.Activation("relu", npnet.functional.relu_forward,
+                                                          npnet.functional.relu_backward))]), {},
+              "custom Activation")]
 COVERAGE += [("metric", name, _model, {"metrics": [name], "loss": lambda name=name: losses.get(
               "categorical_crossentropy" if name == "categorical_accuracy" else "sparse_categorical_crossentropy")},
               True) for name in NUMBA_METRICS]

@@ -2,8 +2,8 @@
 
 What it runs: ``Dense`` layers with any npnet activation, frozen or trainable, with L2 weight
 penalties; ``Dropout`` before any of them; ``Flatten`` anywhere (the identity on rows);
-``ReLU`` and ``Softmax`` layers right after a linear ``Dense``, which they become the
-activation of; the sparse and one-hot cross-entropies (from probabilities or logits); SGD
+``ReLU`` (plain or leaky), ``LeakyReLU``, ``Softmax`` and ``Activation`` layers right after a
+linear ``Dense``, which they become the activation of; the sparse and one-hot cross-entropies (from probabilities or logits); SGD
 (momentum, Nesterov), RMSprop (momentum, centered) and Adam; float32 or float64 weights.
 :func:`unsupported_reason` names whatever else a model holds, including any setting it does
 not know by name; ``backend='numba'`` then refuses at ``compile`` and the automatic choice
@@ -24,13 +24,14 @@ serialised by a lock; prediction binds the weights under it and computes in buff
 own. Two threads evaluating or predicting with one model get the results of serial calls.
 """
 
+import inspect
 import threading
 from collections import namedtuple
 
 import numpy as np
 
-from .. import activations, heads, regularizers
-from ..layers import Dense, Dropout, Flatten, ReLU, Softmax
+from .. import activations, functional, heads, regularizers
+from ..layers import Activation, Dense, Dropout, Flatten, LeakyReLU, ReLU, Softmax
 from ..losses import CategoricalCrossentropy, SparseCategoricalCrossentropy
 from ..optimizers import SGD, Adam, RMSprop
 from . import base
@@ -44,9 +45,10 @@ except ImportError as error:  # numba missing or broken: reported at compile, no
     _IMPORT_ERROR = error
 
 #: The activations the kernels compute, by name (``npnet.kernels.dense.ACTIVATION_CODES``).
-ACTIVATIONS = ("linear", "relu", "sigmoid", "tanh", "softmax")
+ACTIVATIONS = ("linear", "relu", "sigmoid", "tanh", "softmax", "elu", "selu", "gelu", "softplus", "softsign",
+               "silu", "leaky_relu", "exponential", "hard_sigmoid")
 #: Activation layers that become the activation of the linear Dense layer before them.
-_ACTIVATION_LAYERS = {ReLU: "relu", Softmax: "softmax"}
+_ACTIVATION_LAYERS = (ReLU, LeakyReLU, Softmax, Activation)
 LOSSES = (SparseCategoricalCrossentropy, CategoricalCrossentropy)
 OPTIMIZERS = (Adam, SGD, RMSprop)
 DTYPES = ("float32", "float64")
@@ -62,9 +64,11 @@ _SETTINGS = {
     Flatten: {"name": _ANY, "trainable": _ANY, "input_shape": _ANY, "data_format": None},
     Dropout: {"name": _ANY, "trainable": _ANY, "input_shape": _ANY, "rate": _ANY, "seed": _ANY,
               "noise_shape": None},
-    ReLU: {"name": _ANY, "trainable": _ANY, "input_shape": _ANY, "max_value": None, "negative_slope": 0.0,
+    ReLU: {"name": _ANY, "trainable": _ANY, "input_shape": _ANY, "max_value": None, "negative_slope": _ANY,
            "threshold": 0.0},
+    LeakyReLU: {"name": _ANY, "trainable": _ANY, "input_shape": _ANY, "negative_slope": _ANY},
     Softmax: {"name": _ANY, "trainable": _ANY, "input_shape": _ANY, "axis": -1},
+    Activation: {"name": _ANY, "trainable": _ANY, "input_shape": _ANY, "activation": _ANY},
     Dense: {"name": _ANY, "trainable": _ANY, "input_shape": _ANY, "units": _ANY, "activation": _ANY,
             "kernel_initializer": _ANY, "bias_initializer": _ANY, "kernel_regularizer": _ANY,
             "bias_regularizer": _ANY, "use_bias": True, "activity_regularizer": None,
@@ -85,9 +89,16 @@ MASK_BYTES = 1 << 24
 
 _single_threaded_blas = SingleThreadedBlas(linked_by="scipy")
 
-#: What the kernels run, read from the layers: the Dense layers, their activation codes, and
-#: per Dense layer the Dropout layer on its input (or None).
+#: What the kernels run, read from the layers: the Dense layers, their activations as
+#: ``(code, parameter)`` pairs (:func:`_activation`), and per Dense layer the Dropout layer on
+#: its input (or None).
 Plan = namedtuple("Plan", ["dense", "codes", "dropouts"])
+
+#: The option of an activation that has one, at the default ``Dense`` and ``Activation`` call
+#: it with: ``functional.leaky_relu_forward``'s slope and ``functional.elu_forward``'s alpha.
+_DEFAULT_PARAMETER = {name: inspect.signature(function).parameters[option].default
+                      for name, function, option in (("leaky_relu", functional.leaky_relu_forward, "negative_slope"),
+                                                     ("elu", functional.elu_forward, "alpha"))}
 
 
 def require_numba():
@@ -133,7 +144,7 @@ def plan(layers):
         if reason is None and kind is Dense:
             reason = _dense_reason(layer)
             dense.append(layer)
-            codes.append(K.ACTIVATION_CODES.get(layer.activation.name) if K else None)
+            codes.append(_activation(layer.activation.name))
             dropouts.append(None)
             folded = False
         elif reason is None and kind is Dropout and layer.rate > 0:  # rate 0 draws nothing
@@ -141,11 +152,13 @@ def plan(layers):
                 reason = f"two Dropout layers in a row ({dropouts[-1].name!r} and {layer.name!r})"
             dropouts[-1] = layer
         elif reason is None and kind in _ACTIVATION_LAYERS:
-            if not dense or folded or dropouts[-1] is not None or dense[-1].activation is not activations.linear:
+            reason = _layer_activation_reason(layer, index)
+            if reason is None and (not dense or folded or dropouts[-1] is not None
+                                   or dense[-1].activation is not activations.linear):
                 reason = (f"the {kind.__name__} layer {layer.name!r} at position {index}, which is not "
                           "right after a Dense layer without activation")
-            else:
-                codes[-1], folded = K.ACTIVATION_CODES[_ACTIVATION_LAYERS[kind]] if K else None, True
+            elif reason is None:
+                codes[-1], folded = _layer_activation(layer), True
         if reason is not None:
             return None, reason
     if not dense:
@@ -154,6 +167,45 @@ def plan(layers):
         return None, f"a Dropout layer ({dropouts[-1].name!r}) after the last Dense layer"
     return (Plan(dense, codes, dropouts[:-1]), None) if _dtype(dense) else \
         (None, f"Dense layers of different dtypes ({sorted({str(d.kernel.dtype) for d in dense if d.built})})")
+
+
+def _activation(name, parameter=None):
+    """``(code, parameter)`` of the activation ``name``: its kernel code and its option (the
+    default one unless given; 0.0 for an activation without options)."""
+    if parameter is None:
+        parameter = _DEFAULT_PARAMETER.get(name, 0.0)
+    return (K.ACTIVATION_CODES.get(name) if K else None), float(parameter)
+
+
+def _layer_activation_reason(layer, index):
+    """Why an activation layer cannot become its Dense layer's activation, or None."""
+    if type(layer) is Activation:
+        name = layer.activation.name
+        if name not in ACTIVATIONS or layer.activation is not getattr(activations, name, None):
+            return f"the activation {name!r} of layer {layer.name!r} (a custom Activation)"
+    return None
+
+
+def _layer_activation(layer):
+    """``(code, parameter)`` of an activation layer, computed as its ``forward`` computes it:
+    a ReLU with a negative slope is ``functional.leaky_relu_forward`` with that slope."""
+    kind = type(layer)
+    if kind is Softmax:
+        return _activation("softmax")
+    if kind is Activation:
+        return _activation(layer.activation.name)
+    if kind is LeakyReLU or layer.negative_slope:
+        return _activation("leaky_relu", layer.negative_slope)
+    return _activation("relu")
+
+
+def activation_codes(codes):
+    """The kernels' ``Network.codes`` for a plan's ``(code, parameter)`` pairs: int64 codes when
+    every activation is one of the common five, else (layers, 2) float64 activation rows, for
+    which alone numba compiles the others (``npnet.kernels.dense.FIRST_OTHER_CODE``)."""
+    if all(code < K.FIRST_OTHER_CODE for code, _ in codes):
+        return np.array([code for code, _ in codes], dtype=np.int64)
+    return np.array(codes, dtype=np.float64)
 
 
 def _dtype(dense):
@@ -237,6 +289,7 @@ class NumbaBackend(base.Trainer):
         """What the bound Network depends on: every layer, its weights, activation, penalties
         and whether it is trainable (checked on each call, so a change is seen as by NumPy)."""
         return tuple((id(layer), layer.trainable, id(getattr(layer, "activation", None)),
+                      getattr(layer, "negative_slope", None),
                       tuple(id(p) for p in layer.params.values()),
                       tuple((n, id(r)) for n, r in layer.weight_regularizers().items()))
                      for layer in self.layers)
@@ -253,7 +306,7 @@ class NumbaBackend(base.Trainer):
             trainable = np.array([layer.trainable for layer in dense], dtype=np.int64)
             first = int(np.argmax(trainable)) if trainable.any() else len(dense)
             self._net = K.Network(tuple(d.kernel for d in dense), tuple(d.bias for d in dense),
-                                  np.array(plan_.codes, dtype=np.int64), self._loss_code(), trainable, first,
+                                  activation_codes(plan_.codes), self._loss_code(), trainable, first,
                                   K.constants(dtype))
             self._penalties = _penalties(dense, dtype)
             self._plan, self._net_key, self._capacity = plan_, key, 0

@@ -40,6 +40,7 @@ All kernels live in this one file on purpose: numba's on-disk cache of a functio
 invalidated when *its* source file changes, not when a callee in another file does.
 """
 
+import math
 import platform
 from collections import namedtuple
 
@@ -54,7 +55,20 @@ from ._compile import kernel
 
 # Activation codes (``codes[i]``), by the name of the npnet activation each mirrors.
 LINEAR, RELU, SIGMOID, TANH, SOFTMAX = 0, 1, 2, 3, 4
-ACTIVATION_CODES = {"linear": LINEAR, "relu": RELU, "sigmoid": SIGMOID, "tanh": TANH, "softmax": SOFTMAX}
+#: Keras's other activations: compiled only for a model that uses one (see :func:`activation_forward`).
+ELU, SELU, GELU, SOFTPLUS, SOFTSIGN, SILU, LEAKY_RELU, EXPONENTIAL, HARD_SIGMOID = range(5, 14)
+ACTIVATION_CODES = {"linear": LINEAR, "relu": RELU, "sigmoid": SIGMOID, "tanh": TANH, "softmax": SOFTMAX,
+                    "elu": ELU, "selu": SELU, "gelu": GELU, "softplus": SOFTPLUS, "softsign": SOFTSIGN,
+                    "silu": SILU, "leaky_relu": LEAKY_RELU, "exponential": EXPONENTIAL,
+                    "hard_sigmoid": HARD_SIGMOID}
+#: A model whose codes are all below this one has int64 ``codes``; any other has activation
+#: rows: ``codes[i] = (code, parameter)`` in float64, the parameter being leaky_relu's slope or
+#: elu's alpha (0 for the others). numba compiles the other activations for rows only.
+FIRST_OTHER_CODE = ELU
+#: SELU's constants, as ``npnet.functional.SELU_ALPHA``/``SELU_SCALE`` (a test checks they agree;
+#: kept here so that numba's cache of this file sees them)
+SELU_ALPHA = 1.6732632423543772848170429916717
+SELU_SCALE = 1.0507009873554804934193349852946
 
 # How the loss meets the output layer (``loss_code``): the head :func:`npnet.heads.choose`
 # decided, and for the general head whether the loss takes logits or probabilities. Sparse
@@ -313,9 +327,40 @@ def softmax_forward(z, p):
             p[i, j] = p[i, j] / total
 
 
-@kernel
 def activation_forward(code, z, a):
-    """Mirrors ``functional.<name>_forward`` of the activation ``code``.  z, a: (n, units)."""
+    """Mirrors ``functional.<name>_forward`` of the activation ``code``.  z, a: (n, units).
+
+    ``code`` is an int64 code (:func:`common_activation_forward`) or an activation row
+    (:func:`any_activation_forward`). numba picks one by the type, at compile time: the
+    model whose ``codes`` are int64 never compiles the other activations.
+    """
+    raise NotImplementedError  # only ever called from kernels
+
+
+@overload(activation_forward)
+def _activation_forward(code, z, a):
+    if isinstance(code, types.Integer):
+        return lambda code, z, a: common_activation_forward(code, z, a)
+    return lambda code, z, a: any_activation_forward(code, z, a)
+
+
+def activation_backward(code, grad, z, a):
+    """Mirrors ``functional.<name>_backward`` of the activation ``code``, in place: grad
+    (n, units) holds dL_da on entry and dL_dz on return; z, a: (n, units). ``code`` as in
+    :func:`activation_forward`."""
+    raise NotImplementedError  # only ever called from kernels
+
+
+@overload(activation_backward)
+def _activation_backward(code, grad, z, a):
+    if isinstance(code, types.Integer):
+        return lambda code, grad, z, a: common_activation_backward(code, grad, z, a)
+    return lambda code, grad, z, a: any_activation_backward(code, grad, z, a)
+
+
+@kernel
+def common_activation_forward(code, z, a):
+    """:func:`activation_forward` of the codes below ``FIRST_OTHER_CODE``."""
     n, units = z.shape
     if code == LINEAR:
         for i in range(n):
@@ -342,11 +387,8 @@ def activation_forward(code, z, a):
 
 
 @kernel
-def activation_backward(code, grad, z, a):
-    """Mirrors ``functional.<name>_backward`` of the activation ``code``, in place.
-
-    grad: (n, units) holds dL_da on entry and dL_dz on return; z, a: (n, units).
-    """
+def common_activation_backward(code, grad, z, a):
+    """:func:`activation_backward` of the codes below ``FIRST_OTHER_CODE``."""
     n, units = grad.shape
     if code == LINEAR:
         return
@@ -370,6 +412,148 @@ def activation_backward(code, grad, z, a):
                 dot += grad[i, j] * a[i, j]
             for j in range(units):
                 grad[i, j] = a[i, j] * (grad[i, j] - dot)
+    else:
+        raise ValueError("unknown activation code")
+
+
+@kernel
+def any_activation_forward(row, z, a):
+    """:func:`activation_forward` of an activation row ``(code, parameter)``, any code."""
+    code = np.int64(row[0])
+    if code < FIRST_OTHER_CODE:
+        common_activation_forward(code, z, a)
+    else:
+        other_activation_forward(code, same_type(z, row[1]), z, a)
+
+
+@kernel
+def any_activation_backward(row, grad, z, a):
+    """:func:`activation_backward` of an activation row ``(code, parameter)``, any code."""
+    code = np.int64(row[0])
+    if code < FIRST_OTHER_CODE:
+        common_activation_backward(code, grad, z, a)
+    else:
+        other_activation_backward(code, same_type(z, row[1]), grad, z, a)
+
+
+@kernel
+def sigmoid_of(x):
+    """``functional.sigmoid_forward`` of one float: no exp of a large positive number."""
+    e = np.exp(-np.abs(x))
+    return _ONE / (_ONE + e) if x >= _ZERO else e / (_ONE + e)
+
+
+@kernel
+def erf_of(x):
+    """SciPy's ``special.erf`` of one float of x's type: computed in float64, then rounded,
+    as SciPy's float32 loop does."""
+    return same_type(x, math.erf(np.float64(x)))
+
+
+@kernel
+def other_activation_forward(code, parameter, z, a):
+    """Mirrors ``functional.<name>_forward`` for the codes from ``FIRST_OTHER_CODE`` on, with
+    each function's default options (those ``Dense`` uses); ``parameter`` (z's dtype) is
+    leaky_relu's ``negative_slope`` or elu's ``alpha``. One loop per code, each doing the
+    NumPy function's operations in its order. z, a: (n, units).
+    """
+    n, units = z.shape
+    if code == ELU:  # where(z > 0, z, alpha · expm1(min(z, 0))); min(z, 0) is z in that branch
+        for i in range(n):
+            for j in range(units):
+                a[i, j] = z[i, j] if z[i, j] > _ZERO else parameter * np.expm1(z[i, j])
+    elif code == SELU:
+        scale, alpha = same_type(z, SELU_SCALE), same_type(z, SELU_ALPHA)
+        for i in range(n):
+            for j in range(units):
+                a[i, j] = scale * (z[i, j] if z[i, j] > _ZERO else alpha * np.expm1(z[i, j]))
+    elif code == GELU:  # the exact form: 0.5 · z · (1 + erf(z / √2))
+        half, inverse_root_2 = same_type(z, 0.5), same_type(z, 1 / np.sqrt(2))
+        for i in range(n):
+            for j in range(units):
+                a[i, j] = half * z[i, j] * (_ONE + erf_of(z[i, j] * inverse_root_2))
+    elif code == SOFTPLUS:  # max(z, 0) + log1p(exp(-|z|))
+        for i in range(n):
+            for j in range(units):
+                a[i, j] = (_ZERO if z[i, j] < _ZERO else z[i, j]) + np.log1p(np.exp(-np.abs(z[i, j])))
+    elif code == SOFTSIGN:
+        for i in range(n):
+            for j in range(units):
+                a[i, j] = z[i, j] / (_ONE + np.abs(z[i, j]))
+    elif code == SILU:
+        for i in range(n):
+            for j in range(units):
+                a[i, j] = z[i, j] * sigmoid_of(z[i, j])
+    elif code == LEAKY_RELU:
+        for i in range(n):
+            for j in range(units):
+                a[i, j] = z[i, j] if z[i, j] > _ZERO else parameter * z[i, j]
+    elif code == EXPONENTIAL:
+        for i in range(n):
+            for j in range(units):
+                a[i, j] = np.exp(z[i, j])
+    elif code == HARD_SIGMOID:  # clip(z + 3, 0, 6) / 6; a NaN stays NaN, as in np.clip
+        three, six = same_type(z, 3.0), same_type(z, 6.0)
+        for i in range(n):
+            for j in range(units):
+                shifted = z[i, j] + three
+                clipped = _ZERO if shifted < _ZERO else (six if shifted > six else shifted)
+                a[i, j] = clipped / six
+    else:
+        raise ValueError("unknown activation code")
+
+
+@kernel
+def other_activation_backward(code, parameter, grad, z, a):
+    """Mirrors ``functional.<name>_backward`` for the codes of :func:`other_activation_forward`,
+    in place: grad (n, units) holds dL_da on entry and dL_dz on return."""
+    n, units = grad.shape
+    if code == ELU:  # dL_da · where(z > 0, 1, a + alpha)
+        for i in range(n):
+            for j in range(units):
+                grad[i, j] = grad[i, j] * (_ONE if z[i, j] > _ZERO else a[i, j] + parameter)
+    elif code == SELU:
+        scale, scale_alpha = same_type(z, SELU_SCALE), same_type(z, SELU_SCALE * SELU_ALPHA)
+        for i in range(n):
+            for j in range(units):
+                grad[i, j] = grad[i, j] * (scale if z[i, j] > _ZERO else a[i, j] + scale_alpha)
+    elif code == GELU:  # dL_da · (Φ(z) + z · φ(z))
+        half, inverse_root_2 = same_type(z, 0.5), same_type(z, 1 / np.sqrt(2))
+        minus_half, inverse_root_2_pi = same_type(z, -0.5), same_type(z, 1 / np.sqrt(2 * np.pi))
+        for i in range(n):
+            for j in range(units):
+                x = z[i, j]
+                cdf = half * (_ONE + erf_of(x * inverse_root_2))
+                density = np.exp(minus_half * x * x) * inverse_root_2_pi
+                grad[i, j] = grad[i, j] * (cdf + x * density)
+    elif code == SOFTPLUS:  # dL_da · sigmoid(z)
+        for i in range(n):
+            for j in range(units):
+                grad[i, j] = grad[i, j] * sigmoid_of(z[i, j])
+    elif code == SOFTSIGN:  # dL_da / (1 + |z|)²
+        for i in range(n):
+            for j in range(units):
+                denominator = _ONE + np.abs(z[i, j])
+                grad[i, j] = grad[i, j] / (denominator * denominator)
+    elif code == SILU:  # dL_da · (s (1 + z (1 - s))), s = sigmoid(z)
+        for i in range(n):
+            for j in range(units):
+                s = sigmoid_of(z[i, j])
+                grad[i, j] = grad[i, j] * (s * (_ONE + z[i, j] * (_ONE - s)))
+    elif code == LEAKY_RELU:
+        for i in range(n):
+            for j in range(units):
+                grad[i, j] = grad[i, j] * (_ONE if z[i, j] > _ZERO else parameter)
+    elif code == EXPONENTIAL:
+        for i in range(n):
+            for j in range(units):
+                grad[i, j] = grad[i, j] * a[i, j]
+    elif code == HARD_SIGMOID:  # 1/6 strictly inside (-3, 3), else 0
+        three, sixth = same_type(z, 3.0), same_type(z, 1 / 6)
+        for i in range(n):
+            for j in range(units):
+                inside = z[i, j] > -three and z[i, j] < three
+                grad[i, j] = grad[i, j] * (sixth if inside else _ZERO)
     else:
         raise ValueError("unknown activation code")
 
