@@ -85,7 +85,8 @@ COVERAGE = [("layer", "Flatten", lambda: [layers.Flatten()] + _model(), {}, True
 from npnet.kernels import dense as _kernels  # noqa: E402
 
 NUMBA_ACTIVATIONS = set(_kernels.ACTIVATION_CODES)
-NUMBA_LOSSES = ("sparse_categorical_crossentropy", "categorical_crossentropy")
+NUMBA_LOSSES = ("sparse_categorical_crossentropy", "categorical_crossentropy", "binary_crossentropy",
+                "mean_squared_error", "mean_absolute_error", "huber_loss")
 #: the accuracies the kernels count themselves; every other metric needs the outputs (NumPy)
 NUMBA_METRICS = ("accuracy", "acc", "sparse_categorical_accuracy", "categorical_accuracy")
 OTHER_METRICS = ("binary_accuracy", "mse", "mae", "mean_squared_error", "mean_absolute_error",
@@ -110,8 +111,22 @@ COVERAGE += [("activation", f"{name} (output)", lambda name=name: _model(output=
               _numba_says(name, _numba_computes(name))) for name in activations.names()]
 COVERAGE += [("loss", f"{name}{suffix}", _model if not from_logits else (lambda: _model(output="linear")),
               {"loss": lambda cls=cls, f=from_logits: cls(from_logits=f)}, True)
-             for name, cls in LOSS_CLASSES.items() if name in NUMBA_LOSSES
+             for name, cls in LOSS_CLASSES.items() if name in NUMBA_LOSSES and cls.label_kind in ("sparse", "categorical")
              for suffix, from_logits in (("", False), (" (from_logits=True)", True))]
+# binary and regression targets: no metric, since their 'accuracy' needs the outputs (see below)
+COVERAGE += [("loss", f"{name}{suffix}", lambda output=output: _model(output=output),
+              {"loss": lambda make=make: make(), "metrics": []}, True)
+             for name, suffix, output, make in (
+                 ("binary_crossentropy", " (sigmoid output)", "sigmoid", losses.BinaryCrossentropy),
+                 ("binary_crossentropy", " (from_logits=True)", "linear",
+                  lambda: losses.BinaryCrossentropy(from_logits=True)),
+                 ("mean_squared_error", "", "linear", losses.MeanSquaredError),
+                 ("mean_absolute_error", "", "tanh", losses.MeanAbsoluteError),
+                 ("huber_loss", "", "linear", lambda: losses.Huber(delta=0.5)))]
+COVERAGE += [("loss", "binary_crossentropy with label_smoothing", lambda: _model(output="sigmoid"),
+              {"loss": lambda: losses.BinaryCrossentropy(label_smoothing=0.1), "metrics": []}, "label_smoothing"),
+             ("loss", "categorical_crossentropy with label_smoothing", _model,
+              {"loss": lambda: losses.CategoricalCrossentropy(label_smoothing=0.1)}, "label_smoothing")]
 COVERAGE += [("loss", name, lambda: _model(output="sigmoid"), {"loss": lambda cls=cls: cls()}, name)
              for name, cls in LOSS_CLASSES.items() if name not in NUMBA_LOSSES]
 COVERAGE += [("optimizer", f"{name}{suffix}", _model, {"optimizer": lambda cls=cls, kw=kw: cls(**kw)}, True)
@@ -228,12 +243,28 @@ def test_metrics_that_need_the_outputs_run_on_numpy_and_numba_names_them(name):
     assert name in history and np.isfinite(history[name][0])
 
 
+#: Keras's 'accuracy' of binary or regression targets: a threshold for one output unit, the
+#: outputs' argmax for several; either way the metric reads the outputs, as listed below
+THRESHOLD_ACCURACY = "accuracy of binary or regression targets"
+
+
+@pytest.mark.parametrize("loss, output", [("binary_crossentropy", "sigmoid"), ("mse", "linear")])
+def test_accuracy_of_binary_or_regression_targets_runs_on_numpy_and_numba_names_it(loss, output):
+    model = _build(lambda: _model(output=output), "float32")
+    with pytest.raises(NotImplementedError, match="metrics .*accuracy"):
+        model.compile(optimizer="adam", loss=loss, metrics=["accuracy"], backend="numba")
+    model.compile(optimizer="adam", loss=loss, metrics=["accuracy"])
+    assert model.backend_name == "numpy"
+    x, y = _data(model.loss)
+    assert np.isfinite(model.fit(x, y, batch_size=8, epochs=1, verbose=0).history["accuracy"][0])
+
+
 def markdown_table():
     """README's coverage table: one row per piece, the backends as columns."""
     lines = ["| piece | NumPy backend | numba backend |", "|---|---|---|"]
     for kind, piece, _, _, numba in COVERAGE:
         lines.append(f"| {kind}: {piece} | yes | {'yes' if numba is True else 'no: NumPy is used'} |")
-    lines += [f"| metric: {name} | yes | no: NumPy is used |" for name in OTHER_METRICS]
+    lines += [f"| metric: {name} | yes | no: NumPy is used |" for name in OTHER_METRICS + (THRESHOLD_ACCURACY,)]
     return "\n".join(lines)
 
 

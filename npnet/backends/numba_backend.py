@@ -3,8 +3,9 @@
 What it runs: ``Dense`` layers with any npnet activation, frozen or trainable, with L2 weight
 penalties; ``Dropout`` before any of them; ``Flatten`` anywhere (the identity on rows);
 ``ReLU`` (plain or leaky), ``LeakyReLU``, ``Softmax`` and ``Activation`` layers right after a
-linear ``Dense``, which they become the activation of; the sparse and one-hot cross-entropies (from probabilities or logits); SGD
-(momentum, Nesterov), RMSprop (momentum, centered) and Adam; float32 or float64 weights.
+linear ``Dense``, which they become the activation of; the sparse, one-hot and binary
+cross-entropies (from probabilities or logits), mean squared and absolute error and Huber;
+SGD (momentum, Nesterov), RMSprop (momentum, centered) and Adam; float32 or float64 weights.
 :func:`unsupported_reason` names whatever else a model holds, including any setting it does
 not know by name; ``backend='numba'`` then refuses at ``compile`` and the automatic choice
 uses the NumPy backend. A kernel never computes something different from the NumPy backend:
@@ -32,7 +33,8 @@ import numpy as np
 
 from .. import activations, functional, heads, regularizers
 from ..layers import Activation, Dense, Dropout, Flatten, LeakyReLU, ReLU, Softmax
-from ..losses import CategoricalCrossentropy, SparseCategoricalCrossentropy
+from ..losses import (BinaryCrossentropy, CategoricalCrossentropy, Huber, MeanAbsoluteError, MeanSquaredError,
+                      SparseCategoricalCrossentropy)
 from ..optimizers import SGD, Adam, RMSprop
 from . import base
 from ._threads import SingleThreadedBlas
@@ -49,7 +51,8 @@ ACTIVATIONS = ("linear", "relu", "sigmoid", "tanh", "softmax", "elu", "selu", "g
                "silu", "leaky_relu", "exponential", "hard_sigmoid")
 #: Activation layers that become the activation of the linear Dense layer before them.
 _ACTIVATION_LAYERS = (ReLU, LeakyReLU, Softmax, Activation)
-LOSSES = (SparseCategoricalCrossentropy, CategoricalCrossentropy)
+LOSSES = (SparseCategoricalCrossentropy, CategoricalCrossentropy, BinaryCrossentropy, MeanSquaredError,
+          MeanAbsoluteError, Huber)
 OPTIMIZERS = (Adam, SGD, RMSprop)
 DTYPES = ("float32", "float64")
 
@@ -77,6 +80,10 @@ _SETTINGS = {
                                     "reduction": "sum_over_batch_size"},
     CategoricalCrossentropy: {"from_logits": _ANY, "name": _ANY, "label_smoothing": 0.0, "axis": -1,
                               "reduction": "sum_over_batch_size"},
+    BinaryCrossentropy: {"from_logits": _ANY, "name": _ANY, "label_smoothing": 0.0, "reduction": "sum_over_batch_size"},
+    MeanSquaredError: {"name": _ANY, "reduction": "sum_over_batch_size"},
+    MeanAbsoluteError: {"name": _ANY, "reduction": "sum_over_batch_size"},
+    Huber: {"name": _ANY, "reduction": "sum_over_batch_size", "delta": _ANY},
     Adam: {**_COMMON_OPTIMIZER, "beta_1": _ANY, "beta_2": _ANY, "epsilon": _ANY, "amsgrad": False},
     SGD: {**_COMMON_OPTIMIZER, "momentum": _ANY, "nesterov": _ANY},
     RMSprop: {**_COMMON_OPTIMIZER, "rho": _ANY, "momentum": _ANY, "epsilon": _ANY, "centered": _ANY},
@@ -276,12 +283,16 @@ class NumbaBackend(base.Trainer):
     # -- binding the parts' arrays to kernel arguments -------------------------------------
 
     @property
-    def categorical(self):
-        return self.loss is not None and self.loss.label_kind == "categorical"
+    def takes_target_rows(self):
+        """Whether the loss takes target rows shaped like the output (one-hot, binary or
+        regression targets) rather than class labels."""
+        return self.loss is not None and self.loss.label_kind in ("categorical", "binary", "regression")
 
     def _loss_code(self):
         if self.head == heads.SOFTMAX_CROSSENTROPY:
             return K.SOFTMAX_CROSSENTROPY
+        if type(self.loss) in _TARGET_LOSSES:
+            return _loss_row(self.loss, self.head)
         return K.CROSSENTROPY_OF_LOGITS if self.loss is not None and self.loss.from_logits \
             else K.CROSSENTROPY_OF_PROBABILITIES
 
@@ -333,7 +344,7 @@ class NumbaBackend(base.Trainer):
             dtype = net.kernels[0].dtype
             units = [k.shape[1] for k in net.kernels]
             buffers = [tuple(_aligned((capacity, u), dtype) for u in units) for _ in range(3)]
-            targets = _aligned((capacity, units[-1]), dtype) if self.categorical else None
+            targets = _aligned((capacity, units[-1]), dtype) if self.takes_target_rows else None
             self._work = K.Workspace(_aligned((capacity, net.kernels[0].shape[0]), dtype),
                                      np.empty(capacity, dtype=np.int64), targets, *buffers,
                                      tuple(_aligned(k.shape, dtype) for k in net.kernels),
@@ -393,10 +404,11 @@ class NumbaBackend(base.Trainer):
 
     def _as_labels(self, y, net, n_samples):
         """``(labels, targets)`` for the kernels: int64 class labels and None for a sparse
-        loss, an empty label array and the (n, k) targets for a categorical one; checked,
-        since the kernels index with them."""
+        loss, an empty label array and the (n, k) targets for a loss of target rows
+        (categorical, binary, regression; argmax labels are made of them, which only the
+        categorical accuracy reads); checked, since the kernels index with them."""
         n_classes = net.kernels[-1].shape[1]
-        if self.categorical:
+        if self.takes_target_rows:
             targets = np.ascontiguousarray(y, dtype=net.kernels[0].dtype)
             if targets.shape != (n_samples, n_classes):
                 raise ValueError(f"targets must have shape ({n_samples}, {n_classes}); received {targets.shape}")
@@ -431,6 +443,21 @@ class NumbaBackend(base.Trainer):
         return K.Dropout(np.array([d is not None for d in dropouts], dtype=np.int64),
                          np.array([1.0 / (1.0 - d.rate) if d else 0.0 for d in dropouts], dtype=dtype),
                          tuple(masks), self._dropped)
+
+
+#: The losses of targets shaped like the output, by their code in the kernels' loss row.
+_TARGET_LOSSES = {MeanSquaredError: "MEAN_SQUARED_ERROR", MeanAbsoluteError: "MEAN_ABSOLUTE_ERROR", Huber: "HUBER",
+                  BinaryCrossentropy: "BINARY_OF_PROBABILITIES"}
+
+
+def _loss_row(loss, head):
+    """The kernels' loss row ``(code, delta)`` (float64) of a binary or regression loss."""
+    code = getattr(K, _TARGET_LOSSES[type(loss)])
+    if head == heads.SIGMOID_BINARY_CROSSENTROPY:
+        code = K.SIGMOID_BINARY_CROSSENTROPY
+    elif type(loss) is BinaryCrossentropy and loss.from_logits:
+        code = K.BINARY_OF_LOGITS
+    return np.array([code, getattr(loss, "delta", 0.0)], dtype=np.float64)
 
 
 def _penalties(dense, dtype):

@@ -80,6 +80,12 @@ SOFTMAX_CROSSENTROPY = None
 CROSSENTROPY_OF_LOGITS = 1
 #: ``heads.GENERAL`` with ``from_logits=False``: clipped cross-entropy of the probabilities
 CROSSENTROPY_OF_PROBABILITIES = 2
+#: The losses of targets shaped like the output (binary and regression) travel as a loss row
+#: ``(code, delta)`` in float64 (delta: Huber's, else 0), for which alone numba compiles them:
+#: mean squared / absolute error, Huber, binary cross-entropy of probabilities or of logits
+#: (``heads.GENERAL``), and of a sigmoid output's logits (``heads.SIGMOID_BINARY_CROSSENTROPY``)
+MEAN_SQUARED_ERROR, MEAN_ABSOLUTE_ERROR, HUBER = 3, 4, 5
+BINARY_OF_PROBABILITIES, BINARY_OF_LOGITS, SIGMOID_BINARY_CROSSENTROPY = 6, 7, 8
 
 # Exact in every float type, so mixing them in never changes a float32 result; constants
 # that are not exact (Keras's clip epsilon) travel in ``Network.constants`` in the weights' dtype.
@@ -704,9 +710,39 @@ def categorical_probabilities_backward(p, targets, constants, dL_dp):
             dL_dp[i, j] = ((dL_dp[i, j] - dot) / total) / n_float
 
 
-@kernel
 def output_loss(loss_code, z, a, labels, targets, constants):
-    """The batch-mean loss as ``npnet.training.loss_value`` computes it (without penalties).
+    """The batch-mean loss as ``npnet.training.loss_value`` computes it (without penalties):
+    :func:`crossentropy_output_loss` for the cross-entropies' codes, :func:`target_loss` for a
+    loss row, chosen by the type of ``loss_code`` at compile time."""
+    raise NotImplementedError  # only ever called from kernels
+
+
+@overload(output_loss)
+def _output_loss(loss_code, z, a, labels, targets, constants):
+    if isinstance(loss_code, types.Array):
+        return lambda loss_code, z, a, labels, targets, constants: target_loss(loss_code, z, a, targets, constants)
+    return lambda loss_code, z, a, labels, targets, constants: crossentropy_output_loss(
+        loss_code, z, a, labels, targets, constants)
+
+
+def output_gradient(loss_code, code, z, a, labels, targets, constants, dL_dz):
+    """dL/dz of the output layer, as ``npnet.training.backward`` starts it:
+    :func:`crossentropy_output_gradient` or :func:`target_gradient`, as :func:`output_loss`."""
+    raise NotImplementedError  # only ever called from kernels
+
+
+@overload(output_gradient)
+def _output_gradient(loss_code, code, z, a, labels, targets, constants, dL_dz):
+    if isinstance(loss_code, types.Array):
+        return lambda loss_code, code, z, a, labels, targets, constants, dL_dz: target_gradient(
+            loss_code, code, z, a, targets, constants, dL_dz)
+    return lambda loss_code, code, z, a, labels, targets, constants, dL_dz: crossentropy_output_gradient(
+        loss_code, code, z, a, labels, targets, constants, dL_dz)
+
+
+@kernel
+def crossentropy_output_loss(loss_code, z, a, labels, targets, constants):
+    """:func:`output_loss` of the cross-entropies of classes (softmax head or general head).
 
     z, a: (n, k) the output layer's logits and activations, labels: (n,), targets: (n, k)
     for a categorical loss, else None. Each sample's loss is in the weights' dtype; their
@@ -726,8 +762,8 @@ def output_loss(loss_code, z, a, labels, targets, constants):
 
 
 @kernel
-def output_gradient(loss_code, code, z, a, labels, targets, constants, dL_dz):
-    """dL/dz of the output layer, as ``npnet.training.backward`` starts it.
+def crossentropy_output_gradient(loss_code, code, z, a, labels, targets, constants, dL_dz):
+    """:func:`output_gradient` of the cross-entropies of classes.
 
     z, a: (n, k), labels: (n,), targets: (n, k) or None -> dL_dz: (n, k).
     """
@@ -743,6 +779,90 @@ def output_gradient(loss_code, code, z, a, labels, targets, constants, dL_dz):
     else:
         crossentropy_probabilities_backward(a, labels, constants, dL_dz)
     activation_backward(code, dL_dz, z, a)
+
+
+@kernel
+def sign_of(x):
+    """``np.sign`` of one float: -1, 0 or 1 in x's type, NaN for NaN."""
+    if x > _ZERO:
+        return same_type(x, 1.0)
+    if x < _ZERO:
+        return same_type(x, -1.0)
+    return x * _ZERO  # 0 for ±0, NaN for NaN
+
+
+@kernel
+def target_entry_loss(code, delta, low, high, p, t):
+    """One output's loss, as the per-entry expression of the ``npnet.functional`` function of
+    ``code`` (before its mean over the outputs): p the output (the logit for the two
+    from-logits codes), t its target; delta Huber's, low/high the probabilities' clip range."""
+    if code == MEAN_SQUARED_ERROR:  # functional.mean_squared_error
+        error = p - t
+        return error * error
+    if code == MEAN_ABSOLUTE_ERROR:  # functional.mean_absolute_error
+        return np.abs(p - t)
+    if code == HUBER:  # functional.huber
+        error = p - t
+        abs_error = np.abs(error)
+        half = same_type(p, 0.5)
+        return half * error * error if abs_error <= delta else delta * abs_error - half * delta * delta
+    if code == BINARY_OF_PROBABILITIES:  # functional.binary_crossentropy
+        clipped = clip_probability(p, low, high)
+        return -(t * np.log(clipped) + (_ONE - t) * np.log(_ONE - clipped))
+    # functional.binary_crossentropy_from_logits: max(z, 0) - z t + log1p(exp(-|z|))
+    return (p if p > _ZERO else _ZERO) - p * t + np.log1p(np.exp(-np.abs(p)))
+
+
+@kernel
+def target_loss(row, z, a, targets, constants):
+    """:func:`output_loss` of a loss row ``(code, delta)``: the batch mean of the per-sample
+    means over the outputs (each sample's in the weights' dtype, the batch's accumulated in
+    float64 and rounded once). z, a, targets: (n, m); the sigmoid head reads the logits z."""
+    code, delta = np.int64(row[0]), same_type(z, row[1])
+    outputs = z if code == SIGMOID_BINARY_CROSSENTROPY else a
+    if code == SIGMOID_BINARY_CROSSENTROPY:
+        code = BINARY_OF_LOGITS
+    low, high = constants[CLIP_LOW], constants[CLIP_HIGH]
+    n, m = outputs.shape
+    total = 0.0
+    for i in range(n):
+        sample = _ZERO
+        for j in range(m):
+            sample += target_entry_loss(code, delta, low, high, outputs[i, j], targets[i, j])
+        total += sample / same_type(z, m)
+    return same_type(z, total / n)
+
+
+@kernel
+def target_gradient(row, code, z, a, targets, constants, dL_dz):
+    """:func:`output_gradient` of a loss row: the loss's gradient w.r.t. the output (the
+    ``*_backward`` function of npnet.functional), then the output activation's backward; for
+    the sigmoid head ``(p - t) / (n m)`` w.r.t. the logits directly."""
+    loss, delta = np.int64(row[0]), same_type(z, row[1])
+    low, high = constants[CLIP_LOW], constants[CLIP_HIGH]
+    n, m = a.shape
+    size = same_type(z, n * m)
+    two_per_size, one_per_size = same_type(z, 2 / (n * m)), same_type(z, 1 / (n * m))
+    for i in range(n):
+        for j in range(m):
+            p, t = a[i, j], targets[i, j]
+            if loss == MEAN_SQUARED_ERROR:
+                dL_dz[i, j] = (p - t) * two_per_size
+            elif loss == MEAN_ABSOLUTE_ERROR:
+                dL_dz[i, j] = sign_of(p - t) * one_per_size
+            elif loss == HUBER:
+                error = p - t
+                dL_dz[i, j] = (error if np.abs(error) <= delta else delta * sign_of(error)) * one_per_size
+            elif loss == BINARY_OF_PROBABILITIES:  # zero where the clip holds p
+                clipped = clip_probability(p, low, high)
+                inside = p >= low and p <= high
+                dL_dz[i, j] = ((clipped - t) / (clipped * (_ONE - clipped)) if inside else _ZERO) / size
+            elif loss == BINARY_OF_LOGITS:  # the sigmoid of the output logits, then (p - t) / (n m)
+                dL_dz[i, j] = (sigmoid_of(p) - t) / size
+            else:  # SIGMOID_BINARY_CROSSENTROPY: p is the sigmoid of z already
+                dL_dz[i, j] = (p - t) / size
+    if loss != SIGMOID_BINARY_CROSSENTROPY:
+        activation_backward(code, dL_dz, z, a)
 
 
 # ----------------------------------------------------------------------------- metrics
