@@ -136,7 +136,7 @@ COVERAGE += [("optimizer", f"{name}{suffix}", _model, {"optimizer": lambda cls=c
                                 "rmsprop": [("", {}), (" momentum", {"momentum": 0.5}),
                                             (" centered", {"centered": True})]}.get(name, [("", {})])]
 COVERAGE += [("regularizer", f"{name} on the kernel", lambda name=name: [layers.Dense(6, kernel_regularizer=name)]
-              + _model()[1:], {}, True if name == "l2" else "kernel_regularizer")
+              + _model()[1:], {}, True)
              for name in regularizers._BY_NAME]
 COVERAGE += [("layer", f"{name} (after a linear Dense)", lambda name=name, args=args: _model(
                   hidden="linear", extra=[getattr(layers, name)(*args)]), {}, True)

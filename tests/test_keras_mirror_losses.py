@@ -245,7 +245,9 @@ NEW_PIECES = [
      "binary_crossentropy", None),
     ("huber", lambda: [npnet.layers.Dense(1, input_shape=(4,))], "huber", None),
     ("l1 regularizer", lambda: [npnet.layers.Dense(3, activation="softmax", input_shape=(4,), kernel_regularizer="l1")],
-     "sparse_categorical_crossentropy", "kernel_regularizer"),
+     "sparse_categorical_crossentropy", None),
+    ("label smoothing", lambda: [npnet.layers.Dense(1, activation="sigmoid", input_shape=(4,))],
+     losses.BinaryCrossentropy(label_smoothing=0.1), "label_smoothing"),
 ]
 
 

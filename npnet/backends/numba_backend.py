@@ -1,8 +1,8 @@
 """The fast backend: the whole training step in compiled numba kernels (``npnet/kernels``).
 
-What it runs: ``Dense`` layers with any npnet activation, frozen or trainable, with L2 weight
-penalties; ``Dropout`` before any of them; ``Flatten`` anywhere (the identity on rows);
-``ReLU`` (plain or leaky), ``LeakyReLU``, ``Softmax`` and ``Activation`` layers right after a
+What it runs: ``Dense`` layers with any npnet activation, frozen or trainable, with L1, L2 and
+L1L2 weight penalties; ``Dropout`` before any of them; ``Flatten`` anywhere (the identity on
+rows); ``ReLU`` (plain or leaky), ``LeakyReLU``, ``Softmax`` and ``Activation`` layers right after a
 linear ``Dense``, which they become the activation of; the sparse, one-hot and binary
 cross-entropies (from probabilities or logits), mean squared and absolute error and Huber;
 SGD (momentum, Nesterov), RMSprop (momentum, centered) and Adam; float32 or float64 weights.
@@ -230,8 +230,8 @@ def _dense_reason(layer):
     if layer.built and (list(layer.params) != ["kernel", "bias"] or layer.kernel.dtype.name not in DTYPES):
         return f"the weights of Dense layer {layer.name!r} ({', '.join(layer.params)} of {layer.kernel.dtype})"
     for weight, regularizer in layer.weight_regularizers().items():
-        if weight not in ("kernel", "bias") or type(regularizer) is not regularizers.L2 \
-                or set(regularizer.get_config()) != {"l2"}:
+        if weight not in ("kernel", "bias") or type(regularizer) not in _PENALTY_SETTINGS \
+                or set(regularizer.get_config()) != _PENALTY_SETTINGS[type(regularizer)]:
             return f"the {weight}_regularizer {regularizer!r} of Dense layer {layer.name!r}"
     return None
 
@@ -460,14 +460,34 @@ def _loss_row(loss, head):
     return np.array([code, getattr(loss, "delta", 0.0)], dtype=np.float64)
 
 
+#: The regularizers the kernels compute, with the settings each has.
+_PENALTY_SETTINGS = {regularizers.L2: {"l2"}, regularizers.L1: {"l1"}, regularizers.L1L2: {"l1", "l2"}}
+
+
+def _penalty_terms(regularizer):
+    """``npnet.kernels.dense``'s ``L2_TERM | L1_TERM`` of a regularizer (None: 0), as its
+    ``__call__`` adds them: L1L2 leaves out a term whose factor is 0."""
+    if regularizer is None:
+        return 0
+    kind = type(regularizer)
+    if kind is regularizers.L1L2:
+        return (K.L1_TERM if regularizer.l1 else 0) | (K.L2_TERM if regularizer.l2 else 0)
+    return K.L1_TERM if kind is regularizers.L1 else K.L2_TERM
+
+
 def _penalties(dense, dtype):
     """The kernels' :class:`~npnet.kernels.dense.Penalties`, or None when no layer has one."""
     found = [layer.weight_regularizers() for layer in dense]
     if not any(found):
         return None
-    has = {w: np.array([w in r for r in found], dtype=np.int64) for w in ("kernel", "bias")}
-    l2 = {w: np.array([r[w].l2 if w in r else 0.0 for r in found], dtype=dtype) for w in ("kernel", "bias")}
-    return K.Penalties(has["kernel"], l2["kernel"], has["bias"], l2["bias"])
+    arrays = []
+    for weight in ("kernel", "bias"):
+        terms = np.array([_penalty_terms(r.get(weight)) for r in found], dtype=np.int64)
+        l2 = np.array([getattr(r.get(weight), "l2", 0.0) for r in found], dtype=dtype)
+        l1 = np.array([getattr(r.get(weight), "l1", 0.0) for r in found], dtype=dtype)
+        arrays += [terms, l2, l1 if (terms & K.L1_TERM).any() else None]
+    (has_kernel, kernel_l2, kernel_l1), (has_bias, bias_l2, bias_l1) = arrays[:3], arrays[3:]
+    return K.Penalties(has_kernel, kernel_l2, has_bias, bias_l2, kernel_l1, bias_l1)
 
 
 def _per_layer(optimizer, dense, slot):

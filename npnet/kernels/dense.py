@@ -1091,9 +1091,14 @@ Dropout = namedtuple("Dropout", ["active", "scales", "masks", "dropped"])
 # ----------------------------------------------------------------------------- weight penalties
 
 
-#: L2 penalties: ``kernel_l2[i]``/``bias_l2[i]`` the coefficient (weights' dtype) where
-#: ``has_kernel[i]``/``has_bias[i]``, as each layer's ``weight_regularizers()`` lists them.
-Penalties = namedtuple("Penalties", ["has_kernel", "kernel_l2", "has_bias", "bias_l2"])
+#: Weight penalties, as each layer's ``weight_regularizers()`` lists them: ``has_kernel[i]``/
+#: ``has_bias[i]`` the terms of the weight's regularizer (``L2_TERM | L1_TERM``, 0 for none),
+#: ``kernel_l2[i]``/``bias_l2[i]`` and ``kernel_l1[i]``/``bias_l1[i]`` their coefficients
+#: (weights' dtype). ``kernel_l1``/``bias_l1`` are None when no weight has an L1 term: L2
+#: models then compile no L1 code.
+Penalties = namedtuple("Penalties", ["has_kernel", "kernel_l2", "has_bias", "bias_l2", "kernel_l1", "bias_l1"])
+#: the terms of a regularizer: ``L2`` is L2_TERM, ``L1`` L1_TERM, ``L1L2`` those of its nonzero factors
+L2_TERM, L1_TERM = 1, 2
 
 
 @kernel
@@ -1109,14 +1114,38 @@ def l2_penalty(weight, l2):
 
 
 @kernel
+def l1_penalty(weight, l1):
+    """Mirrors ``functional.l1_penalty``: ``l1 · Σ |w|``, the sum in float64 as in :func:`l2_penalty`."""
+    flat = weight.reshape(weight.size)
+    total = 0.0
+    for i in range(flat.size):
+        total += np.abs(flat[i])
+    return l1 * same_type(l1, total)
+
+
+@kernel
+def weight_penalty(weight, terms, l2, l1s, i):
+    """One weight's penalty, as its regularizer's ``__call__``: ``L1L2`` adds its L1 term, then
+    its L2 term; ``l1s`` the L1 coefficients of the layers (None: no L1 term anywhere)."""
+    if l1s is not None:
+        if terms & L1_TERM:
+            value = l1_penalty(weight, l1s[i])
+            if terms & L2_TERM:
+                value = value + l2_penalty(weight, l2)
+            return value
+    return l2_penalty(weight, l2)
+
+
+@kernel
 def penalty_loss(kernels, biases, penalties, loss):
     """``loss`` plus every penalty, added as ``npnet.training.regularization_loss`` does."""
     total = _ZERO
     for i in range(len(kernels)):
         if penalties.has_kernel[i]:
-            total += l2_penalty(kernels[i], penalties.kernel_l2[i])
+            total += weight_penalty(kernels[i], penalties.has_kernel[i], penalties.kernel_l2[i],
+                                    penalties.kernel_l1, i)
         if penalties.has_bias[i]:
-            total += l2_penalty(biases[i], penalties.bias_l2[i])
+            total += weight_penalty(biases[i], penalties.has_bias[i], penalties.bias_l2[i], penalties.bias_l1, i)
     return loss + total
 
 
@@ -1130,14 +1159,42 @@ def add_penalty_gradient(grad, weight, l2):
 
 
 @kernel
+def add_l1_penalty_gradient(grad, weight, terms, l2, l1):
+    """Mirrors ``grads + regularizer.gradient(w)`` for a regularizer with an L1 term, in place:
+    ``g + l1 · sign(w)`` (``functional.l1_penalty_backward``), or with an L2 term too (``L1L2``,
+    whose gradient is summed first) ``g + (l1 · sign(w) + l2 · (2 w))``."""
+    grad_flat = grad.reshape(grad.size)
+    weight_flat = weight.reshape(weight.size)
+    if terms & L2_TERM:
+        for i in range(grad_flat.size):
+            w = weight_flat[i]
+            grad_flat[i] = grad_flat[i] + (l1 * sign_of(w) + l2 * (w + w))
+    else:
+        for i in range(grad_flat.size):
+            grad_flat[i] = grad_flat[i] + l1 * sign_of(weight_flat[i])
+
+
+@kernel
+def add_weight_penalty_gradient(grad, weight, terms, l2, l1s, i):
+    """Add one weight's penalty gradient (``terms``, ``l1s`` as in :func:`weight_penalty`)."""
+    if l1s is not None:
+        if terms & L1_TERM:
+            add_l1_penalty_gradient(grad, weight, terms, l2, l1s[i])
+            return
+    add_penalty_gradient(grad, weight, l2)
+
+
+@kernel
 def penalty_gradients(penalties, net, work):
     """Add each trainable weight's penalty gradient, as ``npnet.training.backward`` ends."""
     for i in range(len(net.kernels)):
         if net.trainable[i]:
             if penalties.has_kernel[i]:
-                add_penalty_gradient(work.kernel_grads[i], net.kernels[i], penalties.kernel_l2[i])
+                add_weight_penalty_gradient(work.kernel_grads[i], net.kernels[i], penalties.has_kernel[i],
+                                            penalties.kernel_l2[i], penalties.kernel_l1, i)
             if penalties.has_bias[i]:
-                add_penalty_gradient(work.bias_grads[i], net.biases[i], penalties.bias_l2[i])
+                add_weight_penalty_gradient(work.bias_grads[i], net.biases[i], penalties.has_bias[i],
+                                            penalties.bias_l2[i], penalties.bias_l1, i)
 
 
 # ----------------------------------------------------------------------------- whole passes
