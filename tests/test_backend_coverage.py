@@ -80,7 +80,7 @@ COVERAGE = [("layer", "Flatten", lambda: [layers.Flatten()] + _model(), {}, True
             ("option", "frozen layer (trainable = False)", _frozen, {}, True),
             ("option", "float32 weights", _model, {}, True),
             ("option", "float64 weights (set_floatx('float64'))", _model, {"floatx": "float64"}, True),
-            ("option", "learning-rate schedule object", _model, {"optimizer": _schedule}, "schedule"),
+            ("option", "learning-rate schedule object", _model, {"optimizer": _schedule}, True),
             ("activation", "custom Activation object", _custom_activation, {}, "custom Activation")]
 from npnet.kernels import dense as _kernels  # noqa: E402
 

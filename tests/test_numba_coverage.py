@@ -490,3 +490,39 @@ def test_l2_models_carry_no_l1_arrays():
     penalties = numba_backend._penalties(dense, np.float32)
     assert penalties.has_kernel.tolist() == [1, 3]
     np.testing.assert_array_equal(penalties.kernel_l1, np.array([0.0, 0.1], dtype=np.float32))
+
+
+# ----------------------------------------------------------------------------- learning-rate schedules
+
+SCHEDULES = {
+    "exponential, staircase": lambda: optimizers.schedules.ExponentialDecay(0.05, 7, 0.8, staircase=True),
+    "inverse time": lambda: optimizers.schedules.InverseTimeDecay(0.05, 10, 0.5),
+    "piecewise constant": lambda: optimizers.schedules.PiecewiseConstantDecay([30, 60], [0.05, 0.02, 0.01]),
+    "cosine, warmup": lambda: optimizers.schedules.CosineDecay(0.01, 80, alpha=0.1, warmup_target=0.05,
+                                                               warmup_steps=20),
+}
+SCHEDULED_OPTIMIZERS = {"adam": optimizers.Adam, "sgd-momentum": lambda rate: optimizers.SGD(rate, momentum=0.9),
+                        "rmsprop-centered": lambda rate: optimizers.RMSprop(rate, centered=True)}
+
+
+@pytest.mark.parametrize("floatx", ["float32", "float64"])
+@pytest.mark.parametrize("batch_size, n_samples, epochs", [(1, 100, 1), (32, 3200, 1), (32, 327, 9)],
+                         ids=["batch-1", "batch-32", "last-partial-batch"])
+@pytest.mark.parametrize("schedule", list(SCHEDULES))
+def test_each_schedule_at_each_batch_size(schedule, batch_size, n_samples, epochs, floatx):
+    """The rate of each step is the schedule's at the optimizer's iterations, on both."""
+    reference, fast = make_pair(lambda: stack(("dropout", "l2"), "softmax"), npnet.losses.SparseCategoricalCrossentropy,
+                                lambda: optimizers.SGD(SCHEDULES[schedule]()), floatx)
+    x, y = make_data(n_samples, categorical=False)
+    train_and_compare(reference, fast, x, y, batch_size, floatx, epochs)
+    assert fast.optimizer.learning_rate == reference.optimizer.learning_rate
+    assert fast.optimizer._current_learning_rate == reference.optimizer._current_learning_rate
+
+
+@pytest.mark.parametrize("floatx", ["float32", "float64"])
+@pytest.mark.parametrize("optimizer", list(SCHEDULED_OPTIMIZERS))
+def test_a_schedule_with_each_optimizer_family(optimizer, floatx):
+    reference, fast = make_pair(lambda: stack(("dropout",), "softmax"), npnet.losses.SparseCategoricalCrossentropy,
+                                lambda: SCHEDULED_OPTIMIZERS[optimizer](SCHEDULES["cosine, warmup"]()), floatx)
+    x, y = make_data(N_SAMPLES, categorical=False)
+    train_and_compare(reference, fast, x, y, BATCH, floatx)

@@ -5,7 +5,8 @@ L1L2 weight penalties; ``Dropout`` before any of them; ``Flatten`` anywhere (the
 rows); ``ReLU`` (plain or leaky), ``LeakyReLU``, ``Softmax`` and ``Activation`` layers right after a
 linear ``Dense``, which they become the activation of; the sparse, one-hot and binary
 cross-entropies (from probabilities or logits), mean squared and absolute error and Huber;
-SGD (momentum, Nesterov), RMSprop (momentum, centered) and Adam; float32 or float64 weights.
+SGD (momentum, Nesterov), RMSprop (momentum, centered) and Adam, with a learning-rate schedule
+or not (one step per kernel call with one); float32 or float64 weights.
 :func:`unsupported_reason` names whatever else a model holds, including any setting it does
 not know by name; ``backend='numba'`` then refuses at ``compile`` and the automatic choice
 uses the NumPy backend. A kernel never computes something different from the NumPy backend:
@@ -249,10 +250,7 @@ def _optimizer_reason(optimizer):
         return None
     if type(optimizer) not in OPTIMIZERS:
         return f"the optimizer {type(optimizer).__name__}"
-    if getattr(optimizer, "learning_rate_schedule", None) is not None:
-        # the kernels read one learning rate per call of several steps
-        return f"a learning-rate schedule ({type(optimizer.learning_rate_schedule).__name__})"
-    rate = optimizer.learning_rate
+    rate = optimizer.learning_rate  # a schedule's at the current step: a number too
     if isinstance(rate, bool) or not isinstance(rate, (int, float)):
         return f"the learning_rate {rate!r} of {type(optimizer).__name__} (only a number is supported)"
     return _unknown_setting(optimizer)
@@ -364,14 +362,18 @@ class NumbaBackend(base.Trainer):
             x, (labels, targets) = _as_rows(x, net), self._as_labels(y, net, x.shape[0])
             order = np.arange(x.shape[0], dtype=np.int64) if order is None else _as_order(order, x.shape[0])
             optimizer, work = self._bind_optimizer(), self._bind_work(min(batch_size, x.shape[0]))
-            done, applied = 0, True
+            done, applied, scheduled = 0, True, self.optimizer.learning_rate_schedule is not None
             while done < n_steps and applied:
                 count = min(n_steps - done, self._steps_per_mask_draw(work))
+                if scheduled:  # the kernels read one rate per call: one step at the schedule's rate
+                    count, rate, optimizer = 1, self.optimizer.learning_rate, self._bind_optimizer()
                 dropout = self._draw_dropout(x.shape[0], batch_size, first_step + done, count, work)
                 n, applied = K.train_batches(x, labels, targets, order, batch_size, first_step + done, count,
                                              net, self._penalties, dropout, *optimizer,
                                              self.optimizer.step_counter(), work, losses[done:], corrects[done:])
                 done += n
+                if scheduled and applied:  # as Optimizer.apply_gradients records it
+                    self.optimizer._current_learning_rate = rate
         return base.Steps(losses[:done], corrects[:done], bool(applied))
 
     def test_batch(self, x, y):
