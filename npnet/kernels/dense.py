@@ -51,7 +51,7 @@ from numba.core import cgutils
 from numba.extending import intrinsic, overload
 from numba.np.arrayobj import make_array, populate_array
 
-from ._compile import kernel
+from ._compile import KERNEL_OPTIONS, kernel
 
 # Activation codes (``codes[i]``), by the name of the npnet activation each mirrors.
 LINEAR, RELU, SIGMOID, TANH, SOFTMAX = 0, 1, 2, 3, 4
@@ -333,6 +333,12 @@ def softmax_forward(z, p):
             p[i, j] = p[i, j] / total
 
 
+#: How an ``@overload`` below compiles the function it picks: with the kernels' options (the
+#: on-disk cache is the calling kernel's). An int64 code's function is itself that choice, not
+#: a wrapper calling a kernel: a wrapper is one more function to compile for every model.
+_OVERLOAD_OPTIONS = {"jit_options": KERNEL_OPTIONS}
+
+
 def activation_forward(code, z, a):
     """Mirrors ``functional.<name>_forward`` of the activation ``code``.  z, a: (n, units).
 
@@ -343,10 +349,10 @@ def activation_forward(code, z, a):
     raise NotImplementedError  # only ever called from kernels
 
 
-@overload(activation_forward)
+@overload(activation_forward, **_OVERLOAD_OPTIONS)
 def _activation_forward(code, z, a):
     if isinstance(code, types.Integer):
-        return lambda code, z, a: common_activation_forward(code, z, a)
+        return common_activation_forward
     return lambda code, z, a: any_activation_forward(code, z, a)
 
 
@@ -357,16 +363,15 @@ def activation_backward(code, grad, z, a):
     raise NotImplementedError  # only ever called from kernels
 
 
-@overload(activation_backward)
+@overload(activation_backward, **_OVERLOAD_OPTIONS)
 def _activation_backward(code, grad, z, a):
     if isinstance(code, types.Integer):
-        return lambda code, grad, z, a: common_activation_backward(code, grad, z, a)
+        return common_activation_backward
     return lambda code, grad, z, a: any_activation_backward(code, grad, z, a)
 
 
-@kernel
 def common_activation_forward(code, z, a):
-    """:func:`activation_forward` of the codes below ``FIRST_OTHER_CODE``."""
+    """:func:`activation_forward` of the codes below ``FIRST_OTHER_CODE`` (compiled through it)."""
     n, units = z.shape
     if code == LINEAR:
         for i in range(n):
@@ -392,9 +397,8 @@ def common_activation_forward(code, z, a):
         raise ValueError("unknown activation code")
 
 
-@kernel
 def common_activation_backward(code, grad, z, a):
-    """:func:`activation_backward` of the codes below ``FIRST_OTHER_CODE``."""
+    """:func:`activation_backward` of the codes below ``FIRST_OTHER_CODE`` (compiled through it)."""
     n, units = grad.shape
     if code == LINEAR:
         return
@@ -427,7 +431,7 @@ def any_activation_forward(row, z, a):
     """:func:`activation_forward` of an activation row ``(code, parameter)``, any code."""
     code = np.int64(row[0])
     if code < FIRST_OTHER_CODE:
-        common_activation_forward(code, z, a)
+        activation_forward(code, z, a)
     else:
         other_activation_forward(code, same_type(z, row[1]), z, a)
 
@@ -437,7 +441,7 @@ def any_activation_backward(row, grad, z, a):
     """:func:`activation_backward` of an activation row ``(code, parameter)``, any code."""
     code = np.int64(row[0])
     if code < FIRST_OTHER_CODE:
-        common_activation_backward(code, grad, z, a)
+        activation_backward(code, grad, z, a)
     else:
         other_activation_backward(code, same_type(z, row[1]), grad, z, a)
 
@@ -717,12 +721,11 @@ def output_loss(loss_code, z, a, labels, targets, constants):
     raise NotImplementedError  # only ever called from kernels
 
 
-@overload(output_loss)
+@overload(output_loss, **_OVERLOAD_OPTIONS)
 def _output_loss(loss_code, z, a, labels, targets, constants):
     if isinstance(loss_code, types.Array):
         return lambda loss_code, z, a, labels, targets, constants: target_loss(loss_code, z, a, targets, constants)
-    return lambda loss_code, z, a, labels, targets, constants: crossentropy_output_loss(
-        loss_code, z, a, labels, targets, constants)
+    return crossentropy_output_loss
 
 
 def output_gradient(loss_code, code, z, a, labels, targets, constants, dL_dz):
@@ -731,18 +734,17 @@ def output_gradient(loss_code, code, z, a, labels, targets, constants, dL_dz):
     raise NotImplementedError  # only ever called from kernels
 
 
-@overload(output_gradient)
+@overload(output_gradient, **_OVERLOAD_OPTIONS)
 def _output_gradient(loss_code, code, z, a, labels, targets, constants, dL_dz):
     if isinstance(loss_code, types.Array):
         return lambda loss_code, code, z, a, labels, targets, constants, dL_dz: target_gradient(
             loss_code, code, z, a, targets, constants, dL_dz)
-    return lambda loss_code, code, z, a, labels, targets, constants, dL_dz: crossentropy_output_gradient(
-        loss_code, code, z, a, labels, targets, constants, dL_dz)
+    return crossentropy_output_gradient
 
 
-@kernel
 def crossentropy_output_loss(loss_code, z, a, labels, targets, constants):
-    """:func:`output_loss` of the cross-entropies of classes (softmax head or general head).
+    """:func:`output_loss` of the cross-entropies of classes (softmax head or general head),
+    compiled through it.
 
     z, a: (n, k) the output layer's logits and activations, labels: (n,), targets: (n, k)
     for a categorical loss, else None. Each sample's loss is in the weights' dtype; their
@@ -761,9 +763,8 @@ def crossentropy_output_loss(loss_code, z, a, labels, targets, constants):
     return same_type(z, total / n)
 
 
-@kernel
 def crossentropy_output_gradient(loss_code, code, z, a, labels, targets, constants, dL_dz):
-    """:func:`output_gradient` of the cross-entropies of classes.
+    """:func:`output_gradient` of the cross-entropies of classes, compiled through it.
 
     z, a: (n, k), labels: (n,), targets: (n, k) or None -> dL_dz: (n, k).
     """
