@@ -111,7 +111,8 @@ COVERAGE += [("activation", f"{name} (output)", lambda name=name: _model(output=
               _numba_says(name, _numba_computes(name))) for name in activations.names()]
 COVERAGE += [("loss", f"{name}{suffix}", _model if not from_logits else (lambda: _model(output="linear")),
               {"loss": lambda cls=cls, f=from_logits: cls(from_logits=f)}, True)
-             for name, cls in LOSS_CLASSES.items() if name in NUMBA_LOSSES and cls.label_kind in ("sparse", "categorical")
+             for name, cls in LOSS_CLASSES.items()
+             if name in NUMBA_LOSSES and cls.label_kind in ("sparse", "categorical")
              for suffix, from_logits in (("", False), (" (from_logits=True)", True))]
 # binary and regression targets: no metric, since their 'accuracy' needs the outputs (see below)
 COVERAGE += [("loss", f"{name}{suffix}", lambda output=output: _model(output=output),

@@ -30,11 +30,15 @@ softmax head's ``loss_code``) travels as ``None`` when absent, and numba removes
 ``if part is not None`` before compiling when ``part`` is an argument of the type of None
 (not an attribute: that test is made where the part is a function's argument). So each
 model compiles only its own optimizer, loss head and options, and a float64 model gets its
-own float64 machine code.
+own float64 machine code. Where a part cannot be None, its *type* says which code to
+compile: the common activations travel as int64 codes, the others as float64 activation
+rows; the cross-entropies' ``loss_code`` is None or an int, the binary and regression
+losses' a float64 loss row; an ``@overload`` picks the function by that type (and L1
+coefficients are None without an L1 term).
 
-Adding an activation: a code below, a branch in :func:`activation_forward` and one in
-:func:`activation_backward`. Adding a loss: a code, a branch in :func:`output_loss` and one
-in :func:`output_gradient`.
+Adding an activation: a code below, a branch in :func:`other_activation_forward` and one in
+:func:`other_activation_backward`. Adding a loss of targets shaped like the output: a code,
+a branch in :func:`target_entry_loss` and one in :func:`target_gradient`.
 
 All kernels live in this one file on purpose: numba's on-disk cache of a function is
 invalidated when *its* source file changes, not when a callee in another file does.
