@@ -46,6 +46,20 @@ CONFIGURATIONS = {
     "hidden softmax": ([("dense", 128, "softmax")], "softmax", _SPARSE, ("adam", {}), "float32"),
     "float64": (_HIDDEN, "softmax", _SPARSE, ("adam", {}), "float64"),
 }
+#: Keras's other activations on the hidden layer (the kernels' activation rows)
+CONFIGURATIONS.update({f"hidden {name}": ([("dense", 128, name)], "softmax", _SPARSE, ("adam", {}), "float32")
+                       for name in ("elu", "selu", "gelu", "softplus", "softsign", "silu", "leaky_relu",
+                                    "exponential", "hard_sigmoid")})
+CONFIGURATIONS.update({
+    "l1 kernel": ([("dense_l1", 128, "relu")], "softmax", _SPARSE, ("adam", {}), "float32"),
+    "l1_l2 kernel": ([("dense_l1l2", 128, "relu")], "softmax", _SPARSE, ("adam", {}), "float32"),
+    "binary crossentropy (10 sigmoid outputs)": (_HIDDEN, "sigmoid", "binary_crossentropy", ("adam", {}), "float32"),
+    "mean squared error (10 linear outputs)": (_HIDDEN, "linear", "mse", ("adam", {}), "float32"),
+    "huber (10 linear outputs)": (_HIDDEN, "linear", "huber", ("adam", {}), "float32"),
+    "exponential-decay schedule": (_HIDDEN, "softmax", _SPARSE, ("adam_schedule", {}), "float32"),
+})
+#: the regularizer of each kind of hidden Dense layer
+_REGULARIZERS = {"dense_l2": "l2", "dense_l1": "l1", "dense_l1l2": "l1_l2"}
 
 
 def build(package, name, seed=0):
@@ -60,8 +74,10 @@ def build(package, name, seed=0):
             if kind == "dropout":
                 stack.append(npnet.layers.Dropout(value))
                 continue
-            layer = npnet.layers.Dense(value, activation=rest[0],
-                                       kernel_regularizer="l2" if kind == "dense_l2" else None)
+            regularizer = _REGULARIZERS.get(kind)
+            if regularizer == "l1_l2":
+                regularizer = npnet.regularizers.L1L2(l1=0.01, l2=0.01)
+            layer = npnet.layers.Dense(value, activation=rest[0], kernel_regularizer=regularizer)
             layer.trainable = kind != "frozen"
             stack.append(layer)
         stack.append(npnet.layers.Dense(10, activation=output))
@@ -69,9 +85,14 @@ def build(package, name, seed=0):
         model.build((None, 28, 28))
     finally:
         npnet.config.set_floatx("float32")
-    optimizer_obj = npnet.optimizers.get(optimizer) if not options else \
-        getattr(npnet.optimizers, {"sgd": "SGD", "rmsprop": "RMSprop"}[optimizer])(**options)
-    model.compile(optimizer=optimizer_obj, loss=loss, metrics=["accuracy"], backend="numba")
+    if optimizer == "adam_schedule":
+        optimizer_obj = npnet.optimizers.Adam(npnet.optimizers.schedules.ExponentialDecay(1e-3, 1000, 0.9))
+    else:
+        optimizer_obj = npnet.optimizers.get(optimizer) if not options else \
+            getattr(npnet.optimizers, {"sgd": "SGD", "rmsprop": "RMSprop"}[optimizer])(**options)
+    # 'accuracy' of binary or regression targets needs the outputs, which numba does not keep
+    counted = npnet.losses.get(loss).label_kind in ("sparse", "categorical")
+    model.compile(optimizer=optimizer_obj, loss=loss, metrics=["accuracy"] if counted else [], backend="numba")
     return model
 
 
@@ -83,7 +104,7 @@ def load(n_train=60000):
 
 
 def timed_epoch(model, x, y, targets):
-    data_y = targets if model.loss.label_kind == "categorical" else y
+    data_y = y if model.loss.label_kind == "sparse" else targets
     start = time.perf_counter()
     model.fit(x, data_y, epochs=1, batch_size=32, verbose=0)
     return time.perf_counter() - start

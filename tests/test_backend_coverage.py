@@ -80,12 +80,13 @@ COVERAGE = [("layer", "Flatten", lambda: [layers.Flatten()] + _model(), {}, True
             ("option", "frozen layer (trainable = False)", _frozen, {}, True),
             ("option", "float32 weights", _model, {}, True),
             ("option", "float64 weights (set_floatx('float64'))", _model, {"floatx": "float64"}, True),
-            ("option", "learning-rate schedule object", _model, {"optimizer": _schedule}, "schedule"),
+            ("option", "learning-rate schedule object", _model, {"optimizer": _schedule}, True),
             ("activation", "custom Activation object", _custom_activation, {}, "custom Activation")]
 from npnet.kernels import dense as _kernels  # noqa: E402
 
 NUMBA_ACTIVATIONS = set(_kernels.ACTIVATION_CODES)
-NUMBA_LOSSES = ("sparse_categorical_crossentropy", "categorical_crossentropy")
+NUMBA_LOSSES = ("sparse_categorical_crossentropy", "categorical_crossentropy", "binary_crossentropy",
+                "mean_squared_error", "mean_absolute_error", "huber_loss")
 #: the accuracies the kernels count themselves; every other metric needs the outputs (NumPy)
 NUMBA_METRICS = ("accuracy", "acc", "sparse_categorical_accuracy", "categorical_accuracy")
 OTHER_METRICS = ("binary_accuracy", "mse", "mae", "mean_squared_error", "mean_absolute_error",
@@ -98,15 +99,35 @@ def _numba_says(name, covered):
     return True if covered else activations.get(name).name if name in activations.names() else name
 
 
+def _numba_computes(name):
+    """Whether the kernels compute the activation ``name`` (an alias such as swish by its own name)."""
+    return activations.get(name).name in NUMBA_ACTIVATIONS
+
+
 COVERAGE += [("activation", f"{name} (hidden)", lambda name=name: _model(hidden=name), {},
-              _numba_says(name, name in NUMBA_ACTIVATIONS)) for name in activations.names()]
+              _numba_says(name, _numba_computes(name))) for name in activations.names()]
 COVERAGE += [("activation", f"{name} (output)", lambda name=name: _model(output=name),
               {"loss": lambda: losses.SparseCategoricalCrossentropy(from_logits=name != "softmax")},
-              _numba_says(name, name in NUMBA_ACTIVATIONS)) for name in activations.names()]
+              _numba_says(name, _numba_computes(name))) for name in activations.names()]
 COVERAGE += [("loss", f"{name}{suffix}", _model if not from_logits else (lambda: _model(output="linear")),
               {"loss": lambda cls=cls, f=from_logits: cls(from_logits=f)}, True)
-             for name, cls in LOSS_CLASSES.items() if name in NUMBA_LOSSES
+             for name, cls in LOSS_CLASSES.items()
+             if name in NUMBA_LOSSES and cls.label_kind in ("sparse", "categorical")
              for suffix, from_logits in (("", False), (" (from_logits=True)", True))]
+# binary and regression targets: no metric, since their 'accuracy' needs the outputs (see below)
+COVERAGE += [("loss", f"{name}{suffix}", lambda output=output: _model(output=output),
+              {"loss": lambda make=make: make(), "metrics": []}, True)
+             for name, suffix, output, make in (
+                 ("binary_crossentropy", " (sigmoid output)", "sigmoid", losses.BinaryCrossentropy),
+                 ("binary_crossentropy", " (from_logits=True)", "linear",
+                  lambda: losses.BinaryCrossentropy(from_logits=True)),
+                 ("mean_squared_error", "", "linear", losses.MeanSquaredError),
+                 ("mean_absolute_error", "", "tanh", losses.MeanAbsoluteError),
+                 ("huber_loss", "", "linear", lambda: losses.Huber(delta=0.5)))]
+COVERAGE += [("loss", "binary_crossentropy with label_smoothing", lambda: _model(output="sigmoid"),
+              {"loss": lambda: losses.BinaryCrossentropy(label_smoothing=0.1), "metrics": []}, "label_smoothing"),
+             ("loss", "categorical_crossentropy with label_smoothing", _model,
+              {"loss": lambda: losses.CategoricalCrossentropy(label_smoothing=0.1)}, "label_smoothing")]
 COVERAGE += [("loss", name, lambda: _model(output="sigmoid"), {"loss": lambda cls=cls: cls()}, name)
              for name, cls in LOSS_CLASSES.items() if name not in NUMBA_LOSSES]
 COVERAGE += [("optimizer", f"{name}{suffix}", _model, {"optimizer": lambda cls=cls, kw=kw: cls(**kw)}, True)
@@ -116,11 +137,23 @@ COVERAGE += [("optimizer", f"{name}{suffix}", _model, {"optimizer": lambda cls=c
                                 "rmsprop": [("", {}), (" momentum", {"momentum": 0.5}),
                                             (" centered", {"centered": True})]}.get(name, [("", {})])]
 COVERAGE += [("regularizer", f"{name} on the kernel", lambda name=name: [layers.Dense(6, kernel_regularizer=name)]
-              + _model()[1:], {}, True if name == "l2" else "kernel_regularizer")
+              + _model()[1:], {}, True)
              for name in regularizers._BY_NAME]
-COVERAGE += [("layer", f"{name}", lambda name=name, args=args: _model(hidden="linear",
-                                                                     extra=[getattr(layers, name)(*args)]),
-              {}, name) for name, args in (("LeakyReLU", ()), ("Activation", ("elu",)))]
+COVERAGE += [("layer", f"{name} (after a linear Dense)", lambda name=name, args=args: _model(
+                  hidden="linear", extra=[getattr(layers, name)(*args)]), {}, True)
+             for name, args in (("LeakyReLU", ()), ("Activation", ("elu",)))]
+COVERAGE += [("layer", "ReLU with negative_slope (after a linear Dense)",
+              lambda: _model(hidden="linear", extra=[layers.ReLU(negative_slope=0.1)]), {}, True),
+             ("layer", "ReLU with max_value", lambda: _model(hidden="linear", extra=[layers.ReLU(max_value=6.0)]), {},
+              "max_value"),
+             ("layer", "ReLU with threshold", lambda: _model(hidden="linear", extra=[layers.ReLU(threshold=0.5)]), {},
+              "threshold"),
+             ("layer", "LeakyReLU/Activation layer after a non-linear Dense",
+              lambda: _model(hidden="tanh", extra=[layers.LeakyReLU()]), {}, "LeakyReLU layer"),
+             ("layer", "Activation layer of a custom Activation", lambda: _model(hidden="linear", extra=[
+                 layers.Activation(activations.Activation("relu", npnet.functional.relu_forward,
+                                                          npnet.functional.relu_backward))]), {},
+              "custom Activation")]
 COVERAGE += [("metric", name, _model, {"metrics": [name], "loss": lambda name=name: losses.get(
               "categorical_crossentropy" if name == "categorical_accuracy" else "sparse_categorical_crossentropy")},
               True) for name in NUMBA_METRICS]
@@ -211,12 +244,28 @@ def test_metrics_that_need_the_outputs_run_on_numpy_and_numba_names_them(name):
     assert name in history and np.isfinite(history[name][0])
 
 
+#: Keras's 'accuracy' of binary or regression targets: a threshold for one output unit, the
+#: outputs' argmax for several; either way the metric reads the outputs, as listed below
+THRESHOLD_ACCURACY = "accuracy of binary or regression targets"
+
+
+@pytest.mark.parametrize("loss, output", [("binary_crossentropy", "sigmoid"), ("mse", "linear")])
+def test_accuracy_of_binary_or_regression_targets_runs_on_numpy_and_numba_names_it(loss, output):
+    model = _build(lambda: _model(output=output), "float32")
+    with pytest.raises(NotImplementedError, match="metrics .*accuracy"):
+        model.compile(optimizer="adam", loss=loss, metrics=["accuracy"], backend="numba")
+    model.compile(optimizer="adam", loss=loss, metrics=["accuracy"])
+    assert model.backend_name == "numpy"
+    x, y = _data(model.loss)
+    assert np.isfinite(model.fit(x, y, batch_size=8, epochs=1, verbose=0).history["accuracy"][0])
+
+
 def markdown_table():
     """README's coverage table: one row per piece, the backends as columns."""
     lines = ["| piece | NumPy backend | numba backend |", "|---|---|---|"]
     for kind, piece, _, _, numba in COVERAGE:
         lines.append(f"| {kind}: {piece} | yes | {'yes' if numba is True else 'no: NumPy is used'} |")
-    lines += [f"| metric: {name} | yes | no: NumPy is used |" for name in OTHER_METRICS]
+    lines += [f"| metric: {name} | yes | no: NumPy is used |" for name in OTHER_METRICS + (THRESHOLD_ACCURACY,)]
     return "\n".join(lines)
 
 

@@ -142,3 +142,31 @@ def test_relu_layer_refuses_what_keras_refuses(kwargs):
 def test_softmax_layer_refuses_other_axes():
     with pytest.raises(ValueError, match="axis"):
         layers.Softmax(axis=0)
+
+
+@pytest.mark.parametrize("backend", ["numpy", "numba"])
+def test_a_model_of_activation_layers_and_other_activations_trains_like_keras(backend):
+    """Dense + LeakyReLU, Dense + ReLU(negative_slope), Dense(elu/gelu/selu/softplus/silu/
+    hard_sigmoid/softsign) and Dense + Activation('softmax'), 9 SGD steps, on each backend
+    (numba folds the layers into the Dense layers before them) against tf.keras."""
+    hidden = ["elu", "gelu", "selu", "softplus", "silu", "hard_sigmoid", "softsign"]
+    npnet.utils.set_random_seed(3)
+    ours = npnet.Sequential([layers.Dense(6, input_shape=(4,)), layers.LeakyReLU(),
+                             layers.Dense(6), layers.ReLU(negative_slope=0.1)]
+                            + [layers.Dense(6, activation=name) for name in hidden]
+                            + [layers.Dense(3), layers.Activation("softmax")])
+    ours.compile(optimizer=npnet.optimizers.SGD(0.1), loss="sparse_categorical_crossentropy", backend=backend)
+    theirs = keras.Sequential([keras.Input((4,)), keras.layers.Dense(6), keras.layers.LeakyReLU(),
+                               keras.layers.Dense(6), keras.layers.ReLU(negative_slope=0.1)]
+                              + [keras.layers.Dense(6, activation=name) for name in hidden]
+                              + [keras.layers.Dense(3), keras.layers.Activation("softmax")])
+    theirs.compile(optimizer=keras.optimizers.SGD(0.1), loss="sparse_categorical_crossentropy")
+    theirs.set_weights(ours.get_weights())
+    x = np.random.default_rng(30).normal(size=(24, 4)).astype(np.float32)
+    y = np.random.default_rng(31).integers(0, 3, size=24)
+    history = ours.fit(x, y, batch_size=8, epochs=3, shuffle=False, verbose=0)
+    keras_history = theirs.fit(x, y, batch_size=8, epochs=3, shuffle=False, verbose=0)
+    assert ours.backend_name == backend
+    assert_close(history.history["loss"], keras_history.history["loss"], "loss history", rtol=1e-5)
+    for a, b in zip(ours.get_weights(), theirs.get_weights()):
+        assert_close(a, b, "weights after 9 steps", rtol=1e-5, atol=1e-6)

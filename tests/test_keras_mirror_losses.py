@@ -152,11 +152,11 @@ def test_plain_function_loss_says_no_autodiff_and_shows_subclass():
 # ----------------------------------------------------------------------------- models
 
 
-def twin_models(output_activation, units, loss_ours, loss_theirs, seed=0):
+def twin_models(output_activation, units, loss_ours, loss_theirs, seed=0, backend=None):
     npnet.utils.set_random_seed(seed)
     ours = npnet.Sequential([npnet.layers.Dense(5, activation="tanh", input_shape=(4,)),
                              npnet.layers.Dense(units, activation=output_activation)])
-    ours.compile(optimizer=npnet.optimizers.SGD(0.1), loss=loss_ours)
+    ours.compile(optimizer=npnet.optimizers.SGD(0.1), loss=loss_ours, backend=backend)
     theirs = keras.Sequential([keras.Input((4,)), keras.layers.Dense(5, activation="tanh"),
                                keras.layers.Dense(units, activation=output_activation)])
     theirs.compile(optimizer=keras.optimizers.SGD(0.1), loss=loss_theirs)
@@ -181,18 +181,25 @@ def test_sigmoid_output_binary_crossentropy_is_computed_from_logits_like_keras()
         assert_close(a, b, "weights after one step", rtol=1e-5, atol=1e-5)
 
 
-@pytest.mark.parametrize("loss", ["mse", "mae", "huber", "binary_crossentropy"])
-def test_models_train_like_keras(loss):
+@pytest.mark.parametrize("backend", ["numpy", "numba"])
+@pytest.mark.parametrize("loss", ["mse", "mae", "huber", "binary_crossentropy", "binary_crossentropy of logits"])
+def test_models_train_like_keras(loss, backend):
     activation = "sigmoid" if loss == "binary_crossentropy" else None
-    ours, theirs = twin_models(activation, 2, loss, loss, seed=1)
+    if loss.endswith("of logits"):
+        loss = losses.BinaryCrossentropy(from_logits=True)
+        theirs_loss = keras.losses.BinaryCrossentropy(from_logits=True)
+    else:
+        theirs_loss = loss
+    ours, theirs = twin_models(activation, 2, loss, theirs_loss, seed=1, backend=backend)
+    loss = getattr(loss, "name", loss)
     x = rng(17).normal(size=(24, 4)).astype(np.float32)
-    y = (x[:, :2] > 0).astype(np.float32) if activation else x[:, :2] * 2 + 0.5
+    y = (x[:, :2] > 0).astype(np.float32) if "binary" in loss else x[:, :2] * 2 + 0.5
     history = ours.fit(x, y, batch_size=8, epochs=3, shuffle=False, verbose=0)
     keras_history = theirs.fit(x, y, batch_size=8, epochs=3, shuffle=False, verbose=0)
     assert_close(history.history["loss"], keras_history.history["loss"], f"{loss} history", rtol=1e-5)
     for a, b in zip(ours.get_weights(), theirs.get_weights()):
         assert_close(a, b, f"{loss} weights after 9 steps", rtol=1e-5, atol=1e-6)
-    assert ours.backend_name == "numpy"  # the numba kernels do not cover these losses yet
+    assert ours.backend_name == backend
 
 
 def test_one_unit_regression_takes_n_targets_and_binary_checks_range():
@@ -228,31 +235,36 @@ def test_custom_loss_subclass_trains():
 
 NEW_PIECES = [
     ("activation elu", lambda: [npnet.layers.Dense(4, activation="elu", input_shape=(4,)),
-                                npnet.layers.Dense(3, activation="softmax")], "sparse_categorical_crossentropy", "elu"),
+                                npnet.layers.Dense(3, activation="softmax")], "sparse_categorical_crossentropy", None),
     ("Activation layer", lambda: [npnet.layers.Dense(3, input_shape=(4,)), npnet.layers.Activation("softmax")],
-     "sparse_categorical_crossentropy", "Activation"),
+     "sparse_categorical_crossentropy", None),
     ("LeakyReLU layer", lambda: [npnet.layers.Dense(4, input_shape=(4,)), npnet.layers.LeakyReLU(),
                                  npnet.layers.Dense(3, activation="softmax")], "sparse_categorical_crossentropy",
-     "LeakyReLU"),
+     None),
     ("binary crossentropy", lambda: [npnet.layers.Dense(1, activation="sigmoid", input_shape=(4,))],
-     "binary_crossentropy", "binary_crossentropy"),
-    ("huber", lambda: [npnet.layers.Dense(1, input_shape=(4,))], "huber", "huber_loss"),
+     "binary_crossentropy", None),
+    ("huber", lambda: [npnet.layers.Dense(1, input_shape=(4,))], "huber", None),
     ("l1 regularizer", lambda: [npnet.layers.Dense(3, activation="softmax", input_shape=(4,), kernel_regularizer="l1")],
-     "sparse_categorical_crossentropy", "kernel_regularizer"),
+     "sparse_categorical_crossentropy", None),
+    ("label smoothing", lambda: [npnet.layers.Dense(1, activation="sigmoid", input_shape=(4,))],
+     losses.BinaryCrossentropy(label_smoothing=0.1), "label_smoothing"),
 ]
 
 
 @pytest.mark.parametrize("what, make_layers, loss, named", NEW_PIECES, ids=[p[0] for p in NEW_PIECES])
-def test_new_pieces_train_on_the_default_backend_and_numba_says_why_not(what, make_layers, loss, named):
+def test_new_pieces_train_on_the_default_backend_and_numba_runs_them_or_says_why_not(what, make_layers, loss, named):
+    """The default backend is numba for what its kernels cover (``named`` None), else NumPy,
+    and ``backend='numba'`` then names the piece."""
     model = npnet.Sequential(make_layers())
     model.compile(optimizer="adam", loss=loss)
-    assert model.backend_name == "numpy"
+    assert model.backend_name == ("numba" if named is None else "numpy")
     x = rng(20).normal(size=(16, 4)).astype(np.float32)
     y = (x[:, 0] > 0).astype(np.float32) if model.output_shape[-1] == 1 else x[:, :3].argmax(axis=1)
     history = model.fit(x, y, epochs=2, verbose=0)
     assert np.isfinite(history.history["loss"]).all()
-    with pytest.raises(NotImplementedError, match=named):
-        npnet.Sequential(make_layers()).compile(optimizer="adam", loss=loss, backend="numba")
+    if named is not None:
+        with pytest.raises(NotImplementedError, match=named):
+            npnet.Sequential(make_layers()).compile(optimizer="adam", loss=loss, backend="numba")
 
 
 def test_keras_style_loss_subclass_with_only_call_is_refused_at_compile():

@@ -47,12 +47,14 @@ def test_regularizers_refuse_what_keras_refuses():
             regularizers.L1(**kwargs)
 
 
-def test_l1_l2_model_trains_like_keras():
+@pytest.mark.parametrize("backend", ["numpy", "numba"])
+def test_l1_l2_model_trains_like_keras(backend):
     npnet.utils.set_random_seed(0)
     ours = npnet.Sequential([npnet.layers.Dense(6, activation="relu", input_shape=(4,),
                                                 kernel_regularizer=regularizers.l1_l2(l1=0.01, l2=0.02)),
                              npnet.layers.Dense(3, activation="softmax", kernel_regularizer="l1")])
-    ours.compile(optimizer=npnet.optimizers.SGD(0.1), loss="sparse_categorical_crossentropy")
+    ours.compile(optimizer=npnet.optimizers.SGD(0.1), loss="sparse_categorical_crossentropy", backend=backend)
+    assert ours.backend_name == backend
     theirs = keras.Sequential([keras.Input((4,)),
                                keras.layers.Dense(6, activation="relu",
                                                   kernel_regularizer=keras.regularizers.l1_l2(l1=0.01, l2=0.02)),

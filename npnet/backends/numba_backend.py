@@ -1,10 +1,12 @@
 """The fast backend: the whole training step in compiled numba kernels (``npnet/kernels``).
 
-What it runs: ``Dense`` layers with any npnet activation, frozen or trainable, with L2 weight
-penalties; ``Dropout`` before any of them; ``Flatten`` anywhere (the identity on rows);
-``ReLU`` and ``Softmax`` layers right after a linear ``Dense``, which they become the
-activation of; the sparse and one-hot cross-entropies (from probabilities or logits); SGD
-(momentum, Nesterov), RMSprop (momentum, centered) and Adam; float32 or float64 weights.
+What it runs: ``Dense`` layers with any npnet activation, frozen or trainable, with L1, L2 and
+L1L2 weight penalties; ``Dropout`` before any of them; ``Flatten`` anywhere (the identity on
+rows); ``ReLU`` (plain or leaky), ``LeakyReLU``, ``Softmax`` and ``Activation`` layers right after a
+linear ``Dense``, which they become the activation of; the sparse, one-hot and binary
+cross-entropies (from probabilities or logits), mean squared and absolute error and Huber;
+SGD (momentum, Nesterov), RMSprop (momentum, centered) and Adam, with a learning-rate schedule
+or not (one step per kernel call with one); float32 or float64 weights.
 :func:`unsupported_reason` names whatever else a model holds, including any setting it does
 not know by name; ``backend='numba'`` then refuses at ``compile`` and the automatic choice
 uses the NumPy backend. A kernel never computes something different from the NumPy backend:
@@ -24,15 +26,17 @@ serialised by a lock; prediction binds the weights under it and computes in buff
 own. Two threads evaluating or predicting with one model get the results of serial calls.
 """
 
+import inspect
 import threading
 import time
 from collections import namedtuple
 
 import numpy as np
 
-from .. import activations, config, heads, regularizers
-from ..layers import Dense, Dropout, Flatten, ReLU, Softmax
-from ..losses import CategoricalCrossentropy, SparseCategoricalCrossentropy
+from .. import activations, config, functional, heads, regularizers
+from ..layers import Activation, Dense, Dropout, Flatten, LeakyReLU, ReLU, Softmax
+from ..losses import (BinaryCrossentropy, CategoricalCrossentropy, Huber, MeanAbsoluteError, MeanSquaredError,
+                      SparseCategoricalCrossentropy)
 from ..optimizers import SGD, Adam, RMSprop
 from . import base
 from ._threads import SingleThreadedBlas
@@ -45,10 +49,12 @@ except ImportError as error:  # numba missing or broken: reported at compile, no
     _IMPORT_ERROR = error
 
 #: The activations the kernels compute, by name (``npnet.kernels.dense.ACTIVATION_CODES``).
-ACTIVATIONS = ("linear", "relu", "sigmoid", "tanh", "softmax")
+ACTIVATIONS = ("linear", "relu", "sigmoid", "tanh", "softmax", "elu", "selu", "gelu", "softplus", "softsign",
+               "silu", "leaky_relu", "exponential", "hard_sigmoid")
 #: Activation layers that become the activation of the linear Dense layer before them.
-_ACTIVATION_LAYERS = {ReLU: "relu", Softmax: "softmax"}
-LOSSES = (SparseCategoricalCrossentropy, CategoricalCrossentropy)
+_ACTIVATION_LAYERS = (ReLU, LeakyReLU, Softmax, Activation)
+LOSSES = (SparseCategoricalCrossentropy, CategoricalCrossentropy, BinaryCrossentropy, MeanSquaredError,
+          MeanAbsoluteError, Huber)
 OPTIMIZERS = (Adam, SGD, RMSprop)
 DTYPES = ("float32", "float64")
 
@@ -63,9 +69,11 @@ _SETTINGS = {
     Flatten: {"name": _ANY, "trainable": _ANY, "input_shape": _ANY, "data_format": None},
     Dropout: {"name": _ANY, "trainable": _ANY, "input_shape": _ANY, "rate": _ANY, "seed": _ANY,
               "noise_shape": None},
-    ReLU: {"name": _ANY, "trainable": _ANY, "input_shape": _ANY, "max_value": None, "negative_slope": 0.0,
+    ReLU: {"name": _ANY, "trainable": _ANY, "input_shape": _ANY, "max_value": None, "negative_slope": _ANY,
            "threshold": 0.0},
+    LeakyReLU: {"name": _ANY, "trainable": _ANY, "input_shape": _ANY, "negative_slope": _ANY},
     Softmax: {"name": _ANY, "trainable": _ANY, "input_shape": _ANY, "axis": -1},
+    Activation: {"name": _ANY, "trainable": _ANY, "input_shape": _ANY, "activation": _ANY},
     Dense: {"name": _ANY, "trainable": _ANY, "input_shape": _ANY, "units": _ANY, "activation": _ANY,
             "kernel_initializer": _ANY, "bias_initializer": _ANY, "kernel_regularizer": _ANY,
             "bias_regularizer": _ANY, "use_bias": True, "activity_regularizer": None,
@@ -74,6 +82,10 @@ _SETTINGS = {
                                     "reduction": "sum_over_batch_size"},
     CategoricalCrossentropy: {"from_logits": _ANY, "name": _ANY, "label_smoothing": 0.0, "axis": -1,
                               "reduction": "sum_over_batch_size"},
+    BinaryCrossentropy: {"from_logits": _ANY, "name": _ANY, "label_smoothing": 0.0, "reduction": "sum_over_batch_size"},
+    MeanSquaredError: {"name": _ANY, "reduction": "sum_over_batch_size"},
+    MeanAbsoluteError: {"name": _ANY, "reduction": "sum_over_batch_size"},
+    Huber: {"name": _ANY, "reduction": "sum_over_batch_size", "delta": _ANY},
     Adam: {**_COMMON_OPTIMIZER, "beta_1": _ANY, "beta_2": _ANY, "epsilon": _ANY, "amsgrad": False},
     SGD: {**_COMMON_OPTIMIZER, "momentum": _ANY, "nesterov": _ANY},
     RMSprop: {**_COMMON_OPTIMIZER, "rho": _ANY, "momentum": _ANY, "epsilon": _ANY, "centered": _ANY},
@@ -183,9 +195,17 @@ class _numba_threads:
             import numba
             numba.set_num_threads(self.saved)
 
-#: What the kernels run, read from the layers: the Dense layers, their activation codes, and
-#: per Dense layer the Dropout layer on its input (or None).
+
+#: What the kernels run, read from the layers: the Dense layers, their activations as
+#: ``(code, parameter)`` pairs (:func:`_activation`), and per Dense layer the Dropout layer on
+#: its input (or None).
 Plan = namedtuple("Plan", ["dense", "codes", "dropouts"])
+
+#: The option of an activation that has one, at the default ``Dense`` and ``Activation`` call
+#: it with: ``functional.leaky_relu_forward``'s slope and ``functional.elu_forward``'s alpha.
+_DEFAULT_PARAMETER = {name: inspect.signature(function).parameters[option].default
+                      for name, function, option in (("leaky_relu", functional.leaky_relu_forward, "negative_slope"),
+                                                     ("elu", functional.elu_forward, "alpha"))}
 
 
 def require_numba():
@@ -231,7 +251,7 @@ def plan(layers):
         if reason is None and kind is Dense:
             reason = _dense_reason(layer)
             dense.append(layer)
-            codes.append(K.ACTIVATION_CODES.get(layer.activation.name) if K else None)
+            codes.append(_activation(layer.activation.name))
             dropouts.append(None)
             folded = False
         elif reason is None and kind is Dropout and layer.rate > 0:  # rate 0 draws nothing
@@ -239,11 +259,13 @@ def plan(layers):
                 reason = f"two Dropout layers in a row ({dropouts[-1].name!r} and {layer.name!r})"
             dropouts[-1] = layer
         elif reason is None and kind in _ACTIVATION_LAYERS:
-            if not dense or folded or dropouts[-1] is not None or dense[-1].activation is not activations.linear:
+            reason = _layer_activation_reason(layer, index)
+            if reason is None and (not dense or folded or dropouts[-1] is not None
+                                   or dense[-1].activation is not activations.linear):
                 reason = (f"the {kind.__name__} layer {layer.name!r} at position {index}, which is not "
                           "right after a Dense layer without activation")
-            else:
-                codes[-1], folded = K.ACTIVATION_CODES[_ACTIVATION_LAYERS[kind]] if K else None, True
+            elif reason is None:
+                codes[-1], folded = _layer_activation(layer), True
         if reason is not None:
             return None, reason
     if not dense:
@@ -252,6 +274,45 @@ def plan(layers):
         return None, f"a Dropout layer ({dropouts[-1].name!r}) after the last Dense layer"
     return (Plan(dense, codes, dropouts[:-1]), None) if _dtype(dense) else \
         (None, f"Dense layers of different dtypes ({sorted({str(d.kernel.dtype) for d in dense if d.built})})")
+
+
+def _activation(name, parameter=None):
+    """``(code, parameter)`` of the activation ``name``: its kernel code and its option (the
+    default one unless given; 0.0 for an activation without options)."""
+    if parameter is None:
+        parameter = _DEFAULT_PARAMETER.get(name, 0.0)
+    return (K.ACTIVATION_CODES.get(name) if K else None), float(parameter)
+
+
+def _layer_activation_reason(layer, index):
+    """Why an activation layer cannot become its Dense layer's activation, or None."""
+    if type(layer) is Activation:
+        name = layer.activation.name
+        if name not in ACTIVATIONS or layer.activation is not getattr(activations, name, None):
+            return f"the activation {name!r} of layer {layer.name!r} (a custom Activation)"
+    return None
+
+
+def _layer_activation(layer):
+    """``(code, parameter)`` of an activation layer, computed as its ``forward`` computes it:
+    a ReLU with a negative slope is ``functional.leaky_relu_forward`` with that slope."""
+    kind = type(layer)
+    if kind is Softmax:
+        return _activation("softmax")
+    if kind is Activation:
+        return _activation(layer.activation.name)
+    if kind is LeakyReLU or layer.negative_slope:
+        return _activation("leaky_relu", layer.negative_slope)
+    return _activation("relu")
+
+
+def activation_codes(codes):
+    """The kernels' ``Network.codes`` for a plan's ``(code, parameter)`` pairs: int64 codes when
+    every activation is one of the common five, else (layers, 2) float64 activation rows, for
+    which alone numba compiles the others (``npnet.kernels.dense.FIRST_OTHER_CODE``)."""
+    if all(code < K.FIRST_OTHER_CODE for code, _ in codes):
+        return np.array([code for code, _ in codes], dtype=np.int64)
+    return np.array(codes, dtype=np.float64)
 
 
 def _dtype(dense):
@@ -269,8 +330,8 @@ def _dense_reason(layer):
     if layer.built and (list(layer.params) != ["kernel", "bias"] or layer.kernel.dtype.name not in DTYPES):
         return f"the weights of Dense layer {layer.name!r} ({', '.join(layer.params)} of {layer.kernel.dtype})"
     for weight, regularizer in layer.weight_regularizers().items():
-        if weight not in ("kernel", "bias") or type(regularizer) is not regularizers.L2 \
-                or set(regularizer.get_config()) != {"l2"}:
+        if weight not in ("kernel", "bias") or type(regularizer) not in _PENALTY_SETTINGS \
+                or set(regularizer.get_config()) != _PENALTY_SETTINGS[type(regularizer)]:
             return f"the {weight}_regularizer {regularizer!r} of Dense layer {layer.name!r}"
     return None
 
@@ -288,10 +349,7 @@ def _optimizer_reason(optimizer):
         return None
     if type(optimizer) not in OPTIMIZERS:
         return f"the optimizer {type(optimizer).__name__}"
-    if getattr(optimizer, "learning_rate_schedule", None) is not None:
-        # the kernels read one learning rate per call of several steps
-        return f"a learning-rate schedule ({type(optimizer.learning_rate_schedule).__name__})"
-    rate = optimizer.learning_rate
+    rate = optimizer.learning_rate  # a schedule's at the current step: a number too
     if isinstance(rate, bool) or not isinstance(rate, (int, float)):
         return f"the learning_rate {rate!r} of {type(optimizer).__name__} (only a number is supported)"
     return _unknown_setting(optimizer)
@@ -323,12 +381,16 @@ class NumbaBackend(base.Trainer):
     # -- binding the parts' arrays to kernel arguments -------------------------------------
 
     @property
-    def categorical(self):
-        return self.loss is not None and self.loss.label_kind == "categorical"
+    def takes_target_rows(self):
+        """Whether the loss takes target rows shaped like the output (one-hot, binary or
+        regression targets) rather than class labels."""
+        return self.loss is not None and self.loss.label_kind in ("categorical", "binary", "regression")
 
     def _loss_code(self):
         if self.head == heads.SOFTMAX_CROSSENTROPY:
             return K.SOFTMAX_CROSSENTROPY
+        if type(self.loss) in _TARGET_LOSSES:
+            return _loss_row(self.loss, self.head)
         return K.CROSSENTROPY_OF_LOGITS if self.loss is not None and self.loss.from_logits \
             else K.CROSSENTROPY_OF_PROBABILITIES
 
@@ -336,6 +398,7 @@ class NumbaBackend(base.Trainer):
         """What the bound Network depends on: every layer, its weights, activation, penalties
         and whether it is trainable (checked on each call, so a change is seen as by NumPy)."""
         return tuple((id(layer), layer.trainable, id(getattr(layer, "activation", None)),
+                      getattr(layer, "negative_slope", None),
                       tuple(id(p) for p in layer.params.values()),
                       tuple((n, id(r)) for n, r in layer.weight_regularizers().items()))
                      for layer in self.layers)
@@ -352,7 +415,7 @@ class NumbaBackend(base.Trainer):
             trainable = np.array([layer.trainable for layer in dense], dtype=np.int64)
             first = int(np.argmax(trainable)) if trainable.any() else len(dense)
             self._net = K.Network(tuple(d.kernel for d in dense), tuple(d.bias for d in dense),
-                                  np.array(plan_.codes, dtype=np.int64), self._loss_code(), trainable, first,
+                                  activation_codes(plan_.codes), self._loss_code(), trainable, first,
                                   K.constants(dtype))
             self._penalties = _penalties(dense, dtype)
             self._plan, self._net_key, self._capacity = plan_, key, 0
@@ -379,7 +442,7 @@ class NumbaBackend(base.Trainer):
             dtype = net.kernels[0].dtype
             units = [k.shape[1] for k in net.kernels]
             buffers = [tuple(_aligned((capacity, u), dtype) for u in units) for _ in range(3)]
-            targets = _aligned((capacity, units[-1]), dtype) if self.categorical else None
+            targets = _aligned((capacity, units[-1]), dtype) if self.takes_target_rows else None
             self._work = K.Workspace(_aligned((capacity, net.kernels[0].shape[0]), dtype),
                                      np.empty(capacity, dtype=np.int64), targets, *buffers,
                                      tuple(_aligned(k.shape, dtype) for k in net.kernels),
@@ -399,13 +462,15 @@ class NumbaBackend(base.Trainer):
             x, (labels, targets) = _as_rows(x, net), self._as_labels(y, net, x.shape[0])
             order = np.arange(x.shape[0], dtype=np.int64) if order is None else _as_order(order, x.shape[0])
             optimizer, work = self._bind_optimizer(), self._bind_work(min(batch_size, x.shape[0]))
-            done, applied = 0, True
+            done, applied, scheduled = 0, True, self.optimizer.learning_rate_schedule is not None
             while done < n_steps and applied:
                 count = min(n_steps - done, self._steps_per_mask_draw(work))
                 threads = self._threads.choose(net, min(batch_size, x.shape[0]))
                 if self._threads.trying:
                     count = min(count, AdaptiveThreads.TRIAL_STEPS)
                 work = work._replace(threads=threads)
+                if scheduled:  # the kernels read one rate per call: one step at the schedule's rate
+                    count, rate, optimizer = 1, self.optimizer.learning_rate, self._bind_optimizer()
                 dropout = self._draw_dropout(x.shape[0], batch_size, first_step + done, count, work)
                 started = time.perf_counter()
                 with _numba_threads(threads):
@@ -415,6 +480,8 @@ class NumbaBackend(base.Trainer):
                                                  corrects[done:])
                 self._threads.record(threads, time.perf_counter() - started, n)
                 done += n
+                if scheduled and applied:  # as Optimizer.apply_gradients records it
+                    self.optimizer._current_learning_rate = rate
         return base.Steps(losses[:done], corrects[:done], bool(applied))
 
     def test_batch(self, x, y):
@@ -449,10 +516,11 @@ class NumbaBackend(base.Trainer):
 
     def _as_labels(self, y, net, n_samples):
         """``(labels, targets)`` for the kernels: int64 class labels and None for a sparse
-        loss, an empty label array and the (n, k) targets for a categorical one; checked,
-        since the kernels index with them."""
+        loss, an empty label array and the (n, k) targets for a loss of target rows
+        (categorical, binary, regression; argmax labels are made of them, which only the
+        categorical accuracy reads); checked, since the kernels index with them."""
         n_classes = net.kernels[-1].shape[1]
-        if self.categorical:
+        if self.takes_target_rows:
             targets = np.ascontiguousarray(y, dtype=net.kernels[0].dtype)
             if targets.shape != (n_samples, n_classes):
                 raise ValueError(f"targets must have shape ({n_samples}, {n_classes}); received {targets.shape}")
@@ -489,14 +557,49 @@ class NumbaBackend(base.Trainer):
                          tuple(masks), self._dropped)
 
 
+#: The losses of targets shaped like the output, by their code in the kernels' loss row.
+_TARGET_LOSSES = {MeanSquaredError: "MEAN_SQUARED_ERROR", MeanAbsoluteError: "MEAN_ABSOLUTE_ERROR", Huber: "HUBER",
+                  BinaryCrossentropy: "BINARY_OF_PROBABILITIES"}
+
+
+def _loss_row(loss, head):
+    """The kernels' loss row ``(code, delta)`` (float64) of a binary or regression loss."""
+    code = getattr(K, _TARGET_LOSSES[type(loss)])
+    if head == heads.SIGMOID_BINARY_CROSSENTROPY:
+        code = K.SIGMOID_BINARY_CROSSENTROPY
+    elif type(loss) is BinaryCrossentropy and loss.from_logits:
+        code = K.BINARY_OF_LOGITS
+    return np.array([code, getattr(loss, "delta", 0.0)], dtype=np.float64)
+
+
+#: The regularizers the kernels compute, with the settings each has.
+_PENALTY_SETTINGS = {regularizers.L2: {"l2"}, regularizers.L1: {"l1"}, regularizers.L1L2: {"l1", "l2"}}
+
+
+def _penalty_terms(regularizer):
+    """``npnet.kernels.dense``'s ``L2_TERM | L1_TERM`` of a regularizer (None: 0), as its
+    ``__call__`` adds them: L1L2 leaves out a term whose factor is 0."""
+    if regularizer is None:
+        return 0
+    kind = type(regularizer)
+    if kind is regularizers.L1L2:
+        return (K.L1_TERM if regularizer.l1 else 0) | (K.L2_TERM if regularizer.l2 else 0)
+    return K.L1_TERM if kind is regularizers.L1 else K.L2_TERM
+
+
 def _penalties(dense, dtype):
     """The kernels' :class:`~npnet.kernels.dense.Penalties`, or None when no layer has one."""
     found = [layer.weight_regularizers() for layer in dense]
     if not any(found):
         return None
-    has = {w: np.array([w in r for r in found], dtype=np.int64) for w in ("kernel", "bias")}
-    l2 = {w: np.array([r[w].l2 if w in r else 0.0 for r in found], dtype=dtype) for w in ("kernel", "bias")}
-    return K.Penalties(has["kernel"], l2["kernel"], has["bias"], l2["bias"])
+    arrays = []
+    for weight in ("kernel", "bias"):
+        terms = np.array([_penalty_terms(r.get(weight)) for r in found], dtype=np.int64)
+        l2 = np.array([getattr(r.get(weight), "l2", 0.0) for r in found], dtype=dtype)
+        l1 = np.array([getattr(r.get(weight), "l1", 0.0) for r in found], dtype=dtype)
+        arrays += [terms, l2, l1 if (terms & K.L1_TERM).any() else None]
+    (has_kernel, kernel_l2, kernel_l1), (has_bias, bias_l2, bias_l1) = arrays[:3], arrays[3:]
+    return K.Penalties(has_kernel, kernel_l2, has_bias, bias_l2, kernel_l1, bias_l1)
 
 
 def _per_layer(optimizer, dense, slot):

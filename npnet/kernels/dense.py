@@ -30,16 +30,21 @@ softmax head's ``loss_code``) travels as ``None`` when absent, and numba removes
 ``if part is not None`` before compiling when ``part`` is an argument of the type of None
 (not an attribute: that test is made where the part is a function's argument). So each
 model compiles only its own optimizer, loss head and options, and a float64 model gets its
-own float64 machine code.
+own float64 machine code. Where a part cannot be None, its *type* says which code to
+compile: the common activations travel as int64 codes, the others as float64 activation
+rows; the cross-entropies' ``loss_code`` is None or an int, the binary and regression
+losses' a float64 loss row; an ``@overload`` picks the function by that type (and L1
+coefficients are None without an L1 term).
 
-Adding an activation: a code below, a branch in :func:`activation_forward` and one in
-:func:`activation_backward`. Adding a loss: a code, a branch in :func:`output_loss` and one
-in :func:`output_gradient`.
+Adding an activation: a code below, a branch in :func:`other_activation_forward` and one in
+:func:`other_activation_backward`. Adding a loss of targets shaped like the output: a code,
+a branch in :func:`target_entry_loss` and one in :func:`target_gradient`.
 
 All kernels live in this one file on purpose: numba's on-disk cache of a function is
 invalidated when *its* source file changes, not when a callee in another file does.
 """
 
+import math
 import platform
 from collections import namedtuple
 
@@ -52,11 +57,24 @@ from numba.core import cgutils
 from numba.extending import intrinsic, overload
 from numba.np.arrayobj import make_array
 
-from ._compile import kernel, parallel_kernel
+from ._compile import KERNEL_OPTIONS, kernel, parallel_kernel
 
 # Activation codes (``codes[i]``), by the name of the npnet activation each mirrors.
 LINEAR, RELU, SIGMOID, TANH, SOFTMAX = 0, 1, 2, 3, 4
-ACTIVATION_CODES = {"linear": LINEAR, "relu": RELU, "sigmoid": SIGMOID, "tanh": TANH, "softmax": SOFTMAX}
+#: Keras's other activations: compiled only for a model that uses one (see :func:`activation_forward`).
+ELU, SELU, GELU, SOFTPLUS, SOFTSIGN, SILU, LEAKY_RELU, EXPONENTIAL, HARD_SIGMOID = range(5, 14)
+ACTIVATION_CODES = {"linear": LINEAR, "relu": RELU, "sigmoid": SIGMOID, "tanh": TANH, "softmax": SOFTMAX,
+                    "elu": ELU, "selu": SELU, "gelu": GELU, "softplus": SOFTPLUS, "softsign": SOFTSIGN,
+                    "silu": SILU, "leaky_relu": LEAKY_RELU, "exponential": EXPONENTIAL,
+                    "hard_sigmoid": HARD_SIGMOID}
+#: A model whose codes are all below this one has int64 ``codes``; any other has activation
+#: rows: ``codes[i] = (code, parameter)`` in float64, the parameter being leaky_relu's slope or
+#: elu's alpha (0 for the others). numba compiles the other activations for rows only.
+FIRST_OTHER_CODE = ELU
+#: SELU's constants, as ``npnet.functional.SELU_ALPHA``/``SELU_SCALE`` (a test checks they agree;
+#: kept here so that numba's cache of this file sees them)
+SELU_ALPHA = 1.6732632423543772848170429916717
+SELU_SCALE = 1.0507009873554804934193349852946
 
 # How the loss meets the output layer (``loss_code``): the head :func:`npnet.heads.choose`
 # decided, and for the general head whether the loss takes logits or probabilities. Sparse
@@ -68,6 +86,12 @@ SOFTMAX_CROSSENTROPY = None
 CROSSENTROPY_OF_LOGITS = 1
 #: ``heads.GENERAL`` with ``from_logits=False``: clipped cross-entropy of the probabilities
 CROSSENTROPY_OF_PROBABILITIES = 2
+#: The losses of targets shaped like the output (binary and regression) travel as a loss row
+#: ``(code, delta)`` in float64 (delta: Huber's, else 0), for which alone numba compiles them:
+#: mean squared / absolute error, Huber, binary cross-entropy of probabilities or of logits
+#: (``heads.GENERAL``), and of a sigmoid output's logits (``heads.SIGMOID_BINARY_CROSSENTROPY``)
+MEAN_SQUARED_ERROR, MEAN_ABSOLUTE_ERROR, HUBER = 3, 4, 5
+BINARY_OF_PROBABILITIES, BINARY_OF_LOGITS, SIGMOID_BINARY_CROSSENTROPY = 6, 7, 8
 
 # Exact in every float type, so mixing them in never changes a float32 result; constants
 # that are not exact (Keras's clip epsilon) travel in ``Network.constants`` in the weights' dtype.
@@ -421,9 +445,45 @@ def softmax_forward(z, p):
             p[i, j] = p[i, j] / total
 
 
-@kernel
+#: How an ``@overload`` below compiles the function it picks: with the kernels' options (the
+#: on-disk cache is the calling kernel's). An int64 code's function is itself that choice, not
+#: a wrapper calling a kernel: a wrapper is one more function to compile for every model.
+_OVERLOAD_OPTIONS = {"jit_options": KERNEL_OPTIONS}
+
+
 def activation_forward(code, z, a):
-    """Mirrors ``functional.<name>_forward`` of the activation ``code``.  z, a: (n, units)."""
+    """Mirrors ``functional.<name>_forward`` of the activation ``code``.  z, a: (n, units).
+
+    ``code`` is an int64 code (:func:`common_activation_forward`) or an activation row
+    (:func:`any_activation_forward`). numba picks one by the type, at compile time: the
+    model whose ``codes`` are int64 never compiles the other activations.
+    """
+    raise NotImplementedError  # only ever called from kernels
+
+
+@overload(activation_forward, **_OVERLOAD_OPTIONS)
+def _activation_forward(code, z, a):
+    if isinstance(code, types.Integer):
+        return common_activation_forward
+    return lambda code, z, a: any_activation_forward(code, z, a)
+
+
+def activation_backward(code, grad, z, a):
+    """Mirrors ``functional.<name>_backward`` of the activation ``code``, in place: grad
+    (n, units) holds dL_da on entry and dL_dz on return; z, a: (n, units). ``code`` as in
+    :func:`activation_forward`."""
+    raise NotImplementedError  # only ever called from kernels
+
+
+@overload(activation_backward, **_OVERLOAD_OPTIONS)
+def _activation_backward(code, grad, z, a):
+    if isinstance(code, types.Integer):
+        return common_activation_backward
+    return lambda code, grad, z, a: any_activation_backward(code, grad, z, a)
+
+
+def common_activation_forward(code, z, a):
+    """:func:`activation_forward` of the codes below ``FIRST_OTHER_CODE`` (compiled through it)."""
     n, units = z.shape
     if code == LINEAR:
         for i in range(n):
@@ -449,12 +509,8 @@ def activation_forward(code, z, a):
         raise ValueError("unknown activation code")
 
 
-@kernel
-def activation_backward(code, grad, z, a):
-    """Mirrors ``functional.<name>_backward`` of the activation ``code``, in place.
-
-    grad: (n, units) holds dL_da on entry and dL_dz on return; z, a: (n, units).
-    """
+def common_activation_backward(code, grad, z, a):
+    """:func:`activation_backward` of the codes below ``FIRST_OTHER_CODE`` (compiled through it)."""
     n, units = grad.shape
     if code == LINEAR:
         return
@@ -478,6 +534,148 @@ def activation_backward(code, grad, z, a):
                 dot += grad[i, j] * a[i, j]
             for j in range(units):
                 grad[i, j] = a[i, j] * (grad[i, j] - dot)
+    else:
+        raise ValueError("unknown activation code")
+
+
+@kernel
+def any_activation_forward(row, z, a):
+    """:func:`activation_forward` of an activation row ``(code, parameter)``, any code."""
+    code = np.int64(row[0])
+    if code < FIRST_OTHER_CODE:
+        activation_forward(code, z, a)
+    else:
+        other_activation_forward(code, same_type(z, row[1]), z, a)
+
+
+@kernel
+def any_activation_backward(row, grad, z, a):
+    """:func:`activation_backward` of an activation row ``(code, parameter)``, any code."""
+    code = np.int64(row[0])
+    if code < FIRST_OTHER_CODE:
+        activation_backward(code, grad, z, a)
+    else:
+        other_activation_backward(code, same_type(z, row[1]), grad, z, a)
+
+
+@kernel
+def sigmoid_of(x):
+    """``functional.sigmoid_forward`` of one float: no exp of a large positive number."""
+    e = np.exp(-np.abs(x))
+    return _ONE / (_ONE + e) if x >= _ZERO else e / (_ONE + e)
+
+
+@kernel
+def erf_of(x):
+    """SciPy's ``special.erf`` of one float of x's type: computed in float64, then rounded,
+    as SciPy's float32 loop does."""
+    return same_type(x, math.erf(np.float64(x)))
+
+
+@kernel
+def other_activation_forward(code, parameter, z, a):
+    """Mirrors ``functional.<name>_forward`` for the codes from ``FIRST_OTHER_CODE`` on, with
+    each function's default options (those ``Dense`` uses); ``parameter`` (z's dtype) is
+    leaky_relu's ``negative_slope`` or elu's ``alpha``. One loop per code, each doing the
+    NumPy function's operations in its order. z, a: (n, units).
+    """
+    n, units = z.shape
+    if code == ELU:  # where(z > 0, z, alpha · expm1(min(z, 0))); min(z, 0) is z in that branch
+        for i in range(n):
+            for j in range(units):
+                a[i, j] = z[i, j] if z[i, j] > _ZERO else parameter * np.expm1(z[i, j])
+    elif code == SELU:
+        scale, alpha = same_type(z, SELU_SCALE), same_type(z, SELU_ALPHA)
+        for i in range(n):
+            for j in range(units):
+                a[i, j] = scale * (z[i, j] if z[i, j] > _ZERO else alpha * np.expm1(z[i, j]))
+    elif code == GELU:  # the exact form: 0.5 · z · (1 + erf(z / √2))
+        half, inverse_root_2 = same_type(z, 0.5), same_type(z, 1 / np.sqrt(2))
+        for i in range(n):
+            for j in range(units):
+                a[i, j] = half * z[i, j] * (_ONE + erf_of(z[i, j] * inverse_root_2))
+    elif code == SOFTPLUS:  # max(z, 0) + log1p(exp(-|z|))
+        for i in range(n):
+            for j in range(units):
+                a[i, j] = (_ZERO if z[i, j] < _ZERO else z[i, j]) + np.log1p(np.exp(-np.abs(z[i, j])))
+    elif code == SOFTSIGN:
+        for i in range(n):
+            for j in range(units):
+                a[i, j] = z[i, j] / (_ONE + np.abs(z[i, j]))
+    elif code == SILU:
+        for i in range(n):
+            for j in range(units):
+                a[i, j] = z[i, j] * sigmoid_of(z[i, j])
+    elif code == LEAKY_RELU:
+        for i in range(n):
+            for j in range(units):
+                a[i, j] = z[i, j] if z[i, j] > _ZERO else parameter * z[i, j]
+    elif code == EXPONENTIAL:
+        for i in range(n):
+            for j in range(units):
+                a[i, j] = np.exp(z[i, j])
+    elif code == HARD_SIGMOID:  # clip(z + 3, 0, 6) / 6; a NaN stays NaN, as in np.clip
+        three, six = same_type(z, 3.0), same_type(z, 6.0)
+        for i in range(n):
+            for j in range(units):
+                shifted = z[i, j] + three
+                clipped = _ZERO if shifted < _ZERO else (six if shifted > six else shifted)
+                a[i, j] = clipped / six
+    else:
+        raise ValueError("unknown activation code")
+
+
+@kernel
+def other_activation_backward(code, parameter, grad, z, a):
+    """Mirrors ``functional.<name>_backward`` for the codes of :func:`other_activation_forward`,
+    in place: grad (n, units) holds dL_da on entry and dL_dz on return."""
+    n, units = grad.shape
+    if code == ELU:  # dL_da · where(z > 0, 1, a + alpha)
+        for i in range(n):
+            for j in range(units):
+                grad[i, j] = grad[i, j] * (_ONE if z[i, j] > _ZERO else a[i, j] + parameter)
+    elif code == SELU:
+        scale, scale_alpha = same_type(z, SELU_SCALE), same_type(z, SELU_SCALE * SELU_ALPHA)
+        for i in range(n):
+            for j in range(units):
+                grad[i, j] = grad[i, j] * (scale if z[i, j] > _ZERO else a[i, j] + scale_alpha)
+    elif code == GELU:  # dL_da · (Φ(z) + z · φ(z))
+        half, inverse_root_2 = same_type(z, 0.5), same_type(z, 1 / np.sqrt(2))
+        minus_half, inverse_root_2_pi = same_type(z, -0.5), same_type(z, 1 / np.sqrt(2 * np.pi))
+        for i in range(n):
+            for j in range(units):
+                x = z[i, j]
+                cdf = half * (_ONE + erf_of(x * inverse_root_2))
+                density = np.exp(minus_half * x * x) * inverse_root_2_pi
+                grad[i, j] = grad[i, j] * (cdf + x * density)
+    elif code == SOFTPLUS:  # dL_da · sigmoid(z)
+        for i in range(n):
+            for j in range(units):
+                grad[i, j] = grad[i, j] * sigmoid_of(z[i, j])
+    elif code == SOFTSIGN:  # dL_da / (1 + |z|)²
+        for i in range(n):
+            for j in range(units):
+                denominator = _ONE + np.abs(z[i, j])
+                grad[i, j] = grad[i, j] / (denominator * denominator)
+    elif code == SILU:  # dL_da · (s (1 + z (1 - s))), s = sigmoid(z)
+        for i in range(n):
+            for j in range(units):
+                s = sigmoid_of(z[i, j])
+                grad[i, j] = grad[i, j] * (s * (_ONE + z[i, j] * (_ONE - s)))
+    elif code == LEAKY_RELU:
+        for i in range(n):
+            for j in range(units):
+                grad[i, j] = grad[i, j] * (_ONE if z[i, j] > _ZERO else parameter)
+    elif code == EXPONENTIAL:
+        for i in range(n):
+            for j in range(units):
+                grad[i, j] = grad[i, j] * a[i, j]
+    elif code == HARD_SIGMOID:  # 1/6 strictly inside (-3, 3), else 0
+        three, sixth = same_type(z, 3.0), same_type(z, 1 / 6)
+        for i in range(n):
+            for j in range(units):
+                inside = z[i, j] > -three and z[i, j] < three
+                grad[i, j] = grad[i, j] * (sixth if inside else _ZERO)
     else:
         raise ValueError("unknown activation code")
 
@@ -628,9 +826,37 @@ def categorical_probabilities_backward(p, targets, constants, dL_dp):
             dL_dp[i, j] = ((dL_dp[i, j] - dot) / total) / n_float
 
 
-@kernel
 def output_loss(loss_code, z, a, labels, targets, constants):
-    """The batch-mean loss as ``npnet.training.loss_value`` computes it (without penalties).
+    """The batch-mean loss as ``npnet.training.loss_value`` computes it (without penalties):
+    :func:`crossentropy_output_loss` for the cross-entropies' codes, :func:`target_loss` for a
+    loss row, chosen by the type of ``loss_code`` at compile time."""
+    raise NotImplementedError  # only ever called from kernels
+
+
+@overload(output_loss, **_OVERLOAD_OPTIONS)
+def _output_loss(loss_code, z, a, labels, targets, constants):
+    if isinstance(loss_code, types.Array):
+        return lambda loss_code, z, a, labels, targets, constants: target_loss(loss_code, z, a, targets, constants)
+    return crossentropy_output_loss
+
+
+def output_gradient(loss_code, code, z, a, labels, targets, constants, dL_dz):
+    """dL/dz of the output layer, as ``npnet.training.backward`` starts it:
+    :func:`crossentropy_output_gradient` or :func:`target_gradient`, as :func:`output_loss`."""
+    raise NotImplementedError  # only ever called from kernels
+
+
+@overload(output_gradient, **_OVERLOAD_OPTIONS)
+def _output_gradient(loss_code, code, z, a, labels, targets, constants, dL_dz):
+    if isinstance(loss_code, types.Array):
+        return lambda loss_code, code, z, a, labels, targets, constants, dL_dz: target_gradient(
+            loss_code, code, z, a, targets, constants, dL_dz)
+    return crossentropy_output_gradient
+
+
+def crossentropy_output_loss(loss_code, z, a, labels, targets, constants):
+    """:func:`output_loss` of the cross-entropies of classes (softmax head or general head),
+    compiled through it.
 
     z, a: (n, k) the output layer's logits and activations, labels: (n,), targets: (n, k)
     for a categorical loss, else None. Each sample's loss is in the weights' dtype; their
@@ -649,9 +875,8 @@ def output_loss(loss_code, z, a, labels, targets, constants):
     return same_type(z, total / n)
 
 
-@kernel
-def output_gradient(loss_code, code, z, a, labels, targets, constants, dL_dz):
-    """dL/dz of the output layer, as ``npnet.training.backward`` starts it.
+def crossentropy_output_gradient(loss_code, code, z, a, labels, targets, constants, dL_dz):
+    """:func:`output_gradient` of the cross-entropies of classes, compiled through it.
 
     z, a: (n, k), labels: (n,), targets: (n, k) or None -> dL_dz: (n, k).
     """
@@ -667,6 +892,90 @@ def output_gradient(loss_code, code, z, a, labels, targets, constants, dL_dz):
     else:
         crossentropy_probabilities_backward(a, labels, constants, dL_dz)
     activation_backward(code, dL_dz, z, a)
+
+
+@kernel
+def sign_of(x):
+    """``np.sign`` of one float: -1, 0 or 1 in x's type, NaN for NaN."""
+    if x > _ZERO:
+        return same_type(x, 1.0)
+    if x < _ZERO:
+        return same_type(x, -1.0)
+    return x * _ZERO  # 0 for ±0, NaN for NaN
+
+
+@kernel
+def target_entry_loss(code, delta, low, high, p, t):
+    """One output's loss, as the per-entry expression of the ``npnet.functional`` function of
+    ``code`` (before its mean over the outputs): p the output (the logit for the two
+    from-logits codes), t its target; delta Huber's, low/high the probabilities' clip range."""
+    if code == MEAN_SQUARED_ERROR:  # functional.mean_squared_error
+        error = p - t
+        return error * error
+    if code == MEAN_ABSOLUTE_ERROR:  # functional.mean_absolute_error
+        return np.abs(p - t)
+    if code == HUBER:  # functional.huber
+        error = p - t
+        abs_error = np.abs(error)
+        half = same_type(p, 0.5)
+        return half * error * error if abs_error <= delta else delta * abs_error - half * delta * delta
+    if code == BINARY_OF_PROBABILITIES:  # functional.binary_crossentropy
+        clipped = clip_probability(p, low, high)
+        return -(t * np.log(clipped) + (_ONE - t) * np.log(_ONE - clipped))
+    # functional.binary_crossentropy_from_logits: max(z, 0) - z t + log1p(exp(-|z|))
+    return (p if p > _ZERO else _ZERO) - p * t + np.log1p(np.exp(-np.abs(p)))
+
+
+@kernel
+def target_loss(row, z, a, targets, constants):
+    """:func:`output_loss` of a loss row ``(code, delta)``: the batch mean of the per-sample
+    means over the outputs (each sample's in the weights' dtype, the batch's accumulated in
+    float64 and rounded once). z, a, targets: (n, m); the sigmoid head reads the logits z."""
+    code, delta = np.int64(row[0]), same_type(z, row[1])
+    outputs = z if code == SIGMOID_BINARY_CROSSENTROPY else a
+    if code == SIGMOID_BINARY_CROSSENTROPY:
+        code = BINARY_OF_LOGITS
+    low, high = constants[CLIP_LOW], constants[CLIP_HIGH]
+    n, m = outputs.shape
+    total = 0.0
+    for i in range(n):
+        sample = _ZERO
+        for j in range(m):
+            sample += target_entry_loss(code, delta, low, high, outputs[i, j], targets[i, j])
+        total += sample / same_type(z, m)
+    return same_type(z, total / n)
+
+
+@kernel
+def target_gradient(row, code, z, a, targets, constants, dL_dz):
+    """:func:`output_gradient` of a loss row: the loss's gradient w.r.t. the output (the
+    ``*_backward`` function of npnet.functional), then the output activation's backward; for
+    the sigmoid head ``(p - t) / (n m)`` w.r.t. the logits directly."""
+    loss, delta = np.int64(row[0]), same_type(z, row[1])
+    low, high = constants[CLIP_LOW], constants[CLIP_HIGH]
+    n, m = a.shape
+    size = same_type(z, n * m)
+    two_per_size, one_per_size = same_type(z, 2 / (n * m)), same_type(z, 1 / (n * m))
+    for i in range(n):
+        for j in range(m):
+            p, t = a[i, j], targets[i, j]
+            if loss == MEAN_SQUARED_ERROR:
+                dL_dz[i, j] = (p - t) * two_per_size
+            elif loss == MEAN_ABSOLUTE_ERROR:
+                dL_dz[i, j] = sign_of(p - t) * one_per_size
+            elif loss == HUBER:
+                error = p - t
+                dL_dz[i, j] = (error if np.abs(error) <= delta else delta * sign_of(error)) * one_per_size
+            elif loss == BINARY_OF_PROBABILITIES:  # zero where the clip holds p
+                clipped = clip_probability(p, low, high)
+                inside = p >= low and p <= high
+                dL_dz[i, j] = ((clipped - t) / (clipped * (_ONE - clipped)) if inside else _ZERO) / size
+            elif loss == BINARY_OF_LOGITS:  # the sigmoid of the output logits, then (p - t) / (n m)
+                dL_dz[i, j] = (sigmoid_of(p) - t) / size
+            else:  # SIGMOID_BINARY_CROSSENTROPY: p is the sigmoid of z already
+                dL_dz[i, j] = (p - t) / size
+    if loss != SIGMOID_BINARY_CROSSENTROPY:
+        activation_backward(code, dL_dz, z, a)
 
 
 # ----------------------------------------------------------------------------- metrics
@@ -921,9 +1230,14 @@ Dropout = namedtuple("Dropout", ["active", "scales", "masks", "dropped"])
 # ----------------------------------------------------------------------------- weight penalties
 
 
-#: L2 penalties: ``kernel_l2[i]``/``bias_l2[i]`` the coefficient (weights' dtype) where
-#: ``has_kernel[i]``/``has_bias[i]``, as each layer's ``weight_regularizers()`` lists them.
-Penalties = namedtuple("Penalties", ["has_kernel", "kernel_l2", "has_bias", "bias_l2"])
+#: Weight penalties, as each layer's ``weight_regularizers()`` lists them: ``has_kernel[i]``/
+#: ``has_bias[i]`` the terms of the weight's regularizer (``L2_TERM | L1_TERM``, 0 for none),
+#: ``kernel_l2[i]``/``bias_l2[i]`` and ``kernel_l1[i]``/``bias_l1[i]`` their coefficients
+#: (weights' dtype). ``kernel_l1``/``bias_l1`` are None when no weight has an L1 term: L2
+#: models then compile no L1 code.
+Penalties = namedtuple("Penalties", ["has_kernel", "kernel_l2", "has_bias", "bias_l2", "kernel_l1", "bias_l1"])
+#: the terms of a regularizer: ``L2`` is L2_TERM, ``L1`` L1_TERM, ``L1L2`` those of its nonzero factors
+L2_TERM, L1_TERM = 1, 2
 
 
 @kernel
@@ -939,14 +1253,38 @@ def l2_penalty(weight, l2):
 
 
 @kernel
+def l1_penalty(weight, l1):
+    """Mirrors ``functional.l1_penalty``: ``l1 · Σ |w|``, the sum in float64 as in :func:`l2_penalty`."""
+    flat = weight.reshape(weight.size)
+    total = 0.0
+    for i in range(flat.size):
+        total += np.abs(flat[i])
+    return l1 * same_type(l1, total)
+
+
+@kernel
+def weight_penalty(weight, terms, l2, l1s, i):
+    """One weight's penalty, as its regularizer's ``__call__``: ``L1L2`` adds its L1 term, then
+    its L2 term; ``l1s`` the L1 coefficients of the layers (None: no L1 term anywhere)."""
+    if l1s is not None:
+        if terms & L1_TERM:
+            value = l1_penalty(weight, l1s[i])
+            if terms & L2_TERM:
+                value = value + l2_penalty(weight, l2)
+            return value
+    return l2_penalty(weight, l2)
+
+
+@kernel
 def penalty_loss(kernels, biases, penalties, loss):
     """``loss`` plus every penalty, added as ``npnet.training.regularization_loss`` does."""
     total = _ZERO
     for i in range(len(kernels)):
         if penalties.has_kernel[i]:
-            total += l2_penalty(kernels[i], penalties.kernel_l2[i])
+            total += weight_penalty(kernels[i], penalties.has_kernel[i], penalties.kernel_l2[i],
+                                    penalties.kernel_l1, i)
         if penalties.has_bias[i]:
-            total += l2_penalty(biases[i], penalties.bias_l2[i])
+            total += weight_penalty(biases[i], penalties.has_bias[i], penalties.bias_l2[i], penalties.bias_l1, i)
     return loss + total
 
 
@@ -960,14 +1298,42 @@ def add_penalty_gradient(grad, weight, l2):
 
 
 @kernel
+def add_l1_penalty_gradient(grad, weight, terms, l2, l1):
+    """Mirrors ``grads + regularizer.gradient(w)`` for a regularizer with an L1 term, in place:
+    ``g + l1 · sign(w)`` (``functional.l1_penalty_backward``), or with an L2 term too (``L1L2``,
+    whose gradient is summed first) ``g + (l1 · sign(w) + l2 · (2 w))``."""
+    grad_flat = grad.reshape(grad.size)
+    weight_flat = weight.reshape(weight.size)
+    if terms & L2_TERM:
+        for i in range(grad_flat.size):
+            w = weight_flat[i]
+            grad_flat[i] = grad_flat[i] + (l1 * sign_of(w) + l2 * (w + w))
+    else:
+        for i in range(grad_flat.size):
+            grad_flat[i] = grad_flat[i] + l1 * sign_of(weight_flat[i])
+
+
+@kernel
+def add_weight_penalty_gradient(grad, weight, terms, l2, l1s, i):
+    """Add one weight's penalty gradient (``terms``, ``l1s`` as in :func:`weight_penalty`)."""
+    if l1s is not None:
+        if terms & L1_TERM:
+            add_l1_penalty_gradient(grad, weight, terms, l2, l1s[i])
+            return
+    add_penalty_gradient(grad, weight, l2)
+
+
+@kernel
 def penalty_gradients(penalties, net, work):
     """Add each trainable weight's penalty gradient, as ``npnet.training.backward`` ends."""
     for i in range(len(net.kernels)):
         if net.trainable[i]:
             if penalties.has_kernel[i]:
-                add_penalty_gradient(work.kernel_grads[i], net.kernels[i], penalties.kernel_l2[i])
+                add_weight_penalty_gradient(work.kernel_grads[i], net.kernels[i], penalties.has_kernel[i],
+                                            penalties.kernel_l2[i], penalties.kernel_l1, i)
             if penalties.has_bias[i]:
-                add_penalty_gradient(work.bias_grads[i], net.biases[i], penalties.bias_l2[i])
+                add_weight_penalty_gradient(work.bias_grads[i], net.biases[i], penalties.has_bias[i],
+                                            penalties.bias_l2[i], penalties.bias_l1, i)
 
 
 # ----------------------------------------------------------------------------- whole passes

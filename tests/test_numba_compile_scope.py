@@ -1,0 +1,72 @@
+"""What a model does not use is not compiled: the other activations, the binary and
+regression losses and the L1 penalty (npnet.kernels.dense's module docstring).
+
+One fresh Python process with an empty ``NUMBA_CACHE_DIR`` trains, evaluates and predicts
+with a few models, and after each lists the kernels numba compiled (a dispatcher compiles a
+callee for its argument types when a caller's compile reaches it, so an untouched kernel has
+no signature).
+"""
+
+import json
+import os
+import subprocess
+import sys
+import textwrap
+from pathlib import Path
+
+import pytest
+
+pytest.importorskip("numba")
+
+REPO = Path(__file__).resolve().parents[1]
+
+_RUN = textwrap.dedent("""
+    import json
+    import numpy as np
+    import npnet
+    from npnet import layers
+    from npnet.kernels import dense as K
+
+    def compiled():
+        return sorted(name for name, value in vars(K).items() if hasattr(value, "signatures") and value.signatures)
+
+    def train(stack, loss, optimizer, y):
+        npnet.utils.set_random_seed(0)
+        model = npnet.Sequential(stack)
+        model.compile(optimizer=optimizer, loss=loss, metrics=["accuracy"], backend="numba")
+        x = np.random.default_rng(0).normal(size=(64, 4, 4)).astype(np.float32)
+        model.fit(x, y, batch_size=16, epochs=1, verbose=0)
+        model.evaluate(x, y, verbose=0)
+        model.predict(x, verbose=0)
+        return compiled()
+
+    labels = np.arange(64) % 3
+    result = {}
+    result["tutorial"] = train([layers.Flatten(input_shape=(4, 4)), layers.Dense(8, activation="relu"),
+                                layers.Dense(3, activation="softmax")], "sparse_categorical_crossentropy",
+                               "adam", labels)
+    result["l2, sigmoid output"] = train([layers.Flatten(input_shape=(4, 4)),
+                                          layers.Dense(8, activation="tanh", kernel_regularizer="l2"),
+                                          layers.Dense(3, activation="sigmoid")],
+                                         "sparse_categorical_crossentropy", "sgd", labels)
+    print(json.dumps(result))
+""")
+
+#: kernels only a model with another activation, a binary or regression loss, or an L1 term needs
+OTHER_ACTIVATIONS = {"any_activation_forward", "any_activation_backward", "other_activation_forward",
+                     "other_activation_backward", "sigmoid_of", "erf_of"}
+TARGET_LOSSES = {"target_loss", "target_gradient", "target_entry_loss", "sign_of"}
+L1 = {"l1_penalty", "add_l1_penalty_gradient"}
+
+
+def test_the_tutorial_and_an_l2_model_compile_none_of_the_other_pieces(tmp_path):
+    env = {**os.environ, "NUMBA_CACHE_DIR": str(tmp_path), "PYTHONPATH": str(REPO), "NPNET_BACKEND": "numba"}
+    done = subprocess.run([sys.executable, "-c", _RUN], env=env, cwd=REPO, capture_output=True, text=True,
+                          timeout=600)
+    assert done.returncode == 0, done.stderr[-3000:]
+    result = json.loads(done.stdout.strip().splitlines()[-1])
+    tutorial, l2_model = set(result["tutorial"]), set(result["l2, sigmoid output"])
+    assert {"train_batches", "forward_pass", "log_softmax_sum"} <= tutorial
+    assert not tutorial & (OTHER_ACTIVATIONS | TARGET_LOSSES | L1 | {"weight_penalty"}), sorted(tutorial)
+    assert {"weight_penalty", "l2_penalty", "crossentropy_probabilities_sum"} <= l2_model
+    assert not l2_model & (OTHER_ACTIVATIONS | TARGET_LOSSES | L1), sorted(l2_model)
