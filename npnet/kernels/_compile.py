@@ -9,7 +9,10 @@ Options, and why:
   changes float32 rounding and would break the promise that the numba backend tracks the
   NumPy backend to 1e-6; it also makes ``isnan`` lie. The loops that matter vectorise
   without it (the finiteness check works on the float's bits, see
-  :func:`npnet.kernels.dense.too_large_to_square`).
+  :func:`npnet.kernels.dense.too_large_to_square`). One exception, :func:`summing_kernel`:
+  the weight penalties' sums of squares and absolute values, accumulated in float64, may be
+  reordered (``reassoc`` alone), which moves their float64 rounding only, never a float32
+  result's, and lets LLVM vectorise them (docs/performance.md).
 * ``nogil=True``: a kernel releases the GIL, so other Python threads keep running.
 * ``cache=True``: compiled machine code is stored on disk and reused by the next process.
 
@@ -447,9 +450,10 @@ def kernel_cache(func):
     return LayeredFunctionCache(writable, shipped)
 
 
-def kernel(func, parallel=False):
+def kernel(func, parallel=False, fastmath=False):
     """``numba.njit`` with npnet's options and the on-disk cache (see the module docstring)."""
-    dispatcher = numba.njit(cache=False, parallel=parallel, **KERNEL_OPTIONS)(func)
+    options = dict(KERNEL_OPTIONS, fastmath=fastmath)
+    dispatcher = numba.njit(cache=False, parallel=parallel, **options)(func)
     cache = kernel_cache(func)
     if cache is not None:
         dispatcher._cache = cache  # what numba's own ``enable_caching`` does, with our cache
@@ -459,3 +463,9 @@ def kernel(func, parallel=False):
 def parallel_kernel(func):
     """:func:`kernel` whose ``prange`` loops run on numba's threads (``numba.set_num_threads``)."""
     return kernel(func, parallel=True)
+
+
+def summing_kernel(func):
+    """:func:`kernel` for a float64 sum that LLVM may reorder (``fastmath={"reassoc"}``): only
+    for sums whose terms are exact in float64 or where the last float64 bit does not matter."""
+    return kernel(func, fastmath={"reassoc"})

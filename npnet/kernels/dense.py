@@ -57,7 +57,7 @@ from numba.core import cgutils
 from numba.extending import intrinsic, overload
 from numba.np.arrayobj import make_array
 
-from ._compile import KERNEL_OPTIONS, kernel, parallel_kernel
+from ._compile import KERNEL_OPTIONS, kernel, parallel_kernel, summing_kernel
 
 # Activation codes (``codes[i]``), by the name of the npnet activation each mirrors.
 LINEAR, RELU, SIGMOID, TANH, SOFTMAX = 0, 1, 2, 3, 4
@@ -1240,11 +1240,12 @@ Penalties = namedtuple("Penalties", ["has_kernel", "kernel_l2", "has_bias", "bia
 L2_TERM, L1_TERM = 1, 2
 
 
-@kernel
+@summing_kernel
 def l2_penalty(weight, l2):
     """Mirrors ``functional.l2_penalty``: ``l2 · Σ w²`` in the weight's dtype. The squares are
-    summed in float64 and rounded once (NumPy sums pairwise in the weight's dtype): the
-    reported loss can differ in the last bit, the gradients cannot."""
+    summed in float64, in an order LLVM may choose (vectorised), and rounded once (NumPy sums
+    pairwise in the weight's dtype): the reported loss can differ in the last bit, the
+    gradients cannot."""
     flat = weight.reshape(weight.size)
     total = 0.0
     for i in range(flat.size):
@@ -1252,7 +1253,7 @@ def l2_penalty(weight, l2):
     return l2 * same_type(l2, total)
 
 
-@kernel
+@summing_kernel
 def l1_penalty(weight, l1):
     """Mirrors ``functional.l1_penalty``: ``l1 · Σ |w|``, the sum in float64 as in :func:`l2_penalty`."""
     flat = weight.reshape(weight.size)
