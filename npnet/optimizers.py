@@ -1,7 +1,8 @@
 """Optimizers. Each owns its per-parameter state (Adam's moments) and its step counter.
 
 ``optimizer.apply_gradients(params, grads)`` updates the list of parameter arrays in place,
-one call per training step; the arithmetic of a step lives in :mod:`npnet.functional`.
+one call per training step; the arithmetic of a step lives in :mod:`npnet.functional`. A step
+is computed, checked, then applied: one that would make any value inf or NaN changes nothing.
 
 The step counter is a one-element array (:meth:`Optimizer.step_counter`) so that the numba
 backend's kernels, which do the same update, advance it together with the weights and the
@@ -84,8 +85,30 @@ class Optimizer:
                       for slot in self.slots}  # on a cache line, like the parameters
 
     def apply_gradients(self, params, grads):
-        """One step: update every parameter in ``params`` in place from its gradient."""
-        if self.state is None:
+        """One step: update every parameter in ``params`` in place from its gradient.
+
+        Unlike Keras, which would write inf or NaN into the weights, a step that would make
+        any parameter or optimizer slot non-finite (a huge learning rate, a weight near the
+        float's maximum, RMSprop's centered denominator rounding to zero...) is not applied:
+        it raises FloatingPointError and leaves the parameters, every slot and
+        ``iterations`` as they were. ``fit`` stops with a warning instead (see
+        :meth:`apply_gradients_if_finite`).
+        """
+        if not self.apply_gradients_if_finite(params, grads):
+            raise FloatingPointError(
+                f"{type(self).__name__}.apply_gradients: the update of step {self.iterations + 1} would make a "
+                "parameter or an optimizer slot inf or NaN; expected an update that keeps every value finite. "
+                "Nothing was changed. Check the gradients for inf/NaN and try a smaller learning rate.")
+
+    def apply_gradients_if_finite(self, params, grads):
+        """Compute the step, check it, apply it: True when every new parameter and slot
+        value is finite and the step was applied; False, with nothing changed, otherwise.
+
+        The step is computed on copies by the same :meth:`update` (so its numbers are those
+        of an in-place update), then copied into the arrays only if all of it is finite.
+        """
+        built_now = self.state is None
+        if built_now:
             self.build(params)
         else:
             self._check_same_params(params)
@@ -93,8 +116,33 @@ class Optimizer:
         with utils.interrupts_deferred():
             self._current_learning_rate = self.learning_rate  # at the count before this step, as Keras
             self._step_counter[0] += 1
-            for i, (param, grad) in enumerate(zip(params, grads)):
-                self.update(param, grad, {slot: arrays[i] for slot, arrays in self.state.items()})
+            new_params, new_state = self._step_on_copies(params, grads)
+            finite = _all_finite(new_params) and all(_all_finite(arrays) for arrays in new_state.values())
+            if finite:
+                self._copy_step_into(params, new_params, new_state)
+            else:  # as if never called
+                self._step_counter[0] -= 1
+                if built_now:
+                    self.state = None
+        return finite
+
+    def _step_on_copies(self, params, grads):
+        """``(new params, new state)``: :meth:`update` applied to copies of both. NumPy's
+        overflow warnings are silenced: an inf or NaN here is what the caller checks for."""
+        new_params = [param.copy() for param in params]
+        new_state = {slot: [a.copy() for a in arrays] for slot, arrays in self.state.items()}
+        with np.errstate(over="ignore", invalid="ignore", divide="ignore"):
+            for i, (param, grad) in enumerate(zip(new_params, grads)):
+                self.update(param, grad, {slot: arrays[i] for slot, arrays in new_state.items()})
+        return new_params, new_state
+
+    def _copy_step_into(self, params, new_params, new_state):
+        """Apply a computed step: copy it into the parameters and slots, in place."""
+        for target, source in zip(params, new_params):
+            np.copyto(target, source)
+        for slot, arrays in self.state.items():
+            for target, source in zip(arrays, new_state[slot]):
+                np.copyto(target, source)
 
     def _check_same_params(self, params):
         """The state was built for one model's parameters; refuse others rather than misalign."""
@@ -200,6 +248,11 @@ class RMSprop(Optimizer):
     def get_config(self):
         return {"learning_rate": self._learning_rate_config(), "rho": self.rho, "momentum": self.momentum,
                 "epsilon": self.epsilon, "centered": self.centered}
+
+
+def _all_finite(arrays):
+    """True when no entry of any array is inf or NaN."""
+    return all(np.isfinite(a).all() for a in arrays)
 
 
 _BY_NAME = {"adam": Adam, "sgd": SGD, "rmsprop": RMSprop}
