@@ -466,18 +466,8 @@ def _box(optimizer, dtype):
     The last two entries are L and tiny."""
     info = np.finfo(dtype)
     largest, tiny = float(info.max), float(info.tiny)
-    learning_rate = float(dtype.type(optimizer.learning_rate))
-    gradient, slot, alpha = math.sqrt(largest) / 2, largest / 8, 0.0
     epsilon = float(dtype.type(getattr(optimizer, "epsilon", 1.0)))
-    if type(optimizer) is Adam:
-        beta_1 = float(dtype.type(optimizer.beta_1))
-        alpha = 2 * learning_rate / (1 - beta_1) if beta_1 < 1 else math.inf
-        slot = largest * epsilon / (8 * alpha)
-        gradient = min(gradient, slot)
-    elif type(optimizer) is SGD:
-        gradient = min(gradient, largest / (16 * learning_rate))
-    else:
-        gradient = min(gradient, largest * math.sqrt(epsilon) / (16 * learning_rate))
+    gradient, slot, alpha = _family_limits(optimizer, dtype, largest, epsilon)
     box = [gradient, largest / 4, slot, largest / 4, alpha]
     with np.errstate(over="ignore"):
         in_dtype = np.array(box, dtype=np.float64).astype(dtype)
@@ -486,6 +476,21 @@ def _box(optimizer, dtype):
     elif getattr(optimizer, "centered", False):
         box = [-1.0, largest / 4, largest / 8, -1.0, math.sqrt(tiny) * largest / 16]
     return np.array(box + [largest, tiny], dtype=dtype)
+
+
+def _family_limits(optimizer, dtype, largest, epsilon):
+    """``(gradient, slot, alpha)`` limits of :func:`_box` for the optimizer's family, from
+    its hyperparameters as the kernels read them (cast to ``dtype``), in float64."""
+    learning_rate = float(dtype.type(optimizer.learning_rate))
+    gradient, slot, alpha = math.sqrt(largest) / 2, largest / 8, 0.0
+    if type(optimizer) is Adam:
+        beta_1 = float(dtype.type(optimizer.beta_1))
+        alpha = 2 * learning_rate / (1 - beta_1) if beta_1 < 1 else math.inf
+        slot = largest * epsilon / (8 * alpha)
+        return min(gradient, slot), slot, alpha
+    if type(optimizer) is SGD:
+        return min(gradient, largest / (16 * learning_rate)), slot, alpha
+    return min(gradient, largest * math.sqrt(epsilon) / (16 * learning_rate)), slot, alpha
 
 
 def _aligned(shape, dtype):

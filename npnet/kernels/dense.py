@@ -991,7 +991,8 @@ def slots_in_box(adam, sgd, rmsprop, i, slot, squares):
         fine = optional_within(sgd.kernel_velocity, i, slot) and optional_within(sgd.bias_velocity, i, slot)
     if rmsprop is not None:
         fine = (within(rmsprop.kernel_velocity[i], squares) and within(rmsprop.bias_velocity[i], squares)
-                and optional_within(rmsprop.kernel_momentum, i, slot) and optional_within(rmsprop.bias_momentum, i, slot))
+                and optional_within(rmsprop.kernel_momentum, i, slot)
+                and optional_within(rmsprop.bias_momentum, i, slot))
     return fine
 
 
