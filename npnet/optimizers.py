@@ -2,7 +2,7 @@
 
 ``optimizer.apply_gradients(params, grads)`` updates the list of parameter arrays in place,
 one call per training step; the arithmetic of a step lives in :mod:`npnet.functional`. A step
-is computed, checked, then applied: one that would make any value inf or NaN changes nothing.
+that would make any value inf or NaN changes nothing (it is undone from a saved copy).
 
 The step counter is a one-element array (:meth:`Optimizer.step_counter`) so that the numba
 backend's kernels, which do the same update, advance it together with the weights and the
@@ -101,48 +101,48 @@ class Optimizer:
                 "Nothing was changed. Check the gradients for inf/NaN and try a smaller learning rate.")
 
     def apply_gradients_if_finite(self, params, grads):
-        """Compute the step, check it, apply it: True when every new parameter and slot
-        value is finite and the step was applied; False, with nothing changed, otherwise.
+        """Apply one step if it keeps every value finite: True when every new parameter and
+        slot value is finite and the step was applied; False, with nothing changed, otherwise.
 
-        The step is computed on copies by the same :meth:`update` (so its numbers are those
-        of an in-place update), then copied into the arrays only if all of it is finite.
+        Save, update, check: the arrays the step writes are copied first, :meth:`update`
+        then runs in place as always (so a step's numbers do not change), and if any new
+        value is inf or NaN the copies are put back.
         """
         built_now = self.state is None
         if built_now:
             self.build(params)
         else:
             self._check_same_params(params)
-        # Ctrl-C waits until every parameter has its update: never half a step.
+        # Ctrl-C waits until every parameter has its update (or its copy back): never half a step.
         with utils.interrupts_deferred():
+            written = list(params) + [a for arrays in self.state.values() for a in arrays]
+            saved = self._saved_copies(written)
             self._current_learning_rate = self.learning_rate  # at the count before this step, as Keras
             self._step_counter[0] += 1
-            new_params, new_state = self._step_on_copies(params, grads)
-            finite = _all_finite(new_params) and all(_all_finite(arrays) for arrays in new_state.values())
-            if finite:
-                self._copy_step_into(params, new_params, new_state)
-            else:  # as if never called
+            self._update_all(params, grads)
+            finite = _all_finite(written)
+            if not finite:  # as if never called
+                _copy_all(written, saved)
                 self._step_counter[0] -= 1
                 if built_now:
                     self.state = None
         return finite
 
-    def _step_on_copies(self, params, grads):
-        """``(new params, new state)``: :meth:`update` applied to copies of both. NumPy's
-        overflow warnings are silenced: an inf or NaN here is what the caller checks for."""
-        new_params = [param.copy() for param in params]
-        new_state = {slot: [a.copy() for a in arrays] for slot, arrays in self.state.items()}
+    def _update_all(self, params, grads):
+        """:meth:`update` of every parameter, in place. NumPy's overflow warnings are
+        silenced: an inf or NaN here is what the caller checks for."""
         with np.errstate(over="ignore", invalid="ignore", divide="ignore"):
-            for i, (param, grad) in enumerate(zip(new_params, grads)):
-                self.update(param, grad, {slot: arrays[i] for slot, arrays in new_state.items()})
-        return new_params, new_state
+            for i, (param, grad) in enumerate(zip(params, grads)):
+                self.update(param, grad, {slot: arrays[i] for slot, arrays in self.state.items()})
 
-    def _copy_step_into(self, params, new_params, new_state):
-        """Apply a computed step: copy it into the parameters and slots, in place."""
-        for target, source in zip(params, new_params):
-            np.copyto(target, source)
-        for slot, arrays in self.state.items():
-            for target, source in zip(arrays, new_state[slot]):
-                np.copyto(target, source)
+    def _saved_copies(self, arrays):
+        """Copies of ``arrays``, in buffers kept from step to step (a fresh array of this
+        size costs page faults that would double the cost of saving)."""
+        layout = [(a.shape, a.dtype) for a in arrays]
+        if getattr(self, "_copies", None) is None or self._copies[0] != layout:
+            self._copies = (layout, [utils.aligned_empty(a.shape, a.dtype) for a in arrays])
+        _copy_all(self._copies[1], arrays)
+        return self._copies[1]
 
     def _check_same_params(self, params):
         """The state was built for one model's parameters; refuse others rather than misalign."""
@@ -253,6 +253,12 @@ class RMSprop(Optimizer):
 def _all_finite(arrays):
     """True when no entry of any array is inf or NaN."""
     return all(np.isfinite(a).all() for a in arrays)
+
+
+def _copy_all(targets, sources):
+    """Copy each source array into its target, in place."""
+    for target, source in zip(targets, sources):
+        np.copyto(target, source)
 
 
 _BY_NAME = {"adam": Adam, "sgd": SGD, "rmsprop": RMSprop}
