@@ -13,8 +13,9 @@ by batch and layer by layer as the NumPy forward pass draws them, and handed to 
 
 How: one call of :func:`npnet.kernels.dense.train_batches` runs ``steps_per_execution``
 whole training steps (gather the batch, forward, loss, backward, the finiteness checks of the
-gradients and of the update, the optimizer's update), writing into preallocated buffers sized for the largest batch. What a
-model does not use travels as None and is not compiled (see :mod:`npnet.kernels.dense`).
+gradients and of the update, the optimizer's update), writing into preallocated buffers sized
+for the largest batch. What a model does not use travels as None and is not compiled (see
+:mod:`npnet.kernels.dense`).
 Evaluation is one call per batch, prediction one call for the whole array. Training and
 evaluation keep the BLAS that numba calls on one thread; prediction leaves it free. Why these
 choices, with the measurements behind them: ``docs/performance.md``.
