@@ -16,6 +16,7 @@ import pytest
 
 import npnet
 from npnet import config, inspect, layers, optimizers, training, utils
+from npnet import functional as F
 from npnet.backends import numba_backend
 from npnet.kernels import dense as K
 
@@ -216,24 +217,34 @@ def test_a_nan_gradient_given_directly_is_refused_too():
     assert (params[0] == 1).all() and optimizer.iterations == 0
 
 
+def _first_nan_step_of_centered_rmsprop(grad, learning_rate, steps):
+    """The premise, from the functional update alone: the first step at which centered
+    RMSprop's new weights hold a NaN (None if none within ``steps``)."""
+    param, velocity, average = np.zeros_like(grad), np.zeros_like(grad), np.zeros_like(grad)
+    with np.errstate(invalid="ignore"):
+        for step in range(1, steps + 1):
+            F.rmsprop_update(param, grad, velocity, learning_rate, average_grad=average)
+            if np.isnan(param).any():
+                return step
+    return None
+
+
 def test_centered_rmsprop_whose_denominator_rounds_below_zero_is_refused():
     """Centered RMSprop divides by sqrt(v - ḡ² + ε): for a gradient that stays the same, v
     and ḡ² converge to the same number and their difference is rounding noise, larger than
-    ε for gradients of 1e3, and negative half the time: sqrt gives NaN. The NaN step is
-    refused and the optimizer stays at the last finite one."""
+    ε for gradients of 1e3, and negative half the time: sqrt gives NaN. That step is
+    refused and the optimizer stays at the step before, bit for bit."""
+    grad = np.linspace(900, 1100, 16, dtype=np.float32)
+    nan_step = _first_nan_step_of_centered_rmsprop(grad, 1e-30, 2000)
+    assert nan_step is not None  # the premise
     optimizer = optimizers.RMSprop(learning_rate=1e-30, centered=True)
     params = [np.zeros(16, dtype=np.float32)]
-    grad = np.linspace(900, 1100, 16, dtype=np.float32)
-    refused_at = None
-    for step in range(1, 2001):
-        before = params[0].copy(), {s: [a.copy() for a in arrays] for s, arrays in (optimizer.state or {}).items()}
-        try:
-            optimizer.apply_gradients(params, [grad])
-        except FloatingPointError:
-            refused_at = step
-            break
-    assert refused_at is not None, "the premise: the denominator rounds below zero within 2000 steps"
-    assert optimizer.iterations == refused_at - 1
+    for _ in range(nan_step - 1):
+        optimizer.apply_gradients(params, [grad])
+    before = params[0].copy(), {s: [a.copy() for a in arrays] for s, arrays in optimizer.state.items()}
+    with pytest.raises(FloatingPointError):
+        optimizer.apply_gradients(params, [grad])
+    assert optimizer.iterations == nan_step - 1
     assert params[0].tobytes() == before[0].tobytes() and np.isfinite(params[0]).all()
     for slot, arrays in optimizer.state.items():
         assert [a.tobytes() for a in arrays] == [a.tobytes() for a in before[1][slot]], slot
