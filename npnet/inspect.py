@@ -67,7 +67,7 @@ class StepReport:
     optimizer: str               # e.g. "Adam(learning_rate=0.001, ...)"
     iteration: int               # the optimizer's step number this update would be (1-based)
     logits_shortcut: bool        # the loss was computed from the output layer's logits
-    applied: bool                # False: the loss or a gradient is not finite and fit would skip it
+    applied: bool                # False: the loss, a gradient or the update is not finite; fit would skip it
     dtype: str
 
     def __getitem__(self, key):
@@ -87,7 +87,8 @@ class StepReport:
             text.append("The cross-entropy is taken from the output layer's logits: its gradient there "
                         "is dL/dz = (p - onehot) / n.")
         if not self.applied:
-            text.append("The loss or a gradient is not finite: fit would stop without applying this update.")
+            text.append("The loss, a gradient or the update is not finite: fit would stop without applying "
+                        "this update.")
         header = ("layer", "output", "‖dL/dout‖", "param", "‖w‖", "‖dL/dw‖", "‖update‖", "update/‖w‖", "")
         rows = []
         for layer in self.layers:
@@ -159,8 +160,8 @@ def step(model, x, y):
     if optimizer.state is None:
         optimizer.build(params)
     state_before = _state_by_param(optimizer, params, copy_arrays=True)
-    if applied:
-        optimizer.apply_gradients(params, grads)  # updates the copies in place
+    if applied:  # updates the copies in place, if the update is finite
+        applied = optimizer.apply_gradients_if_finite(params, grads)
     state_after = _state_by_param(optimizer, params, copy_arrays=True)
 
     shortcut = head == heads.SOFTMAX_CROSSENTROPY

@@ -331,7 +331,9 @@ class Sequential:
             sample_weight=None, initial_epoch=0, steps_per_epoch=None, validation_steps=None,
             validation_batch_size=None, validation_freq=1):
         """Train for ``epochs`` passes over ``(x, y)`` (arrays, an ``npnet.data.PyDataset`` or a
-        generator of batches); returns a ``History``."""
+        generator of batches); returns a ``History``. A batch whose loss, gradients or update
+        is not finite is not applied: fit warns and stops, and the model keeps the weights,
+        optimizer slots and iterations of the last finite step."""
         self.require_compiled("fit")
         verbose = resolve_verbose(verbose)
         epochs, initial_epoch = validation.check_epochs(epochs, initial_epoch)

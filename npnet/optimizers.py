@@ -1,7 +1,8 @@
 """Optimizers. Each owns its per-parameter state (Adam's moments) and its step counter.
 
 ``optimizer.apply_gradients(params, grads)`` updates the list of parameter arrays in place,
-one call per training step; the arithmetic of a step lives in :mod:`npnet.functional`.
+one call per training step; the arithmetic of a step lives in :mod:`npnet.functional`. A step
+that would make any value inf or NaN changes nothing (it is undone from a saved copy).
 
 The step counter is a one-element array (:meth:`Optimizer.step_counter`) so that the numba
 backend's kernels, which do the same update, advance it together with the weights and the
@@ -84,17 +85,64 @@ class Optimizer:
                       for slot in self.slots}  # on a cache line, like the parameters
 
     def apply_gradients(self, params, grads):
-        """One step: update every parameter in ``params`` in place from its gradient."""
-        if self.state is None:
+        """One step: update every parameter in ``params`` in place from its gradient.
+
+        Unlike Keras, which would write inf or NaN into the weights, a step that would make
+        any parameter or optimizer slot non-finite (a huge learning rate, a weight near the
+        float's maximum, RMSprop's centered denominator rounding to zero...) is not applied:
+        it raises FloatingPointError and leaves the parameters, every slot and
+        ``iterations`` as they were. ``fit`` stops with a warning instead (see
+        :meth:`apply_gradients_if_finite`).
+        """
+        if not self.apply_gradients_if_finite(params, grads):
+            raise FloatingPointError(
+                f"{type(self).__name__}.apply_gradients: the update of step {self.iterations + 1} would make a "
+                "parameter or an optimizer slot inf or NaN; expected an update that keeps every value finite. "
+                "Nothing was changed. Check the gradients for inf/NaN and try a smaller learning rate.")
+
+    def apply_gradients_if_finite(self, params, grads):
+        """Apply one step if it keeps every value finite: True when every new parameter and
+        slot value is finite and the step was applied; False, with nothing changed, otherwise.
+
+        Save, update, check: the arrays the step writes are copied first, :meth:`update`
+        then runs in place as always (so a step's numbers do not change), and if any new
+        value is inf or NaN the copies are put back.
+        """
+        built_now = self.state is None
+        if built_now:
             self.build(params)
         else:
             self._check_same_params(params)
-        # Ctrl-C waits until every parameter has its update: never half a step.
+        # Ctrl-C waits until every parameter has its update (or its copy back): never half a step.
         with utils.interrupts_deferred():
+            written = list(params) + [a for arrays in self.state.values() for a in arrays]
+            saved = self._saved_copies(written)
             self._current_learning_rate = self.learning_rate  # at the count before this step, as Keras
             self._step_counter[0] += 1
+            self._update_all(params, grads)
+            finite = _all_finite(written)
+            if not finite:  # as if never called
+                _copy_all(written, saved)
+                self._step_counter[0] -= 1
+                if built_now:
+                    self.state = None
+        return finite
+
+    def _update_all(self, params, grads):
+        """:meth:`update` of every parameter, in place. NumPy's overflow warnings are
+        silenced: an inf or NaN here is what the caller checks for."""
+        with np.errstate(over="ignore", invalid="ignore", divide="ignore"):
             for i, (param, grad) in enumerate(zip(params, grads)):
                 self.update(param, grad, {slot: arrays[i] for slot, arrays in self.state.items()})
+
+    def _saved_copies(self, arrays):
+        """Copies of ``arrays``, in buffers kept from step to step (a fresh array of this
+        size costs page faults that would double the cost of saving)."""
+        layout = [(a.shape, a.dtype) for a in arrays]
+        if getattr(self, "_copies", None) is None or self._copies[0] != layout:
+            self._copies = (layout, [utils.aligned_empty(a.shape, a.dtype) for a in arrays])
+        _copy_all(self._copies[1], arrays)
+        return self._copies[1]
 
     def _check_same_params(self, params):
         """The state was built for one model's parameters; refuse others rather than misalign."""
@@ -200,6 +248,17 @@ class RMSprop(Optimizer):
     def get_config(self):
         return {"learning_rate": self._learning_rate_config(), "rho": self.rho, "momentum": self.momentum,
                 "epsilon": self.epsilon, "centered": self.centered}
+
+
+def _all_finite(arrays):
+    """True when no entry of any array is inf or NaN."""
+    return all(np.isfinite(a).all() for a in arrays)
+
+
+def _copy_all(targets, sources):
+    """Copy each source array into its target, in place."""
+    for target, source in zip(targets, sources):
+        np.copyto(target, source)
 
 
 _BY_NAME = {"adam": Adam, "sgd": SGD, "rmsprop": RMSprop}

@@ -57,9 +57,10 @@ class RunningMeans:
 
 def train_epoch(trainer, x, y, epoch, batch_size, shuffle, steps_per_execution, callbacks, metrics,
                 sample_weight=None):
-    """One pass over ``(x, y)``; returns the RunningMeans of the batches applied. A batch that
-    is not finite is not applied and ends the epoch and training (``model.stop_training``):
-    the model keeps the weights of the last finite step."""
+    """One pass over ``(x, y)``; returns the RunningMeans of the batches applied. A batch whose
+    loss, gradients or update is not finite is not applied and ends the epoch and training
+    (``model.stop_training``): the model keeps the weights, optimizer slots and iterations of
+    the last finite step."""
     n_samples = x.shape[0]
     steps = math.ceil(n_samples / batch_size)
     order = utils.rng().permutation(n_samples) if shuffle else None
@@ -131,9 +132,10 @@ def evaluate_source(trainer, model, source, callbacks, metrics):
 
 def warn_non_finite(epoch, step, loss):
     warnings.warn(f"Epoch {epoch + 1}, batch {step}: the loss is {loss} or a gradient is not finite (or too large "
-                  "to square); training stopped before applying that update, so the model "
-                  "keeps the weights of the last finite step. Try a smaller learning rate or "
-                  "check the inputs' scale.", RuntimeWarning, stacklevel=4)
+                  "to square), or the update would make a weight or an optimizer slot inf or NaN; training "
+                  "stopped before applying that update, so the model keeps the weights and optimizer state "
+                  "of the last finite step. Try a smaller learning rate or check the inputs' scale.",
+                  RuntimeWarning, stacklevel=4)
 
 
 def evaluate(trainer, x, y, batch_size, callbacks, metrics, progbar=None):

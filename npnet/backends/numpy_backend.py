@@ -38,8 +38,9 @@ class NumpyBackend(Trainer):
                      outputs if keep_outputs else None)
 
     def train_batch(self, x, y, outputs=None, sample_weight=None):
-        """Forward, loss, backward; the update only when loss and gradients are finite.
-        Returns ``(loss, n_correct, applied)``; appends the batch's output to ``outputs``."""
+        """Forward, loss, backward; the update only when loss and gradients are finite and the
+        update keeps every weight and slot finite. Returns ``(loss, n_correct, applied)``;
+        appends the batch's output to ``outputs``."""
         with _single_threaded_blas:
             loss, output, grads = training.loss_and_gradients(self.layers, self.loss, x, y, training=True,
                                                               head=self.head, sample_weight=sample_weight)
@@ -48,8 +49,8 @@ class NumpyBackend(Trainer):
                 outputs.append(output)
             if not (np.isfinite(loss) and training.all_finite(grads)):
                 return float(loss), n_correct, False
-            self.optimizer.apply_gradients(self.trainable_weights(), grads)
-        return float(loss), n_correct, True
+            applied = self.optimizer.apply_gradients_if_finite(self.trainable_weights(), grads)
+        return float(loss), n_correct, applied
 
     def test_batch(self, x, y):
         self.require_training_parts()

@@ -1032,6 +1032,38 @@ def gradients_finite(trainable, kernel_grads, bias_grads, limit):
 
 
 # ----------------------------------------------------------------------------- optimizers
+#
+# Every update is checked before it is applied: a step that would make any weight or slot
+# inf or NaN is not applied at all (a weight near the float's maximum pushed over it, a huge
+# learning rate, centered RMSprop's denominator rounding below zero, ...).
+# Computing the update twice (once to check, once to apply) would cost a whole extra pass,
+# so the check is usually a proof instead: each optimizer state carries a ``box`` of bounds
+# (made by ``npnet.backends.numba_backend._box``, where the arithmetic behind them is)
+# such that a step from weights and slots inside the box, with every gradient
+# ``|g| <= box[BOX_GRADIENT]`` (and Adam's step size ``<= box[BOX_ALPHA]``), provably leaves
+# every new value finite. Each update pass reports, at no extra read, whether its new values
+# are inside the box again, so the next step's proof is ready; the first step of a call
+# checks the box with one read-only pass. Outside the box, the update is computed exactly
+# without writing anything (``*_update_finite``), and applied only if all of it is finite.
+# Centered RMSprop has no box (its denominator v - ḡ² + ε depends on this step's gradient
+# and can round below zero); a read-only pass computes that denominator instead and proves
+# the step finite from it, without a square root or a division
+# (:func:`rmsprop_centered_bounded`).
+
+#: Positions in an optimizer state's ``box``: the largest gradient, weight, slot (Adam's m,
+#: SGD's velocity, RMSprop's momentum), running mean of squares (Adam's v, RMSprop's
+#: velocity) and Adam step size inside the box, the largest float of the weights' dtype (the
+#: limit of the exact check) and its smallest normal float. The first five are -1 when the
+#: box is off: then no proof is attempted and every update is checked exactly. Centered
+#: RMSprop's box is off but for its weight and slot bounds, and holds at BOX_ALPHA the
+#: largest ``lr·|g|`` of :func:`rmsprop_centered_bounded`.
+BOX_GRADIENT, BOX_WEIGHT, BOX_SLOT, BOX_SQUARES, BOX_ALPHA, BOX_LARGEST, BOX_TINY = 0, 1, 2, 3, 4, 5, 6
+
+
+@kernel
+def within(array, limit):
+    """True when every entry is finite and ``|x| <= limit`` (NaN fails the comparison)."""
+    return not too_large_to_square(array, limit)
 
 
 @kernel
@@ -1043,9 +1075,18 @@ def adam_step_size(step, learning_rate, beta_1, beta_2):
 
 
 @kernel
-def adam_update(param, grad, m, v, alpha, one_minus_beta_1, one_minus_beta_2, epsilon):
+def adam_new_values(p, g, m, v, alpha, one_minus_beta_1, one_minus_beta_2, epsilon):
+    """One element of ``functional.adam_update``: the new ``(param, m, v)``, in its order of operations."""
+    m = m + (g - m) * one_minus_beta_1
+    v = v + (g * g - v) * one_minus_beta_2
+    return p - (m * alpha) / (np.sqrt(v) + epsilon), m, v
+
+
+@kernel
+def adam_update(param, grad, m, v, alpha, one_minus_beta_1, one_minus_beta_2, epsilon, box):
     """Mirrors ``functional.adam_update`` (given its step size ``alpha`` and ``1 - β`` as
-    Keras computes them, in Python before the cast), in place.
+    Keras computes them, in Python before the cast), in place. Returns whether the new values
+    are inside ``box`` (see the notes above).
 
     param, grad, m, v: arrays of one shape (C-contiguous), of one float dtype.
     """
@@ -1053,75 +1094,200 @@ def adam_update(param, grad, m, v, alpha, one_minus_beta_1, one_minus_beta_2, ep
     grad_flat = grad.reshape(grad.size)
     m_flat = m.reshape(m.size)
     v_flat = v.reshape(v.size)
+    # the bounds in locals: read from an array in the loop, LLVM would reload them after each store
+    weight_limit, slot_limit, squares_limit = box[BOX_WEIGHT], box[BOX_SLOT], box[BOX_SQUARES]
+    inside = True
     for i in range(param_flat.size):
-        g = grad_flat[i]
-        m_flat[i] += (g - m_flat[i]) * one_minus_beta_1
-        v_flat[i] += (g * g - v_flat[i]) * one_minus_beta_2
-        param_flat[i] -= (m_flat[i] * alpha) / (np.sqrt(v_flat[i]) + epsilon)
+        p, m_new, v_new = adam_new_values(param_flat[i], grad_flat[i], m_flat[i], v_flat[i], alpha,
+                                          one_minus_beta_1, one_minus_beta_2, epsilon)
+        param_flat[i], m_flat[i], v_flat[i] = p, m_new, v_new
+        inside &= (np.abs(p) <= weight_limit) & (np.abs(m_new) <= slot_limit) & (v_new <= squares_limit)
+    return inside
 
 
 @kernel
-def sgd_update(param, grad, velocity, learning_rate, momentum, nesterov):
+def adam_update_finite(param, grad, m, v, alpha, one_minus_beta_1, one_minus_beta_2, epsilon, limit):
+    """Whether :func:`adam_update` would leave every value finite (``|x| <= limit``, the
+    largest float), computed exactly as it would be; nothing is written."""
+    param_flat = param.reshape(param.size)
+    grad_flat = grad.reshape(grad.size)
+    m_flat = m.reshape(m.size)
+    v_flat = v.reshape(v.size)
+    fine = True
+    for i in range(param_flat.size):
+        p, m_new, v_new = adam_new_values(param_flat[i], grad_flat[i], m_flat[i], v_flat[i], alpha,
+                                          one_minus_beta_1, one_minus_beta_2, epsilon)
+        fine &= (np.abs(p) <= limit) & (np.abs(m_new) <= limit) & (np.abs(v_new) <= limit)
+    return fine
+
+
+@kernel
+def sgd_new_values(p, g, velocity, learning_rate, momentum, nesterov):
+    """One element of ``functional.sgd_update`` with momentum: the new ``(param, velocity)``."""
+    lr_grad = g * learning_rate
+    velocity = velocity * momentum - lr_grad
+    if nesterov:
+        return p + (velocity * momentum - lr_grad), velocity
+    return p + velocity, velocity
+
+
+@kernel
+def sgd_update(param, grad, velocity, learning_rate, momentum, nesterov, box):
     """Mirrors ``functional.sgd_update``, in place; ``velocity`` None: plain gradient descent.
+    Returns whether the new values are inside ``box``.
 
     param, grad, velocity: arrays of one shape (C-contiguous), of one float dtype.
     """
     param_flat = param.reshape(param.size)
     grad_flat = grad.reshape(grad.size)
+    weight_limit, slot_limit = box[BOX_WEIGHT], box[BOX_SLOT]
+    inside = True
     if velocity is None:
         for i in range(param_flat.size):
             param_flat[i] -= grad_flat[i] * learning_rate
-        return
+            inside &= np.abs(param_flat[i]) <= weight_limit
+        return inside
     velocity_flat = velocity.reshape(velocity.size)
     for i in range(param_flat.size):
-        lr_grad = grad_flat[i] * learning_rate
-        velocity_flat[i] = velocity_flat[i] * momentum - lr_grad
-        if nesterov:
-            param_flat[i] += velocity_flat[i] * momentum - lr_grad
-        else:
-            param_flat[i] += velocity_flat[i]
+        p, v = sgd_new_values(param_flat[i], grad_flat[i], velocity_flat[i], learning_rate, momentum, nesterov)
+        param_flat[i], velocity_flat[i] = p, v
+        inside &= (np.abs(p) <= weight_limit) & (np.abs(v) <= slot_limit)
+    return inside
 
 
 @kernel
-def rmsprop_update(param, grad, velocity, momentum_buffer, average_grad, hyper):
+def sgd_update_finite(param, grad, velocity, learning_rate, momentum, nesterov, limit):
+    """Whether :func:`sgd_update` would leave every value finite; nothing is written."""
+    param_flat = param.reshape(param.size)
+    grad_flat = grad.reshape(grad.size)
+    fine = True
+    if velocity is None:
+        for i in range(param_flat.size):
+            fine &= np.abs(param_flat[i] - grad_flat[i] * learning_rate) <= limit
+        return fine
+    velocity_flat = velocity.reshape(velocity.size)
+    for i in range(param_flat.size):
+        p, v = sgd_new_values(param_flat[i], grad_flat[i], velocity_flat[i], learning_rate, momentum, nesterov)
+        fine &= (np.abs(p) <= limit) & (np.abs(v) <= limit)
+    return fine
+
+
+@kernel
+def rmsprop_new_values(p, g, velocity, buffer, average, learning_rate, rho, one_minus_rho, epsilon, momentum,
+                       momentum_buffer, average_grad):
+    """One element of ``functional.rmsprop_update``: the new ``(param, velocity, momentum
+    buffer, average gradient)``; ``buffer`` and ``average`` come back as given when the
+    optimizer has no such slot (``momentum_buffer`` / ``average_grad`` None, which numba
+    prunes)."""
+    velocity = rho * velocity + one_minus_rho * (g * g)
+    if average_grad is not None:
+        average = rho * average + one_minus_rho * g
+        denominator = velocity - average * average + epsilon
+    else:
+        denominator = velocity + epsilon
+    step = (learning_rate * g) / np.sqrt(denominator)
+    if momentum_buffer is not None:
+        buffer = momentum * buffer + step
+        return p - buffer, velocity, buffer, average
+    return p - step, velocity, buffer, average
+
+
+@kernel
+def rmsprop_update(param, grad, velocity, momentum_buffer, average_grad, hyper, box):
     """Mirrors ``functional.rmsprop_update``, in place. ``momentum_buffer`` and
     ``average_grad`` are None unless the optimizer has momentum or is centered;
     hyper: ``[learning_rate, rho, 1 - rho, epsilon, momentum]`` in the weights' dtype
-    (1 - ρ taken before the cast, as Keras does).
+    (1 - ρ taken before the cast, as Keras does). Returns whether the new values are inside
+    ``box`` (always off for centered RMSprop: its denominator ``v - ḡ² + ε`` has no useful
+    lower bound).
     """
     learning_rate, rho, one_minus_rho, epsilon, momentum = hyper[0], hyper[1], hyper[2], hyper[3], hyper[4]
     param_flat = param.reshape(param.size)
     grad_flat = grad.reshape(grad.size)
     velocity_flat = velocity.reshape(velocity.size)
     # Flat views of the optional slots (the velocity's stands in for an absent one, never
-    # used): the branches test the arguments themselves, which numba prunes when they are None.
+    # written): the branches test the arguments themselves, which numba prunes when they are None.
     average = velocity_flat if average_grad is None else average_grad.reshape(average_grad.size)
     buffer = velocity_flat if momentum_buffer is None else momentum_buffer.reshape(momentum_buffer.size)
+    weight_limit, slot_limit, squares_limit = box[BOX_WEIGHT], box[BOX_SLOT], box[BOX_SQUARES]
+    inside = True
+    for i in range(param_flat.size):
+        p, v, b, a = rmsprop_new_values(param_flat[i], grad_flat[i], velocity_flat[i], buffer[i], average[i],
+                                        learning_rate, rho, one_minus_rho, epsilon, momentum, momentum_buffer,
+                                        average_grad)
+        param_flat[i], velocity_flat[i] = p, v
+        inside &= (np.abs(p) <= weight_limit) & (v <= squares_limit)
+        if average_grad is not None:
+            average[i] = a
+        if momentum_buffer is not None:
+            buffer[i] = b
+            inside &= np.abs(b) <= slot_limit
+    return inside
+
+
+@kernel
+def rmsprop_update_finite(param, grad, velocity, momentum_buffer, average_grad, hyper, limit):
+    """Whether :func:`rmsprop_update` would leave every value finite; nothing is written."""
+    learning_rate, rho, one_minus_rho, epsilon, momentum = hyper[0], hyper[1], hyper[2], hyper[3], hyper[4]
+    param_flat = param.reshape(param.size)
+    grad_flat = grad.reshape(grad.size)
+    velocity_flat = velocity.reshape(velocity.size)
+    average = velocity_flat if average_grad is None else average_grad.reshape(average_grad.size)
+    buffer = velocity_flat if momentum_buffer is None else momentum_buffer.reshape(momentum_buffer.size)
+    fine = True
+    for i in range(param_flat.size):
+        p, v, b, a = rmsprop_new_values(param_flat[i], grad_flat[i], velocity_flat[i], buffer[i], average[i],
+                                        learning_rate, rho, one_minus_rho, epsilon, momentum, momentum_buffer,
+                                        average_grad)
+        fine &= (np.abs(p) <= limit) & (np.abs(v) <= limit)
+        if average_grad is not None:
+            fine &= np.abs(a) <= limit
+        if momentum_buffer is not None:
+            fine &= np.abs(b) <= limit
+    return fine
+
+
+@kernel
+def rmsprop_centered_bounded(param, grad, velocity, momentum_buffer, average_grad, hyper, box):
+    """A proof that centered RMSprop's update is finite, in one read-only pass without square
+    roots or divisions: True when every element's denominator ``v - ḡ² + ε`` (computed as the
+    update computes it) is at least the smallest normal float, ``lr·|g|`` at most
+    ``box[BOX_ALPHA]`` (``sqrt(tiny)·L/16``, so the step is at most L/16), the weight and
+    momentum within the box and the new v and ḡ finite. False (no proof: check exactly) when
+    the optimizer is not centered (``average_grad`` None)."""
+    if average_grad is None:
+        return False
+    learning_rate, rho, one_minus_rho, epsilon = hyper[0], hyper[1], hyper[2], hyper[3]
+    weight_limit, slot_limit, numerator_limit = box[BOX_WEIGHT], box[BOX_SLOT], box[BOX_ALPHA]
+    largest, tiny = box[BOX_LARGEST], box[BOX_TINY]
+    param_flat = param.reshape(param.size)
+    grad_flat = grad.reshape(grad.size)
+    velocity_flat = velocity.reshape(velocity.size)
+    average = average_grad.reshape(average_grad.size)
+    buffer = velocity_flat if momentum_buffer is None else momentum_buffer.reshape(momentum_buffer.size)
+    proven = True
     for i in range(param_flat.size):
         g = grad_flat[i]
-        velocity_flat[i] = rho * velocity_flat[i] + one_minus_rho * (g * g)
-        if average_grad is not None:
-            average[i] = rho * average[i] + one_minus_rho * g
-            denominator = velocity_flat[i] - average[i] * average[i] + epsilon
-        else:
-            denominator = velocity_flat[i] + epsilon
-        step = (learning_rate * g) / np.sqrt(denominator)
+        v = rho * velocity_flat[i] + one_minus_rho * (g * g)
+        a = rho * average[i] + one_minus_rho * g
+        proven &= ((v - a * a + epsilon >= tiny) & (np.abs(learning_rate * g) <= numerator_limit)
+                   & (np.abs(param_flat[i]) <= weight_limit) & (v <= largest) & (np.abs(a) <= largest))
         if momentum_buffer is not None:
-            buffer[i] = momentum * buffer[i] + step
-            param_flat[i] -= buffer[i]
-        else:
-            param_flat[i] -= step
+            proven &= np.abs(buffer[i]) <= slot_limit
+    return proven
 
 
-#: Adam's moments per Dense layer and ``hyper = [learning_rate, beta_1, beta_2, epsilon,
-#: 1 - beta_1, 1 - beta_2]`` (the differences taken in Python before the cast, as in Keras).
-AdamState = namedtuple("AdamState", ["kernel_m", "kernel_v", "bias_m", "bias_v", "hyper"])
-#: SGD's velocities per Dense layer (None without momentum) and ``hyper = [learning_rate, momentum]``.
-SGDState = namedtuple("SGDState", ["kernel_velocity", "bias_velocity", "hyper", "nesterov"])
-#: RMSprop's slots per Dense layer (``momentum``/``average`` None when unused) and
-#: ``hyper`` as :func:`rmsprop_update` reads it.
+#: Adam's moments per Dense layer, ``hyper = [learning_rate, beta_1, beta_2, epsilon,
+#: 1 - beta_1, 1 - beta_2]`` (the differences taken in Python before the cast, as in Keras)
+#: and the ``box`` of the update check (see the notes above).
+AdamState = namedtuple("AdamState", ["kernel_m", "kernel_v", "bias_m", "bias_v", "hyper", "box"])
+#: SGD's velocities per Dense layer (None without momentum), ``hyper = [learning_rate, momentum]``
+#: and the ``box``.
+SGDState = namedtuple("SGDState", ["kernel_velocity", "bias_velocity", "hyper", "nesterov", "box"])
+#: RMSprop's slots per Dense layer (``momentum``/``average`` None when unused), ``hyper`` as
+#: :func:`rmsprop_update` reads it, and the ``box``.
 RMSpropState = namedtuple("RMSpropState", ["kernel_velocity", "bias_velocity", "kernel_momentum",
-                                           "bias_momentum", "kernel_average", "bias_average", "hyper"])
+                                           "bias_momentum", "kernel_average", "bias_average", "hyper", "box"])
 
 
 @kernel
@@ -1133,68 +1299,208 @@ def slot_of(slots, i):
 
 
 @parallel_kernel
-def adam_update_parallel(param, grad, m, v, alpha, one_minus_beta_1, one_minus_beta_2, epsilon):
+def adam_update_parallel(param, grad, m, v, alpha, one_minus_beta_1, one_minus_beta_2, epsilon, box):
     """:func:`adam_update` of a kernel (d_in, units) with its blocks of tile columns shared
     among numba's threads, the same blocks the threads computed the weight gradient in (so
-    each finds them in its own cache); every entry is updated exactly as there."""
+    each finds them in its own cache); every entry is updated exactly as there. Returns
+    whether all the new values are inside ``box``."""
     width = tile_columns(param)
-    for block in prange(param.shape[1] // width):
+    n_blocks = param.shape[1] // width
+    inside = np.ones(n_blocks, dtype=np.bool_)
+    for block in prange(n_blocks):
         columns = slice(block * width, (block + 1) * width)
+        block_inside = True
         for row in range(param.shape[0]):
-            adam_update(param[row, columns], grad[row, columns], m[row, columns], v[row, columns], alpha,
-                        one_minus_beta_1, one_minus_beta_2, epsilon)
+            block_inside &= adam_update(param[row, columns], grad[row, columns], m[row, columns], v[row, columns],
+                                        alpha, one_minus_beta_1, one_minus_beta_2, epsilon, box)
+        inside[block] = block_inside
+    return inside.all()
 
 
 @kernel
-def adam_update_kernel(param, grad, m, v, alpha, one_minus_beta_1, one_minus_beta_2, epsilon, threads):
+def adam_update_kernel(param, grad, m, v, alpha, one_minus_beta_1, one_minus_beta_2, epsilon, box, threads):
     """:func:`adam_update` of a kernel, on numba's threads unless ``threads`` is None (the test
     is on the argument itself, so numba compiles the threaded version only when used)."""
     if threads is None:
-        adam_update(param, grad, m, v, alpha, one_minus_beta_1, one_minus_beta_2, epsilon)
-    elif tiles_fit(param):
-        adam_update_parallel(param, grad, m, v, alpha, one_minus_beta_1, one_minus_beta_2, epsilon)
-    else:
-        adam_update(param, grad, m, v, alpha, one_minus_beta_1, one_minus_beta_2, epsilon)
+        return adam_update(param, grad, m, v, alpha, one_minus_beta_1, one_minus_beta_2, epsilon, box)
+    if tiles_fit(param):
+        return adam_update_parallel(param, grad, m, v, alpha, one_minus_beta_1, one_minus_beta_2, epsilon, box)
+    return adam_update(param, grad, m, v, alpha, one_minus_beta_1, one_minus_beta_2, epsilon, box)
 
 
 @kernel
 def adam_apply(kernels, biases, trainable, kernel_grads, bias_grads, adam, step, threads):
     """Mirrors ``Adam.update`` over the trainable layers at step ``step``; kernels whose units
-    are whole tiles are updated on numba's threads unless ``threads`` is None."""
+    are whole tiles are updated on numba's threads unless ``threads`` is None. Returns whether
+    the new values are inside ``adam.box``."""
     learning_rate, beta_1, beta_2, epsilon = adam.hyper[0], adam.hyper[1], adam.hyper[2], adam.hyper[3]
     one_minus_beta_1, one_minus_beta_2 = adam.hyper[4], adam.hyper[5]
     alpha = adam_step_size(step, learning_rate, beta_1, beta_2)
+    inside = True
     for i in range(len(kernels)):
         if trainable[i]:
-            adam_update_kernel(kernels[i], kernel_grads[i], adam.kernel_m[i], adam.kernel_v[i],
-                               alpha, one_minus_beta_1, one_minus_beta_2, epsilon, threads)
-            adam_update(biases[i], bias_grads[i], adam.bias_m[i], adam.bias_v[i],
-                        alpha, one_minus_beta_1, one_minus_beta_2, epsilon)
+            inside &= adam_update_kernel(kernels[i], kernel_grads[i], adam.kernel_m[i], adam.kernel_v[i],
+                                         alpha, one_minus_beta_1, one_minus_beta_2, epsilon, adam.box, threads)
+            inside &= adam_update(biases[i], bias_grads[i], adam.bias_m[i], adam.bias_v[i],
+                                  alpha, one_minus_beta_1, one_minus_beta_2, epsilon, adam.box)
+    return inside
 
 
 @kernel
 def sgd_apply(kernels, biases, trainable, kernel_grads, bias_grads, sgd):
-    """Mirrors ``SGD.update`` over the trainable layers."""
+    """Mirrors ``SGD.update`` over the trainable layers; returns whether the new values are
+    inside ``sgd.box``."""
     learning_rate, momentum = sgd.hyper[0], sgd.hyper[1]
+    inside = True
     for i in range(len(kernels)):
         if trainable[i]:
-            sgd_update(kernels[i], kernel_grads[i], slot_of(sgd.kernel_velocity, i),
-                       learning_rate, momentum, sgd.nesterov)
-            sgd_update(biases[i], bias_grads[i], slot_of(sgd.bias_velocity, i),
-                       learning_rate, momentum, sgd.nesterov)
+            inside &= sgd_update(kernels[i], kernel_grads[i], slot_of(sgd.kernel_velocity, i),
+                                 learning_rate, momentum, sgd.nesterov, sgd.box)
+            inside &= sgd_update(biases[i], bias_grads[i], slot_of(sgd.bias_velocity, i),
+                                 learning_rate, momentum, sgd.nesterov, sgd.box)
+    return inside
 
 
 @kernel
 def rmsprop_apply(kernels, biases, trainable, kernel_grads, bias_grads, rmsprop):
-    """Mirrors ``RMSprop.update`` over the trainable layers."""
+    """Mirrors ``RMSprop.update`` over the trainable layers; returns whether the new values
+    are inside ``rmsprop.box``."""
+    inside = True
     for i in range(len(kernels)):
         if trainable[i]:
-            rmsprop_update(kernels[i], kernel_grads[i], rmsprop.kernel_velocity[i],
-                           slot_of(rmsprop.kernel_momentum, i), slot_of(rmsprop.kernel_average, i),
-                           rmsprop.hyper)
-            rmsprop_update(biases[i], bias_grads[i], rmsprop.bias_velocity[i],
-                           slot_of(rmsprop.bias_momentum, i), slot_of(rmsprop.bias_average, i),
-                           rmsprop.hyper)
+            inside &= rmsprop_update(kernels[i], kernel_grads[i], rmsprop.kernel_velocity[i],
+                                     slot_of(rmsprop.kernel_momentum, i), slot_of(rmsprop.kernel_average, i),
+                                     rmsprop.hyper, rmsprop.box)
+            inside &= rmsprop_update(biases[i], bias_grads[i], rmsprop.bias_velocity[i],
+                                     slot_of(rmsprop.bias_momentum, i), slot_of(rmsprop.bias_average, i),
+                                     rmsprop.hyper, rmsprop.box)
+    return inside
+
+
+@kernel
+def update_finite(kernels, biases, trainable, kernel_grads, bias_grads, adam, sgd, rmsprop, step, limit):
+    """Exactly whether the optimizer's update at ``step`` leaves every weight and slot
+    finite (``|x| <= limit``, the largest float), computed as ``*_apply`` would; nothing is
+    written. The optimizers not in use are None."""
+    fine = True
+    for i in range(len(kernels)):
+        if not trainable[i]:
+            continue
+        if adam is not None:
+            alpha = adam_step_size(step, adam.hyper[0], adam.hyper[1], adam.hyper[2])
+            fine &= adam_update_finite(kernels[i], kernel_grads[i], adam.kernel_m[i], adam.kernel_v[i], alpha,
+                                       adam.hyper[4], adam.hyper[5], adam.hyper[3], limit)
+            fine &= adam_update_finite(biases[i], bias_grads[i], adam.bias_m[i], adam.bias_v[i], alpha,
+                                       adam.hyper[4], adam.hyper[5], adam.hyper[3], limit)
+        if sgd is not None:
+            fine &= sgd_update_finite(kernels[i], kernel_grads[i], slot_of(sgd.kernel_velocity, i), sgd.hyper[0],
+                                      sgd.hyper[1], sgd.nesterov, limit)
+            fine &= sgd_update_finite(biases[i], bias_grads[i], slot_of(sgd.bias_velocity, i), sgd.hyper[0],
+                                      sgd.hyper[1], sgd.nesterov, limit)
+        if rmsprop is not None:
+            fine &= rmsprop_update_finite(kernels[i], kernel_grads[i], rmsprop.kernel_velocity[i],
+                                          slot_of(rmsprop.kernel_momentum, i), slot_of(rmsprop.kernel_average, i),
+                                          rmsprop.hyper, limit)
+            fine &= rmsprop_update_finite(biases[i], bias_grads[i], rmsprop.bias_velocity[i],
+                                          slot_of(rmsprop.bias_momentum, i), slot_of(rmsprop.bias_average, i),
+                                          rmsprop.hyper, limit)
+    return fine
+
+
+@kernel
+def box_of(adam, sgd, rmsprop):
+    """The ``box`` of the optimizer in use (the other two are None, and numba removes the
+    branches that test them, so ``box`` is assigned exactly once)."""
+    if adam is not None:
+        box = adam.box
+    if sgd is not None:
+        box = sgd.box
+    if rmsprop is not None:
+        box = rmsprop.box
+    return box
+
+
+@kernel
+def optional_within(slots, i, limit):
+    """Whether ``slots[i]`` is within ``limit`` (True when the optimizer has no such slot)."""
+    if slots is None:
+        return True
+    return within(slots[i], limit)
+
+
+@kernel
+def slots_in_box(adam, sgd, rmsprop, i, slot, squares):
+    """Whether layer ``i``'s slots of the optimizer in use are within their box limits."""
+    fine = True
+    if adam is not None:
+        fine = (within(adam.kernel_m[i], slot) and within(adam.bias_m[i], slot)
+                and within(adam.kernel_v[i], squares) and within(adam.bias_v[i], squares))
+    if sgd is not None:
+        fine = optional_within(sgd.kernel_velocity, i, slot) and optional_within(sgd.bias_velocity, i, slot)
+    if rmsprop is not None:
+        fine = (within(rmsprop.kernel_velocity[i], squares) and within(rmsprop.bias_velocity[i], squares)
+                and optional_within(rmsprop.kernel_momentum, i, slot)
+                and optional_within(rmsprop.bias_momentum, i, slot))
+    return fine
+
+
+@kernel
+def state_in_box(kernels, biases, trainable, adam, sgd, rmsprop):
+    """Whether every trainable weight and slot is inside the optimizer's ``box``: one
+    read-only pass, made when a call starts (the weights may have been set in between)."""
+    box = box_of(adam, sgd, rmsprop)
+    weight, slot, squares = box[BOX_WEIGHT], box[BOX_SLOT], box[BOX_SQUARES]
+    if box[BOX_GRADIENT] < 0:  # off
+        return False
+    for i in range(len(kernels)):
+        if trainable[i] and not (within(kernels[i], weight) and within(biases[i], weight)
+                                 and slots_in_box(adam, sgd, rmsprop, i, slot, squares)):
+            return False
+    return True
+
+
+@kernel
+def centered_update_bounded(kernels, biases, trainable, kernel_grads, bias_grads, rmsprop):
+    """:func:`rmsprop_centered_bounded` over the trainable layers; False for other optimizers."""
+    if rmsprop is None:
+        return False
+    proven = True
+    for i in range(len(kernels)):
+        if trainable[i]:
+            proven &= rmsprop_centered_bounded(kernels[i], kernel_grads[i], rmsprop.kernel_velocity[i],
+                                               slot_of(rmsprop.kernel_momentum, i),
+                                               slot_of(rmsprop.kernel_average, i), rmsprop.hyper, rmsprop.box)
+            proven &= rmsprop_centered_bounded(biases[i], bias_grads[i], rmsprop.bias_velocity[i],
+                                               slot_of(rmsprop.bias_momentum, i),
+                                               slot_of(rmsprop.bias_average, i), rmsprop.hyper, rmsprop.box)
+    return proven
+
+
+@kernel
+def step_size_in_box(adam, step, box):
+    """Whether Adam's step size at ``step`` is within the box (True for the other optimizers)."""
+    if adam is None:
+        return True
+    return adam_step_size(step, adam.hyper[0], adam.hyper[1], adam.hyper[2]) <= box[BOX_ALPHA]
+
+
+@kernel
+def update_is_safe(net, work, adam, sgd, rmsprop, step, inside):
+    """Whether the update at ``step`` may be applied: every gradient small enough to square
+    (the check fit has always made, see :func:`gradients_finite`) and every new weight and
+    slot finite. ``inside``: the weights and slots are inside the optimizer's box, so
+    gradients within its limit (and Adam's step size within its own) prove the second part
+    without computing the update; otherwise the update is computed exactly, writing nothing."""
+    box = box_of(adam, sgd, rmsprop)
+    if inside and step_size_in_box(adam, step, box) and gradients_finite(
+            net.trainable, work.kernel_grads, work.bias_grads, box[BOX_GRADIENT]):
+        return True
+    if not gradients_finite(net.trainable, work.kernel_grads, work.bias_grads, net.constants[SQUARE_LIMIT]):
+        return False
+    if centered_update_bounded(net.kernels, net.biases, net.trainable, work.kernel_grads, work.bias_grads, rmsprop):
+        return True
+    return update_finite(net.kernels, net.biases, net.trainable, work.kernel_grads, work.bias_grads, adam, sgd,
+                         rmsprop, step, box[BOX_LARGEST])
 
 
 # ----------------------------------------------------------------------------- dropout
@@ -1475,11 +1781,13 @@ def train_steps_in_float_mode(x, labels, targets, order, batch_size, first_step,
     ``dropout`` (:class:`Dropout`) and all but one of the optimizer states ``adam``, ``sgd``,
     ``rmsprop`` are None when unused: their branches below are then not even compiled.
     Writes each batch's mean loss into ``losses[k]`` and its correct count into
-    ``corrects[k]``. A batch whose loss or any gradient is not finite is *not* applied and
-    ends the call. Returns ``(n_done, last_applied)``.
+    ``corrects[k]``. A batch whose loss or any gradient is not finite, or whose update would
+    make a weight or slot non-finite (:func:`update_is_safe`), is *not* applied and ends the
+    call. Returns ``(n_done, last_applied)``.
     """
     n_samples = x.shape[0]
     last = len(net.kernels) - 1
+    inside = state_in_box(net.kernels, net.biases, net.trainable, adam, sgd, rmsprop)  # see "optimizers"
     for k in range(n_steps):
         start = (first_step + k) * batch_size
         n = min(batch_size, n_samples - start)
@@ -1502,18 +1810,18 @@ def train_steps_in_float_mode(x, labels, targets, order, batch_size, first_step,
                       work.grads, work.kernel_grads, work.bias_grads, dropout, k, work.threads)
         if penalties is not None:
             penalty_gradients(penalties, net, work)
-        if not (np.isfinite(loss) and gradients_finite(net.trainable, work.kernel_grads, work.bias_grads,
-                                                       net.constants[SQUARE_LIMIT])):
+        if not (np.isfinite(loss) and update_is_safe(net, work, adam, sgd, rmsprop, step_counter[0] + 1, inside)):
             return k + 1, False
         # Optimizer.apply_gradients: advance the step counter, update the trainable weights
         step_counter[0] += 1
         if adam is not None:
-            adam_apply(net.kernels, net.biases, net.trainable, work.kernel_grads, work.bias_grads, adam,
-                       step_counter[0], work.threads)
+            inside = adam_apply(net.kernels, net.biases, net.trainable, work.kernel_grads, work.bias_grads, adam,
+                                step_counter[0], work.threads)
         if sgd is not None:
-            sgd_apply(net.kernels, net.biases, net.trainable, work.kernel_grads, work.bias_grads, sgd)
+            inside = sgd_apply(net.kernels, net.biases, net.trainable, work.kernel_grads, work.bias_grads, sgd)
         if rmsprop is not None:
-            rmsprop_apply(net.kernels, net.biases, net.trainable, work.kernel_grads, work.bias_grads, rmsprop)
+            inside = rmsprop_apply(net.kernels, net.biases, net.trainable, work.kernel_grads, work.bias_grads,
+                                   rmsprop)
     return n_steps, True
 
 

@@ -1,0 +1,359 @@
+"""The update is checked, not only the loss and the gradients (issue #16): a step whose update
+would make any weight or optimizer slot inf or NaN is not applied, on both backends, for
+every optimizer and both float types. The weights, every slot and ``iterations`` then stay
+bit for bit as they were, and fit stops with its warning.
+
+The hostile numbers all pass validation: they are derived from ``np.finfo`` of the weights'
+type (a learning rate of the largest finite float, a weight at the largest float), so each
+case is the same in float32 and float64.
+"""
+
+import itertools
+import warnings
+
+import numpy as np
+import pytest
+
+import npnet
+from npnet import config, inspect, layers, optimizers, training, utils
+from npnet import functional as F
+from npnet.backends import numba_backend
+from npnet.kernels import dense as K
+
+OPTIMIZERS = {
+    "sgd": lambda: optimizers.SGD(0.01),
+    "sgd_momentum": lambda: optimizers.SGD(0.01, momentum=0.9),
+    "sgd_nesterov": lambda: optimizers.SGD(0.01, momentum=0.9, nesterov=True),
+    "rmsprop": lambda: optimizers.RMSprop(),
+    "rmsprop_momentum": lambda: optimizers.RMSprop(momentum=0.5),
+    "rmsprop_centered": lambda: optimizers.RMSprop(centered=True),
+    "adam": lambda: optimizers.Adam(),
+}
+BACKENDS = ("numpy", "numba")
+DTYPES = (np.float32, np.float64)
+
+
+@pytest.fixture(autouse=True)
+def floatx_of_the_test(request):
+    """floatx is the test's ``dtype`` parameter (float32 without one): hyperparameters are
+    checked in it, and the models are made in it."""
+    callspec = getattr(request.node, "callspec", None)
+    dtype = callspec.params.get("dtype", np.float32) if callspec else np.float32
+    previous = config.floatx()
+    config.set_floatx(np.dtype(dtype).name)
+    yield
+    config.set_floatx(previous)
+
+
+def make_model(optimizer, backend, dtype):
+    """A small softmax classifier of ``dtype`` weights, seeded, compiled for ``backend``."""
+    assert config.floatx() == np.dtype(dtype).name
+    utils.set_random_seed(0)
+    model = npnet.Sequential([layers.Dense(8, activation="relu", input_shape=(6,)),
+                              layers.Dense(3, activation="softmax")])
+    model.compile(optimizer=optimizer, loss="sparse_categorical_crossentropy", metrics=["accuracy"],
+                  backend=backend)
+    return model
+
+
+def clean_data(dtype, n=64, seed=1):
+    rng = np.random.default_rng(seed)
+    return rng.random((n, 6)).astype(dtype), rng.integers(0, 3, n)
+
+
+def snapshot(model):
+    """Copies of everything a step changes: weights, every optimizer slot, iterations."""
+    state = model.optimizer.state
+    slots = {} if state is None else {slot: [a.copy() for a in arrays] for slot, arrays in state.items()}
+    return [w.copy() for w in model.get_weights()], slots, model.optimizer.iterations
+
+
+def assert_unchanged(model, before):
+    """Bit for bit (``array_equal`` on the bytes, so NaN and -0.0 count too)."""
+    weights, slots, iterations = before
+    assert model.optimizer.iterations == iterations
+    for old, new in zip(weights, model.get_weights()):
+        assert old.tobytes() == new.tobytes()
+    state = model.optimizer.state or {}
+    for slot, arrays in slots.items():
+        assert [a.tobytes() for a in arrays] == [a.tobytes() for a in state[slot]], slot
+    for slot, arrays in state.items():  # a slot made since (the numba backend builds at bind) is zeros
+        if slot not in slots:
+            assert all(not a.any() for a in arrays), slot
+
+
+def fit_warnings(model, x, y, **kwargs):
+    """(History, messages of fit's stop warning) of one fit without shuffling."""
+    with warnings.catch_warnings(record=True) as caught:
+        warnings.simplefilter("always")
+        with np.errstate(over="ignore", invalid="ignore"):
+            history = model.fit(x, y, verbose=0, shuffle=False, **kwargs)
+    return history, [str(w.message) for w in caught if "training stopped" in str(w.message)]
+
+
+def hostile_batch(dtype):
+    """Inputs of 1e3 (identical rows): every gradient is finite and far below sqrt(max float),
+    the loss is finite, but any learning rate near the largest float overflows the update."""
+    return np.full((4, 6), 1e3, dtype=dtype), np.zeros(4, dtype=np.int64)
+
+
+@pytest.mark.parametrize("dtype", DTYPES)
+@pytest.mark.parametrize("backend", BACKENDS)
+@pytest.mark.parametrize("name", OPTIMIZERS)
+def test_an_overflowing_update_after_good_steps_is_not_applied(name, backend, dtype):
+    """Two good epochs, then the learning rate becomes the largest finite float of the dtype
+    (a valid value): the next update overflows. fit warns, stops and returns; the weights, the
+    slots and iterations are those of the last good step."""
+    model = make_model(OPTIMIZERS[name](), backend, dtype)
+    x, y = clean_data(dtype)
+    model.fit(x, y, epochs=2, batch_size=16, verbose=0)
+    assert model.optimizer.iterations == 8
+    model.optimizer.learning_rate = float(np.finfo(dtype).max)
+    hostile_x, hostile_y = hostile_batch(dtype)
+    with np.errstate(over="ignore"):
+        loss, _, grads = training.loss_and_gradients(model.layers, model.loss, hostile_x, hostile_y)
+    assert np.isfinite(loss) and training.all_finite(grads)  # the premise: only the update is bad
+    before = snapshot(model)
+    history, warned = fit_warnings(model, hostile_x, hostile_y, epochs=3, batch_size=2)
+    assert len(warned) == 1 and "Epoch 1, batch 0" in warned[0] and "update" in warned[0]
+    assert model.stop_training and history.history == {}
+    assert_unchanged(model, before)
+
+
+def push_outwards(model, name, row, largest):
+    """Put kernel row ``row`` at ±max float and make the optimizer move it outwards by more
+    than half an ulp of max on its next step, even with a zero gradient: Adam through a
+    learning rate of max/4 (its moments from the step before set the direction); the
+    momentum optimizers through a momentum slot of max/2, a finite value a saved model may
+    hold."""
+    weights = model.get_weights()
+    state = model.optimizer.state
+    if name == "adam":
+        model.optimizer.learning_rate = float(largest) / 4
+        outwards = -np.sign(state["m"][0][row])  # the step is -α·m/(sqrt(v) + ε)
+    else:
+        outwards = np.ones_like(weights[0][row])
+        # SGD adds its velocity, RMSprop subtracts its momentum buffer
+        state["momentum"][0][row] = outwards * largest / 2 * (1 if name.startswith("sgd") else -1)
+    weights[0][row] = (outwards * largest).astype(weights[0].dtype)
+    model.set_weights(weights)
+
+
+@pytest.mark.parametrize("dtype", DTYPES)
+@pytest.mark.parametrize("backend", BACKENDS)
+@pytest.mark.parametrize("name", ["sgd_momentum", "sgd_nesterov", "rmsprop_momentum", "adam"])
+def test_a_weight_at_the_largest_float_is_not_pushed_over_it(name, backend, dtype):
+    """A weight at ±max float whose input is 0 in this batch (so the loss and the gradients
+    are finite, its own gradient 0) still moves, by its momentum or Adam's moments; moved
+    outwards by more than half an ulp of max it would become inf. The step is refused."""
+    model = make_model(OPTIMIZERS[name](), backend, dtype)
+    x, y = clean_data(dtype, n=4)
+    model.fit(x, y, epochs=1, batch_size=4, verbose=0)  # every slot now holds something
+    row = 0
+    push_outwards(model, name, row, np.finfo(dtype).max)
+    x[:, row] = 0  # the weight meets only zeros: the forward pass is finite
+    with np.errstate(over="ignore"):
+        loss, _, grads = training.loss_and_gradients(model.layers, model.loss, x, y)
+    assert np.isfinite(loss) and training.all_finite(grads) and not grads[0][row].any()  # the premise
+    before = snapshot(model)
+    _, warned = fit_warnings(model, x, y, epochs=1, batch_size=4)
+    assert len(warned) == 1 and "Epoch 1, batch 0" in warned[0]
+    assert_unchanged(model, before)
+
+
+@pytest.mark.parametrize("dtype", DTYPES)
+@pytest.mark.parametrize("backend", BACKENDS)
+def test_an_adam_step_size_that_overflows_refuses_the_first_step(backend, dtype):
+    """Adam(learning_rate=max/2, beta_1=0.999): every number is valid, but the bias-corrected
+    step size lr·sqrt(1 - β2)/(1 - β1) is 16 times max, inf. The first step is refused: the
+    weights stay the initial ones, iterations 0, and the slots were never written."""
+    optimizer = optimizers.Adam(learning_rate=float(np.finfo(dtype).max) / 2, beta_1=0.999)
+    model = make_model(optimizer, backend, dtype)
+    x, y = clean_data(dtype, n=8)
+    before = snapshot(model)
+    _, warned = fit_warnings(model, x, y, epochs=2, batch_size=4)
+    assert len(warned) == 1 and "Epoch 1, batch 0" in warned[0]
+    assert_unchanged(model, before)
+
+
+@pytest.mark.parametrize("dtype", DTYPES)
+@pytest.mark.parametrize("name", OPTIMIZERS)
+def test_apply_gradients_called_directly_raises_and_changes_nothing(name, dtype):
+    """A user's own ``optimizer.apply_gradients`` with an update that would overflow raises
+    FloatingPointError naming the step, and leaves the parameters, every slot and iterations
+    as they were (Keras would write the infs); a good call afterwards works."""
+    optimizer = OPTIMIZERS[name]()
+    half = np.finfo(dtype).max / 2  # Adam's step is about the learning rate: from -max/2, -max is too far
+    params = [np.linspace(-half, half, 6, dtype=dtype).reshape(2, 3), np.zeros(3, dtype=dtype)]
+    good = [np.full((2, 3), 0.5, dtype=dtype), np.full(3, -0.5, dtype=dtype)]
+    optimizer.apply_gradients(params, good)
+    before = [p.copy() for p in params], {s: [a.copy() for a in arrays] for s, arrays in optimizer.state.items()}
+    optimizer.learning_rate = float(np.finfo(dtype).max)
+    big = [g * 4 for g in good]
+    with pytest.raises(FloatingPointError, match=r"update of step 2 would make .* inf or NaN.*Nothing was changed"):
+        optimizer.apply_gradients(params, big)
+    assert optimizer.iterations == 1
+    assert all(a.tobytes() == b.tobytes() for a, b in zip(before[0], params))
+    for slot, arrays in optimizer.state.items():
+        assert all(a.tobytes() == b.tobytes() for a, b in zip(before[1][slot], arrays)), slot
+    optimizer.learning_rate = 0.01
+    optimizer.apply_gradients(params, good)
+    assert optimizer.iterations == 2
+
+
+def test_a_refused_first_direct_step_leaves_the_optimizer_unbuilt():
+    optimizer = optimizers.Adam(learning_rate=float(np.finfo(np.float32).max) / 2, beta_1=0.999)
+    params = [np.ones(3, dtype=np.float32)]
+    with pytest.raises(FloatingPointError):
+        optimizer.apply_gradients(params, [np.ones(3, dtype=np.float32)])
+    assert optimizer.state is None and optimizer.iterations == 0 and (params[0] == 1).all()
+
+
+def test_a_nan_gradient_given_directly_is_refused_too():
+    optimizer = optimizers.SGD(0.1)
+    params = [np.ones(3, dtype=np.float32)]
+    with pytest.raises(FloatingPointError):
+        optimizer.apply_gradients(params, [np.array([0, np.nan, 0], dtype=np.float32)])
+    assert (params[0] == 1).all() and optimizer.iterations == 0
+
+
+def _first_nan_step_of_centered_rmsprop(grad, learning_rate, steps):
+    """The premise, from the functional update alone: the first step at which centered
+    RMSprop's new weights hold a NaN (None if none within ``steps``)."""
+    param, velocity, average = np.zeros_like(grad), np.zeros_like(grad), np.zeros_like(grad)
+    with np.errstate(invalid="ignore"):
+        for step in range(1, steps + 1):
+            F.rmsprop_update(param, grad, velocity, learning_rate, average_grad=average)
+            if np.isnan(param).any():
+                return step
+    return None
+
+
+def test_centered_rmsprop_whose_denominator_rounds_below_zero_is_refused():
+    """Centered RMSprop divides by sqrt(v - ḡ² + ε): for a gradient that stays the same, v
+    and ḡ² converge to the same number and their difference is rounding noise, larger than
+    ε for gradients of 1e3, and negative half the time: sqrt gives NaN. That step is
+    refused and the optimizer stays at the step before, bit for bit."""
+    grad = np.linspace(900, 1100, 16, dtype=np.float32)
+    nan_step = _first_nan_step_of_centered_rmsprop(grad, 1e-30, 2000)
+    assert nan_step is not None  # the premise
+    optimizer = optimizers.RMSprop(learning_rate=1e-30, centered=True)
+    params = [np.zeros(16, dtype=np.float32)]
+    for _ in range(nan_step - 1):
+        optimizer.apply_gradients(params, [grad])
+    before = params[0].copy(), {s: [a.copy() for a in arrays] for s, arrays in optimizer.state.items()}
+    with pytest.raises(FloatingPointError):
+        optimizer.apply_gradients(params, [grad])
+    assert optimizer.iterations == nan_step - 1
+    assert params[0].tobytes() == before[0].tobytes() and np.isfinite(params[0]).all()
+    for slot, arrays in optimizer.state.items():
+        assert [a.tobytes() for a in arrays] == [a.tobytes() for a in before[1][slot]], slot
+
+
+def test_inspect_step_reports_an_overflowing_update_as_not_applied():
+    model = make_model(optimizers.SGD(float(np.finfo(np.float32).max)), "numpy", np.float32)
+    before = snapshot(model)
+    with np.errstate(over="ignore"):
+        report = inspect.step(model, *hostile_batch(np.float32))
+    assert not report.applied and "update is not finite" in str(report)
+    assert_unchanged(model, before)
+
+
+# ----------------------------------------------------------------------------- the numba proof
+
+
+def _edges(limit, squares):
+    """The values a slot can take at the box's edge (a running mean of squares is >= 0)."""
+    return (0.0, limit) if squares else (-limit, 0.0, limit)
+
+
+@pytest.mark.parametrize("dtype", DTYPES)
+@pytest.mark.parametrize("scale", ["default", "huge"])
+@pytest.mark.parametrize("name", [n for n in OPTIMIZERS if n != "rmsprop_centered"])
+def test_the_box_proves_what_the_kernels_skip(name, scale, dtype):
+    """The numba kernels do not compute an update twice when the weights and slots are inside
+    the optimizer's box and the gradients within its limit. From every corner of the box
+    (each weight, slot and gradient at ± its limit or 0), at a late step (Adam's largest step
+    size), one step gives finite numbers, on the NumPy arithmetic the kernels mirror; also
+    with a learning rate of max/1e6, where the box is small but on."""
+    largest = float(np.finfo(dtype).max)
+    optimizer = OPTIMIZERS[name]()
+    if scale == "huge":
+        optimizer.learning_rate = largest / 1e6
+    box = numba_backend._box(optimizer, np.dtype(dtype))
+    assert box[K.BOX_WEIGHT] > 0, "the box is on"
+    slots = optimizer.slots
+    squares = {"v", "velocity"}
+    corners = itertools.product((-1.0, 1.0), (-1.0, 1.0), *[
+        _edges(box[K.BOX_SQUARES] if s in squares else box[K.BOX_SLOT], s in squares) for s in slots])
+    for weight_sign, gradient_sign, *slot_values in corners:
+        params = [np.full(3, weight_sign * box[K.BOX_WEIGHT], dtype=dtype)]
+        grads = [np.full(3, gradient_sign * box[K.BOX_GRADIENT], dtype=dtype)]
+        optimizer.state = None
+        optimizer.build(params)
+        optimizer.iterations = 10**6
+        for slot, value in zip(slots, slot_values):
+            optimizer.state[slot][0][...] = value
+        assert optimizer.apply_gradients_if_finite(params, grads), (weight_sign, gradient_sign, slot_values)
+
+
+@pytest.mark.parametrize("dtype", DTYPES)
+def test_the_box_is_off_where_no_bound_holds(dtype):
+    """An ε the kernels flush to zero, and numbers so large that a bound is not finite: every
+    update is then checked exactly. Centered RMSprop (v - ḡ² + ε has no lower bound) has no
+    box either, only the bounds of its own proof."""
+    tiny = float(np.finfo(dtype).tiny)
+    largest = float(np.finfo(dtype).max)
+    for optimizer in (optimizers.Adam(epsilon=tiny / 2), optimizers.RMSprop(epsilon=tiny / 2),
+                      optimizers.Adam(learning_rate=largest / 2, beta_1=0.999)):
+        box = numba_backend._box(optimizer, np.dtype(dtype))
+        assert box[K.BOX_WEIGHT] < 0 and box[K.BOX_GRADIENT] < 0 and box[K.BOX_LARGEST] == largest, optimizer
+    box = numba_backend._box(optimizers.RMSprop(centered=True), np.dtype(dtype))
+    assert box[K.BOX_GRADIENT] < 0 and box[K.BOX_SQUARES] < 0 and box[K.BOX_WEIGHT] > 0
+    assert box[K.BOX_TINY] == tiny
+
+
+@pytest.mark.parametrize("dtype", DTYPES)
+@pytest.mark.parametrize("momentum", [0.0, 0.5])
+def test_centered_rmsprop_proof_holds_where_it_says_and_only_there(momentum, dtype):
+    """The kernels' read-only proof for centered RMSprop: a normal state is proven; a state
+    whose denominator v - ḡ² + ε rounds below the smallest normal float is not (and its
+    exact check then finds the NaN, as NumPy does); at the proof's own edges (denominator
+    tiny, lr·|g| at its bound, weight and momentum at theirs) the NumPy step is finite."""
+    optimizer = optimizers.RMSprop(centered=True, momentum=momentum)
+    box = numba_backend._box(optimizer, np.dtype(dtype))
+    hyper = numba_backend._hyperparameters(optimizer, np.dtype(dtype))
+    n = 8
+    param, grad = np.full(n, 0.5, dtype), np.linspace(-1, 1, n).astype(dtype)
+    velocity, average = np.full(n, 0.3, dtype), np.full(n, 0.1, dtype)
+    buffer = np.full(n, 0.01, dtype) if momentum else None
+    assert K.rmsprop_centered_bounded(param, grad, velocity, buffer, average, hyper, box)
+    # v = ḡ² = g², for a gradient whose square's ulp is far above ε; then one element's
+    # velocity 64 ulps below: v - ḡ² + ε is negative, far beyond the step's own rounding
+    resolution = np.finfo(dtype).eps
+    big = np.full(n, np.sqrt(1e3 * optimizer.epsilon / resolution), dtype)
+    velocity_bad, average_bad = big * big, big.copy()
+    velocity_bad[3] *= 1 - 64 * resolution
+    assert not K.rmsprop_centered_bounded(param, big, velocity_bad, buffer, average_bad, hyper, box)
+    limit = box[K.BOX_LARGEST]
+    numba_says = K.rmsprop_update_finite(param, big, velocity_bad, buffer, average_bad, hyper, limit)
+    optimizer.build([param])
+    optimizer.state["velocity"][0][...] = velocity_bad
+    optimizer.state["average_gradient"][0][...] = average_bad
+    if momentum:
+        optimizer.state["momentum"][0][...] = buffer
+    assert numba_says == optimizer.apply_gradients_if_finite([param.copy()], [big])
+
+
+def test_a_normal_model_trains_inside_the_box():
+    """Keras's default Adam keeps a fresh, trained model inside its box, so the kernels take
+    the path without a second pass (the premise of the speed, not a measure of it)."""
+    model = make_model(optimizers.Adam(), "numba", np.float32)
+    x, y = clean_data(np.float32)
+    model.fit(x, y, epochs=1, batch_size=16, verbose=0)
+    trainer = model._trainer
+    net = trainer._bind_network()
+    adam, sgd, rmsprop = trainer._bind_optimizer()
+    assert K.state_in_box(net.kernels, net.biases, net.trainable, adam, sgd, rmsprop)
+    model.layers[0].kernel[0, 0] = np.finfo(np.float32).max / 2  # outside: a weight above max/4
+    assert not K.state_in_box(net.kernels, net.biases, net.trainable, adam, sgd, rmsprop)
