@@ -357,3 +357,24 @@ def test_a_normal_model_trains_inside_the_box():
     assert K.state_in_box(net.kernels, net.biases, net.trainable, adam, sgd, rmsprop)
     model.layers[0].kernel[0, 0] = np.finfo(np.float32).max / 2  # outside: a weight above max/4
     assert not K.state_in_box(net.kernels, net.biases, net.trainable, adam, sgd, rmsprop)
+
+
+@pytest.mark.parametrize("name", ["sgd", "adam", "rmsprop"])
+def test_a_schedule_that_reaches_a_learning_rate_of_zero_trains_the_same_on_both_backends(name):
+    """A rate of 0 (CosineDecay's end) moves nothing and bounds nothing: the numba backend's
+    proof of finiteness must not divide by it."""
+    results = []
+    for backend in ("numpy", "numba"):
+        utils.set_random_seed(5)
+        rng = np.random.default_rng(5)
+        x, y = rng.random((24, 6)).astype("float32"), rng.integers(0, 3, 24)
+        schedule = npnet.optimizers.schedules.CosineDecay(0.05, decay_steps=3, alpha=0.0)
+        optimizer = {"sgd": optimizers.SGD, "adam": optimizers.Adam, "rmsprop": optimizers.RMSprop}[name](schedule)
+        model = npnet.Sequential([layers.Input((6,)), layers.Dense(8, activation="relu"), layers.Dense(3)])
+        model.compile(optimizer=optimizer, loss=npnet.losses.SparseCategoricalCrossentropy(from_logits=True),
+                      backend=backend)
+        model.fit(x, y, batch_size=4, epochs=2, verbose=0)  # 12 steps, 9 of them at rate 0
+        assert model.optimizer.iterations == 12
+        results.append(model.get_weights())
+    for a, b in zip(*results):
+        np.testing.assert_allclose(a, b, rtol=0, atol=1e-6)

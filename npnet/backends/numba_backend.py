@@ -693,17 +693,23 @@ def _box(optimizer, dtype):
 
 def _family_limits(optimizer, dtype, largest, epsilon):
     """``(gradient, slot, alpha)`` limits of :func:`_box` for the optimizer's family, from
-    its hyperparameters as the kernels read them (cast to ``dtype``), in float64."""
+    its hyperparameters as the kernels read them (cast to ``dtype``), in float64. A learning
+    rate of 0 (a schedule may reach it) moves nothing, so it limits nothing."""
     learning_rate = float(dtype.type(optimizer.learning_rate))
     gradient, slot, alpha = math.sqrt(largest) / 2, largest / 8, 0.0
     if type(optimizer) is Adam:
         beta_1 = float(dtype.type(optimizer.beta_1))
         alpha = 2 * learning_rate / (1 - beta_1) if beta_1 < 1 else math.inf
-        slot = largest * epsilon / (8 * alpha)
+        slot = min(slot, _ratio(largest * epsilon, 8 * alpha))
         return min(gradient, slot), slot, alpha
     if type(optimizer) is SGD:
-        return min(gradient, largest / (16 * learning_rate)), slot, alpha
-    return min(gradient, largest * math.sqrt(epsilon) / (16 * learning_rate)), slot, alpha
+        return min(gradient, _ratio(largest, 16 * learning_rate)), slot, alpha
+    return min(gradient, _ratio(largest * math.sqrt(epsilon), 16 * learning_rate)), slot, alpha
+
+
+def _ratio(numerator, denominator):
+    """``numerator / denominator`` for bounds, inf when the denominator is 0."""
+    return numerator / denominator if denominator > 0 else math.inf
 
 
 def _aligned(shape, dtype):
