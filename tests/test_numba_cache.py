@@ -11,46 +11,23 @@ import shutil
 import stat
 import subprocess
 import sys
-import textwrap
 from pathlib import Path
 
 import pytest
 
+from kernel_probe import clean_environment, probe_script, write_probe_module
+
 REPO = Path(__file__).resolve().parents[1]
 
-_PROBE_MODULE = textwrap.dedent("""
-    from npnet.kernels._compile import kernel
-
-    @kernel
-    def add(a, b):
-        return a + b
-""")
-
-_RUN = textwrap.dedent("""
-    import json, warnings
-    with warnings.catch_warnings(record=True) as caught:
-        warnings.simplefilter("always")
-        import probe_kernels
-        result = probe_kernels.add(2, 3)
-    stats = probe_kernels.add.stats
-    print(json.dumps({
-        "result": result,
-        "cache_path": stats.cache_path,
-        "hits": sum(stats.cache_hits.values()),
-        "misses": sum(stats.cache_misses.values()),
-        "warnings": [str(w.message) for w in caught if "cache" in str(w.message)],
-    }))
-""")
+_RUN = probe_script('cache')
 
 
 @pytest.fixture
 def probe(tmp_path):
     """run() -> the probe's JSON report; a fresh process each call, same cache directories."""
     module_dir = tmp_path / "module"
-    module_dir.mkdir()
-    (module_dir / "probe_kernels.py").write_text(_PROBE_MODULE)
-    env = {key: value for key, value in os.environ.items()
-           if not key.startswith(("NUMBA_", "NPNET_", "PYTHON", "XDG_"))}
+    write_probe_module(module_dir)
+    env = clean_environment()
     env.update(NUMBA_CACHE_DIR=str(tmp_path / "numba-cache"), XDG_CACHE_HOME=str(tmp_path / "xdg"),
                PYTHONPATH=os.pathsep.join([str(REPO), str(module_dir)]))
 

@@ -21,35 +21,11 @@ import pytest
 
 from npnet.kernels import _compile
 
+from kernel_probe import clean_environment, probe_script, write_probe_module
+
 REPO = Path(__file__).resolve().parents[1]
 
-_PROBE_MODULE = textwrap.dedent("""
-    from npnet.kernels._compile import kernel
-
-    @kernel
-    def add(a, b):
-        return a + b
-""")
-
-_RUN = textwrap.dedent("""
-    import json, warnings
-    with warnings.catch_warnings(record=True) as caught:
-        warnings.simplefilter("always")
-        import probe_kernels
-        result = probe_kernels.add(2, 3)
-    stats = probe_kernels.add.stats
-    print(json.dumps({
-        "result": result,
-        "hits": sum(stats.cache_hits.values()),
-        "misses": sum(stats.cache_misses.values()),
-        "warnings": [str(w.message) for w in caught if "npnet" in str(w.message)],
-    }))
-""")
-
-
-def _clean_env():
-    return {key: value for key, value in os.environ.items()
-            if not key.startswith(("NUMBA_", "NPNET_", "PYTHON", "XDG_"))}
+_RUN = probe_script('npnet')
 
 
 @pytest.fixture
@@ -59,14 +35,13 @@ def probe(tmp_path):
     ``run.build()`` fills ``run.shipped`` as the precompile step does; every other run reads it.
     """
     module_dir = tmp_path / "module"
-    module_dir.mkdir()
-    (module_dir / "probe_kernels.py").write_text(_PROBE_MODULE)
+    write_probe_module(module_dir)
     shipped = tmp_path / "shipped"
     counter = iter(range(1000))
 
     def run(module_dir=module_dir, **overrides):
         numba_cache = tmp_path / f"numba-cache-{next(counter)}"  # empty for every run
-        env = dict(_clean_env(), NUMBA_CACHE_DIR=str(numba_cache), XDG_CACHE_HOME=str(tmp_path / "xdg"),
+        env = dict(clean_environment(), NUMBA_CACHE_DIR=str(numba_cache), XDG_CACHE_HOME=str(tmp_path / "xdg"),
                    PYTHONPATH=os.pathsep.join([str(REPO), str(module_dir)]),
                    NPNET_PRECOMPILED_DIR=str(run.shipped))
         result = subprocess.run([sys.executable, "-c", _RUN], env={**env, **overrides},
@@ -272,7 +247,7 @@ _TUTORIAL_RUN = textwrap.dedent("""
 def test_the_precompile_step_covers_the_tutorial_model(tmp_path):
     """The entries are the very specialisations a real tutorial-shaped fit, evaluate and predict make."""
     shipped = tmp_path / "shipped"
-    env = dict(_clean_env(), PYTHONPATH=str(REPO), XDG_CACHE_HOME=str(tmp_path / "xdg"))
+    env = dict(clean_environment(), PYTHONPATH=str(REPO), XDG_CACHE_HOME=str(tmp_path / "xdg"))
     built = subprocess.run([sys.executable, "-m", "npnet.kernels.precompile", "--into", str(shipped),
                             "--only", "tutorial"], env=dict(env, NUMBA_CACHE_DIR=str(tmp_path / "a")),
                            capture_output=True, text=True, timeout=900)
@@ -294,7 +269,7 @@ def test_a_failing_precompile_step_does_not_fail_the_build(tmp_path):
     broken = tmp_path / "broken"
     (broken / "numba").mkdir(parents=True)  # a platform where numba cannot be imported
     (broken / "numba" / "__init__.py").write_text("raise ImportError('no numba for this platform')\n")
-    env = dict(_clean_env(), PYTHONPATH=str(broken))
+    env = dict(clean_environment(), PYTHONPATH=str(broken))
     result = subprocess.run([sys.executable, "setup.py", "-q", "build_py", "--build-lib", str(tmp_path / "lib")],
                             cwd=REPO, env=env, capture_output=True, text=True, timeout=600)
     assert result.returncode == 0, result.stderr
