@@ -105,3 +105,25 @@ def test_an_explicit_count_is_used_as_given():
 
 def test_workspace_threads_default_to_the_calling_thread():
     assert numba_backend.K.Workspace(*[None] * 8).threads is None
+
+
+def test_the_threaded_adam_update_reports_its_box_as_the_serial_one_does():
+    """Each block's 'inside the box' reaches the caller: all inside, or one block outside."""
+    K = numba_backend.K
+    rng = np.random.default_rng(1)
+    width = int(K.TILE_VECTORS * K.VECTOR_BYTES // 4)
+    shape = (5, 2 * width)
+    hyper = [np.float32(v) for v in (1e-3, 0.1, 0.001, 1e-7)]
+    largest = float(np.finfo(np.float32).max)
+    wide_box = np.array([1e18, 1e30, 1e30, 1e30, 1.0, largest, 1e-38], np.float32)
+    for outside_block in (None, 0, 1):
+        param = rng.standard_normal(shape).astype(np.float32)
+        if outside_block is not None:
+            param[2, outside_block * width] = 1e31  # a weight outside the box's 1e30
+        grad = rng.standard_normal(shape).astype(np.float32)
+        m, v = np.zeros(shape, np.float32), np.zeros(shape, np.float32)
+        serial = [a.copy() for a in (param, grad, m, v)]
+        inside = K.adam_update_parallel(param, grad, m, v, *hyper, wide_box)
+        expected = K.adam_update(*serial, *hyper, wide_box)
+        assert inside == expected == (outside_block is None)
+        np.testing.assert_array_equal(param, serial[0])

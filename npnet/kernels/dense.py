@@ -1305,16 +1305,15 @@ def adam_update_parallel(param, grad, m, v, alpha, one_minus_beta_1, one_minus_b
     each finds them in its own cache); every entry is updated exactly as there. Returns
     whether all the new values are inside ``box``."""
     width = tile_columns(param)
-    n_blocks = param.shape[1] // width
-    inside = np.ones(n_blocks, dtype=np.bool_)
-    for block in prange(n_blocks):
+    blocks_outside = 0  # a sum over the blocks: a reduction prange runs without an array
+    for block in prange(param.shape[1] // width):
         columns = slice(block * width, (block + 1) * width)
         block_inside = True
         for row in range(param.shape[0]):
             block_inside &= adam_update(param[row, columns], grad[row, columns], m[row, columns], v[row, columns],
                                         alpha, one_minus_beta_1, one_minus_beta_2, epsilon, box)
-        inside[block] = block_inside
-    return inside.all()
+        blocks_outside += 0 if block_inside else 1
+    return blocks_outside == 0
 
 
 @kernel
