@@ -235,15 +235,20 @@ def adam_update(param, grad, m, v, step, learning_rate, beta_1, beta_2, epsilon)
     a float32 model is updated in float32 arithmetic throughout.
     """
     dtype = param.dtype.type
-    t = dtype(step)
     # 1 - β is taken in Python before the cast, as Keras does: float32(1 - 0.9) is not
     # float32(1) - float32(0.9).
     one_minus_beta_1, one_minus_beta_2 = dtype(1.0 - beta_1), dtype(1.0 - beta_2)
-    beta_1, beta_2 = dtype(beta_1), dtype(beta_2)
-    alpha = dtype(learning_rate) * np.sqrt(1 - beta_2**t) / (1 - beta_1**t)
+    alpha = adam_step_size(step, learning_rate, beta_1, beta_2, dtype)
     m += (grad - m) * one_minus_beta_1
     v += (grad * grad - v) * one_minus_beta_2
     param -= (m * alpha) / (np.sqrt(v) + dtype(epsilon))
+
+
+def adam_step_size(step, learning_rate, beta_1, beta_2, dtype):
+    """Adam's bias-corrected step size ``α = lr · sqrt(1 - β2^t) / (1 - β1^t)`` at step ``t``,
+    computed in ``dtype`` (the parameters' float type) as :func:`adam_update` uses it."""
+    t, beta_1, beta_2 = dtype(step), dtype(beta_1), dtype(beta_2)
+    return dtype(learning_rate) * np.sqrt(1 - beta_2**t) / (1 - beta_1**t)
 
 
 # ----------------------------------------------------------------------------- Dropout

@@ -100,13 +100,16 @@ class Optimizer:
                 "parameter or an optimizer slot inf or NaN; expected an update that keeps every value finite. "
                 "Nothing was changed. Check the gradients for inf/NaN and try a smaller learning rate.")
 
-    def apply_gradients_if_finite(self, params, grads):
+    def apply_gradients_if_finite(self, params, grads, bounds=None, largest_gradient=None):
         """Apply one step if it keeps every value finite: True when every new parameter and
         slot value is finite and the step was applied; False, with nothing changed, otherwise.
 
         Save, update, check: the arrays the step writes are copied first, :meth:`update`
         then runs in place as always (so a step's numbers do not change), and if any new
-        value is inf or NaN the copies are put back.
+        value is inf or NaN the copies are put back. A training loop that owns the arrays
+        between its steps passes ``bounds`` (:class:`npnet.update_box.RunningBounds`) and
+        the gradients' ``largest_gradient`` magnitude: when they prove the step finite, it
+        is applied without the copy and the check (the numbers are the same).
         """
         built_now = self.state is None
         if built_now:
@@ -115,6 +118,8 @@ class Optimizer:
             self._check_same_params(params)
         # Ctrl-C waits until every parameter has its update (or its copy back): never half a step.
         with utils.interrupts_deferred():
+            if bounds is not None and self._proven(params, grads, bounds, largest_gradient):
+                return True
             written = list(params) + [a for arrays in self.state.values() for a in arrays]
             saved = self._saved_copies(written)
             self._current_learning_rate = self.learning_rate  # at the count before this step, as Keras
@@ -126,7 +131,21 @@ class Optimizer:
                 self._step_counter[0] -= 1
                 if built_now:
                     self.state = None
+            if bounds is not None:
+                bounds.forget()
         return finite
+
+    def _proven(self, params, grads, bounds, largest_gradient):
+        """Apply the step unchecked and return True when ``bounds`` prove it keeps every
+        value finite; return False, having done nothing, otherwise."""
+        rate = self.learning_rate
+        if not bounds.proves(largest_gradient, rate):
+            return False
+        self._current_learning_rate = rate  # at the count before this step, as Keras
+        self._step_counter[0] += 1
+        self._update_all(params, grads)
+        bounds.advance(largest_gradient, rate)
+        return True
 
     def _update_all(self, params, grads):
         """:meth:`update` of every parameter, in place. NumPy's overflow warnings are

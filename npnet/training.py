@@ -7,7 +7,7 @@ kernels (``npnet/kernels``).
 
 import numpy as np
 
-from . import heads
+from . import heads, update_box
 
 
 def forward(layers, x, training=False):
@@ -141,8 +141,9 @@ def all_finite(arrays):
     weights with it. Refusing such a step like a non-finite one keeps the last finite
     weights in the model. (``not max <= limit`` is also True for NaN.)
     """
-    for a in arrays:
-        limit = np.sqrt(np.finfo(a.dtype).max)
-        if a.size and not float(np.max(np.abs(a))) <= limit:
-            return False
-    return True
+    return all(squares_finite(update_box.largest_magnitude([a]), a.dtype) for a in arrays)
+
+
+def squares_finite(largest, dtype):
+    """True when ``largest`` (a largest ``|gradient|``) is finite and its square is too, in ``dtype``."""
+    return largest <= float(np.sqrt(np.finfo(dtype).max))

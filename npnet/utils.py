@@ -203,26 +203,54 @@ class interrupts_deferred:
     ``KeyboardInterrupt`` when the block ends, so the block is never left half done.
 
     Only the main thread receives signals; elsewhere, and when SIGINT is not Python's
-    default handler (the user installed their own), it does nothing.
+    default handler (the user installed their own), it does nothing. Installing a handler
+    costs two ``signal.signal`` calls; a loop that opens such a block every step opens
+    :func:`interrupts_watched` around the loop, and the blocks inside it only count.
     """
 
+    _holder = None  # the open block of the main thread that installed the handler, if any
+
+    def __init__(self, defer=True):
+        self._depth = 1 if defer else 0  # deferred blocks open in the holder (itself included)
+        self._previous, self._received, self._outer = None, False, None
+
     def __enter__(self):
-        self._previous = None
-        self._received = False
-        if (threading.current_thread() is threading.main_thread()
-                and signal.getsignal(signal.SIGINT) is signal.default_int_handler):
+        if threading.current_thread() is not threading.main_thread():
+            return self
+        holder = interrupts_deferred._holder
+        if holder is not None:  # inside a holder's block: only count this one
+            self._outer = holder
+            holder._depth += self._depth
+        elif signal.getsignal(signal.SIGINT) is signal.default_int_handler:
             self._previous = signal.signal(signal.SIGINT, self._record)
+            interrupts_deferred._holder = self
         return self
 
     def _record(self, signum, frame):
+        if self._depth == 0:  # no deferred block open: interrupt now, as Python's handler does
+            raise KeyboardInterrupt
         self._received = True
 
     def __exit__(self, exc_type, exc, traceback):
-        if self._previous is not None:
+        holder = self._outer
+        if holder is not None:
+            holder._depth -= self._depth
+            if holder._depth == 0 and holder._received and exc_type is None:
+                holder._received = False
+                raise KeyboardInterrupt
+        elif self._previous is not None:
+            interrupts_deferred._holder = None
             signal.signal(signal.SIGINT, self._previous)
             if self._received and exc_type is None:
                 raise KeyboardInterrupt
         return False
+
+
+def interrupts_watched():
+    """Context manager for a loop of :class:`interrupts_deferred` blocks: installs the SIGINT
+    handler once for the whole loop. A Ctrl-C between the blocks interrupts at once, as
+    usual; one inside a block is raised when that block ends."""
+    return interrupts_deferred(defer=False)
 
 
 def to_categorical(x, num_classes=None):

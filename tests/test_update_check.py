@@ -15,7 +15,7 @@ import numpy as np
 import pytest
 
 import npnet
-from npnet import config, inspect, layers, optimizers, training, utils
+from npnet import config, inspect, layers, optimizers, training, update_box, utils
 from npnet import functional as F
 from npnet.backends import numba_backend
 from npnet.kernels import dense as K
@@ -280,7 +280,7 @@ def test_the_box_proves_what_the_kernels_skip(name, scale, dtype):
     optimizer = OPTIMIZERS[name]()
     if scale == "huge":
         optimizer.learning_rate = largest / 1e6
-    box = numba_backend._box(optimizer, np.dtype(dtype))
+    box = update_box.box(optimizer, np.dtype(dtype))
     assert box[K.BOX_WEIGHT] > 0, "the box is on"
     slots = optimizer.slots
     squares = {"v", "velocity"}
@@ -306,9 +306,9 @@ def test_the_box_is_off_where_no_bound_holds(dtype):
     largest = float(np.finfo(dtype).max)
     for optimizer in (optimizers.Adam(epsilon=tiny / 2), optimizers.RMSprop(epsilon=tiny / 2),
                       optimizers.Adam(learning_rate=largest / 2, beta_1=0.999)):
-        box = numba_backend._box(optimizer, np.dtype(dtype))
+        box = update_box.box(optimizer, np.dtype(dtype))
         assert box[K.BOX_WEIGHT] < 0 and box[K.BOX_GRADIENT] < 0 and box[K.BOX_LARGEST] == largest, optimizer
-    box = numba_backend._box(optimizers.RMSprop(centered=True), np.dtype(dtype))
+    box = update_box.box(optimizers.RMSprop(centered=True), np.dtype(dtype))
     assert box[K.BOX_GRADIENT] < 0 and box[K.BOX_SQUARES] < 0 and box[K.BOX_WEIGHT] > 0
     assert box[K.BOX_TINY] == tiny
 
@@ -321,7 +321,7 @@ def test_centered_rmsprop_proof_holds_where_it_says_and_only_there(momentum, dty
     exact check then finds the NaN, as NumPy does); at the proof's own edges (denominator
     tiny, lr·|g| at its bound, weight and momentum at theirs) the NumPy step is finite."""
     optimizer = optimizers.RMSprop(centered=True, momentum=momentum)
-    box = numba_backend._box(optimizer, np.dtype(dtype))
+    box = update_box.box(optimizer, np.dtype(dtype))
     hyper = numba_backend._hyperparameters(optimizer, np.dtype(dtype))
     n = 8
     param, grad = np.full(n, 0.5, dtype), np.linspace(-1, 1, n).astype(dtype)

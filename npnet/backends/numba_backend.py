@@ -28,14 +28,13 @@ own. Two threads evaluating or predicting with one model get the results of seri
 """
 
 import inspect
-import math
 import threading
 import time
 from collections import namedtuple
 
 import numpy as np
 
-from .. import activations, config, functional, heads, regularizers
+from .. import activations, config, functional, heads, regularizers, update_box
 from ..layers import Activation, Dense, Dropout, Flatten, LeakyReLU, ReLU, Softmax
 from ..losses import (BinaryCrossentropy, CategoricalCrossentropy, Huber, MeanAbsoluteError, MeanSquaredError,
                       SparseCategoricalCrossentropy)
@@ -435,7 +434,8 @@ class NumbaBackend(base.Trainer):
         if key != self._state_key:
             self._optimizer_state, self._state_key = _optimizer_state(optimizer, dense), key
         dtype = dense[0].kernel.dtype
-        state = self._optimizer_state._replace(hyper=_hyperparameters(optimizer, dtype), box=_box(optimizer, dtype))
+        state = self._optimizer_state._replace(hyper=_hyperparameters(optimizer, dtype),
+                                               box=update_box.box(optimizer, dtype))
         return tuple(state if type(optimizer) is family else None for family in OPTIMIZERS)
 
     def _bind_work(self, capacity):
@@ -645,71 +645,6 @@ def _hyperparameters(optimizer, dtype):
         values = [optimizer.learning_rate, optimizer.rho, 1.0 - optimizer.rho, optimizer.epsilon,
                   optimizer.momentum]
     return np.array(values, dtype=dtype)
-
-
-def _box(optimizer, dtype):
-    """The bounds of the kernels' update check (``box`` in :mod:`npnet.kernels.dense`, the
-    notes of its optimizer section): a step from weights and slots within them, with every
-    gradient ``|g| <= box[BOX_GRADIENT]``, leaves every new value finite, so the kernels need
-    not compute the update twice to know that.
-
-    Why, with L the largest float of ``dtype`` (every bound leaves at least a factor 2 for
-    the rounding of the few operations of one step):
-
-    * weights ``|w| <= L/4``, and each family's step moves a weight by at most L/4 (below);
-      gradients ``|g| <= sqrt(L)/2``, so ``g² <= L/4``, and running means of squares
-      (Adam's v, RMSprop's velocity) ``<= L/4``: their new value, between the old one and
-      g², stays below L/2.
-    * Adam: the denominator ``sqrt(v) + ε`` is at least ε, and α_t = lr·sqrt(1-β2^t)/(1-β1^t)
-      <= lr/(1-β1) for every t, so its step is at most ``A·|m|/ε`` with A = 2·lr/(1-β1) (the
-      kernels also compare the α they computed with A); m moves between m and g, so
-      ``|m|, |g| <= L·ε/(8A)`` bound the step by L/8.
-    * SGD: velocity ``|v| <= L/8`` and ``lr·|g| <= L/16``: the new velocity is below 3L/16
-      and Nesterov's step, the largest, below L/4.
-    * RMSprop: the denominator ``v + ε`` is at least ε, so ``lr·|g| / sqrt(ε) <= L/16``
-      bounds its step, and a momentum buffer ``<= L/8`` keeps the step below L/4.
-
-    Off (the first five entries -1, every update then checked exactly) for ε below the
-    smallest normal float (the kernels flush it to 0) and when a bound is not a positive
-    finite number in ``dtype``. Centered RMSprop, whose ``v - ḡ² + ε`` can round to zero or
-    below, has no box but its weight and momentum bounds and, in place of the step size,
-    ``sqrt(tiny)·L/16``: a denominator of at least tiny (the smallest normal float) and
-    ``lr·|g|`` below that bound keep its step below L/16
-    (:func:`npnet.kernels.dense.rmsprop_centered_bounded` checks both per element).
-    The last two entries are L and tiny."""
-    info = np.finfo(dtype)
-    largest, tiny = float(info.max), float(info.tiny)
-    epsilon = float(dtype.type(getattr(optimizer, "epsilon", 1.0)))
-    gradient, slot, alpha = _family_limits(optimizer, dtype, largest, epsilon)
-    box = [gradient, largest / 4, slot, largest / 4, alpha]
-    with np.errstate(over="ignore"):
-        in_dtype = np.array(box, dtype=np.float64).astype(dtype)
-    if epsilon < tiny or not (np.all(np.isfinite(in_dtype)) and gradient > 0 and slot > 0):
-        box = [-1.0] * 5
-    elif getattr(optimizer, "centered", False):
-        box = [-1.0, largest / 4, largest / 8, -1.0, math.sqrt(tiny) * largest / 16]
-    return np.array(box + [largest, tiny], dtype=dtype)
-
-
-def _family_limits(optimizer, dtype, largest, epsilon):
-    """``(gradient, slot, alpha)`` limits of :func:`_box` for the optimizer's family, from
-    its hyperparameters as the kernels read them (cast to ``dtype``), in float64. A learning
-    rate of 0 (a schedule may reach it) moves nothing, so it limits nothing."""
-    learning_rate = float(dtype.type(optimizer.learning_rate))
-    gradient, slot, alpha = math.sqrt(largest) / 2, largest / 8, 0.0
-    if type(optimizer) is Adam:
-        beta_1 = float(dtype.type(optimizer.beta_1))
-        alpha = 2 * learning_rate / (1 - beta_1) if beta_1 < 1 else math.inf
-        slot = min(slot, _ratio(largest * epsilon, 8 * alpha))
-        return min(gradient, slot), slot, alpha
-    if type(optimizer) is SGD:
-        return min(gradient, _ratio(largest, 16 * learning_rate)), slot, alpha
-    return min(gradient, _ratio(largest * math.sqrt(epsilon), 16 * learning_rate)), slot, alpha
-
-
-def _ratio(numerator, denominator):
-    """``numerator / denominator`` for bounds, inf when the denominator is 0."""
-    return numerator / denominator if denominator > 0 else math.inf
 
 
 def _aligned(shape, dtype):

@@ -6,7 +6,7 @@ for why); nothing else about the arithmetic differs from calling the functions b
 
 import numpy as np
 
-from .. import training
+from .. import training, update_box, utils
 from ._threads import SingleThreadedBlas
 from .base import Steps, Trainer
 
@@ -23,34 +23,50 @@ class NumpyBackend(Trainer):
         self.require_training_parts()
         losses, corrects, outputs = [], [], []
         applied = True
-        for step in range(first_step, first_step + n_steps):
-            index = slice(step * batch_size, (step + 1) * batch_size)
-            if order is not None:
-                index = order[index]
-            extra = {} if sample_weight is None else {"sample_weight": sample_weight[index]}
-            loss, n_correct, applied = self.train_batch(x[index], y[index], outputs if keep_outputs else None,
-                                                        **extra)
-            losses.append(loss)
-            corrects.append(n_correct)
-            if not applied:
-                break
+        bounds = self._running_bounds()
+        with utils.interrupts_watched():  # each step's update defers Ctrl-C to its end
+            for step in range(first_step, first_step + n_steps):
+                index = slice(step * batch_size, (step + 1) * batch_size)
+                if order is not None:
+                    index = order[index]
+                weights = None if sample_weight is None else sample_weight[index]
+                loss, n_correct, applied = self.train_batch(x[index], y[index], outputs if keep_outputs else None,
+                                                            weights, bounds)
+                losses.append(loss)
+                corrects.append(n_correct)
+                if not applied:
+                    break
         return Steps(np.array(losses), np.array(corrects, dtype=np.int64), applied,
                      outputs if keep_outputs else None)
 
-    def train_batch(self, x, y, outputs=None, sample_weight=None):
+    def train_batch(self, x, y, outputs=None, sample_weight=None, bounds=None):
         """Forward, loss, backward; the update only when loss and gradients are finite and the
-        update keeps every weight and slot finite. Returns ``(loss, n_correct, applied)``;
-        appends the batch's output to ``outputs``."""
+        update keeps every weight and slot finite (proven from ``bounds`` when it can be, see
+        :mod:`npnet.update_box`). Returns ``(loss, n_correct, applied)``; appends the batch's
+        output to ``outputs``."""
         with _single_threaded_blas:
             loss, output, grads = training.loss_and_gradients(self.layers, self.loss, x, y, training=True,
                                                               head=self.head, sample_weight=sample_weight)
             n_correct = self.accuracy.count_correct(y, output)
             if outputs is not None:
                 outputs.append(output)
-            if not (np.isfinite(loss) and training.all_finite(grads)):
+            largest = update_box.largest_magnitude(grads)
+            if not (np.isfinite(loss) and training.squares_finite(largest, output.dtype)):
                 return float(loss), n_correct, False
-            applied = self.optimizer.apply_gradients_if_finite(self.trainable_weights(), grads)
+            applied = self.optimizer.apply_gradients_if_finite(self.trainable_weights(), grads, bounds, largest)
         return float(loss), n_correct, applied
+
+    def _running_bounds(self):
+        """The update check's :class:`~npnet.update_box.RunningBounds` for this call's steps:
+        kept from call to call for the same optimizer and weights, but measured again, since
+        anything may have written the arrays in between."""
+        params = self.trainable_weights()
+        key = (id(self.optimizer), tuple(id(p) for p in params))
+        cached = getattr(self, "_bounds", None)
+        if cached is None or cached[0] != key or cached[1].optimizer is not self.optimizer:
+            cached = self._bounds = (key, update_box.RunningBounds(self.optimizer, params))
+        cached[1].forget()
+        return cached[1]
 
     def test_batch(self, x, y):
         self.require_training_parts()

@@ -1038,7 +1038,7 @@ def gradients_finite(trainable, kernel_grads, bias_grads, limit):
 # learning rate, centered RMSprop's denominator rounding below zero, ...).
 # Computing the update twice (once to check, once to apply) would cost a whole extra pass,
 # so the check is usually a proof instead: each optimizer state carries a ``box`` of bounds
-# (made by ``npnet.backends.numba_backend._box``, where the arithmetic behind them is)
+# (made by ``npnet.update_box.box``, where the arithmetic behind them is)
 # such that a step from weights and slots inside the box, with every gradient
 # ``|g| <= box[BOX_GRADIENT]`` (and Adam's step size ``<= box[BOX_ALPHA]``), provably leaves
 # every new value finite. Each update pass reports, at no extra read, whether its new values

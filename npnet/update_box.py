@@ -1,0 +1,210 @@
+"""When an optimizer step provably keeps every weight and slot finite, without computing it twice.
+
+npnet applies no update that would make a weight or an optimizer slot inf or NaN (see
+:meth:`npnet.optimizers.Optimizer.apply_gradients`). Checking that by computing the update
+and looking at every new value costs a pass over all of them, and undoing a bad step needs a
+copy of them made before it. Both backends avoid that cost in the common case with a *box*:
+
+* :func:`box` gives, for one optimizer and float type, bounds on the weights, the slots and
+  the gradient such that a step from weights and slots inside them, with every gradient
+  within its bound, leaves every new value finite (the reasoning is in its docstring);
+* the numba kernels learn whether the new values are inside the box while they write them;
+* the NumPy backend keeps :class:`RunningBounds`: upper bounds of ``|weight|`` and of each
+  slot, measured once at the start of a training call and then carried forward step by step
+  from the largest gradient (which the finiteness check of the gradients measures anyway).
+
+A step that the box cannot vouch for is checked exactly, as before.
+"""
+
+import math
+
+import numpy as np
+
+#: Positions in a box: the largest gradient, weight, slot (Adam's m, SGD's velocity,
+#: RMSprop's momentum), running mean of squares (Adam's v, RMSprop's velocity) and Adam step
+#: size inside the box, the largest float of the weights' dtype (the limit of the exact check)
+#: and its smallest normal float. The first five are -1 when the box is off: then no proof is
+#: attempted and every update is checked exactly. (``npnet.kernels.dense`` reads the same
+#: positions as its ``BOX_*``.)
+GRADIENT, WEIGHT, SLOT, SQUARES, ALPHA, LARGEST, TINY = range(7)
+
+
+def box(optimizer, dtype, learning_rate=None):
+    """The bounds of the update check for ``optimizer`` with weights of ``dtype`` (at
+    ``learning_rate``, by default the optimizer's at its current step): a step
+    from weights and slots within them, with every gradient ``|g| <= box[GRADIENT]`` (and
+    Adam's step size ``<= box[ALPHA]``), leaves every new value finite.
+
+    Why, with L the largest float of ``dtype`` (every bound leaves at least a factor 2 for
+    the rounding of the few operations of one step):
+
+    * weights ``|w| <= L/4``, and each family's step moves a weight by at most L/4 (below);
+      gradients ``|g| <= sqrt(L)/2``, so ``g² <= L/4``, and running means of squares
+      (Adam's v, RMSprop's velocity) ``<= L/4``: their new value, between the old one and
+      g², stays below L/2.
+    * Adam: the denominator ``sqrt(v) + ε`` is at least ε, and α_t = lr·sqrt(1-β2^t)/(1-β1^t)
+      <= lr/(1-β1) for every t, so its step is at most ``A·|m|/ε`` with A = 2·lr/(1-β1) (the
+      step size computed is also compared with A); m moves between m and g, so
+      ``|m|, |g| <= L·ε/(8A)`` bound the step by L/8.
+    * SGD: velocity ``|v| <= L/8`` and ``lr·|g| <= L/16``: the new velocity is below 3L/16
+      and Nesterov's step, the largest, below L/4.
+    * RMSprop: the denominator ``v + ε`` is at least ε, so ``lr·|g| / sqrt(ε) <= L/16``
+      bounds its step, and a momentum buffer ``<= L/8`` keeps the step below L/4.
+
+    Off (the first five entries -1, every update then checked exactly) for ε below the
+    smallest normal float (the kernels flush it to 0) and when a bound is not a positive
+    finite number in ``dtype``. Centered RMSprop, whose ``v - ḡ² + ε`` can round to zero or
+    below, has no box but its weight and momentum bounds and, in place of the step size,
+    ``sqrt(tiny)·L/16``: a denominator of at least tiny (the smallest normal float) and
+    ``lr·|g|`` below that bound keep its step below L/16
+    (:func:`npnet.kernels.dense.rmsprop_centered_bounded` checks both per element).
+    The last two entries are L and tiny."""
+    dtype = np.dtype(dtype)
+    info = np.finfo(dtype)
+    largest, tiny = float(info.max), float(info.tiny)
+    epsilon = float(dtype.type(getattr(optimizer, "epsilon", 1.0)))
+    rate = optimizer.learning_rate if learning_rate is None else learning_rate
+    gradient, slot, alpha = _family_limits(optimizer, dtype, float(dtype.type(rate)), largest, epsilon)
+    bounds = [gradient, largest / 4, slot, largest / 4, alpha]
+    with np.errstate(over="ignore"):
+        in_dtype = np.array(bounds, dtype=np.float64).astype(dtype)
+    if epsilon < tiny or not (np.all(np.isfinite(in_dtype)) and gradient > 0 and slot > 0):
+        bounds = [-1.0] * 5
+    elif getattr(optimizer, "centered", False):
+        bounds = [-1.0, largest / 4, largest / 8, -1.0, math.sqrt(tiny) * largest / 16]
+    return np.array(bounds + [largest, tiny], dtype=dtype)
+
+
+def _family_limits(optimizer, dtype, learning_rate, largest, epsilon):
+    """``(gradient, slot, alpha)`` limits of :func:`box` for the optimizer's family, from
+    its hyperparameters as the update reads them (cast to ``dtype``), in float64. A learning
+    rate of 0 (a schedule may reach it) moves nothing, so it limits nothing."""
+    from .optimizers import SGD, Adam
+
+    gradient, slot, alpha = math.sqrt(largest) / 2, largest / 8, 0.0
+    if isinstance(optimizer, Adam):
+        beta_1 = float(dtype.type(optimizer.beta_1))
+        alpha = 2 * learning_rate / (1 - beta_1) if beta_1 < 1 else math.inf
+        slot = min(slot, _ratio(largest * epsilon, 8 * alpha))
+        return min(gradient, slot), slot, alpha
+    if isinstance(optimizer, SGD):
+        return min(gradient, _ratio(largest, 16 * learning_rate)), slot, alpha
+    return min(gradient, _ratio(largest * math.sqrt(epsilon), 16 * learning_rate)), slot, alpha
+
+
+def _ratio(numerator, denominator):
+    """``numerator / denominator`` for bounds, inf when the denominator is 0."""
+    return numerator / denominator if denominator > 0 else math.inf
+
+
+def largest_magnitude(arrays):
+    """The largest ``|x|`` over all entries of ``arrays`` (0.0 for none), NaN if any is NaN."""
+    largest = 0.0
+    for a in arrays:
+        if a.size:
+            # max and min instead of max(abs(a)): no temporary array; NaN propagates through both
+            high, low = float(np.max(a)), float(np.min(a))
+            if high != high:
+                return high
+            largest = max(largest, high, -low)
+    return largest
+
+
+class RunningBounds:
+    """Upper bounds of ``|weight|`` and of each optimizer slot over consecutive steps that
+    nothing else writes to (one training call of the NumPy backend), so that
+    :meth:`proves` can say from the box alone that the next step keeps every value finite.
+
+    They are measured exactly when first needed (one read of every array) and then carried
+    forward by :meth:`advance` from each step's largest gradient: a running mean (Adam's m
+    and v, RMSprop's velocity) stays between its old value and the new gradient (or its
+    square), and each family's step is bounded as its update is written (Adam's step size
+    ``lr·sqrt(1-β2^t)/(1-β1^t)`` by ``lr/(1-β1)``). Every bound is widened by a few units in
+    the last place per step for rounding, so it stays an upper bound; when the bounds leave
+    the box they are measured again. Centered RMSprop has no box, so its steps are always
+    checked exactly. The box follows the learning rate (a schedule's changes each step).
+    """
+
+    _ROUNDING = 4  # units in the last place allowed per operation, per bound
+
+    def __init__(self, optimizer, params):
+        from .optimizers import SGD, Adam
+
+        self.optimizer, self.params = optimizer, list(params)
+        self.family = "adam" if isinstance(optimizer, Adam) else "sgd" if isinstance(optimizer, SGD) else "rmsprop"
+        self.dtype = self.params[0].dtype if self.params else np.dtype(np.float64)
+        self.widen = 1.0 + self._ROUNDING * float(np.finfo(self.dtype).eps)
+        self.box, self.box_rate = None, None
+        self.forget()
+
+    def forget(self):
+        """Something else may have written the arrays (a step checked exactly, a callback
+        between training calls) or changed a hyperparameter: read them again before the
+        next proof."""
+        self.measured = None  # {"weight": ..., "slot": ..., "squares": ...} once measured
+        self.box_rate = None
+        optimizer = self.optimizer
+        self.hyper = {name: self._cast(getattr(optimizer, name)) for name in ("beta_1", "epsilon", "momentum")
+                      if hasattr(optimizer, name)}
+
+    def _cast(self, value):
+        """A hyperparameter as the update reads it: cast to the weights' float type."""
+        return float(self.dtype.type(value))
+
+    def proves(self, largest_gradient, learning_rate):
+        """True when a step at ``learning_rate`` with gradients of at most ``largest_gradient``
+        in magnitude provably keeps every weight and slot finite."""
+        if learning_rate != self.box_rate:
+            self.box = box(self.optimizer, self.dtype, learning_rate).astype(np.float64)
+            self.box_rate = learning_rate
+        box_ = self.box
+        if box_[GRADIENT] < 0 or not largest_gradient <= box_[GRADIENT] \
+                or not self._adam_step_size(learning_rate) <= box_[ALPHA]:
+            return False
+        if self.measured is None or not self._inside():
+            self.measured = self._measure()
+        return self._inside()
+
+    def _adam_step_size(self, learning_rate):
+        """An upper bound of Adam's step size at every step (0 for the other families)."""
+        if self.family != "adam":
+            return 0.0
+        return self._cast(learning_rate) / (1.0 - self.hyper["beta_1"]) * self.widen ** 2
+
+    def _inside(self):
+        limits = {"weight": self.box[WEIGHT], "squares": self.box[SQUARES], "slot": self.box[SLOT]}
+        return all(value <= limits[kind] for kind, value in self.measured.items())
+
+    def _measure(self):
+        """Exact bounds, by reading every weight and slot once."""
+        measured = {"weight": largest_magnitude(self.params)}
+        for name, arrays in (self.optimizer.state or {}).items():
+            kind = _SLOT_KINDS[name]
+            measured[kind] = max(measured.get(kind, 0.0), largest_magnitude(arrays))
+        return measured
+
+    def advance(self, largest_gradient, learning_rate):
+        """Carry the bounds over one step applied after :meth:`proves` said True."""
+        bound, g, widen, hyper = self.measured, largest_gradient, self.widen, self.hyper
+        lr = self._cast(learning_rate)
+        if self.family == "adam":  # |step| = α·|m| / (sqrt(v) + ε) <= α·|m| / ε
+            bound["slot"] = max(bound.get("slot", 0.0), g) * widen
+            bound["squares"] = max(bound.get("squares", 0.0), g * g) * widen
+            move = self._adam_step_size(learning_rate) * bound["slot"] / hyper["epsilon"] * widen ** 2
+        elif self.family == "sgd":  # |v'| <= μ|v| + lr·|g|; the step is v' (Nesterov: μ|v'| + lr·|g|)
+            move = lr * g * widen
+            if "slot" in bound:
+                bound["slot"] = (hyper["momentum"] * bound["slot"] + move) * widen
+                move = (hyper["momentum"] * bound["slot"] + move) * widen if self.optimizer.nesterov else bound["slot"]
+        else:  # RMSprop, not centered: |increment| = lr·|g| / sqrt(v + ε) <= lr·|g| / sqrt(ε)
+            bound["squares"] = max(bound.get("squares", 0.0), g * g) * widen
+            move = lr * g / math.sqrt(hyper["epsilon"]) * widen ** 3
+            if "slot" in bound:
+                bound["slot"] = (hyper["momentum"] * bound["slot"] + move) * widen
+                move = bound["slot"]
+        bound["weight"] = (bound["weight"] + move) * widen
+
+
+#: Which bound each optimizer slot belongs to.
+_SLOT_KINDS = {"m": "slot", "v": "squares", "momentum": "slot", "velocity": "squares",
+               "average_gradient": "slot"}

@@ -1,0 +1,174 @@
+"""The NumPy backend proves most steps finite from running bounds instead of copying and
+checking every weight and slot (npnet.update_box): the same numbers, true bounds, and the
+exact check wherever the proof does not hold."""
+
+import numpy as np
+import pytest
+
+import npnet
+from npnet import layers, optimizers, schedules, update_box, utils
+
+FAMILIES = {
+    "adam": lambda: optimizers.Adam(),
+    "adam, schedule": lambda: optimizers.Adam(schedules.ExponentialDecay(0.01, 5, 0.5)),
+    "sgd": lambda: optimizers.SGD(),
+    "sgd, nesterov": lambda: optimizers.SGD(0.05, momentum=0.9, nesterov=True),
+    "sgd, momentum": lambda: optimizers.SGD(0.05, momentum=0.5),
+    "rmsprop": lambda: optimizers.RMSprop(),
+    "rmsprop, momentum": lambda: optimizers.RMSprop(momentum=0.5),
+    "rmsprop, centered": lambda: optimizers.RMSprop(centered=True),
+}
+
+
+def _model(make_optimizer, dtype, seed=0):
+    previous = npnet.config.floatx()
+    npnet.config.set_floatx(dtype)
+    try:
+        utils.set_random_seed(seed)
+        model = npnet.Sequential([layers.Dense(16, activation="relu"), layers.Dropout(0.2),
+                                  layers.Dense(4, activation="softmax")])
+        model.compile(optimizer=make_optimizer(), loss="sparse_categorical_crossentropy", backend="numpy")
+        model.build((None, 12))
+    finally:
+        npnet.config.set_floatx(previous)
+    return model
+
+
+def _data(scale=1.0):
+    rng = np.random.default_rng(1)
+    return rng.standard_normal((70, 12)) * scale, rng.integers(0, 4, 70)
+
+
+def _state(model):
+    slots = [a for arrays in (model.optimizer.state or {}).values() for a in arrays]
+    return [w.copy() for w in model.get_weights()] + [s.copy() for s in slots], model.optimizer.iterations
+
+
+class _Counting:
+    """Wraps RunningBounds.proves to count its answers; ``refuse`` makes every answer False."""
+
+    def __init__(self, monkeypatch, refuse=False):
+        self.answers = []
+        original = update_box.RunningBounds.proves
+
+        def proves(bounds, largest_gradient, learning_rate):
+            answer = False if refuse else original(bounds, largest_gradient, learning_rate)
+            self.answers.append(answer)
+            return answer
+        monkeypatch.setattr(update_box.RunningBounds, "proves", proves)
+
+
+@pytest.mark.parametrize("dtype", ["float32", "float64"])
+@pytest.mark.parametrize("family", FAMILIES)
+def test_proven_steps_give_the_numbers_of_checked_steps(family, dtype, monkeypatch):
+    x, y = _data()
+    proven = _model(FAMILIES[family], dtype)
+    with monkeypatch.context() as patch:
+        counting = _Counting(patch)
+        proven.fit(x, y, batch_size=8, epochs=3, verbose=0)
+    checked = _model(FAMILIES[family], dtype)
+    with monkeypatch.context() as patch:
+        _Counting(patch, refuse=True)
+        checked.fit(x, y, batch_size=8, epochs=3, verbose=0)
+    (a, a_steps), (b, b_steps) = _state(proven), _state(checked)
+    assert a_steps == b_steps == 27
+    for got, expected in zip(a, b):
+        np.testing.assert_array_equal(got, expected)
+    if family == "rmsprop, centered":  # no box: every step is checked exactly
+        assert not any(counting.answers)
+    else:
+        assert counting.answers.count(True) == 27
+
+
+@pytest.mark.parametrize("family", [name for name in FAMILIES if name != "rmsprop, centered"])
+@pytest.mark.parametrize("dtype", ["float32", "float64"])
+def test_running_bounds_stay_above_the_true_maxima(family, dtype):
+    """Step by step, with large inputs (large gradients), the carried bounds never fall below
+    the weights' and slots' true largest magnitudes."""
+    model = _model(FAMILIES[family], dtype)
+    x, y = _data(scale=50.0)
+    x = x.astype(dtype)
+    trainer = model.backend
+    params = trainer.trainable_weights()
+    bounds = update_box.RunningBounds(model.optimizer, params)
+    proven = 0
+    for step in range(60):
+        batch = slice((step % 8) * 8, (step % 8) * 8 + 8)
+        loss, n_correct, applied = trainer.train_batch(x[batch], y[batch], bounds=bounds)
+        if not applied:  # diverged (SGD at this scale): the loss or a gradient is not finite
+            break
+        if bounds.measured is None:  # checked exactly: nothing carried to compare
+            continue
+        proven += 1
+        exact = update_box.RunningBounds(model.optimizer, params)._measure()
+        for kind, value in exact.items():
+            assert value <= bounds.measured[kind], (step, kind, value, bounds.measured[kind])
+    assert proven >= 20
+
+
+def test_a_weight_outside_the_box_sends_the_step_to_the_exact_check():
+    """A weight beyond the box (L/4) cannot be vouched for: the step is computed and checked,
+    and one that would overflow is refused with nothing changed."""
+    model = _model(lambda: optimizers.SGD(learning_rate=1e20), "float32")
+    params = model.backend.trainable_weights()
+    params[0][0, 0] = np.float32(np.finfo(np.float32).max * 0.9)
+    grads = [np.zeros_like(p) for p in params]
+    grads[0][0, 0] = -5e17  # lr·g = -5e37: the weight would pass the float's maximum
+    bounds = update_box.RunningBounds(model.optimizer, params)
+    before, steps = _state(model)
+    assert not model.optimizer.apply_gradients_if_finite(params, grads, bounds, 5e17)
+    assert bounds.measured is None  # the exact check ran, and the bounds will be measured again
+    after, steps_after = _state(model)
+    assert steps_after == steps
+    for got, expected in zip(after, before):
+        np.testing.assert_array_equal(got, expected)
+    grads[0][0, 0] = 1e17  # towards zero: finite, applied after the exact check
+    assert model.optimizer.apply_gradients_if_finite(params, grads, bounds, 1e17)
+    assert params[0][0, 0] < np.finfo(np.float32).max * 0.9
+
+
+def test_each_training_call_measures_again(monkeypatch):
+    """Bounds live for one train_steps call: a weight written between calls (here by a
+    callback, which makes each batch its own call) is read before the next proof."""
+    model = _model(optimizers.Adam, "float32")
+    x, y = _data()
+
+    class Spoil(npnet.callbacks.Callback):
+        """Adam's m of one weight beyond the box (L·ε/(8A), about 2e32 here), with a v that
+        keeps the step finite (about 1e12)."""
+        def on_train_batch_end(self, batch, logs=None):
+            if batch == 2:
+                model.optimizer.state["m"][0][0, 0] = 1e33
+                model.optimizer.state["v"][0][0, 0] = 1e36
+
+    counting = _Counting(monkeypatch)
+    model.fit(x, y, batch_size=8, epochs=1, verbose=0, callbacks=[Spoil()])
+    assert counting.answers == [True] * 3 + [False] * 6
+    assert model.optimizer.iterations == 9 and np.isfinite(model.layers[0].kernel).all()
+
+
+def test_largest_magnitude():
+    assert update_box.largest_magnitude([]) == 0.0
+    assert update_box.largest_magnitude([np.array([1.0, -3.0]), np.zeros((0,))]) == 3.0
+    assert update_box.largest_magnitude([np.array([np.inf, 1.0])]) == np.inf
+    assert np.isnan(update_box.largest_magnitude([np.array([1.0, np.nan]), np.array([5.0])]))
+    assert np.isnan(update_box.largest_magnitude([np.array([5.0]), np.array([np.nan, -np.inf])]))
+
+
+def test_box_positions_are_the_kernels():
+    from npnet.kernels import dense as K
+
+    assert (update_box.GRADIENT, update_box.WEIGHT, update_box.SLOT, update_box.SQUARES, update_box.ALPHA,
+            update_box.LARGEST, update_box.TINY) == (K.BOX_GRADIENT, K.BOX_WEIGHT, K.BOX_SLOT, K.BOX_SQUARES,
+                                                     K.BOX_ALPHA, K.BOX_LARGEST, K.BOX_TINY)
+
+
+def test_the_box_follows_the_learning_rate():
+    """A schedule changes the learning rate step by step; a box made for a small rate must not
+    vouch for a step at a huge one (SGD's gradient bound is L/(16·lr))."""
+    model = _model(optimizers.SGD, "float32")
+    bounds = update_box.RunningBounds(model.optimizer, model.backend.trainable_weights())
+    gradient = 1e15
+    assert bounds.proves(gradient, 0.01)
+    assert not bounds.proves(gradient, 1e30)  # lr·g = 1e45: beyond float32
+    assert bounds.proves(gradient, 0.01)
