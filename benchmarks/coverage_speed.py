@@ -90,7 +90,7 @@ def build(package, name, seed=0):
     else:
         optimizer_obj = npnet.optimizers.get(optimizer) if not options else \
             getattr(npnet.optimizers, {"sgd": "SGD", "rmsprop": "RMSprop"}[optimizer])(**options)
-    # 'accuracy' of binary or regression targets needs the outputs, which numba does not keep
+    # no metric for binary or regression targets: these rows time the kernels without kept outputs
     counted = npnet.losses.get(loss).label_kind in ("sparse", "categorical")
     model.compile(optimizer=optimizer_obj, loss=loss, metrics=["accuracy"] if counted else [], backend="numba")
     return model

@@ -232,7 +232,6 @@ class Sequential:
         metric_objs = metrics_module.resolve(metrics, loss_obj)
         steps_per_execution = validation.check_steps_per_execution(steps_per_execution)
         accuracy = metrics_module.Accuracy(label_kind=loss_obj.label_kind)  # what the backends count
-        backend = self._backend_for_metrics(backend, self._metric_plan(metric_objs, loss_obj))
         trainer = backends.create(backend, self.layers, loss_obj, optimizer_obj, accuracy)
         self.optimizer, self.loss, self.accuracy = optimizer_obj, loss_obj, accuracy
         self.metrics, self.steps_per_execution = metric_objs, steps_per_execution
@@ -250,20 +249,6 @@ class Sequential:
         if self.input_shape is not None and self.layers:
             return self.output_shape[-1]
         return getattr(self.layers[-1], "units", None) if self.layers else None
-
-    @staticmethod
-    def _backend_for_metrics(backend, plan):
-        """The numba kernels count argmax accuracy only; other metrics need each batch's
-        outputs, which the NumPy backend gives: 'auto' then means NumPy, 'numba' is refused."""
-        if not plan.needs_outputs:
-            return backend
-        chosen = backend or backends.default_name()
-        if chosen == "numba":
-            names = [m.name for m, counted in zip(plan.metrics, plan.counted) if not counted]
-            raise NotImplementedError(f"backend='numba' does not support the metrics {names} (its "
-                                      "kernels count accuracy only); use backend='numpy' or leave "
-                                      "backend unset to choose automatically")
-        return "numpy" if chosen == backends.AUTO else chosen
 
     @property
     def metrics_names(self):

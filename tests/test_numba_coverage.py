@@ -104,8 +104,10 @@ def train_and_compare(reference, fast, x, y, batch_size, floatx, epochs=1, toler
     for slot, arrays in (reference.optimizer.state or {}).items():
         for ours, theirs in zip(fast.optimizer.state[slot], arrays):
             np.testing.assert_allclose(ours, theirs, rtol=1e-4, atol=TOLERANCE[floatx], err_msg=slot)
-    np.testing.assert_allclose(histories[1]["loss"], histories[0]["loss"], rtol=LOSS_RTOL[floatx])
+    assert histories[1].keys() == histories[0].keys()
     assert histories[1].get("accuracy") == histories[0].get("accuracy")
+    for key in histories[0]:  # the loss, and the metrics that read the outputs
+        np.testing.assert_allclose(histories[1][key], histories[0][key], rtol=LOSS_RTOL[floatx], err_msg=key)
     assert after[0] == after[1]
     # Inference: evaluate and predict agree too (dropout off, penalties in the loss).
     np.testing.assert_allclose(fast.evaluate(x, y, batch_size=48, verbose=0),
@@ -407,8 +409,8 @@ def make_targets(n_samples, units, kind, seed=1):
                          ids=["batch-1", "batch-32", "last-partial-batch"])
 @pytest.mark.parametrize("loss", list(TARGET_LOSSES))
 def test_each_binary_and_regression_loss_at_each_batch_size(loss, batch_size, n_samples, epochs, floatx):
-    """About 100 steps, with Dropout and L2, Adam; no metric ('accuracy' of these targets is a
-    threshold or the outputs' argmax, which needs the outputs: the NumPy backend)."""
+    """About 100 steps, with Dropout and L2, Adam; no metric (see
+    :func:`test_metrics_that_read_the_outputs_at_each_batch_size` for them)."""
     units, output, make_loss, kind = TARGET_LOSSES[loss]
     reference, fast = make_pair(lambda: stack(("dropout", "l2"), output, units=units), make_loss,
                                 OPTIMIZERS["adam"], floatx, metrics=())
@@ -526,3 +528,65 @@ def test_a_schedule_with_each_optimizer_family(optimizer, floatx):
                                 lambda: SCHEDULED_OPTIMIZERS[optimizer](SCHEDULES["cosine, warmup"]()), floatx)
     x, y = make_data(N_SAMPLES, categorical=False)
     train_and_compare(reference, fast, x, y, BATCH, floatx)
+
+
+# ----------------------------------------------------------------------------- metrics that read the outputs
+
+#: name -> (output units, output activation, loss, targets kind ("sparse" or "binary"), metrics)
+OUTPUT_METRICS = {
+    "one sigmoid unit": (1, "sigmoid", lambda: npnet.losses.BinaryCrossentropy(), "binary",
+                         ["accuracy", "auc", "precision", "recall", "mae", "binary_crossentropy"]),
+    "softmax, sparse labels": (N_CLASSES, "softmax", lambda: npnet.losses.SparseCategoricalCrossentropy(), "sparse",
+                               ["accuracy", "sparse_top_k_categorical_accuracy", "sparse_categorical_crossentropy"]),
+}
+
+
+def _output_metric_case(case, floatx, n_samples):
+    units, output, make_loss, kind, metrics = OUTPUT_METRICS[case]
+    reference, fast = make_pair(lambda: stack(("dropout", "l2"), output, units=units), make_loss,
+                                OPTIMIZERS["adam"], floatx, metrics=metrics)
+    if kind == "sparse":
+        return reference, fast, make_data(n_samples, categorical=False)
+    x, y = make_targets(n_samples, units, "binary")
+    return reference, fast, (x, y[:, 0])
+
+
+@pytest.mark.parametrize("floatx", ["float32", "float64"])
+@pytest.mark.parametrize("batch_size, n_samples, epochs", [(1, 100, 1), (32, 3200, 1), (32, 327, 9)],
+                         ids=["batch-1", "batch-32", "last-partial-batch"])
+@pytest.mark.parametrize("case", list(OUTPUT_METRICS))
+def test_metrics_that_read_the_outputs_at_each_batch_size(case, batch_size, n_samples, epochs, floatx):
+    """The numba backend trains a model whose metrics read each batch's outputs (its kernels
+    keep them): every metric's history, the weights and the state agree with NumPy's."""
+    reference, fast, (x, y) = _output_metric_case(case, floatx, n_samples)
+    assert fast.backend_name == "numba"
+    train_and_compare(reference, fast, x, y, batch_size, floatx, epochs)
+
+
+@pytest.mark.parametrize("floatx", ["float32", "float64"])
+@pytest.mark.parametrize("batch_size, n_samples", [(1, 100), (32, 3200), (32, 3190)],
+                         ids=["batch-1", "batch-32", "last-partial-batch"])
+def test_kept_outputs_are_the_forward_pass_before_each_update(batch_size, n_samples, floatx):
+    """``train_steps(keep_outputs=True)``: each batch's output rows (Dropout on, before that
+    step's update), as the NumPy backend's, over calls of several steps and one ending on the
+    partial batch; and the same weights as without keeping them."""
+    reference, fast, (x, y) = _output_metric_case("softmax, sparse labels", floatx, n_samples)
+    _, plain, _ = _output_metric_case("softmax, sparse labels", floatx, n_samples)
+    order = np.random.default_rng(3).permutation(n_samples)
+    steps = -(-n_samples // batch_size)
+    kept = {}
+    for name, model, keep in (("numpy", reference, True), ("numba", fast, True), ("plain", plain, False)):
+        utils.set_random_seed(4)
+        outputs = []
+        for first in range(0, steps, 37):
+            done = model.backend.train_steps(x, y, order, batch_size, first, min(37, steps - first),
+                                             keep_outputs=keep)
+            assert done.last_applied and (done.outputs is None) == (not keep)
+            outputs += done.outputs or []
+        kept[name] = outputs
+    assert [o.shape for o in kept["numba"]] == [o.shape for o in kept["numpy"]]
+    assert kept["numba"][-1].shape[0] == n_samples - (steps - 1) * batch_size
+    for ours, theirs in zip(kept["numba"], kept["numpy"]):
+        assert ours.dtype == np.dtype(floatx)
+        np.testing.assert_allclose(ours, theirs, rtol=LOSS_RTOL[floatx], atol=TOLERANCE[floatx])
+    assert all(np.array_equal(a, b) for a, b in zip(fast.get_weights(), plain.get_weights()))

@@ -457,7 +457,9 @@ class NumbaBackend(base.Trainer):
 
     # -- the backend interface -------------------------------------------------------------
 
-    def train_steps(self, x, y, order, batch_size, first_step, n_steps):
+    def train_steps(self, x, y, order, batch_size, first_step, n_steps, keep_outputs=False):
+        """As :meth:`base.Trainer.train_steps`; with ``keep_outputs`` the kernels also copy each
+        batch's output rows out (a variant compiled only for models whose metrics need them)."""
         self.require_training_parts()
         losses, corrects = np.empty(n_steps), np.empty(n_steps, dtype=np.int64)
         with self._lock, _single_threaded_blas:
@@ -465,6 +467,7 @@ class NumbaBackend(base.Trainer):
             x, (labels, targets) = _as_rows(x, net), self._as_labels(y, net, x.shape[0])
             order = np.arange(x.shape[0], dtype=np.int64) if order is None else _as_order(order, x.shape[0])
             optimizer, work = self._bind_optimizer(), self._bind_work(min(batch_size, x.shape[0]))
+            kept = _kept_outputs(net, n_steps, work) if keep_outputs else None
             done, applied, scheduled = 0, True, self.optimizer.learning_rate_schedule is not None
             while done < n_steps and applied:
                 count = min(n_steps - done, self._steps_per_mask_draw(work))
@@ -480,12 +483,13 @@ class NumbaBackend(base.Trainer):
                     n, applied = K.train_batches(x, labels, targets, order, batch_size, first_step + done, count,
                                                  net, self._penalties, dropout, *optimizer,
                                                  self.optimizer.step_counter(), work, losses[done:],
-                                                 corrects[done:])
+                                                 corrects[done:], None if kept is None else kept[done:])
                 self._threads.record(threads, time.perf_counter() - started, n)
                 done += n
                 if scheduled and applied:  # as Optimizer.apply_gradients records it
                     self.optimizer._current_learning_rate = rate
-        return base.Steps(losses[:done], corrects[:done], bool(applied))
+        outputs = None if kept is None else _batch_outputs(kept[:done], x.shape[0], batch_size, first_step)
+        return base.Steps(losses[:done], corrects[:done], bool(applied), outputs)
 
     def test_batch(self, x, y):
         self.require_training_parts()
@@ -558,6 +562,18 @@ class NumbaBackend(base.Trainer):
         return K.Dropout(np.array([d is not None for d in dropouts], dtype=np.int64),
                          np.array([1.0 / (1.0 - d.rate) if d else 0.0 for d in dropouts], dtype=dtype),
                          tuple(masks), self._dropped)
+
+
+def _kept_outputs(net, n_steps, work):
+    """A new buffer for the output rows of ``n_steps`` batches (n_steps, capacity, units): new
+    for every call, since the metrics may hold on to the rows they are handed."""
+    return np.empty((n_steps, work.x.shape[0], net.kernels[-1].shape[1]), dtype=net.kernels[0].dtype)
+
+
+def _batch_outputs(kept, n_samples, batch_size, first_step):
+    """Each batch's output rows, as the NumPy backend lists them: ``kept[k]``'s first n rows,
+    n the size of batch ``first_step + k`` (the last batch of an epoch may be shorter)."""
+    return [kept[k, :min(batch_size, n_samples - (first_step + k) * batch_size)] for k in range(len(kept))]
 
 
 #: The losses of targets shaped like the output, by their code in the kernels' loss row.

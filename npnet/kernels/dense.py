@@ -1752,20 +1752,29 @@ def restore_float_mode(typingctx, saved):
 
 @kernel
 def train_batches(x, labels, targets, order, batch_size, first_step, n_steps, net, penalties, dropout,
-                  adam, sgd, rmsprop, step_counter, work, losses, corrects):
+                  adam, sgd, rmsprop, step_counter, work, losses, corrects, outputs):
     """:func:`train_steps_in_float_mode` with denormals flushed, as TensorFlow trains; the
     caller's float mode is restored before returning."""
     saved = flush_denormals()
     result = train_steps_in_float_mode(x, labels, targets, order, batch_size, first_step, n_steps, net,
                                        penalties, dropout, adam, sgd, rmsprop, step_counter, work, losses,
-                                       corrects)
+                                       corrects, outputs)
     restore_float_mode(saved)
     return result
 
 
 @kernel
+def keep_rows(output, kept):
+    """Copy ``output`` (n, units) into the first n rows of ``kept`` (>= n, units), element by
+    element (a slice assignment would compile numba's shape-mismatch message too)."""
+    for i in range(output.shape[0]):
+        for j in range(output.shape[1]):
+            kept[i, j] = output[i, j]
+
+
+@kernel
 def train_steps_in_float_mode(x, labels, targets, order, batch_size, first_step, n_steps, net, penalties, dropout,
-                  adam, sgd, rmsprop, step_counter, work, losses, corrects):
+                  adam, sgd, rmsprop, step_counter, work, losses, corrects, outputs):
     """Train on batches ``first_step, ..., first_step + n_steps - 1`` of one epoch.
 
     Mirrors ``NumpyBackend.train_steps``: batch ``s`` is the samples
@@ -1780,7 +1789,9 @@ def train_steps_in_float_mode(x, labels, targets, order, batch_size, first_step,
     ``dropout`` (:class:`Dropout`) and all but one of the optimizer states ``adam``, ``sgd``,
     ``rmsprop`` are None when unused: their branches below are then not even compiled.
     Writes each batch's mean loss into ``losses[k]`` and its correct count into
-    ``corrects[k]``. A batch whose loss or any gradient is not finite, or whose update would
+    ``corrects[k]``, and, unless ``outputs`` is None, its output rows (the forward pass before
+    the step's update, as the NumPy backend hands them to the metrics) into ``outputs[k][:n]``
+    (outputs: (n_steps, capacity, units)). A batch whose loss or any gradient is not finite, or whose update would
     make a weight or slot non-finite (:func:`update_is_safe`), is *not* applied and ends the
     call. Returns ``(n_done, last_applied)``.
     """
@@ -1798,6 +1809,8 @@ def train_steps_in_float_mode(x, labels, targets, order, batch_size, first_step,
             gathered = None
         forward_pass(work.x, n, net.kernels, net.biases, net.codes, work.zs, work.acts, n, dropout, k, work.threads)
         output = work.acts[last][:n]
+        if outputs is not None:
+            keep_rows(output, outputs[k])
         loss = output_loss(net.loss_code, work.zs[last][:n], output, batch_labels, gathered, net.constants)
         if penalties is not None:
             loss = penalty_loss(net.kernels, net.biases, penalties, loss)
