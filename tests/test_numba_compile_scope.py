@@ -52,6 +52,8 @@ _RUN = textwrap.dedent("""
     result["binary, metrics of the outputs"] = train([layers.Flatten(input_shape=(4, 4)),
                                                       layers.Dense(1, activation="sigmoid")],
                                                      "binary_crossentropy", "adam", labels % 2, ["accuracy", "auc"])
+    result["weighted"] = train([layers.Flatten(input_shape=(4, 4)), layers.Dense(3, activation="softmax")],
+                               "sparse_categorical_crossentropy", "adam", labels, sample_weight=np.linspace(0, 1, 64))
     print(json.dumps(result))
 """)
 
@@ -60,8 +62,11 @@ OTHER_ACTIVATIONS = {"any_activation_forward", "any_activation_backward", "other
                      "other_activation_backward", "sigmoid_of", "erf_of"}
 TARGET_LOSSES = {"target_loss", "target_gradient", "target_entry_loss", "sign_of"}
 L1 = {"l1_penalty", "add_l1_penalty_gradient"}
-#: what only a model whose metrics read the outputs needs
+#: what only a model whose metrics read the outputs needs, or a fit with sample weights
 KEPT_OUTPUTS = {"keep_rows"}
+WEIGHTED = {"gather_weights", "scale_rows"}
+#: none of which the tutorial or an L2 model compiles
+UNUSED = OTHER_ACTIVATIONS | TARGET_LOSSES | L1 | KEPT_OUTPUTS | WEIGHTED
 
 
 def test_the_tutorial_and_an_l2_model_compile_none_of_the_other_pieces(tmp_path):
@@ -75,7 +80,8 @@ def test_the_tutorial_and_an_l2_model_compile_none_of_the_other_pieces(tmp_path)
     result = json.loads(done.stdout.strip().splitlines()[-1])
     tutorial, l2_model = set(result["tutorial"]), set(result["l2, sigmoid output"])
     assert {"train_batches", "forward_pass", "log_softmax_sum"} <= tutorial
-    assert not tutorial & (OTHER_ACTIVATIONS | TARGET_LOSSES | L1 | KEPT_OUTPUTS | {"weight_penalty"}), sorted(tutorial)
+    assert not tutorial & (UNUSED | {"weight_penalty"}), sorted(tutorial)
     assert {"weight_penalty", "l2_penalty", "crossentropy_probabilities_sum"} <= l2_model
-    assert not l2_model & (OTHER_ACTIVATIONS | TARGET_LOSSES | L1 | KEPT_OUTPUTS), sorted(l2_model)
+    assert not l2_model & UNUSED, sorted(l2_model)
     assert KEPT_OUTPUTS <= set(result["binary, metrics of the outputs"])
+    assert WEIGHTED <= set(result["weighted"])

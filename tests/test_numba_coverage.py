@@ -87,13 +87,13 @@ def make_data(n_samples, categorical, seed=1):
     return x, (np.eye(N_CLASSES)[y] if categorical else y)
 
 
-def train_and_compare(reference, fast, x, y, batch_size, floatx, epochs=1, tolerance=None):
+def train_and_compare(reference, fast, x, y, batch_size, floatx, epochs=1, tolerance=None, **fit_options):
     """Fit both with the same shuffles; compare weights, state, history and generator.
-    ``tolerance``: of the weights, when not ``TOLERANCE[floatx]``."""
+    ``tolerance``: of the weights, when not ``TOLERANCE[floatx]``; ``fit_options`` go to fit."""
     histories, after, before = [], [], reference.optimizer.iterations
     for model in (reference, fast):
         utils.set_random_seed(2)
-        histories.append(model.fit(x, y, batch_size=batch_size, epochs=epochs, verbose=0).history)
+        histories.append(model.fit(x, y, batch_size=batch_size, epochs=epochs, verbose=0, **fit_options).history)
         after.append(utils.rng().random())  # the generator's state: same draws on both
     steps = epochs * -(-x.shape[0] // batch_size)
     assert reference.optimizer.iterations == fast.optimizer.iterations == before + steps
@@ -590,3 +590,56 @@ def test_kept_outputs_are_the_forward_pass_before_each_update(batch_size, n_samp
         assert ours.dtype == np.dtype(floatx)
         np.testing.assert_allclose(ours, theirs, rtol=LOSS_RTOL[floatx], atol=TOLERANCE[floatx])
     assert all(np.array_equal(a, b) for a, b in zip(fast.get_weights(), plain.get_weights()))
+
+
+# ----------------------------------------------------------------------------- sample and class weights
+
+#: name -> (output units, output activation, loss object, targets: "sparse", "categorical",
+#: "binary" or "regression"); each head the kernels weigh
+WEIGHTED_LOSSES = {
+    "sparse, softmax head": (N_CLASSES, "softmax", lambda: npnet.losses.SparseCategoricalCrossentropy(), "sparse"),
+    "categorical, sigmoid probabilities": (N_CLASSES, "sigmoid", lambda: npnet.losses.CategoricalCrossentropy(),
+                                           "categorical"),
+    "sparse, from logits through tanh": (
+        N_CLASSES, "tanh", lambda: npnet.losses.SparseCategoricalCrossentropy(from_logits=True), "sparse"),
+    "binary, one sigmoid unit": (1, "sigmoid", lambda: npnet.losses.BinaryCrossentropy(), "binary"),
+    "mse through tanh": (3, "tanh", lambda: npnet.losses.MeanSquaredError(), "regression"),
+}
+
+
+def _weighted_case(loss, floatx, n_samples):
+    """(NumPy model, numba model, x, y) for one of WEIGHTED_LOSSES, with Dropout and L2."""
+    units, output, make_loss, kind = WEIGHTED_LOSSES[loss]
+    reference, fast = make_pair(lambda: stack(("dropout", "l2"), output, units=units), make_loss,
+                                lambda: optimizers.SGD(learning_rate=0.01, momentum=0.5), floatx)
+    if kind in ("sparse", "categorical"):
+        x, y = make_data(n_samples, categorical=kind == "categorical")
+    else:
+        x, y = make_targets(n_samples, units, kind)
+    return reference, fast, x, y
+
+
+@pytest.mark.parametrize("floatx", ["float32", "float64"])
+@pytest.mark.parametrize("batch_size, n_samples, epochs", [(1, 100, 1), (32, 3200, 1), (32, 327, 9)],
+                         ids=["batch-1", "batch-32", "last-partial-batch"])
+@pytest.mark.parametrize("loss", list(WEIGHTED_LOSSES))
+def test_sample_weight_with_each_head_at_each_batch_size(loss, batch_size, n_samples, epochs, floatx):
+    """fit(sample_weight=...) on the numba backend: each sample's loss and gradient row
+    weighed as the NumPy backend does (some weights 0, some above 1), about 100 steps."""
+    reference, fast, x, y = _weighted_case(loss, floatx, n_samples)
+    weights = np.random.default_rng(5).uniform(0.0, 3.0, n_samples)
+    weights[::7] = 0.0
+    train_and_compare(reference, fast, x, y, batch_size, floatx, epochs, sample_weight=weights)
+    assert fast.backend_name == "numba"
+
+
+@pytest.mark.parametrize("floatx", ["float32", "float64"])
+def test_class_weight_on_the_numba_backend(floatx):
+    """class_weight becomes one weight per sample, as on NumPy; a weighted fit is not a
+    different model: the same numba backend trains it, and then trains without weights."""
+    reference, fast, x, y = _weighted_case("sparse, softmax head", floatx, N_SAMPLES)
+    class_weight = {0: 0.5, 1: 2.0, 2: 1.0, 3: 0.25}
+    train_and_compare(reference, fast, x, y, BATCH, floatx, class_weight=class_weight)
+    trainer = fast.backend
+    train_and_compare(reference, fast, x, y, BATCH, floatx)
+    assert fast.backend is trainer and trainer.name == "numba"

@@ -457,9 +457,11 @@ class NumbaBackend(base.Trainer):
 
     # -- the backend interface -------------------------------------------------------------
 
-    def train_steps(self, x, y, order, batch_size, first_step, n_steps, keep_outputs=False):
+    def train_steps(self, x, y, order, batch_size, first_step, n_steps, keep_outputs=False, sample_weight=None):
         """As :meth:`base.Trainer.train_steps`; with ``keep_outputs`` the kernels also copy each
-        batch's output rows out (a variant compiled only for models whose metrics need them)."""
+        batch's output rows out (a variant compiled only for models whose metrics need them);
+        ``sample_weight`` (n_samples,) weighs each sample's loss and gradient as the NumPy
+        backend does (Keras's ``Σ w_i l_i / n``). Neither is compiled for a model not using it."""
         self.require_training_parts()
         losses, corrects = np.empty(n_steps), np.empty(n_steps, dtype=np.int64)
         with self._lock, _single_threaded_blas:
@@ -468,6 +470,7 @@ class NumbaBackend(base.Trainer):
             order = np.arange(x.shape[0], dtype=np.int64) if order is None else _as_order(order, x.shape[0])
             optimizer, work = self._bind_optimizer(), self._bind_work(min(batch_size, x.shape[0]))
             kept = _kept_outputs(net, n_steps, work) if keep_outputs else None
+            weighting = None if sample_weight is None else _sample_weights(sample_weight, net, x.shape[0], work)
             done, applied, scheduled = 0, True, self.optimizer.learning_rate_schedule is not None
             while done < n_steps and applied:
                 count = min(n_steps - done, self._steps_per_mask_draw(work))
@@ -483,7 +486,7 @@ class NumbaBackend(base.Trainer):
                     n, applied = K.train_batches(x, labels, targets, order, batch_size, first_step + done, count,
                                                  net, self._penalties, dropout, *optimizer,
                                                  self.optimizer.step_counter(), work, losses[done:],
-                                                 corrects[done:], None if kept is None else kept[done:])
+                                                 corrects[done:], None if kept is None else kept[done:], weighting)
                 self._threads.record(threads, time.perf_counter() - started, n)
                 done += n
                 if scheduled and applied:  # as Optimizer.apply_gradients records it
@@ -568,6 +571,17 @@ def _kept_outputs(net, n_steps, work):
     """A new buffer for the output rows of ``n_steps`` batches (n_steps, capacity, units): new
     for every call, since the metrics may hold on to the rows they are handed."""
     return np.empty((n_steps, work.x.shape[0], net.kernels[-1].shape[1]), dtype=net.kernels[0].dtype)
+
+
+def _sample_weights(sample_weight, net, n_samples, work):
+    """The kernels' :class:`~npnet.kernels.dense.SampleWeights`: the weights in the model's
+    dtype (as ``training._weighted_value`` casts them), checked, and a buffer for a batch's."""
+    dtype = net.kernels[0].dtype
+    weights = np.ascontiguousarray(sample_weight, dtype=dtype)
+    if weights.shape != (n_samples,):
+        raise ValueError(f"sample_weight must hold one weight per sample, shape ({n_samples},); "
+                         f"received shape {weights.shape}")
+    return K.SampleWeights(weights, np.empty(work.x.shape[0], dtype=dtype))
 
 
 def _batch_outputs(kept, n_samples, batch_size, first_step):
