@@ -81,6 +81,8 @@ COVERAGE = [("layer", "Flatten", lambda: [layers.Flatten()] + _model(), {}, True
             ("option", "float32 weights", _model, {}, True),
             ("option", "float64 weights (set_floatx('float64'))", _model, {"floatx": "float64"}, True),
             ("option", "learning-rate schedule object", _model, {"optimizer": _schedule}, True),
+            ("option", "fit(sample_weight=...)", _model, {"fit": {"sample_weight": np.linspace(0.0, 2.0, 40)}}, True),
+            ("option", "fit(class_weight=...)", _model, {"fit": {"class_weight": {0: 1.0, 1: 2.5, 2: 0.5}}}, True),
             ("activation", "custom Activation object", _custom_activation, {}, "custom Activation")]
 from npnet.kernels import dense as _kernels  # noqa: E402
 
@@ -126,9 +128,9 @@ COVERAGE += [("loss", f"{name}{suffix}", lambda output=output: _model(output=out
                  ("mean_absolute_error", "", "tanh", losses.MeanAbsoluteError),
                  ("huber_loss", "", "linear", lambda: losses.Huber(delta=0.5)))]
 COVERAGE += [("loss", "binary_crossentropy with label_smoothing", lambda: _model(output="sigmoid"),
-              {"loss": lambda: losses.BinaryCrossentropy(label_smoothing=0.1), "metrics": []}, "label_smoothing"),
+              {"loss": lambda: losses.BinaryCrossentropy(label_smoothing=0.1)}, True),
              ("loss", "categorical_crossentropy with label_smoothing", _model,
-              {"loss": lambda: losses.CategoricalCrossentropy(label_smoothing=0.1)}, "label_smoothing")]
+              {"loss": lambda: losses.CategoricalCrossentropy(label_smoothing=0.1)}, True)]
 COVERAGE += [("loss", name, lambda: _model(output="sigmoid"), {"loss": lambda cls=cls: cls()}, name)
              for name, cls in LOSS_CLASSES.items() if name not in NUMBA_LOSSES]
 COVERAGE += [("optimizer", f"{name}{suffix}", _model, {"optimizer": lambda cls=cls, kw=kw: cls(**kw)}, True)
@@ -216,7 +218,8 @@ def test_each_piece_runs_on_numpy_and_numba_runs_it_or_names_it(row):
         model.compile(optimizer=_compile_settings(settings)[1], loss=_compile_settings(settings)[0],
                       metrics=metric_names, backend=backend)
         utils.set_random_seed(1)
-        losses_by_backend[model.backend_name] = model.fit(x, y, batch_size=8, epochs=1, verbose=0).history
+        losses_by_backend[model.backend_name] = model.fit(x, y, batch_size=8, epochs=1, verbose=0,
+                                                          **settings.get("fit", {})).history
     if numba is True:  # the loss and every metric
         assert losses_by_backend["numba"].keys() == losses_by_backend["numpy"].keys()
         for key, values in losses_by_backend["numpy"].items():

@@ -52,8 +52,9 @@ _RUN = textwrap.dedent("""
     result["binary, metrics of the outputs"] = train([layers.Flatten(input_shape=(4, 4)),
                                                       layers.Dense(1, activation="sigmoid")],
                                                      "binary_crossentropy", "adam", labels % 2, ["accuracy", "auc"])
-    result["weighted"] = train([layers.Flatten(input_shape=(4, 4)), layers.Dense(3, activation="softmax")],
-                               "sparse_categorical_crossentropy", "adam", labels, sample_weight=np.linspace(0, 1, 64))
+    result["weighted, smoothed"] = train([layers.Flatten(input_shape=(4, 4)), layers.Dense(3, activation="softmax")],
+                                         npnet.losses.CategoricalCrossentropy(label_smoothing=0.1), "adam",
+                                         np.eye(3)[labels], sample_weight=np.linspace(0, 1, 64))
     print(json.dumps(result))
 """)
 
@@ -62,11 +63,12 @@ OTHER_ACTIVATIONS = {"any_activation_forward", "any_activation_backward", "other
                      "other_activation_backward", "sigmoid_of", "erf_of"}
 TARGET_LOSSES = {"target_loss", "target_gradient", "target_entry_loss", "sign_of"}
 L1 = {"l1_penalty", "add_l1_penalty_gradient"}
-#: what only a model whose metrics read the outputs needs, or a fit with sample weights
+#: what only a model whose metrics read the outputs needs, a fit with sample weights, label smoothing
 KEPT_OUTPUTS = {"keep_rows"}
 WEIGHTED = {"gather_weights", "scale_rows"}
+SMOOTHED = {"smooth_targets"}
 #: none of which the tutorial or an L2 model compiles
-UNUSED = OTHER_ACTIVATIONS | TARGET_LOSSES | L1 | KEPT_OUTPUTS | WEIGHTED
+UNUSED = OTHER_ACTIVATIONS | TARGET_LOSSES | L1 | KEPT_OUTPUTS | WEIGHTED | SMOOTHED
 
 
 def test_the_tutorial_and_an_l2_model_compile_none_of_the_other_pieces(tmp_path):
@@ -84,4 +86,4 @@ def test_the_tutorial_and_an_l2_model_compile_none_of_the_other_pieces(tmp_path)
     assert {"weight_penalty", "l2_penalty", "crossentropy_probabilities_sum"} <= l2_model
     assert not l2_model & UNUSED, sorted(l2_model)
     assert KEPT_OUTPUTS <= set(result["binary, metrics of the outputs"])
-    assert WEIGHTED <= set(result["weighted"])
+    assert WEIGHTED | SMOOTHED <= set(result["weighted, smoothed"])

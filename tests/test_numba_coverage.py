@@ -643,3 +643,44 @@ def test_class_weight_on_the_numba_backend(floatx):
     trainer = fast.backend
     train_and_compare(reference, fast, x, y, BATCH, floatx)
     assert fast.backend is trainer and trainer.name == "numba"
+
+
+# ----------------------------------------------------------------------------- label smoothing
+
+#: name -> (output units, output activation, loss object, targets: "categorical" or "binary")
+SMOOTHED_LOSSES = {
+    "categorical, softmax head": (
+        N_CLASSES, "softmax", lambda: npnet.losses.CategoricalCrossentropy(label_smoothing=0.2), "categorical"),
+    "categorical, from logits": (N_CLASSES, "linear", lambda: npnet.losses.CategoricalCrossentropy(
+        from_logits=True, label_smoothing=0.1), "categorical"),
+    "categorical, sigmoid probabilities": (
+        N_CLASSES, "sigmoid", lambda: npnet.losses.CategoricalCrossentropy(label_smoothing=0.1), "categorical"),
+    "binary, one sigmoid unit": (1, "sigmoid", lambda: npnet.losses.BinaryCrossentropy(label_smoothing=0.1), "binary"),
+    "binary, from logits": (3, "linear", lambda: npnet.losses.BinaryCrossentropy(from_logits=True,
+                                                                                  label_smoothing=0.3), "binary"),
+}
+
+
+@pytest.mark.parametrize("floatx", ["float32", "float64"])
+@pytest.mark.parametrize("batch_size, n_samples, epochs", [(1, 100, 1), (32, 3200, 1), (32, 327, 9)],
+                         ids=["batch-1", "batch-32", "last-partial-batch"])
+@pytest.mark.parametrize("loss", list(SMOOTHED_LOSSES))
+def test_label_smoothing_with_each_head_at_each_batch_size(loss, batch_size, n_samples, epochs, floatx):
+    """label_smoothing on the numba backend: the targets of each batch smoothed as
+    npnet.losses does, in training and in evaluate (where the caller's targets stay as they
+    were); accuracy still reads the targets as given. The data stay in floatx during fit, as
+    after ``set_floatx('float64')`` (float32 targets for a float64 model would be smoothed and
+    summed in float32 by the NumPy backend, which the kernels do not mimic)."""
+    units, output, make_loss, kind = SMOOTHED_LOSSES[loss]
+    reference, fast = make_pair(lambda: stack(("dropout", "l2"), output, units=units), make_loss,
+                                OPTIMIZERS["adam"], floatx)
+    x, y = make_data(n_samples, categorical=True) if kind == "categorical" else make_targets(n_samples, units, kind)
+    y = y.astype(floatx)
+    given = y.copy()
+    previous = config.floatx()
+    config.set_floatx(floatx)
+    try:
+        train_and_compare(reference, fast, x, y, batch_size, floatx, epochs)
+    finally:
+        config.set_floatx(previous)
+    assert fast.backend_name == "numba" and np.array_equal(y, given)

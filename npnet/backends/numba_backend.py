@@ -82,9 +82,10 @@ _SETTINGS = {
             "kernel_constraint": None, "bias_constraint": None, "lora_rank": None},
     SparseCategoricalCrossentropy: {"from_logits": _ANY, "name": _ANY, "ignore_class": None, "axis": -1,
                                     "reduction": "sum_over_batch_size"},
-    CategoricalCrossentropy: {"from_logits": _ANY, "name": _ANY, "label_smoothing": 0.0, "axis": -1,
+    CategoricalCrossentropy: {"from_logits": _ANY, "name": _ANY, "label_smoothing": _ANY, "axis": -1,
                               "reduction": "sum_over_batch_size"},
-    BinaryCrossentropy: {"from_logits": _ANY, "name": _ANY, "label_smoothing": 0.0, "reduction": "sum_over_batch_size"},
+    BinaryCrossentropy: {"from_logits": _ANY, "name": _ANY, "label_smoothing": _ANY,
+                         "reduction": "sum_over_batch_size"},
     MeanSquaredError: {"name": _ANY, "reduction": "sum_over_batch_size"},
     MeanAbsoluteError: {"name": _ANY, "reduction": "sum_over_batch_size"},
     Huber: {"name": _ANY, "reduction": "sum_over_batch_size", "delta": _ANY},
@@ -471,6 +472,7 @@ class NumbaBackend(base.Trainer):
             optimizer, work = self._bind_optimizer(), self._bind_work(min(batch_size, x.shape[0]))
             kept = _kept_outputs(net, n_steps, work) if keep_outputs else None
             weighting = None if sample_weight is None else _sample_weights(sample_weight, net, x.shape[0], work)
+            smoothing = _smoothing(self.loss, y, net)
             done, applied, scheduled = 0, True, self.optimizer.learning_rate_schedule is not None
             while done < n_steps and applied:
                 count = min(n_steps - done, self._steps_per_mask_draw(work))
@@ -486,7 +488,8 @@ class NumbaBackend(base.Trainer):
                     n, applied = K.train_batches(x, labels, targets, order, batch_size, first_step + done, count,
                                                  net, self._penalties, dropout, *optimizer,
                                                  self.optimizer.step_counter(), work, losses[done:],
-                                                 corrects[done:], None if kept is None else kept[done:], weighting)
+                                                 corrects[done:], None if kept is None else kept[done:], weighting,
+                                                 smoothing)
                 self._threads.record(threads, time.perf_counter() - started, n)
                 done += n
                 if scheduled and applied:  # as Optimizer.apply_gradients records it
@@ -504,7 +507,8 @@ class NumbaBackend(base.Trainer):
             work = self._bind_work(x.shape[0])
             work = work._replace(threads=self._threads.choose(net, x.shape[0], explore=False))
             with _numba_threads(work.threads):
-                loss, correct = K.evaluate_batch(x, labels, targets, net, self._penalties, work)
+                loss, correct = K.evaluate_batch(x, labels, targets, net, self._penalties, work,
+                                                 _smoothing(self.loss, y, net))
         return float(loss), int(correct)
 
     def predict(self, x, batch_size):
@@ -582,6 +586,20 @@ def _sample_weights(sample_weight, net, n_samples, work):
         raise ValueError(f"sample_weight must hold one weight per sample, shape ({n_samples},); "
                          f"received shape {weights.shape}")
     return K.SampleWeights(weights, np.empty(work.x.shape[0], dtype=dtype))
+
+
+def _smoothing(loss, y, net):
+    """The kernels' ``smoothing`` of a loss with ``label_smoothing`` ε (None without): ``[1 - ε,
+    ε / k]`` computed as ``losses._SmoothedCrossEntropy._smooth`` does, in the dtype of the
+    targets ``y`` as given (the weights' when they are not floats), where the NumPy backend
+    smooths them."""
+    epsilon = getattr(loss, "label_smoothing", 0.0)
+    if not epsilon:
+        return None
+    y = np.asarray(y)
+    dtype = y.dtype if y.dtype.kind == "f" else net.kernels[0].dtype
+    epsilon = dtype.type(epsilon)
+    return np.array([1 - epsilon, epsilon / dtype.type(loss._smoothing_classes(y))], dtype=dtype)
 
 
 def _batch_outputs(kept, n_samples, batch_size, first_step):

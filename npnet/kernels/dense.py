@@ -1791,15 +1791,26 @@ def restore_float_mode(typingctx, saved):
 
 @kernel
 def train_batches(x, labels, targets, order, batch_size, first_step, n_steps, net, penalties, dropout,
-                  adam, sgd, rmsprop, step_counter, work, losses, corrects, outputs, weighting):
+                  adam, sgd, rmsprop, step_counter, work, losses, corrects, outputs, weighting, smoothing):
     """:func:`train_steps_in_float_mode` with denormals flushed, as TensorFlow trains; the
     caller's float mode is restored before returning."""
     saved = flush_denormals()
     result = train_steps_in_float_mode(x, labels, targets, order, batch_size, first_step, n_steps, net,
                                        penalties, dropout, adam, sgd, rmsprop, step_counter, work, losses,
-                                       corrects, outputs, weighting)
+                                       corrects, outputs, weighting, smoothing)
     restore_float_mode(saved)
     return result
+
+
+@kernel
+def smooth_targets(targets, smoothing):
+    """Mirrors ``_SmoothedCrossEntropy._smooth`` of npnet.losses, in place: ``t (1 - ε) + ε / k``
+    with ``smoothing = [1 - ε, ε / k]`` in the dtype of the targets as fit was given them,
+    in which the arithmetic is done (then stored in the weights' dtype).  targets: (n, k)."""
+    keep, add = smoothing[0], smoothing[1]
+    for i in range(targets.shape[0]):
+        for j in range(targets.shape[1]):
+            targets[i, j] = same_type(keep, targets[i, j]) * keep + add
 
 
 @kernel
@@ -1822,7 +1833,7 @@ def keep_rows(output, kept):
 
 @kernel
 def train_steps_in_float_mode(x, labels, targets, order, batch_size, first_step, n_steps, net, penalties, dropout,
-                  adam, sgd, rmsprop, step_counter, work, losses, corrects, outputs, weighting):
+                  adam, sgd, rmsprop, step_counter, work, losses, corrects, outputs, weighting, smoothing):
     """Train on batches ``first_step, ..., first_step + n_steps - 1`` of one epoch.
 
     Mirrors ``NumpyBackend.train_steps``: batch ``s`` is the samples
@@ -1840,7 +1851,8 @@ def train_steps_in_float_mode(x, labels, targets, order, batch_size, first_step,
     ``corrects[k]``, and, unless ``outputs`` is None, its output rows (the forward pass before
     the step's update, as the NumPy backend hands them to the metrics) into ``outputs[k][:n]``
     (outputs: (n_steps, capacity, units)). ``weighting`` (:class:`SampleWeights`, or None)
-    weighs each sample's loss and gradient row as the NumPy backend's ``sample_weight``. A batch whose loss or any gradient is not finite, or whose update would
+    weighs each sample's loss and gradient row as the NumPy backend's ``sample_weight``;
+    ``smoothing`` (:func:`smooth_targets`, or None) is the loss's label smoothing. A batch whose loss or any gradient is not finite, or whose update would
     make a weight or slot non-finite (:func:`update_is_safe`), is *not* applied and ends the
     call. Returns ``(n_done, last_applied)``.
     """
@@ -1854,6 +1866,8 @@ def train_steps_in_float_mode(x, labels, targets, order, batch_size, first_step,
         batch_labels = work.labels[:n]
         if targets is not None:
             gathered = work.targets[:n]
+            if smoothing is not None:  # after gather_rows took the labels of the targets as given
+                smooth_targets(gathered, smoothing)
         else:
             gathered = None
         if weighting is not None:
@@ -1892,16 +1906,25 @@ def train_steps_in_float_mode(x, labels, targets, order, batch_size, first_step,
 
 
 @kernel
-def evaluate_batch(x, labels, targets, net, penalties, work):
+def evaluate_batch(x, labels, targets, net, penalties, work, smoothing):
     """Mirrors ``NumpyBackend.test_batch``: ``(mean loss, correct count)`` of one batch.
 
     x: (n, d_in) with n <= the buffers' capacity, labels: (n,) (for a categorical loss, the
-    targets' argmax), targets: (n, k) or None; penalties as in :func:`train_batches`.
+    targets' argmax), targets: (n, k) or None; penalties and smoothing as in
+    :func:`train_batches` (the targets are smoothed in ``work.targets``, not in place).
     """
     n = x.shape[0]
     last = len(net.kernels) - 1
     forward_pass(x, n, net.kernels, net.biases, net.codes, work.zs, work.acts, n, None, 0, work.threads)
-    loss = output_loss(net.loss_code, work.zs[last][:n], work.acts[last][:n], labels, targets, net.constants, None)
+    if smoothing is not None:
+        smoothed = work.targets[:n]
+        keep_rows(targets, smoothed)
+        smooth_targets(smoothed, smoothing)
+        loss = output_loss(net.loss_code, work.zs[last][:n], work.acts[last][:n], labels, smoothed, net.constants,
+                           None)
+    else:
+        loss = output_loss(net.loss_code, work.zs[last][:n], work.acts[last][:n], labels, targets, net.constants,
+                           None)
     if penalties is not None:
         loss = penalty_loss(net.kernels, net.biases, penalties, loss)
     return loss, count_correct(work.acts[last][:n], labels)
