@@ -60,7 +60,8 @@ _RUN = textwrap.dedent("""
 
 #: kernels only a model with another activation, a binary or regression loss, or an L1 term needs
 OTHER_ACTIVATIONS = {"any_activation_forward", "any_activation_backward", "other_activation_forward",
-                     "other_activation_backward", "sigmoid_of", "erf_of"}
+                     "other_activation_backward", "sigmoid_of", "erf_of", "relu_general_forward",
+                     "relu_general_backward"}
 TARGET_LOSSES = {"target_loss", "target_gradient", "target_entry_loss", "sign_of"}
 L1 = {"l1_penalty", "add_l1_penalty_gradient"}
 #: what only a model whose metrics read the outputs needs, a fit with sample weights, label smoothing

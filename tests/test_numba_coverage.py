@@ -684,3 +684,56 @@ def test_label_smoothing_with_each_head_at_each_batch_size(loss, batch_size, n_s
     finally:
         config.set_floatx(previous)
     assert fast.backend_name == "numba" and np.array_equal(y, given)
+
+
+# ----------------------------------------------------------------------------- ReLU's max_value and threshold
+
+#: ReLU layers the kernels compute with their general row (npnet.kernels.dense.RELU_GENERAL)
+GENERAL_RELUS = {
+    "max_value 6 (relu6)": lambda: layers.ReLU(max_value=6.0),
+    "max_value 0.5": lambda: layers.ReLU(max_value=0.5),
+    "threshold 0.3": lambda: layers.ReLU(threshold=0.3),
+    "all three": lambda: layers.ReLU(max_value=2.0, negative_slope=0.1, threshold=0.5),
+    "max_value 6 with a slope": lambda: layers.ReLU(max_value=6, negative_slope=0.2),
+}
+
+
+@pytest.mark.parametrize("dtype", [np.float32, np.float64])
+@pytest.mark.parametrize("relu", list(GENERAL_RELUS))
+def test_general_relu_kernel_matches_functional_at_its_edges(relu, dtype):
+    """Forward and backward of a ReLU layer's row against its NumPy forward and backward,
+    equal bit for bit: at the threshold, at max_value (6 for relu6), NaN and infinities."""
+    from npnet.backends import numba_backend
+    from npnet.kernels import dense as K
+
+    layer = GENERAL_RELUS[relu]()
+    edges = [layer.threshold, layer.max_value or 0.0, 6.0, 5.999, 6.001, 0.3, 0.5, 2.0, 0.0, -0.0]
+    z = np.concatenate([_edge_values(dtype), np.array([edges * 2], dtype=dtype)[:, :20]])
+    dL_da = np.random.default_rng(1).standard_normal(z.shape).astype(dtype)
+    with np.errstate(all="ignore"):
+        expected_a, cache = layer.forward(z)
+        expected_grad = layer.backward(dL_da, cache)[0]
+    row = numba_backend.activation_codes([numba_backend._layer_activation(layer)])[0]
+    assert row[0] == K.RELU_GENERAL
+    a, grad = np.empty_like(z), dL_da.copy()
+    K.any_activation_forward(row, z, a)
+    K.any_activation_backward(row, grad, z, expected_a)
+    assert a.dtype == grad.dtype == dtype
+    np.testing.assert_array_equal(a, expected_a)
+    np.testing.assert_array_equal(grad, expected_grad)
+
+
+@pytest.mark.parametrize("floatx", ["float32", "float64"])
+@pytest.mark.parametrize("batch_size, n_samples, epochs", [(1, 100, 1), (32, 3200, 1), (32, 327, 9)],
+                         ids=["batch-1", "batch-32", "last-partial-batch"])
+@pytest.mark.parametrize("relu", list(GENERAL_RELUS))
+def test_relu_with_max_value_or_threshold_at_each_batch_size(relu, batch_size, n_samples, epochs, floatx):
+    """Dense(16) + ReLU(options) (scaled inputs, so the cap and the threshold are crossed),
+    Dropout and L2 elsewhere, about 100 steps."""
+    def make():
+        return [layers.Dense(16), GENERAL_RELUS[relu](), layers.Dropout(0.25),
+                layers.Dense(8, activation="tanh", kernel_regularizer=regularizers.L2(0.01)),
+                layers.Dense(N_CLASSES, activation="softmax")]
+    reference, fast = make_pair(make, npnet.losses.SparseCategoricalCrossentropy, OPTIMIZERS["adam"], floatx)
+    x, y = make_data(n_samples, categorical=False)
+    train_and_compare(reference, fast, x * 3, y, batch_size, floatx, epochs)

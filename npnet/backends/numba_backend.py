@@ -2,11 +2,13 @@
 
 What it runs: ``Dense`` layers with any npnet activation, frozen or trainable, with L1, L2 and
 L1L2 weight penalties; ``Dropout`` before any of them; ``Flatten`` anywhere (the identity on
-rows); ``ReLU`` (plain or leaky), ``LeakyReLU``, ``Softmax`` and ``Activation`` layers right after a
-linear ``Dense``, which they become the activation of; the sparse, one-hot and binary
-cross-entropies (from probabilities or logits), mean squared and absolute error and Huber;
-SGD (momentum, Nesterov), RMSprop (momentum, centered) and Adam, with a learning-rate schedule
-or not (one step per kernel call with one); float32 or float64 weights.
+rows); ``ReLU`` (with any of its options), ``LeakyReLU``, ``Softmax`` and ``Activation`` layers
+right after a linear ``Dense``, which they become the activation of; the sparse, one-hot and
+binary cross-entropies (from probabilities or logits, with label smoothing), mean squared and
+absolute error and Huber; fit's sample and class weights; every metric (the kernels count the
+argmax accuracies and hand each batch's outputs to the others); SGD (momentum, Nesterov),
+RMSprop (momentum, centered) and Adam, with a learning-rate schedule or not (one step per
+kernel call with one); float32 or float64 weights.
 :func:`unsupported_reason` names whatever else a model holds, including any setting it does
 not know by name; ``backend='numba'`` then refuses at ``compile`` and the automatic choice
 uses the NumPy backend. A kernel never computes something different from the NumPy backend:
@@ -71,8 +73,8 @@ _SETTINGS = {
     Flatten: {"name": _ANY, "trainable": _ANY, "input_shape": _ANY, "data_format": None},
     Dropout: {"name": _ANY, "trainable": _ANY, "input_shape": _ANY, "rate": _ANY, "seed": _ANY,
               "noise_shape": None},
-    ReLU: {"name": _ANY, "trainable": _ANY, "input_shape": _ANY, "max_value": None, "negative_slope": _ANY,
-           "threshold": 0.0},
+    ReLU: {"name": _ANY, "trainable": _ANY, "input_shape": _ANY, "max_value": _ANY, "negative_slope": _ANY,
+           "threshold": _ANY},
     LeakyReLU: {"name": _ANY, "trainable": _ANY, "input_shape": _ANY, "negative_slope": _ANY},
     Softmax: {"name": _ANY, "trainable": _ANY, "input_shape": _ANY, "axis": -1},
     Activation: {"name": _ANY, "trainable": _ANY, "input_shape": _ANY, "activation": _ANY},
@@ -298,24 +300,41 @@ def _layer_activation_reason(layer, index):
 
 def _layer_activation(layer):
     """``(code, parameter)`` of an activation layer, computed as its ``forward`` computes it:
-    a ReLU with a negative slope is ``functional.leaky_relu_forward`` with that slope."""
+    a ReLU with a negative slope alone is ``functional.leaky_relu_forward`` with that slope,
+    one with a max_value or a threshold ``functional.relu_forward_general`` (its own row)."""
     kind = type(layer)
     if kind is Softmax:
         return _activation("softmax")
     if kind is Activation:
         return _activation(layer.activation.name)
+    if kind is ReLU and (layer.max_value is not None or layer.threshold):
+        return _general_relu(layer)
     if kind is LeakyReLU or layer.negative_slope:
         return _activation("leaky_relu", layer.negative_slope)
     return _activation("relu")
 
 
+def _general_relu(layer):
+    """The activation row of a ReLU layer with a max_value or a threshold
+    (``npnet.kernels.dense.RELU_GENERAL``): relu6 (max 6, no threshold) ends its slope 1 at
+    z < 6, any other max_value at z <= max_value, as ``functional.relu_backward_general``."""
+    if layer.max_value is None:
+        cap = K.RELU_NO_CAP
+    else:
+        cap = K.RELU6_CAP if layer.max_value == 6 and not layer.threshold else K.RELU_CAP
+    return (K.RELU_GENERAL, float(layer.negative_slope), float(layer.threshold),
+            float(layer.max_value or 0.0), cap)
+
+
 def activation_codes(codes):
-    """The kernels' ``Network.codes`` for a plan's ``(code, parameter)`` pairs: int64 codes when
-    every activation is one of the common five, else (layers, 2) float64 activation rows, for
-    which alone numba compiles the others (``npnet.kernels.dense.FIRST_OTHER_CODE``)."""
-    if all(code < K.FIRST_OTHER_CODE for code, _ in codes):
-        return np.array([code for code, _ in codes], dtype=np.int64)
-    return np.array(codes, dtype=np.float64)
+    """The kernels' ``Network.codes`` for a plan's ``(code, parameter, ...)`` rows: int64 codes
+    when every activation is one of the common five, else float64 activation rows, padded
+    with zeros to the longest (2 numbers, 5 with a ``RELU_GENERAL``), for which alone numba
+    compiles the others (``npnet.kernels.dense.FIRST_OTHER_CODE``)."""
+    if all(row[0] < K.FIRST_OTHER_CODE for row in codes):
+        return np.array([row[0] for row in codes], dtype=np.int64)
+    width = max(len(row) for row in codes)
+    return np.array([tuple(row) + (0.0,) * (width - len(row)) for row in codes], dtype=np.float64)
 
 
 def _dtype(dense):
@@ -401,7 +420,8 @@ class NumbaBackend(base.Trainer):
         """What the bound Network depends on: every layer, its weights, activation, penalties
         and whether it is trainable (checked on each call, so a change is seen as by NumPy)."""
         return tuple((id(layer), layer.trainable, id(getattr(layer, "activation", None)),
-                      getattr(layer, "negative_slope", None),
+                      getattr(layer, "negative_slope", None), getattr(layer, "max_value", None),
+                      getattr(layer, "threshold", None),
                       tuple(id(p) for p in layer.params.values()),
                       tuple((n, id(r)) for n, r in layer.weight_regularizers().items()))
                      for layer in self.layers)

@@ -71,6 +71,12 @@ ACTIVATION_CODES = {"linear": LINEAR, "relu": RELU, "sigmoid": SIGMOID, "tanh": 
 #: rows: ``codes[i] = (code, parameter)`` in float64, the parameter being leaky_relu's slope or
 #: elu's alpha (0 for the others). numba compiles the other activations for rows only.
 FIRST_OTHER_CODE = ELU
+#: Keras's ``ReLU`` layer with a ``max_value`` or a ``threshold`` (a layer's option, no
+#: activation name): its row is ``(RELU_GENERAL, negative_slope, threshold, max_value, cap)``,
+#: ``cap`` one of the three below (:func:`relu_general_forward`)
+RELU_GENERAL = 14
+#: no max_value; the slope is 1 up to ``z <= max_value``; relu6's own op: up to ``z < 6``
+RELU_NO_CAP, RELU_CAP, RELU6_CAP = 0, 1, 2
 #: SELU's constants, as ``npnet.functional.SELU_ALPHA``/``SELU_SCALE`` (a test checks they agree;
 #: kept here so that numba's cache of this file sees them)
 SELU_ALPHA = 1.6732632423543772848170429916717
@@ -544,6 +550,8 @@ def any_activation_forward(row, z, a):
     code = np.int64(row[0])
     if code < FIRST_OTHER_CODE:
         activation_forward(code, z, a)
+    elif code == RELU_GENERAL:
+        relu_general_forward(row, z, a)
     else:
         other_activation_forward(code, same_type(z, row[1]), z, a)
 
@@ -554,8 +562,56 @@ def any_activation_backward(row, grad, z, a):
     code = np.int64(row[0])
     if code < FIRST_OTHER_CODE:
         activation_backward(code, grad, z, a)
+    elif code == RELU_GENERAL:
+        relu_general_backward(row, grad, z)
     else:
         other_activation_backward(code, same_type(z, row[1]), grad, z, a)
+
+
+@kernel
+def relu_general_forward(row, z, a):
+    """Mirrors ``functional.relu_forward_general`` with a max_value or a threshold: ``z`` above
+    the threshold (else 0; ``max(z, 0)`` without one), clipped to [0, max_value], minus
+    ``negative_slope · max(threshold - z, 0)``; row as :data:`RELU_GENERAL` says, its numbers
+    cast to z's dtype as NumPy casts them. z, a: (n, units)."""
+    slope, threshold, cap = same_type(z, row[1]), same_type(z, row[2]), same_type(z, row[3])
+    # the options' own values decide the branches, as in NumPy's `if threshold:` (before the cast)
+    has_slope, has_threshold, capped = row[1] != 0.0, row[2] != 0.0, np.int64(row[4]) != RELU_NO_CAP
+    n, units = z.shape
+    for i in range(n):
+        for j in range(units):
+            x = z[i, j]
+            if has_threshold:
+                value = x if x > threshold else _ZERO
+            else:
+                value = _ZERO if x < _ZERO else x  # np.maximum: NaN stays NaN
+            if capped:
+                value = clip_probability(value, _ZERO, cap)
+            if has_slope:
+                below = threshold - x
+                value = value - slope * (_ZERO if below < _ZERO else below)
+            a[i, j] = value
+
+
+@kernel
+def relu_general_backward(row, grad, z):
+    """Mirrors ``functional.relu_backward_general``, in place: grad (n, units) times 1 where
+    threshold < z (and z <= max_value, or z < 6 for relu6), ``negative_slope`` where
+    z < threshold, 0 elsewhere."""
+    slope, threshold, cap = same_type(z, row[1]), same_type(z, row[2]), same_type(z, row[3])
+    kind, has_slope, (n, units) = np.int64(row[4]), row[1] != 0.0, z.shape
+    for i in range(n):
+        for j in range(units):
+            x = z[i, j]
+            inside = x > threshold
+            if kind == RELU_CAP:
+                inside = inside and x <= cap
+            elif kind == RELU6_CAP:
+                inside = inside and x < cap
+            factor = _ONE if inside else _ZERO
+            if has_slope:
+                factor = factor + (slope if x < threshold else _ZERO)
+            grad[i, j] = grad[i, j] * factor
 
 
 @kernel
