@@ -25,8 +25,9 @@ constants below) and ``loss_code`` how the loss meets the output layer. They tra
 grouped in the named tuples at the end of this file.
 
 What a model does not use costs nothing, not even compile time: an optional part (the
-one-hot targets, dropout, weight penalties, each optimizer's family and slots, and the
-softmax head's ``loss_code``) travels as ``None`` when absent, and numba removes a branch
+one-hot targets, dropout, weight penalties, each optimizer's family and slots, the softmax
+head's ``loss_code``, the buffer of kept outputs, the sample weights and the label
+smoothing) travels as ``None`` when absent, and numba removes a branch
 ``if part is not None`` before compiling when ``part`` is an argument of the type of None
 (not an attribute: that test is made where the part is a function's argument). So each
 model compiles only its own optimizer, loss head and options, and a float64 model gets its
@@ -1908,9 +1909,10 @@ def train_steps_in_float_mode(x, labels, targets, order, batch_size, first_step,
     the step's update, as the NumPy backend hands them to the metrics) into ``outputs[k][:n]``
     (outputs: (n_steps, capacity, units)). ``weighting`` (:class:`SampleWeights`, or None)
     weighs each sample's loss and gradient row as the NumPy backend's ``sample_weight``;
-    ``smoothing`` (:func:`smooth_targets`, or None) is the loss's label smoothing. A batch whose loss or any gradient is not finite, or whose update would
-    make a weight or slot non-finite (:func:`update_is_safe`), is *not* applied and ends the
-    call. Returns ``(n_done, last_applied)``.
+    ``smoothing`` (:func:`smooth_targets`, or None) is the loss's label smoothing. A batch
+    whose loss or any gradient is not finite, or whose update would make a weight or slot
+    non-finite (:func:`update_is_safe`), is *not* applied and ends the call. Returns
+    ``(n_done, last_applied)``.
     """
     n_samples = x.shape[0]
     last = len(net.kernels) - 1
