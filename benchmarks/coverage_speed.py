@@ -32,7 +32,9 @@ import time
 import numpy as np
 
 _SPARSE, _HIDDEN = "sparse_categorical_crossentropy", [("dense", 128, "relu")]
-#: name -> (hidden layers after Flatten, output activation, loss, optimizer spec, floatx)
+#: name -> (hidden layers after Flatten, output activation, loss, optimizer spec, floatx[, extras]),
+#: extras: "metrics" (default ["accuracy"] for class labels), "loss_options" (given to the
+#: loss class of that name), "sample_weight" (fit's: a weight per sample, from 0.5 to 1.5)
 CONFIGURATIONS = {
     "tutorial (adam)": (_HIDDEN, "softmax", _SPARSE, ("adam", {}), "float32"),
     "sgd": (_HIDDEN, "softmax", _SPARSE, ("sgd", {}), "float32"),
@@ -58,6 +60,19 @@ CONFIGURATIONS.update({
     "huber (10 linear outputs)": (_HIDDEN, "linear", "huber", ("adam", {}), "float32"),
     "exponential-decay schedule": (_HIDDEN, "softmax", _SPARSE, ("adam_schedule", {}), "float32"),
 })
+#: issue 13's last pieces: metrics that read the outputs, sample weights, label smoothing, ReLU's options
+CONFIGURATIONS.update({
+    "metrics: accuracy + sparse top-5 (kept outputs)": (_HIDDEN, "softmax", _SPARSE, ("adam", {}), "float32",
+                                                        {"metrics": ["accuracy", "sparse_top_k_categorical_accuracy"]}),
+    "binary crossentropy + accuracy (kept outputs)": (_HIDDEN, "sigmoid", "binary_crossentropy", ("adam", {}),
+                                                      "float32", {"metrics": ["accuracy"]}),
+    "sample_weight": (_HIDDEN, "softmax", _SPARSE, ("adam", {}), "float32", {"sample_weight": True}),
+    "categorical crossentropy, label_smoothing 0.1": (
+        _HIDDEN, "softmax", "categorical_crossentropy", ("adam", {}), "float32",
+        {"loss_options": {"label_smoothing": 0.1}}),
+    "Dense + ReLU(max_value=6)": ([("dense_relu", 128, {"max_value": 6.0})], "softmax", _SPARSE, ("adam", {}),
+                                  "float32"),
+})
 #: the regularizer of each kind of hidden Dense layer
 _REGULARIZERS = {"dense_l2": "l2", "dense_l1": "l1", "dense_l1l2": "l1_l2"}
 
@@ -65,7 +80,8 @@ _REGULARIZERS = {"dense_l2": "l2", "dense_l1": "l1", "dense_l1l2": "l1_l2"}
 def build(package, name, seed=0):
     """A compiled numba model of configuration ``name`` built from ``package`` (npnet or npnet_baseline)."""
     npnet = importlib.import_module(package)
-    hidden, output, loss, (optimizer, options), floatx = CONFIGURATIONS[name]
+    hidden, output, loss, (optimizer, options), floatx, *extras = CONFIGURATIONS[name]
+    extras = extras[0] if extras else {}
     npnet.config.set_floatx(floatx)
     try:
         npnet.utils.set_random_seed(seed)
@@ -73,6 +89,9 @@ def build(package, name, seed=0):
         for kind, value, *rest in hidden:
             if kind == "dropout":
                 stack.append(npnet.layers.Dropout(value))
+                continue
+            if kind == "dense_relu":
+                stack += [npnet.layers.Dense(value), npnet.layers.ReLU(**rest[0])]
                 continue
             regularizer = _REGULARIZERS.get(kind)
             if regularizer == "l1_l2":
@@ -90,9 +109,12 @@ def build(package, name, seed=0):
     else:
         optimizer_obj = npnet.optimizers.get(optimizer) if not options else \
             getattr(npnet.optimizers, {"sgd": "SGD", "rmsprop": "RMSprop"}[optimizer])(**options)
-    # 'accuracy' of binary or regression targets needs the outputs, which numba does not keep
+    # by default no metric for binary or regression targets: these rows time the kernels without kept outputs
     counted = npnet.losses.get(loss).label_kind in ("sparse", "categorical")
-    model.compile(optimizer=optimizer_obj, loss=loss, metrics=["accuracy"] if counted else [], backend="numba")
+    metrics = extras.get("metrics", ["accuracy"] if counted else [])
+    if "loss_options" in extras:
+        loss = type(npnet.losses.get(loss))(**extras["loss_options"])
+    model.compile(optimizer=optimizer_obj, loss=loss, metrics=metrics, backend="numba")
     return model
 
 
@@ -103,10 +125,13 @@ def load(n_train=60000):
     return table[x[:n_train]], y[:n_train].astype(np.int64)
 
 
-def timed_epoch(model, x, y, targets):
+def timed_epoch(model, x, y, targets, name="tutorial (adam)"):
+    """Seconds of one fit epoch at batch 32 (with the configuration's sample weights, if any)."""
     data_y = y if model.loss.label_kind == "sparse" else targets
+    extras = (CONFIGURATIONS[name][5:] or [{}])[0]
+    options = {"sample_weight": np.linspace(0.5, 1.5, x.shape[0])} if extras.get("sample_weight") else {}
     start = time.perf_counter()
-    model.fit(x, data_y, epochs=1, batch_size=32, verbose=0)
+    model.fit(x, data_y, epochs=1, batch_size=32, verbose=0, **options)
     return time.perf_counter() - start
 
 
@@ -118,13 +143,13 @@ def warm(rounds, baseline, only):
         sys.path.insert(0, baseline)
         entries.insert(1, ("npnet_baseline", "tutorial (adam)"))
     for package, name in entries:  # compile the kernels once, outside the timings
-        timed_epoch(build(package, name), x[:3200], y[:3200], targets[:3200])
+        timed_epoch(build(package, name), x[:3200], y[:3200], targets[:3200], name)
     times = {key: [] for key in entries}
     for _ in range(rounds):
         for key in entries:
             # A new model (same seed) for every timed epoch: each is a first epoch of training,
             # so no configuration runs on weights it has already trained further than another's.
-            times[key].append(timed_epoch(build(*key), x, y, targets))
+            times[key].append(timed_epoch(build(*key), x, y, targets, key[1]))
     tutorial = min(times["npnet", "tutorial (adam)"])
     for (package, name), values in times.items():
         print(json.dumps({"package": package, "configuration": name, "epochs_s": [round(v, 4) for v in values],

@@ -232,7 +232,6 @@ class Sequential:
         metric_objs = metrics_module.resolve(metrics, loss_obj)
         steps_per_execution = validation.check_steps_per_execution(steps_per_execution)
         accuracy = metrics_module.Accuracy(label_kind=loss_obj.label_kind)  # what the backends count
-        backend = self._backend_for_metrics(backend, self._metric_plan(metric_objs, loss_obj))
         trainer = backends.create(backend, self.layers, loss_obj, optimizer_obj, accuracy)
         self.optimizer, self.loss, self.accuracy = optimizer_obj, loss_obj, accuracy
         self.metrics, self.steps_per_execution = metric_objs, steps_per_execution
@@ -250,20 +249,6 @@ class Sequential:
         if self.input_shape is not None and self.layers:
             return self.output_shape[-1]
         return getattr(self.layers[-1], "units", None) if self.layers else None
-
-    @staticmethod
-    def _backend_for_metrics(backend, plan):
-        """The numba kernels count argmax accuracy only; other metrics need each batch's
-        outputs, which the NumPy backend gives: 'auto' then means NumPy, 'numba' is refused."""
-        if not plan.needs_outputs:
-            return backend
-        chosen = backend or backends.default_name()
-        if chosen == "numba":
-            names = [m.name for m, counted in zip(plan.metrics, plan.counted) if not counted]
-            raise NotImplementedError(f"backend='numba' does not support the metrics {names} (its "
-                                      "kernels count accuracy only); use backend='numpy' or leave "
-                                      "backend unset to choose automatically")
-        return "numpy" if chosen == backends.AUTO else chosen
 
     @property
     def metrics_names(self):
@@ -386,7 +371,7 @@ class Sequential:
             weights = None if weights is None else weights[:x.shape[0]]
             val = lambda listeners: self._evaluate(x_val, y_val, batch_size, listeners)  # noqa: E731
         batch_size = validation.check_batch_size(batch_size, x.shape[0])
-        trainer = self.backend if weights is None else self.weighted_trainer()
+        trainer = self.backend
         self.ensure_built(x)
 
         def run_epoch(epoch, listeners):
@@ -394,21 +379,6 @@ class Sequential:
                                              self._steps_per_call(listeners), listeners,
                                              self._metric_plan(), sample_weight=weights)
         return run_epoch, -(-x.shape[0] // batch_size), val
-
-    def weighted_trainer(self):
-        """The trainer for a fit with sample or class weights: the numba kernels take none,
-        so an automatically chosen numba backend hands this fit to NumPy."""
-        if self.backend.name == "numpy":
-            return self.backend
-        if (self._requested_backend or backends.default_name()) == "numba":
-            raise NotImplementedError("backend='numba' does not train with sample_weight or class_weight; "
-                                      "use backend='numpy' or leave backend unset to choose automatically")
-        # one NumPy trainer per compiled trainer, not one per weighted batch of a generator
-        cached = getattr(self, "_weighted_trainer", None)
-        if cached is None or cached[0] is not self._trainer:
-            numpy_trainer = backends.create("numpy", self.layers, self.loss, self.optimizer, self.accuracy)
-            self._weighted_trainer = (self._trainer, numpy_trainer)
-        return self._weighted_trainer[1]
 
     def _validation_source(self, validation_data, batch_size, steps=None):
         """A function computing the validation means, or None without validation data

@@ -99,9 +99,8 @@ def train_epoch_from_source(trainer, model, source, epoch, callbacks, metrics):
         weights = validation.check_sample_weight(sample_weight, None, y, model.loss.label_kind)
         model.ensure_built(x)
         callbacks.call("on_train_batch_begin", step)
-        step_trainer = trainer if weights is None else model.weighted_trainer()
         extra = keep if weights is None else {**keep, "sample_weight": weights}
-        done = step_trainer.train_steps(x, y, None, x.shape[0], 0, 1, **extra)
+        done = trainer.train_steps(x, y, None, x.shape[0], 0, 1, **extra)
         if not done.last_applied:
             warn_non_finite(epoch, step, done.losses[-1])
             model.stop_training = True

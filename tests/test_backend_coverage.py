@@ -81,14 +81,17 @@ COVERAGE = [("layer", "Flatten", lambda: [layers.Flatten()] + _model(), {}, True
             ("option", "float32 weights", _model, {}, True),
             ("option", "float64 weights (set_floatx('float64'))", _model, {"floatx": "float64"}, True),
             ("option", "learning-rate schedule object", _model, {"optimizer": _schedule}, True),
+            ("option", "fit(sample_weight=...)", _model, {"fit": {"sample_weight": np.linspace(0.0, 2.0, 40)}}, True),
+            ("option", "fit(class_weight=...)", _model, {"fit": {"class_weight": {0: 1.0, 1: 2.5, 2: 0.5}}}, True),
             ("activation", "custom Activation object", _custom_activation, {}, "custom Activation")]
 from npnet.kernels import dense as _kernels  # noqa: E402
 
 NUMBA_ACTIVATIONS = set(_kernels.ACTIVATION_CODES)
 NUMBA_LOSSES = ("sparse_categorical_crossentropy", "categorical_crossentropy", "binary_crossentropy",
                 "mean_squared_error", "mean_absolute_error", "huber_loss")
-#: the accuracies the kernels count themselves; every other metric needs the outputs (NumPy)
+#: the accuracies the kernels count themselves
 NUMBA_METRICS = ("accuracy", "acc", "sparse_categorical_accuracy", "categorical_accuracy")
+#: the metrics that read each batch's outputs, which the kernels keep for them
 OTHER_METRICS = ("binary_accuracy", "mse", "mae", "mean_squared_error", "mean_absolute_error",
                  "sparse_top_k_categorical_accuracy", "top_k_categorical_accuracy", "auc", "precision",
                  "recall", "binary_crossentropy", "categorical_crossentropy", "sparse_categorical_crossentropy")
@@ -114,9 +117,9 @@ COVERAGE += [("loss", f"{name}{suffix}", _model if not from_logits else (lambda:
              for name, cls in LOSS_CLASSES.items()
              if name in NUMBA_LOSSES and cls.label_kind in ("sparse", "categorical")
              for suffix, from_logits in (("", False), (" (from_logits=True)", True))]
-# binary and regression targets: no metric, since their 'accuracy' needs the outputs (see below)
+# binary and regression targets, with 'accuracy' (a threshold, or the outputs' argmax)
 COVERAGE += [("loss", f"{name}{suffix}", lambda output=output: _model(output=output),
-              {"loss": lambda make=make: make(), "metrics": []}, True)
+              {"loss": lambda make=make: make()}, True)
              for name, suffix, output, make in (
                  ("binary_crossentropy", " (sigmoid output)", "sigmoid", losses.BinaryCrossentropy),
                  ("binary_crossentropy", " (from_logits=True)", "linear",
@@ -125,9 +128,9 @@ COVERAGE += [("loss", f"{name}{suffix}", lambda output=output: _model(output=out
                  ("mean_absolute_error", "", "tanh", losses.MeanAbsoluteError),
                  ("huber_loss", "", "linear", lambda: losses.Huber(delta=0.5)))]
 COVERAGE += [("loss", "binary_crossentropy with label_smoothing", lambda: _model(output="sigmoid"),
-              {"loss": lambda: losses.BinaryCrossentropy(label_smoothing=0.1), "metrics": []}, "label_smoothing"),
+              {"loss": lambda: losses.BinaryCrossentropy(label_smoothing=0.1)}, True),
              ("loss", "categorical_crossentropy with label_smoothing", _model,
-              {"loss": lambda: losses.CategoricalCrossentropy(label_smoothing=0.1)}, "label_smoothing")]
+              {"loss": lambda: losses.CategoricalCrossentropy(label_smoothing=0.1)}, True)]
 COVERAGE += [("loss", name, lambda: _model(output="sigmoid"), {"loss": lambda cls=cls: cls()}, name)
              for name, cls in LOSS_CLASSES.items() if name not in NUMBA_LOSSES]
 COVERAGE += [("optimizer", f"{name}{suffix}", _model, {"optimizer": lambda cls=cls, kw=kw: cls(**kw)}, True)
@@ -145,18 +148,30 @@ COVERAGE += [("layer", f"{name} (after a linear Dense)", lambda name=name, args=
 COVERAGE += [("layer", "ReLU with negative_slope (after a linear Dense)",
               lambda: _model(hidden="linear", extra=[layers.ReLU(negative_slope=0.1)]), {}, True),
              ("layer", "ReLU with max_value", lambda: _model(hidden="linear", extra=[layers.ReLU(max_value=6.0)]), {},
-              "max_value"),
+              True),
              ("layer", "ReLU with threshold", lambda: _model(hidden="linear", extra=[layers.ReLU(threshold=0.5)]), {},
-              "threshold"),
+              True),
              ("layer", "LeakyReLU/Activation layer after a non-linear Dense",
               lambda: _model(hidden="tanh", extra=[layers.LeakyReLU()]), {}, "LeakyReLU layer"),
              ("layer", "Activation layer of a custom Activation", lambda: _model(hidden="linear", extra=[
                  layers.Activation(activations.Activation("relu", npnet.functional.relu_forward,
                                                           npnet.functional.relu_backward))]), {},
               "custom Activation")]
-COVERAGE += [("metric", name, _model, {"metrics": [name], "loss": lambda name=name: losses.get(
-              "categorical_crossentropy" if name == "categorical_accuracy" else "sparse_categorical_crossentropy")},
-              True) for name in NUMBA_METRICS]
+
+
+def _metric_loss(name):
+    """The loss a metric's row trains with: sparse labels for the sparse metrics and 'accuracy',
+    one-hot targets for the others."""
+    sparse = name.startswith("sparse") or name in ("accuracy", "acc")
+    return losses.get("sparse_categorical_crossentropy" if sparse else "categorical_crossentropy")
+
+
+COVERAGE += [("metric", name, _model, {"metrics": [name], "loss": lambda name=name: _metric_loss(name)}, True)
+             for name in NUMBA_METRICS + OTHER_METRICS]
+COVERAGE += [("metric", f"accuracy of {kind} targets ({output} output)", lambda output=output: _model(output=output),
+              {"loss": make}, True)
+             for kind, output, make in (("binary", "sigmoid", losses.BinaryCrossentropy),
+                                        ("regression", "linear", losses.MeanSquaredError))]
 
 
 def _compile_settings(settings):
@@ -203,9 +218,12 @@ def test_each_piece_runs_on_numpy_and_numba_runs_it_or_names_it(row):
         model.compile(optimizer=_compile_settings(settings)[1], loss=_compile_settings(settings)[0],
                       metrics=metric_names, backend=backend)
         utils.set_random_seed(1)
-        losses_by_backend[model.backend_name] = model.fit(x, y, batch_size=8, epochs=1, verbose=0).history["loss"]
-    if numba is True:
-        np.testing.assert_allclose(losses_by_backend["numba"], losses_by_backend["numpy"], rtol=1e-5)
+        losses_by_backend[model.backend_name] = model.fit(x, y, batch_size=8, epochs=1, verbose=0,
+                                                          **settings.get("fit", {})).history
+    if numba is True:  # the loss and every metric
+        assert losses_by_backend["numba"].keys() == losses_by_backend["numpy"].keys()
+        for key, values in losses_by_backend["numpy"].items():
+            np.testing.assert_allclose(losses_by_backend["numba"][key], values, rtol=1e-5, err_msg=key)
     else:
         model = _build(make_layers, floatx)
         with pytest.raises(NotImplementedError, match="backend='numpy'"):
@@ -219,7 +237,6 @@ def test_every_registered_piece_is_in_the_table():
     """A new activation, loss, optimizer, regularizer, layer or metric must be added to
     COVERAGE (and so to README's table), covered by numba or named as not covered."""
     pieces = {(kind, piece.split(" ")[0]) for kind, piece, *_ in COVERAGE}
-    pieces |= {("metric", name) for name in OTHER_METRICS}
     registered = ([("activation", name) for name in activations.names()]
                   + [("loss", name) for name in LOSS_CLASSES]
                   + [("optimizer", name) for name in optimizers._BY_NAME]
@@ -230,42 +247,11 @@ def test_every_registered_piece_is_in_the_table():
     assert not missing, f"add these to COVERAGE in tests/test_backend_coverage.py: {missing}"
 
 
-@pytest.mark.parametrize("name", OTHER_METRICS)
-def test_metrics_that_need_the_outputs_run_on_numpy_and_numba_names_them(name):
-    """The kernels count argmax accuracies only; any other metric sees each batch's outputs,
-    which the NumPy backend gives: 'auto' uses it, 'numba' refuses naming the metric."""
-    model = _build(_model, "float32")
-    loss = "sparse_categorical_crossentropy" if name.startswith("sparse") else "categorical_crossentropy"
-    with pytest.raises(NotImplementedError, match=f"metrics .*{name}"):
-        model.compile(optimizer="adam", loss=loss, metrics=[name], backend="numba")
-    model.compile(optimizer="adam", loss=loss, metrics=[name])
-    assert model.backend_name == "numpy"
-    history = model.fit(*_data(model.loss), batch_size=8, epochs=1, verbose=0).history
-    assert name in history and np.isfinite(history[name][0])
-
-
-#: Keras's 'accuracy' of binary or regression targets: a threshold for one output unit, the
-#: outputs' argmax for several; either way the metric reads the outputs, as listed below
-THRESHOLD_ACCURACY = "accuracy of binary or regression targets"
-
-
-@pytest.mark.parametrize("loss, output", [("binary_crossentropy", "sigmoid"), ("mse", "linear")])
-def test_accuracy_of_binary_or_regression_targets_runs_on_numpy_and_numba_names_it(loss, output):
-    model = _build(lambda: _model(output=output), "float32")
-    with pytest.raises(NotImplementedError, match="metrics .*accuracy"):
-        model.compile(optimizer="adam", loss=loss, metrics=["accuracy"], backend="numba")
-    model.compile(optimizer="adam", loss=loss, metrics=["accuracy"])
-    assert model.backend_name == "numpy"
-    x, y = _data(model.loss)
-    assert np.isfinite(model.fit(x, y, batch_size=8, epochs=1, verbose=0).history["accuracy"][0])
-
-
 def markdown_table():
     """README's coverage table: one row per piece, the backends as columns."""
     lines = ["| piece | NumPy backend | numba backend |", "|---|---|---|"]
     for kind, piece, _, _, numba in COVERAGE:
         lines.append(f"| {kind}: {piece} | yes | {'yes' if numba is True else 'no: NumPy is used'} |")
-    lines += [f"| metric: {name} | yes | no: NumPy is used |" for name in OTHER_METRICS + (THRESHOLD_ACCURACY,)]
     return "\n".join(lines)
 
 

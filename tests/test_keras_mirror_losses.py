@@ -247,7 +247,7 @@ NEW_PIECES = [
     ("l1 regularizer", lambda: [npnet.layers.Dense(3, activation="softmax", input_shape=(4,), kernel_regularizer="l1")],
      "sparse_categorical_crossentropy", None),
     ("label smoothing", lambda: [npnet.layers.Dense(1, activation="sigmoid", input_shape=(4,))],
-     losses.BinaryCrossentropy(label_smoothing=0.1), "label_smoothing"),
+     losses.BinaryCrossentropy(label_smoothing=0.1), None),
 ]
 
 

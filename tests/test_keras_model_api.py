@@ -253,18 +253,20 @@ def test_batches_are_checked_and_tensorflow_pipelines_get_a_clear_error():
         model.fit(tf.data.Dataset.from_tensor_slices((x, y)).batch(8), verbose=0)
 
 
+@pytest.mark.parametrize("backend", ["numpy", "numba"])
 @pytest.mark.parametrize("how", ["sample_weight", "class_weight"])
-def test_sample_and_class_weights_train_like_keras(how):
+def test_sample_and_class_weights_train_like_keras(how, backend):
     """Weighted training: the loss is Σ w_i l_i / n and each sample's gradient is scaled by w_i,
-    as in Keras; from the same weights, SGD histories and final weights agree."""
+    as in Keras; from the same weights, SGD histories and final weights agree, on both backends."""
     ours, theirs = pair(output_activation="softmax")
     x, y = data()
     weights = np.linspace(0.2, 3.0, N).astype(np.float32)
     kwargs = {"sample_weight": weights if how != "class_weight" else None,
               "class_weight": {0: 1.0, 1: 2.5, 2: 0.5} if how != "sample_weight" else None}
     histories = []
-    for model, sgd in ((ours, npnet.optimizers.SGD(0.1)), (theirs, keras.optimizers.SGD(0.1))):
-        model.compile(optimizer=sgd, loss="sparse_categorical_crossentropy", metrics=["accuracy"])
+    for model, sgd, options in ((ours, npnet.optimizers.SGD(0.1), {"backend": backend}),
+                                (theirs, keras.optimizers.SGD(0.1), {})):
+        model.compile(optimizer=sgd, loss="sparse_categorical_crossentropy", metrics=["accuracy"], **options)
         histories.append(model.fit(x, y, batch_size=8, epochs=3, shuffle=False, verbose=0, **kwargs).history)
     np.testing.assert_allclose(histories[0]["loss"], histories[1]["loss"], rtol=1e-5)
     assert histories[0]["accuracy"] == pytest.approx(histories[1]["accuracy"])
@@ -283,13 +285,16 @@ def test_class_weight_and_sample_weight_together_are_refused_as_in_keras():
         ours.fit(x, y, sample_weight=np.ones(N), class_weight={0: 1, 1: 1, 2: 1}, verbose=0)
 
 
-def test_a_weighted_fit_on_the_auto_numba_backend_runs_on_numpy_for_that_fit_only():
+def test_a_weighted_fit_runs_on_the_numba_backend_the_default_chose():
     ours, _ = pair(output_activation="softmax")
     ours.compile(optimizer="adam", loss="sparse_categorical_crossentropy")
     assert ours.backend_name == "numba"
+    calls = []
+    train_steps = ours.backend.train_steps
+    ours.backend.train_steps = lambda *args, **kwargs: calls.append(kwargs) or train_steps(*args, **kwargs)
     history = ours.fit(*data(), sample_weight=np.full(N, 2.0), verbose=0)
     assert np.isfinite(history.history["loss"][0]) and ours.optimizer.iterations == 2
-    assert ours.backend_name == "numba"
+    assert calls and all(np.array_equal(call["sample_weight"], np.full(N, 2.0)) for call in calls)
 
 
 def test_bad_weights_are_refused_before_anything_changes():
@@ -301,9 +306,6 @@ def test_bad_weights_are_refused_before_anything_changes():
         ours.fit(x, y, sample_weight=np.ones(3), verbose=0)
     with pytest.raises(ValueError, match=r"class_weight has no weight for the classes \[2\]"):
         ours.fit(x, y, class_weight={0: 1.0, 1: 1.0}, verbose=0)
-    with pytest.raises(NotImplementedError, match="does not train with sample_weight"):
-        ours.compile(optimizer="adam", loss="sparse_categorical_crossentropy", backend="numba")
-        ours.fit(x, y, sample_weight=np.ones(N), verbose=0)
     assert all(np.array_equal(a, b) for a, b in zip(before, ours.get_weights()))
     assert ours.optimizer.iterations == 0
 

@@ -30,12 +30,12 @@ _RUN = textwrap.dedent("""
     def compiled():
         return sorted(name for name, value in vars(K).items() if hasattr(value, "signatures") and value.signatures)
 
-    def train(stack, loss, optimizer, y):
+    def train(stack, loss, optimizer, y, metrics=("accuracy",), **fit_options):
         npnet.utils.set_random_seed(0)
         model = npnet.Sequential(stack)
-        model.compile(optimizer=optimizer, loss=loss, metrics=["accuracy"], backend="numba")
+        model.compile(optimizer=optimizer, loss=loss, metrics=list(metrics), backend="numba")
         x = np.random.default_rng(0).normal(size=(64, 4, 4)).astype(np.float32)
-        model.fit(x, y, batch_size=16, epochs=1, verbose=0)
+        model.fit(x, y, batch_size=16, epochs=1, verbose=0, **fit_options)
         model.evaluate(x, y, verbose=0)
         model.predict(x, verbose=0)
         return compiled()
@@ -49,14 +49,27 @@ _RUN = textwrap.dedent("""
                                           layers.Dense(8, activation="tanh", kernel_regularizer="l2"),
                                           layers.Dense(3, activation="sigmoid")],
                                          "sparse_categorical_crossentropy", "sgd", labels)
+    result["binary, metrics of the outputs"] = train([layers.Flatten(input_shape=(4, 4)),
+                                                      layers.Dense(1, activation="sigmoid")],
+                                                     "binary_crossentropy", "adam", labels % 2, ["accuracy", "auc"])
+    result["weighted, smoothed"] = train([layers.Flatten(input_shape=(4, 4)), layers.Dense(3, activation="softmax")],
+                                         npnet.losses.CategoricalCrossentropy(label_smoothing=0.1), "adam",
+                                         np.eye(3)[labels], sample_weight=np.linspace(0, 1, 64))
     print(json.dumps(result))
 """)
 
 #: kernels only a model with another activation, a binary or regression loss, or an L1 term needs
 OTHER_ACTIVATIONS = {"any_activation_forward", "any_activation_backward", "other_activation_forward",
-                     "other_activation_backward", "sigmoid_of", "erf_of"}
+                     "other_activation_backward", "sigmoid_of", "erf_of", "relu_general_forward",
+                     "relu_general_backward"}
 TARGET_LOSSES = {"target_loss", "target_gradient", "target_entry_loss", "sign_of"}
 L1 = {"l1_penalty", "add_l1_penalty_gradient"}
+#: what only a model whose metrics read the outputs needs, a fit with sample weights, label smoothing
+KEPT_OUTPUTS = {"keep_rows"}
+WEIGHTED = {"gather_weights", "scale_rows"}
+SMOOTHED = {"smooth_targets"}
+#: none of which the tutorial or an L2 model compiles
+UNUSED = OTHER_ACTIVATIONS | TARGET_LOSSES | L1 | KEPT_OUTPUTS | WEIGHTED | SMOOTHED
 
 
 def test_the_tutorial_and_an_l2_model_compile_none_of_the_other_pieces(tmp_path):
@@ -70,6 +83,8 @@ def test_the_tutorial_and_an_l2_model_compile_none_of_the_other_pieces(tmp_path)
     result = json.loads(done.stdout.strip().splitlines()[-1])
     tutorial, l2_model = set(result["tutorial"]), set(result["l2, sigmoid output"])
     assert {"train_batches", "forward_pass", "log_softmax_sum"} <= tutorial
-    assert not tutorial & (OTHER_ACTIVATIONS | TARGET_LOSSES | L1 | {"weight_penalty"}), sorted(tutorial)
+    assert not tutorial & (UNUSED | {"weight_penalty"}), sorted(tutorial)
     assert {"weight_penalty", "l2_penalty", "crossentropy_probabilities_sum"} <= l2_model
-    assert not l2_model & (OTHER_ACTIVATIONS | TARGET_LOSSES | L1), sorted(l2_model)
+    assert not l2_model & UNUSED, sorted(l2_model)
+    assert KEPT_OUTPUTS <= set(result["binary, metrics of the outputs"])
+    assert WEIGHTED | SMOOTHED <= set(result["weighted, smoothed"])

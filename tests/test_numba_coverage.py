@@ -87,13 +87,13 @@ def make_data(n_samples, categorical, seed=1):
     return x, (np.eye(N_CLASSES)[y] if categorical else y)
 
 
-def train_and_compare(reference, fast, x, y, batch_size, floatx, epochs=1, tolerance=None):
+def train_and_compare(reference, fast, x, y, batch_size, floatx, epochs=1, tolerance=None, **fit_options):
     """Fit both with the same shuffles; compare weights, state, history and generator.
-    ``tolerance``: of the weights, when not ``TOLERANCE[floatx]``."""
+    ``tolerance``: of the weights, when not ``TOLERANCE[floatx]``; ``fit_options`` go to fit."""
     histories, after, before = [], [], reference.optimizer.iterations
     for model in (reference, fast):
         utils.set_random_seed(2)
-        histories.append(model.fit(x, y, batch_size=batch_size, epochs=epochs, verbose=0).history)
+        histories.append(model.fit(x, y, batch_size=batch_size, epochs=epochs, verbose=0, **fit_options).history)
         after.append(utils.rng().random())  # the generator's state: same draws on both
     steps = epochs * -(-x.shape[0] // batch_size)
     assert reference.optimizer.iterations == fast.optimizer.iterations == before + steps
@@ -104,8 +104,10 @@ def train_and_compare(reference, fast, x, y, batch_size, floatx, epochs=1, toler
     for slot, arrays in (reference.optimizer.state or {}).items():
         for ours, theirs in zip(fast.optimizer.state[slot], arrays):
             np.testing.assert_allclose(ours, theirs, rtol=1e-4, atol=TOLERANCE[floatx], err_msg=slot)
-    np.testing.assert_allclose(histories[1]["loss"], histories[0]["loss"], rtol=LOSS_RTOL[floatx])
+    assert histories[1].keys() == histories[0].keys()
     assert histories[1].get("accuracy") == histories[0].get("accuracy")
+    for key in histories[0]:  # the loss, and the metrics that read the outputs
+        np.testing.assert_allclose(histories[1][key], histories[0][key], rtol=LOSS_RTOL[floatx], err_msg=key)
     assert after[0] == after[1]
     # Inference: evaluate and predict agree too (dropout off, penalties in the loss).
     np.testing.assert_allclose(fast.evaluate(x, y, batch_size=48, verbose=0),
@@ -407,8 +409,8 @@ def make_targets(n_samples, units, kind, seed=1):
                          ids=["batch-1", "batch-32", "last-partial-batch"])
 @pytest.mark.parametrize("loss", list(TARGET_LOSSES))
 def test_each_binary_and_regression_loss_at_each_batch_size(loss, batch_size, n_samples, epochs, floatx):
-    """About 100 steps, with Dropout and L2, Adam; no metric ('accuracy' of these targets is a
-    threshold or the outputs' argmax, which needs the outputs: the NumPy backend)."""
+    """About 100 steps, with Dropout and L2, Adam; no metric (see
+    :func:`test_metrics_that_read_the_outputs_at_each_batch_size` for them)."""
     units, output, make_loss, kind = TARGET_LOSSES[loss]
     reference, fast = make_pair(lambda: stack(("dropout", "l2"), output, units=units), make_loss,
                                 OPTIMIZERS["adam"], floatx, metrics=())
@@ -526,3 +528,212 @@ def test_a_schedule_with_each_optimizer_family(optimizer, floatx):
                                 lambda: SCHEDULED_OPTIMIZERS[optimizer](SCHEDULES["cosine, warmup"]()), floatx)
     x, y = make_data(N_SAMPLES, categorical=False)
     train_and_compare(reference, fast, x, y, BATCH, floatx)
+
+
+# ----------------------------------------------------------------------------- metrics that read the outputs
+
+#: name -> (output units, output activation, loss, targets kind ("sparse" or "binary"), metrics)
+OUTPUT_METRICS = {
+    "one sigmoid unit": (1, "sigmoid", lambda: npnet.losses.BinaryCrossentropy(), "binary",
+                         ["accuracy", "auc", "precision", "recall", "mae", "binary_crossentropy"]),
+    "softmax, sparse labels": (N_CLASSES, "softmax", lambda: npnet.losses.SparseCategoricalCrossentropy(), "sparse",
+                               ["accuracy", "sparse_top_k_categorical_accuracy", "sparse_categorical_crossentropy"]),
+}
+
+
+def _output_metric_case(case, floatx, n_samples):
+    units, output, make_loss, kind, metrics = OUTPUT_METRICS[case]
+    reference, fast = make_pair(lambda: stack(("dropout", "l2"), output, units=units), make_loss,
+                                OPTIMIZERS["adam"], floatx, metrics=metrics)
+    if kind == "sparse":
+        return reference, fast, make_data(n_samples, categorical=False)
+    x, y = make_targets(n_samples, units, "binary")
+    return reference, fast, (x, y[:, 0])
+
+
+@pytest.mark.parametrize("floatx", ["float32", "float64"])
+@pytest.mark.parametrize("batch_size, n_samples, epochs", [(1, 100, 1), (32, 3200, 1), (32, 327, 9)],
+                         ids=["batch-1", "batch-32", "last-partial-batch"])
+@pytest.mark.parametrize("case", list(OUTPUT_METRICS))
+def test_metrics_that_read_the_outputs_at_each_batch_size(case, batch_size, n_samples, epochs, floatx):
+    """The numba backend trains a model whose metrics read each batch's outputs (its kernels
+    keep them): every metric's history, the weights and the state agree with NumPy's."""
+    reference, fast, (x, y) = _output_metric_case(case, floatx, n_samples)
+    assert fast.backend_name == "numba"
+    train_and_compare(reference, fast, x, y, batch_size, floatx, epochs)
+
+
+@pytest.mark.parametrize("floatx", ["float32", "float64"])
+@pytest.mark.parametrize("batch_size, n_samples", [(1, 100), (32, 3200), (32, 3190)],
+                         ids=["batch-1", "batch-32", "last-partial-batch"])
+def test_kept_outputs_are_the_forward_pass_before_each_update(batch_size, n_samples, floatx):
+    """``train_steps(keep_outputs=True)``: each batch's output rows (Dropout on, before that
+    step's update), as the NumPy backend's, over calls of several steps and one ending on the
+    partial batch; and the same weights as without keeping them."""
+    reference, fast, (x, y) = _output_metric_case("softmax, sparse labels", floatx, n_samples)
+    _, plain, _ = _output_metric_case("softmax, sparse labels", floatx, n_samples)
+    order = np.random.default_rng(3).permutation(n_samples)
+    steps = -(-n_samples // batch_size)
+    kept = {}
+    for name, model, keep in (("numpy", reference, True), ("numba", fast, True), ("plain", plain, False)):
+        utils.set_random_seed(4)
+        outputs = []
+        for first in range(0, steps, 37):
+            done = model.backend.train_steps(x, y, order, batch_size, first, min(37, steps - first),
+                                             keep_outputs=keep)
+            assert done.last_applied and (done.outputs is None) == (not keep)
+            outputs += done.outputs or []
+        kept[name] = outputs
+    assert [o.shape for o in kept["numba"]] == [o.shape for o in kept["numpy"]]
+    assert kept["numba"][-1].shape[0] == n_samples - (steps - 1) * batch_size
+    for ours, theirs in zip(kept["numba"], kept["numpy"]):
+        assert ours.dtype == np.dtype(floatx)
+        np.testing.assert_allclose(ours, theirs, rtol=LOSS_RTOL[floatx], atol=TOLERANCE[floatx])
+    assert all(np.array_equal(a, b) for a, b in zip(fast.get_weights(), plain.get_weights()))
+
+
+# ----------------------------------------------------------------------------- sample and class weights
+
+#: name -> (output units, output activation, loss object, targets: "sparse", "categorical",
+#: "binary" or "regression"); each head the kernels weigh
+WEIGHTED_LOSSES = {
+    "sparse, softmax head": (N_CLASSES, "softmax", lambda: npnet.losses.SparseCategoricalCrossentropy(), "sparse"),
+    "categorical, sigmoid probabilities": (N_CLASSES, "sigmoid", lambda: npnet.losses.CategoricalCrossentropy(),
+                                           "categorical"),
+    "sparse, from logits through tanh": (
+        N_CLASSES, "tanh", lambda: npnet.losses.SparseCategoricalCrossentropy(from_logits=True), "sparse"),
+    "binary, one sigmoid unit": (1, "sigmoid", lambda: npnet.losses.BinaryCrossentropy(), "binary"),
+    "mse through tanh": (3, "tanh", lambda: npnet.losses.MeanSquaredError(), "regression"),
+}
+
+
+def _weighted_case(loss, floatx, n_samples):
+    """(NumPy model, numba model, x, y) for one of WEIGHTED_LOSSES, with Dropout and L2."""
+    units, output, make_loss, kind = WEIGHTED_LOSSES[loss]
+    reference, fast = make_pair(lambda: stack(("dropout", "l2"), output, units=units), make_loss,
+                                lambda: optimizers.SGD(learning_rate=0.01, momentum=0.5), floatx)
+    if kind in ("sparse", "categorical"):
+        x, y = make_data(n_samples, categorical=kind == "categorical")
+    else:
+        x, y = make_targets(n_samples, units, kind)
+    return reference, fast, x, y
+
+
+@pytest.mark.parametrize("floatx", ["float32", "float64"])
+@pytest.mark.parametrize("batch_size, n_samples, epochs", [(1, 100, 1), (32, 3200, 1), (32, 327, 9)],
+                         ids=["batch-1", "batch-32", "last-partial-batch"])
+@pytest.mark.parametrize("loss", list(WEIGHTED_LOSSES))
+def test_sample_weight_with_each_head_at_each_batch_size(loss, batch_size, n_samples, epochs, floatx):
+    """fit(sample_weight=...) on the numba backend: each sample's loss and gradient row
+    weighed as the NumPy backend does (some weights 0, some above 1), about 100 steps."""
+    reference, fast, x, y = _weighted_case(loss, floatx, n_samples)
+    weights = np.random.default_rng(5).uniform(0.0, 3.0, n_samples)
+    weights[::7] = 0.0
+    train_and_compare(reference, fast, x, y, batch_size, floatx, epochs, sample_weight=weights)
+    assert fast.backend_name == "numba"
+
+
+@pytest.mark.parametrize("floatx", ["float32", "float64"])
+def test_class_weight_on_the_numba_backend(floatx):
+    """class_weight becomes one weight per sample, as on NumPy; a weighted fit is not a
+    different model: the same numba backend trains it, and then trains without weights."""
+    reference, fast, x, y = _weighted_case("sparse, softmax head", floatx, N_SAMPLES)
+    class_weight = {0: 0.5, 1: 2.0, 2: 1.0, 3: 0.25}
+    train_and_compare(reference, fast, x, y, BATCH, floatx, class_weight=class_weight)
+    trainer = fast.backend
+    train_and_compare(reference, fast, x, y, BATCH, floatx)
+    assert fast.backend is trainer and trainer.name == "numba"
+
+
+# ----------------------------------------------------------------------------- label smoothing
+
+#: name -> (output units, output activation, loss object, targets: "categorical" or "binary")
+SMOOTHED_LOSSES = {
+    "categorical, softmax head": (
+        N_CLASSES, "softmax", lambda: npnet.losses.CategoricalCrossentropy(label_smoothing=0.2), "categorical"),
+    "categorical, from logits": (N_CLASSES, "linear", lambda: npnet.losses.CategoricalCrossentropy(
+        from_logits=True, label_smoothing=0.1), "categorical"),
+    "categorical, sigmoid probabilities": (
+        N_CLASSES, "sigmoid", lambda: npnet.losses.CategoricalCrossentropy(label_smoothing=0.1), "categorical"),
+    "binary, one sigmoid unit": (1, "sigmoid", lambda: npnet.losses.BinaryCrossentropy(label_smoothing=0.1), "binary"),
+    "binary, from logits": (3, "linear", lambda: npnet.losses.BinaryCrossentropy(from_logits=True,
+                                                                                  label_smoothing=0.3), "binary"),
+}
+
+
+@pytest.mark.parametrize("floatx", ["float32", "float64"])
+@pytest.mark.parametrize("batch_size, n_samples, epochs", [(1, 100, 1), (32, 3200, 1), (32, 327, 9)],
+                         ids=["batch-1", "batch-32", "last-partial-batch"])
+@pytest.mark.parametrize("loss", list(SMOOTHED_LOSSES))
+def test_label_smoothing_with_each_head_at_each_batch_size(loss, batch_size, n_samples, epochs, floatx):
+    """label_smoothing on the numba backend: the targets of each batch smoothed as
+    npnet.losses does, in training and in evaluate (where the caller's targets stay as they
+    were); accuracy still reads the targets as given. The data stay in floatx during fit, as
+    after ``set_floatx('float64')`` (float32 targets for a float64 model would be smoothed and
+    summed in float32 by the NumPy backend, which the kernels do not mimic)."""
+    units, output, make_loss, kind = SMOOTHED_LOSSES[loss]
+    reference, fast = make_pair(lambda: stack(("dropout", "l2"), output, units=units), make_loss,
+                                OPTIMIZERS["adam"], floatx)
+    x, y = make_data(n_samples, categorical=True) if kind == "categorical" else make_targets(n_samples, units, kind)
+    y = y.astype(floatx)
+    given = y.copy()
+    previous = config.floatx()
+    config.set_floatx(floatx)
+    try:
+        train_and_compare(reference, fast, x, y, batch_size, floatx, epochs)
+    finally:
+        config.set_floatx(previous)
+    assert fast.backend_name == "numba" and np.array_equal(y, given)
+
+
+# ----------------------------------------------------------------------------- ReLU's max_value and threshold
+
+#: ReLU layers the kernels compute with their general row (npnet.kernels.dense.RELU_GENERAL)
+GENERAL_RELUS = {
+    "max_value 6 (relu6)": lambda: layers.ReLU(max_value=6.0),
+    "max_value 0.5": lambda: layers.ReLU(max_value=0.5),
+    "threshold 0.3": lambda: layers.ReLU(threshold=0.3),
+    "all three": lambda: layers.ReLU(max_value=2.0, negative_slope=0.1, threshold=0.5),
+    "max_value 6 with a slope": lambda: layers.ReLU(max_value=6, negative_slope=0.2),
+}
+
+
+@pytest.mark.parametrize("dtype", [np.float32, np.float64])
+@pytest.mark.parametrize("relu", list(GENERAL_RELUS))
+def test_general_relu_kernel_matches_functional_at_its_edges(relu, dtype):
+    """Forward and backward of a ReLU layer's row against its NumPy forward and backward,
+    equal bit for bit: at the threshold, at max_value (6 for relu6), NaN and infinities."""
+    from npnet.backends import numba_backend
+    from npnet.kernels import dense as K
+
+    layer = GENERAL_RELUS[relu]()
+    edges = [layer.threshold, layer.max_value or 0.0, 6.0, 5.999, 6.001, 0.3, 0.5, 2.0, 0.0, -0.0]
+    z = np.concatenate([_edge_values(dtype), np.array([edges * 2], dtype=dtype)[:, :20]])
+    dL_da = np.random.default_rng(1).standard_normal(z.shape).astype(dtype)
+    with np.errstate(all="ignore"):
+        expected_a, cache = layer.forward(z)
+        expected_grad = layer.backward(dL_da, cache)[0]
+    row = numba_backend.activation_codes([numba_backend._layer_activation(layer)])[0]
+    assert row[0] == K.RELU_GENERAL
+    a, grad = np.empty_like(z), dL_da.copy()
+    K.any_activation_forward(row, z, a)
+    K.any_activation_backward(row, grad, z, expected_a)
+    assert a.dtype == grad.dtype == dtype
+    np.testing.assert_array_equal(a, expected_a)
+    np.testing.assert_array_equal(grad, expected_grad)
+
+
+@pytest.mark.parametrize("floatx", ["float32", "float64"])
+@pytest.mark.parametrize("batch_size, n_samples, epochs", [(1, 100, 1), (32, 3200, 1), (32, 327, 9)],
+                         ids=["batch-1", "batch-32", "last-partial-batch"])
+@pytest.mark.parametrize("relu", list(GENERAL_RELUS))
+def test_relu_with_max_value_or_threshold_at_each_batch_size(relu, batch_size, n_samples, epochs, floatx):
+    """Dense(16) + ReLU(options) (scaled inputs, so the cap and the threshold are crossed),
+    Dropout and L2 elsewhere, about 100 steps."""
+    def make():
+        return [layers.Dense(16), GENERAL_RELUS[relu](), layers.Dropout(0.25),
+                layers.Dense(8, activation="tanh", kernel_regularizer=regularizers.L2(0.01)),
+                layers.Dense(N_CLASSES, activation="softmax")]
+    reference, fast = make_pair(make, npnet.losses.SparseCategoricalCrossentropy, OPTIMIZERS["adam"], floatx)
+    x, y = make_data(n_samples, categorical=False)
+    train_and_compare(reference, fast, x * 3, y, batch_size, floatx, epochs)

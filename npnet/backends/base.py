@@ -50,11 +50,12 @@ class Trainer:
         """The arrays the optimizer updates: the parameters of every trainable layer."""
         return [p for layer in self.layers if layer.trainable for p in layer.params.values()]
 
-    def train_steps(self, x, y, order, batch_size, first_step, n_steps, keep_outputs=False):
+    def train_steps(self, x, y, order, batch_size, first_step, n_steps, keep_outputs=False, sample_weight=None):
         """Steps ``first_step ... first_step + n_steps - 1`` of an epoch: batch ``s`` holds the
         samples ``order[s * batch_size:(s + 1) * batch_size]`` (``order`` None: in order).
         Stops early after a batch that was not applied. Returns a :class:`Steps` (with each
-        batch's outputs when ``keep_outputs``, for metrics that need them)."""
+        batch's outputs when ``keep_outputs``, for metrics that need them). ``sample_weight``
+        (n_samples,) or None: each sample's loss and gradient weighed, Keras's ``Σ w_i l_i / n``."""
         raise NotImplementedError
 
     def train_batch(self, x, y):

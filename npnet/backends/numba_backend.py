@@ -2,11 +2,13 @@
 
 What it runs: ``Dense`` layers with any npnet activation, frozen or trainable, with L1, L2 and
 L1L2 weight penalties; ``Dropout`` before any of them; ``Flatten`` anywhere (the identity on
-rows); ``ReLU`` (plain or leaky), ``LeakyReLU``, ``Softmax`` and ``Activation`` layers right after a
-linear ``Dense``, which they become the activation of; the sparse, one-hot and binary
-cross-entropies (from probabilities or logits), mean squared and absolute error and Huber;
-SGD (momentum, Nesterov), RMSprop (momentum, centered) and Adam, with a learning-rate schedule
-or not (one step per kernel call with one); float32 or float64 weights.
+rows); ``ReLU`` (with any of its options), ``LeakyReLU``, ``Softmax`` and ``Activation`` layers
+right after a linear ``Dense``, which they become the activation of; the sparse, one-hot and
+binary cross-entropies (from probabilities or logits, with label smoothing), mean squared and
+absolute error and Huber; fit's sample and class weights; every metric (the kernels count the
+argmax accuracies and hand each batch's outputs to the others); SGD (momentum, Nesterov),
+RMSprop (momentum, centered) and Adam, with a learning-rate schedule or not (one step per
+kernel call with one); float32 or float64 weights.
 :func:`unsupported_reason` names whatever else a model holds, including any setting it does
 not know by name; ``backend='numba'`` then refuses at ``compile`` and the automatic choice
 uses the NumPy backend. A kernel never computes something different from the NumPy backend:
@@ -70,8 +72,8 @@ _SETTINGS = {
     Flatten: {"name": _ANY, "trainable": _ANY, "input_shape": _ANY, "data_format": None},
     Dropout: {"name": _ANY, "trainable": _ANY, "input_shape": _ANY, "rate": _ANY, "seed": _ANY,
               "noise_shape": None},
-    ReLU: {"name": _ANY, "trainable": _ANY, "input_shape": _ANY, "max_value": None, "negative_slope": _ANY,
-           "threshold": 0.0},
+    ReLU: {"name": _ANY, "trainable": _ANY, "input_shape": _ANY, "max_value": _ANY, "negative_slope": _ANY,
+           "threshold": _ANY},
     LeakyReLU: {"name": _ANY, "trainable": _ANY, "input_shape": _ANY, "negative_slope": _ANY},
     Softmax: {"name": _ANY, "trainable": _ANY, "input_shape": _ANY, "axis": -1},
     Activation: {"name": _ANY, "trainable": _ANY, "input_shape": _ANY, "activation": _ANY},
@@ -81,9 +83,10 @@ _SETTINGS = {
             "kernel_constraint": None, "bias_constraint": None, "lora_rank": None},
     SparseCategoricalCrossentropy: {"from_logits": _ANY, "name": _ANY, "ignore_class": None, "axis": -1,
                                     "reduction": "sum_over_batch_size"},
-    CategoricalCrossentropy: {"from_logits": _ANY, "name": _ANY, "label_smoothing": 0.0, "axis": -1,
+    CategoricalCrossentropy: {"from_logits": _ANY, "name": _ANY, "label_smoothing": _ANY, "axis": -1,
                               "reduction": "sum_over_batch_size"},
-    BinaryCrossentropy: {"from_logits": _ANY, "name": _ANY, "label_smoothing": 0.0, "reduction": "sum_over_batch_size"},
+    BinaryCrossentropy: {"from_logits": _ANY, "name": _ANY, "label_smoothing": _ANY,
+                         "reduction": "sum_over_batch_size"},
     MeanSquaredError: {"name": _ANY, "reduction": "sum_over_batch_size"},
     MeanAbsoluteError: {"name": _ANY, "reduction": "sum_over_batch_size"},
     Huber: {"name": _ANY, "reduction": "sum_over_batch_size", "delta": _ANY},
@@ -296,24 +299,41 @@ def _layer_activation_reason(layer, index):
 
 def _layer_activation(layer):
     """``(code, parameter)`` of an activation layer, computed as its ``forward`` computes it:
-    a ReLU with a negative slope is ``functional.leaky_relu_forward`` with that slope."""
+    a ReLU with a negative slope alone is ``functional.leaky_relu_forward`` with that slope,
+    one with a max_value or a threshold ``functional.relu_forward_general`` (its own row)."""
     kind = type(layer)
     if kind is Softmax:
         return _activation("softmax")
     if kind is Activation:
         return _activation(layer.activation.name)
+    if kind is ReLU and (layer.max_value is not None or layer.threshold):
+        return _general_relu(layer)
     if kind is LeakyReLU or layer.negative_slope:
         return _activation("leaky_relu", layer.negative_slope)
     return _activation("relu")
 
 
+def _general_relu(layer):
+    """The activation row of a ReLU layer with a max_value or a threshold
+    (``npnet.kernels.dense.RELU_GENERAL``): relu6 (max 6, no threshold) ends its slope 1 at
+    z < 6, any other max_value at z <= max_value, as ``functional.relu_backward_general``."""
+    if layer.max_value is None:
+        cap = K.RELU_NO_CAP
+    else:
+        cap = K.RELU6_CAP if layer.max_value == 6 and not layer.threshold else K.RELU_CAP
+    return (K.RELU_GENERAL, float(layer.negative_slope), float(layer.threshold),
+            float(layer.max_value or 0.0), cap)
+
+
 def activation_codes(codes):
-    """The kernels' ``Network.codes`` for a plan's ``(code, parameter)`` pairs: int64 codes when
-    every activation is one of the common five, else (layers, 2) float64 activation rows, for
-    which alone numba compiles the others (``npnet.kernels.dense.FIRST_OTHER_CODE``)."""
-    if all(code < K.FIRST_OTHER_CODE for code, _ in codes):
-        return np.array([code for code, _ in codes], dtype=np.int64)
-    return np.array(codes, dtype=np.float64)
+    """The kernels' ``Network.codes`` for a plan's ``(code, parameter, ...)`` rows: int64 codes
+    when every activation is one of the common five, else float64 activation rows, padded
+    with zeros to the longest (2 numbers, 5 with a ``RELU_GENERAL``), for which alone numba
+    compiles the others (``npnet.kernels.dense.FIRST_OTHER_CODE``)."""
+    if all(row[0] < K.FIRST_OTHER_CODE for row in codes):
+        return np.array([row[0] for row in codes], dtype=np.int64)
+    width = max(len(row) for row in codes)
+    return np.array([tuple(row) + (0.0,) * (width - len(row)) for row in codes], dtype=np.float64)
 
 
 def _dtype(dense):
@@ -399,7 +419,8 @@ class NumbaBackend(base.Trainer):
         """What the bound Network depends on: every layer, its weights, activation, penalties
         and whether it is trainable (checked on each call, so a change is seen as by NumPy)."""
         return tuple((id(layer), layer.trainable, id(getattr(layer, "activation", None)),
-                      getattr(layer, "negative_slope", None),
+                      getattr(layer, "negative_slope", None), getattr(layer, "max_value", None),
+                      getattr(layer, "threshold", None),
                       tuple(id(p) for p in layer.params.values()),
                       tuple((n, id(r)) for n, r in layer.weight_regularizers().items()))
                      for layer in self.layers)
@@ -457,7 +478,11 @@ class NumbaBackend(base.Trainer):
 
     # -- the backend interface -------------------------------------------------------------
 
-    def train_steps(self, x, y, order, batch_size, first_step, n_steps):
+    def train_steps(self, x, y, order, batch_size, first_step, n_steps, keep_outputs=False, sample_weight=None):
+        """As :meth:`base.Trainer.train_steps`; with ``keep_outputs`` the kernels also copy each
+        batch's output rows out (a variant compiled only for models whose metrics need them);
+        ``sample_weight`` (n_samples,) weighs each sample's loss and gradient as the NumPy
+        backend does (Keras's ``Σ w_i l_i / n``). Neither is compiled for a model not using it."""
         self.require_training_parts()
         losses, corrects = np.empty(n_steps), np.empty(n_steps, dtype=np.int64)
         with self._lock, _single_threaded_blas:
@@ -465,6 +490,9 @@ class NumbaBackend(base.Trainer):
             x, (labels, targets) = _as_rows(x, net), self._as_labels(y, net, x.shape[0])
             order = np.arange(x.shape[0], dtype=np.int64) if order is None else _as_order(order, x.shape[0])
             optimizer, work = self._bind_optimizer(), self._bind_work(min(batch_size, x.shape[0]))
+            kept = _kept_outputs(net, n_steps, work) if keep_outputs else None
+            weighting = None if sample_weight is None else _sample_weights(sample_weight, net, x.shape[0], work)
+            smoothing = _smoothing(self.loss, y, net)
             done, applied, scheduled = 0, True, self.optimizer.learning_rate_schedule is not None
             while done < n_steps and applied:
                 count = min(n_steps - done, self._steps_per_mask_draw(work))
@@ -480,12 +508,14 @@ class NumbaBackend(base.Trainer):
                     n, applied = K.train_batches(x, labels, targets, order, batch_size, first_step + done, count,
                                                  net, self._penalties, dropout, *optimizer,
                                                  self.optimizer.step_counter(), work, losses[done:],
-                                                 corrects[done:])
+                                                 corrects[done:], None if kept is None else kept[done:], weighting,
+                                                 smoothing)
                 self._threads.record(threads, time.perf_counter() - started, n)
                 done += n
                 if scheduled and applied:  # as Optimizer.apply_gradients records it
                     self.optimizer._current_learning_rate = rate
-        return base.Steps(losses[:done], corrects[:done], bool(applied))
+        outputs = None if kept is None else _batch_outputs(kept[:done], x.shape[0], batch_size, first_step)
+        return base.Steps(losses[:done], corrects[:done], bool(applied), outputs)
 
     def test_batch(self, x, y):
         self.require_training_parts()
@@ -497,7 +527,8 @@ class NumbaBackend(base.Trainer):
             work = self._bind_work(x.shape[0])
             work = work._replace(threads=self._threads.choose(net, x.shape[0], explore=False))
             with _numba_threads(work.threads):
-                loss, correct = K.evaluate_batch(x, labels, targets, net, self._penalties, work)
+                loss, correct = K.evaluate_batch(x, labels, targets, net, self._penalties, work,
+                                                 _smoothing(self.loss, y, net))
         return float(loss), int(correct)
 
     def predict(self, x, batch_size):
@@ -558,6 +589,43 @@ class NumbaBackend(base.Trainer):
         return K.Dropout(np.array([d is not None for d in dropouts], dtype=np.int64),
                          np.array([1.0 / (1.0 - d.rate) if d else 0.0 for d in dropouts], dtype=dtype),
                          tuple(masks), self._dropped)
+
+
+def _kept_outputs(net, n_steps, work):
+    """A new buffer for the output rows of ``n_steps`` batches (n_steps, capacity, units): new
+    for every call, since the metrics may hold on to the rows they are handed."""
+    return np.empty((n_steps, work.x.shape[0], net.kernels[-1].shape[1]), dtype=net.kernels[0].dtype)
+
+
+def _sample_weights(sample_weight, net, n_samples, work):
+    """The kernels' :class:`~npnet.kernels.dense.SampleWeights`: the weights in the model's
+    dtype (as ``training._weighted_value`` casts them), checked, and a buffer for a batch's."""
+    dtype = net.kernels[0].dtype
+    weights = np.ascontiguousarray(sample_weight, dtype=dtype)
+    if weights.shape != (n_samples,):
+        raise ValueError(f"sample_weight must hold one weight per sample, shape ({n_samples},); "
+                         f"received shape {weights.shape}")
+    return K.SampleWeights(weights, np.empty(work.x.shape[0], dtype=dtype))
+
+
+def _smoothing(loss, y, net):
+    """The kernels' ``smoothing`` of a loss with ``label_smoothing`` ε (None without): ``[1 - ε,
+    ε / k]`` computed as ``losses._SmoothedCrossEntropy._smooth`` does, in the dtype of the
+    targets ``y`` as given (the weights' when they are not floats), where the NumPy backend
+    smooths them."""
+    epsilon = getattr(loss, "label_smoothing", 0.0)
+    if not epsilon:
+        return None
+    y = np.asarray(y)
+    dtype = y.dtype if y.dtype.kind == "f" else net.kernels[0].dtype
+    epsilon = dtype.type(epsilon)
+    return np.array([1 - epsilon, epsilon / dtype.type(loss._smoothing_classes(y))], dtype=dtype)
+
+
+def _batch_outputs(kept, n_samples, batch_size, first_step):
+    """Each batch's output rows, as the NumPy backend lists them: ``kept[k]``'s first n rows,
+    n the size of batch ``first_step + k`` (the last batch of an epoch may be shorter)."""
+    return [kept[k, :min(batch_size, n_samples - (first_step + k) * batch_size)] for k in range(len(kept))]
 
 
 #: The losses of targets shaped like the output, by their code in the kernels' loss row.

@@ -25,8 +25,9 @@ constants below) and ``loss_code`` how the loss meets the output layer. They tra
 grouped in the named tuples at the end of this file.
 
 What a model does not use costs nothing, not even compile time: an optional part (the
-one-hot targets, dropout, weight penalties, each optimizer's family and slots, and the
-softmax head's ``loss_code``) travels as ``None`` when absent, and numba removes a branch
+one-hot targets, dropout, weight penalties, each optimizer's family and slots, the softmax
+head's ``loss_code``, the buffer of kept outputs, the sample weights and the label
+smoothing) travels as ``None`` when absent, and numba removes a branch
 ``if part is not None`` before compiling when ``part`` is an argument of the type of None
 (not an attribute: that test is made where the part is a function's argument). So each
 model compiles only its own optimizer, loss head and options, and a float64 model gets its
@@ -71,6 +72,12 @@ ACTIVATION_CODES = {"linear": LINEAR, "relu": RELU, "sigmoid": SIGMOID, "tanh": 
 #: rows: ``codes[i] = (code, parameter)`` in float64, the parameter being leaky_relu's slope or
 #: elu's alpha (0 for the others). numba compiles the other activations for rows only.
 FIRST_OTHER_CODE = ELU
+#: Keras's ``ReLU`` layer with a ``max_value`` or a ``threshold`` (a layer's option, no
+#: activation name): its row is ``(RELU_GENERAL, negative_slope, threshold, max_value, cap)``,
+#: ``cap`` one of the three below (:func:`relu_general_forward`)
+RELU_GENERAL = 14
+#: no max_value; the slope is 1 up to ``z <= max_value``; relu6's own op: up to ``z < 6``
+RELU_NO_CAP, RELU_CAP, RELU6_CAP = 0, 1, 2
 #: SELU's constants, as ``npnet.functional.SELU_ALPHA``/``SELU_SCALE`` (a test checks they agree;
 #: kept here so that numba's cache of this file sees them)
 SELU_ALPHA = 1.6732632423543772848170429916717
@@ -544,6 +551,8 @@ def any_activation_forward(row, z, a):
     code = np.int64(row[0])
     if code < FIRST_OTHER_CODE:
         activation_forward(code, z, a)
+    elif code == RELU_GENERAL:
+        relu_general_forward(row, z, a)
     else:
         other_activation_forward(code, same_type(z, row[1]), z, a)
 
@@ -554,8 +563,56 @@ def any_activation_backward(row, grad, z, a):
     code = np.int64(row[0])
     if code < FIRST_OTHER_CODE:
         activation_backward(code, grad, z, a)
+    elif code == RELU_GENERAL:
+        relu_general_backward(row, grad, z)
     else:
         other_activation_backward(code, same_type(z, row[1]), grad, z, a)
+
+
+@kernel
+def relu_general_forward(row, z, a):
+    """Mirrors ``functional.relu_forward_general`` with a max_value or a threshold: ``z`` above
+    the threshold (else 0; ``max(z, 0)`` without one), clipped to [0, max_value], minus
+    ``negative_slope · max(threshold - z, 0)``; row as :data:`RELU_GENERAL` says, its numbers
+    cast to z's dtype as NumPy casts them. z, a: (n, units)."""
+    slope, threshold, cap = same_type(z, row[1]), same_type(z, row[2]), same_type(z, row[3])
+    # the options' own values decide the branches, as in NumPy's `if threshold:` (before the cast)
+    has_slope, has_threshold, capped = row[1] != 0.0, row[2] != 0.0, np.int64(row[4]) != RELU_NO_CAP
+    n, units = z.shape
+    for i in range(n):
+        for j in range(units):
+            x = z[i, j]
+            if has_threshold:
+                value = x if x > threshold else _ZERO
+            else:
+                value = _ZERO if x < _ZERO else x  # np.maximum: NaN stays NaN
+            if capped:
+                value = clip_probability(value, _ZERO, cap)
+            if has_slope:
+                below = threshold - x
+                value = value - slope * (_ZERO if below < _ZERO else below)
+            a[i, j] = value
+
+
+@kernel
+def relu_general_backward(row, grad, z):
+    """Mirrors ``functional.relu_backward_general``, in place: grad (n, units) times 1 where
+    threshold < z (and z <= max_value, or z < 6 for relu6), ``negative_slope`` where
+    z < threshold, 0 elsewhere."""
+    slope, threshold, cap = same_type(z, row[1]), same_type(z, row[2]), same_type(z, row[3])
+    kind, has_slope, (n, units) = np.int64(row[4]), row[1] != 0.0, z.shape
+    for i in range(n):
+        for j in range(units):
+            x = z[i, j]
+            inside = x > threshold
+            if kind == RELU_CAP:
+                inside = inside and x <= cap
+            elif kind == RELU6_CAP:
+                inside = inside and x < cap
+            factor = _ONE if inside else _ZERO
+            if has_slope:
+                factor = factor + (slope if x < threshold else _ZERO)
+            grad[i, j] = grad[i, j] * factor
 
 
 @kernel
@@ -684,13 +741,13 @@ def other_activation_backward(code, parameter, grad, z, a):
 
 
 @kernel
-def log_softmax_sum(z, labels, targets):
+def log_softmax_sum(z, labels, targets, sample_weight):
     """The cross-entropy of softmax(z), summed over rows (the mean divides by n later).
 
     Mirrors ``functional.sparse_categorical_crossentropy_from_logits`` (labels: (n,)):
     Σ_i (logsumexp(z_i) - z_i[label_i]), or, with targets: (n, k),
     ``functional.categorical_crossentropy_from_logits``: Σ_i -Σ_k t_ik (z_ik - logsumexp(z_i)),
-    each row's term in the dtype of z.
+    each row's term in the dtype of z, times its ``sample_weight`` (n,) unless that is None.
     """
     total = 0.0  # float64 accumulator over samples; each sample's term is in z's dtype
     for i in range(z.shape[0]):
@@ -703,9 +760,12 @@ def log_softmax_sum(z, labels, targets):
             row_total = _ZERO
             for j in range(z.shape[1]):
                 row_total += targets[i, j] * ((z[i, j] - row_max) - log_sum)
-            total += -row_total
+            term = -row_total
         else:
-            total += log_sum - (z[i, labels[i]] - row_max)
+            term = log_sum - (z[i, labels[i]] - row_max)
+        if sample_weight is not None:
+            term = term * sample_weight[i]
+        total += term
     return total
 
 
@@ -743,11 +803,12 @@ def clip_probability(p, low, high):
 
 
 @kernel
-def crossentropy_probabilities_sum(p, labels, constants):
+def crossentropy_probabilities_sum(p, labels, constants, sample_weight):
     """Mirrors ``functional.sparse_categorical_crossentropy`` (the sum, not the mean).
 
     p: (n, k) probabilities, labels: (n,) -> Σ_i (log Σ_k c_ik - log c_i[label_i]) with
-    ``c = clip(p, 1e-7, 1 - 1e-7)``, each term in p's dtype.
+    ``c = clip(p, 1e-7, 1 - 1e-7)``, each term in p's dtype (times its ``sample_weight``,
+    unless None).
     """
     low, high = constants[CLIP_LOW], constants[CLIP_HIGH]
     total = 0.0
@@ -755,7 +816,10 @@ def crossentropy_probabilities_sum(p, labels, constants):
         row_sum = _ZERO
         for j in range(p.shape[1]):
             row_sum += clip_probability(p[i, j], low, high)
-        total += np.log(row_sum) - np.log(clip_probability(p[i, labels[i]], low, high))
+        term = np.log(row_sum) - np.log(clip_probability(p[i, labels[i]], low, high))
+        if sample_weight is not None:
+            term = term * sample_weight[i]
+        total += term
     return total
 
 
@@ -783,10 +847,11 @@ def crossentropy_probabilities_backward(p, labels, constants, dL_dp):
 
 
 @kernel
-def categorical_probabilities_sum(p, targets, constants):
+def categorical_probabilities_sum(p, targets, constants, sample_weight):
     """Mirrors ``functional.categorical_crossentropy`` (the sum, not the mean).
 
-    p, targets: (n, k) -> Σ_i -Σ_k t_ik log clip(p_ik / Σ_k p_ik), each term in p's dtype.
+    p, targets: (n, k) -> Σ_i -Σ_k t_ik log clip(p_ik / Σ_k p_ik), each term in p's dtype
+    (times its ``sample_weight``, unless None).
     """
     low, high = constants[CLIP_LOW], constants[CLIP_HIGH]
     total = 0.0
@@ -797,7 +862,10 @@ def categorical_probabilities_sum(p, targets, constants):
         row_total = _ZERO
         for j in range(p.shape[1]):
             row_total += targets[i, j] * np.log(clip_probability(p[i, j] / row_sum, low, high))
-        total += -row_total
+        term = -row_total
+        if sample_weight is not None:
+            term = term * sample_weight[i]
+        total += term
     return total
 
 
@@ -826,62 +894,69 @@ def categorical_probabilities_backward(p, targets, constants, dL_dp):
             dL_dp[i, j] = ((dL_dp[i, j] - dot) / total) / n_float
 
 
-def output_loss(loss_code, z, a, labels, targets, constants):
+def output_loss(loss_code, z, a, labels, targets, constants, sample_weight):
     """The batch-mean loss as ``npnet.training.loss_value`` computes it (without penalties):
     :func:`crossentropy_output_loss` for the cross-entropies' codes, :func:`target_loss` for a
-    loss row, chosen by the type of ``loss_code`` at compile time."""
+    loss row, chosen by the type of ``loss_code`` at compile time. ``sample_weight`` (n,) or
+    None: Keras's weighted mean ``Σ w_i l_i / n`` (``training._weighted_value``)."""
     raise NotImplementedError  # only ever called from kernels
 
 
 @overload(output_loss, **_OVERLOAD_OPTIONS)
-def _output_loss(loss_code, z, a, labels, targets, constants):
+def _output_loss(loss_code, z, a, labels, targets, constants, sample_weight):
     if isinstance(loss_code, types.Array):
-        return lambda loss_code, z, a, labels, targets, constants: target_loss(loss_code, z, a, targets, constants)
+        return lambda loss_code, z, a, labels, targets, constants, sample_weight: target_loss(
+            loss_code, z, a, targets, constants, sample_weight)
     return crossentropy_output_loss
 
 
-def output_gradient(loss_code, code, z, a, labels, targets, constants, dL_dz):
+def output_gradient(loss_code, code, z, a, labels, targets, constants, sample_weight, dL_dz):
     """dL/dz of the output layer, as ``npnet.training.backward`` starts it:
-    :func:`crossentropy_output_gradient` or :func:`target_gradient`, as :func:`output_loss`."""
+    :func:`crossentropy_output_gradient` or :func:`target_gradient`, as :func:`output_loss`;
+    with a ``sample_weight``, the loss's gradient rows are scaled by it before the output
+    activation's backward (``training._output_gradient``)."""
     raise NotImplementedError  # only ever called from kernels
 
 
 @overload(output_gradient, **_OVERLOAD_OPTIONS)
-def _output_gradient(loss_code, code, z, a, labels, targets, constants, dL_dz):
+def _output_gradient(loss_code, code, z, a, labels, targets, constants, sample_weight, dL_dz):
     if isinstance(loss_code, types.Array):
-        return lambda loss_code, code, z, a, labels, targets, constants, dL_dz: target_gradient(
-            loss_code, code, z, a, targets, constants, dL_dz)
+        return lambda loss_code, code, z, a, labels, targets, constants, sample_weight, dL_dz: target_gradient(
+            loss_code, code, z, a, targets, constants, sample_weight, dL_dz)
     return crossentropy_output_gradient
 
 
-def crossentropy_output_loss(loss_code, z, a, labels, targets, constants):
+def crossentropy_output_loss(loss_code, z, a, labels, targets, constants, sample_weight):
     """:func:`output_loss` of the cross-entropies of classes (softmax head or general head),
     compiled through it.
 
     z, a: (n, k) the output layer's logits and activations, labels: (n,), targets: (n, k)
-    for a categorical loss, else None. Each sample's loss is in the weights' dtype; their
-    mean is accumulated in float64 and rounded once (NumPy takes a pairwise mean in the
-    weights' dtype), which touches only the reported loss.
+    for a categorical loss, else None; sample_weight: (n,) or None. Each sample's loss is in
+    the weights' dtype; their mean is accumulated in float64 and rounded once (NumPy takes a
+    pairwise mean in the weights' dtype), which touches only the reported loss.
     """
     n = z.shape[0]
     if loss_code is None:  # SOFTMAX_CROSSENTROPY
-        total = log_softmax_sum(z, labels, targets)
+        total = log_softmax_sum(z, labels, targets, sample_weight)
     elif loss_code == CROSSENTROPY_OF_LOGITS:
-        total = log_softmax_sum(a, labels, targets)
+        total = log_softmax_sum(a, labels, targets, sample_weight)
     elif targets is not None:
-        total = categorical_probabilities_sum(a, targets, constants)
+        total = categorical_probabilities_sum(a, targets, constants, sample_weight)
     else:
-        total = crossentropy_probabilities_sum(a, labels, constants)
+        total = crossentropy_probabilities_sum(a, labels, constants, sample_weight)
     return same_type(z, total / n)
 
 
-def crossentropy_output_gradient(loss_code, code, z, a, labels, targets, constants, dL_dz):
+def crossentropy_output_gradient(loss_code, code, z, a, labels, targets, constants, sample_weight, dL_dz):
     """:func:`output_gradient` of the cross-entropies of classes, compiled through it.
 
-    z, a: (n, k), labels: (n,), targets: (n, k) or None -> dL_dz: (n, k).
+    z, a: (n, k), labels: (n,), targets: (n, k) or None, sample_weight: (n,) or None ->
+    dL_dz: (n, k).
     """
     if loss_code is None:  # SOFTMAX_CROSSENTROPY
         softmax_crossentropy_backward(a, labels, targets, dL_dz)
+        if sample_weight is not None:
+            scale_rows(dL_dz, sample_weight)
         return
     if loss_code == CROSSENTROPY_OF_LOGITS:
         # loss.gradient with from_logits: gradient_wrt_logits(y, softmax_forward(output))
@@ -891,7 +966,18 @@ def crossentropy_output_gradient(loss_code, code, z, a, labels, targets, constan
         categorical_probabilities_backward(a, targets, constants, dL_dz)
     else:
         crossentropy_probabilities_backward(a, labels, constants, dL_dz)
+    if sample_weight is not None:
+        scale_rows(dL_dz, sample_weight)
     activation_backward(code, dL_dz, z, a)
+
+
+@kernel
+def scale_rows(dL_dz, sample_weight):
+    """``dL_dz * sample_weight[:, None]`` in place, as ``training._output_gradient`` weighs the
+    loss's gradient.  dL_dz: (n, m), sample_weight: (n,) in its dtype."""
+    for i in range(dL_dz.shape[0]):
+        for j in range(dL_dz.shape[1]):
+            dL_dz[i, j] = dL_dz[i, j] * sample_weight[i]
 
 
 @kernel
@@ -927,10 +1013,11 @@ def target_entry_loss(code, delta, low, high, p, t):
 
 
 @kernel
-def target_loss(row, z, a, targets, constants):
+def target_loss(row, z, a, targets, constants, sample_weight):
     """:func:`output_loss` of a loss row ``(code, delta)``: the batch mean of the per-sample
-    means over the outputs (each sample's in the weights' dtype, the batch's accumulated in
-    float64 and rounded once). z, a, targets: (n, m); the sigmoid head reads the logits z."""
+    means over the outputs (each sample's in the weights' dtype, times its ``sample_weight``
+    unless None, the batch's accumulated in float64 and rounded once). z, a, targets: (n, m);
+    the sigmoid head reads the logits z."""
     code, delta = np.int64(row[0]), same_type(z, row[1])
     outputs = z if code == SIGMOID_BINARY_CROSSENTROPY else a
     if code == SIGMOID_BINARY_CROSSENTROPY:
@@ -942,15 +1029,19 @@ def target_loss(row, z, a, targets, constants):
         sample = _ZERO
         for j in range(m):
             sample += target_entry_loss(code, delta, low, high, outputs[i, j], targets[i, j])
-        total += sample / same_type(z, m)
+        term = sample / same_type(z, m)
+        if sample_weight is not None:
+            term = term * sample_weight[i]
+        total += term
     return same_type(z, total / n)
 
 
 @kernel
-def target_gradient(row, code, z, a, targets, constants, dL_dz):
+def target_gradient(row, code, z, a, targets, constants, sample_weight, dL_dz):
     """:func:`output_gradient` of a loss row: the loss's gradient w.r.t. the output (the
-    ``*_backward`` function of npnet.functional), then the output activation's backward; for
-    the sigmoid head ``(p - t) / (n m)`` w.r.t. the logits directly."""
+    ``*_backward`` function of npnet.functional), scaled by ``sample_weight`` unless None,
+    then the output activation's backward; for the sigmoid head ``(p - t) / (n m)`` w.r.t.
+    the logits directly."""
     loss, delta = np.int64(row[0]), same_type(z, row[1])
     low, high = constants[CLIP_LOW], constants[CLIP_HIGH]
     n, m = a.shape
@@ -974,6 +1065,8 @@ def target_gradient(row, code, z, a, targets, constants, dL_dz):
                 dL_dz[i, j] = (sigmoid_of(p) - t) / size
             else:  # SIGMOID_BINARY_CROSSENTROPY: p is the sigmoid of z already
                 dL_dz[i, j] = (p - t) / size
+    if sample_weight is not None:
+        scale_rows(dL_dz, sample_weight)
     if loss != SIGMOID_BINARY_CROSSENTROPY:
         activation_backward(code, dL_dz, z, a)
 
@@ -1700,6 +1793,9 @@ Network = namedtuple("Network", ["kernels", "biases", "codes", "loss_code", "tra
 #: number (any) to share the large products among numba's threads (npnet.config.set_num_threads).
 Workspace = namedtuple("Workspace", ["x", "labels", "targets", "zs", "acts", "grads", "kernel_grads", "bias_grads",
                                      "threads"], defaults=(None,))
+#: ``fit``'s sample weights (or class weights made per sample), in the weights' dtype: ``all``
+#: (n_samples,), and ``batch`` (capacity,), where each batch's are gathered.
+SampleWeights = namedtuple("SampleWeights", ["all", "batch"])
 
 
 # ----------------------------------------------------------------------------- float mode
@@ -1752,20 +1848,49 @@ def restore_float_mode(typingctx, saved):
 
 @kernel
 def train_batches(x, labels, targets, order, batch_size, first_step, n_steps, net, penalties, dropout,
-                  adam, sgd, rmsprop, step_counter, work, losses, corrects):
+                  adam, sgd, rmsprop, step_counter, work, losses, corrects, outputs, weighting, smoothing):
     """:func:`train_steps_in_float_mode` with denormals flushed, as TensorFlow trains; the
     caller's float mode is restored before returning."""
     saved = flush_denormals()
     result = train_steps_in_float_mode(x, labels, targets, order, batch_size, first_step, n_steps, net,
                                        penalties, dropout, adam, sgd, rmsprop, step_counter, work, losses,
-                                       corrects)
+                                       corrects, outputs, weighting, smoothing)
     restore_float_mode(saved)
     return result
 
 
 @kernel
+def smooth_targets(targets, smoothing):
+    """Mirrors ``_SmoothedCrossEntropy._smooth`` of npnet.losses, in place: ``t (1 - ε) + ε / k``
+    with ``smoothing = [1 - ε, ε / k]`` in the dtype of the targets as fit was given them,
+    in which the arithmetic is done (then stored in the weights' dtype).  targets: (n, k)."""
+    keep, add = smoothing[0], smoothing[1]
+    for i in range(targets.shape[0]):
+        for j in range(targets.shape[1]):
+            targets[i, j] = same_type(keep, targets[i, j]) * keep + add
+
+
+@kernel
+def gather_weights(weighting, order, start, n):
+    """The sample weights of the batch ``order[start:start + n]``, gathered into
+    ``weighting.batch[:n]`` (as ``sample_weight[index]`` in the NumPy backend)."""
+    for row in range(n):
+        weighting.batch[row] = weighting.all[order[start + row]]
+    return weighting.batch[:n]
+
+
+@kernel
+def keep_rows(output, kept):
+    """Copy ``output`` (n, units) into the first n rows of ``kept`` (>= n, units), element by
+    element (a slice assignment would compile numba's shape-mismatch message too)."""
+    for i in range(output.shape[0]):
+        for j in range(output.shape[1]):
+            kept[i, j] = output[i, j]
+
+
+@kernel
 def train_steps_in_float_mode(x, labels, targets, order, batch_size, first_step, n_steps, net, penalties, dropout,
-                  adam, sgd, rmsprop, step_counter, work, losses, corrects):
+                  adam, sgd, rmsprop, step_counter, work, losses, corrects, outputs, weighting, smoothing):
     """Train on batches ``first_step, ..., first_step + n_steps - 1`` of one epoch.
 
     Mirrors ``NumpyBackend.train_steps``: batch ``s`` is the samples
@@ -1780,9 +1905,14 @@ def train_steps_in_float_mode(x, labels, targets, order, batch_size, first_step,
     ``dropout`` (:class:`Dropout`) and all but one of the optimizer states ``adam``, ``sgd``,
     ``rmsprop`` are None when unused: their branches below are then not even compiled.
     Writes each batch's mean loss into ``losses[k]`` and its correct count into
-    ``corrects[k]``. A batch whose loss or any gradient is not finite, or whose update would
-    make a weight or slot non-finite (:func:`update_is_safe`), is *not* applied and ends the
-    call. Returns ``(n_done, last_applied)``.
+    ``corrects[k]``, and, unless ``outputs`` is None, its output rows (the forward pass before
+    the step's update, as the NumPy backend hands them to the metrics) into ``outputs[k][:n]``
+    (outputs: (n_steps, capacity, units)). ``weighting`` (:class:`SampleWeights`, or None)
+    weighs each sample's loss and gradient row as the NumPy backend's ``sample_weight``;
+    ``smoothing`` (:func:`smooth_targets`, or None) is the loss's label smoothing. A batch
+    whose loss or any gradient is not finite, or whose update would make a weight or slot
+    non-finite (:func:`update_is_safe`), is *not* applied and ends the call. Returns
+    ``(n_done, last_applied)``.
     """
     n_samples = x.shape[0]
     last = len(net.kernels) - 1
@@ -1794,17 +1924,26 @@ def train_steps_in_float_mode(x, labels, targets, order, batch_size, first_step,
         batch_labels = work.labels[:n]
         if targets is not None:
             gathered = work.targets[:n]
+            if smoothing is not None:  # after gather_rows took the labels of the targets as given
+                smooth_targets(gathered, smoothing)
         else:
             gathered = None
+        if weighting is not None:
+            batch_weight = gather_weights(weighting, order, start, n)
+        else:
+            batch_weight = None
         forward_pass(work.x, n, net.kernels, net.biases, net.codes, work.zs, work.acts, n, dropout, k, work.threads)
         output = work.acts[last][:n]
-        loss = output_loss(net.loss_code, work.zs[last][:n], output, batch_labels, gathered, net.constants)
+        if outputs is not None:
+            keep_rows(output, outputs[k])
+        loss = output_loss(net.loss_code, work.zs[last][:n], output, batch_labels, gathered, net.constants,
+                           batch_weight)
         if penalties is not None:
             loss = penalty_loss(net.kernels, net.biases, penalties, loss)
         losses[k] = loss
         corrects[k] = count_correct(output, batch_labels)
         output_gradient(net.loss_code, net.codes[last], work.zs[last][:n], output, batch_labels, gathered,
-                        net.constants, work.grads[last][:n])
+                        net.constants, batch_weight, work.grads[last][:n])
         backward_pass(work.x, n, net.kernels, net.codes, net.trainable, net.first_trainable, work.zs, work.acts,
                       work.grads, work.kernel_grads, work.bias_grads, dropout, k, work.threads)
         if penalties is not None:
@@ -1825,16 +1964,25 @@ def train_steps_in_float_mode(x, labels, targets, order, batch_size, first_step,
 
 
 @kernel
-def evaluate_batch(x, labels, targets, net, penalties, work):
+def evaluate_batch(x, labels, targets, net, penalties, work, smoothing):
     """Mirrors ``NumpyBackend.test_batch``: ``(mean loss, correct count)`` of one batch.
 
     x: (n, d_in) with n <= the buffers' capacity, labels: (n,) (for a categorical loss, the
-    targets' argmax), targets: (n, k) or None; penalties as in :func:`train_batches`.
+    targets' argmax), targets: (n, k) or None; penalties and smoothing as in
+    :func:`train_batches` (the targets are smoothed in ``work.targets``, not in place).
     """
     n = x.shape[0]
     last = len(net.kernels) - 1
     forward_pass(x, n, net.kernels, net.biases, net.codes, work.zs, work.acts, n, None, 0, work.threads)
-    loss = output_loss(net.loss_code, work.zs[last][:n], work.acts[last][:n], labels, targets, net.constants)
+    if smoothing is not None:
+        smoothed = work.targets[:n]
+        keep_rows(targets, smoothed)
+        smooth_targets(smoothed, smoothing)
+        loss = output_loss(net.loss_code, work.zs[last][:n], work.acts[last][:n], labels, smoothed, net.constants,
+                           None)
+    else:
+        loss = output_loss(net.loss_code, work.zs[last][:n], work.acts[last][:n], labels, targets, net.constants,
+                           None)
     if penalties is not None:
         loss = penalty_loss(net.kernels, net.biases, penalties, loss)
     return loss, count_correct(work.acts[last][:n], labels)
