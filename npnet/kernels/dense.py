@@ -557,12 +557,14 @@ def any_activation_backward(row, grad, z, a):
         other_activation_backward(code, same_type(z, row[1]), grad, z, a)
 
 
-# Elementwise math: exp, log1p and erf in float64 written in plain arithmetic (no call in the loop body), so that
-# LLVM vectorises the activation loops that use them: numba otherwise calls the C library once
-# per element. Each is accurate to about one float64 ulp (tests/test_kernel_math.py measures it
-# against mpmath); a float32 activation computes in float64 and rounds, as before. Polynomials:
-# Chebyshev interpolants derived by tools/fit_polynomials.py, which also prints their error.
-# Multiply-adds are fused explicitly (one rounding, same result on every CPU).
+# Elementwise math: exp, expm1, log1p and erf in float64, written in plain arithmetic (no call
+# in the loop body) so that LLVM vectorises the activation loops that use them: numba would
+# otherwise call the C library once per element. Each is accurate to about one float64 ulp
+# (tests/test_kernel_math.py measures them against mpmath); a float32 activation computes in
+# float64 and rounds, as before. Polynomials: Chebyshev interpolants derived by
+# tools/fit_polynomials.py, which also prints their error. Multiply-adds are fused explicitly
+# (one rounding, the same result on every CPU). They are inlined into their callers, whose
+# ``error_model="numpy"`` makes a division by zero inf instead of an exception.
 
 
 @intrinsic
@@ -612,22 +614,57 @@ def power_of_two(k):
 
 
 @inline_kernel
-def exp64(x):
-    """exp(x) in float64: x = k ln 2 + r with |r| <= ln(2)/2 (Cody and Waite's reduction, W. J.
-    Cody and W. Waite, *Software Manual for the Elementary Functions*, 1980), exp(r) =
-    1 + r + r² P(r), times 2^k in two factors so that subnormal results are rounded once.
-    inf above the overflow threshold, 0 far below, NaN for NaN."""
-    x = EXP_HIGH if x > EXP_HIGH else x  # a NaN fails both tests and stays NaN
-    x = EXP_LOW if x < EXP_LOW else x
+def reduce_exp(x):
+    """x = k ln 2 + r with |r| <= ln(2)/2 (Cody and Waite's reduction, W. J. Cody and W. Waite,
+    *Software Manual for the Elementary Functions*, 1980), for |x| < 2^50. Returns k and
+    expm1(r) in two parts, ``r_high + tail``: r_high = x - k · LN2_HIGH is exact, the tail
+    (r's low part and r² P(r)) small."""
     shifted = x * LOG2_E + ROUNDING_SHIFT
     k_float = shifted - ROUNDING_SHIFT
-    r = fused_multiply_add(-k_float, LN2_LOW, fused_multiply_add(-k_float, LN2_HIGH, x))
+    r_high = fused_multiply_add(-k_float, LN2_HIGH, x)
+    r_low = -k_float * LN2_LOW
+    r = r_high + r_low
     p = EXP_REMAINDER[10]
     for i in range(9, -1, -1):
         p = fused_multiply_add(p, r, EXP_REMAINDER[i])
-    k = float64_bits(shifted) - float64_bits(ROUNDING_SHIFT)
+    return float64_bits(shifted) - float64_bits(ROUNDING_SHIFT), r_high, fused_multiply_add(r * r, p, r_low)
+
+
+@inline_kernel
+def exp64(x):
+    """exp(x) in float64: (1 + expm1(r)) 2^k (:func:`reduce_exp`), 2^k in two factors so that
+    a subnormal result is rounded once. inf above the overflow threshold, 0 far below, NaN for NaN."""
+    x = EXP_HIGH if x > EXP_HIGH else x  # a NaN fails both tests and stays NaN
+    x = EXP_LOW if x < EXP_LOW else x
+    k, r_high, tail = reduce_exp(x)
     half = k >> 1
-    return (1.0 + fused_multiply_add(r * r, p, r)) * power_of_two(half) * power_of_two(k - half)
+    return (1.0 + (r_high + tail)) * power_of_two(half) * power_of_two(k - half)
+
+
+#: below this |x|, expm1(x) rounds to x
+EXPM1_IS_X = 2.0 ** -54
+#: expm1(x) rounds to -1 below this
+EXPM1_LOW = -40.0
+
+
+@inline_kernel
+def expm1_64(x):
+    """exp(x) - 1 in float64, accurate near 0 too: 2^k (1 + e) - 1 = (2^k - 1) + 2^k e with
+    e = expm1(r) = r_high + tail (:func:`reduce_exp`). 2^k - 1 is exact for |k| <= 53 (it
+    rounds to 2^k above), 2^k r_high is exact, and their sum's rounding error is recovered
+    (Fast2Sum, the larger first) before the tail is added: one rounding where the sum cancels.
+    Above 2^60, 2^k is applied in two factors so that it stays finite until the result
+    overflows. inf above the overflow threshold, -1 far below, NaN for NaN, -0.0 for -0.0."""
+    clamped = EXP_HIGH if x > EXP_HIGH else x  # a NaN fails both tests and stays NaN
+    clamped = EXPM1_LOW if clamped < EXPM1_LOW else clamped
+    k, r_high, tail = reduce_exp(clamped)
+    k_rest = k - 60 if k > 60 else 0
+    scale = power_of_two(k - k_rest)
+    larger, smaller = scale - 1.0, scale * r_high
+    total = larger + smaller
+    lost = smaller - (total - larger)
+    result = (total + fused_multiply_add(scale, tail, lost)) * power_of_two(k_rest)
+    return x if abs(x) < EXPM1_IS_X else result
 
 
 #: T(w) / w, w = s², where 2 atanh(s) = 2s + s T(s²), for |s| <= (√2 - 1)/(√2 + 1)
@@ -741,6 +778,12 @@ def exp_of(x):
 
 
 @inline_kernel
+def expm1_of(x):
+    """``np.expm1`` of one float of x's type: :func:`expm1_64`, rounded to float32 for a float32."""
+    return same_type(x, expm1_64(np.float64(x)))
+
+
+@inline_kernel
 def log1p_of(x):
     """``np.log1p`` of one float of x's type: :func:`log1p64`, rounded to float32 for a float32."""
     return same_type(x, log1p64(np.float64(x)))
@@ -771,12 +814,12 @@ def other_activation_forward(code, parameter, z, a):
     if code == ELU:  # where(z > 0, z, alpha · expm1(min(z, 0))); min(z, 0) is z in that branch
         for i in range(n):
             for j in range(units):
-                a[i, j] = z[i, j] if z[i, j] > _ZERO else parameter * np.expm1(z[i, j])
+                a[i, j] = z[i, j] if z[i, j] > _ZERO else parameter * expm1_of(z[i, j])
     elif code == SELU:
         scale, alpha = same_type(z, SELU_SCALE), same_type(z, SELU_ALPHA)
         for i in range(n):
             for j in range(units):
-                a[i, j] = scale * (z[i, j] if z[i, j] > _ZERO else alpha * np.expm1(z[i, j]))
+                a[i, j] = scale * (z[i, j] if z[i, j] > _ZERO else alpha * expm1_of(z[i, j]))
     elif code == GELU:  # the exact form: 0.5 · z · (1 + erf(z / √2))
         half, inverse_root_2 = same_type(z, 0.5), same_type(z, 1 / np.sqrt(2))
         for i in range(n):
