@@ -12,7 +12,8 @@ Two measurements, each printed as JSON lines:
   same package's tutorial epoch in the same run.
 * ``cold``: one child process per package with ``NUMBA_CACHE_DIR`` pointing at an empty
   directory: the time (wall and CPU) from ``compile`` to the end of the first tutorial
-  epoch, which includes compiling the kernels; the packages alternate.
+  epoch (or of each ``--only`` configuration's), which includes compiling the kernels; the
+  packages alternate.
 
 Run from the repository root::
 
@@ -141,26 +142,29 @@ def warm(rounds, baseline, only, baseline_each=False):
                           "median_ratio_to_tutorial": round(float(np.median(values) / np.median(own)), 3)}))
 
 
-def cold_child(package):
-    """Run in a fresh process: compile + first tutorial epoch, with whatever cache is configured."""
+def cold_child(package, name="tutorial (adam)"):
+    """Run in a fresh process: compile + first epoch of configuration ``name``, with whatever cache is configured."""
     x, y = load()
+    targets = np.eye(10, dtype=np.float32)[y]
     start, cpu_start = time.perf_counter(), time.process_time()
-    model = build(package, "tutorial (adam)")
-    timed_epoch(model, x, y, None)
-    print(json.dumps({"package": package, "compile_and_first_epoch_s": round(time.perf_counter() - start, 3),
+    model = build(package, name)
+    timed_epoch(model, x, y, targets)
+    print(json.dumps({"package": package, "configuration": name,
+                      "compile_and_first_epoch_s": round(time.perf_counter() - start, 3),
                       "cpu_s": round(time.process_time() - cpu_start, 3)}))
 
 
-def cold(baseline, repeats):
+def cold(baseline, repeats, names=("tutorial (adam)",)):
     packages = ["npnet"] + (["npnet_baseline"] if baseline else [])
     for _ in range(repeats):
-        for package in packages:
-            with tempfile.TemporaryDirectory(prefix="npnet-cold-") as cache:
-                env = dict(os.environ, NUMBA_CACHE_DIR=cache,
-                           PYTHONPATH=os.pathsep.join(filter(None, [baseline, os.getcwd()])))
-                result = subprocess.run([sys.executable, "-m", "benchmarks.coverage_speed", "cold-child", package],
-                                        env=env, capture_output=True, text=True, check=True)
-                print(result.stdout.strip().splitlines()[-1])
+        for name in names:
+            for package in packages:
+                with tempfile.TemporaryDirectory(prefix="npnet-cold-") as cache:
+                    env = dict(os.environ, NUMBA_CACHE_DIR=cache,
+                               PYTHONPATH=os.pathsep.join(filter(None, [baseline, os.getcwd()])))
+                    result = subprocess.run([sys.executable, "-m", "benchmarks.coverage_speed", "cold-child", package,
+                                             "--only", name], env=env, capture_output=True, text=True, check=True)
+                    print(result.stdout.strip().splitlines()[-1])
 
 
 def main(argv=None):
@@ -176,9 +180,9 @@ def main(argv=None):
     if args.mode == "warm":
         warm(args.rounds, args.baseline, args.only, args.baseline_each)
     elif args.mode == "cold":
-        cold(args.baseline, args.rounds)
+        cold(args.baseline, args.rounds, args.only or ["tutorial (adam)"])
     else:
-        cold_child(args.package)
+        cold_child(args.package, *args.only[:1])
 
 
 if __name__ == "__main__":
