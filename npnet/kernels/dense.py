@@ -612,8 +612,9 @@ EXP_REMAINDER = (0.5, 0.1666666666666667, 0.04166666666666667, 0.008333333333326
 
 @kernel
 def power_of_two(k):
-    """2^k as a float64, for -1022 <= k <= 1023."""
-    return float64_from_bits((k + 1023) << 52)
+    """2^k as a float64, for -1022 <= k <= 1023 (any other k gives some power of two, never an
+    integer overflow: the callers' k is garbage only when their result is NaN anyway)."""
+    return float64_from_bits(((k + 1023) & 0x7FF) << 52)
 
 
 @kernel
