@@ -7,14 +7,17 @@ Two measurements, each printed as JSON lines:
   first epoch of training, kernels compiled), alternating between the configurations
   (interleaved, so a machine that changes speed affects them alike). With ``--baseline DIR`` the tutorial
   model also runs on a copy of an older npnet, importable from DIR as ``npnet_baseline``, in
-  the same process, interleaved with today's.
+  the same process, interleaved with today's; with ``--baseline-each`` every selected
+  configuration does. Each line gives the best and the median epoch, and their ratios to the
+  same package's tutorial epoch in the same run.
 * ``cold``: one child process per package with ``NUMBA_CACHE_DIR`` pointing at an empty
   directory: the time (wall and CPU) from ``compile`` to the end of the first tutorial
-  epoch, which includes compiling the kernels; the packages alternate.
+  epoch (or of each ``--only`` configuration's), which includes compiling the kernels; the
+  packages alternate.
 
 Run from the repository root::
 
-    python -m benchmarks.coverage_speed warm --rounds 3 [--baseline /tmp/old]
+    python -m benchmarks.coverage_speed warm --rounds 3 [--baseline /tmp/old [--baseline-each]] [--only NAME ...]
     python -m benchmarks.coverage_speed cold [--baseline /tmp/old]
 
 Wall-clock only; numbers go to docs/performance.md, never into tests.
@@ -135,13 +138,18 @@ def timed_epoch(model, x, y, targets, name="tutorial (adam)"):
     return time.perf_counter() - start
 
 
-def warm(rounds, baseline, only):
+def warm(rounds, baseline, only, baseline_each=False):
     x, y = load()
     targets = np.eye(10, dtype=np.float32)[y]
-    entries = [("npnet", name) for name in CONFIGURATIONS if not only or name in only]
+    # the tutorial always runs: every ratio is to its epoch in the same run
+    names = [name for name in CONFIGURATIONS if not only or name in only or name == "tutorial (adam)"]
+    packages = ["npnet"]
     if baseline:
         sys.path.insert(0, baseline)
-        entries.insert(1, ("npnet_baseline", "tutorial (adam)"))
+        packages.append("npnet_baseline")
+    # each configuration's old and new epochs side by side in the order of the rounds
+    entries = [(package, name) for name in names for package in packages
+               if package == "npnet" or baseline_each or name == "tutorial (adam)"]
     for package, name in entries:  # compile the kernels once, outside the timings
         timed_epoch(build(package, name), x[:3200], y[:3200], targets[:3200], name)
     times = {key: [] for key in entries}
@@ -150,32 +158,38 @@ def warm(rounds, baseline, only):
             # A new model (same seed) for every timed epoch: each is a first epoch of training,
             # so no configuration runs on weights it has already trained further than another's.
             times[key].append(timed_epoch(build(*key), x, y, targets, key[1]))
-    tutorial = min(times["npnet", "tutorial (adam)"])
+    # each package's configurations against its own tutorial epoch, best and median
     for (package, name), values in times.items():
+        own = times[package, "tutorial (adam)"]
         print(json.dumps({"package": package, "configuration": name, "epochs_s": [round(v, 4) for v in values],
-                          "best_s": round(min(values), 4), "ratio_to_tutorial": round(min(values) / tutorial, 3)}))
+                          "best_s": round(min(values), 4), "ratio_to_tutorial": round(min(values) / min(own), 3),
+                          "median_s": round(float(np.median(values)), 4),
+                          "median_ratio_to_tutorial": round(float(np.median(values) / np.median(own)), 3)}))
 
 
-def cold_child(package):
-    """Run in a fresh process: compile + first tutorial epoch, with whatever cache is configured."""
+def cold_child(package, name="tutorial (adam)"):
+    """Run in a fresh process: compile + first epoch of configuration ``name``, with whatever cache is configured."""
     x, y = load()
+    targets = np.eye(10, dtype=np.float32)[y]
     start, cpu_start = time.perf_counter(), time.process_time()
-    model = build(package, "tutorial (adam)")
-    timed_epoch(model, x, y, None)
-    print(json.dumps({"package": package, "compile_and_first_epoch_s": round(time.perf_counter() - start, 3),
+    model = build(package, name)
+    timed_epoch(model, x, y, targets, name)
+    print(json.dumps({"package": package, "configuration": name,
+                      "compile_and_first_epoch_s": round(time.perf_counter() - start, 3),
                       "cpu_s": round(time.process_time() - cpu_start, 3)}))
 
 
-def cold(baseline, repeats):
+def cold(baseline, repeats, names=("tutorial (adam)",)):
     packages = ["npnet"] + (["npnet_baseline"] if baseline else [])
     for _ in range(repeats):
-        for package in packages:
-            with tempfile.TemporaryDirectory(prefix="npnet-cold-") as cache:
-                env = dict(os.environ, NUMBA_CACHE_DIR=cache,
-                           PYTHONPATH=os.pathsep.join(filter(None, [baseline, os.getcwd()])))
-                result = subprocess.run([sys.executable, "-m", "benchmarks.coverage_speed", "cold-child", package],
-                                        env=env, capture_output=True, text=True, check=True)
-                print(result.stdout.strip().splitlines()[-1])
+        for name in names:
+            for package in packages:
+                with tempfile.TemporaryDirectory(prefix="npnet-cold-") as cache:
+                    env = dict(os.environ, NUMBA_CACHE_DIR=cache,
+                               PYTHONPATH=os.pathsep.join(filter(None, [baseline, os.getcwd()])))
+                    result = subprocess.run([sys.executable, "-m", "benchmarks.coverage_speed", "cold-child", package,
+                                             "--only", name], env=env, capture_output=True, text=True, check=True)
+                    print(result.stdout.strip().splitlines()[-1])
 
 
 def main(argv=None):
@@ -185,13 +199,15 @@ def main(argv=None):
     parser.add_argument("--rounds", type=int, default=3)
     parser.add_argument("--baseline", default=None, help="directory holding an older copy as npnet_baseline/")
     parser.add_argument("--only", action="append", default=[], help="run only this configuration (repeatable)")
+    parser.add_argument("--baseline-each", action="store_true",
+                        help="run every selected configuration on the baseline too, not only the tutorial")
     args = parser.parse_args(argv)
     if args.mode == "warm":
-        warm(args.rounds, args.baseline, args.only)
+        warm(args.rounds, args.baseline, args.only, args.baseline_each)
     elif args.mode == "cold":
-        cold(args.baseline, args.rounds)
+        cold(args.baseline, args.rounds, args.only or ["tutorial (adam)"])
     else:
-        cold_child(args.package)
+        cold_child(args.package, *args.only[:1])
 
 
 if __name__ == "__main__":

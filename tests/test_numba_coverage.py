@@ -262,9 +262,9 @@ def test_every_other_hidden_activation_at_each_batch_size(hidden, batch_size, n_
     """About 100 steps with the activation on the first hidden layer, Dropout and L2 around
     it, with :func:`test_batch_sizes`'s optimizer (Adam at batch 32 is
     :func:`test_every_hidden_activation`). With Adam, gelu at batch 1 and exponential over
-    9 epochs drift to 1.3e-6 and 3.2e-6 in float32: NumPy's float32 exp differs from the C
-    library's (which numba calls) in the last bit for about 39% of inputs, and Adam turns a
-    last-bit difference of a tiny gradient into a step of up to lr."""
+    9 epochs drift to 1.3e-6 and 3.2e-6 in float32: NumPy's float32 exp differs from the
+    correctly rounded value (which numba's kernels compute) in the last bit for about 39% of
+    inputs, and Adam turns a last-bit difference of a tiny gradient into a step of up to lr."""
     reference, fast = make_pair(lambda: stack(("dropout", "l2"), "softmax", hidden_activation=hidden),
                                 npnet.losses.SparseCategoricalCrossentropy, OPTIMIZERS["rmsprop-momentum-centered"],
                                 floatx)
@@ -282,8 +282,9 @@ ADAM_OTHER_ACTIVATIONS_FLOAT32_TOLERANCE = 1e-5
 def test_other_hidden_activations_under_adam(hidden, floatx):
     """As :func:`test_every_hidden_activation`, for the other activations. In float32 the
     bound is 1e-5, not 1e-6: on this CPU NumPy's float32 exp and expm1 (SIMD code) differ
-    in the last bit from the C library's, which numba calls (exp in 39% of inputs), and Adam
-    turns such a difference in a tiny gradient into a step of up to lr; selu measured 3.0e-6.
+    in the last bit from the correctly rounded values numba's kernels compute (exp in 39% of
+    inputs), and Adam turns such a difference in a tiny gradient into a step of up to lr;
+    selu measured 4.5e-6 (docs/performance.md).
     A wrong formula differs by far more (about lr · steps)."""
     reference, fast = make_pair(lambda: stack(("dropout",), "softmax", hidden_activation=hidden),
                                 npnet.losses.SparseCategoricalCrossentropy, OPTIMIZERS["adam"], floatx)
@@ -353,7 +354,7 @@ def _edge_values(dtype):
 @pytest.mark.parametrize("name", OTHER_ACTIVATIONS)
 def test_each_other_activation_kernel_matches_functional_at_its_edges(name, dtype):
     """Forward and backward of one activation row against npnet.functional: equal up to the
-    last bits of exp/expm1/log1p/erf (NumPy's own implementations differ from the C library's),
+    last bits of exp/expm1/log1p/erf (NumPy's own implementations differ from the kernels'),
     with NaN and infinities where NumPy has them."""
     from npnet.backends import numba_backend
     from npnet.kernels import dense as K
