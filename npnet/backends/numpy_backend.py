@@ -1,8 +1,12 @@
 """The readable backend: every step goes through :mod:`npnet.training` in plain NumPy.
 
 Training and evaluation keep NumPy's BLAS on one thread (see :mod:`npnet.backends._threads`
-for why); nothing else about the arithmetic differs from calling the functions by hand.
+for why), and training steps run with denormal floats flushed to zero, as TensorFlow's and the
+numba backend's do (see :mod:`npnet.kernels.float_mode` for why: values below ~1.2e-38 count
+as 0). Nothing else about the arithmetic differs from calling the functions by hand.
 """
+
+import contextlib
 
 import numpy as np
 
@@ -11,6 +15,16 @@ from ._threads import SingleThreadedBlas
 from .base import Steps, Trainer
 
 _single_threaded_blas = SingleThreadedBlas(linked_by="numpy")
+
+
+def _denormals_flushed():
+    """:func:`npnet.kernels.float_mode.denormals_flushed`; without numba, the float mode as it is
+    (correct, only slower once Adam's moments decay below the smallest normal float)."""
+    try:
+        from ..kernels.float_mode import denormals_flushed
+    except ImportError:
+        return contextlib.nullcontext()
+    return denormals_flushed()
 
 
 class NumpyBackend(Trainer):
@@ -24,7 +38,8 @@ class NumpyBackend(Trainer):
         losses, corrects, outputs = [], [], []
         applied = True
         bounds = self._running_bounds()
-        with utils.interrupts_watched():  # each step's update defers Ctrl-C to its end
+        # each step's update defers Ctrl-C to its end
+        with utils.interrupts_watched(), _denormals_flushed():
             for step in range(first_step, first_step + n_steps):
                 index = slice(step * batch_size, (step + 1) * batch_size)
                 if order is not None:
