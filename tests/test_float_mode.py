@@ -2,7 +2,10 @@
 CPU threads run Keras's (npnet/kernels/float_mode.py), and the caller's float mode is back
 afterwards, however the steps end."""
 
+import os
 import platform
+import subprocess
+import sys
 
 import numpy as np
 import pytest
@@ -84,3 +87,64 @@ def test_nested_uses_put_back_what_each_found():
             assert TINY * HALF == 0
         assert TINY * HALF == 0
     assert denormals_kept()
+
+
+def threads_flush_check():
+    """One thread and two train the same model through denormal Adam moments: the two-thread
+    weights and slots must be those of one thread, with the denormals counted as 0."""
+    rng = np.random.default_rng(1)
+    x = rng.random((64, 32), dtype=np.float32)
+    x[:, :4] = 0  # four dead inputs
+    y = rng.integers(0, 3, 64)
+    models = []
+    for threads in (1, 2):
+        npnet.config.set_num_threads(threads)
+        utils.set_random_seed(0)
+        model = npnet.Sequential([layers.Dense(128, activation="relu", input_shape=(32,)),
+                                  layers.Dense(3, activation="softmax")])
+        model.compile(optimizer="adam", loss="sparse_categorical_crossentropy", backend="numba")
+        utils.set_random_seed(2)
+        model.fit(x, y, batch_size=32, epochs=1, verbose=0)
+        for slot in ("m", "v"):
+            model.optimizer.state[slot][0][:4, :] = TINY
+        utils.set_random_seed(3)
+        model.fit(x, y, batch_size=32, epochs=2, verbose=0)
+        models.append(model)
+    for slot in ("m", "v"):
+        assert np.all(models[1].optimizer.state[slot][0][:4, :] == 0)
+        assert np.array_equal(models[0].optimizer.state[slot][0], models[1].optimizer.state[slot][0])
+    for a, b in zip(models[0].get_weights(), models[1].get_weights()):
+        assert np.array_equal(a, b)
+    assert denormals_kept()
+
+
+_POOL_FIRST = """
+import sys
+import numba
+import numpy as np
+
+@numba.njit(parallel=True)
+def halve(a):
+    for i in numba.prange(a.size):
+        a[i] *= np.float32(0.5)
+
+numba.set_num_threads(2)
+halve(np.ones(1000, np.float32))  # numba's threads start here, in this thread's (normal) float mode
+sys.path.insert(0, sys.argv[1])
+import test_float_mode
+test_float_mode.threads_flush_check()
+print("checked")
+"""
+
+
+def test_numbas_threads_flush_denormals_in_their_share_of_the_step():
+    """With the products and Adam's update shared among numba's threads, each thread flushes
+    denormals as the calling thread does, also when numba's thread pool was started outside
+    any training step (a fresh process that ran its own parallel code first), so the weights
+    stay those of one thread."""
+    import numba
+    if numba.config.NUMBA_NUM_THREADS < 2:
+        pytest.skip("needs two numba threads")
+    result = subprocess.run([sys.executable, "-c", _POOL_FIRST, os.path.dirname(os.path.abspath(__file__))],
+                            capture_output=True, text=True, timeout=600)
+    assert result.returncode == 0 and "checked" in result.stdout, result.stderr[-3000:]

@@ -354,7 +354,9 @@ def matmul_tiled_parallel(a, b, out, depth_block):
     entry is computed exactly as there, so the result is the same bit for bit."""
     width = tile_columns(out)
     for block in prange(out.shape[1] // width):
+        saved = flush_denormals()  # each thread's own float mode: the same as the calling thread's
         tile_column_block(a, b, out, depth_block, block * width)
+        restore_float_mode(saved)
 
 
 @kernel
@@ -1615,12 +1617,14 @@ def adam_update_parallel(param, grad, m, v, alpha, one_minus_beta_1, one_minus_b
     width = tile_columns(param)
     blocks_outside = 0  # a sum over the blocks: a reduction prange runs without an array
     for block in prange(param.shape[1] // width):
+        saved = flush_denormals()  # each thread's own float mode: the same as the calling thread's
         columns = slice(block * width, (block + 1) * width)
         block_inside = True
         for row in range(param.shape[0]):
             block_inside &= adam_update(param[row, columns], grad[row, columns], m[row, columns], v[row, columns],
                                         alpha, one_minus_beta_1, one_minus_beta_2, epsilon, box)
         blocks_outside += 0 if block_inside else 1
+        restore_float_mode(saved)
     return blocks_outside == 0
 
 

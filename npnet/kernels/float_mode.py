@@ -15,7 +15,8 @@ backends:
 * the NumPy backend runs its steps inside :func:`denormals_flushed`.
 
 The control register belongs to the thread, so the mode applies only to the thread that
-trains, and it is put back when the steps end, also when they end with an exception (Ctrl-C
+trains (the kernels' parallel loops set it in each of numba's threads for their share of
+the work, ``npnet.config.set_num_threads``), and it is put back when the steps end, also when they end with an exception (Ctrl-C
 included). Only numbers below ~1.2e-38 (float64: ~2.2e-308) change, to 0. On CPUs other than
 x86-64 nothing is changed.
 """
