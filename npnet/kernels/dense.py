@@ -45,6 +45,7 @@ All kernels live in this one file on purpose: numba's on-disk cache of a functio
 invalidated when *its* source file changes, not when a callee in another file does.
 """
 
+import platform
 from collections import namedtuple
 
 import llvmlite.binding as llvm_binding
@@ -57,7 +58,6 @@ from numba.extending import intrinsic, overload
 from numba.np.arrayobj import make_array
 
 from ._compile import KERNEL_OPTIONS, kernel, parallel_kernel, summing_kernel
-from .float_mode import flush_denormals, restore_float_mode
 
 # Activation codes (``codes[i]``), by the name of the npnet activation each mirrors.
 LINEAR, RELU, SIGMOID, TANH, SOFTMAX = 0, 1, 2, 3, 4
@@ -2018,7 +2018,59 @@ SampleWeights = namedtuple("SampleWeights", ["all", "batch"])
 
 
 # ----------------------------------------------------------------------------- float mode
-# flush_denormals and restore_float_mode: npnet/kernels/float_mode.py
+# Why training flushes denormals: npnet/kernels/float_mode.py.
+
+#: MXCSR bits: FTZ (results below the smallest normal float become 0) and DAZ (such inputs
+#: are read as 0).
+_FLUSH_DENORMALS = 0x8040
+_X86_64 = platform.machine().lower() in ("x86_64", "amd64")
+
+
+def _mxcsr_call(builder, name, slot):
+    pointer = builder.bitcast(slot, llvm_ir.IntType(8).as_pointer())
+    function_type = llvm_ir.FunctionType(llvm_ir.VoidType(), [llvm_ir.IntType(8).as_pointer()])
+    builder.call(builder.module.declare_intrinsic(name, fnty=function_type), [pointer])
+
+
+@intrinsic
+def flush_denormals(typingctx):
+    """Set FTZ and DAZ in this thread's SSE control register; return its previous value
+    (0, changing nothing, on CPUs other than x86-64)."""
+    def codegen(context, builder, signature, args):
+        i32 = llvm_ir.IntType(32)
+        if not _X86_64:
+            return llvm_ir.Constant(llvm_ir.IntType(64), 0)
+        slot = builder.alloca(i32)
+        _mxcsr_call(builder, "llvm.x86.sse.stmxcsr", slot)
+        saved = builder.load(slot)
+        builder.store(builder.or_(saved, llvm_ir.Constant(i32, _FLUSH_DENORMALS)), slot)
+        _mxcsr_call(builder, "llvm.x86.sse.ldmxcsr", slot)
+        return builder.zext(saved, llvm_ir.IntType(64))
+    return types.int64(), codegen
+
+
+@intrinsic
+def restore_float_mode(typingctx, saved):
+    """Put back the SSE control register :func:`flush_denormals` returned."""
+    def codegen(context, builder, signature, args):
+        if _X86_64:
+            slot = builder.alloca(llvm_ir.IntType(32))
+            builder.store(builder.trunc(args[0], llvm_ir.IntType(32)), slot)
+            _mxcsr_call(builder, "llvm.x86.sse.ldmxcsr", slot)
+        return context.get_dummy_value()
+    return types.none(types.int64), codegen
+
+
+@kernel
+def enter_flushed_mode():
+    """:func:`flush_denormals`, callable from Python: the calling thread's previous mode."""
+    return flush_denormals()
+
+
+@kernel
+def leave_flushed_mode(saved):
+    """:func:`restore_float_mode`, callable from Python."""
+    restore_float_mode(saved)
 
 
 @kernel
