@@ -4,6 +4,7 @@ A float converts to a Decimal exactly, so the only error is the 40-digit arithme
 """
 
 import decimal
+import functools
 from decimal import Decimal
 
 DIGITS = 40
@@ -18,15 +19,18 @@ def _leading_zeros(d):
     return max(0, -d.adjusted()) if d else 0
 
 
-def _pi():
-    """Machin's formula, pi = 16 atan(1/5) - 4 atan(1/239), each arctangent by its series."""
+@functools.lru_cache(maxsize=None)
+def _sqrt_pi(digits):
+    """sqrt(pi) to ``digits`` significant digits, pi by Machin's formula,
+    pi = 16 atan(1/5) - 4 atan(1/239), each arctangent by its series."""
     def arctan_of_inverse(n):
         total, power, k, sign = Decimal(0), 1 / Decimal(n), 1, 1
-        while power > Decimal(10) ** -(decimal.getcontext().prec + 5):
+        while power > Decimal(10) ** -(digits + 5):
             total += sign * power / k
             power, k, sign = power / (n * n), k + 2, -sign
         return total
-    return 16 * arctan_of_inverse(5) - 4 * arctan_of_inverse(239)
+    with decimal.localcontext(prec=digits):
+        return (16 * arctan_of_inverse(5) - 4 * arctan_of_inverse(239)).sqrt()
 
 
 def exact_exp(x):
@@ -58,4 +62,4 @@ def exact_erf(x):
             n += 1
             term = -term * d * d / n
             total += term / (2 * n + 1)
-        return 2 * total / _pi().sqrt()
+        return 2 * total / _sqrt_pi(decimal.getcontext().prec)
