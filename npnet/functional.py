@@ -17,6 +17,28 @@ rounding: see the comments on the loss and on Adam.
 
 import numpy as np
 
+
+# ----------------------------------------------------------------------------- elementwise math
+
+def _in_float64(function):
+    """``function`` (``np.exp``, ...) computed in float64 and, for float32 input, rounded once.
+
+    That is the correctly rounded float32 result (but for rare double-rounding ties), the same
+    on every CPU and the same as the numba kernels compute. NumPy's own float32 loops are SIMD
+    code picked per CPU that can be a unit off in the last place, and Adam can turn a
+    last-bit difference of a tiny gradient into a step of up to its learning rate.
+    """
+    def rounded(z):
+        if getattr(z, "dtype", None) == np.float32:
+            return function(z.astype(np.float64)).astype(np.float32)
+        return function(z)
+
+    rounded.__name__ = function.__name__
+    return rounded
+
+
+exp, expm1, log1p, tanh = (_in_float64(f) for f in (np.exp, np.expm1, np.log1p, np.tanh))
+
 # ----------------------------------------------------------------------------- Dense
 
 
@@ -69,7 +91,7 @@ def linear_backward(dL_da, z, a):
 
 def sigmoid_forward(z):
     """a = 1 / (1 + exp(-z)), computed without overflow for large negative z."""
-    e = np.exp(-np.abs(z))
+    e = exp(-np.abs(z))
     return np.where(z >= 0, 1 / (1 + e), e / (1 + e)).astype(z.dtype, copy=False)
 
 
@@ -80,7 +102,7 @@ def sigmoid_backward(dL_da, z, a):
 
 def tanh_forward(z):
     """a = tanh(z)."""
-    return np.tanh(z)
+    return tanh(z)
 
 
 def tanh_backward(dL_da, z, a):
@@ -94,7 +116,7 @@ def softmax_forward(z):
     Subtracting the row maximum first changes nothing mathematically and keeps ``exp``
     from overflowing.
     """
-    e = np.exp(z - z.max(axis=1, keepdims=True))
+    e = exp(z - z.max(axis=1, keepdims=True))
     return e / e.sum(axis=1, keepdims=True)
 
 
@@ -126,7 +148,7 @@ def sparse_categorical_crossentropy_from_logits(z, labels):
     remembers its logits and the loss is computed from them, so no probability is clipped.
     """
     shifted = z - z.max(axis=1, keepdims=True)
-    log_sum_exp = np.log(np.exp(shifted).sum(axis=1))
+    log_sum_exp = np.log(exp(shifted).sum(axis=1))
     per_sample = log_sum_exp - shifted[np.arange(z.shape[0]), labels]
     return per_sample.mean(dtype=z.dtype)
 
@@ -188,7 +210,7 @@ def categorical_crossentropy(p, targets, epsilon=1e-7):
 def categorical_crossentropy_from_logits(z, targets):
     """Mean of ``-Σ_k t_k log softmax(z)_k``.  z, targets: (n, k) -> scalar."""
     shifted = z - z.max(axis=1, keepdims=True)
-    log_p = shifted - np.log(np.exp(shifted).sum(axis=1, keepdims=True))
+    log_p = shifted - np.log(exp(shifted).sum(axis=1, keepdims=True))
     return (-(targets * log_p).sum(axis=1)).mean(dtype=z.dtype)
 
 
@@ -368,7 +390,7 @@ def _as(z, value):
 
 def elu_forward(z, alpha=1.0):
     """a = z for z > 0, alpha · (exp(z) - 1) otherwise (``expm1`` keeps small z exact)."""
-    return np.where(z > 0, z, _as(z, alpha) * np.expm1(np.minimum(z, 0)))
+    return np.where(z > 0, z, _as(z, alpha) * expm1(np.minimum(z, 0)))
 
 
 def elu_backward(dL_da, z, a, alpha=1.0):
@@ -378,7 +400,7 @@ def elu_backward(dL_da, z, a, alpha=1.0):
 
 def selu_forward(z):
     """a = scale · elu(z, alpha) with SELU's fixed alpha and scale (self-normalising)."""
-    return _as(z, SELU_SCALE) * np.where(z > 0, z, _as(z, SELU_ALPHA) * np.expm1(np.minimum(z, 0)))
+    return _as(z, SELU_SCALE) * np.where(z > 0, z, _as(z, SELU_ALPHA) * expm1(np.minimum(z, 0)))
 
 
 def selu_backward(dL_da, z, a):
@@ -394,7 +416,7 @@ def gelu_forward(z, approximate=False):
     """
     if approximate:
         inner = _as(z, np.sqrt(2 / np.pi)) * (z + _as(z, 0.044715) * z ** 3)
-        return _as(z, 0.5) * z * (1 + np.tanh(inner))
+        return _as(z, 0.5) * z * (1 + tanh(inner))
     from scipy.special import erf  # scipy is a dependency already (numba's BLAS)
 
     return (_as(z, 0.5) * z * (1 + erf(z * _as(z, 1 / np.sqrt(2))))).astype(z.dtype, copy=False)
@@ -405,19 +427,19 @@ def gelu_backward(dL_da, z, a, approximate=False):
     when ``approximate``: ``0.5 (1 + t) + 0.5 z (1 - t²) √(2/π) (1 + 3 · 0.044715 z²)``."""
     if approximate:
         c = _as(z, np.sqrt(2 / np.pi))
-        t = np.tanh(c * (z + _as(z, 0.044715) * z ** 3))
+        t = tanh(c * (z + _as(z, 0.044715) * z ** 3))
         slope = _as(z, 0.5) * (1 + t) + _as(z, 0.5) * z * (1 - t * t) * c * (1 + _as(z, 3 * 0.044715) * z * z)
         return dL_da * slope
     from scipy.special import erf
 
     cdf = _as(z, 0.5) * (1 + erf(z * _as(z, 1 / np.sqrt(2))))
-    density = np.exp(_as(z, -0.5) * z * z) * _as(z, 1 / np.sqrt(2 * np.pi))
+    density = exp(_as(z, -0.5) * z * z) * _as(z, 1 / np.sqrt(2 * np.pi))
     return (dL_da * (cdf + z * density)).astype(z.dtype, copy=False)
 
 
 def softplus_forward(z):
     """a = log(1 + exp(z)), as ``max(z, 0) + log1p(exp(-|z|))`` so that exp never overflows."""
-    return np.maximum(z, 0) + np.log1p(np.exp(-np.abs(z)))
+    return np.maximum(z, 0) + log1p(exp(-np.abs(z)))
 
 
 def softplus_backward(dL_da, z, a):
@@ -459,7 +481,7 @@ def leaky_relu_backward(dL_da, z, a, negative_slope=0.2):
 
 def exponential_forward(z):
     """a = exp(z)."""
-    return np.exp(z)
+    return exp(z)
 
 
 def exponential_backward(dL_da, z, a):
@@ -538,7 +560,7 @@ def binary_crossentropy_from_logits(z, targets):
     so that no exponential overflows and nothing is clipped (TensorFlow's
     ``sigmoid_cross_entropy_with_logits``).
     """
-    per_entry = np.maximum(z, 0) - z * targets + np.log1p(np.exp(-np.abs(z)))
+    per_entry = np.maximum(z, 0) - z * targets + log1p(exp(-np.abs(z)))
     return per_entry.mean(axis=-1, dtype=z.dtype)
 
 

@@ -442,12 +442,14 @@ def row_maximum(z, i):
 
 @kernel
 def softmax_forward(z, p):
-    """Mirrors ``functional.softmax_forward``: row-wise softmax.  z: (n, k) -> p: (n, k)."""
+    """Mirrors ``functional.softmax_forward``: row-wise softmax.  z: (n, k) -> p: (n, k).
+    exp in float64 rounded to z's type, as functional's ``exp``; the row's sum in order (NumPy
+    adds 8 or more in a different order, so their last bits can differ)."""
     for i in range(z.shape[0]):
         row_max = row_maximum(z, i)
         total = _ZERO
         for j in range(z.shape[1]):
-            p[i, j] = np.exp(z[i, j] - row_max)
+            p[i, j] = np.exp(np.float64(z[i, j] - row_max))
             total += p[i, j]
         for j in range(z.shape[1]):
             p[i, j] = p[i, j] / total
@@ -502,15 +504,15 @@ def common_activation_forward(code, z, a):
         for i in range(n):
             for j in range(units):
                 a[i, j] = _ZERO if z[i, j] < _ZERO else z[i, j]
-    elif code == SIGMOID:
+    elif code == SIGMOID:  # exp and tanh in float64, rounded to z's type: as functional's
         for i in range(n):
             for j in range(units):
-                e = np.exp(-np.abs(z[i, j]))
+                e = same_type(z, np.exp(-np.abs(np.float64(z[i, j]))))
                 a[i, j] = _ONE / (_ONE + e) if z[i, j] >= _ZERO else e / (_ONE + e)
     elif code == TANH:
         for i in range(n):
             for j in range(units):
-                a[i, j] = np.tanh(z[i, j])
+                a[i, j] = np.tanh(np.float64(z[i, j]))
     elif code == SOFTMAX:
         softmax_forward(z, a)
     else:
