@@ -459,6 +459,29 @@ def test_binary_and_regression_losses_with_an_activation_layer_output_and_sgd(lo
     train_and_compare(reference, fast, x, y[:, 0] if units == 1 else y, BATCH, "float32")
 
 
+#: Not within 1e-6: MAE through a one-unit output under SGD with momentum, in float32
+ONE_UNIT_MAE_MOMENTUM_TOLERANCE = 1e-5
+
+
+def test_known_gap_mae_through_a_one_unit_output_under_momentum_agrees_to_1e_5():
+    """The one configuration known to miss issue 13's 1e-6 in float32: MAE through a one-unit
+    tanh output, SGD with momentum 0.9, measured 5.5e-6 in the predictions after 100 steps
+    (docs/performance.md). NumPy sums the one-unit layer's bias gradient, a contiguous (n, 1)
+    column, pairwise; the kernels add it in order, and MAE's gradient (the sign of the error)
+    never fades, so a last bit at step 4 is carried by the momentum. Held to 1e-5 here."""
+    units, output, make_loss, kind = TARGET_LOSSES["mae, one unit"]
+    reference, fast = make_pair(lambda: stack((), "linear", units=units) + [layers.Activation(output)],
+                                make_loss, OPTIMIZERS["sgd-momentum"], "float32", metrics=())
+    x, y = make_targets(N_SAMPLES, units, kind)
+    for model in (reference, fast):
+        utils.set_random_seed(2)
+        model.fit(x, y[:, 0], batch_size=BATCH, epochs=1, verbose=0)
+    for ours, theirs in zip(fast.get_weights(), reference.get_weights()):
+        np.testing.assert_allclose(ours, theirs, rtol=0, atol=ONE_UNIT_MAE_MOMENTUM_TOLERANCE)
+    np.testing.assert_allclose(fast.predict(x, verbose=0), reference.predict(x, verbose=0), rtol=0,
+                               atol=ONE_UNIT_MAE_MOMENTUM_TOLERANCE)
+
+
 # ----------------------------------------------------------------------------- L1 and L1L2 penalties
 
 #: name -> the regularizer of the first and the output layer (the middle one keeps an L2)
