@@ -444,6 +444,35 @@ class Sequential:
             progbar.update(steps, logs, finalize=True)
         return logs if return_dict else self._as_values(logs)
 
+    def train_on_batch(self, x, y=None, sample_weight=None, class_weight=None, return_dict=False):
+        """One optimizer step on the batch ``(x, y)``, as Keras's ``train_on_batch``.
+
+        Returns that batch's loss and metrics, as the forward pass before the update computed
+        them (what ``fit`` logs for a batch), in ``evaluate``'s form: the loss alone without
+        metrics, else ``[loss, metric, ...]``, or a dict with ``return_dict=True``. No callback
+        runs and ``model.history`` is not touched. Bad input is refused before anything
+        changes; a step whose loss, gradients or update is not finite is not applied (a
+        warning, and the returned loss is that non-finite value).
+        """
+        self.require_compiled("train_on_batch")
+        x, y = self.check_data(x, y)
+        weights = validation.check_sample_weight(sample_weight, class_weight, y, self.loss.label_kind)
+        self.ensure_built(x)
+        logs = training_loop.train_batch(self.backend, x, y, self._metric_plan(), weights)
+        return logs if return_dict else self._as_values(logs)
+
+    def test_on_batch(self, x, y=None, return_dict=False):
+        """Loss and metrics of the batch ``(x, y)`` in one pass, as Keras's ``test_on_batch``
+        (``evaluate``'s return value)."""
+        self.require_compiled("test_on_batch")
+        x, y = self.check_data(x, y)
+        return self.evaluate(x, y, batch_size=x.shape[0], verbose=0, return_dict=return_dict)
+
+    def predict_on_batch(self, x):
+        """Outputs for the batch ``x`` in one pass, as Keras's ``predict_on_batch``."""
+        x = self.check_inputs(x)
+        return self.predict(x, batch_size=x.shape[0], verbose=0)
+
     def _as_values(self, logs):
         values = [float(logs[name]) for name in self.metrics_names]
         return values if len(values) > 1 else values[0]

@@ -89,6 +89,26 @@ def train_epoch(trainer, x, y, epoch, batch_size, shuffle, steps_per_execution, 
     return means
 
 
+def train_batch(trainer, x, y, metrics, sample_weight=None):
+    """One step on all of ``(x, y)`` (``train_on_batch``): the logs of that batch, its loss
+    and metrics as the forward pass before the update computed them. A step whose loss,
+    gradients or update is not finite is not applied: a warning, and logs holding that loss
+    (the metrics NaN)."""
+    keep = {"keep_outputs": True} if metrics.needs_outputs else {}
+    if sample_weight is not None:
+        keep["sample_weight"] = sample_weight
+    done = trainer.train_steps(x, y, None, x.shape[0], 0, 1, **keep)
+    means = RunningMeans(metrics)
+    if not done.last_applied:
+        warnings.warn(f"train_on_batch: the loss is {done.losses[-1]} or a gradient is not finite (or too large "
+                      "to square), or the update would make a weight or an optimizer slot inf or NaN; the "
+                      "update was not applied, so the model keeps its weights and optimizer state. Try a "
+                      "smaller learning rate or check the inputs' scale.", RuntimeWarning, stacklevel=3)
+        return {"loss": float(done.losses[-1]), **{metric.name: math.nan for metric in metrics.metrics}}
+    means.add(done.losses[0], done.corrects[0], x.shape[0], y, done.outputs[0] if metrics.needs_outputs else None)
+    return means.logs()
+
+
 def train_epoch_from_source(trainer, model, source, epoch, callbacks, metrics):
     """One epoch over the batches of a :class:`npnet.data.BatchSource`, one step per batch,
     each batch checked as an array argument would be."""
