@@ -341,25 +341,32 @@ def _edge_values(dtype):
     return np.concatenate([np.array([edges]), rows]).astype(dtype)
 
 
+def _numpy_and_kernel_activation(name, z, dL_da):
+    """``(a, dL_dz)`` of activation ``name`` from npnet.activations (NumPy), then from the
+    kernels' activation row: ``(expected_a, expected_grad, a, grad)``."""
+    from npnet.backends import numba_backend
+    from npnet.kernels import dense as K
+
+    activation = getattr(npnet.activations, name)
+    with np.errstate(all="ignore"):
+        expected_a = activation.forward(z)
+        expected_grad = activation.backward(dL_da, z, expected_a)
+        row = np.array(numba_backend._activation(name), dtype=np.float64)
+        a, grad = np.empty_like(z), dL_da.copy()
+        K.any_activation_forward(row, z, a)
+        K.any_activation_backward(row, grad, z, expected_a)
+    return expected_a, expected_grad, a, grad
+
+
 @pytest.mark.parametrize("dtype", [np.float32, np.float64])
 @pytest.mark.parametrize("name", OTHER_ACTIVATIONS)
 def test_each_other_activation_kernel_matches_functional_at_its_edges(name, dtype):
     """Forward and backward of one activation row against npnet.functional, with NaN and
     infinities where NumPy has them: equal up to the last bits in float64, where NumPy's
     exp/expm1/log1p/erf are other implementations than the kernels' (float32: bit for bit, below)."""
-    from npnet.backends import numba_backend
-    from npnet.kernels import dense as K
-
     z = _edge_values(dtype)
     dL_da = np.random.default_rng(1).standard_normal(z.shape).astype(dtype)
-    activation = getattr(npnet.activations, name)
-    with np.errstate(all="ignore"):
-        expected_a = activation.forward(z)
-        expected_grad = activation.backward(dL_da, z, expected_a)
-    row = np.array(numba_backend._activation(name), dtype=np.float64)
-    a, grad = np.empty_like(z), dL_da.copy()
-    K.any_activation_forward(row, z, a)
-    K.any_activation_backward(row, grad, z, expected_a)
+    expected_a, expected_grad, a, grad = _numpy_and_kernel_activation(name, z, dL_da)
     eps = np.finfo(dtype).eps
     assert a.dtype == grad.dtype == dtype
     np.testing.assert_allclose(a, expected_a, rtol=4 * eps, atol=0)
@@ -376,22 +383,11 @@ def test_float32_activation_kernels_equal_numpys_bit_for_bit(name, units):
     values N(0, 4²) and the edges. (NumPy's own float32 SIMD loops differ from that in the
     last bit for 39% of exp's inputs on this CPU.) Softmax too for rows of fewer than 8: NumPy
     adds 8 or more pairwise, the kernels in order, so wider rows are compared to a few ulps."""
-    from npnet.backends import numba_backend
-    from npnet.kernels import dense as K
-
     rng = np.random.default_rng(units)
     z = np.concatenate([(rng.standard_normal((20_000 // units + 1, units)) * 4).astype(np.float32),
                         np.resize(_edge_values(np.float32), (4, units))])
     dL_da = rng.standard_normal(z.shape).astype(np.float32)
-    activation = getattr(npnet.activations, name)
-    with np.errstate(all="ignore"):
-        expected_a = activation.forward(z)
-        expected_grad = activation.backward(dL_da, z, expected_a)
-    row = np.array(numba_backend._activation(name), dtype=np.float64)
-    a, grad = np.empty_like(z), dL_da.copy()
-    with np.errstate(all="ignore"):
-        K.any_activation_forward(row, z, a)
-        K.any_activation_backward(row, grad, z, expected_a)
+    expected_a, expected_grad, a, grad = _numpy_and_kernel_activation(name, z, dL_da)
     if name == "softmax" and units >= 8:
         eps = np.finfo(np.float32).eps
         np.testing.assert_allclose(a, expected_a, rtol=8 * eps, atol=0)
