@@ -133,6 +133,23 @@ def test_every_activation_and_layer_round_trips_through_keras(tmp_path, activati
     assert max_difference(ours.predict(x, verbose=0), model.predict(x, verbose=0)) < TOLERANCE
 
 
+@pytest.mark.parametrize("kernel, bias", [("he_normal", "ones"), ("lecun_uniform", None), ("glorot_normal", "zeros")])
+def test_initializers_cross_over_by_keras_class(tmp_path, kernel, bias):
+    """Dense initializers travel as Keras's classes both ways; ``None`` (Keras 3's config for
+    ``bias_initializer=None``) reads as the glorot_uniform Keras then draws."""
+    theirs = keras.Sequential([keras.Input((3,)), keras.layers.Dense(4, kernel_initializer=kernel, bias_initializer=bias)])
+    theirs.save(tmp_path / "theirs.keras")
+    ours = npnet.models.load_model(tmp_path / "theirs.keras")
+    assert ours.layers[0].kernel_initializer is npnet.initializers.get(kernel)
+    assert ours.layers[0].bias_initializer is npnet.initializers.get(bias)
+    for a, b in zip(ours.get_weights(), theirs.get_weights()):
+        np.testing.assert_array_equal(a, b)
+    ours.save(tmp_path / "ours.keras")
+    config = keras.models.load_model(tmp_path / "ours.keras").layers[0].get_config()
+    assert config["kernel_initializer"]["class_name"] == type(keras.initializers.get(kernel)).__name__
+    assert config["bias_initializer"]["class_name"] == type(keras.initializers.get(bias or "glorot_uniform")).__name__
+
+
 def test_categorical_crossentropy_from_logits_and_float64_cross_over(tmp_path):
     npnet.config.set_floatx("float64")
     try:

@@ -126,6 +126,53 @@ def test_glorot_uniform_has_keras_bounds_and_spread():
         assert abs(w.std() / (limit / np.sqrt(3)) - 1) < 0.02, f"{name}: std {w.std()} vs {limit / np.sqrt(3)}"
 
 
+#: npnet initializer -> (Keras's class, its bound: the uniform limit or the normal's cut)
+RANDOM_INITIALIZERS = {
+    "glorot_uniform": (keras.initializers.GlorotUniform, lambda i, o: np.sqrt(6 / (i + o))),
+    "glorot_normal": (keras.initializers.GlorotNormal, lambda i, o: 2 * np.sqrt(2 / (i + o)) / 0.87962566103423978),
+    "he_uniform": (keras.initializers.HeUniform, lambda i, o: np.sqrt(6 / i)),
+    "he_normal": (keras.initializers.HeNormal, lambda i, o: 2 * np.sqrt(2 / i) / 0.87962566103423978),
+    "lecun_uniform": (keras.initializers.LecunUniform, lambda i, o: np.sqrt(3 / i)),
+    "lecun_normal": (keras.initializers.LecunNormal, lambda i, o: 2 * np.sqrt(1 / i) / 0.87962566103423978),
+}
+
+
+@pytest.mark.parametrize("name", list(RANDOM_INITIALIZERS))
+@pytest.mark.parametrize("shape", [(300, 200), (4000,)], ids=["kernel", "bias"])
+def test_random_initializers_have_keras_bounds_and_spread(name, shape):
+    """Each of Keras's variance-scaling initializers, by its string: the same bound (a uniform
+    one's limit, a normal one's cut at two standard deviations) and the same standard
+    deviation as Keras's to within sampling error (60k draws: ~0.3-0.5 %; 3 % allowed)."""
+    keras_class, bound = RANDOM_INITIALIZERS[name]
+    fan_in, fan_out = (shape[0], shape[-1])
+    limit = bound(fan_in, fan_out)
+    npnet.utils.set_random_seed(0)
+    ours = npnet.initializers.get(name)(shape, "float32")
+    theirs = keras_class(seed=0)(shape).numpy()
+    assert ours.dtype == theirs.dtype == np.float32 and ours.shape == theirs.shape == shape
+    for who, w in (("npnet", ours), ("keras", theirs)):
+        assert np.abs(w).max() <= limit * (1 + 1e-6), f"{who}: max |w| {np.abs(w).max()} above {limit}"
+        assert np.abs(w).max() > 0.97 * limit, f"{who}: max |w| {np.abs(w).max()} far below {limit}"
+    assert abs(ours.std() / theirs.std() - 1) < 0.03, (ours.std(), theirs.std())
+    assert abs(ours.mean()) < 0.05 * ours.std()
+
+
+def test_constant_initializers_and_none_are_keras_3s():
+    """zeros, ones; and None, for which Keras 3's add_weight draws glorot_uniform even for a bias."""
+    assert np.array_equal(npnet.initializers.get("ones")((2, 3), "float64"), keras.initializers.get("ones")((2, 3)))
+    assert np.array_equal(npnet.initializers.get("zeros")((4,), "float32"), np.zeros(4, np.float32))
+    npnet.utils.set_random_seed(0)
+    ours = npnet.layers.Dense(2000, bias_initializer=None, input_shape=(3,))
+    ours.build((None, 3))
+    theirs = keras.layers.Dense(2000, bias_initializer=None)
+    theirs.build((None, 3))
+    limit = np.sqrt(6 / (2000 + 2000))  # a bias of n entries counts n in and n out
+    for who, bias in (("npnet", ours.params["bias"]), ("keras", theirs.bias.numpy())):
+        assert np.abs(bias).max() <= limit and np.abs(bias).max() > 0.99 * limit, who
+    with pytest.raises(ValueError, match="Unknown initializer 'he_normall'.*he_normal"):
+        npnet.layers.Dense(3, kernel_initializer="he_normall")
+
+
 # ------------------------------------------------------------------------------- activations
 
 

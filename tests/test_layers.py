@@ -334,6 +334,18 @@ def test_layer_config_round_trip():
     assert "Flatten" in str(error.value)
 
 
+@pytest.mark.parametrize("kernel, bias", [("he_normal", "ones"), ("lecun_normal", None)])
+def test_initializers_round_trip_through_json_and_npnet_files(tmp_path, kernel, bias):
+    model = npnet.Sequential([Dense(4, input_shape=(3,), kernel_initializer=kernel, bias_initializer=bias)])
+    expected = (npnet.initializers.get(kernel), npnet.initializers.get(bias))
+    clone = npnet.models.model_from_json(model.to_json())
+    assert (clone.layers[0].kernel_initializer, clone.layers[0].bias_initializer) == expected
+    model.compile(optimizer="sgd", loss="mse")
+    model.save(tmp_path / "m.npnet")
+    loaded = npnet.models.load_model(tmp_path / "m.npnet")
+    assert (loaded.layers[0].kernel_initializer, loaded.layers[0].bias_initializer) == expected
+
+
 def test_default_layer_names_are_unique():
     names = [Dense(2).name for _ in range(3)]
     assert len(set(names)) == 3 and all(n.startswith("dense") for n in names)

@@ -28,7 +28,11 @@ ACTIVATIONS = {"linear": "linear", "relu": "relu", "sigmoid": "sigmoid", "tanh":
                "softplus": "softplus", "softsign": "softsign", "swish": "silu", "silu": "silu",
                "leaky_relu": "leaky_relu", "exponential": "exponential", "hard_sigmoid": "hard_sigmoid"}
 #: npnet initializer name -> Keras initializer class.
-INITIALIZERS = {"glorot_uniform": "GlorotUniform", "zeros": "Zeros"}
+INITIALIZERS = {"glorot_uniform": "GlorotUniform", "glorot_normal": "GlorotNormal", "he_uniform": "HeUniform",
+                "he_normal": "HeNormal", "lecun_uniform": "LecunUniform", "lecun_normal": "LecunNormal",
+                "zeros": "Zeros", "ones": "Ones"}
+#: the npnet initializers whose Keras config holds a seed (npnet draws from its own generator)
+_SEEDED_INITIALIZERS = {"glorot_uniform", "glorot_normal", "he_uniform", "he_normal", "lecun_uniform", "lecun_normal"}
 #: npnet regularizer class -> (Keras class, config keys shared by both).
 REGULARIZERS = {regularizers.L2: ("L2", ("l2",))}
 #: npnet loss class -> Keras loss class (its ``name`` is Keras's string for it).
@@ -88,8 +92,9 @@ def _dense_from_keras(config, where):
                       lora_rank=None)
     return {"units": _integer(config.get("units"), f"{where} units"),
             "activation": activation_from_keras(config.get("activation"), where),
-            "kernel_initializer": initializer_from_keras(config.get("kernel_initializer"), where, "glorot_uniform"),
-            "bias_initializer": initializer_from_keras(config.get("bias_initializer"), where, "zeros"),
+            "kernel_initializer": initializer_from_keras(config.get("kernel_initializer", _MISSING), where,
+                                                         "glorot_uniform"),
+            "bias_initializer": initializer_from_keras(config.get("bias_initializer", _MISSING), where, "zeros"),
             "kernel_regularizer": regularizer_from_keras(config.get("kernel_regularizer"), where)}
 
 
@@ -249,14 +254,22 @@ def initializer_to_keras(init, what):
     if getattr(init, "__module__", None) != initializers.__name__ or name not in INITIALIZERS:
         raise ValueError(f"{what} {init!r} is not one of Keras's built-ins "
                          f"({', '.join(INITIALIZERS)}), so a Keras file cannot name it")
-    keras_config = {"seed": None} if name == "glorot_uniform" else {}
+    keras_config = {"seed": None} if name in _SEEDED_INITIALIZERS else {}
     return {"module": "keras.initializers", "class_name": INITIALIZERS[name],
             "config": keras_config, "registered_name": None}
 
 
+_MISSING = object()  # a config key the file does not have
+
+
 def initializer_from_keras(value, where, default):
-    if value is None:
+    """npnet's initializer name for a Keras initializer entry: ``default`` when the key is
+    missing; ``None`` (Keras 3 writes it for ``Dense(bias_initializer=None)``) is what Keras
+    then uses, glorot_uniform. Only the class is read: the seed of a random one is not."""
+    if value is _MISSING:
         return default
+    if value is None:
+        return "glorot_uniform"
     by_keras = {keras: ours for ours, keras in INITIALIZERS.items()}
     if isinstance(value, str):  # Keras 2 may write "glorot_uniform"
         if value in INITIALIZERS:
