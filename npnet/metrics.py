@@ -486,6 +486,50 @@ def _result(values, thresholds_given):
     return [float(v) for v in values] if thresholds_given else float(values[0])
 
 
+class _ConfusionCount(_ConfusionMetric):
+    """The weighted count of one cell of the confusion matrix at ``thresholds`` (0.5; a list
+    gives a list of counts), as Keras's ``TruePositives`` and its three siblings. Like Keras's,
+    a count has no direction of improvement."""
+
+    direction = None
+    cell = None  # the attribute of _ConfusionMetric it reports
+
+    def __init__(self, thresholds=None, name=None, dtype=None):
+        self._several = isinstance(thresholds, (list, tuple))
+        self.init_thresholds = thresholds
+        super().__init__(0.5 if thresholds is None else thresholds, name or self.cell, dtype)
+
+    def result(self):
+        return _result(getattr(self, self.cell), self._several)
+
+    def get_config(self):
+        return {**super().get_config(), "thresholds": self.init_thresholds}
+
+
+class TruePositives(_ConfusionCount):
+    """Weighted count of real positives (``y_true != 0``) predicted positive (``y_pred > t``)."""
+
+    cell = "true_positives"
+
+
+class FalsePositives(_ConfusionCount):
+    """Weighted count of real negatives predicted positive."""
+
+    cell = "false_positives"
+
+
+class TrueNegatives(_ConfusionCount):
+    """Weighted count of real negatives predicted negative."""
+
+    cell = "true_negatives"
+
+
+class FalseNegatives(_ConfusionCount):
+    """Weighted count of real positives predicted negative."""
+
+    cell = "false_negatives"
+
+
 class Precision(_ConfusionMetric):
     """``tp / (tp + fp)`` at ``thresholds`` (0.5; a list gives a list of results)."""
 
@@ -585,7 +629,7 @@ class AUC(_ConfusionMetric):
 _CLASSES = (Accuracy, SparseCategoricalAccuracy, CategoricalAccuracy, BinaryAccuracy,
             SparseTopKCategoricalAccuracy, TopKCategoricalAccuracy, MeanSquaredError,
             MeanAbsoluteError, Precision, Recall, AUC, BinaryCrossentropy, CategoricalCrossentropy,
-            SparseCategoricalCrossentropy)
+            SparseCategoricalCrossentropy, TruePositives, FalsePositives, TrueNegatives, FalseNegatives)
 _FUNCTIONS = (sparse_categorical_accuracy, categorical_accuracy, binary_accuracy,
               sparse_top_k_categorical_accuracy, top_k_categorical_accuracy, mean_squared_error,
               mean_absolute_error)

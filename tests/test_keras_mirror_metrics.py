@@ -59,6 +59,11 @@ PAIRS = [
     ("precision multilabel", metrics.Precision, keras.metrics.Precision, "multilabel", {"thresholds": [0.3, 0.6]}),
     ("recall", metrics.Recall, keras.metrics.Recall, "multilabel", {}),
     ("recall class 1", metrics.Recall, keras.metrics.Recall, "multilabel", {"class_id": 1}),
+    ("true positives", metrics.TruePositives, keras.metrics.TruePositives, "binary", {}),
+    ("false positives 0.3 0.6", metrics.FalsePositives, keras.metrics.FalsePositives, "multilabel",
+     {"thresholds": [0.3, 0.6]}),
+    ("true negatives", metrics.TrueNegatives, keras.metrics.TrueNegatives, "multilabel", {"thresholds": 0.7}),
+    ("false negatives", metrics.FalseNegatives, keras.metrics.FalseNegatives, "binary", {}),
     ("auc", metrics.AUC, keras.metrics.AUC, "binary", {}),
     ("auc multilabel", metrics.AUC, keras.metrics.AUC, "multilabel", {}),
     ("auc PR", metrics.AUC, keras.metrics.AUC, "multilabel", {"curve": "PR"}),
@@ -139,7 +144,8 @@ def test_accuracy_string_resolves_as_keras_and_keeps_the_name(kind, expected, wr
 
 @pytest.mark.parametrize("identifier", ["mse", "mae", "MSE", "mean_squared_error", "binary_accuracy", "binary_crossentropy",
                                         "sparse_top_k_categorical_accuracy", "precision", "recall", "auc",
-                                        "AUC", "Precision", "categorical_accuracy"])
+                                        "AUC", "Precision", "categorical_accuracy", "true_positives",
+                                        "FalseNegatives"])
 def test_metric_strings_are_logged_under_keras_history_keys(identifier):
     y_true, y_pred = batches("binary", n_batches=1)[0]
     model = keras.Sequential([keras.Input((1,)), keras.layers.Identity()])

@@ -52,7 +52,9 @@ METRICS = {"accuracy": "accuracy", "acc": "accuracy",
            # settings could differ from the defaults a name stands for)
            **{name: name for name in ("binary_accuracy", "mae", "mse", "mean_absolute_error",
                                       "mean_squared_error", "sparse_top_k_categorical_accuracy",
-                                      "top_k_categorical_accuracy", "auc", "precision", "recall")}}
+                                      "top_k_categorical_accuracy", "auc", "precision", "recall",
+                                      "true_positives", "false_positives", "true_negatives",
+                                      "false_negatives")}}
 
 OptimizerEntry = collections.namedtuple("OptimizerEntry", "keras_class keys slots layout defaults")
 #: npnet optimizer class -> how Keras spells it. ``slots``: npnet slot -> Keras variable
