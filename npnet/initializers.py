@@ -79,21 +79,82 @@ def ones(shape, dtype):
     return np.ones(shape, dtype=dtype)
 
 
+class Constant:
+    """Fills a weight with ``value``: a number, or an array that broadcasts to the weight's
+    shape, as Keras's ``Constant`` (``Constant(np.log([pos / neg]))`` starts a sigmoid output's
+    bias at the log-odds of the classes, as the TF tutorial on imbalanced data does)."""
+
+    def __init__(self, value=0.0):
+        try:
+            array = np.asarray(value, dtype=np.float64)
+        except (TypeError, ValueError):
+            array = None
+        if array is None or not np.all(np.isfinite(array)):
+            raise ValueError(f"Constant: value must be a finite number or an array of them; received {value!r}")
+        self.value = float(array) if array.ndim == 0 else array
+
+    def __call__(self, shape, dtype):
+        shape = tuple(shape)
+        try:
+            filled = np.broadcast_to(self.value, shape)
+        except ValueError:
+            raise ValueError(f"Constant: a value of shape {np.shape(self.value)} cannot fill a weight of "
+                             f"shape {shape}; give a number or an array that broadcasts to it") from None
+        with np.errstate(over="ignore"):
+            cast = filled.astype(dtype)
+        if not np.all(np.isfinite(cast)):
+            raise ValueError(f"Constant: the value does not fit in {np.dtype(dtype).name} (it would be inf)")
+        return cast
+
+    def get_config(self):
+        return {"value": self.value if isinstance(self.value, float) else self.value.tolist()}
+
+    def __eq__(self, other):
+        return isinstance(other, Constant) and np.array_equal(self.value, other.value) \
+            and np.shape(self.value) == np.shape(other.value)
+
+    __hash__ = None
+
+    def __repr__(self):
+        return f"Constant({self.get_config()['value']!r})"
+
+
 _BY_NAME = {f.__name__: f for f in (glorot_uniform, glorot_normal, he_uniform, he_normal, lecun_uniform,
                                     lecun_normal, zeros, ones)}
 
 
+def serialize(initializer):
+    """What a layer's config holds for ``initializer``: its name, ``{"class_name": "Constant",
+    "config": {"value": ...}}``, or None for a function of your own (it cannot be written)."""
+    if isinstance(initializer, Constant):
+        return {"class_name": "Constant", "config": initializer.get_config()}
+    name = getattr(initializer, "__name__", None)
+    return name if _BY_NAME.get(name) is initializer else None
+
+
+def _deserialize(config):
+    """The initializer of a config dict :func:`serialize` wrote; only ``Constant`` has one."""
+    if config.get("class_name") != "Constant" or not isinstance(config.get("config", {}), dict) \
+            or set(config) - {"class_name", "config"} or set(config.get("config", {})) - {"value"}:
+        raise ValueError(f"Unknown initializer {config!r}; a config dict must be "
+                         "{'class_name': 'Constant', 'config': {'value': ...}}")
+    return Constant(config.get("config", {}).get("value", 0.0))
+
+
 def get(identifier):
-    """Resolve a name or a ``(shape, dtype) -> array`` callable. ``None`` is Keras 3's choice
-    for a float weight given no initializer (``Dense(bias_initializer=None)``): glorot_uniform."""
+    """Resolve a name, a Constant config dict or a ``(shape, dtype) -> array`` callable.
+    ``None`` is Keras 3's choice for a float weight given no initializer
+    (``Dense(bias_initializer=None)``): glorot_uniform."""
     if identifier is None:
         return glorot_uniform
     if callable(identifier):
         return identifier
+    if isinstance(identifier, dict):
+        return _deserialize(identifier)
     try:
         return _BY_NAME[identifier]
     except (KeyError, TypeError):
         raise ValueError(
             f"Unknown initializer {identifier!r}; known initializers: {', '.join(sorted(_BY_NAME))}, "
-            "None, or a function (shape, dtype) -> array"
+            "None, Constant(value), or a function (shape, dtype) -> array"
         ) from None

@@ -284,8 +284,17 @@ def test_deeply_nested_json_is_refused(tmp_path, good):
     (lambda c: c["compile_config"]["optimizer"]["config"].update(weight_decay=0.1), "weight_decay=0.1"),
     (lambda c: c["compile_config"]["optimizer"]["config"].update(beta_1=2.0), "beta_1"),
     (lambda c: c["compile_config"].update(metrics=["f1_score"]), "metric .f1_score."),
+    (lambda c: layer(c, 2)["config"].update(bias_initializer={
+        "module": "keras.initializers", "class_name": "Constant", "config": {"value": "1; import os"}}),
+     "Constant initializer's value"),
+    (lambda c: layer(c, 2)["config"].update(bias_initializer={
+        "module": "keras.initializers", "class_name": "Constant", "config": {"value": [1e400]}}),
+     "finite number"),
+    (lambda c: layer(c, 2)["config"].update(bias_initializer={
+        "module": "keras.initializers", "class_name": "Orthogonal", "config": {}}), "initializer class 'Orthogonal'"),
 ], ids=["no-config", "units-text", "no-bias", "mixed-precision", "negative-shape", "unknown-loss",
-        "unknown-optimizer", "weight-decay", "invalid-setting", "unknown-metric"])
+        "unknown-optimizer", "weight-decay", "invalid-setting", "unknown-metric", "constant-text",
+        "constant-inf", "unknown-initializer"])
 def test_contents_npnet_cannot_honour_are_refused_by_name(tmp_path, good, change, match):
     refused(edited_keras(tmp_path, "bad.keras", change), match)
 

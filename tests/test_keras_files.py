@@ -133,21 +133,34 @@ def test_every_activation_and_layer_round_trips_through_keras(tmp_path, activati
     assert max_difference(ours.predict(x, verbose=0), model.predict(x, verbose=0)) < TOLERANCE
 
 
-@pytest.mark.parametrize("kernel, bias", [("he_normal", "ones"), ("lecun_uniform", None), ("glorot_normal", "zeros")])
+@pytest.mark.parametrize("kernel, bias", [("he_normal", "ones"), ("lecun_uniform", None), ("glorot_normal", "zeros"),
+                                          ("he_uniform", 0.25), ("glorot_uniform", np.log([0.01, 0.02, 1.0, 2.0]))])
 def test_initializers_cross_over_by_keras_class(tmp_path, kernel, bias):
     """Dense initializers travel as Keras's classes both ways; ``None`` (Keras 3's config for
-    ``bias_initializer=None``) reads as the glorot_uniform Keras then draws."""
-    theirs = keras.Sequential([keras.Input((3,)), keras.layers.Dense(4, kernel_initializer=kernel, bias_initializer=bias)])
+    ``bias_initializer=None``) reads as the glorot_uniform Keras then draws; a number or an
+    array stands for ``Constant(value)``."""
+    constant = not (bias is None or isinstance(bias, str))
+    theirs_bias = keras.initializers.Constant(bias) if constant else bias
+    theirs = keras.Sequential([keras.Input((3,)), keras.layers.Dense(4, kernel_initializer=kernel,
+                                                                     bias_initializer=theirs_bias)])
     theirs.save(tmp_path / "theirs.keras")
     ours = npnet.models.load_model(tmp_path / "theirs.keras")
     assert ours.layers[0].kernel_initializer is npnet.initializers.get(kernel)
-    assert ours.layers[0].bias_initializer is npnet.initializers.get(bias)
+    if constant:
+        assert ours.layers[0].bias_initializer == npnet.initializers.Constant(bias)
+    else:
+        assert ours.layers[0].bias_initializer is npnet.initializers.get(bias)
     for a, b in zip(ours.get_weights(), theirs.get_weights()):
         np.testing.assert_array_equal(a, b)
     ours.save(tmp_path / "ours.keras")
     config = keras.models.load_model(tmp_path / "ours.keras").layers[0].get_config()
     assert config["kernel_initializer"]["class_name"] == type(keras.initializers.get(kernel)).__name__
-    assert config["bias_initializer"]["class_name"] == type(keras.initializers.get(bias or "glorot_uniform")).__name__
+    expected = "Constant" if constant else type(keras.initializers.get(bias or "glorot_uniform")).__name__
+    assert config["bias_initializer"]["class_name"] == expected
+    rebuilt = keras.layers.Dense.from_config(config)
+    rebuilt.build((None, 3))
+    if constant:  # the value itself crossed over: Keras's rebuilt layer fills the same bias
+        np.testing.assert_array_equal(rebuilt.bias.numpy(), theirs.layers[0].bias.numpy())
 
 
 def test_categorical_crossentropy_from_logits_and_float64_cross_over(tmp_path):

@@ -173,6 +173,27 @@ def test_constant_initializers_and_none_are_keras_3s():
         npnet.layers.Dense(3, kernel_initializer="he_normall")
 
 
+@pytest.mark.parametrize("value, shape", [(0.25, (3, 2)), (np.log([0.01]), (1,)), ([1.0, -2.0], (4, 2))])
+def test_constant_initializer_fills_like_keras(value, shape):
+    ours = npnet.initializers.Constant(value)(shape, "float32")
+    theirs = keras.initializers.Constant(value)(shape).numpy()
+    assert ours.dtype == theirs.dtype == np.float32
+    np.testing.assert_array_equal(ours, theirs)
+
+
+def test_constant_initializer_refuses_what_it_cannot_fill():
+    for bad in (float("nan"), "abc", [1, [2]], None):
+        with pytest.raises(ValueError, match="finite number"):
+            npnet.initializers.Constant(bad)
+    with pytest.raises(ValueError, match=r"shape \(2,\) cannot fill a weight of shape \(3,\)"):
+        npnet.initializers.Constant([1.0, 2.0])((3,), "float32")
+    with pytest.raises(ValueError, match="does not fit in float32"):
+        npnet.initializers.Constant(1e39)((3,), "float32")
+    layer = npnet.layers.Dense(3, bias_initializer=npnet.initializers.Constant([1.0, 2.0]), input_shape=(2,))
+    with pytest.raises(ValueError, match="cannot fill"):
+        layer.build((None, 2))
+
+
 # ------------------------------------------------------------------------------- activations
 
 

@@ -334,7 +334,8 @@ def test_layer_config_round_trip():
     assert "Flatten" in str(error.value)
 
 
-@pytest.mark.parametrize("kernel, bias", [("he_normal", "ones"), ("lecun_normal", None)])
+@pytest.mark.parametrize("kernel, bias", [("he_normal", "ones"), ("lecun_normal", None),
+                                          ("zeros", npnet.initializers.Constant([0.5, -1.0, 2.0, 3.0]))])
 def test_initializers_round_trip_through_json_and_npnet_files(tmp_path, kernel, bias):
     model = npnet.Sequential([Dense(4, input_shape=(3,), kernel_initializer=kernel, bias_initializer=bias)])
     expected = (npnet.initializers.get(kernel), npnet.initializers.get(bias))

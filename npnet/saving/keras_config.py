@@ -252,6 +252,11 @@ def activation_from_keras(value, where):
 
 
 def initializer_to_keras(init, what):
+    if isinstance(init, initializers.Constant):
+        value = init.value if isinstance(init.value, float) else \
+            {"class_name": "__numpy__", "config": {"value": init.value.tolist(), "dtype": "float64"}}
+        return {"module": "keras.initializers", "class_name": "Constant", "config": {"value": value},
+                "registered_name": None}
     name = getattr(init, "__name__", None)
     if getattr(init, "__module__", None) != initializers.__name__ or name not in INITIALIZERS:
         raise ValueError(f"{what} {init!r} is not one of Keras's built-ins "
@@ -278,8 +283,23 @@ def initializer_from_keras(value, where, default):
             return value
         raise ValueError(f"{where}: initializer {value!r} is not one npnet knows; known: "
                          f"{', '.join(sorted(INITIALIZERS))}")
-    class_name, _ = keras_object(value, "initializer", by_keras, f"{where} initializer")
+    class_name, config = keras_object(value, "initializer", {**by_keras, "Constant": None}, f"{where} initializer")
+    if class_name == "Constant":
+        return initializers.Constant(_constant_value(config.get("value", 0.0), where))
     return by_keras[class_name]
+
+
+def _constant_value(value, where):
+    """A Constant's value as Keras writes it: a number, or a serialized NumPy array."""
+    if isinstance(value, dict):
+        if value.get("class_name") != "__numpy__" or not isinstance(value.get("config"), dict):
+            raise ValueError(f"{where}: a Constant initializer's value must be a number or a NumPy array; "
+                             f"received {value!r}")
+        value = value["config"].get("value")
+    if isinstance(value, bool) or not isinstance(value, (int, float, list)):
+        raise ValueError(f"{where}: a Constant initializer's value must be a number or a list of numbers; "
+                         f"received {type(value).__name__}")
+    return value
 
 
 def regularizer_to_keras(regularizer):
