@@ -9,6 +9,8 @@ deviations (the factor keeps the variance ``scale / n`` after the cut), where ``
 The numbers differ from Keras's (another generator); the distributions are the same.
 """
 
+import reprlib
+
 import numpy as np
 
 from . import utils
@@ -86,11 +88,13 @@ class Constant:
 
     def __init__(self, value=0.0):
         try:
-            array = np.asarray(value, dtype=np.float64)
-        except (TypeError, ValueError):
-            array = None
-        if array is None or not np.all(np.isfinite(array)):
-            raise ValueError(f"Constant: value must be a finite number or an array of them; received {value!r}")
+            array = np.asarray(value)
+        except (TypeError, ValueError):  # a ragged list
+            array = np.asarray(None)
+        if array.dtype.kind not in "iuf" or not np.all(np.isfinite(array)):
+            raise ValueError("Constant: value must be a finite number or an array of them; received "
+                             f"{reprlib.repr(value)}")
+        array = array.astype(np.float64)
         self.value = float(array) if array.ndim == 0 else array
 
     def __call__(self, shape, dtype):
@@ -136,7 +140,7 @@ def _deserialize(config):
     """The initializer of a config dict :func:`serialize` wrote; only ``Constant`` has one."""
     if config.get("class_name") != "Constant" or not isinstance(config.get("config", {}), dict) \
             or set(config) - {"class_name", "config"} or set(config.get("config", {})) - {"value"}:
-        raise ValueError(f"Unknown initializer {config!r}; a config dict must be "
+        raise ValueError(f"Unknown initializer {reprlib.repr(config)}; a config dict must be "
                          "{'class_name': 'Constant', 'config': {'value': ...}}")
     return Constant(config.get("config", {}).get("value", 0.0))
 
@@ -155,6 +159,6 @@ def get(identifier):
         return _BY_NAME[identifier]
     except (KeyError, TypeError):
         raise ValueError(
-            f"Unknown initializer {identifier!r}; known initializers: {', '.join(sorted(_BY_NAME))}, "
+            f"Unknown initializer {reprlib.repr(identifier)}; known initializers: {', '.join(sorted(_BY_NAME))}, "
             "None, Constant(value), or a function (shape, dtype) -> array"
         ) from None

@@ -13,6 +13,8 @@ integer labels -> sparse categorical accuracy, one-hot rows -> categorical accur
 logged under the name written. :func:`get` resolves any metric identifier.
 """
 
+import reprlib
+
 import numpy as np
 
 from . import functional as F
@@ -476,6 +478,18 @@ def _divide_no_nan(numerator, denominator):
     return np.where(denominator == 0, 0.0, numerator / safe)
 
 
+def _check_thresholds(metric, thresholds):
+    """Keras's rule for the thresholds of a confusion metric: numbers in [0, 1], one or a list."""
+    values = [thresholds] if thresholds is None or not isinstance(thresholds, (list, tuple)) else thresholds
+    for value in values:
+        if value is None and thresholds is None:
+            continue
+        if isinstance(value, bool) or not isinstance(value, (int, float, np.integer, np.floating)) \
+                or not 0 <= value <= 1:
+            raise ValueError(f"{metric}: thresholds must be numbers in [0, 1], one or a list of them; "
+                             f"received {reprlib.repr(thresholds)}")
+
+
 def _check_top_k(metric, top_k):
     if top_k is not None:
         raise ValueError(f"{metric}(top_k=...) is not available in npnet; received top_k={top_k!r}. "
@@ -489,12 +503,13 @@ def _result(values, thresholds_given):
 class _ConfusionCount(_ConfusionMetric):
     """The weighted count of one cell of the confusion matrix at ``thresholds`` (0.5; a list
     gives a list of counts), as Keras's ``TruePositives`` and its three siblings. Like Keras's,
-    a count has no direction of improvement."""
+    a count refuses thresholds outside [0, 1]. Keras gives a count no direction of improvement
+    (its ``mode='auto'`` refuses to monitor one); npnet's true counts go up, its false ones down."""
 
-    direction = None
     cell = None  # the attribute of _ConfusionMetric it reports
 
     def __init__(self, thresholds=None, name=None, dtype=None):
+        _check_thresholds(type(self).__name__, thresholds)
         self._several = isinstance(thresholds, (list, tuple))
         self.init_thresholds = thresholds
         super().__init__(0.5 if thresholds is None else thresholds, name or self.cell, dtype)
@@ -509,24 +524,28 @@ class _ConfusionCount(_ConfusionMetric):
 class TruePositives(_ConfusionCount):
     """Weighted count of real positives (``y_true != 0``) predicted positive (``y_pred > t``)."""
 
+    direction = "up"
     cell = "true_positives"
 
 
 class FalsePositives(_ConfusionCount):
     """Weighted count of real negatives predicted positive."""
 
+    direction = "down"
     cell = "false_positives"
 
 
 class TrueNegatives(_ConfusionCount):
     """Weighted count of real negatives predicted negative."""
 
+    direction = "up"
     cell = "true_negatives"
 
 
 class FalseNegatives(_ConfusionCount):
     """Weighted count of real positives predicted negative."""
 
+    direction = "down"
     cell = "false_negatives"
 
 

@@ -451,8 +451,9 @@ class Sequential:
         them (what ``fit`` logs for a batch), in ``evaluate``'s form: the loss alone without
         metrics, else ``[loss, metric, ...]``, or a dict with ``return_dict=True``. No callback
         runs and ``model.history`` is not touched. Bad input is refused before anything
-        changes; a step whose loss, gradients or update is not finite is not applied (a
-        warning, and the returned loss is that non-finite value).
+        changes; a step whose loss, gradients or update is not finite is not applied: a
+        warning, the batch's loss as computed (finite when only the gradients or the update
+        were not) and NaN for every metric.
         """
         self.require_compiled("train_on_batch")
         x, y = self.check_data(x, y)
@@ -461,10 +462,15 @@ class Sequential:
         logs = training_loop.train_batch(self.backend, x, y, self._metric_plan(), weights)
         return logs if return_dict else self._as_values(logs)
 
-    def test_on_batch(self, x, y=None, return_dict=False):
-        """Loss and metrics of the batch ``(x, y)`` in one pass, as Keras's ``test_on_batch``
-        (``evaluate``'s return value)."""
+    def test_on_batch(self, x, y=None, sample_weight=None, return_dict=False):
+        """Loss and metrics of the batch ``(x, y)`` as one batch, as Keras's ``test_on_batch``
+        (``evaluate``'s return value). ``sample_weight`` is refused, as by ``evaluate``: npnet
+        evaluates unweighted."""
         self.require_compiled("test_on_batch")
+        if sample_weight is not None:
+            raise ValueError("test_on_batch(sample_weight=...) is not available in npnet (evaluate is "
+                             "unweighted too); received sample_weight of type "
+                             f"{type(sample_weight).__name__}. Weigh the losses of model.predict_on_batch(x) yourself.")
         x, y = self.check_data(x, y)
         return self.evaluate(x, y, batch_size=x.shape[0], verbose=0, return_dict=return_dict)
 
@@ -474,7 +480,7 @@ class Sequential:
         return self.predict(x, batch_size=x.shape[0], verbose=0)
 
     def _as_values(self, logs):
-        values = [float(logs[name]) for name in self.metrics_names]
+        values = [training_loop.logged(logs[name]) for name in self.metrics_names]
         return values if len(values) > 1 else values[0]
 
     def predict(self, x, batch_size=None, verbose="auto", callbacks=None):

@@ -3,8 +3,12 @@
 import sys
 import time
 
+import numpy as np
+
 
 def _format_value(value):
+    if isinstance(value, np.ndarray):  # a metric of several values (a list of thresholds)
+        return "[" + " ".join(_format_value(float(v)) for v in value.reshape(-1)) + "]"
     return f"{value:.4f}" if abs(value) >= 1e-3 or value == 0 else f"{value:.4e}"
 
 

@@ -51,8 +51,16 @@ class RunningMeans:
         logs = {prefix + "loss": self.loss_sum / self.n_seen}
         for metric, counted in zip(self.plan.metrics, self.plan.counted):
             value = self.n_correct / self.n_seen if counted else metric.result()
-            logs[prefix + metric.name] = float(value)
+            logs[prefix + metric.name] = logged(value)
         return logs
+
+
+def logged(value):
+    """A metric's result as logs hold it: a float, or a float array for a metric of several
+    values (Precision(thresholds=[0.3, 0.7]) and the like), as Keras logs them."""
+    if isinstance(value, (list, tuple, np.ndarray)):
+        return np.asarray(value, dtype=np.float64)
+    return float(value)
 
 
 def train_epoch(trainer, x, y, epoch, batch_size, shuffle, steps_per_execution, callbacks, metrics,

@@ -182,7 +182,7 @@ def check_sample_weight(sample_weight, class_weight, y, label_kind):
     n_samples = y.shape[0]
     weights = None
     if sample_weight is not None and class_weight is not None:
-        raise ValueError("fit cannot use class_weight and sample_weight at the same time, as in "
+        raise ValueError("cannot use class_weight and sample_weight at the same time, as in "
                          "Keras: multiply the class weights into sample_weight instead")
     if sample_weight is not None:
         weights = np.asarray(sample_weight)

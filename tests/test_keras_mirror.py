@@ -182,7 +182,7 @@ def test_constant_initializer_fills_like_keras(value, shape):
 
 
 def test_constant_initializer_refuses_what_it_cannot_fill():
-    for bad in (float("nan"), "abc", [1, [2]], None):
+    for bad in (float("nan"), "abc", "7.5", True, [True], [1, [2]], None):
         with pytest.raises(ValueError, match="finite number"):
             npnet.initializers.Constant(bad)
     with pytest.raises(ValueError, match=r"shape \(2,\) cannot fill a weight of shape \(3,\)"):

@@ -173,3 +173,59 @@ def test_a_step_that_is_not_finite_is_not_applied(backend):
         warnings.simplefilter("error")
         assert np.isfinite(ours.train_on_batch(x, y)[0])
     assert ours.optimizer.iterations == 1
+
+
+@pytest.mark.parametrize("backend", BACKENDS)
+def test_metrics_of_several_thresholds_log_arrays_as_keras(backend):
+    """Precision and the counts with a list of thresholds: an array per metric in evaluate's
+    list, in train_on_batch's and in History, as Keras logs them."""
+    x, y = data()
+    binary = (y > 0).astype(np.float32)
+    ours = npnet.Sequential([npnet.Input(shape=(D,)), layers.Dense(1, activation="sigmoid")])
+    theirs = keras.Sequential([keras.Input(shape=(D,)), keras.layers.Dense(1, activation="sigmoid")])
+    theirs.set_weights(ours.get_weights())
+    for model, lib, options in ((ours, npnet, {"backend": backend}), (theirs, keras, {})):
+        model.compile(optimizer="sgd", loss="binary_crossentropy", **options,
+                      metrics=[lib.metrics.Precision(thresholds=[0.3, 0.7]), lib.metrics.TruePositives([0.4, 0.6])])
+    mine, keras_result = ours.evaluate(x, binary, verbose=0), theirs.evaluate(x, binary, verbose=0)
+    assert [np.shape(v) for v in mine] == [(), (2,), (2,)]
+    for a, b in zip(mine, keras_result):
+        np.testing.assert_allclose(a, b, rtol=1e-5)
+    for a, b in zip(ours.train_on_batch(x, binary), theirs.train_on_batch(x, binary)):
+        np.testing.assert_allclose(a, b, rtol=1e-5)
+    history = ours.fit(x, binary, epochs=1, verbose=0).history
+    assert history["precision"][0].shape == history["true_positives"][0].shape == (2,)
+
+
+def test_thresholds_outside_0_1_are_refused_as_in_keras():
+    for bad in (2.0, [0.3, 1.5], "0.5"):
+        with pytest.raises((ValueError, TypeError)):  # Keras: ValueError, TypeError for the text
+            keras.metrics.TruePositives(thresholds=bad)
+        with pytest.raises(ValueError, match="thresholds must be numbers in \\[0, 1\\]"):
+            npnet.metrics.TruePositives(thresholds=bad)
+
+
+@pytest.mark.parametrize("backend", BACKENDS)
+def test_test_on_batch_refuses_sample_weight_by_keyword_and_by_position(backend):
+    """Keras's order (x, y, sample_weight, return_dict): weights given by position are not
+    taken for return_dict; npnet evaluates unweighted and says so."""
+    ours, _ = pair(backend)
+    x, y = data()
+    for call in (lambda: ours.test_on_batch(x, y, sample_weight=np.ones(N)), lambda: ours.test_on_batch(x, y, np.ones(N))):
+        with pytest.raises(ValueError, match="test_on_batch\\(sample_weight=...\\) is not available"):
+            call()
+
+
+@pytest.mark.parametrize("backend", BACKENDS)
+def test_an_update_that_overflows_is_not_applied_and_its_metrics_are_nan(backend):
+    """The loss is finite, the update is not: the warning, the finite loss, NaN metrics."""
+    ours, _ = pair(backend, optimizer="sgd")
+    ours.optimizer.learning_rate = 3e38
+    x, y = data()
+    before = [w.copy() for w in ours.get_weights()]
+    with pytest.warns(RuntimeWarning, match="not applied"):
+        loss, accuracy = ours.train_on_batch(x * 1000, y)
+    assert np.isnan(accuracy)
+    assert ours.optimizer.iterations == 0
+    for a, b in zip(before, ours.get_weights()):
+        np.testing.assert_array_equal(a, b)

@@ -13,6 +13,7 @@ initializer seeds, ``shared_object_id``) are ignored.
 """
 
 import collections
+import reprlib
 
 from .. import activations as activations_module, initializers, layers as layers_module
 from .. import losses as losses_module, optimizers as optimizers_module, regularizers
@@ -285,7 +286,10 @@ def initializer_from_keras(value, where, default):
                          f"{', '.join(sorted(INITIALIZERS))}")
     class_name, config = keras_object(value, "initializer", {**by_keras, "Constant": None}, f"{where} initializer")
     if class_name == "Constant":
-        return initializers.Constant(_constant_value(config.get("value", 0.0), where))
+        try:
+            return initializers.Constant(_constant_value(config.get("value", 0.0), where))
+        except ValueError as error:
+            raise ValueError(f"{where} initializer: {error}") from None
     return by_keras[class_name]
 
 
@@ -294,7 +298,7 @@ def _constant_value(value, where):
     if isinstance(value, dict):
         if value.get("class_name") != "__numpy__" or not isinstance(value.get("config"), dict):
             raise ValueError(f"{where}: a Constant initializer's value must be a number or a NumPy array; "
-                             f"received {value!r}")
+                             f"received {reprlib.repr(value)}")
         value = value["config"].get("value")
     if isinstance(value, bool) or not isinstance(value, (int, float, list)):
         raise ValueError(f"{where}: a Constant initializer's value must be a number or a list of numbers; "
