@@ -94,7 +94,8 @@ NUMBA_METRICS = ("accuracy", "acc", "sparse_categorical_accuracy", "categorical_
 #: the metrics that read each batch's outputs, which the kernels keep for them
 OTHER_METRICS = ("binary_accuracy", "mse", "mae", "mean_squared_error", "mean_absolute_error",
                  "sparse_top_k_categorical_accuracy", "top_k_categorical_accuracy", "auc", "precision",
-                 "recall", "binary_crossentropy", "categorical_crossentropy", "sparse_categorical_crossentropy")
+                 "recall", "true_positives", "false_positives", "true_negatives", "false_negatives",
+                 "binary_crossentropy", "categorical_crossentropy", "sparse_categorical_crossentropy")
 LOSS_CLASSES = {cls.name: cls for cls in losses._BY_NAME.values() if isinstance(cls, type)}
 
 
