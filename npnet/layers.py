@@ -249,8 +249,9 @@ class Dense(Layer):
         config_.update(units=self.units, activation=self.activation.name)
         for key, init in (("kernel_initializer", self.kernel_initializer),
                           ("bias_initializer", self.bias_initializer)):
-            if initializers.serialize(init) is not None:
-                config_[key] = initializers.serialize(init)
+            serialized = initializers.serialize(init)
+            if serialized is not None:
+                config_[key] = serialized
         if self.kernel_regularizer is not None:
             config_["kernel_regularizer"] = regularizers.serialize(self.kernel_regularizer)
         return config_

@@ -480,10 +480,9 @@ def _divide_no_nan(numerator, denominator):
 
 def _check_thresholds(metric, thresholds):
     """Keras's rule for the thresholds of a confusion metric: numbers in [0, 1], one or a list."""
-    values = [thresholds] if thresholds is None or not isinstance(thresholds, (list, tuple)) else thresholds
-    for value in values:
-        if value is None and thresholds is None:
-            continue
+    if thresholds is None:
+        return
+    for value in thresholds if isinstance(thresholds, (list, tuple)) else [thresholds]:
         if isinstance(value, bool) or not isinstance(value, (int, float, np.integer, np.floating)) \
                 or not 0 <= value <= 1:
             raise ValueError(f"{metric}: thresholds must be numbers in [0, 1], one or a list of them; "
@@ -496,29 +495,35 @@ def _check_top_k(metric, top_k):
                          "Use thresholds (and class_id) instead.")
 
 
-def _result(values, thresholds_given):
-    return [float(v) for v in values] if thresholds_given else float(values[0])
+class _AtThresholds(_ConfusionMetric):
+    """A confusion metric at the user's ``thresholds``, Keras's way: 0.5 by default, numbers
+    in [0, 1], and a list of them gives a list of results (:meth:`_per_threshold`)."""
+
+    def __init__(self, thresholds, name, dtype, class_id=None):
+        _check_thresholds(type(self).__name__, thresholds)
+        self._several = isinstance(thresholds, (list, tuple))
+        self.init_thresholds = thresholds
+        super().__init__(0.5 if thresholds is None else thresholds, name, dtype, class_id)
+
+    def _per_threshold(self, values):
+        return [float(v) for v in values] if self._several else float(values[0])
+
+    def get_config(self):
+        return {**super().get_config(), "thresholds": self.init_thresholds}
 
 
-class _ConfusionCount(_ConfusionMetric):
-    """The weighted count of one cell of the confusion matrix at ``thresholds`` (0.5; a list
-    gives a list of counts), as Keras's ``TruePositives`` and its three siblings. Like Keras's,
-    a count refuses thresholds outside [0, 1]. Keras gives a count no direction of improvement
-    (its ``mode='auto'`` refuses to monitor one); npnet's true counts go up, its false ones down."""
+class _ConfusionCount(_AtThresholds):
+    """The weighted count of one cell of the confusion matrix, as Keras's ``TruePositives``
+    and its three siblings. Keras gives a count no direction of improvement (its
+    ``mode='auto'`` refuses to monitor one); npnet's true counts go up, its false ones down."""
 
     cell = None  # the attribute of _ConfusionMetric it reports
 
     def __init__(self, thresholds=None, name=None, dtype=None):
-        _check_thresholds(type(self).__name__, thresholds)
-        self._several = isinstance(thresholds, (list, tuple))
-        self.init_thresholds = thresholds
-        super().__init__(0.5 if thresholds is None else thresholds, name or self.cell, dtype)
+        super().__init__(thresholds, name or self.cell, dtype)
 
     def result(self):
-        return _result(getattr(self, self.cell), self._several)
-
-    def get_config(self):
-        return {**super().get_config(), "thresholds": self.init_thresholds}
+        return self._per_threshold(getattr(self, self.cell))
 
 
 class TruePositives(_ConfusionCount):
@@ -549,30 +554,26 @@ class FalseNegatives(_ConfusionCount):
     cell = "false_negatives"
 
 
-class Precision(_ConfusionMetric):
+class Precision(_AtThresholds):
     """``tp / (tp + fp)`` at ``thresholds`` (0.5; a list gives a list of results)."""
 
     def __init__(self, thresholds=None, top_k=None, class_id=None, name="precision", dtype=None):
         _check_top_k("Precision", top_k)
-        self._several = isinstance(thresholds, (list, tuple))
-        super().__init__(0.5 if thresholds is None else thresholds, name, dtype, class_id)
+        super().__init__(thresholds, name, dtype, class_id)
 
     def result(self):
-        return _result(_divide_no_nan(self.true_positives, self.true_positives + self.false_positives),
-                       self._several)
+        return self._per_threshold(_divide_no_nan(self.true_positives, self.true_positives + self.false_positives))
 
 
-class Recall(_ConfusionMetric):
+class Recall(_AtThresholds):
     """``tp / (tp + fn)`` at ``thresholds`` (0.5; a list gives a list of results)."""
 
     def __init__(self, thresholds=None, top_k=None, class_id=None, name="recall", dtype=None):
         _check_top_k("Recall", top_k)
-        self._several = isinstance(thresholds, (list, tuple))
-        super().__init__(0.5 if thresholds is None else thresholds, name, dtype, class_id)
+        super().__init__(thresholds, name, dtype, class_id)
 
     def result(self):
-        return _result(_divide_no_nan(self.true_positives, self.true_positives + self.false_negatives),
-                       self._several)
+        return self._per_threshold(_divide_no_nan(self.true_positives, self.true_positives + self.false_negatives))
 
 
 class AUC(_ConfusionMetric):

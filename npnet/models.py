@@ -472,12 +472,15 @@ class Sequential:
                              "unweighted too); received sample_weight of type "
                              f"{type(sample_weight).__name__}. Weigh the losses of model.predict_on_batch(x) yourself.")
         x, y = self.check_data(x, y)
-        return self.evaluate(x, y, batch_size=x.shape[0], verbose=0, return_dict=return_dict)
+        self.ensure_built(x)
+        logs = self._evaluate(x, y, x.shape[0]).logs()
+        return logs if return_dict else self._as_values(logs)
 
     def predict_on_batch(self, x):
         """Outputs for the batch ``x`` in one pass, as Keras's ``predict_on_batch``."""
         x = self.check_inputs(x)
-        return self.predict(x, batch_size=x.shape[0], verbose=0)
+        self.ensure_built(x)
+        return np.asarray(self.backend.predict(x, x.shape[0]))
 
     def _as_values(self, logs):
         values = [training_loop.logged(logs[name]) for name in self.metrics_names]

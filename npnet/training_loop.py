@@ -73,21 +73,19 @@ def train_epoch(trainer, x, y, epoch, batch_size, shuffle, steps_per_execution, 
     steps = math.ceil(n_samples / batch_size)
     order = utils.rng().permutation(n_samples) if shuffle else None
     means = RunningMeans(metrics)
-    keep = {"keep_outputs": True} if metrics.needs_outputs else {}
-    if sample_weight is not None:
-        keep["sample_weight"] = sample_weight
+    options = step_options(metrics, sample_weight)
     step = 0
     while step < steps:
         callbacks.call("on_train_batch_begin", step)
         count = min(steps_per_execution, steps - step)
-        done = trainer.train_steps(x, y, order, batch_size, step, count, **keep)
+        done = trainer.train_steps(x, y, order, batch_size, step, count, **options)
         for k in range(done.n_done - (0 if done.last_applied else 1)):
             rows = slice((step + k) * batch_size, (step + k + 1) * batch_size)
             labels = y[rows] if order is None else y[order[rows]]
             means.add(done.losses[k], done.corrects[k], len(labels), labels,
                       done.outputs[k] if metrics.needs_outputs else None)
         if not done.last_applied:
-            warn_non_finite(epoch, step + done.n_done - 1, done.losses[-1])
+            warn_non_finite(f"Epoch {epoch + 1}, batch {step + done.n_done - 1}", done.losses[-1])
             callbacks.model.stop_training = True
             return means
         step += done.n_done
@@ -102,16 +100,10 @@ def train_batch(trainer, x, y, metrics, sample_weight=None):
     and metrics as the forward pass before the update computed them. A step whose loss,
     gradients or update is not finite is not applied: a warning, and logs holding that loss
     (the metrics NaN)."""
-    keep = {"keep_outputs": True} if metrics.needs_outputs else {}
-    if sample_weight is not None:
-        keep["sample_weight"] = sample_weight
-    done = trainer.train_steps(x, y, None, x.shape[0], 0, 1, **keep)
+    done = trainer.train_steps(x, y, None, x.shape[0], 0, 1, **step_options(metrics, sample_weight))
     means = RunningMeans(metrics)
     if not done.last_applied:
-        warnings.warn(f"train_on_batch: the loss is {done.losses[-1]} or a gradient is not finite (or too large "
-                      "to square), or the update would make a weight or an optimizer slot inf or NaN; the "
-                      "update was not applied, so the model keeps its weights and optimizer state. Try a "
-                      "smaller learning rate or check the inputs' scale.", RuntimeWarning, stacklevel=3)
+        warn_non_finite("train_on_batch", done.losses[-1], stopped=False)
         return {"loss": float(done.losses[-1]), **{metric.name: math.nan for metric in metrics.metrics}}
     means.add(done.losses[0], done.corrects[0], x.shape[0], y, done.outputs[0] if metrics.needs_outputs else None)
     return means.logs()
@@ -121,19 +113,17 @@ def train_epoch_from_source(trainer, model, source, epoch, callbacks, metrics):
     """One epoch over the batches of a :class:`npnet.data.BatchSource`, one step per batch,
     each batch checked as an array argument would be."""
     means = RunningMeans(metrics)
-    keep = {"keep_outputs": True} if metrics.needs_outputs else {}
     for step, (x, y, sample_weight) in enumerate(source.epoch()):
         x, y = model.check_data(x, y, what=(f"x of batch {step}", f"y of batch {step}"))
         weights = validation.check_sample_weight(sample_weight, None, y, model.loss.label_kind)
         model.ensure_built(x)
         callbacks.call("on_train_batch_begin", step)
-        extra = keep if weights is None else {**keep, "sample_weight": weights}
-        done = trainer.train_steps(x, y, None, x.shape[0], 0, 1, **extra)
+        done = trainer.train_steps(x, y, None, x.shape[0], 0, 1, **step_options(metrics, weights))
         if not done.last_applied:
-            warn_non_finite(epoch, step, done.losses[-1])
+            warn_non_finite(f"Epoch {epoch + 1}, batch {step}", done.losses[-1])
             model.stop_training = True
             break
-        means.add(done.losses[0], done.corrects[0], x.shape[0], y, done.outputs[0] if keep else None)
+        means.add(done.losses[0], done.corrects[0], x.shape[0], y, done.outputs[0] if metrics.needs_outputs else None)
         callbacks.call("on_train_batch_end", step, logs=means.logs())
         if model.stop_training:
             break
@@ -157,12 +147,23 @@ def evaluate_source(trainer, model, source, callbacks, metrics):
     return means
 
 
-def warn_non_finite(epoch, step, loss):
-    warnings.warn(f"Epoch {epoch + 1}, batch {step}: the loss is {loss} or a gradient is not finite (or too large "
-                  "to square), or the update would make a weight or an optimizer slot inf or NaN; training "
-                  "stopped before applying that update, so the model keeps the weights and optimizer state "
-                  "of the last finite step. Try a smaller learning rate or check the inputs' scale.",
-                  RuntimeWarning, stacklevel=4)
+def step_options(metrics, sample_weight=None):
+    """``train_steps``' keyword arguments: keep the outputs when a metric reads them, and
+    the per-sample weights when there are any."""
+    options = {"keep_outputs": True} if metrics.needs_outputs else {}
+    if sample_weight is not None:
+        options["sample_weight"] = sample_weight
+    return options
+
+
+def warn_non_finite(where, loss, stopped=True):
+    """The warning of a step not applied because it was not finite (``where``: "Epoch 1,
+    batch 3" in fit, "train_on_batch"); ``stopped``: training ends with it."""
+    consequence = "training stopped before applying that update" if stopped else "that update was not applied"
+    warnings.warn(f"{where}: the loss is {loss} or a gradient is not finite (or too large to square), or the "
+                  f"update would make a weight or an optimizer slot inf or NaN; {consequence}, so the model "
+                  "keeps the weights and optimizer state of the last finite step. Try a smaller learning "
+                  "rate or check the inputs' scale.", RuntimeWarning, stacklevel=4)
 
 
 def evaluate(trainer, x, y, batch_size, callbacks, metrics, progbar=None):

@@ -32,8 +32,8 @@ ACTIVATIONS = {"linear": "linear", "relu": "relu", "sigmoid": "sigmoid", "tanh":
 INITIALIZERS = {"glorot_uniform": "GlorotUniform", "glorot_normal": "GlorotNormal", "he_uniform": "HeUniform",
                 "he_normal": "HeNormal", "lecun_uniform": "LecunUniform", "lecun_normal": "LecunNormal",
                 "zeros": "Zeros", "ones": "Ones"}
-#: the npnet initializers whose Keras config holds a seed (npnet draws from its own generator)
-_SEEDED_INITIALIZERS = {"glorot_uniform", "glorot_normal", "he_uniform", "he_normal", "lecun_uniform", "lecun_normal"}
+#: the npnet initializers whose Keras config holds no seed (the others are random)
+_FIXED_INITIALIZERS = {"zeros", "ones"}
 #: npnet regularizer class -> (Keras class, config keys shared by both).
 REGULARIZERS = {regularizers.L2: ("L2", ("l2",))}
 #: npnet loss class -> Keras loss class (its ``name`` is Keras's string for it).
@@ -253,18 +253,20 @@ def activation_from_keras(value, where):
 
 
 def initializer_to_keras(init, what):
-    if isinstance(init, initializers.Constant):
-        value = init.value if isinstance(init.value, float) else \
-            {"class_name": "__numpy__", "config": {"value": init.value.tolist(), "dtype": "float64"}}
-        return {"module": "keras.initializers", "class_name": "Constant", "config": {"value": value},
-                "registered_name": None}
-    name = getattr(init, "__name__", None)
-    if getattr(init, "__module__", None) != initializers.__name__ or name not in INITIALIZERS:
+    """The Keras entry of an initializer npnet's config can name (:func:`npnet.initializers.serialize`)."""
+    own = initializers.serialize(init)
+    if isinstance(own, dict):  # Constant: a number, or Keras's serialized NumPy array
+        value = own["config"]["value"]
+        if isinstance(value, list):
+            value = {"class_name": "__numpy__", "config": {"value": value, "dtype": "float64"}}
+        class_name, keras_config = "Constant", {"value": value}
+    elif own in INITIALIZERS:
+        class_name, keras_config = INITIALIZERS[own], {} if own in _FIXED_INITIALIZERS else {"seed": None}
+    else:
         raise ValueError(f"{what} {init!r} is not one of Keras's built-ins "
-                         f"({', '.join(INITIALIZERS)}), so a Keras file cannot name it")
-    keras_config = {"seed": None} if name in _SEEDED_INITIALIZERS else {}
-    return {"module": "keras.initializers", "class_name": INITIALIZERS[name],
-            "config": keras_config, "registered_name": None}
+                         f"({', '.join(INITIALIZERS)}, Constant), so a Keras file cannot name it")
+    return {"module": "keras.initializers", "class_name": class_name, "config": keras_config,
+            "registered_name": None}
 
 
 _MISSING = object()  # a config key the file does not have
