@@ -178,10 +178,11 @@ class Dense(Layer):
     """
 
     def __init__(self, units, activation=None, *, kernel_initializer="glorot_uniform",
-                 bias_initializer="zeros", kernel_regularizer=None, input_shape=None, name=None,
-                 trainable=True, input_dim=None):
+                 bias_initializer="zeros", kernel_regularizer=None, bias_regularizer=None,
+                 input_shape=None, name=None, trainable=True, input_dim=None, **keras_only):
         if isinstance(units, bool) or not isinstance(units, (int, np.integer)) or units <= 0:
             raise ValueError(f"Dense units must be a positive integer; received {units!r}")
+        _refuse_keras_only("Dense", keras_only)
         if input_dim is not None and input_shape is None:
             input_shape = (input_dim,)  # Keras's older spelling
         super().__init__(name=name, input_shape=input_shape, trainable=trainable)
@@ -190,12 +191,15 @@ class Dense(Layer):
         self.kernel_initializer = initializers.get(kernel_initializer)
         self.bias_initializer = initializers.get(bias_initializer)
         self.kernel_regularizer = regularizers.get(kernel_regularizer)
+        self.bias_regularizer = regularizers.get(bias_regularizer)
 
     def compute_output_shape(self, input_shape):
         return tuple(input_shape[:-1]) + (self.units,)
 
     def weight_regularizers(self):
-        return {} if self.kernel_regularizer is None else {"kernel": self.kernel_regularizer}
+        """The penalised weights, kernel first (the order of Keras's ``layer.losses``)."""
+        found = {"kernel": self.kernel_regularizer, "bias": self.bias_regularizer}
+        return {name: regularizer for name, regularizer in found.items() if regularizer is not None}
 
     def build(self, input_shape):
         if len(input_shape) != 2:
@@ -252,9 +256,31 @@ class Dense(Layer):
             serialized = initializers.serialize(init)
             if serialized is not None:
                 config_[key] = serialized
-        if self.kernel_regularizer is not None:
-            config_["kernel_regularizer"] = regularizers.serialize(self.kernel_regularizer)
+        for key, regularizer in (("kernel_regularizer", self.kernel_regularizer),
+                                 ("bias_regularizer", self.bias_regularizer)):
+            if regularizer is not None:
+                config_[key] = regularizers.serialize(regularizer)
         return config_
+
+
+#: Keras Dense arguments npnet has only at their defaults, with what to do instead.
+_KERAS_ONLY = {
+    "use_bias": (True, "every npnet Dense layer has a bias (Keras's default, use_bias=True)"),
+    "activity_regularizer": (None, "penalise weights instead (kernel_regularizer, bias_regularizer)"),
+    "kernel_constraint": (None, "npnet has no weight constraints"),
+    "bias_constraint": (None, "npnet has no weight constraints"),
+    "lora_rank": (None, "npnet has no LoRA"),
+}
+
+
+def _refuse_keras_only(layer, arguments):
+    """Refuse, by name, a Keras argument npnet does not have or has only at its default."""
+    for key, value in arguments.items():
+        if key not in _KERAS_ONLY:
+            raise TypeError(f"{layer} got an unexpected keyword argument {key!r}")
+        default, instead = _KERAS_ONLY[key]
+        if not (value is default or (isinstance(value, (bool, np.bool_)) and value == default)):
+            raise ValueError(f"{layer}({key}={value!r}) is not supported by npnet: {instead}")
 
 
 class ReLU(Layer):

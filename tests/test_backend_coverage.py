@@ -143,6 +143,9 @@ COVERAGE += [("optimizer", f"{name}{suffix}", _model, {"optimizer": lambda cls=c
 COVERAGE += [("regularizer", f"{name} on the kernel", lambda name=name: [layers.Dense(6, kernel_regularizer=name)]
               + _model()[1:], {}, True)
              for name in regularizers._BY_NAME]
+COVERAGE += [("regularizer", f"{name} on the bias", lambda name=name: [layers.Dense(6, bias_regularizer=name)]
+              + _model()[1:], {}, True)
+             for name in regularizers._BY_NAME]
 COVERAGE += [("layer", f"{name} (after a linear Dense)", lambda name=name, args=args: _model(
                   hidden="linear", extra=[getattr(layers, name)(*args)]), {}, True)
              for name, args in (("LeakyReLU", ()), ("Activation", ("elu",)))]

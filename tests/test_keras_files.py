@@ -163,6 +163,38 @@ def test_initializers_cross_over_by_keras_class(tmp_path, kernel, bias):
         np.testing.assert_array_equal(rebuilt.bias.numpy(), theirs.layers[0].bias.numpy())
 
 
+REGULARIZED = [("l1", None), ("l1l2", "l2"), (None, "l1"), ("l2", "l1l2")]  # Keras spells L1L2 "l1l2"
+
+
+@pytest.mark.parametrize("suffix", [".keras", ".h5"])
+@pytest.mark.parametrize("kernel, bias", REGULARIZED, ids=[f"{k}-{b}" for k, b in REGULARIZED])
+def test_regularizers_of_kernel_and_bias_cross_over(tmp_path, suffix, kernel, bias):
+    """Every regularizer class on the kernel and on the bias, both ways, in both Keras
+    formats: the other side lists the same penalties (``model.losses``) at the same weights."""
+    theirs = keras.Sequential([keras.Input((3,)), keras.layers.Dense(4, kernel_regularizer=kernel,
+                                                                     bias_regularizer=bias, bias_initializer="ones")])
+    theirs.compile(optimizer="sgd", loss="mse")
+    theirs.save(tmp_path / f"theirs{suffix}")
+    ours = npnet.models.load_model(tmp_path / f"theirs{suffix}")
+    for name in ("kernel", "bias"):
+        mine, keras_side = (getattr(layer, f"{name}_regularizer") for layer in (ours.layers[0], theirs.layers[0]))
+        assert (mine is None) == (keras_side is None)
+        if mine is not None:
+            assert type(mine).__name__ == type(keras_side).__name__
+            assert mine.get_config() == pytest.approx(keras_side.get_config())
+    np.testing.assert_allclose([float(v) for v in ours.losses], [float(v) for v in theirs.losses], rtol=1e-6)
+    ours.save(tmp_path / f"ours{suffix}")
+    back = keras.models.load_model(tmp_path / f"ours{suffix}")
+    for name in ("kernel", "bias"):
+        ours_config = getattr(theirs.layers[0], f"{name}_regularizer")
+        back_config = getattr(back.layers[0], f"{name}_regularizer")
+        assert (back_config is None) == (ours_config is None)
+        if back_config is not None:
+            assert type(back_config) is type(ours_config)
+            assert back_config.get_config() == pytest.approx(ours_config.get_config())
+    np.testing.assert_allclose([float(v) for v in back.losses], [float(v) for v in theirs.losses], rtol=1e-6)
+
+
 def test_categorical_crossentropy_from_logits_and_float64_cross_over(tmp_path):
     npnet.config.set_floatx("float64")
     try:

@@ -70,6 +70,43 @@ def test_l1_l2_model_trains_like_keras(backend):
         np.testing.assert_allclose(a, b, rtol=1e-5, atol=1e-6)
 
 
+@pytest.mark.parametrize("backend", ["numpy", "numba"])
+def test_bias_regularizers_train_like_keras(backend):
+    """``bias_regularizer`` beside ``kernel_regularizer``: the penalties in the reported loss,
+    their gradients in the bias updates, under Adam."""
+    def twin(lib, regs):
+        return [lib.layers.Dense(6, activation="tanh", kernel_regularizer=regs.l2(0.02),
+                                 bias_regularizer=regs.l1_l2(l1=0.05, l2=0.1)),
+                lib.layers.Dense(3, activation="softmax", bias_regularizer=regs.L1(0.2))]
+    npnet.utils.set_random_seed(0)
+    ours = npnet.Sequential(twin(npnet, regularizers))
+    ours.build((None, 4))
+    ours.compile(optimizer=npnet.optimizers.Adam(0.05), loss="sparse_categorical_crossentropy", backend=backend)
+    assert ours.backend_name == backend
+    theirs = keras.Sequential([keras.Input((4,))] + twin(keras, keras.regularizers))
+    theirs.compile(optimizer=keras.optimizers.Adam(0.05), loss="sparse_categorical_crossentropy")
+    rng = np.random.default_rng(1)
+    weights = [w + rng.normal(scale=0.3, size=w.shape).astype(np.float32) for w in ours.get_weights()]
+    ours.set_weights(weights)
+    theirs.set_weights(weights)
+    np.testing.assert_allclose([float(v) for v in ours.losses], [float(v) for v in theirs.losses], rtol=1e-6)
+    x = rng.normal(size=(24, 4)).astype(np.float32)
+    y = x[:, :3].argmax(axis=1)
+    ours_h = ours.fit(x, y, batch_size=8, epochs=3, shuffle=False, verbose=0).history["loss"]
+    theirs_h = theirs.fit(x, y, batch_size=8, epochs=3, shuffle=False, verbose=0).history["loss"]
+    np.testing.assert_allclose(ours_h, theirs_h, rtol=1e-5)
+    for a, b in zip(ours.get_weights(), theirs.get_weights()):
+        np.testing.assert_allclose(a, b, rtol=1e-5, atol=1e-6)
+    # the biases moved by their penalties: without them the run ends elsewhere
+    plain = npnet.Sequential([npnet.layers.Dense(6, activation="tanh", kernel_regularizer=regularizers.l2(0.02)),
+                              npnet.layers.Dense(3, activation="softmax")])
+    plain.build((None, 4))
+    plain.compile(optimizer=npnet.optimizers.Adam(0.05), loss="sparse_categorical_crossentropy", backend=backend)
+    plain.set_weights(weights)
+    plain.fit(x, y, batch_size=8, epochs=3, shuffle=False, verbose=0)
+    assert np.abs(plain.layers[1].bias - ours.layers[1].bias).max() > 1e-3
+
+
 @pytest.mark.parametrize("labels, num_classes", [
     ([0, 2, 1, 2], None), ([0, 2, 1, 2], 5), ([[1], [0], [3]], None), ([[0, 1], [2, 1]], 4),
     (np.array([3.0, 1.0]), None), (np.array([[2]]), None),
@@ -97,14 +134,16 @@ def test_model_losses_are_the_penalties_keras_lists():
     """``model.losses`` (the overfit-and-underfit tutorial sums it): one penalty per
     regularized weight, at the current weights, as Keras's list."""
     ours = npnet.Sequential([npnet.layers.Dense(5, activation="elu", kernel_regularizer=npnet.regularizers.l2(0.001),
-                                                input_shape=(7,)),
+                                                bias_regularizer="l1", input_shape=(7,)),
                              npnet.layers.Dense(4, kernel_regularizer=npnet.regularizers.l1_l2(0.01, 0.02)),
                              npnet.layers.Dense(1)])
     theirs = keras.Sequential([keras.Input((7,)),
-                               keras.layers.Dense(5, activation="elu", kernel_regularizer=keras.regularizers.l2(0.001)),
+                               keras.layers.Dense(5, activation="elu", kernel_regularizer=keras.regularizers.l2(0.001),
+                                                  bias_regularizer="l1"),
                                keras.layers.Dense(4, kernel_regularizer=keras.regularizers.l1_l2(0.01, 0.02)),
                                keras.layers.Dense(1)])
+    ours.layers[0].bias[...] = np.linspace(-1, 1, 5)
     theirs.set_weights(ours.get_weights())
-    assert len(ours.losses) == len(theirs.losses) == 2
+    assert len(ours.losses) == len(theirs.losses) == 3
     np.testing.assert_allclose([float(v) for v in ours.losses], [float(v) for v in theirs.losses], rtol=1e-6)
     assert ours.layers[2].losses == [] and npnet.layers.Dense(3).losses == []

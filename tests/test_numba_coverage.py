@@ -522,6 +522,26 @@ def test_l1_penalty_under_adam_and_a_frozen_layer(floatx):
     train_and_compare(reference, fast, x, y, BATCH, floatx)
 
 
+def _bias_penalised():
+    return [layers.Dense(16, activation="relu", bias_regularizer=regularizers.L1L2(l1=0.01, l2=0.02)),
+            layers.Dense(8, activation="tanh", kernel_regularizer=regularizers.L1(0.01),
+                         bias_regularizer=regularizers.L2(0.05)),
+            layers.Dense(N_CLASSES, activation="softmax", bias_regularizer=regularizers.L1(0.01))]
+
+
+@pytest.mark.parametrize("floatx", ["float32", "float64"])
+@pytest.mark.parametrize("batch_size, n_samples, epochs", [(1, 100, 1), (32, 3200, 1), (32, 327, 9)],
+                         ids=["batch-1", "batch-32", "last-partial-batch"])
+@pytest.mark.parametrize("optimizer", ["sgd", "adam"])
+def test_bias_penalties_at_each_batch_size(optimizer, batch_size, n_samples, epochs, floatx):
+    """``bias_regularizer`` of each kind: the bias penalties in the loss, their gradients in
+    the bias updates, as on the NumPy backend; about 100 steps."""
+    reference, fast = make_pair(_bias_penalised, npnet.losses.SparseCategoricalCrossentropy,
+                                OPTIMIZERS[optimizer], floatx)
+    x, y = make_data(n_samples, categorical=False)
+    train_and_compare(reference, fast, x, y, batch_size, floatx, epochs)
+
+
 def test_l2_models_carry_no_l1_arrays():
     """Penalties' L1 coefficients travel as None without an L1 term, so L2 models compile no L1 code."""
     from npnet.backends import numba_backend

@@ -35,7 +35,8 @@ INITIALIZERS = {"glorot_uniform": "GlorotUniform", "glorot_normal": "GlorotNorma
 #: the npnet initializers whose Keras config holds no seed (the others are random)
 _FIXED_INITIALIZERS = {"zeros", "ones"}
 #: npnet regularizer class -> (Keras class, config keys shared by both).
-REGULARIZERS = {regularizers.L2: ("L2", ("l2",))}
+REGULARIZERS = {regularizers.L2: ("L2", ("l2",)), regularizers.L1: ("L1", ("l1",)),
+                regularizers.L1L2: ("L1L2", ("l1", "l2"))}
 #: npnet loss class -> Keras loss class (its ``name`` is Keras's string for it).
 LOSSES = {losses_module.SparseCategoricalCrossentropy: "SparseCategoricalCrossentropy",
           losses_module.CategoricalCrossentropy: "CategoricalCrossentropy",
@@ -86,11 +87,12 @@ def _dense_to_keras(layer):
             "kernel_initializer": initializer_to_keras(layer.kernel_initializer, "kernel_initializer"),
             "bias_initializer": initializer_to_keras(layer.bias_initializer, "bias_initializer"),
             "kernel_regularizer": regularizer_to_keras(layer.kernel_regularizer),
-            "bias_regularizer": None, "kernel_constraint": None, "bias_constraint": None}
+            "bias_regularizer": regularizer_to_keras(layer.bias_regularizer),
+            "kernel_constraint": None, "bias_constraint": None}
 
 
 def _dense_from_keras(config, where):
-    _require_defaults(config, where, use_bias=True, bias_regularizer=None, activity_regularizer=None,
+    _require_defaults(config, where, use_bias=True, activity_regularizer=None,
                       kernel_constraint=None, bias_constraint=None, quantization_config=None,
                       lora_rank=None)
     return {"units": _integer(config.get("units"), f"{where} units"),
@@ -98,7 +100,8 @@ def _dense_from_keras(config, where):
             "kernel_initializer": initializer_from_keras(config.get("kernel_initializer", _MISSING), where,
                                                          "glorot_uniform"),
             "bias_initializer": initializer_from_keras(config.get("bias_initializer", _MISSING), where, "zeros"),
-            "kernel_regularizer": regularizer_from_keras(config.get("kernel_regularizer"), where)}
+            "kernel_regularizer": regularizer_from_keras(config.get("kernel_regularizer"), where),
+            "bias_regularizer": regularizer_from_keras(config.get("bias_regularizer"), where)}
 
 
 def _flatten_from_keras(config, where):
