@@ -106,14 +106,18 @@ class StepReport:
             for j, name in enumerate(layer.weights):
                 ratio = layer.update_ratio[name]
                 flag = note if j == 0 else ""
-                if ratio == float("inf"):
+                frozen = name not in layer.gradients  # a frozen layer's, or Normalization's statistics
+                if frozen:
+                    flag = ("not trained; " + flag).rstrip("; ")
+                elif ratio == float("inf"):
                     pass  # weights at 0 (a fresh bias): no ratio to judge
                 elif ratio > RATIO_HIGH:
                     flag = ("high ratio; " + flag).rstrip("; ")
                 elif ratio < RATIO_LOW:
                     flag = ("low ratio; " + flag).rstrip("; ")
                 cells = first if j == 0 else ["", "", ""]
-                rows.append(cells + [name, _norm_text(layer.weights[name]), _norm_text(layer.gradients[name]),
+                gradient = "-" if frozen else _norm_text(layer.gradients[name])
+                rows.append(cells + [name, _norm_text(layer.weights[name]), gradient,
                                      _norm_text(layer.update[name]), _ratio_text(ratio), flag])
         widths = [max(len(h), *(len(r[i]) for r in rows)) for i, h in enumerate(header)]
 

@@ -1,4 +1,5 @@
-"""Layers: Flatten, Dense, Activation, ReLU, LeakyReLU, Softmax and Dropout, with Keras's names, shapes and defaults.
+"""Layers: Flatten, Dense, Activation, ReLU, LeakyReLU, Softmax, Dropout (and Normalization, from
+:mod:`npnet.preprocessing`), with Keras's names, shapes and defaults.
 
 A layer is a small object holding its parameters (``layer.params``, an ordered dict of
 arrays, e.g. ``{"kernel": ..., "bias": ...}``) and two methods:
@@ -134,8 +135,12 @@ class Layer:
             raise ValueError(
                 f"Layer {self.name!r} expects weights of shapes {expected}; received {received}"
             )
+        self.check_weights({name: np.asarray(value) for name, value in zip(self.params, weights)})
         for param, value in zip(self.params.values(), weights):
             np.copyto(param, np.asarray(value), casting="same_kind")
+
+    def check_weights(self, values):
+        """Refuse ``{name: array}`` values this layer cannot compute with (before any is set)."""
 
     # -- configuration, for save/load and summary -----------------------------------------
 
@@ -471,7 +476,10 @@ class Dropout(Layer):
         return config_
 
 
-LAYERS = {cls.__name__: cls for cls in (Flatten, Dense, ReLU, LeakyReLU, Activation, Softmax, Dropout)}
+from .preprocessing import Normalization  # noqa: E402  (it subclasses Layer, defined above)
+
+LAYERS = {cls.__name__: cls for cls in (Flatten, Dense, ReLU, LeakyReLU, Activation, Softmax, Dropout,
+                                        Normalization)}
 
 
 def deserialize(class_name, config_):

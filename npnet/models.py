@@ -199,6 +199,10 @@ class Sequential:
         for name, value in zip(self.weight_names(), converted):
             if not np.isfinite(value).all():
                 raise ValueError(f"set_weights received NaN or infinite values for {name}")
+        start = 0
+        for layer in self.layers:
+            layer.check_weights(dict(zip(layer.params, converted[start:start + len(layer.params)])))
+            start += len(layer.params)
         for param, value in zip(self.weights, converted):
             np.copyto(param, value)
 

@@ -28,6 +28,8 @@ def check_inputs(x, input_shape, what="x", model_name="model", dtype=None):
                         f"received dtype {x.dtype}")
     if x.ndim == 0 or x.shape[0] == 0:
         raise ValueError(f"{what} is empty (shape {x.shape}); expected at least one sample")
+    if input_shape is not None:
+        x = _adjust_rank(x, input_shape)
     if input_shape is not None and tuple(x.shape[1:]) != tuple(input_shape[1:]):
         hint = ""
         if tuple(x.shape) == tuple(input_shape[1:]):
@@ -41,6 +43,18 @@ def check_inputs(x, input_shape, what="x", model_name="model", dtype=None):
         n_bad = int(np.count_nonzero(~np.isfinite(x)))
         raise ValueError(f"{what} contains {n_bad} NaN or infinite values; expected finite "
                          f"numbers (checked as {x.dtype}, the type the model computes in)")
+    return x
+
+
+def _adjust_rank(x, input_shape):
+    """As Keras adjusts an input's rank by a trailing axis of 1: a column ``(n,)`` for a
+    model of ``(None, 1)`` inputs becomes ``(n, 1)``, and ``(n, d, 1)`` for ``(None, d)``
+    becomes ``(n, d)``. Any other shape is left to the check that follows."""
+    expected = tuple(input_shape[1:])
+    if x.ndim == len(input_shape) - 1 and expected[-1:] == (1,) and x.shape[1:] == expected[:-1]:
+        return x[..., np.newaxis]
+    if x.ndim == len(input_shape) + 1 and x.shape[-1] == 1 and x.shape[1:-1] == expected:
+        return x[..., 0]
     return x
 
 

@@ -160,7 +160,9 @@ COVERAGE += [("layer", "ReLU with negative_slope (after a linear Dense)",
              ("layer", "Activation layer of a custom Activation", lambda: _model(hidden="linear", extra=[
                  layers.Activation(activations.Activation("relu", npnet.functional.relu_forward,
                                                           npnet.functional.relu_backward))]), {},
-              "custom Activation")]
+              "custom Activation"),
+             ("layer", "Normalization", lambda: [layers.Normalization(mean=0.5, variance=2.0)] + _model(), {},
+              "class Normalization")]
 
 
 def _metric_loss(name):

@@ -319,3 +319,50 @@ def test_failed_load_weights_leaves_the_model_unchanged(tmp_path, good):
 
 def test_file_too_large_is_a_model_file_error():
     assert issubclass(FileTooLarge, ModelFileError) and issubclass(ModelFileError, ValueError)
+
+
+# ----------------------------------------------------------------------- Normalization layers
+
+
+@pytest.fixture
+def normalized(tmp_path):
+    """A model whose first layer is an adapted Normalization, saved as .keras and .npnet."""
+    norm = npnet.layers.Normalization()
+    norm.adapt(np.random.default_rng(0).normal(size=(32, 6)))
+    model = npnet.Sequential([npnet.Input((6,)), norm, Dense(3)])
+    model.compile(optimizer="adam", loss="mse")
+    model.save(tmp_path / "norm.keras")
+    model.save(tmp_path / "norm.npnet")
+    return model
+
+
+@pytest.mark.parametrize("change, match", [
+    (lambda c: c.update(axis="last"), "axis must be an integer"),
+    (lambda c: c.update(axis=[0]), "axis 0 is the batch axis"),
+    (lambda c: c.update(invert="yes"), "invert must be true or false"),
+    (lambda c: c.update(mean="1; import os", variance=1.0), "mean must be a number or an array"),
+    (lambda c: c.update(mean=[1e400] * 6, variance=[1.0] * 6), "mean must be finite"),
+    (lambda c: c.update(mean=[0.0] * 6, variance=[-1.0] * 6), "variance must not be negative"),
+    (lambda c: c.update(mean=[[[0.0]]], variance=[[[1.0]]]), "more axes than axis"),
+], ids=["axis-text", "batch-axis", "invert-text", "mean-text", "mean-inf", "negative-variance", "mean-rank"])
+def test_normalization_settings_npnet_cannot_honour_are_refused_by_name(tmp_path, normalized, change, match):
+    entries = members(tmp_path / "norm.keras")
+    config = json.loads(entries["config.json"])
+    change(layer(config, 1)["config"])
+    entries["config.json"] = json.dumps(config)
+    refused(write_zip(tmp_path / "bad.keras", entries), match)
+
+
+@pytest.mark.parametrize("name, array, match", [
+    ("1", -np.ones(6, "f4"), "variance cannot be negative"),
+    ("2", np.zeros(5, "i8"), r"shape \(5,\)"),
+    ("0", np.full(6, np.nan, "f4"), "NaN"),
+])
+def test_normalization_statistics_that_would_poison_predictions_are_refused(tmp_path, normalized, name, array, match):
+    entries = members(tmp_path / "norm.keras")
+    buffer = io.BytesIO(entries["model.weights.h5"])
+    with h5py.File(buffer, "a") as h5:
+        del h5[f"layers/normalization/vars/{name}"]
+        h5[f"layers/normalization/vars/{name}"] = array
+    entries["model.weights.h5"] = buffer.getvalue()
+    refused(write_zip(tmp_path / "stats.keras", entries), match)

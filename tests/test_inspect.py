@@ -206,3 +206,17 @@ def test_dropout_mask_in_the_report_is_the_one_fit_draws():
     # the next draw from npnet's generator is the one this step used
     keep = utils.rng().random(dropout.input.shape) >= 0.4
     np.testing.assert_array_equal(dropout.output, F.dropout_forward(dropout.input, keep, 0.4))
+
+
+def test_the_printout_marks_weights_no_step_changes():
+    """A frozen layer and Normalization's statistics have no gradient: the table says
+    'not trained' for them (it used to raise KeyError)."""
+    norm = npnet.layers.Normalization()
+    norm.adapt(np.random.default_rng(0).normal(size=(16, 6)))
+    model = npnet.Sequential([npnet.Input((6,)), norm, Dense(5, activation="relu", trainable=False, name="frozen"),
+                              Dense(3, activation="softmax", name="out")])
+    model.compile(optimizer="adam", loss="sparse_categorical_crossentropy")
+    report = npnet.inspect.step(model, np.ones((4, 6)), np.array([0, 1, 2, 0]))
+    lines = str(report).splitlines()
+    assert sum("not trained" in line for line in lines) == 5  # mean, variance, count, kernel, bias
+    assert report["frozen"].gradients == {} and set(report["out"].gradients) == {"kernel", "bias"}

@@ -5,7 +5,7 @@ import numpy as np
 import pytest
 
 import npnet
-from npnet import utils
+from npnet import utils, validation
 from npnet.layers import Dense, Flatten
 
 from core_helpers import assert_unchanged, snapshot
@@ -216,3 +216,15 @@ def test_one_optimizer_cannot_silently_serve_two_different_models():
     with pytest.raises(ValueError, match="An optimizer instance serves one model"):
         second.fit(good_x(), good_y(), verbose=0)
     assert_unchanged(second, before)
+
+
+def test_a_trailing_axis_of_one_is_added_or_dropped_as_keras_does():
+    """A column (n,) feeds a model of (None, 1) inputs and (n, d, 1) one of (None, d); any
+    other rank mismatch is still refused."""
+    column = np.arange(5.0)
+    assert validation.check_inputs(column, (None, 1)).shape == (5, 1)
+    assert validation.check_inputs(column[:, None, None], (None, 1)).shape == (5, 1)
+    assert validation.check_inputs(np.ones((5, 3, 1)), (None, 3)).shape == (5, 3)
+    for x, shape in ((column, (None, 2)), (np.ones((5, 3, 2)), (None, 3)), (np.ones((5, 3)), (None, 3, 2))):
+        with pytest.raises(ValueError, match="incompatible"):
+            validation.check_inputs(x, shape)

@@ -141,6 +141,24 @@ def _dropout_from_keras(config, where):
             "seed": None if seed is None else _integer(seed, f"{where} seed", minimum=0)}
 
 
+def _normalization_to_keras(layer):
+    as_list = (lambda value: None if value is None else value.tolist())
+    return {"axis": list(layer.axis), "invert": layer.invert, "mean": as_list(layer.input_mean),
+            "variance": as_list(layer.input_variance)}
+
+
+def _normalization_from_keras(config, where):
+    axis = config.get("axis", -1)
+    if isinstance(axis, list):
+        axis = tuple(_integer(a, f"{where} axis", minimum=-2**31) for a in axis)
+    elif axis is not None:
+        axis = _integer(axis, f"{where} axis", minimum=-2**31)
+    invert = config.get("invert", False)
+    if not isinstance(invert, bool):
+        raise ValueError(f"{where} invert must be true or false; the file has {invert!r}")
+    return {"axis": axis, "invert": invert, "mean": config.get("mean"), "variance": config.get("variance")}
+
+
 #: npnet layer class -> its Keras class and the two conversions of its settings.
 LAYERS = {
     layers_module.Flatten: LayerEntry("Flatten", lambda layer: {"data_format": "channels_last"},
@@ -156,6 +174,7 @@ LAYERS = {
     layers_module.Dropout: LayerEntry("Dropout", lambda layer: {"rate": layer.rate, "seed": layer.seed,
                                                                 "noise_shape": None},
                                       _dropout_from_keras),
+    layers_module.Normalization: LayerEntry("Normalization", _normalization_to_keras, _normalization_from_keras),
 }
 #: Layer classes that carry Python code; named in their refusal (CVE-2024-3660).
 CODE_LAYERS = ("Lambda", "TFOpLambda", "SlicingOpLambda")

@@ -35,7 +35,8 @@ def save(model, path, include_optimizer=True):
     meta = {"format": FORMAT_NAME, "format_version": FORMAT_VERSION, "npnet_version": _version(),
             "floatx": str(model.weights[0].dtype) if model.weights else config.floatx(),
             "model": model.get_config(), "compile": _compile_spec(model, include_optimizer)}
-    weights = {f"{i:03d}/{name}": np.ascontiguousarray(p) for i, name, p in named_weights(model)}
+    # reshaped: np.ascontiguousarray makes a 0-d array (Normalization's count) 1-d
+    weights = {f"{i:03d}/{name}": np.ascontiguousarray(p).reshape(p.shape) for i, name, p in named_weights(model)}
     optimizer_arrays = _optimizer_arrays(model) if meta["compile"] and include_optimizer else {}
     with utils.atomic_write(path, "wb") as handle, zipfile.ZipFile(handle, "w", zipfile.ZIP_STORED) as archive:
         archive.writestr("model.json", json.dumps(meta, indent=2))

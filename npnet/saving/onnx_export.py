@@ -2,8 +2,8 @@
 
 Each layer becomes the ONNX operators that compute it (one table entry per layer class and
 activation): Flatten -> ``Flatten``, Dense -> ``Gemm`` (x @ kernel + bias) followed by its
-activation, ReLU -> ``Relu``, Softmax -> ``Softmax``; Dropout is the identity at inference
-and adds nothing. The input is ``inputs`` of shape (batch, *input_shape), the output
+activation, ReLU -> ``Relu``, Softmax -> ``Softmax``, Normalization -> ``Sub`` and ``Div``;
+Dropout is the identity at inference and adds nothing. The input is ``inputs`` of shape (batch, *input_shape), the output
 ``output_0``. Needs the ``onnx`` package (``pip install npnet[onnx]``).
 """
 
@@ -40,6 +40,19 @@ def _activation_node(helper, op, x, out, name):
     return helper.make_node(op, [x], [out], name=name, **extra)
 
 
+def _normalization_nodes(layer, x, out, helper, initializers):
+    """``(x - mean) / scale`` (inverted: ``x · scale + mean``), with the layer's own scale
+    ``max(sqrt(variance), ε)``; mean and scale broadcast against the batch as in NumPy."""
+    mean, scale, middle = f"{layer.name}/mean", f"{layer.name}/scale", f"{layer.name}/middle"
+    initializers += [(mean, layer.mean), (scale, layer.scale())]
+    if layer.invert:
+        steps = [("Mul", [x, scale], middle), ("Add", [middle, mean], out)]
+    else:
+        steps = [("Sub", [x, mean], middle), ("Div", [middle, scale], out)]
+    return [helper.make_node(op, inputs, [output], name=f"{layer.name}/{op.lower()}")
+            for op, inputs, output in steps]
+
+
 #: npnet layer class -> ``(layer, input name, output name, onnx.helper, initializers) -> nodes``.
 LAYER_NODES = {
     layers_module.Flatten: lambda layer, x, out, helper, inits: [
@@ -50,6 +63,7 @@ LAYER_NODES = {
     layers_module.Softmax: lambda layer, x, out, helper, inits: [
         _activation_node(helper, "Softmax", x, out, layer.name)],
     layers_module.Dropout: None,  # the identity at inference
+    layers_module.Normalization: _normalization_nodes,
 }
 
 

@@ -14,6 +14,7 @@ from .errors import FileTooLarge
 PARAM_SHAPES = {
     layers_module.Dense: lambda layer, shape: {"kernel": (int(shape[-1]), layer.units),
                                                 "bias": (layer.units,)},
+    layers_module.Normalization: lambda layer, shape: layer.weight_shapes(shape),
 }
 #: Layer classes that own no parameters.
 PARAMETER_FREE = (layers_module.Flatten, layers_module.ReLU, layers_module.Softmax,
