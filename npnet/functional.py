@@ -45,9 +45,10 @@ exp, expm1, log1p, tanh = (_in_float64(f) for f in (np.exp, np.expm1, np.log1p, 
 def dense_forward(x, kernel, bias):
     """Affine map of a Dense layer.
 
-    x: (n, d_in), kernel: (d_in, units), bias: (units,)  ->  z: (n, units)
+    x: (n, d_in), kernel: (d_in, units), bias: (units,) or None (``use_bias=False``)  ->  z: (n, units)
     """
-    return x @ kernel + bias
+    z = x @ kernel
+    return z if bias is None else z + bias
 
 
 def dense_backward(dL_dz, x, kernel, need_input_grad=True):

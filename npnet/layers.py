@@ -182,12 +182,15 @@ class Dense(Layer):
     Keras names, shapes and order, so ``get_weights()`` lists line up with a Keras Dense.
     """
 
-    def __init__(self, units, activation=None, *, kernel_initializer="glorot_uniform",
+    def __init__(self, units, activation=None, use_bias=True, *, kernel_initializer="glorot_uniform",
                  bias_initializer="zeros", kernel_regularizer=None, bias_regularizer=None,
                  input_shape=None, name=None, trainable=True, input_dim=None, **keras_only):
         if isinstance(units, bool) or not isinstance(units, (int, np.integer)) or units <= 0:
             raise ValueError(f"Dense units must be a positive integer; received {units!r}")
+        if not isinstance(use_bias, (bool, np.bool_)):
+            raise ValueError(f"Dense use_bias must be True or False; received {use_bias!r}")
         _refuse_keras_only("Dense", keras_only)
+        self.use_bias = bool(use_bias)
         if input_dim is not None and input_shape is None:
             input_shape = (input_dim,)  # Keras's older spelling
         super().__init__(name=name, input_shape=input_shape, trainable=trainable)
@@ -202,8 +205,9 @@ class Dense(Layer):
         return tuple(input_shape[:-1]) + (self.units,)
 
     def weight_regularizers(self):
-        """The penalised weights, kernel first (the order of Keras's ``layer.losses``)."""
-        found = {"kernel": self.kernel_regularizer, "bias": self.bias_regularizer}
+        """The penalised weights, kernel first (the order of Keras's ``layer.losses``); a
+        ``bias_regularizer`` without a bias (``use_bias=False``) penalises nothing, as in Keras."""
+        found = {"kernel": self.kernel_regularizer, "bias": self.bias_regularizer if self.use_bias else None}
         return {name: regularizer for name, regularizer in found.items() if regularizer is not None}
 
     def build(self, input_shape):
@@ -217,13 +221,15 @@ class Dense(Layer):
         # Aligned copies: the weights start on a cache line, so vector loads never straddle two.
         try:
             kernel = utils.aligned_copy(self.kernel_initializer((d_in, self.units), dtype))
-            bias = utils.aligned_copy(self.bias_initializer((self.units,), dtype))
+            bias = utils.aligned_copy(self.bias_initializer((self.units,), dtype)) if self.use_bias else None
         except MemoryError:
             size = d_in * self.units * np.dtype(dtype).itemsize
             raise MemoryError(f"Dense layer {self.name!r} cannot be built: its kernel of shape "
                               f"({d_in}, {self.units}) needs {size / 2**30:,.1f} GiB of {dtype}, more "
                               "than this machine can allocate; use fewer units") from None
-        self.params["kernel"], self.params["bias"] = kernel, bias
+        self.params["kernel"] = kernel
+        if bias is not None:
+            self.params["bias"] = bias
         super().build(input_shape)
 
     @property
@@ -232,10 +238,11 @@ class Dense(Layer):
 
     @property
     def bias(self):
-        return self.params["bias"]
+        """The bias array; None with ``use_bias=False`` (as Keras's ``layer.bias``)."""
+        return self.params.get("bias")
 
     def forward(self, x, training=False):
-        z = F.dense_forward(x, self.params["kernel"], self.params["bias"])
+        z = F.dense_forward(x, self.params["kernel"], self.params.get("bias"))
         a = self.activation.forward(z)
         return a, ActivationCache(x, z, a)
 
@@ -251,11 +258,13 @@ class Dense(Layer):
         """
         x, z, a = cache
         dL_dx, dL_dkernel, dL_dbias = F.dense_backward(dL_dz, x, self.params["kernel"], need_input_grad)
-        return dL_dx, {"kernel": dL_dkernel, "bias": dL_dbias}
+        return dL_dx, ({"kernel": dL_dkernel, "bias": dL_dbias} if self.use_bias else {"kernel": dL_dkernel})
 
     def get_config(self):
         config_ = super().get_config()
         config_.update(units=self.units, activation=self.activation.name)
+        if not self.use_bias:
+            config_["use_bias"] = False
         for key, init in (("kernel_initializer", self.kernel_initializer),
                           ("bias_initializer", self.bias_initializer)):
             serialized = initializers.serialize(init)
@@ -270,7 +279,6 @@ class Dense(Layer):
 
 #: Keras Dense arguments npnet has only at their defaults, with what to do instead.
 _KERAS_ONLY = {
-    "use_bias": (True, "every npnet Dense layer has a bias (Keras's default, use_bias=True)"),
     "activity_regularizer": (None, "penalise weights instead (kernel_regularizer, bias_regularizer)"),
     "kernel_constraint": (None, "npnet has no weight constraints"),
     "bias_constraint": (None, "npnet has no weight constraints"),

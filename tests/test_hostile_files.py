@@ -276,7 +276,7 @@ def test_deeply_nested_json_is_refused(tmp_path, good):
 @pytest.mark.parametrize("change, match", [
     (lambda c: c.pop("config"), "layers"),
     (lambda c: layer(c, 2)["config"].update(units="eight"), "units must be an integer"),
-    (lambda c: layer(c, 2)["config"].update(use_bias=False), "use_bias=False"),
+    (lambda c: layer(c, 2)["config"].update(use_bias="no"), "use_bias must be true or false"),
     (lambda c: layer(c, 2)["config"].update(dtype="mixed_float16"), "dtype 'mixed_float16'"),
     (lambda c: layer(c, 0)["config"].update(batch_shape=[None, -3]), "input shape"),
     (lambda c: c["compile_config"].update(loss="hinge"), "loss 'hinge'"),

@@ -97,18 +97,19 @@ def test_dense_needs_2d_input_and_says_to_flatten():
 # ----------------------------------------------------------------------------- initialisation
 
 
-@pytest.mark.parametrize("argument, value", [("use_bias", False), ("activity_regularizer", "l2"),
+@pytest.mark.parametrize("argument, value", [("activity_regularizer", "l2"),
                                              ("kernel_constraint", "non_neg"), ("bias_constraint", "max_norm"),
                                              ("lora_rank", 4)])
 def test_keras_dense_arguments_npnet_lacks_are_refused_by_name(argument, value):
     """Keras's own Dense arguments at their defaults are accepted (code passes them
     explicitly); any other value is refused naming the argument, not as a TypeError."""
-    default = {"use_bias": True}.get(argument)
-    assert Dense(3, **{argument: default}).units == 3
+    assert Dense(3, **{argument: None}).units == 3
     with pytest.raises(ValueError, match=rf"Dense\({argument}={value!r}\) is not supported by npnet"):
         Dense(3, **{argument: value})
     with pytest.raises(TypeError, match="unexpected keyword argument 'kernel_size'"):
         Dense(3, kernel_size=2)
+    with pytest.raises(ValueError, match="use_bias must be True or False; received 'no'"):
+        Dense(3, use_bias="no")
 
 
 def test_dense_kernel_is_glorot_uniform_and_bias_zero():

@@ -83,7 +83,7 @@ LayerEntry = collections.namedtuple("LayerEntry", "keras_class to_keras from_ker
 
 def _dense_to_keras(layer):
     return {"units": layer.units, "activation": activation_to_keras(layer.activation),
-            "use_bias": True,
+            "use_bias": layer.use_bias,
             "kernel_initializer": initializer_to_keras(layer.kernel_initializer, "kernel_initializer"),
             "bias_initializer": initializer_to_keras(layer.bias_initializer, "bias_initializer"),
             "kernel_regularizer": regularizer_to_keras(layer.kernel_regularizer),
@@ -92,10 +92,13 @@ def _dense_to_keras(layer):
 
 
 def _dense_from_keras(config, where):
-    _require_defaults(config, where, use_bias=True, activity_regularizer=None,
+    use_bias = config.get("use_bias", True)
+    if not isinstance(use_bias, bool):
+        raise ValueError(f"{where} use_bias must be true or false; the file has {use_bias!r}")
+    _require_defaults(config, where, activity_regularizer=None,
                       kernel_constraint=None, bias_constraint=None, quantization_config=None,
                       lora_rank=None)
-    return {"units": _integer(config.get("units"), f"{where} units"),
+    return {"units": _integer(config.get("units"), f"{where} units"), "use_bias": use_bias,
             "activation": activation_from_keras(config.get("activation"), where),
             "kernel_initializer": initializer_from_keras(config.get("kernel_initializer", _MISSING), where,
                                                          "glorot_uniform"),

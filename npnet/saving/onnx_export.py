@@ -24,14 +24,15 @@ ACTIVATION_OPS = {"linear": None, "relu": "Relu", "sigmoid": "Sigmoid", "tanh": 
 
 def _dense_nodes(layer, x, out, helper, initializers):
     kernel, bias = f"{layer.name}/kernel", f"{layer.name}/bias"
-    initializers += [(kernel, layer.kernel), (bias, layer.bias)]
+    initializers += [(kernel, layer.kernel)] + ([(bias, layer.bias)] if layer.use_bias else [])
+    operands = [x, kernel, bias] if layer.use_bias else [x, kernel]  # Gemm's C is optional
     op = ACTIVATION_OPS.get(layer.activation.name, "unknown")
     if op == "unknown":
         raise ValueError(f"layer {layer.name!r}: activation {layer.activation.name!r} has no ONNX "
                          f"operator npnet knows ({', '.join(ACTIVATION_OPS)})")
     if op is None:
-        return [helper.make_node("Gemm", [x, kernel, bias], [out], name=layer.name)]
-    return [helper.make_node("Gemm", [x, kernel, bias], [f"{layer.name}/z"], name=f"{layer.name}/gemm"),
+        return [helper.make_node("Gemm", operands, [out], name=layer.name)]
+    return [helper.make_node("Gemm", operands, [f"{layer.name}/z"], name=f"{layer.name}/gemm"),
             _activation_node(helper, op, f"{layer.name}/z", out, f"{layer.name}/{op.lower()}")]
 
 

@@ -13,7 +13,7 @@ from .errors import FileTooLarge
 #: layer class -> ``(layer, input_shape) -> {parameter name: shape}``, in ``params`` order.
 PARAM_SHAPES = {
     layers_module.Dense: lambda layer, shape: {"kernel": (int(shape[-1]), layer.units),
-                                                "bias": (layer.units,)},
+                                                **({"bias": (layer.units,)} if layer.use_bias else {})},
     layers_module.Normalization: lambda layer, shape: layer.weight_shapes(shape),
 }
 #: Layer classes that own no parameters.
