@@ -179,7 +179,8 @@ class Dense(Layer):
     """A fully connected layer: ``a = activation(x @ kernel + bias)``.
 
     ``kernel`` (d_in, units) starts glorot-uniform and ``bias`` (units,) at zero, with the
-    Keras names, shapes and order, so ``get_weights()`` lists line up with a Keras Dense.
+    Keras names, shapes and order, so ``get_weights()`` lists line up with a Keras Dense;
+    ``use_bias=False`` leaves the bias out (``a = activation(x @ kernel)``).
     """
 
     def __init__(self, units, activation=None, use_bias=True, *, kernel_initializer="glorot_uniform",

@@ -162,7 +162,7 @@ COVERAGE += [("layer", "ReLU with negative_slope (after a linear Dense)",
                                                           npnet.functional.relu_backward))]), {},
               "custom Activation"),
              ("layer", "Dense with use_bias=False", lambda: [layers.Dense(6, use_bias=False)] + _model()[1:], {},
-              "use_bias=False"),
+              True),
              ("layer", "Normalization", lambda: [layers.Normalization(mean=0.5, variance=2.0)] + _model(), {},
               "class Normalization")]
 

@@ -1,5 +1,5 @@
-"""Mirror tests: ``Dense(use_bias=False)`` beside Keras's: no bias weight, training, penalties,
-files both ways and ONNX."""
+"""Mirror tests: ``Dense(use_bias=False)`` beside Keras's: no bias weight, training (on both
+backends), penalties, files both ways and ONNX."""
 
 import os
 
@@ -36,9 +36,10 @@ def data():
     return x, x[:, :3].argmax(axis=1)
 
 
-def test_a_dense_layer_without_bias_has_keras_weights_and_trains_like_keras():
-    ours, theirs = pair()
-    assert ours.backend_name == "numpy"  # the numba backend names use_bias=False (coverage table)
+@pytest.mark.parametrize("backend", ["numpy", "numba"])
+def test_a_dense_layer_without_bias_has_keras_weights_and_trains_like_keras(backend):
+    ours, theirs = pair(backend)
+    assert ours.backend_name == backend
     assert ours.layers[0].bias is None and theirs.layers[0].bias is None
     assert [w.shape for w in ours.get_weights()] == [tuple(w.shape) for w in theirs.get_weights()]
     assert [name.split("/")[1] for name in ours.weight_names()] == ["kernel", "kernel", "bias"]
@@ -50,11 +51,6 @@ def test_a_dense_layer_without_bias_has_keras_weights_and_trains_like_keras():
     np.testing.assert_allclose(ours_h, theirs_h, rtol=1e-5)
     for a, b in zip(ours.get_weights(), theirs.get_weights()):
         np.testing.assert_allclose(a, b, rtol=1e-5, atol=1e-6)
-
-
-def test_backend_numba_names_use_bias_false():
-    with pytest.raises(NotImplementedError, match="use_bias=False of Dense"):
-        pair(backend="numba")
 
 
 @pytest.mark.parametrize("suffix", [".keras", ".h5"])

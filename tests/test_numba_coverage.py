@@ -542,6 +542,37 @@ def test_bias_penalties_at_each_batch_size(optimizer, batch_size, n_samples, epo
     train_and_compare(reference, fast, x, y, batch_size, floatx, epochs)
 
 
+def _without_biases():
+    return [layers.Dense(16, activation="relu", use_bias=False), layers.Dropout(0.25),
+            layers.Dense(8, activation="tanh", use_bias=False, kernel_regularizer=regularizers.L2(0.01)),
+            layers.Dense(N_CLASSES, activation="softmax")]
+
+
+@pytest.mark.parametrize("floatx", ["float32", "float64"])
+@pytest.mark.parametrize("batch_size, n_samples, epochs", [(1, 100, 1), (32, 3200, 1), (32, 327, 9)],
+                         ids=["batch-1", "batch-32", "last-partial-batch"])
+@pytest.mark.parametrize("optimizer", ["adam", "sgd-nesterov", "rmsprop-momentum-centered"])
+def test_layers_without_bias_at_each_batch_size(optimizer, batch_size, n_samples, epochs, floatx):
+    """``use_bias=False``: the kernels add a bias of zeros that no update changes, so the
+    weights, history and optimizer state follow the NumPy backend's, which has no bias."""
+    reference, fast = make_pair(_without_biases, npnet.losses.SparseCategoricalCrossentropy,
+                                OPTIMIZERS[optimizer], floatx)
+    assert fast.backend_name == "numba" and fast.layers[0].bias is None
+    x, y = make_data(n_samples, categorical=False)
+    train_and_compare(reference, fast, x, y, batch_size, floatx, epochs)
+
+
+def test_a_frozen_layer_without_bias_before_a_trained_one():
+    """The first trained layer is found past a frozen one whatever their kinds."""
+    def make():
+        result = _without_biases()
+        result[0].trainable = False
+        return result
+    reference, fast = make_pair(make, npnet.losses.SparseCategoricalCrossentropy, OPTIMIZERS["adam"], "float32")
+    x, y = make_data(N_SAMPLES, categorical=False)
+    train_and_compare(reference, fast, x, y, BATCH, "float32")
+
+
 def test_l2_models_carry_no_l1_arrays():
     """Penalties' L1 coefficients travel as None without an L1 term, so L2 models compile no L1 code."""
     from npnet.backends import numba_backend

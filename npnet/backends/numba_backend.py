@@ -1,7 +1,7 @@
 """The fast backend: the whole training step in compiled numba kernels (``npnet/kernels``).
 
-What it runs: ``Dense`` layers with any npnet activation, frozen or trainable, with L1, L2 and
-L1L2 weight penalties; ``Dropout`` before any of them; ``Flatten`` anywhere (the identity on
+What it runs: ``Dense`` layers with any npnet activation, with or without a bias, frozen or
+trainable, with L1, L2 and L1L2 weight penalties; ``Dropout`` before any of them; ``Flatten`` anywhere (the identity on
 rows); ``ReLU`` (with any of its options), ``LeakyReLU``, ``Softmax`` and ``Activation`` layers
 right after a linear ``Dense``, which they become the activation of; the sparse, one-hot and
 binary cross-entropies (from probabilities or logits, with label smoothing), mean squared and
@@ -79,7 +79,7 @@ _SETTINGS = {
     Activation: {"name": _ANY, "trainable": _ANY, "input_shape": _ANY, "activation": _ANY},
     Dense: {"name": _ANY, "trainable": _ANY, "input_shape": _ANY, "units": _ANY, "activation": _ANY,
             "kernel_initializer": _ANY, "bias_initializer": _ANY, "kernel_regularizer": _ANY,
-            "bias_regularizer": _ANY, "use_bias": True, "activity_regularizer": None,
+            "bias_regularizer": _ANY, "use_bias": _ANY, "activity_regularizer": None,
             "kernel_constraint": None, "bias_constraint": None, "lora_rank": None},
     SparseCategoricalCrossentropy: {"from_logits": _ANY, "name": _ANY, "ignore_class": None, "axis": -1,
                                     "reduction": "sum_over_batch_size"},
@@ -348,7 +348,8 @@ def _dense_reason(layer):
     if name not in ACTIVATIONS or layer.activation is not getattr(activations, name, None):
         custom = " (a custom Activation)" if name in ACTIVATIONS else ""
         return f"the activation {name!r} of layer {layer.name!r}{custom}"
-    if layer.built and (list(layer.params) != ["kernel", "bias"] or layer.kernel.dtype.name not in DTYPES):
+    expected = ["kernel", "bias"] if layer.use_bias else ["kernel"]
+    if layer.built and (list(layer.params) != expected or layer.kernel.dtype.name not in DTYPES):
         return f"the weights of Dense layer {layer.name!r} ({', '.join(layer.params)} of {layer.kernel.dtype})"
     for weight, regularizer in layer.weight_regularizers().items():
         if weight not in ("kernel", "bias") or type(regularizer) not in _PENALTY_SETTINGS \
@@ -434,9 +435,10 @@ class NumbaBackend(base.Trainer):
                 raise NotImplementedError(f"backend='numba' does not support {reason}")
             dense = plan_.dense
             dtype = dense[0].kernel.dtype
-            trainable = np.array([layer.trainable for layer in dense], dtype=np.int64)
-            first = int(np.argmax(trainable)) if trainable.any() else len(dense)
-            self._net = K.Network(tuple(d.kernel for d in dense), tuple(d.bias for d in dense),
+            trainable = np.array([(K.TRAINED if layer.use_bias else K.KERNEL_ONLY) if layer.trainable else 0
+                                  for layer in dense], dtype=np.int64)
+            first = int(np.flatnonzero(trainable)[0]) if trainable.any() else len(dense)
+            self._net = K.Network(tuple(d.kernel for d in dense), tuple(_bias_of(d) for d in dense),
                                   activation_codes(plan_.codes), self._loss_code(), trainable, first,
                                   K.constants(dtype))
             self._penalties = _penalties(dense, dtype)
@@ -673,16 +675,26 @@ def _penalties(dense, dtype):
     return K.Penalties(has_kernel, kernel_l2, has_bias, bias_l2, kernel_l1, bias_l1)
 
 
+def _bias_of(layer):
+    """A Dense layer's bias, or for one without (``use_bias=False``) a stand-in of zeros the
+    kernels add and never change (``npnet.kernels.dense.KERNEL_ONLY``)."""
+    return layer.bias if layer.use_bias else np.zeros(layer.units, dtype=layer.kernel.dtype)
+
+
 def _per_layer(optimizer, dense, slot):
     """``(kernel arrays, bias arrays)`` of one slot, one per Dense layer (placeholders for the
-    frozen ones, which the optimizer holds no state for); None when the optimizer has no such slot."""
+    frozen ones, which the optimizer holds no state for, and zeros for a layer without bias);
+    None when the optimizer has no such slot."""
     if slot not in optimizer.state:
         return None
     arrays, kernels, biases = iter(optimizer.state[slot]), [], []
     for layer in dense:
         dtype = layer.kernel.dtype
         kernels.append(next(arrays) if layer.trainable else _placeholder(2, dtype))
-        biases.append(next(arrays) if layer.trainable else _placeholder(1, dtype))
+        if not layer.trainable:
+            biases.append(_placeholder(1, dtype))
+        else:
+            biases.append(next(arrays) if layer.use_bias else np.zeros(layer.units, dtype=dtype))
     return tuple(kernels), tuple(biases)
 
 

@@ -1994,6 +1994,8 @@ def backward_pass(x, n, kernels, codes, trainable, first_trainable, zs, acts, gr
         need_input_grad = i > first_trainable
         dense_backward(grads[i][:n], inputs, kernels[i], kernel_grads[i], bias_grads[i],
                        grads[below][:n], trainable[i] != 0, need_input_grad, threads)
+        if trainable[i] == KERNEL_ONLY:  # no bias (use_bias=False): its stand-in of zeros stays zero
+            bias_grads[i][:] = 0
         if need_input_grad:
             if dropout is not None:
                 if dropout.active[i]:
@@ -2003,9 +2005,13 @@ def backward_pass(x, n, kernels, codes, trainable, first_trainable, zs, acts, gr
 
 # ----------------------------------------------------------------------------- entry points
 
+#: ``Network.trainable[i]`` of a trained layer with a bias, and of one without
+#: (``use_bias=False``: its bias is a stand-in array of zeros whose gradient is set to zero,
+#: so every optimizer's update leaves it, and its slots, at zero).
+TRAINED, KERNEL_ONLY = 1, 2
 #: The model, as the kernels see it: one entry per Dense layer in each tuple; ``trainable[i]``
-#: 0 for a frozen layer, ``first_trainable`` the index of the first trainable one (the number
-#: of layers when none is); ``constants`` from :func:`constants`.
+#: 0 for a frozen layer, else ``TRAINED`` or ``KERNEL_ONLY``; ``first_trainable`` the index of
+#: the first trainable one (the number of layers when none is); ``constants`` from :func:`constants`.
 Network = namedtuple("Network", ["kernels", "biases", "codes", "loss_code", "trainable", "first_trainable",
                                  "constants"])
 #: Preallocated arrays a training call writes: the gathered batch (``targets`` None for a
