@@ -163,8 +163,10 @@ COVERAGE += [("layer", "ReLU with negative_slope (after a linear Dense)",
               "custom Activation"),
              ("layer", "Dense with use_bias=False", lambda: [layers.Dense(6, use_bias=False)] + _model()[1:], {},
               True),
-             ("layer", "Normalization", lambda: [layers.Normalization(mean=0.5, variance=2.0)] + _model(), {},
-              "class Normalization")]
+             ("layer", "Normalization (first)", lambda: [layers.Normalization(mean=0.5, variance=2.0)] + _model(), {},
+              True),
+             ("layer", "Normalization after another layer", lambda: [layers.Flatten(), layers.Normalization(
+                 mean=0.5, variance=2.0)] + _model(), {}, "only a first one")]
 
 
 def _metric_loss(name):

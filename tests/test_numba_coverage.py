@@ -100,7 +100,7 @@ def train_and_compare(reference, fast, x, y, batch_size, floatx, epochs=1, toler
     differences = {name: float(np.max(np.abs(a - b))) for name, a, b in
                    zip(reference.weight_names(), reference.get_weights(), fast.get_weights())}
     assert max(differences.values()) <= (tolerance or TOLERANCE[floatx]), differences
-    assert all(w.dtype == np.dtype(floatx) for w in fast.get_weights())
+    assert all(w.dtype == np.dtype(floatx) for w in fast.trainable_weights)
     for slot, arrays in (reference.optimizer.state or {}).items():
         for ours, theirs in zip(fast.optimizer.state[slot], arrays):
             np.testing.assert_allclose(ours, theirs, rtol=1e-4, atol=TOLERANCE[floatx], err_msg=slot)
@@ -571,6 +571,38 @@ def test_a_frozen_layer_without_bias_before_a_trained_one():
     reference, fast = make_pair(make, npnet.losses.SparseCategoricalCrossentropy, OPTIMIZERS["adam"], "float32")
     x, y = make_data(N_SAMPLES, categorical=False)
     train_and_compare(reference, fast, x, y, BATCH, "float32")
+
+
+NORMALIZATIONS = {
+    "adapted, per feature": {},
+    "adapted, one mean": {"axis": None},
+    "inverted": {"invert": True},
+    "given statistics": {"mean": np.linspace(-1.0, 6.0, N_FEATURES),  # a zero variance divides by 1e-7
+                         "variance": np.r_[0.0, np.linspace(1.0, 9.0, N_FEATURES - 1)]},
+}
+
+
+@pytest.mark.parametrize("floatx", ["float32", "float64"])
+@pytest.mark.parametrize("batch_size, n_samples, epochs", [(1, 100, 1), (32, 3200, 1), (32, 327, 9)],
+                         ids=["batch-1", "batch-32", "last-partial-batch"])
+@pytest.mark.parametrize("kind", list(NORMALIZATIONS))
+def test_a_first_normalization_layer_at_each_batch_size(kind, batch_size, n_samples, epochs, floatx):
+    """The kernels normalize each gathered batch as ``Normalization.forward`` does (a zero
+    variance divides by 1e-7); evaluate and predict get the layer's own output."""
+    x, y = make_data(n_samples, categorical=False)
+    x = x * 3.0 + 5.0
+
+    def make():
+        norm = layers.Normalization(**NORMALIZATIONS[kind])
+        if "mean" not in NORMALIZATIONS[kind]:
+            norm.adapt(x)
+        return [norm, layers.Dense(16, activation="relu"), layers.Dropout(0.25),
+                layers.Dense(N_CLASSES, activation="softmax")]
+    reference, fast = make_pair(make, npnet.losses.SparseCategoricalCrossentropy, OPTIMIZERS["adam"], floatx)
+    assert fast.backend_name == "numba"
+    train_and_compare(reference, fast, x, y, batch_size, floatx, epochs)
+    np.testing.assert_allclose(fast.predict(x[:50], verbose=0), reference.predict(x[:50], verbose=0),
+                               rtol=0, atol=TOLERANCE[floatx])
 
 
 def test_l2_models_carry_no_l1_arrays():

@@ -1,9 +1,10 @@
 """The fast backend: the whole training step in compiled numba kernels (``npnet/kernels``).
 
-What it runs: ``Dense`` layers with any npnet activation, with or without a bias, frozen or
-trainable, with L1, L2 and L1L2 weight penalties; ``Dropout`` before any of them; ``Flatten`` anywhere (the identity on
-rows); ``ReLU`` (with any of its options), ``LeakyReLU``, ``Softmax`` and ``Activation`` layers
-right after a linear ``Dense``, which they become the activation of; the sparse, one-hot and
+What it runs: a first ``Normalization`` layer; ``Dense`` layers with any npnet activation,
+with or without a bias, frozen or trainable, with L1, L2 and L1L2 weight penalties;
+``Dropout`` before any of them; ``Flatten`` anywhere (the identity on rows); ``ReLU`` (with
+any of its options), ``LeakyReLU``, ``Softmax`` and ``Activation`` layers right after a
+linear ``Dense``, which they become the activation of; the sparse, one-hot and
 binary cross-entropies (from probabilities or logits, with label smoothing), mean squared and
 absolute error and Huber; fit's sample and class weights; every metric (the kernels count the
 argmax accuracies and hand each batch's outputs to the others); SGD (momentum, Nesterov),
@@ -37,7 +38,7 @@ from collections import namedtuple
 import numpy as np
 
 from .. import activations, config, functional, heads, regularizers, update_box
-from ..layers import Activation, Dense, Dropout, Flatten, LeakyReLU, ReLU, Softmax
+from ..layers import Activation, Dense, Dropout, Flatten, LeakyReLU, Normalization, ReLU, Softmax
 from ..losses import (BinaryCrossentropy, CategoricalCrossentropy, Huber, MeanAbsoluteError, MeanSquaredError,
                       SparseCategoricalCrossentropy)
 from ..optimizers import SGD, Adam, RMSprop
@@ -77,6 +78,8 @@ _SETTINGS = {
     LeakyReLU: {"name": _ANY, "trainable": _ANY, "input_shape": _ANY, "negative_slope": _ANY},
     Softmax: {"name": _ANY, "trainable": _ANY, "input_shape": _ANY, "axis": -1},
     Activation: {"name": _ANY, "trainable": _ANY, "input_shape": _ANY, "activation": _ANY},
+    Normalization: {"name": _ANY, "input_shape": _ANY, "axis": _ANY, "invert": _ANY, "mean": _ANY,
+                    "variance": _ANY},
     Dense: {"name": _ANY, "trainable": _ANY, "input_shape": _ANY, "units": _ANY, "activation": _ANY,
             "kernel_initializer": _ANY, "bias_initializer": _ANY, "kernel_regularizer": _ANY,
             "bias_regularizer": _ANY, "use_bias": _ANY, "activity_regularizer": None,
@@ -201,9 +204,9 @@ class _numba_threads:
 
 
 #: What the kernels run, read from the layers: the Dense layers, their activations as
-#: ``(code, parameter)`` pairs (:func:`_activation`), and per Dense layer the Dropout layer on
-#: its input (or None).
-Plan = namedtuple("Plan", ["dense", "codes", "dropouts"])
+#: ``(code, parameter)`` pairs (:func:`_activation`), per Dense layer the Dropout layer on
+#: its input (or None), and a first Normalization layer (or None).
+Plan = namedtuple("Plan", ["dense", "codes", "dropouts", "normalization"])
 
 #: The option of an activation that has one, at the default ``Dense`` and ``Activation`` call
 #: it with: ``functional.leaky_relu_forward``'s slope and ``functional.elu_forward``'s alpha.
@@ -258,6 +261,8 @@ def plan(layers):
             codes.append(_activation(layer.activation.name))
             dropouts.append(None)
             folded = False
+        elif reason is None and kind is Normalization and index > 0:
+            reason = f"the Normalization layer {layer.name!r} at position {index} (only a first one is run)"
         elif reason is None and kind is Dropout and layer.rate > 0:  # rate 0 draws nothing
             if dropouts[-1] is not None:
                 reason = f"two Dropout layers in a row ({dropouts[-1].name!r} and {layer.name!r})"
@@ -276,8 +281,13 @@ def plan(layers):
         return None, "a model without a Dense layer"
     if dropouts[-1] is not None:
         return None, f"a Dropout layer ({dropouts[-1].name!r}) after the last Dense layer"
-    return (Plan(dense, codes, dropouts[:-1]), None) if _dtype(dense) else \
-        (None, f"Dense layers of different dtypes ({sorted({str(d.kernel.dtype) for d in dense if d.built})})")
+    normalization = layers[0] if type(layers[0]) is Normalization else None
+    dtype = _dtype(dense)
+    if dtype is None:
+        return None, f"Dense layers of different dtypes ({sorted({str(d.kernel.dtype) for d in dense if d.built})})"
+    if normalization is not None and normalization.built and normalization.mean.dtype != dtype:
+        return None, f"a Normalization layer of {normalization.mean.dtype} before Dense layers of {dtype}"
+    return Plan(dense, codes, dropouts[:-1], normalization), None
 
 
 def _activation(name, parameter=None):
@@ -511,7 +521,7 @@ class NumbaBackend(base.Trainer):
                                                  net, self._penalties, dropout, *optimizer,
                                                  self.optimizer.step_counter(), work, losses[done:],
                                                  corrects[done:], None if kept is None else kept[done:], weighting,
-                                                 smoothing)
+                                                 smoothing, _input_scaling(self._plan.normalization, net))
                 self._threads.record(threads, time.perf_counter() - started, n)
                 done += n
                 if scheduled and applied:  # as Optimizer.apply_gradients records it
@@ -523,6 +533,7 @@ class NumbaBackend(base.Trainer):
         self.require_training_parts()
         with self._lock, _single_threaded_blas:
             net = self._bind_network()
+            x = _normalized(self._plan.normalization, x)
             x, (labels, targets) = _as_rows(x, net), self._as_labels(y, net, x.shape[0])
             if targets is not None:
                 labels = np.ascontiguousarray(targets.argmax(axis=1), dtype=np.int64)
@@ -538,8 +549,8 @@ class NumbaBackend(base.Trainer):
         rows with BLAS free to use its threads. A row's result can differ in the last bits
         with the block it falls in, as the NumPy backend's do."""
         with self._lock:
-            net = self._bind_network()
-        x = _as_rows(x, net)
+            net, normalization = self._bind_network(), self._plan.normalization
+        x = _as_rows(_normalized(normalization, x), net)
         dtype = net.kernels[0].dtype
         block = min(max(batch_size, PREDICT_BLOCK), x.shape[0])
         zs = tuple(np.empty((block, k.shape[1]), dtype=dtype) for k in net.kernels)
@@ -673,6 +684,24 @@ def _penalties(dense, dtype):
         arrays += [terms, l2, l1 if (terms & K.L1_TERM).any() else None]
     (has_kernel, kernel_l2, kernel_l1), (has_bias, bias_l2, bias_l1) = arrays[:3], arrays[3:]
     return K.Penalties(has_kernel, kernel_l2, has_bias, bias_l2, kernel_l1, bias_l1)
+
+
+def _input_scaling(layer, net):
+    """The kernels' :class:`~npnet.kernels.dense.InputScaling` of a first Normalization layer
+    (None without one): its mean and scale broadcast to the input's shape, one per feature of
+    the rows the kernels gather. Made on each call: ``adapt`` may have changed them."""
+    if layer is None:
+        return None
+    shape, dtype = (1,) + tuple(layer.input_shape[1:]), net.kernels[0].dtype
+    mean, scale = (np.ascontiguousarray(np.broadcast_to(v, shape).reshape(-1), dtype=dtype)
+                   for v in (layer.mean, layer.scale()))
+    return K.InputScaling(mean, scale, layer.invert)
+
+
+def _normalized(layer, x):
+    """``x`` through a first Normalization layer (as the NumPy backend computes it), for the
+    calls that hand the kernels whole batches rather than letting them gather rows."""
+    return x if layer is None else layer.forward(x)[0]
 
 
 def _bias_of(layer):

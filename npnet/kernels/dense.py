@@ -290,6 +290,25 @@ def gather_rows(x, labels, targets, order, start, n, x_out, labels_out, targets_
 # ----------------------------------------------------------------------------- Dense
 
 
+#: ``Normalization`` as a model's first layer, laid along the input's rows: ``mean`` and
+#: ``scale`` (``max(sqrt(variance), ε)``) per input feature, broadcast as the layer does,
+#: and ``invert`` as the layer's.
+InputScaling = namedtuple("InputScaling", ["mean", "scale", "invert"])
+
+
+@kernel
+def normalize_rows(rows, scaling):
+    """Mirrors ``Normalization.forward`` in place: ``(x - mean) / scale`` per feature, or
+    ``mean + x · scale`` inverted.  rows: (n, d_in); scaling: :class:`InputScaling`."""
+    mean, scale = scaling.mean, scaling.scale
+    for i in range(rows.shape[0]):
+        for j in range(rows.shape[1]):
+            if scaling.invert:
+                rows[i, j] = mean[j] + rows[i, j] * scale[j]
+            else:
+                rows[i, j] = (rows[i, j] - mean[j]) / scale[j]
+
+
 @kernel
 def tile_columns(z):
     """The columns of one register tile for an output like ``z``: 64 float32 or 32 float64
@@ -2083,13 +2102,14 @@ def leave_flushed_mode(saved):
 
 @kernel
 def train_batches(x, labels, targets, order, batch_size, first_step, n_steps, net, penalties, dropout,
-                  adam, sgd, rmsprop, step_counter, work, losses, corrects, outputs, weighting, smoothing):
+                  adam, sgd, rmsprop, step_counter, work, losses, corrects, outputs, weighting, smoothing,
+                  scaling):
     """:func:`train_steps_in_float_mode` with denormals flushed, as TensorFlow trains; the
     caller's float mode is restored before returning."""
     saved = flush_denormals()
     result = train_steps_in_float_mode(x, labels, targets, order, batch_size, first_step, n_steps, net,
                                        penalties, dropout, adam, sgd, rmsprop, step_counter, work, losses,
-                                       corrects, outputs, weighting, smoothing)
+                                       corrects, outputs, weighting, smoothing, scaling)
     restore_float_mode(saved)
     return result
 
@@ -2125,7 +2145,8 @@ def keep_rows(output, kept):
 
 @kernel
 def train_steps_in_float_mode(x, labels, targets, order, batch_size, first_step, n_steps, net, penalties, dropout,
-                  adam, sgd, rmsprop, step_counter, work, losses, corrects, outputs, weighting, smoothing):
+                  adam, sgd, rmsprop, step_counter, work, losses, corrects, outputs, weighting, smoothing,
+                  scaling):
     """Train on batches ``first_step, ..., first_step + n_steps - 1`` of one epoch.
 
     Mirrors ``NumpyBackend.train_steps``: batch ``s`` is the samples
@@ -2144,7 +2165,8 @@ def train_steps_in_float_mode(x, labels, targets, order, batch_size, first_step,
     the step's update, as the NumPy backend hands them to the metrics) into ``outputs[k][:n]``
     (outputs: (n_steps, capacity, units)). ``weighting`` (:class:`SampleWeights`, or None)
     weighs each sample's loss and gradient row as the NumPy backend's ``sample_weight``;
-    ``smoothing`` (:func:`smooth_targets`, or None) is the loss's label smoothing. A batch
+    ``smoothing`` (:func:`smooth_targets`, or None) is the loss's label smoothing;
+    ``scaling`` (:class:`InputScaling`, or None) a first Normalization layer's. A batch
     whose loss or any gradient is not finite, or whose update would make a weight or slot
     non-finite (:func:`update_is_safe`), is *not* applied and ends the call. Returns
     ``(n_done, last_applied)``.
@@ -2156,6 +2178,8 @@ def train_steps_in_float_mode(x, labels, targets, order, batch_size, first_step,
         start = (first_step + k) * batch_size
         n = min(batch_size, n_samples - start)
         gather_rows(x, labels, targets, order, start, n, work.x, work.labels, work.targets)
+        if scaling is not None:
+            normalize_rows(work.x[:n], scaling)
         batch_labels = work.labels[:n]
         if targets is not None:
             gathered = work.targets[:n]
