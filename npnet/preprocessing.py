@@ -163,9 +163,7 @@ class Normalization(Layer):
         if not self.built:
             declared = self._declared_input_shape
             self.build(declared if declared is not None and self.axis == () else (None,) + tuple(shape[1:]))
-            if self.axis == ():
-                return
-        if self.axis == ():
+        if self.axis == ():  # one mean over everything: data of any shape adapts it
             return
         kept = [d for d in range(len(self._broadcast_shape)) if d not in self._reduce_axes]
         if len(shape) != len(self._broadcast_shape) or any(shape[d] != self._broadcast_shape[d] for d in kept):

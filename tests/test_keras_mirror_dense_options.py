@@ -11,6 +11,7 @@ import pytest  # noqa: E402
 keras = pytest.importorskip("keras")
 
 import npnet  # noqa: E402
+from keras_helpers import fit_both_and_compare  # noqa: E402
 
 pytestmark = pytest.mark.reference
 
@@ -45,12 +46,7 @@ def test_a_dense_layer_without_bias_has_keras_weights_and_trains_like_keras(back
     assert [name.split("/")[1] for name in ours.weight_names()] == ["kernel", "kernel", "bias"]
     assert len(ours.losses) == len(theirs.losses) == 1  # the kernel's L1 alone
     assert ours.count_params() == theirs.count_params()
-    x, y = data()
-    ours_h = ours.fit(x, y, batch_size=8, epochs=3, shuffle=False, verbose=0).history["loss"]
-    theirs_h = theirs.fit(x, y, batch_size=8, epochs=3, shuffle=False, verbose=0).history["loss"]
-    np.testing.assert_allclose(ours_h, theirs_h, rtol=1e-5)
-    for a, b in zip(ours.get_weights(), theirs.get_weights()):
-        np.testing.assert_allclose(a, b, rtol=1e-5, atol=1e-6)
+    fit_both_and_compare(ours, theirs, *data())
 
 
 @pytest.mark.parametrize("suffix", [".keras", ".h5"])

@@ -10,6 +10,7 @@ import keras
 
 import npnet
 from npnet import regularizers
+from keras_helpers import fit_both_and_compare
 
 pytestmark = pytest.mark.reference
 
@@ -63,15 +64,6 @@ def test_l1_l2_model_trains_like_keras(backend):
     theirs.set_weights(ours.get_weights())
     x = np.random.default_rng(1).normal(size=(24, 4)).astype(np.float32)
     fit_both_and_compare(ours, theirs, x, x[:, :3].argmax(axis=1))
-
-
-def fit_both_and_compare(ours, theirs, x, y):
-    """Three epochs of batch 8 on each side, unshuffled: the losses and weights must agree."""
-    ours_h = ours.fit(x, y, batch_size=8, epochs=3, shuffle=False, verbose=0).history["loss"]
-    theirs_h = theirs.fit(x, y, batch_size=8, epochs=3, shuffle=False, verbose=0).history["loss"]
-    np.testing.assert_allclose(ours_h, theirs_h, rtol=1e-5)
-    for a, b in zip(ours.get_weights(), theirs.get_weights()):
-        np.testing.assert_allclose(a, b, rtol=1e-5, atol=1e-6)
 
 
 @pytest.mark.parametrize("backend", ["numpy", "numba"])
