@@ -442,10 +442,8 @@ def test_each_binary_and_regression_loss_at_each_batch_size(loss, batch_size, n_
 @pytest.mark.parametrize("loss", list(TARGET_LOSSES))
 def test_binary_and_regression_losses_with_an_activation_layer_output_and_sgd(loss):
     """The output's activation as a layer of its own (Activation('sigmoid') feeds the sigmoid
-    head as a sigmoid Dense layer does), plain SGD; the one-unit targets given as (n,). (With
-    momentum 0.9, MAE through a one-unit tanh output reaches 5e-6: NumPy sums a one-unit
-    layer's bias gradient, a contiguous column, pairwise, the kernels in order, and MAE's
-    gradient never fades, so that last bit adds up step after step.)"""
+    head as a sigmoid Dense layer does), plain SGD; the one-unit targets given as (n,).
+    (:func:`test_mae_through_a_one_unit_output_under_momentum` has the optimizers with momentum.)"""
     units, output, make_loss, kind = TARGET_LOSSES[loss]
 
     def make():
@@ -455,27 +453,35 @@ def test_binary_and_regression_losses_with_an_activation_layer_output_and_sgd(lo
     train_and_compare(reference, fast, x, y[:, 0] if units == 1 else y, BATCH, "float32")
 
 
-#: Not within 1e-6: MAE through a one-unit output under SGD with momentum, in float32
-ONE_UNIT_MAE_MOMENTUM_TOLERANCE = 1e-5
-
-
-def test_known_gap_mae_through_a_one_unit_output_under_momentum_agrees_to_1e_5():
-    """The one configuration known to miss issue 13's 1e-6 in float32: MAE through a one-unit
-    tanh output, SGD with momentum 0.9, measured 5.5e-6 in the predictions after 100 steps
-    (docs/performance.md). NumPy sums the one-unit layer's bias gradient, a contiguous (n, 1)
-    column, pairwise; the kernels add it in order, and MAE's gradient (the sign of the error)
-    never fades, so a last bit at step 4 is carried by the momentum. Held to 1e-5 here."""
+@pytest.mark.parametrize("floatx", ["float32", "float64"])
+@pytest.mark.parametrize("optimizer", ["sgd-momentum", "sgd-nesterov", "rmsprop-momentum-centered"])
+def test_mae_through_a_one_unit_output_under_momentum(optimizer, floatx):
+    """MAE's gradient, the sign of the error, never fades, and momentum carries any last bit
+    in which the backends differ into every later step: before the kernels summed a one-unit
+    layer's bias gradient as NumPy does (pairwise), this reached 5.5e-6 in float32."""
     units, output, make_loss, kind = TARGET_LOSSES["mae, one unit"]
     reference, fast = make_pair(lambda: stack((), "linear", units=units) + [layers.Activation(output)],
-                                make_loss, OPTIMIZERS["sgd-momentum"], "float32", metrics=())
+                                make_loss, OPTIMIZERS[optimizer], floatx, metrics=())
     x, y = make_targets(N_SAMPLES, units, kind)
-    for model in (reference, fast):
-        utils.set_random_seed(2)
-        model.fit(x, y[:, 0], batch_size=BATCH, epochs=1, verbose=0)
-    for ours, theirs in zip(fast.get_weights(), reference.get_weights()):
-        np.testing.assert_allclose(ours, theirs, rtol=0, atol=ONE_UNIT_MAE_MOMENTUM_TOLERANCE)
+    train_and_compare(reference, fast, x, y[:, 0], BATCH, floatx)
     np.testing.assert_allclose(fast.predict(x, verbose=0), reference.predict(x, verbose=0), rtol=0,
-                               atol=ONE_UNIT_MAE_MOMENTUM_TOLERANCE)
+                               atol=TOLERANCE[floatx])
+
+
+@pytest.mark.parametrize("dtype", [np.float32, np.float64])
+def test_one_column_is_summed_as_numpy_sums_it(dtype):
+    """The bias gradient of a one-unit layer: NumPy's ``sum(axis=0)`` of an (n, 1) column is
+    pairwise, and the kernels' sum must give the same bits at every length, across the
+    block size of 128 and its splits, and for numbers of very different sizes."""
+    from npnet.kernels import dense as K
+    rng = np.random.default_rng(3)
+    for n in [*range(1, 300), 1000, 1001, 4099, 70001]:
+        column = (rng.standard_normal((n, 1)) * 10.0 ** rng.uniform(-4, 4, (n, 1))).astype(dtype)
+        assert K.pairwise_sum(column[:, 0], 0, n) == column.sum(axis=0)[0], n
+    in_order = column[0, 0]
+    for value in column[1:, 0]:
+        in_order += value
+    assert in_order != column.sum(axis=0)[0], "a sum in order would pass this test too"
 
 
 # ----------------------------------------------------------------------------- L1 and L1L2 penalties

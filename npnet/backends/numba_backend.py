@@ -450,7 +450,7 @@ class NumbaBackend(base.Trainer):
             first = int(np.flatnonzero(trainable)[0]) if trainable.any() else len(dense)
             self._net = K.Network(tuple(d.kernel for d in dense), tuple(_bias_of(d) for d in dense),
                                   activation_codes(plan_.codes), self._loss_code(), trainable, first,
-                                  K.constants(dtype))
+                                  K.constants(dtype), True if any(d.units == 1 for d in dense) else None)
             self._penalties = _penalties(dense, dtype)
             self._plan, self._net_key, self._capacity = plan_, key, 0
         return self._net

@@ -26,8 +26,8 @@ grouped in the named tuples at the end of this file.
 
 What a model does not use costs nothing, not even compile time: an optional part (the
 one-hot targets, dropout, weight penalties, each optimizer's family and slots, the softmax
-head's ``loss_code``, the buffer of kept outputs, the sample weights and the label
-smoothing) travels as ``None`` when absent, and numba removes a branch
+head's ``loss_code``, the buffer of kept outputs, the sample weights, the label
+smoothing and the pairwise sum of a one-unit layer) travels as ``None`` when absent, and numba removes a branch
 ``if part is not None`` before compiling when ``part`` is an argument of the type of None
 (not an attribute: that test is made where the part is a function's argument). So each
 model compiles only its own optimizer, loss head and options, and a float64 model gets its
@@ -415,7 +415,8 @@ def dense_weight_gradient_tiled(dL_dz, x, dL_dkernel, threads):
 
 
 @kernel
-def dense_backward(dL_dz, x, kernel_, dL_dkernel, dL_dbias, dL_dx, need_weight_grads, need_input_grad, threads):
+def dense_backward(dL_dz, x, kernel_, dL_dkernel, dL_dbias, dL_dx, need_weight_grads, need_input_grad, threads,
+                   one_unit=None):
     """Mirrors ``functional.dense_backward``; results written into the given buffers.
 
     dL_dz: (n, units), x: (n, d_in), kernel_: (d_in, units) ->
@@ -424,21 +425,94 @@ def dense_backward(dL_dz, x, kernel_, dL_dkernel, dL_dbias, dL_dx, need_weight_g
     (n, d_in) when ``need_input_grad``.
     The kernel gradient is :func:`dense_weight_gradient_tiled` when the units are a whole
     number of tiles (:func:`tiles_fit`) and the batch has at most
-    ``GRADIENT_TILED_MAX_ROWS`` rows, BLAS otherwise. The bias gradient adds the rows one
-    after another, in the order NumPy's ``sum(axis=0)`` does.
+    ``GRADIENT_TILED_MAX_ROWS`` rows, BLAS otherwise. The bias gradient adds the rows in the
+    order NumPy's ``sum(axis=0)`` does: one after another, or for a single unit, whose column
+    NumPy sums as one contiguous run, by :func:`pairwise_sum`. ``one_unit`` is None for a
+    model without a one-unit layer (``Network.one_unit``), so that numba compiles that sum
+    only for a model that needs it.
     """
     if need_weight_grads:
         if tiles_fit(dL_dz) and dL_dz.shape[0] <= GRADIENT_TILED_MAX_ROWS:
             dense_weight_gradient_tiled(dL_dz, x, dL_dkernel, threads)
         else:
             np.dot(x.T, dL_dz, dL_dkernel)
-        for j in range(dL_dz.shape[1]):
-            dL_dbias[j] = dL_dz[0, j]
-        for i in range(1, dL_dz.shape[0]):
-            for j in range(dL_dz.shape[1]):
-                dL_dbias[j] += dL_dz[i, j]
+        bias_gradient(dL_dz, dL_dbias, one_unit)
     if need_input_grad:
         np.dot(dL_dz, kernel_.T, dL_dx)
+
+
+@kernel
+def bias_gradient(dL_dz, dL_dbias, one_unit):
+    """The bias gradient of :func:`dense_backward`: ``dL_dz.sum(axis=0)`` in NumPy's order."""
+    if one_unit is not None:  # a test of the argument itself: compiled only when not None
+        if dL_dz.shape[1] == 1:
+            dL_dbias[0] = pairwise_sum(dL_dz[:, 0], 0, dL_dz.shape[0])
+            return
+    for j in range(dL_dz.shape[1]):
+        dL_dbias[j] = dL_dz[0, j]
+    for i in range(1, dL_dz.shape[0]):
+        for j in range(dL_dz.shape[1]):
+            dL_dbias[j] += dL_dz[i, j]
+
+
+#: NumPy's pairwise summation adds blocks of at most this many numbers with eight running sums
+PAIRWISE_BLOCK = 128
+
+
+@kernel
+def pairwise_sum(values, start, n):
+    """``values[start:start + n].sum()`` in NumPy's order, bit for bit.
+
+    NumPy sums a contiguous run of numbers (such as the column of a one-unit layer's
+    gradient) pairwise: it splits a run into halves, the first a multiple of 8 long, until a
+    run has at most ``PAIRWISE_BLOCK`` numbers, sums each such block with
+    :func:`pairwise_block`, and adds the two halves of every split. NumPy recurses; here
+    the same tree is walked with a stack (numba cannot cache a recursive function), each
+    split visited twice: to push its halves, and, once both are summed, to add them.
+    """
+    if n <= PAIRWISE_BLOCK:
+        return pairwise_block(values, start, n)
+    depth = 3 * 64  # each of at most 64 levels leaves at most three entries on the stack
+    runs = np.empty((depth, 3), np.int64)  # (start, length, halves summed)
+    sums = np.empty(depth, values.dtype)
+    runs[0, 0], runs[0, 1], runs[0, 2] = start, n, 0
+    top, n_sums = 1, 0
+    while top > 0:
+        top -= 1
+        first, length, halves_summed = runs[top, 0], runs[top, 1], runs[top, 2]
+        if length <= PAIRWISE_BLOCK:
+            sums[n_sums] = pairwise_block(values, first, length)
+            n_sums += 1
+        elif halves_summed:
+            n_sums -= 1
+            sums[n_sums - 1] += sums[n_sums]
+        else:
+            half = length // 2 - (length // 2) % 8
+            runs[top, 2] = 1
+            runs[top + 1, 0], runs[top + 1, 1], runs[top + 1, 2] = first + half, length - half, 0
+            runs[top + 2, 0], runs[top + 2, 1], runs[top + 2, 2] = first, half, 0
+            top += 3
+    return sums[0]
+
+
+@kernel
+def pairwise_block(values, start, n):
+    """One block of :func:`pairwise_sum`: fewer than 8 numbers in order from 0; else eight
+    running sums over whole groups of 8, combined as a tree, then the rest in order."""
+    if n < 8:
+        total = same_type(values, 0.0)
+        for i in range(start, start + n):
+            total += values[i]
+        return total
+    lanes = values[start:start + 8].copy()
+    whole = n - n % 8
+    for i in range(start + 8, start + whole, 8):
+        for lane in range(8):
+            lanes[lane] += values[i + lane]
+    total = ((lanes[0] + lanes[1]) + (lanes[2] + lanes[3])) + ((lanes[4] + lanes[5]) + (lanes[6] + lanes[7]))
+    for i in range(start + whole, start + n):
+        total += values[i]
+    return total
 
 
 # ----------------------------------------------------------------------------- activations
@@ -2000,7 +2074,7 @@ def forward_pass(x, n, kernels, biases, codes, zs, acts, tiled_max_rows, dropout
 
 @kernel
 def backward_pass(x, n, kernels, codes, trainable, first_trainable, zs, acts, grads, kernel_grads, bias_grads,
-                  dropout, step, threads):
+                  dropout, step, threads, one_unit):
     """Mirrors ``npnet.training.backward`` once ``grads[-1][:n]`` holds dL/dz of the
     output layer: the parameter gradients of the trainable layers, going down no further than
     the first trainable layer (the data's gradient is never needed)."""
@@ -2012,7 +2086,7 @@ def backward_pass(x, n, kernels, codes, trainable, first_trainable, zs, acts, gr
         below = i - 1 if i > 0 else 0
         need_input_grad = i > first_trainable
         dense_backward(grads[i][:n], inputs, kernels[i], kernel_grads[i], bias_grads[i],
-                       grads[below][:n], trainable[i] != 0, need_input_grad, threads)
+                       grads[below][:n], trainable[i] != 0, need_input_grad, threads, one_unit)
         if trainable[i] == KERNEL_ONLY:  # no bias (use_bias=False): its stand-in of zeros stays zero
             bias_grads[i][:] = 0
         if need_input_grad:
@@ -2030,9 +2104,11 @@ def backward_pass(x, n, kernels, codes, trainable, first_trainable, zs, acts, gr
 TRAINED, KERNEL_ONLY = 1, 2
 #: The model, as the kernels see it: one entry per Dense layer in each tuple; ``trainable[i]``
 #: 0 for a frozen layer, else ``TRAINED`` or ``KERNEL_ONLY``; ``first_trainable`` the index of
-#: the first trainable one (the number of layers when none is); ``constants`` from :func:`constants`.
+#: the first trainable one (the number of layers when none is); ``constants`` from :func:`constants`;
+#: ``one_unit`` True when a layer has a single unit (whose bias gradient NumPy sums pairwise,
+#: see :func:`bias_gradient`), None otherwise.
 Network = namedtuple("Network", ["kernels", "biases", "codes", "loss_code", "trainable", "first_trainable",
-                                 "constants"])
+                                 "constants", "one_unit"])
 #: Preallocated arrays a training call writes: the gathered batch (``targets`` None for a
 #: sparse loss), per-layer pre-activations, activations and gradients (``capacity`` rows),
 #: and the parameter gradients; ``threads`` None to run on the calling thread, else a
@@ -2204,7 +2280,7 @@ def train_steps_in_float_mode(x, labels, targets, order, batch_size, first_step,
         output_gradient(net.loss_code, net.codes[last], work.zs[last][:n], output, batch_labels, gathered,
                         net.constants, batch_weight, work.grads[last][:n])
         backward_pass(work.x, n, net.kernels, net.codes, net.trainable, net.first_trainable, work.zs, work.acts,
-                      work.grads, work.kernel_grads, work.bias_grads, dropout, k, work.threads)
+                      work.grads, work.kernel_grads, work.bias_grads, dropout, k, work.threads, net.one_unit)
         if penalties is not None:
             penalty_gradients(penalties, net, work)
         if not (np.isfinite(loss) and update_is_safe(net, work, adam, sgd, rmsprop, step_counter[0] + 1, inside)):
