@@ -510,9 +510,10 @@ class Sequential:
             progbar.update(steps, {}, finalize=True)
         return outputs
 
-    def __call__(self, x, training=False):
+    def __call__(self, x, training=None):
         """Apply the model to an array, like calling a Keras model: the same backend as
-        ``predict`` (in training mode, dropout on, the NumPy forward pass)."""
+        ``predict``; ``training=True`` runs the forward pass in training mode (Dropout on,
+        the NumPy forward pass), False or None (Keras's default) is inference."""
         x = self.check_inputs(x)
         self.ensure_built(x)
         return self.backend.call(x, training=training)

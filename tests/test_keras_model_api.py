@@ -336,3 +336,49 @@ def test_a_reiterable_of_batches_restarts_every_epoch_like_a_dataloader():
     for ours, theirs in zip(on_loader.get_weights(), on_arrays.get_weights()):
         np.testing.assert_allclose(ours, theirs, rtol=1e-6)
     assert on_loader.evaluate(Loader(), verbose=0) == pytest.approx(on_arrays.evaluate(x, y, verbose=0))
+
+
+# ----------------------------------------------------------------------------- calling in training mode
+
+
+def dropout_pair(rate=0.5):
+    """Input(D) -> Dense(8) -> Dropout(rate) in npnet and Keras, with the same weights."""
+    ours = npnet.Sequential([npnet.Input(shape=(D,)), layers.Dense(8), layers.Dropout(rate)])
+    theirs = keras.Sequential([keras.Input(shape=(D,)), keras.layers.Dense(8), keras.layers.Dropout(rate)])
+    theirs.set_weights(ours.get_weights())
+    return ours, theirs
+
+
+def assert_dropped_like_inverted_dropout(out, inference, rate=0.5):
+    """Each entry either dropped (0) or the inference value scaled by 1 / (1 - rate)."""
+    out = np.asarray(out)
+    dropped = out == 0
+    assert 0.25 < dropped.mean() < 0.75
+    np.testing.assert_allclose(out[~dropped], inference[~dropped] / (1 - rate), rtol=1e-5)
+
+
+@pytest.mark.parametrize("backend", [None, "numpy"], ids=["uncompiled", "numpy"])
+def test_calling_a_model_with_training_true_runs_dropout_like_keras(backend):
+    """``model(x, training=True)`` is Keras's forward pass in training mode (Dropout on, its
+    masks drawn from npnet's seeded generator); ``training=False`` or None is inference."""
+    ours, theirs = dropout_pair()
+    if backend is not None:
+        ours.compile(optimizer="sgd", loss="mse", backend=backend)
+    x, _ = data()
+    inference = np.asarray(theirs(x, training=False))
+    for training in (False, None):
+        np.testing.assert_allclose(ours(x, training=training), inference, rtol=1e-5, atol=1e-6)
+    for model in (ours, theirs):
+        assert_dropped_like_inverted_dropout(model(x, training=True), inference)
+    npnet.utils.set_random_seed(3)
+    first = ours(x, training=True)
+    npnet.utils.set_random_seed(3)
+    np.testing.assert_array_equal(ours(x, training=True), first)
+
+
+def test_calling_a_layer_with_training_true_runs_dropout_like_keras():
+    x, _ = data()
+    for layer in (layers.Dropout(0.5), keras.layers.Dropout(0.5)):
+        assert_dropped_like_inverted_dropout(layer(x, training=True), x)
+        np.testing.assert_array_equal(np.asarray(layer(x, training=False)), x)
+
