@@ -338,6 +338,7 @@ class Sequential:
         listeners.call("on_train_begin")
         # A callback (BackupAndRestore) may resume an interrupted run, as in Keras.
         initial_epoch = max(initial_epoch, self._initial_epoch or 0)
+        logs = None
         for epoch in range(initial_epoch, epochs):
             listeners.call("on_epoch_begin", epoch)
             means = run_epoch(epoch, listeners)
@@ -349,7 +350,7 @@ class Sequential:
             listeners.call("on_epoch_end", epoch, logs=logs)
             if self.stop_training:
                 break
-        listeners.call("on_train_end")
+        listeners.call("on_train_end", logs=logs)  # the last epoch's logs, as Keras passes them
         return history
 
     def _fit_plan(self, x, y, batch_size, validation_split, val, shuffle, steps_per_epoch, weighting):

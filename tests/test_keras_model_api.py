@@ -382,3 +382,46 @@ def test_calling_a_layer_with_training_true_runs_dropout_like_keras():
         assert_dropped_like_inverted_dropout(layer(x, training=True), x)
         np.testing.assert_array_equal(np.asarray(layer(x, training=False)), x)
 
+
+# ----------------------------------------------------------------------------- the logs of the end hooks
+
+
+class EndLogs:
+    """A callback of ``base`` recording the logs of on_train_end, on_test_end, on_predict_end."""
+
+    @staticmethod
+    def make(base):
+        seen = {}
+
+        def hook(name):
+            return lambda self, logs=None: seen.setdefault(name, []).append(logs)
+        names = ("on_train_end", "on_test_end", "on_predict_end")
+        return type("EndLogs", (base,), {name: hook(name) for name in names})(), seen
+
+
+def test_the_end_hooks_receive_the_logs_keras_gives_them():
+    """on_train_end: the last epoch's logs (validation included); on_test_end: evaluate's
+    results; on_predict_end: an empty dict, as in Keras."""
+    ours, theirs = pair(output_activation="softmax")
+    x, y = data()
+    recorded = []
+    for model, base, sgd in ((ours, npnet.callbacks.Callback, npnet.optimizers.SGD(0.1)),
+                             (theirs, keras.callbacks.Callback, keras.optimizers.SGD(0.1))):
+        model.compile(optimizer=sgd, loss="sparse_categorical_crossentropy", metrics=["accuracy"])
+        callback, seen = EndLogs.make(base)
+        history = model.fit(x, y, batch_size=8, epochs=2, shuffle=False, verbose=0,
+                            validation_data=data(12, seed=1), callbacks=[callback])
+        assert seen["on_train_end"] == [{key: values[-1] for key, values in history.history.items()}]
+        model.evaluate(x, y, batch_size=8, verbose=0, callbacks=[callback])
+        model.predict(x, verbose=0, callbacks=[callback])
+        model.fit(x, y, epochs=2, initial_epoch=2, verbose=0, callbacks=[callback])  # no epoch ran
+        recorded.append(seen)
+    ours_seen, keras_seen = recorded
+    assert ours_seen.keys() == keras_seen.keys()
+    for name in ours_seen:
+        assert len(ours_seen[name]) == len(keras_seen[name]), name
+        for ours_logs, keras_logs in zip(ours_seen[name], keras_seen[name]):
+            assert ours_logs.keys() == keras_logs.keys(), name
+            for key in ours_logs:
+                assert ours_logs[key] == pytest.approx(keras_logs[key], rel=1e-5), (name, key)
+
