@@ -425,3 +425,19 @@ def test_the_end_hooks_receive_the_logs_keras_gives_them():
             for key in ours_logs:
                 assert ours_logs[key] == pytest.approx(keras_logs[key], rel=1e-5), (name, key)
 
+
+# ----------------------------------------------------------------------------- the progress bar
+
+
+@pytest.mark.parametrize("epochs", [1, 2])
+def test_fit_prints_an_epoch_header_only_for_several_epochs_as_keras(capsys, epochs):
+    """Keras 3's ProgbarLogger prints ``Epoch i/n`` only when ``epochs > 1``."""
+    ours, theirs = pair(output_activation="softmax")
+    headers = []
+    for model in (ours, theirs):
+        model.compile(optimizer="sgd", loss="sparse_categorical_crossentropy")
+        capsys.readouterr()
+        model.fit(*data(), epochs=epochs, verbose=2)
+        headers.append([line for line in capsys.readouterr().out.splitlines() if line.startswith("Epoch")])
+    expected = [f"Epoch {e + 1}/{epochs}" for e in range(epochs)] if epochs > 1 else []
+    assert headers[0] == headers[1] == expected
