@@ -397,7 +397,10 @@ class Sequential:
             raise ValueError("validation_data must be a tuple (x_val, y_val); received "
                              f"{type(validation_data).__name__}")
         x_val, y_val = self.check_data(*validation_data[:2], what=("validation x", "validation y"))
-        return lambda listeners: self._evaluate(x_val, y_val, min(batch_size, x_val.shape[0]), listeners)
+        weights = validation_data[2] if len(validation_data) == 3 else None
+        weights = validation.check_sample_weight(weights, None, y_val, self.loss.label_kind)
+        return lambda listeners: self._evaluate(x_val, y_val, min(batch_size, x_val.shape[0]), listeners,
+                                                sample_weight=weights)
 
     def _callback_list(self, callbacks, verbose, epochs, steps, history):
         given = list(callbacks or [])
@@ -420,18 +423,19 @@ class Sequential:
         listeners.call("on_test_end", logs=means.logs())
         return means
 
-    def _evaluate(self, x, y, batch_size, callbacks=None, progbar=None):
+    def _evaluate(self, x, y, batch_size, callbacks=None, progbar=None, sample_weight=None):
         listeners = callbacks or callbacks_module.CallbackList([], self, {})
         listeners.call("on_test_begin")
         means = training_loop.evaluate(self.backend, x, y, batch_size, listeners,
-                                       self._metric_plan(), progbar)
+                                       self._metric_plan(), progbar, sample_weight)
         listeners.call("on_test_end", logs=means.logs())
         return means
 
-    def evaluate(self, x=None, y=None, batch_size=None, verbose="auto", callbacks=None,
-                 return_dict=False):
-        """Loss and accuracy on ``(x, y)``: ``[loss, accuracy]`` (the loss alone without
-        metrics; a dict with ``return_dict=True``)."""
+    def evaluate(self, x=None, y=None, batch_size=None, verbose="auto", sample_weight=None,
+                 callbacks=None, return_dict=False):
+        """Loss and metrics on ``(x, y)``: ``[loss, accuracy]`` (the loss alone without
+        metrics; a dict with ``return_dict=True``). ``sample_weight`` (n,) weighs each
+        sample's loss as ``fit`` does, and, as in Keras, not the compiled metrics."""
         self.require_compiled("evaluate")
         verbose = resolve_verbose(verbose)
         if data_module.is_batch_source(x):
@@ -439,12 +443,13 @@ class Sequential:
             logs = self._evaluate_source(data_module.BatchSource(x), listeners).logs()
             return logs if return_dict else self._as_values(logs)
         x, y = self.check_data(x, y)
+        weights = validation.check_sample_weight(sample_weight, None, y, self.loss.label_kind)
         batch_size = validation.check_batch_size(batch_size, x.shape[0])
         self.ensure_built(x)
         steps = -(-x.shape[0] // batch_size)
         progbar = Progbar(steps, verbose) if verbose else None
         listeners = callbacks_module.CallbackList(callbacks or [], self, {"steps": steps, "verbose": verbose})
-        logs = self._evaluate(x, y, batch_size, listeners, progbar).logs()
+        logs = self._evaluate(x, y, batch_size, listeners, progbar, weights).logs()
         if progbar is not None:
             progbar.update(steps, logs, finalize=True)
         return logs if return_dict else self._as_values(logs)
@@ -469,16 +474,12 @@ class Sequential:
 
     def test_on_batch(self, x, y=None, sample_weight=None, return_dict=False):
         """Loss and metrics of the batch ``(x, y)`` as one batch, as Keras's ``test_on_batch``
-        (``evaluate``'s return value). ``sample_weight`` is refused, as by ``evaluate``: npnet
-        evaluates unweighted."""
+        (``evaluate``'s return value); ``sample_weight`` weighs the loss as in ``evaluate``."""
         self.require_compiled("test_on_batch")
-        if sample_weight is not None:
-            raise ValueError("test_on_batch(sample_weight=...) is not available in npnet (evaluate is "
-                             "unweighted too); received sample_weight of type "
-                             f"{type(sample_weight).__name__}. Weigh the losses of model.predict_on_batch(x) yourself.")
         x, y = self.check_data(x, y)
+        weights = validation.check_sample_weight(sample_weight, None, y, self.loss.label_kind)
         self.ensure_built(x)
-        logs = self._evaluate(x, y, x.shape[0]).logs()
+        logs = self._evaluate(x, y, x.shape[0], sample_weight=weights).logs()
         return logs if return_dict else self._as_values(logs)
 
     def predict_on_batch(self, x):

@@ -135,11 +135,12 @@ def evaluate_source(trainer, model, source, callbacks, metrics):
     """The loss and metrics over the batches of a :class:`npnet.data.BatchSource`."""
     means = RunningMeans(metrics)
     keep = metrics.needs_outputs
-    for step, (x, y, _) in enumerate(source.epoch()):
+    for step, (x, y, sample_weight) in enumerate(source.epoch()):
         x, y = model.check_data(x, y, what=(f"x of batch {step}", f"y of batch {step}"))
+        weights = validation.check_sample_weight(sample_weight, None, y, model.loss.label_kind)
         model.ensure_built(x)
         callbacks.call("on_test_batch_begin", step)
-        loss, n_correct = trainer.test_batch(x, y)
+        loss, n_correct = trainer.test_batch(x, y, weights)
         means.add(loss, n_correct, x.shape[0], y, trainer.predict(x, x.shape[0]) if keep else None)
         callbacks.call("on_test_batch_end", step, logs=means.logs())
     if means.n_seen == 0:
@@ -166,14 +167,17 @@ def warn_non_finite(where, loss, stopped=True):
                   "rate or check the inputs' scale.", RuntimeWarning, stacklevel=4)
 
 
-def evaluate(trainer, x, y, batch_size, callbacks, metrics, progbar=None):
-    """The sample-weighted mean loss and the metrics over ``(x, y)``: RunningMeans."""
+def evaluate(trainer, x, y, batch_size, callbacks, metrics, progbar=None, sample_weight=None):
+    """The mean loss (over batches, by their sizes) and the metrics over ``(x, y)``:
+    RunningMeans. ``sample_weight`` (n,) or None weighs each sample's loss, not the metrics,
+    as Keras weighs the loss but not the metrics given as ``metrics=``."""
     means = RunningMeans(metrics)
     keep = metrics.needs_outputs
     for step, start in enumerate(range(0, x.shape[0], batch_size)):
         stop = min(start + batch_size, x.shape[0])
         callbacks.call("on_test_batch_begin", step)
-        loss, n_correct = trainer.test_batch(x[start:stop], y[start:stop])
+        weights = None if sample_weight is None else sample_weight[start:stop]
+        loss, n_correct = trainer.test_batch(x[start:stop], y[start:stop], weights)
         outputs = trainer.predict(x[start:stop], stop - start) if keep else None
         means.add(loss, n_correct, stop - start, y[start:stop], outputs)
         callbacks.call("on_test_batch_end", step, logs=means.logs())

@@ -441,3 +441,33 @@ def test_fit_prints_an_epoch_header_only_for_several_epochs_as_keras(capsys, epo
         headers.append([line for line in capsys.readouterr().out.splitlines() if line.startswith("Epoch")])
     expected = [f"Epoch {e + 1}/{epochs}" for e in range(epochs)] if epochs > 1 else []
     assert headers[0] == headers[1] == expected
+
+
+# ----------------------------------------------------------------------------- weighted evaluation
+
+
+@pytest.mark.parametrize("backend", ["numpy", "numba"])
+def test_evaluate_with_sample_weight_matches_keras(backend):
+    """Keras weighs the loss (Σ w_i l_i / n over the batches, by their sizes) and leaves the
+    metrics given as ``metrics=`` unweighted; test_on_batch and validation_data's third
+    entry weigh the same way. The weights are not uniform across batches, so the loss of an
+    unweighted evaluate differs."""
+    ours, theirs = pair(output_activation="softmax")
+    x, y = data()
+    weights = np.linspace(0.1, 3.0, N).astype(np.float32)
+    results = []
+    for model, options in ((ours, {"backend": backend}), (theirs, {})):
+        model.compile(optimizer="sgd", loss="sparse_categorical_crossentropy",
+                      metrics=["accuracy", "sparse_categorical_crossentropy"], **options)
+        history = model.fit(x, y, batch_size=8, epochs=1, shuffle=False, verbose=0,
+                            validation_data=(x, y, weights)).history
+        results.append((model.evaluate(x, y, sample_weight=weights, batch_size=16, verbose=0, return_dict=True),
+                        model.test_on_batch(x[:8], y[:8], sample_weight=weights[:8], return_dict=True),
+                        {key: values[0] for key, values in history.items() if key.startswith("val_")}))
+    for ours_logs, keras_logs in zip(*results):
+        assert ours_logs.keys() == keras_logs.keys()
+        for key in ours_logs:
+            assert ours_logs[key] == pytest.approx(keras_logs[key], rel=1e-5), key
+    assert results[0][0]["loss"] != pytest.approx(ours.evaluate(x, y, batch_size=16, verbose=0)[0], rel=1e-3)
+    with pytest.raises(ValueError, match=r"sample_weight must hold 40 finite numbers"):
+        ours.evaluate(x, y, sample_weight=np.ones(3), verbose=0)

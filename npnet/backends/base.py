@@ -63,7 +63,9 @@ class Trainer:
         steps = self.train_steps(x, y, None, x.shape[0], 0, 1)
         return float(steps.losses[0]), int(steps.corrects[0]), bool(steps.last_applied)
 
-    def test_batch(self, x, y):
+    def test_batch(self, x, y, sample_weight=None):
+        """``(loss, n_correct)`` of the batch ``(x, y)``, no update; ``sample_weight`` (n,) or
+        None weighs the loss as in training (Keras's ``Σ w_i l_i / n``), never the count."""
         raise NotImplementedError
 
     def predict(self, x, batch_size):
