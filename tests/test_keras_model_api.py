@@ -471,3 +471,61 @@ def test_evaluate_with_sample_weight_matches_keras(backend):
     assert results[0][0]["loss"] != pytest.approx(ours.evaluate(x, y, batch_size=16, verbose=0)[0], rel=1e-3)
     with pytest.raises(ValueError, match=r"sample_weight must hold 40 finite numbers"):
         ours.evaluate(x, y, sample_weight=np.ones(3), verbose=0)
+
+
+# ----------------------------------------------------------------------------- steps_per_epoch on arrays
+
+
+def fit_recording_warnings(model, *args, **kwargs):
+    """``model.fit(...)``'s history and how many "ran out of data" warnings it gave."""
+    import warnings
+    with warnings.catch_warnings(record=True) as caught:
+        warnings.simplefilter("always")
+        history = model.fit(*args, **kwargs)
+    return history, sum("ran out of data" in str(w.message) for w in caught)
+
+
+@pytest.mark.parametrize("backend", ["numpy", "numba"])
+@pytest.mark.parametrize("batch_size, steps_per_epoch, epochs", [(8, 2, 4), (8, 7, 2), (8, 5, 2), (None, 3, 2)])
+def test_steps_per_epoch_on_arrays_takes_batches_as_keras(backend, batch_size, steps_per_epoch, epochs):
+    """On arrays Keras 3 takes ``steps_per_epoch`` batches per epoch, each epoch going on
+    where the last one stopped in the data; an epoch that reaches the end of the data
+    before its steps ends there ("ran out of data") and the next one starts a new pass.
+    Without batch_size the batches are ``ceil(n / steps_per_epoch)`` samples. The
+    validation takes the first ``validation_steps`` batches every time. N = 40: 5 batches of 8."""
+    ours, theirs = pair(output_activation="softmax")
+    x, y = data()
+    results = []
+    for model, sgd, options in ((ours, npnet.optimizers.SGD(0.1), {"backend": backend}),
+                                (theirs, keras.optimizers.SGD(0.1), {})):
+        model.compile(optimizer=sgd, loss="sparse_categorical_crossentropy", metrics=["accuracy"], **options)
+        results.append(fit_recording_warnings(
+            model, x, y, batch_size=batch_size, steps_per_epoch=steps_per_epoch, epochs=epochs, shuffle=False,
+            verbose=0, validation_data=data(20, seed=1), validation_steps=2))
+    (ours_history, ours_warnings), (keras_history, keras_warnings) = results
+    assert ours_history.params == keras_history.params
+    assert ours_warnings == keras_warnings
+    assert int(ours.optimizer.iterations) == int(theirs.optimizer.iterations)
+    assert ours_history.history.keys() == keras_history.history.keys()
+    for key, values in ours_history.history.items():
+        np.testing.assert_allclose(values, keras_history.history[key], rtol=1e-5, err_msg=key)
+    for a, b in zip(ours.get_weights(), theirs.get_weights()):
+        np.testing.assert_allclose(a, b, rtol=1e-5, atol=1e-6)
+
+
+def test_steps_per_epoch_keeps_a_pass_s_shuffle_until_its_data_is_used():
+    """With shuffle=True, as Keras: the order is drawn when a pass over the data starts and
+    the epochs inside that pass go on through the same order."""
+    model, _ = pair(output_activation="softmax")
+    model.compile(optimizer="sgd", loss="sparse_categorical_crossentropy", backend="numpy")
+    calls = []
+    train_steps = model.backend.train_steps
+
+    def record(x, y, order, batch_size, first_step, n_steps, **kwargs):
+        calls.append((None if order is None else tuple(order), first_step, n_steps))
+        return train_steps(x, y, order, batch_size, first_step, n_steps, **kwargs)
+    model.backend.train_steps = record
+    fit_recording_warnings(model, *data(), batch_size=8, steps_per_epoch=3, epochs=4, verbose=0)
+    assert [call[1:] for call in calls] == [(0, 3), (3, 2), (0, 3), (3, 2)]
+    assert calls[0][0] == calls[1][0] != calls[2][0] == calls[3][0]
+    assert sorted(calls[0][0]) == list(range(N))
