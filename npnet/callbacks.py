@@ -135,7 +135,8 @@ class History(Callback):
 
 
 class ProgbarLogger(Callback):
-    """Prints ``Epoch i/n`` and a :class:`Progbar` per epoch (added by ``fit`` when verbose)."""
+    """Prints ``Epoch i/n`` (only when ``epochs > 1``, as Keras 3) and a :class:`Progbar` per
+    epoch (added by ``fit`` when verbose)."""
 
     _logs_only = True
 
@@ -146,7 +147,8 @@ class ProgbarLogger(Callback):
         self.seen = 0
 
     def on_epoch_begin(self, epoch, logs=None):
-        print(f"Epoch {epoch + 1}/{self.epochs}", file=sys.stdout, flush=True)
+        if self.epochs > 1:
+            print(f"Epoch {epoch + 1}/{self.epochs}", file=sys.stdout, flush=True)
         self.progbar = Progbar(self.steps, self.verbose)
         self.seen = 0
 

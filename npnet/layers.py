@@ -86,8 +86,9 @@ class Layer:
     def backward(self, dL_dy, cache, need_input_grad=True):
         raise NotImplementedError
 
-    def __call__(self, x, training=False):
-        """Apply the layer to an array, building it first if needed (like ``keras_layer(x)``).
+    def __call__(self, x, training=None):
+        """Apply the layer to an array, building it first if needed (like ``keras_layer(x)``);
+        ``training=True`` runs it in training mode (Dropout drops), False or None is inference.
 
         On a symbolic tensor (``npnet.Input``), record the layer for ``npnet.Model`` instead.
         """
@@ -446,7 +447,8 @@ class Softmax(Layer):
 class Dropout(Layer):
     """Inverted dropout, as ``keras.layers.Dropout``: in training, each unit is zeroed with
     probability ``rate`` and the others are scaled by ``1 / (1 - rate)``; at inference it is
-    the identity. Only ``fit``'s training step runs layers with ``training=True``.
+    the identity. ``fit``'s training step runs layers with ``training=True``, as do
+    ``model(x, training=True)`` and ``layer(x, training=True)``.
 
     The masks are drawn from npnet's generator (so ``npnet.utils.set_random_seed`` makes them
     reproducible), or from the layer's own generator when ``seed`` is given.

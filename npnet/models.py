@@ -328,16 +328,19 @@ class Sequential:
         epochs, initial_epoch = validation.check_epochs(epochs, initial_epoch)
         validation_freq = validation.check_validation_freq(validation_freq)
         callbacks_module.CallbackList(callbacks or [], self, {})  # refuse a non-callback before building
-        validate = self._validation_source(validation_data, validation.check_batch_size(validation_batch_size or batch_size),
-                                           validation.check_steps(validation_steps, "validation_steps"))
-        run_epoch, steps, validate = self._fit_plan(x, y, batch_size, validation_split, validate,
-                                                    shuffle, steps_per_epoch, (sample_weight, class_weight))
+        validation_steps = validation.check_steps(validation_steps, "validation_steps")
+        validation_batch_size = validation_batch_size or batch_size
+        validation.check_batch_size(validation_batch_size)  # refused before anything is built
+        validate = self._validation_source(validation_data, validation_batch_size, validation_steps)
+        run_epoch, steps, validate = self._fit_plan(x, y, batch_size, validation_split, validate, shuffle,
+                                                    (steps_per_epoch, validation_steps), (sample_weight, class_weight))
         history = callbacks_module.History()
         listeners = self._callback_list(callbacks, verbose, epochs, steps, history)
         self.stop_training, self.history, self._initial_epoch = False, history, None
         listeners.call("on_train_begin")
         # A callback (BackupAndRestore) may resume an interrupted run, as in Keras.
         initial_epoch = max(initial_epoch, self._initial_epoch or 0)
+        logs = None
         for epoch in range(initial_epoch, epochs):
             listeners.call("on_epoch_begin", epoch)
             means = run_epoch(epoch, listeners)
@@ -349,44 +352,53 @@ class Sequential:
             listeners.call("on_epoch_end", epoch, logs=logs)
             if self.stop_training:
                 break
-        listeners.call("on_train_end")
+        listeners.call("on_train_end", logs=logs)  # the last epoch's logs, as Keras passes them
         return history
 
-    def _fit_plan(self, x, y, batch_size, validation_split, val, shuffle, steps_per_epoch, weighting):
+    def _fit_plan(self, x, y, batch_size, validation_split, val, shuffle, steps, weighting):
         """Check every argument before anything changes; return ``(run_epoch, steps, validate)``
-        (``val``: the validation function of :meth:`_validation_source`, or None)."""
+        (``val``: the validation function of :meth:`_validation_source`, or None; ``steps``:
+        ``(steps_per_epoch, validation_steps)``)."""
+        steps_per_epoch = validation.check_steps(steps[0], "steps_per_epoch")
         validation_split = validation.check_validation_split(validation_split)
         if data_module.is_batch_source(x):
             if y is not None or validation_split or weighting != (None, None):
                 raise ValueError("when x is a dataset or generator of (x, y) batches, y, sample_weight, "
                                  "class_weight and validation_split must not be given")
-            source = data_module.BatchSource(x, validation.check_steps(steps_per_epoch, "steps_per_epoch"))
+            source = data_module.BatchSource(x, steps_per_epoch)
             run_epoch = lambda epoch, listeners: training_loop.train_epoch_from_source(  # noqa: E731
                 self.backend, self, source, epoch, listeners, self._metric_plan())
             return run_epoch, source.steps, val
-        return self._array_plan(x, y, batch_size, validation_split, val, shuffle, weighting)
+        return self._array_plan(x, y, batch_size, validation_split, val, shuffle, (steps_per_epoch, steps[1]),
+                                weighting)
 
-    def _array_plan(self, x, y, batch_size, validation_split, val, shuffle, weighting):
-        """``_fit_plan`` for arrays: checked data, weights, the validation split, the trainer."""
+    def _array_plan(self, x, y, batch_size, validation_split, val, shuffle, steps, weighting):
+        """``_fit_plan`` for arrays: checked data, weights, the validation split, the trainer.
+        Without ``batch_size``, ``steps_per_epoch`` batches make the data, as in Keras."""
         x, y = self.check_data(x, y)
         weights = validation.check_sample_weight(*weighting, y, self.loss.label_kind)
+        steps_per_epoch, validation_steps = steps
         if val is None and validation_split:
             (x, y), (x_val, y_val) = validation.split_for_validation(x, y, validation_split)
             weights = None if weights is None else weights[:x.shape[0]]
-            val = lambda listeners: self._evaluate(x_val, y_val, batch_size, listeners)  # noqa: E731
-        batch_size = validation.check_batch_size(batch_size, x.shape[0])
+            val_size = validation.batch_size_of_arrays(batch_size, x_val.shape[0], validation_steps)
+            val = lambda listeners: self._evaluate(  # noqa: E731
+                *training_loop.first_batches((x_val, y_val), val_size, validation_steps, "validation_steps"),
+                val_size, listeners)
+        passes = training_loop.ArrayPasses(x.shape[0], validation.batch_size_of_arrays(batch_size, x.shape[0], steps_per_epoch),
+                                           shuffle, steps_per_epoch)
         trainer = self.backend
         self.ensure_built(x)
 
         def run_epoch(epoch, listeners):
-            return training_loop.train_epoch(trainer, x, y, epoch, batch_size, shuffle,
-                                             self._steps_per_call(listeners), listeners,
-                                             self._metric_plan(), sample_weight=weights)
-        return run_epoch, -(-x.shape[0] // batch_size), val
+            return training_loop.train_epoch(trainer, x, y, epoch, passes, self._steps_per_call(listeners),
+                                             listeners, self._metric_plan(), sample_weight=weights)
+        return run_epoch, passes.steps, val
 
     def _validation_source(self, validation_data, batch_size, steps=None):
         """A function computing the validation means, or None without validation data
-        (``steps``: batches drawn from a dataset or generator, Keras's ``validation_steps``)."""
+        (``steps``: Keras's ``validation_steps``, the batches drawn from a dataset or generator,
+        or the first batches of arrays, every time)."""
         if validation_data is None:
             return None
         if data_module.is_batch_source(validation_data):
@@ -396,7 +408,14 @@ class Sequential:
             raise ValueError("validation_data must be a tuple (x_val, y_val); received "
                              f"{type(validation_data).__name__}")
         x_val, y_val = self.check_data(*validation_data[:2], what=("validation x", "validation y"))
-        return lambda listeners: self._evaluate(x_val, y_val, min(batch_size, x_val.shape[0]), listeners)
+        weights = validation_data[2] if len(validation_data) == 3 else None
+        weights = validation.check_sample_weight(weights, None, y_val, self.loss.label_kind)
+        batch_size = validation.batch_size_of_arrays(batch_size, x_val.shape[0], steps)
+
+        def validate(listeners):
+            x_, y_, w_ = training_loop.first_batches((x_val, y_val, weights), batch_size, steps, "validation_steps")
+            return self._evaluate(x_, y_, batch_size, listeners, sample_weight=w_)
+        return validate
 
     def _callback_list(self, callbacks, verbose, epochs, steps, history):
         given = list(callbacks or [])
@@ -419,18 +438,19 @@ class Sequential:
         listeners.call("on_test_end", logs=means.logs())
         return means
 
-    def _evaluate(self, x, y, batch_size, callbacks=None, progbar=None):
+    def _evaluate(self, x, y, batch_size, callbacks=None, progbar=None, sample_weight=None):
         listeners = callbacks or callbacks_module.CallbackList([], self, {})
         listeners.call("on_test_begin")
         means = training_loop.evaluate(self.backend, x, y, batch_size, listeners,
-                                       self._metric_plan(), progbar)
+                                       self._metric_plan(), progbar, sample_weight)
         listeners.call("on_test_end", logs=means.logs())
         return means
 
-    def evaluate(self, x=None, y=None, batch_size=None, verbose="auto", callbacks=None,
-                 return_dict=False):
-        """Loss and accuracy on ``(x, y)``: ``[loss, accuracy]`` (the loss alone without
-        metrics; a dict with ``return_dict=True``)."""
+    def evaluate(self, x=None, y=None, batch_size=None, verbose="auto", sample_weight=None,
+                 callbacks=None, return_dict=False):
+        """Loss and metrics on ``(x, y)``: ``[loss, accuracy]`` (the loss alone without
+        metrics; a dict with ``return_dict=True``). ``sample_weight`` (n,) weighs each
+        sample's loss as ``fit`` does, and, as in Keras, not the compiled metrics."""
         self.require_compiled("evaluate")
         verbose = resolve_verbose(verbose)
         if data_module.is_batch_source(x):
@@ -438,12 +458,13 @@ class Sequential:
             logs = self._evaluate_source(data_module.BatchSource(x), listeners).logs()
             return logs if return_dict else self._as_values(logs)
         x, y = self.check_data(x, y)
+        weights = validation.check_sample_weight(sample_weight, None, y, self.loss.label_kind)
         batch_size = validation.check_batch_size(batch_size, x.shape[0])
         self.ensure_built(x)
         steps = -(-x.shape[0] // batch_size)
         progbar = Progbar(steps, verbose) if verbose else None
         listeners = callbacks_module.CallbackList(callbacks or [], self, {"steps": steps, "verbose": verbose})
-        logs = self._evaluate(x, y, batch_size, listeners, progbar).logs()
+        logs = self._evaluate(x, y, batch_size, listeners, progbar, weights).logs()
         if progbar is not None:
             progbar.update(steps, logs, finalize=True)
         return logs if return_dict else self._as_values(logs)
@@ -468,16 +489,12 @@ class Sequential:
 
     def test_on_batch(self, x, y=None, sample_weight=None, return_dict=False):
         """Loss and metrics of the batch ``(x, y)`` as one batch, as Keras's ``test_on_batch``
-        (``evaluate``'s return value). ``sample_weight`` is refused, as by ``evaluate``: npnet
-        evaluates unweighted."""
+        (``evaluate``'s return value); ``sample_weight`` weighs the loss as in ``evaluate``."""
         self.require_compiled("test_on_batch")
-        if sample_weight is not None:
-            raise ValueError("test_on_batch(sample_weight=...) is not available in npnet (evaluate is "
-                             "unweighted too); received sample_weight of type "
-                             f"{type(sample_weight).__name__}. Weigh the losses of model.predict_on_batch(x) yourself.")
         x, y = self.check_data(x, y)
+        weights = validation.check_sample_weight(sample_weight, None, y, self.loss.label_kind)
         self.ensure_built(x)
-        logs = self._evaluate(x, y, x.shape[0]).logs()
+        logs = self._evaluate(x, y, x.shape[0], sample_weight=weights).logs()
         return logs if return_dict else self._as_values(logs)
 
     def predict_on_batch(self, x):
@@ -510,9 +527,10 @@ class Sequential:
             progbar.update(steps, {}, finalize=True)
         return outputs
 
-    def __call__(self, x, training=False):
+    def __call__(self, x, training=None):
         """Apply the model to an array, like calling a Keras model: the same backend as
-        ``predict`` (in training mode, dropout on, the NumPy forward pass)."""
+        ``predict``; ``training=True`` runs the forward pass in training mode (Dropout on,
+        the NumPy forward pass), False or None (Keras's default) is inference."""
         x = self.check_inputs(x)
         self.ensure_built(x)
         return self.backend.call(x, training=training)

@@ -63,24 +63,73 @@ def logged(value):
     return float(value)
 
 
-def train_epoch(trainer, x, y, epoch, batch_size, shuffle, steps_per_execution, callbacks, metrics,
-                sample_weight=None):
-    """One pass over ``(x, y)``; returns the RunningMeans of the batches applied. A batch whose
-    loss, gradients or update is not finite is not applied and ends the epoch and training
-    (``model.stop_training``): the model keeps the weights, optimizer slots and iterations of
-    the last finite step."""
-    n_samples = x.shape[0]
-    steps = math.ceil(n_samples / batch_size)
-    order = utils.rng().permutation(n_samples) if shuffle else None
+class ArrayPasses:
+    """Which batches of the arrays each epoch of ``fit`` runs, as Keras 3 takes them: every
+    batch, or with ``steps_per_epoch`` that many, each epoch going on where the last one
+    stopped in the current pass over the data. The order (shuffled or not) is drawn when a
+    pass starts; an epoch that reaches the end of the data before its steps ends there with
+    Keras's "ran out of data" warning, and the next epoch starts a new pass."""
+
+    def __init__(self, n_samples, batch_size, shuffle, steps_per_epoch=None):
+        self.n_samples, self.batch_size, self.shuffle = n_samples, batch_size, shuffle
+        self.n_batches = math.ceil(n_samples / batch_size)
+        self.steps_per_epoch = steps_per_epoch
+        self.order, self.position = None, 0
+
+    @property
+    def steps(self):
+        """The steps of an epoch, as callbacks see them in ``params['steps']``."""
+        return self.steps_per_epoch or self.n_batches
+
+    def next_epoch(self):
+        """``(order, first_step, n_steps)`` of the next epoch's batches (``order`` None: in order)."""
+        if self.position == 0:
+            self.order = utils.rng().permutation(self.n_samples) if self.shuffle else None
+        first = self.position
+        count = min(self.steps, self.n_batches - first)
+        if count < self.steps:
+            warn_ran_out(f"fit(steps_per_epoch={self.steps})", first + count, self.n_batches, self.batch_size)
+        self.position = 0 if first + count >= self.n_batches else first + count
+        return self.order, first, count
+
+
+def warn_ran_out(what, used, n_batches, batch_size):
+    """Keras's "ran out of data" warning, for arrays of ``n_batches`` batches of ``batch_size``."""
+    warnings.warn(f"{what}: your input ran out of data after batch {used} of its {n_batches} batches of "
+                  f"{batch_size}; the epoch ends there (the next one starts a new pass over the data), as in "
+                  "Keras. Make steps_per_epoch * epochs at most the batches the data hold, or leave it None.",
+                  UserWarning, stacklevel=4)
+
+
+def first_batches(arrays, batch_size, steps, what):
+    """The rows of ``arrays`` (each None or with a first axis of samples) in their first
+    ``steps`` batches: all of them for None, or when fewer, with Keras's warning."""
+    n_samples = next(a for a in arrays if a is not None).shape[0]
+    if steps is None:
+        return arrays
+    n_batches = math.ceil(n_samples / batch_size)
+    if steps > n_batches:
+        warn_ran_out(f"{what}={steps}", n_batches, n_batches, batch_size)
+    rows = slice(0, steps * batch_size)
+    return tuple(None if a is None else a[rows] for a in arrays)
+
+
+def train_epoch(trainer, x, y, epoch, passes, steps_per_execution, callbacks, metrics, sample_weight=None):
+    """One epoch over ``(x, y)``, the batches :meth:`ArrayPasses.next_epoch` chooses; returns
+    the RunningMeans of the batches applied. A batch whose loss, gradients or update is not
+    finite is not applied and ends the epoch and training (``model.stop_training``): the
+    model keeps the weights, optimizer slots and iterations of the last finite step."""
+    batch_size = passes.batch_size
+    order, first, steps = passes.next_epoch()
     means = RunningMeans(metrics)
     options = step_options(metrics, sample_weight)
     step = 0
     while step < steps:
         callbacks.call("on_train_batch_begin", step)
         count = min(steps_per_execution, steps - step)
-        done = trainer.train_steps(x, y, order, batch_size, step, count, **options)
+        done = trainer.train_steps(x, y, order, batch_size, first + step, count, **options)
         for k in range(done.n_done - (0 if done.last_applied else 1)):
-            rows = slice((step + k) * batch_size, (step + k + 1) * batch_size)
+            rows = slice((first + step + k) * batch_size, (first + step + k + 1) * batch_size)
             labels = y[rows] if order is None else y[order[rows]]
             means.add(done.losses[k], done.corrects[k], len(labels), labels,
                       done.outputs[k] if metrics.needs_outputs else None)
@@ -135,11 +184,12 @@ def evaluate_source(trainer, model, source, callbacks, metrics):
     """The loss and metrics over the batches of a :class:`npnet.data.BatchSource`."""
     means = RunningMeans(metrics)
     keep = metrics.needs_outputs
-    for step, (x, y, _) in enumerate(source.epoch()):
+    for step, (x, y, sample_weight) in enumerate(source.epoch()):
         x, y = model.check_data(x, y, what=(f"x of batch {step}", f"y of batch {step}"))
+        weights = validation.check_sample_weight(sample_weight, None, y, model.loss.label_kind)
         model.ensure_built(x)
         callbacks.call("on_test_batch_begin", step)
-        loss, n_correct = trainer.test_batch(x, y)
+        loss, n_correct = trainer.test_batch(x, y, weights)
         means.add(loss, n_correct, x.shape[0], y, trainer.predict(x, x.shape[0]) if keep else None)
         callbacks.call("on_test_batch_end", step, logs=means.logs())
     if means.n_seen == 0:
@@ -166,14 +216,17 @@ def warn_non_finite(where, loss, stopped=True):
                   "rate or check the inputs' scale.", RuntimeWarning, stacklevel=4)
 
 
-def evaluate(trainer, x, y, batch_size, callbacks, metrics, progbar=None):
-    """The sample-weighted mean loss and the metrics over ``(x, y)``: RunningMeans."""
+def evaluate(trainer, x, y, batch_size, callbacks, metrics, progbar=None, sample_weight=None):
+    """The mean loss (over batches, by their sizes) and the metrics over ``(x, y)``:
+    RunningMeans. ``sample_weight`` (n,) or None weighs each sample's loss, not the metrics,
+    as Keras weighs the loss but not the metrics given as ``metrics=``."""
     means = RunningMeans(metrics)
     keep = metrics.needs_outputs
     for step, start in enumerate(range(0, x.shape[0], batch_size)):
         stop = min(start + batch_size, x.shape[0])
         callbacks.call("on_test_batch_begin", step)
-        loss, n_correct = trainer.test_batch(x[start:stop], y[start:stop])
+        weights = None if sample_weight is None else sample_weight[start:stop]
+        loss, n_correct = trainer.test_batch(x[start:stop], y[start:stop], weights)
         outputs = trainer.predict(x[start:stop], stop - start) if keep else None
         means.add(loss, n_correct, stop - start, y[start:stop], outputs)
         callbacks.call("on_test_batch_end", step, logs=means.logs())

@@ -165,6 +165,15 @@ def check_batch_size(batch_size, n_samples=None):
     return int(batch_size) if n_samples is None else int(min(batch_size, n_samples))
 
 
+def batch_size_of_arrays(batch_size, n_samples, steps=None):
+    """Keras's batch size for arrays of ``n_samples``: ``batch_size`` when given, else
+    ``ceil(n_samples / steps)`` when ``steps`` (``steps_per_epoch``, ``validation_steps``)
+    is, else 32; clipped to ``n_samples``."""
+    if batch_size is None and steps is not None:
+        batch_size = -(-n_samples // steps)
+    return check_batch_size(batch_size, n_samples)
+
+
 def check_epochs(epochs, initial_epoch=0):
     if isinstance(epochs, bool) or not isinstance(epochs, (int, np.integer)) or epochs < 0:
         raise ValueError(f"epochs must be a non-negative integer; received {epochs!r}")

@@ -336,3 +336,196 @@ def test_a_reiterable_of_batches_restarts_every_epoch_like_a_dataloader():
     for ours, theirs in zip(on_loader.get_weights(), on_arrays.get_weights()):
         np.testing.assert_allclose(ours, theirs, rtol=1e-6)
     assert on_loader.evaluate(Loader(), verbose=0) == pytest.approx(on_arrays.evaluate(x, y, verbose=0))
+
+
+# ----------------------------------------------------------------------------- calling in training mode
+
+
+def dropout_pair(rate=0.5):
+    """Input(D) -> Dense(8) -> Dropout(rate) in npnet and Keras, with the same weights."""
+    ours = npnet.Sequential([npnet.Input(shape=(D,)), layers.Dense(8), layers.Dropout(rate)])
+    theirs = keras.Sequential([keras.Input(shape=(D,)), keras.layers.Dense(8), keras.layers.Dropout(rate)])
+    theirs.set_weights(ours.get_weights())
+    return ours, theirs
+
+
+def assert_dropped_like_inverted_dropout(out, inference, rate=0.5):
+    """Each entry either dropped (0) or the inference value scaled by 1 / (1 - rate)."""
+    out = np.asarray(out)
+    dropped = out == 0
+    assert 0.25 < dropped.mean() < 0.75
+    np.testing.assert_allclose(out[~dropped], inference[~dropped] / (1 - rate), rtol=1e-5)
+
+
+@pytest.mark.parametrize("backend", [None, "numpy"], ids=["uncompiled", "numpy"])
+def test_calling_a_model_with_training_true_runs_dropout_like_keras(backend):
+    """``model(x, training=True)`` is Keras's forward pass in training mode (Dropout on, its
+    masks drawn from npnet's seeded generator); ``training=False`` or None is inference."""
+    ours, theirs = dropout_pair()
+    if backend is not None:
+        ours.compile(optimizer="sgd", loss="mse", backend=backend)
+    x, _ = data()
+    inference = np.asarray(theirs(x, training=False))
+    for training in (False, None):
+        np.testing.assert_allclose(ours(x, training=training), inference, rtol=1e-5, atol=1e-6)
+    for model in (ours, theirs):
+        assert_dropped_like_inverted_dropout(model(x, training=True), inference)
+    npnet.utils.set_random_seed(3)
+    first = ours(x, training=True)
+    npnet.utils.set_random_seed(3)
+    np.testing.assert_array_equal(ours(x, training=True), first)
+
+
+def test_calling_a_layer_with_training_true_runs_dropout_like_keras():
+    x, _ = data()
+    for layer in (layers.Dropout(0.5), keras.layers.Dropout(0.5)):
+        assert_dropped_like_inverted_dropout(layer(x, training=True), x)
+        np.testing.assert_array_equal(np.asarray(layer(x, training=False)), x)
+
+
+# ----------------------------------------------------------------------------- the logs of the end hooks
+
+
+class EndLogs:
+    """A callback of ``base`` recording the logs of on_train_end, on_test_end, on_predict_end."""
+
+    @staticmethod
+    def make(base):
+        seen = {}
+
+        def hook(name):
+            return lambda self, logs=None: seen.setdefault(name, []).append(logs)
+        names = ("on_train_end", "on_test_end", "on_predict_end")
+        return type("EndLogs", (base,), {name: hook(name) for name in names})(), seen
+
+
+def test_the_end_hooks_receive_the_logs_keras_gives_them():
+    """on_train_end: the last epoch's logs (validation included); on_test_end: evaluate's
+    results; on_predict_end: an empty dict, as in Keras."""
+    ours, theirs = pair(output_activation="softmax")
+    x, y = data()
+    recorded = []
+    for model, base, sgd in ((ours, npnet.callbacks.Callback, npnet.optimizers.SGD(0.1)),
+                             (theirs, keras.callbacks.Callback, keras.optimizers.SGD(0.1))):
+        model.compile(optimizer=sgd, loss="sparse_categorical_crossentropy", metrics=["accuracy"])
+        callback, seen = EndLogs.make(base)
+        history = model.fit(x, y, batch_size=8, epochs=2, shuffle=False, verbose=0,
+                            validation_data=data(12, seed=1), callbacks=[callback])
+        assert seen["on_train_end"] == [{key: values[-1] for key, values in history.history.items()}]
+        model.evaluate(x, y, batch_size=8, verbose=0, callbacks=[callback])
+        model.predict(x, verbose=0, callbacks=[callback])
+        model.fit(x, y, epochs=2, initial_epoch=2, verbose=0, callbacks=[callback])  # no epoch ran
+        recorded.append(seen)
+    ours_seen, keras_seen = recorded
+    assert ours_seen.keys() == keras_seen.keys()
+    for name in ours_seen:
+        assert len(ours_seen[name]) == len(keras_seen[name]), name
+        for ours_logs, keras_logs in zip(ours_seen[name], keras_seen[name]):
+            assert ours_logs.keys() == keras_logs.keys(), name
+            for key in ours_logs:
+                assert ours_logs[key] == pytest.approx(keras_logs[key], rel=1e-5), (name, key)
+
+
+# ----------------------------------------------------------------------------- the progress bar
+
+
+@pytest.mark.parametrize("epochs", [1, 2])
+def test_fit_prints_an_epoch_header_only_for_several_epochs_as_keras(capsys, epochs):
+    """Keras 3's ProgbarLogger prints ``Epoch i/n`` only when ``epochs > 1``."""
+    ours, theirs = pair(output_activation="softmax")
+    headers = []
+    for model in (ours, theirs):
+        model.compile(optimizer="sgd", loss="sparse_categorical_crossentropy")
+        capsys.readouterr()
+        model.fit(*data(), epochs=epochs, verbose=2)
+        headers.append([line for line in capsys.readouterr().out.splitlines() if line.startswith("Epoch")])
+    expected = [f"Epoch {e + 1}/{epochs}" for e in range(epochs)] if epochs > 1 else []
+    assert headers[0] == headers[1] == expected
+
+
+# ----------------------------------------------------------------------------- weighted evaluation
+
+
+@pytest.mark.parametrize("backend", ["numpy", "numba"])
+def test_evaluate_with_sample_weight_matches_keras(backend):
+    """Keras weighs the loss (Σ w_i l_i / n over the batches, by their sizes) and leaves the
+    metrics given as ``metrics=`` unweighted; test_on_batch and validation_data's third
+    entry weigh the same way. The weights are not uniform across batches, so the loss of an
+    unweighted evaluate differs."""
+    ours, theirs = pair(output_activation="softmax")
+    x, y = data()
+    weights = np.linspace(0.1, 3.0, N).astype(np.float32)
+    results = []
+    for model, options in ((ours, {"backend": backend}), (theirs, {})):
+        model.compile(optimizer="sgd", loss="sparse_categorical_crossentropy",
+                      metrics=["accuracy", "sparse_categorical_crossentropy"], **options)
+        history = model.fit(x, y, batch_size=8, epochs=1, shuffle=False, verbose=0,
+                            validation_data=(x, y, weights)).history
+        results.append((model.evaluate(x, y, sample_weight=weights, batch_size=16, verbose=0, return_dict=True),
+                        model.test_on_batch(x[:8], y[:8], sample_weight=weights[:8], return_dict=True),
+                        {key: values[0] for key, values in history.items() if key.startswith("val_")}))
+    for ours_logs, keras_logs in zip(*results):
+        assert ours_logs.keys() == keras_logs.keys()
+        for key in ours_logs:
+            assert ours_logs[key] == pytest.approx(keras_logs[key], rel=1e-5), key
+    assert results[0][0]["loss"] != pytest.approx(ours.evaluate(x, y, batch_size=16, verbose=0)[0], rel=1e-3)
+    with pytest.raises(ValueError, match=r"sample_weight must hold 40 finite numbers"):
+        ours.evaluate(x, y, sample_weight=np.ones(3), verbose=0)
+
+
+# ----------------------------------------------------------------------------- steps_per_epoch on arrays
+
+
+def fit_recording_warnings(model, *args, **kwargs):
+    """``model.fit(...)``'s history and how many "ran out of data" warnings it gave."""
+    import warnings
+    with warnings.catch_warnings(record=True) as caught:
+        warnings.simplefilter("always")
+        history = model.fit(*args, **kwargs)
+    return history, sum("ran out of data" in str(w.message) for w in caught)
+
+
+@pytest.mark.parametrize("backend", ["numpy", "numba"])
+@pytest.mark.parametrize("batch_size, steps_per_epoch, epochs", [(8, 2, 4), (8, 7, 2), (8, 5, 2), (None, 3, 2)])
+def test_steps_per_epoch_on_arrays_takes_batches_as_keras(backend, batch_size, steps_per_epoch, epochs):
+    """On arrays Keras 3 takes ``steps_per_epoch`` batches per epoch, each epoch going on
+    where the last one stopped in the data; an epoch that reaches the end of the data
+    before its steps ends there ("ran out of data") and the next one starts a new pass.
+    Without batch_size the batches are ``ceil(n / steps_per_epoch)`` samples. The
+    validation takes the first ``validation_steps`` batches every time. N = 40: 5 batches of 8."""
+    ours, theirs = pair(output_activation="softmax")
+    x, y = data()
+    results = []
+    for model, sgd, options in ((ours, npnet.optimizers.SGD(0.1), {"backend": backend}),
+                                (theirs, keras.optimizers.SGD(0.1), {})):
+        model.compile(optimizer=sgd, loss="sparse_categorical_crossentropy", metrics=["accuracy"], **options)
+        results.append(fit_recording_warnings(
+            model, x, y, batch_size=batch_size, steps_per_epoch=steps_per_epoch, epochs=epochs, shuffle=False,
+            verbose=0, validation_data=data(20, seed=1), validation_steps=2))
+    (ours_history, ours_warnings), (keras_history, keras_warnings) = results
+    assert ours_history.params == keras_history.params
+    assert ours_warnings == keras_warnings
+    assert int(ours.optimizer.iterations) == int(theirs.optimizer.iterations)
+    assert ours_history.history.keys() == keras_history.history.keys()
+    for key, values in ours_history.history.items():
+        np.testing.assert_allclose(values, keras_history.history[key], rtol=1e-5, err_msg=key)
+    for a, b in zip(ours.get_weights(), theirs.get_weights()):
+        np.testing.assert_allclose(a, b, rtol=1e-5, atol=1e-6)
+
+
+def test_steps_per_epoch_keeps_a_pass_s_shuffle_until_its_data_is_used():
+    """With shuffle=True, as Keras: the order is drawn when a pass over the data starts and
+    the epochs inside that pass go on through the same order."""
+    model, _ = pair(output_activation="softmax")
+    model.compile(optimizer="sgd", loss="sparse_categorical_crossentropy", backend="numpy")
+    calls = []
+    train_steps = model.backend.train_steps
+
+    def record(x, y, order, batch_size, first_step, n_steps, **kwargs):
+        calls.append((None if order is None else tuple(order), first_step, n_steps))
+        return train_steps(x, y, order, batch_size, first_step, n_steps, **kwargs)
+    model.backend.train_steps = record
+    fit_recording_warnings(model, *data(), batch_size=8, steps_per_epoch=3, epochs=4, verbose=0)
+    assert [call[1:] for call in calls] == [(0, 3), (3, 2), (0, 3), (3, 2)]
+    assert calls[0][0] == calls[1][0] != calls[2][0] == calls[3][0]
+    assert sorted(calls[0][0]) == list(range(N))

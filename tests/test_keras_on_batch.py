@@ -206,14 +206,16 @@ def test_thresholds_outside_0_1_are_refused_as_in_keras():
 
 
 @pytest.mark.parametrize("backend", BACKENDS)
-def test_test_on_batch_refuses_sample_weight_by_keyword_and_by_position(backend):
-    """Keras's order (x, y, sample_weight, return_dict): weights given by position are not
-    taken for return_dict; npnet evaluates unweighted and says so."""
-    ours, _ = pair(backend)
+def test_test_on_batch_weighs_the_loss_by_keyword_and_by_position_like_keras(backend):
+    """Keras's order (x, y, sample_weight, return_dict): the weights weigh the loss, not the
+    accuracy, by keyword or by position."""
+    ours, theirs = pair(backend)
     x, y = data()
-    for call in (lambda: ours.test_on_batch(x, y, sample_weight=np.ones(N)), lambda: ours.test_on_batch(x, y, np.ones(N))):
-        with pytest.raises(ValueError, match="test_on_batch\\(sample_weight=...\\) is not available"):
-            call()
+    weights = np.linspace(0.2, 3.0, N).astype(np.float32)
+    expected = theirs.test_on_batch(x, y, sample_weight=weights)
+    np.testing.assert_allclose(ours.test_on_batch(x, y, sample_weight=weights), expected, rtol=1e-5)
+    np.testing.assert_allclose(ours.test_on_batch(x, y, weights), expected, rtol=1e-5)
+    assert expected[0] != pytest.approx(theirs.test_on_batch(x, y)[0], rel=1e-3)
 
 
 @pytest.mark.parametrize("backend", BACKENDS)

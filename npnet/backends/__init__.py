@@ -6,7 +6,7 @@ trainer (:class:`npnet.backends.base.Trainer`) offers:
 
 * ``train_steps(x, y, order, batch_size, first_step, n_steps)``: consecutive optimizer steps;
 * ``train_batch(x, y)``: one step on one batch;
-* ``test_batch(x, y) -> (loss, n_correct)``: no update;
+* ``test_batch(x, y, sample_weight=None) -> (loss, n_correct)``: no update;
 * ``predict(x, batch_size)``: the outputs; ``model(x)`` and ``predict`` both come here.
 
 ``numpy`` is the readable reference; ``numba`` runs fused compiled kernels. ``None`` (or

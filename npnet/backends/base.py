@@ -10,7 +10,7 @@ import dataclasses
 
 import numpy as np
 
-from .. import heads, training
+from .. import heads, training as training_module
 
 
 @dataclasses.dataclass
@@ -63,15 +63,18 @@ class Trainer:
         steps = self.train_steps(x, y, None, x.shape[0], 0, 1)
         return float(steps.losses[0]), int(steps.corrects[0]), bool(steps.last_applied)
 
-    def test_batch(self, x, y):
+    def test_batch(self, x, y, sample_weight=None):
+        """``(loss, n_correct)`` of the batch ``(x, y)``, no update; ``sample_weight`` (n,) or
+        None weighs the loss as in training (Keras's ``Σ w_i l_i / n``), never the count."""
         raise NotImplementedError
 
     def predict(self, x, batch_size):
         raise NotImplementedError
 
-    def call(self, x, training=False):
-        """``model(x)``: ``predict`` in one block; in training mode (dropout on), the NumPy
-        forward pass, which draws the masks as ``fit`` does."""
+    def call(self, x, training=None):
+        """``model(x)``: ``predict`` in one block; ``training=True`` (Keras's argument name,
+        hence the module's alias) runs the NumPy forward pass in training mode: Dropout on,
+        its masks drawn from npnet's generator as ``fit`` draws them."""
         if training:
-            return training.forward(self.layers, x, training=True)[0]
+            return training_module.forward(self.layers, x, training=True)[0]
         return self.predict(x, x.shape[0])

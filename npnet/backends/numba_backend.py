@@ -529,7 +529,8 @@ class NumbaBackend(base.Trainer):
         outputs = None if kept is None else _batch_outputs(kept[:done], x.shape[0], batch_size, first_step)
         return base.Steps(losses[:done], corrects[:done], bool(applied), outputs)
 
-    def test_batch(self, x, y):
+    def test_batch(self, x, y, sample_weight=None):
+        """As :meth:`base.Trainer.test_batch`; the weights in the model's dtype, as training casts them."""
         self.require_training_parts()
         with self._lock, _single_threaded_blas:
             net = self._bind_network()
@@ -540,8 +541,9 @@ class NumbaBackend(base.Trainer):
             work = self._bind_work(x.shape[0])
             work = work._replace(threads=self._threads.choose(net, x.shape[0], explore=False))
             with _numba_threads(work.threads):
+                weights = None if sample_weight is None else _sample_weights(sample_weight, net, x.shape[0], work).all
                 loss, correct = K.evaluate_batch(x, labels, targets, net, self._penalties, work,
-                                                 _smoothing(self.loss, y, net))
+                                                 _smoothing(self.loss, y, net), weights)
         return float(loss), int(correct)
 
     def predict(self, x, batch_size):

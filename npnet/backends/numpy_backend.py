@@ -83,11 +83,11 @@ class NumpyBackend(Trainer):
         cached[1].forget()
         return cached[1]
 
-    def test_batch(self, x, y):
+    def test_batch(self, x, y, sample_weight=None):
         self.require_training_parts()
         with _single_threaded_blas:
             output, caches = training.forward(self.layers, x, training=False)
-            loss = training.loss_value(self.layers, self.loss, output, caches, y, self.head)
+            loss = training.loss_value(self.layers, self.loss, output, caches, y, self.head, sample_weight)
         return float(loss), self.accuracy.count_correct(y, output)
 
     def predict(self, x, batch_size):

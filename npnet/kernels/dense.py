@@ -2299,12 +2299,13 @@ def train_steps_in_float_mode(x, labels, targets, order, batch_size, first_step,
 
 
 @kernel
-def evaluate_batch(x, labels, targets, net, penalties, work, smoothing):
+def evaluate_batch(x, labels, targets, net, penalties, work, smoothing, sample_weight):
     """Mirrors ``NumpyBackend.test_batch``: ``(mean loss, correct count)`` of one batch.
 
     x: (n, d_in) with n <= the buffers' capacity, labels: (n,) (for a categorical loss, the
     targets' argmax), targets: (n, k) or None; penalties and smoothing as in
-    :func:`train_batches` (the targets are smoothed in ``work.targets``, not in place).
+    :func:`train_batches` (the targets are smoothed in ``work.targets``, not in place);
+    sample_weight: (n,) or None, the loss's weights (Keras's ``Σ w_i l_i / n``).
     """
     n = x.shape[0]
     last = len(net.kernels) - 1
@@ -2314,10 +2315,10 @@ def evaluate_batch(x, labels, targets, net, penalties, work, smoothing):
         keep_rows(targets, smoothed)
         smooth_targets(smoothed, smoothing)
         loss = output_loss(net.loss_code, work.zs[last][:n], work.acts[last][:n], labels, smoothed, net.constants,
-                           None)
+                           sample_weight)
     else:
         loss = output_loss(net.loss_code, work.zs[last][:n], work.acts[last][:n], labels, targets, net.constants,
-                           None)
+                           sample_weight)
     if penalties is not None:
         loss = penalty_loss(net.kernels, net.biases, penalties, loss)
     return loss, count_correct(work.acts[last][:n], labels)
