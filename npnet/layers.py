@@ -760,3 +760,48 @@ def _describe(value):
     if isinstance(value, tuple):
         return f"a tuple of {len(value)} ({', '.join(type(v).__name__ for v in value)})"
     return type(value).__name__
+
+
+#: What npnet's layers are, for the errors about Keras layers it does not have.
+_WHAT_NPNET_HAS = ("npnet covers chains of Dense-type layers: it has Flatten, Dense, Activation, "
+                   "ReLU, LeakyReLU, Softmax, Dropout and Normalization, plus FunctionLayer and "
+                   "Layer subclasses that define forward and backward")
+_MERGE_ADVICE = ("npnet's models are chains (one input, one output, each layer applied to the "
+                 "previous one's output), so there are no merge layers or branches; " + _WHAT_NPNET_HAS)
+#: Keras layer names npnet lacks, with what to write instead.
+_KERAS_NAMES = dict.fromkeys(
+    ("Concatenate", "concatenate", "Add", "add", "Average", "average", "Subtract", "subtract",
+     "Multiply", "multiply", "Maximum", "maximum", "Minimum", "minimum", "Dot", "dot"), _MERGE_ADVICE)
+_KERAS_NAMES.update(dict.fromkeys(
+    ("Conv1D", "Conv2D", "Conv3D", "Conv1DTranspose", "Conv2DTranspose", "SeparableConv2D",
+     "DepthwiseConv2D", "MaxPooling1D", "MaxPooling2D", "MaxPool2D", "AveragePooling1D",
+     "AveragePooling2D", "GlobalAveragePooling1D", "GlobalAveragePooling2D", "GlobalMaxPooling1D",
+     "GlobalMaxPooling2D", "UpSampling2D", "ZeroPadding2D", "Cropping2D", "Embedding", "LSTM", "GRU",
+     "SimpleRNN", "RNN", "Bidirectional", "TimeDistributed", "ConvLSTM2D", "MultiHeadAttention",
+     "Attention", "LayerNormalization", "GroupNormalization", "UnitNormalization", "Permute",
+     "RepeatVector", "Masking", "PReLU", "GaussianNoise", "GaussianDropout", "AlphaDropout",
+     "SpatialDropout1D", "SpatialDropout2D", "TextVectorization", "StringLookup", "IntegerLookup",
+     "CategoryEncoding", "Hashing", "Discretization", "Resizing", "RandomFlip", "RandomRotation",
+     "RandomZoom", "RandomTranslation", "RandomContrast", "RandomCrop", "Identity"),
+    "not available: " + _WHAT_NPNET_HAS))
+_KERAS_NAMES.update({
+    "Lambda": "npnet cannot differentiate a Python function: wrap it with its derivative as "
+              "npnet.layers.FunctionLayer(forward, backward), or subclass npnet.layers.Layer and "
+              "define forward and backward",
+    "Reshape": "not available: Flatten is npnet's only reshaping layer (reshape the NumPy arrays "
+               "before fit otherwise); " + _WHAT_NPNET_HAS,
+    "BatchNormalization": "not available (npnet has no running statistics updated in training): "
+                          "Normalization with adapt(x_train) scales the inputs by the data's mean "
+                          "and variance; " + _WHAT_NPNET_HAS,
+    "Rescaling": "not available: scale the NumPy arrays before fit (x / 255.0), or use "
+                 "Normalization(mean=..., variance=...); " + _WHAT_NPNET_HAS,
+    "ActivityRegularization": "npnet has no activity penalties: penalise weights instead, e.g. "
+                              "Dense(..., kernel_regularizer='l2')",
+    "ELU": "write Activation('elu') (or Dense(..., activation='elu'))",
+    "InputLayer": "write npnet.Input(shape=...) as the first entry of Sequential([...]), or give "
+                  "the first layer input_shape=...",
+})
+
+
+def __getattr__(name):
+    raise utils.missing_name(__name__, name, _KERAS_NAMES)
