@@ -512,7 +512,10 @@ class Sequential:
 
     def __call__(self, x, training=False):
         """Apply the model to an array, like calling a Keras model: the same backend as
-        ``predict`` (in training mode, dropout on, the NumPy forward pass)."""
+        ``predict`` (in training mode, dropout on, the NumPy forward pass). On a symbolic
+        tensor (``npnet.Input``), the model's layers join the chain, as a Keras model does."""
+        if isinstance(x, symbolic.SymbolicTensor):
+            return symbolic.apply_model(self, x)
         x = self.check_inputs(x)
         self.ensure_built(x)
         return self.backend.call(x, training=training)
