@@ -20,15 +20,17 @@ __version__ = "0.1.0"
 from . import activations, callbacks, config, data, datasets, functional, initializers, layers  # noqa: E402
 from . import losses, metrics, models, optimizers, utils  # noqa: E402
 from .models import Model, Sequential, load_model  # noqa: E402
+from .layers import Layer  # noqa: E402  (keras.Layer too)
+from . import backend  # noqa: E402
 from .symbolic import Input  # noqa: E402
 from . import inspect, regularizers, training  # noqa: E402
 # npnet.gradcheck is the function (the module's name is taken over; its code is in
 # npnet/gradcheck.py, importable as ``from npnet.gradcheck import GradcheckReport``).
 from .gradcheck import gradcheck  # noqa: E402
 
-__all__ = ["Input", "Model", "Sequential", "load_model", "activations", "callbacks", "config", "data", "datasets",
-           "functional", "initializers", "layers", "losses", "metrics", "models",
-           "optimizers", "utils", "plot", "gradcheck", "inspect", "regularizers", "training"]
+__all__ = ["Input", "Layer", "Model", "Sequential", "load_model", "activations", "backend", "callbacks",
+           "config", "data", "datasets", "functional", "initializers", "layers", "losses", "metrics",
+           "models", "optimizers", "utils", "plot", "gradcheck", "inspect", "regularizers", "training"]
 
 
 #: TensorFlow / Keras 3 namespaces a tutorial reaches through ``tf.`` or ``keras.``, which

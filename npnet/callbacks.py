@@ -671,3 +671,23 @@ class BackupAndRestore(Callback):
 
 # The training-diagnostics callback lives in its own module; it is a callback like the others.
 from .diagnostics import Diagnostics  # noqa: E402,F401
+
+
+_CALLBACKS = ("BackupAndRestore, CSVLogger, EarlyStopping, History, LambdaCallback, "
+              "LearningRateScheduler, ModelCheckpoint, ProgbarLogger, ReduceLROnPlateau, "
+              "TerminateOnNaN, Diagnostics, or a Callback subclass of your own")
+#: Keras callbacks npnet lacks, with what to write instead.
+_KERAS_NAMES = {
+    "TensorBoard": "TensorBoard is not available (it writes TensorFlow event files): "
+                   "CSVLogger('training.csv') writes each epoch's logs to a file, and the History "
+                   "that fit returns holds them (history.history['loss']) to plot; npnet's "
+                   f"callbacks are {_CALLBACKS}",
+    "RemoteMonitor": f"not available: npnet's callbacks are {_CALLBACKS}",
+    "SwapEMAWeights": f"not available (npnet's optimizers keep no moving average of the weights): "
+                      f"npnet's callbacks are {_CALLBACKS}",
+}
+
+
+def __getattr__(name):
+    from .utils import missing_name
+    raise missing_name(__name__, name, _KERAS_NAMES)

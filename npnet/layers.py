@@ -15,6 +15,7 @@ once when ``input_shape`` is given — as in Keras.
 """
 
 import collections
+import functools
 import re
 
 import numpy as np
@@ -42,11 +43,21 @@ def _default_name(cls):
 
 
 class Layer:
-    """Base class: parameters, shape bookkeeping, weights exchange and configuration."""
+    """Base class: parameters, shape bookkeeping, weights exchange and configuration.
+
+    A layer of your own subclasses it and defines ``forward`` and ``backward`` (the contract
+    in this module's docstring), creating its parameters in ``build`` (with
+    :meth:`add_weight`, as in Keras, or by filling ``self.params``). Keras's ``call`` alone
+    is refused when the layer is created: npnet has no automatic differentiation, so it
+    cannot find the backward pass of a ``call``.
+    """
 
     def __init__(self, *, name=None, input_shape=None, trainable=True):
+        _refuse_call_only(type(self))
         self.name = name if name is not None else _default_name(type(self))
         self.params = {}
+        self._added_weights = {}  # attribute -> params key, for ``self.w = self.add_weight(...)``
+        self._added_regularizers = {}  # params key -> regularizer given to add_weight
         self.built = False
         #: False freezes the layer's weights: no gradient, no update (as in Keras). Change it
         #: before ``compile``; a compiled model must be compiled again to see the change.
@@ -68,10 +79,21 @@ class Layer:
                 )
             self._declared_input_shape = (None,) + shape
 
+    def __init_subclass__(cls, **kwargs):
+        super().__init_subclass__(**kwargs)
+        if "build" in cls.__dict__:
+            cls.build = _marking_built(cls.__dict__["build"])
+        if cls.compute_output_shape is Layer.compute_output_shape and not cls.__module__.startswith("npnet."):
+            cls.compute_output_shape = _probed_output_shape  # a user's layer may change the shape
+
     # -- shapes and building --------------------------------------------------------------
 
     def build(self, input_shape):
-        """Create the parameters for inputs of ``input_shape`` (batch dimension first)."""
+        """Create the parameters for inputs of ``input_shape`` (batch dimension first).
+
+        A subclass's ``build`` need not call this one (Keras code seldom does): the layer is
+        marked built, with its input shape, when it returns.
+        """
         self.input_shape = tuple(input_shape)
         self.built = True
 
@@ -81,10 +103,14 @@ class Layer:
     # -- the computation ------------------------------------------------------------------
 
     def forward(self, x, training=False):
-        raise NotImplementedError
+        raise NotImplementedError(
+            f"Layer class {type(self).__name__} defines no forward(self, x, training=False) -> "
+            f"(y, cache): {_LAYER_RECIPE}")
 
     def backward(self, dL_dy, cache, need_input_grad=True):
-        raise NotImplementedError
+        raise NotImplementedError(
+            f"Layer class {type(self).__name__} defines no backward(self, dL_dy, cache, "
+            f"need_input_grad=True) -> (dL_dx, grads), which training needs: {_LAYER_RECIPE}")
 
     def __call__(self, x, training=None):
         """Apply the layer to an array, building it first if needed (like ``keras_layer(x)``);
@@ -112,8 +138,81 @@ class Layer:
         return int(sum(p.size for p in self.params.values()))
 
     def weight_regularizers(self):
-        """``{parameter name: regularizer}`` for the parameters whose penalty joins the loss."""
-        return {}
+        """``{parameter name: regularizer}`` for the parameters whose penalty joins the loss
+        (here: the ``regularizer`` arguments of :meth:`add_weight`)."""
+        return dict(self._added_regularizers)
+
+    def add_weight(self, shape=None, initializer=None, dtype=None, trainable=True, regularizer=None,
+                   constraint=None, name=None, **keras_only):
+        """Create a parameter, as Keras's ``add_weight``, and return its array.
+
+        The array becomes ``self.params[name]`` (``name`` defaults to ``variable``,
+        ``variable_1``, ... as in Keras), so it is trained, saved and exchanged like Dense's
+        kernel: ``backward`` returns its gradient under the same key. ``shape`` defaults to a
+        scalar, ``initializer`` to ``'glorot_uniform'`` (Keras's default; any name
+        :func:`npnet.initializers.get` knows), ``dtype`` to ``npnet.config.floatx()``.
+        ``regularizer`` joins the loss as a Dense's ``kernel_regularizer`` does. Assigned to
+        an attribute (``self.w = self.add_weight(...)``), the attribute reads
+        ``self.params[name]`` from then on, so it follows when npnet replaces the array (a
+        gradient check computes with a float64 copy). npnet trains a layer's weights all or
+        none (``layer.trainable``), so ``trainable=False`` and constraints are refused.
+        """
+        if isinstance(shape, str):
+            raise ValueError(f"add_weight: name must be given as a keyword argument (as in Keras 3); "
+                             f"received add_weight({shape!r}, ...). Write add_weight(shape=..., name={shape!r})")
+        _refuse_keras_only("add_weight", keras_only, _KERAS_ONLY_ADD_WEIGHT)
+        if not trainable or constraint is not None:
+            raise NotImplementedError(
+                f"Layer {self.name!r}: add_weight(trainable=False) and constraints are not available: "
+                "npnet trains all of a layer's weights or none (layer.trainable = False freezes the "
+                "layer); keep a fixed array as a plain attribute (self.table = np.array(...)), "
+                "which backward returns no gradient for")
+        key = self._new_weight_name(name)
+        self.params[key] = utils.aligned_copy(self._initial_weight(shape, initializer, dtype, key))
+        if regularizer is not None:
+            self._added_regularizers[key] = regularizers.get(regularizer)
+        return self.params[key]
+
+    def _new_weight_name(self, name):
+        if name is None:
+            count = len(self.params)
+            name = "variable" if count == 0 else f"variable_{count}"
+        if name in self.params:
+            raise ValueError(f"Layer {self.name!r} already has a weight named {name!r}; "
+                             f"its weights are {list(self.params)}")
+        return str(name)
+
+    def _initial_weight(self, shape, initializer, dtype, key):
+        """The first value of ``add_weight``'s array, checked."""
+        floatx = config.floatx()
+        if dtype is not None and np.dtype(dtype).name != floatx:
+            raise ValueError(f"Layer {self.name!r}: add_weight dtype must be npnet's float type, "
+                             f"{floatx} (npnet.config.set_floatx changes it); received dtype={dtype!r}")
+        try:
+            shape = () if shape is None else tuple(int(d) for d in shape)
+        except (TypeError, ValueError):
+            raise TypeError(f"Layer {self.name!r}: add_weight shape must be a tuple of integers, e.g. "
+                            f"(input_shape[-1], self.units); received {shape!r} for {key!r}") from None
+        make = initializers.get("glorot_uniform" if initializer is None else initializer)
+        return np.asarray(make(shape, floatx), dtype=floatx)
+
+    def __setattr__(self, attribute, value):
+        aliases = self.__dict__.get("_added_weights")
+        if aliases is not None:
+            aliases.pop(attribute, None)
+            key = next((k for k, p in self.__dict__.get("params", {}).items() if p is value), None)
+            if key is not None and isinstance(value, np.ndarray):
+                aliases[attribute] = key
+                self.__dict__.pop(attribute, None)
+                return
+        super().__setattr__(attribute, value)
+
+    def __getattr__(self, attribute):
+        # Only called when normal lookup fails: the attributes add_weight's arrays were given.
+        key = self.__dict__.get("_added_weights", {}).get(attribute)
+        if key is None:
+            raise AttributeError(f"{type(self).__name__!r} object has no attribute {attribute!r}")
+        return self.params[key]
 
     @property
     def losses(self):
@@ -159,6 +258,45 @@ class Layer:
 
     def __repr__(self):
         return f"<{type(self).__name__} name={self.name!r}>"
+
+
+def _marking_built(build):
+    """``build`` followed by marking the layer built for ``input_shape``, unless it did so
+    itself: a Keras-style ``build`` that only calls ``add_weight`` must not run twice."""
+    @functools.wraps(build)
+    def build_and_mark(self, input_shape):
+        build(self, input_shape)
+        if not self.built:
+            Layer.build(self, input_shape)
+    return build_and_mark
+
+
+def _probed_output_shape(layer, input_shape):
+    """The output shape of a user's layer that does not say it (Keras finds it by tracing
+    ``call``): ``forward`` run on one sample of zeros, building the layer first if needed."""
+    if not layer.built:
+        layer.build(input_shape)
+    probe = np.zeros((1,) + tuple(input_shape[1:]), dtype=config.floatx())
+    y, _ = layer.forward(probe)
+    return (input_shape[0],) + np.shape(y)[1:]
+
+
+#: How a layer of your own computes in npnet, for the errors about ``call``/``forward``.
+_LAYER_RECIPE = (
+    "an npnet layer computes with forward(self, x, training=False) -> (y, cache) and "
+    "backward(self, dL_dy, cache, need_input_grad=True) -> (dL_dx, grads), grads a dict with "
+    "the keys of self.params (npnet has no automatic differentiation, so you write the "
+    "backward pass); or wrap two functions in npnet.layers.FunctionLayer(forward, backward, "
+    "params) (see npnet.exercises)")
+
+
+def _refuse_call_only(cls):
+    """Refuse a Keras-style layer class that defines ``call`` but no ``forward``: npnet would
+    only find out in ``fit``, which calls the missing ``forward``/``backward``."""
+    if cls.forward is Layer.forward and getattr(cls, "call", None) is not None:
+        raise NotImplementedError(
+            f"Layer class {cls.__name__} defines call(), Keras's method, which npnet does not "
+            f"run: {_LAYER_RECIPE}. Move call's body into forward and add backward.")
 
 
 class Flatten(Layer):
@@ -288,13 +426,21 @@ _KERAS_ONLY = {
 }
 
 
-def _refuse_keras_only(layer, arguments):
+#: Keras ``add_weight`` arguments npnet has only at their defaults.
+_KERAS_ONLY_ADD_WEIGHT = {
+    "autocast": (True, "npnet computes in one float type (npnet.config.floatx())"),
+    "aggregation": ("none", "npnet trains on one device"),
+    "overwrite_with_gradient": (False, "the optimizer updates every weight"),
+}
+
+
+def _refuse_keras_only(layer, arguments, known=_KERAS_ONLY):
     """Refuse, by name, a Keras argument npnet does not have or has only at its default."""
     for key, value in arguments.items():
-        if key not in _KERAS_ONLY:
+        if key not in known:
             raise TypeError(f"{layer} got an unexpected keyword argument {key!r}")
-        default, instead = _KERAS_ONLY[key]
-        if not (value is default or (isinstance(value, (bool, np.bool_)) and value == default)):
+        default, instead = known[key]
+        if not (value is default or (isinstance(value, (bool, np.bool_, str)) and value == default)):
             raise ValueError(f"{layer}({key}={value!r}) is not supported by npnet: {instead}")
 
 
@@ -616,3 +762,48 @@ def _describe(value):
     if isinstance(value, tuple):
         return f"a tuple of {len(value)} ({', '.join(type(v).__name__ for v in value)})"
     return type(value).__name__
+
+
+#: What npnet's layers are, for the errors about Keras layers it does not have.
+_WHAT_NPNET_HAS = ("npnet covers chains of Dense-type layers: it has Flatten, Dense, Activation, "
+                   "ReLU, LeakyReLU, Softmax, Dropout and Normalization, plus FunctionLayer and "
+                   "Layer subclasses that define forward and backward")
+_MERGE_ADVICE = ("npnet's models are chains (one input, one output, each layer applied to the "
+                 "previous one's output), so there are no merge layers or branches; " + _WHAT_NPNET_HAS)
+#: Keras layer names npnet lacks, with what to write instead.
+_KERAS_NAMES = dict.fromkeys(
+    ("Concatenate", "concatenate", "Add", "add", "Average", "average", "Subtract", "subtract",
+     "Multiply", "multiply", "Maximum", "maximum", "Minimum", "minimum", "Dot", "dot"), _MERGE_ADVICE)
+_KERAS_NAMES.update(dict.fromkeys(
+    ("Conv1D", "Conv2D", "Conv3D", "Conv1DTranspose", "Conv2DTranspose", "SeparableConv2D",
+     "DepthwiseConv2D", "MaxPooling1D", "MaxPooling2D", "MaxPool2D", "AveragePooling1D",
+     "AveragePooling2D", "GlobalAveragePooling1D", "GlobalAveragePooling2D", "GlobalMaxPooling1D",
+     "GlobalMaxPooling2D", "UpSampling2D", "ZeroPadding2D", "Cropping2D", "Embedding", "LSTM", "GRU",
+     "SimpleRNN", "RNN", "Bidirectional", "TimeDistributed", "ConvLSTM2D", "MultiHeadAttention",
+     "Attention", "LayerNormalization", "GroupNormalization", "UnitNormalization", "Permute",
+     "RepeatVector", "Masking", "PReLU", "GaussianNoise", "GaussianDropout", "AlphaDropout",
+     "SpatialDropout1D", "SpatialDropout2D", "TextVectorization", "StringLookup", "IntegerLookup",
+     "CategoryEncoding", "Hashing", "Discretization", "Resizing", "RandomFlip", "RandomRotation",
+     "RandomZoom", "RandomTranslation", "RandomContrast", "RandomCrop", "Identity"),
+    "not available: " + _WHAT_NPNET_HAS))
+_KERAS_NAMES.update({
+    "Lambda": "npnet cannot differentiate a Python function: wrap it with its derivative as "
+              "npnet.layers.FunctionLayer(forward, backward), or subclass npnet.layers.Layer and "
+              "define forward and backward",
+    "Reshape": "not available: Flatten is npnet's only reshaping layer (reshape the NumPy arrays "
+               "before fit otherwise); " + _WHAT_NPNET_HAS,
+    "BatchNormalization": "not available (npnet has no running statistics updated in training): "
+                          "Normalization with adapt(x_train) scales the inputs by the data's mean "
+                          "and variance; " + _WHAT_NPNET_HAS,
+    "Rescaling": "not available: scale the NumPy arrays before fit (x / 255.0), or use "
+                 "Normalization(mean=..., variance=...); " + _WHAT_NPNET_HAS,
+    "ActivityRegularization": "npnet has no activity penalties: penalise weights instead, e.g. "
+                              "Dense(..., kernel_regularizer='l2')",
+    "ELU": "write Activation('elu') (or Dense(..., activation='elu'))",
+    "InputLayer": "write npnet.Input(shape=...) as the first entry of Sequential([...]), or give "
+                  "the first layer input_shape=...",
+})
+
+
+def __getattr__(name):
+    raise utils.missing_name(__name__, name, _KERAS_NAMES)

@@ -722,3 +722,23 @@ def counted_by_argmax(metric, label_kind, n_outputs):
     if type(metric) is CategoricalAccuracy:
         return label_kind == "categorical"
     return False
+
+
+#: Keras metrics npnet lacks; the advice lists the ones it has.
+_KERAS_NAMES = dict.fromkeys(
+    ("RootMeanSquaredError", "MeanAbsolutePercentageError", "MeanSquaredLogarithmicError",
+     "CosineSimilarity", "LogCoshError", "Hinge", "SquaredHinge", "CategoricalHinge", "KLDivergence",
+     "Poisson", "R2Score", "F1Score", "FBetaScore", "IoU", "MeanIoU", "BinaryIoU", "OneHotIoU",
+     "OneHotMeanIoU", "PrecisionAtRecall", "RecallAtPrecision", "SensitivityAtSpecificity",
+     "SpecificityAtSensitivity", "Sum", "root_mean_squared_error",
+     "mean_absolute_percentage_error", "mean_squared_logarithmic_error", "cosine_similarity",
+     "hinge", "squared_hinge", "kl_divergence", "poisson", "log_cosh"),
+    "not available in npnet. Its metrics are " + ", ".join(sorted(cls.__name__ for cls in _CLASSES))
+    + ", Mean and MeanMetricWrapper (and functions of the same names in snake_case); write another "
+    "as a Metric subclass "
+    "(update_state, result, reset_state) with NumPy")
+
+
+def __getattr__(name):
+    from .utils import missing_name
+    raise missing_name(__name__, name, _KERAS_NAMES)

@@ -20,6 +20,7 @@ class Sequential:
     _count = 0
 
     def __init__(self, layers=None, name=None, trainable=True):
+        _refuse_custom_steps(type(self))
         if name is None:
             name = "sequential" if Sequential._count == 0 else f"sequential_{Sequential._count}"
             Sequential._count += 1
@@ -530,7 +531,10 @@ class Sequential:
     def __call__(self, x, training=None):
         """Apply the model to an array, like calling a Keras model: the same backend as
         ``predict``; ``training=True`` runs the forward pass in training mode (Dropout on,
-        the NumPy forward pass), False or None (Keras's default) is inference."""
+        the NumPy forward pass), False or None (Keras's default) is inference. On a symbolic
+        tensor (``npnet.Input``), the model's layers join the chain, as a Keras model does."""
+        if isinstance(x, symbolic.SymbolicTensor):
+            return symbolic.apply_model(self, x)
         x = self.check_inputs(x)
         self.ensure_built(x)
         return self.backend.call(x, training=training)
@@ -580,6 +584,23 @@ class Sequential:
         package: ``pip install npnet[onnx]``). Keras's default, ``'tf_saved_model'``, needs
         TensorFlow, so npnet's default is ONNX."""
         saving.export(self, filepath, format=format, verbose=verbose)
+
+
+#: Keras's hooks for a model's own training logic, which npnet's loops never call.
+_KERAS_STEP_HOOKS = ("train_step", "test_step", "predict_step", "compute_loss", "compute_metrics")
+
+
+def _refuse_custom_steps(cls):
+    """Refuse a model class that overrides Keras's ``train_step`` (and kin): fit would
+    silently train the usual way, ignoring it."""
+    overridden = [hook for hook in _KERAS_STEP_HOOKS if getattr(cls, hook, None) is not None]
+    if overridden:
+        raise NotImplementedError(
+            f"Model class {cls.__name__} overrides {', '.join(overridden)}, which npnet never calls: "
+            "npnet cannot run a custom train_step (it has no GradientTape; gradients come from each "
+            "layer's backward). Instead: a custom loss as an npnet.losses.Loss subclass with value "
+            "and gradient, a layer with forward and backward, a Callback for work between batches "
+            "or epochs, or your own loop calling model.train_on_batch(x, y)")
 
 
 class Model(Sequential):

@@ -325,3 +325,16 @@ def check_hyperparameter(name, value, dtype=None, positive=False):
         raise ValueError(f"{name} must be {what}; received {value!r}"
                          + (f" (0 in {dtype})" if value > 0 else ""))
     return float(value)
+
+
+#: Keras optimizers npnet lacks.
+_KERAS_NAMES = dict.fromkeys(
+    ("AdamW", "Adamax", "Nadam", "Adagrad", "Adadelta", "Adafactor", "Ftrl", "Lion", "Lamb", "Muon",
+     "LossScaleOptimizer"),
+    "not available in npnet. Its optimizers are Adam, SGD (with momentum and nesterov) and RMSprop "
+    "(as strings: 'adam', 'sgd', 'rmsprop'); the nearest to AdamW's weight decay is an L2 penalty "
+    "in the loss, Dense(..., kernel_regularizer='l2')")
+
+
+def __getattr__(name):
+    raise utils.missing_name(__name__, name, _KERAS_NAMES)

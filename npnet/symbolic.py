@@ -5,20 +5,30 @@ the batch. Calling a layer on it (``y = Dense(10)(x)``) builds the layer for tha
 returns a new symbolic tensor that remembers the layer and its input. ``npnet.Model(x, y)``
 walks back from ``y`` to ``x``; when every step is one layer applied to the previous tensor
 (a chain), the model is that stack of layers. Graphs that branch or merge are refused.
+A model called on a symbolic tensor adds its layers to the chain (a model used as a layer).
 """
 
+from . import config
 from .utils import format_shape
+
+#: Why ``a + b`` and merges of symbolic tensors are refused.
+_CHAINS_ONLY = ("npnet's functional models are chains: each layer is applied to the previous "
+                "layer's output, with one input and one output, so tensors cannot be added, "
+                "multiplied or merged (no branches, no Add/concatenate). Write the model as one "
+                "chain of layers, or as npnet.Sequential([...])")
 
 
 class SymbolicTensor:
     """A placeholder for data of ``shape`` (batch first, ``None``), produced by ``layer``
     from ``source`` (both None for an :func:`Input`)."""
 
-    def __init__(self, shape, layer=None, source=None, name=None):
+    def __init__(self, shape, layer=None, source=None, name=None, dtype=None):
         self.shape = tuple(shape)
         self.layer = layer
         self.source = source
         self.name = name
+        #: ``'float32'`` or ``'float64'``, as Keras's ``KerasTensor.dtype``.
+        self.dtype = dtype or config.floatx()
 
     @property
     def ndim(self):
@@ -27,6 +37,12 @@ class SymbolicTensor:
     def __repr__(self):
         made_by = f", made by {self.layer.name!r}" if self.layer is not None else ""
         return f"<npnet.SymbolicTensor shape={format_shape(self.shape)}{made_by}>"
+
+    def _refuse_arithmetic(self, *other):
+        raise TypeError(f"Cannot compute with {self!r}: {_CHAINS_ONLY}")
+
+    __add__ = __radd__ = __sub__ = __rsub__ = __mul__ = __rmul__ = _refuse_arithmetic
+    __truediv__ = __rtruediv__ = __matmul__ = __rmatmul__ = __pow__ = __neg__ = _refuse_arithmetic
 
     def __array__(self, *args, **kwargs):
         raise TypeError("This is a symbolic tensor (npnet.Input or a layer applied to one): it "
@@ -48,16 +64,30 @@ def Input(shape=None, batch_size=None, name=None, dtype=None, batch_shape=None):
     if not dims or any(d <= 0 for d in dims):
         raise ValueError(f"Input shape must be a tuple of positive integers, e.g. (28, 28); "
                          f"received {shape!r}")
-    if dtype is not None and str(dtype) not in ("float32", "float64"):
+    dtype_name = None if dtype is None else getattr(dtype, "name", None) or getattr(dtype, "__name__", str(dtype))
+    if dtype is not None and dtype_name not in ("float32", "float64"):
         raise ValueError(f"Input dtype must be float32 or float64; received {dtype!r}")
-    return SymbolicTensor((batch_size,) + dims, name=name)
+    return SymbolicTensor((batch_size,) + dims, name=name, dtype=dtype_name)
 
 
 def apply_layer(layer, tensor):
     """``layer(tensor)`` on a symbolic tensor: build the layer, return its symbolic output."""
     if not layer.built:
         layer.build(tensor.shape)
-    return SymbolicTensor(layer.compute_output_shape(tensor.shape), layer=layer, source=tensor)
+    return SymbolicTensor(layer.compute_output_shape(tensor.shape), layer=layer, source=tensor,
+                          dtype=tensor.dtype)
+
+
+def apply_model(model, tensor):
+    """``model(tensor)`` on a symbolic tensor: apply its layers one after another, so the
+    model's layers (the same objects, sharing weights) join the chain being built."""
+    expected = model.input_shape
+    if expected is not None and tuple(expected[1:]) != tuple(tensor.shape[1:]):
+        raise ValueError(f"Model {model.name!r} takes inputs of shape {format_shape(expected)}; "
+                         f"it was called on {tensor!r}")
+    for layer in model.layers:
+        tensor = apply_layer(layer, tensor)
+    return tensor
 
 
 def chain(inputs, outputs):

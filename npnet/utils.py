@@ -293,6 +293,32 @@ def get_file(fname=None, origin=None, **kwargs):
         "and load the arrays with NumPy; Fashion-MNIST is npnet.datasets.fashion_mnist.load_data()")
 
 
+def missing_name(module, name, keras_names):
+    """The AttributeError for ``module.name``: with what to write instead when ``name`` is a
+    Keras name npnet lacks (``keras_names``: ``{name: advice}``), the plain one otherwise
+    (so ``hasattr`` stays False and a typo reads as usual)."""
+    if name in keras_names:
+        return AttributeError(f"module {module!r} has no attribute {name!r}: {keras_names[name]}")
+    return AttributeError(f"module {module!r} has no attribute {name!r}")
+
+
+#: keras.utils names npnet lacks, with what to write instead.
+_KERAS_NAMES = dict.fromkeys(
+    ("plot_model", "model_to_dot"),
+    "npnet does not draw model graphs (Keras needs pydot and graphviz for it): model.summary() "
+    "prints the layers, their output shapes and parameter counts; npnet's models are chains")
+_KERAS_NAMES.update(dict.fromkeys(
+    ("image_dataset_from_directory", "text_dataset_from_directory", "audio_dataset_from_directory",
+     "timeseries_dataset_from_array", "load_img", "img_to_array", "array_to_img", "pad_sequences",
+     "split_dataset", "normalize"),
+    "npnet has no data loading or preprocessing helpers beyond to_categorical: build NumPy arrays "
+    "yourself (e.g. with Pillow or pandas) and pass them, or an npnet.utils.PyDataset of batches"))
+
+
+def __getattr__(name):
+    raise missing_name(__name__, name, _KERAS_NAMES)
+
+
 # keras.utils.PyDataset (and its older name keras.utils.Sequence): batches fit/evaluate read.
 from .data import PyDataset  # noqa: E402
 Sequence = PyDataset

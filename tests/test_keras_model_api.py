@@ -529,3 +529,33 @@ def test_steps_per_epoch_keeps_a_pass_s_shuffle_until_its_data_is_used():
     assert [call[1:] for call in calls] == [(0, 3), (3, 2), (0, 3), (3, 2)]
     assert calls[0][0] == calls[1][0] != calls[2][0] == calls[3][0]
     assert sorted(calls[0][0]) == list(range(N))
+
+def test_input_dtype_is_the_float_type_as_in_keras():
+    assert npnet.Input(shape=(3,)).dtype == keras.Input(shape=(3,)).dtype == "float32"
+    assert npnet.Input(shape=(3,), dtype="float64").dtype == keras.Input(shape=(3,), dtype="float64").dtype
+    assert layers.Dense(2)(npnet.Input(shape=(3,), dtype=np.float64)).dtype == "float64"
+
+
+def test_a_model_called_on_an_input_joins_the_chain_like_a_keras_model():
+    inner = npnet.Sequential([layers.Dense(5, activation="relu"), layers.Dense(K)])
+    inputs = npnet.Input(shape=(D,))
+    ours = npnet.Model(inputs, layers.Softmax()(inner(inputs)))
+    k_inner = keras.Sequential([keras.layers.Dense(5, activation="relu"), keras.layers.Dense(K)])
+    k_inputs = keras.Input(shape=(D,))
+    theirs = keras.Model(k_inputs, keras.layers.Softmax()(k_inner(k_inputs)))
+    theirs.set_weights(ours.get_weights())
+    assert ours.layers[:2] == inner.layers  # the same layers: training either trains both
+    x, _ = data()
+    np.testing.assert_allclose(ours.predict(x, verbose=0), theirs.predict(x, verbose=0), rtol=1e-5, atol=1e-6)
+    with pytest.raises(ValueError, match=r"takes inputs of shape \(None, 6\); it was called on .*\(None, 4\)"):
+        inner(npnet.Input(shape=(4,)))
+
+
+def test_adding_or_merging_symbolic_tensors_says_models_are_chains():
+    a = npnet.Input(shape=(D,))
+    b = layers.Dense(D)(a)
+    for combine in (lambda: a + b, lambda: b * 2, lambda: 1 - a):
+        with pytest.raises(TypeError, match="functional models are chains.*no Add/concatenate"):
+            combine()
+    with pytest.raises(AttributeError, match="no merge layers or branches"):
+        layers.concatenate([a, b])

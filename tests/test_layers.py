@@ -365,3 +365,76 @@ def test_initializers_round_trip_through_json_and_npnet_files(tmp_path, kernel, 
 def test_default_layer_names_are_unique():
     names = [Dense(2).name for _ in range(3)]
     assert len(set(names)) == 3 and all(n.startswith("dense") for n in names)
+
+
+# ----------------------------------------------------------------------------- layers of your own
+
+
+class KerasStyle(npnet.layers.Layer):
+    """A layer written for Keras: call() only."""
+
+    def call(self, x):
+        return 2 * x
+
+
+class Linear(npnet.layers.Layer):
+    """The Keras guide's Linear layer, with call() rewritten as forward and backward and its
+    build() left as Keras code writes it: add_weight, no super().build()."""
+
+    def __init__(self, units=3, **kwargs):
+        super().__init__(**kwargs)
+        self.units = units
+
+    def build(self, input_shape):
+        self.w = self.add_weight(shape=(input_shape[-1], self.units), initializer="he_normal", name="w")
+        self.b = self.add_weight(shape=(self.units,), initializer="zeros", regularizer="l2")
+
+    def forward(self, x, training=False):
+        return x @ self.w + self.b, x
+
+    def backward(self, dL_dy, x, need_input_grad=True):
+        dL_dx = dL_dy @ self.w.T if need_input_grad else None
+        return dL_dx, {"w": x.T @ dL_dy, "variable_1": dL_dy.sum(axis=0)}
+
+
+def test_a_layer_defining_only_keras_call_is_refused_when_created_naming_forward_and_backward():
+    with pytest.raises(NotImplementedError, match=r"KerasStyle defines call\(\).*forward\(self, x.*"
+                                                  r"backward\(self, dL_dy.*FunctionLayer"):
+        KerasStyle()
+
+
+def test_a_layer_without_backward_says_what_fit_needs():
+    class ForwardOnly(npnet.layers.Layer):
+        def forward(self, x, training=False):
+            return x, None
+
+    model = npnet.Sequential([Dense(2, input_shape=(3,)), ForwardOnly()])
+    model.compile(optimizer="sgd", loss="mse", backend="numpy")
+    with pytest.raises(NotImplementedError, match=r"ForwardOnly defines no backward\(self, dL_dy"):
+        model.fit(np.ones((4, 3)), np.ones((4, 2)), verbose=0)
+
+
+def test_add_weight_creates_trained_regularized_parameters_with_keras_names():
+    layer = Linear(3)
+    model = npnet.Sequential([npnet.Input(shape=(5,)), layer, Dense(2)])
+    assert layer.built and list(layer.params) == ["w", "variable_1"]  # Keras's default name
+    assert layer.w is layer.params["w"] and layer.params["w"].shape == (5, 3)
+    assert model.layers[-1].kernel.shape == (3, 2)  # the output shape found without compute_output_shape
+    assert layer.weight_regularizers().keys() == {"variable_1"} and len(layer.losses) == 1
+    model.compile(optimizer="adam", loss="mse", backend="numpy")
+    before = layer.get_weights()
+    x = np.random.default_rng(0).random((16, 5))
+    model.fit(x, x[:, :2], epochs=2, verbose=0)
+    assert not np.allclose(before[0], layer.w)
+    assert npnet.gradcheck(model, x[:4], x[:4, :2]).passed
+
+
+def test_add_weight_refuses_what_npnet_cannot_train_by_name():
+    layer = Linear(3)
+    with pytest.raises(NotImplementedError, match=r"trainable=False.*layer\.trainable = False"):
+        layer.add_weight(shape=(2,), trainable=False)
+    with pytest.raises(ValueError, match=r"keyword argument.*add_weight\(shape=\.\.\., name='kernel'\)"):
+        layer.add_weight("kernel", (2,))
+    layer.add_weight(shape=(2,), name="k")
+    with pytest.raises(ValueError, match="already has a weight named 'k'"):
+        layer.add_weight(shape=(2,), name="k")

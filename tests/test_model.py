@@ -482,3 +482,21 @@ def test_flatten_dense_model_called_like_keras():
     model = npnet.Sequential([Flatten(input_shape=(2, 2)), Dense(3, activation="softmax")])
     out = model(np.ones((4, 2, 2)))
     assert out.shape == (4, 3) and out.dtype == np.float32
+
+
+def test_a_model_class_overriding_train_step_is_refused_instead_of_ignored():
+    class CustomModel(npnet.Model):
+        def train_step(self, data):
+            raise AssertionError("npnet never calls it")
+
+    class CustomEvaluation(npnet.Sequential):
+        def test_step(self, data):
+            return {}
+
+    inputs = npnet.Input(shape=(3,))
+    outputs = npnet.layers.Dense(2)(inputs)
+    with pytest.raises(NotImplementedError, match=r"CustomModel overrides train_step.*cannot run a custom "
+                                                  r"train_step.*GradientTape.*losses\.Loss subclass.*train_on_batch"):
+        CustomModel(inputs, outputs)
+    with pytest.raises(NotImplementedError, match="CustomEvaluation overrides test_step"):
+        CustomEvaluation([npnet.layers.Dense(2)])

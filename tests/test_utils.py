@@ -114,3 +114,36 @@ def test_other_keras_datasets_and_tf_data_point_to_what_npnet_has():
         npnet.data.Dataset.from_tensor_slices
     with pytest.raises(AttributeError, match="no attribute 'nothing'"):
         npnet.datasets.nothing
+
+
+@pytest.mark.parametrize("module, name, advice", [
+    ("layers", "Conv2D", r"chains of Dense-type layers: it has Flatten, Dense.*Normalization"),
+    ("layers", "LSTM", r"chains of Dense-type layers"),
+    ("layers", "concatenate", r"chains .*no merge layers or branches"),
+    ("layers", "Add", r"no merge layers"),
+    ("layers", "Lambda", r"FunctionLayer\(forward, backward\)"),
+    ("layers", "ActivityRegularization", r"kernel_regularizer='l2'"),
+    ("callbacks", "TensorBoard", r"not available.*CSVLogger.*History"),
+    ("metrics", "RootMeanSquaredError", r"not available.*MeanSquaredError.*Metric subclass"),
+    ("optimizers", "AdamW", r"not available.*Adam, SGD .*RMSprop"),
+    ("optimizers", "Nadam", r"Adam, SGD"),
+    ("utils", "plot_model", r"model\.summary\(\)"),
+    ("backend", "image_data_format", r"no image layers"),
+])
+def test_keras_names_npnet_lacks_say_what_it_has_instead(module, name, advice):
+    import npnet
+    namespace = getattr(npnet, module)
+    with pytest.raises(AttributeError, match=f"has no attribute '{name}': .*{advice}"):
+        getattr(namespace, name)
+    assert not hasattr(namespace, name)
+    with pytest.raises(AttributeError, match="no attribute 'not_a_keras_name'$"):
+        namespace.not_a_keras_name
+
+
+def test_keras_layer_and_clear_session_names_exist_as_in_keras():
+    import npnet
+    assert npnet.Layer is npnet.layers.Layer
+    npnet.layers.Dense(2), npnet.Sequential()
+    npnet.backend.clear_session()  # Keras's restarts the names; models built before keep working
+    assert (npnet.layers.Dense(2).name, npnet.Sequential().name) == ("dense", "sequential")
+    assert npnet.backend.floatx() == npnet.config.floatx()
