@@ -287,3 +287,13 @@ def test_onnx_export_predicts_as_npnet(tmp_path):
     assert max_difference(session.run(None, {"inputs": x})[0], model.predict(x, verbose=0)) < TOLERANCE
     with pytest.raises(ValueError, match="format='onnx' only"):
         model.export(tmp_path / "m.pb", format="tf_saved_model")
+
+
+def test_export_creates_a_missing_folder_as_keras_does(tmp_path):
+    pytest.importorskip("onnx")
+    model = npnet_model()
+    theirs = keras_model()
+    theirs.export(str(tmp_path / "keras" / "my_model"), verbose=False)  # Keras makes the folder
+    assert os.path.isdir(tmp_path / "keras" / "my_model")
+    model.export(tmp_path / "nodir" / "my_model", format="onnx")
+    assert os.listdir(tmp_path / "nodir") == ["my_model"]  # no temporary file left beside it
