@@ -112,6 +112,19 @@ def test_a_keras_functional_chain_opens_in_npnet(tmp_path):
     assert max_difference(loaded.predict(x, verbose=0), model.predict(x, verbose=0)) < TOLERANCE
 
 
+def test_a_keras_file_compiled_without_an_optimizer_opens_with_a_warning(tmp_path):
+    # Keras writes compile_config["optimizer"] = null after compile(optimizer=None); Keras 3.15
+    # itself fails to load such a file once the model is built. npnet keeps loss and metrics.
+    theirs = keras_model()
+    theirs.compile(optimizer=None, loss="sparse_categorical_crossentropy", metrics=["accuracy"])
+    theirs.save(tmp_path / "no_optimizer.keras")
+    with pytest.warns(UserWarning, match="names no optimizer"):
+        ours = npnet.models.load_model(tmp_path / "no_optimizer.keras")
+    x, y = data()
+    assert type(ours.optimizer).__name__ == "RMSprop"
+    np.testing.assert_allclose(ours.evaluate(x, y, verbose=0), theirs.evaluate(x, y, verbose=0), rtol=1e-5)
+
+
 def test_a_keras_model_with_two_branches_is_refused_by_name(tmp_path):
     inputs = keras.Input((4,))
     merged = keras.layers.Add()([keras.layers.Dense(3)(inputs), keras.layers.Dense(3)(inputs)])
