@@ -210,10 +210,21 @@ class Sequential:
         self.require_built("count_params")
         return sum(layer.count_params() for layer in self.layers)
 
-    def summary(self, print_fn=None):
-        """Print a Keras-like table of layers, output shapes and parameter counts."""
-        self.require_built("summary")
-        (print_fn or print)(summary_module.summary_text(self))
+    def summary(self, line_length=None, positions=None, print_fn=None, expand_nested=False,
+                show_trainable=False, layer_range=None):
+        """Print a Keras-like table of layers, output shapes and parameter counts.
+
+        Keras's arguments: ``line_length`` (the table's width), ``positions`` (the columns'
+        right edges, as fractions of the line or in characters), ``show_trainable`` (a
+        Trainable column: Y, N, or - for a layer without weights), ``layer_range`` (the first
+        and last layer names to show). ``expand_nested`` changes nothing: a nested model's
+        layers are already the model's own in npnet. Before the model is built the shapes
+        are ``?`` and the counts ``0 (unbuilt)``, as in Keras.
+        """
+        del expand_nested  # accepted for Keras code; npnet's layers are never nested
+        text = summary_module.summary_text(self, line_length=line_length, positions=positions,
+                                           show_trainable=show_trainable, layer_range=layer_range)
+        (print_fn or print)(text)
 
     # -- compile --------------------------------------------------------------------------
 

@@ -97,6 +97,40 @@ def test_get_layer_pop_and_trainable_like_keras():
     assert len(ours.layers) == len(theirs.layers) == 1 and popped.units == popped_keras.units == K
 
 
+def summary_twins(built=True):
+    """npnet and Keras models with the same names (flatten, hidden, out), the hidden frozen."""
+    first = [npnet.Input(shape=(2, 3))] if built else []
+    ours = npnet.Sequential(first + [layers.Flatten(name="flatten"), layers.Dense(5, name="hidden"),
+                                     layers.Dense(K, name="out")], name="twins")
+    first = [keras.Input(shape=(2, 3))] if built else []
+    theirs = keras.Sequential(first + [keras.layers.Flatten(name="flatten"), keras.layers.Dense(5, name="hidden"),
+                                       keras.layers.Dense(K, name="out")], name="twins")
+    ours.layers[1].trainable = theirs.layers[1].trainable = False
+    return ours, theirs
+
+
+def summary_lines(model, **kwargs):
+    captured = []
+    model.summary(print_fn=captured.append, **kwargs)
+    return [line for line in "".join(captured).splitlines() if not line.startswith(" Backend:")]
+
+
+@pytest.mark.parametrize("kwargs", [
+    {"line_length": 80}, {"line_length": 50}, {"positions": [0.5, 0.8, 1.0]},
+    {"show_trainable": True, "line_length": 80}, {"show_trainable": True, "line_length": 64},
+    {"layer_range": ["hidden", "out"]}, {"layer_range": ["out", "flat"]}, {"expand_nested": True},
+], ids=["line-80", "line-50", "positions", "trainable-80", "trainable-64", "range", "range-reversed", "nested"])
+def test_summary_arguments_draw_the_table_keras_draws(kwargs):
+    ours, theirs = summary_twins()
+    assert summary_lines(ours, **kwargs) == summary_lines(theirs, **kwargs)
+
+
+@pytest.mark.parametrize("kwargs", [{}, {"show_trainable": True, "line_length": 76}])
+def test_summary_of_an_unbuilt_model_shows_question_marks_as_keras_does(kwargs):
+    ours, theirs = summary_twins(built=False)
+    assert summary_lines(ours, **kwargs) == summary_lines(theirs, **kwargs)
+
+
 def test_a_frozen_layer_does_not_train_and_the_others_do():
     ours, _ = pair()
     ours.layers[0].trainable = False
