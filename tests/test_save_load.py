@@ -343,3 +343,13 @@ def test_load_model_still_reads_an_npnet_file_under_another_name(trained, tmp_pa
     path = saved_file(model, tmp_path)
     os.rename(path, tmp_path / "old_model")
     np.testing.assert_array_equal(npnet.models.load_model(tmp_path / "old_model").predict(x), model.predict(x))
+
+
+def test_models_save_model_is_keras_function_form_of_save(trained, tmp_path):
+    model, x, _ = trained
+    npnet.models.save_model(model, tmp_path / "m.keras")
+    np.testing.assert_array_equal(npnet.models.load_model(tmp_path / "m.keras").predict(x), model.predict(x))
+    with pytest.raises(FileExistsError, match="overwrite=False"):
+        npnet.models.save_model(model, tmp_path / "m.keras", overwrite=False)
+    with pytest.raises(ValueError, match="Invalid filepath extension"):
+        npnet.models.save_model(model, tmp_path / "m")
