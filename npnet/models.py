@@ -6,6 +6,9 @@ The model keeps its layers and its compile settings. Checking inputs lives in
 trainer made by :func:`npnet.backends.create`.
 """
 
+import copy
+import os
+
 import numpy as np
 
 from . import backends, callbacks as callbacks_module, layers as layers_module
@@ -211,10 +214,21 @@ class Sequential:
         self.require_built("count_params")
         return sum(layer.count_params() for layer in self.layers)
 
-    def summary(self, print_fn=None):
-        """Print a Keras-like table of layers, output shapes and parameter counts."""
-        self.require_built("summary")
-        (print_fn or print)(summary_module.summary_text(self))
+    def summary(self, line_length=None, positions=None, print_fn=None, expand_nested=False,
+                show_trainable=False, layer_range=None):
+        """Print a Keras-like table of layers, output shapes and parameter counts.
+
+        Keras's arguments: ``line_length`` (the table's width), ``positions`` (the columns'
+        right edges, as fractions of the line or in characters), ``show_trainable`` (a
+        Trainable column: Y, N, or - for a layer without weights), ``layer_range`` (the first
+        and last layer names to show). ``expand_nested`` changes nothing: a nested model's
+        layers are already the model's own in npnet. Before the model is built the shapes
+        are ``?`` and the counts ``0 (unbuilt)``, as in Keras.
+        """
+        del expand_nested  # accepted for Keras code; npnet's layers are never nested
+        text = summary_module.summary_text(self, line_length=line_length, positions=positions,
+                                           show_trainable=show_trainable, layer_range=layer_range)
+        (print_fn or print)(text)
 
     # -- compile --------------------------------------------------------------------------
 
@@ -639,3 +653,51 @@ def load_model(path, backend=None):
     """Load a model from a ``.keras``, legacy ``.h5`` or ``.npnet`` file (see
     :func:`npnet.saving.load_model`)."""
     return saving.load_model(path, backend=backend)
+
+
+def save_model(model, filepath, overwrite=True, include_optimizer=True):
+    """Keras's function form of ``model.save(filepath)`` (see :func:`npnet.saving.save_model`).
+    ``overwrite=False`` refuses an existing file, where Keras would ask on the terminal."""
+    if not overwrite and os.path.exists(filepath):
+        raise FileExistsError(f"{os.fspath(filepath)!r} exists and overwrite=False")
+    saving.save_model(model, filepath, include_optimizer=include_optimizer)
+
+
+def clone_model(model, input_tensors=None, clone_function=None, **kwargs):
+    """A new model with ``model``'s architecture and freshly initialized weights, as Keras's
+    ``clone_model``: the same config and names, new layer objects (nothing shared). A
+    compiled model's clone is compiled too, as Keras 3 does, with a fresh optimizer of the
+    same settings and the same loss and metrics. Keras's ``input_tensors``,
+    ``clone_function`` and ``call_function`` rewrite graphs npnet does not have: refused."""
+    if input_tensors is not None or clone_function is not None or kwargs:
+        given = ["input_tensors"] * (input_tensors is not None) + ["clone_function"] * (clone_function is not None)
+        raise NotImplementedError(f"npnet's clone_model takes the model only; received {given + sorted(kwargs)}: "
+                                  "build the new model with npnet.Sequential instead")
+    if not isinstance(model, Sequential):
+        raise TypeError(f"clone_model expects an npnet model; received {type(model).__name__}")
+    clone = Sequential.from_config(model.get_config())
+    if isinstance(model, Model) and clone.built:
+        clone = _as_functional(clone)
+    if model.compiled:
+        _compile_like(clone, model)
+    return clone
+
+
+def _as_functional(sequential):
+    """The same layers as an ``npnet.Model``, so a functional model's clone is functional."""
+    inputs = symbolic.Input(shape=sequential.input_shape[1:])
+    outputs = inputs
+    for layer in sequential.layers:
+        outputs = layer(outputs)
+    return Model(inputs, outputs, name=sequential.name)
+
+
+def _compile_like(clone, model):
+    """Compile ``clone`` as ``model`` was compiled, sharing no state with it."""
+    optimizer = model.optimizer
+    metrics = [copy.deepcopy(metric) for metric in model.metrics]
+    for metric in metrics:
+        metric.reset_state()
+    clone.compile(optimizer=optimizers_module.deserialize(type(optimizer).__name__, optimizer.get_config()),
+                  loss=copy.deepcopy(model.loss), metrics=metrics, backend=model._requested_backend,
+                  steps_per_execution=model.steps_per_execution)

@@ -93,9 +93,13 @@ def atomic_write(path, mode="wb"):
       temporary file. Each save therefore first removes the temporary files of the *same
       destination* whose writer process (the pid in the name) no longer exists on this
       machine. Files of live processes, and files it cannot remove, are left alone.
+    * **Missing folder.** Not created: a ``FileNotFoundError`` names the folder (rather than
+      the hidden temporary name the operating system would report). Callers that create
+      folders, as Keras's ``.h5`` writer and ``export`` do, call :func:`make_parent_folder`.
     """
     target = _resolve_destination(os.fspath(path))
     directory, name = os.path.split(target)
+    _require_folder(os.fspath(path), directory)
     _remove_stale_temporaries(directory, name)
     temporary = os.path.join(directory, f".{name}.{os.getpid()}.{uuid.uuid4().hex[:8]}{_TEMP_SUFFIX}")
     try:
@@ -112,6 +116,24 @@ def atomic_write(path, mode="wb"):
         with contextlib.suppress(FileNotFoundError):
             os.unlink(temporary)
         raise
+
+
+def make_parent_folder(path):
+    """Create the folders above ``path`` that do not exist yet (``os.makedirs``)."""
+    parent = os.path.dirname(os.fspath(path))
+    if parent:
+        os.makedirs(parent, exist_ok=True)
+
+
+def _require_folder(path, directory):
+    """Raise, naming the folder, unless ``directory`` (where ``path`` goes) is one."""
+    if os.path.isdir(directory):
+        return
+    folder = os.path.dirname(path) or "."
+    if os.path.exists(directory):
+        raise NotADirectoryError(errno.ENOTDIR, f"cannot write {path!r}: {folder!r} is not a folder")
+    raise FileNotFoundError(errno.ENOENT, f"cannot write {path!r}: the folder {folder!r} does not "
+                            "exist; create it first (os.makedirs)")
 
 
 def _resolve_destination(path):

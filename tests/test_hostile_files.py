@@ -299,6 +299,24 @@ def test_contents_npnet_cannot_honour_are_refused_by_name(tmp_path, good, change
     refused(edited_keras(tmp_path, "bad.keras", change), match)
 
 
+def test_a_null_optimizer_loads_with_the_default_one_and_a_warning(tmp_path, good):
+    # Keras writes "optimizer": null after compile(optimizer=None); the Adam moments stored
+    # beside it belong to no optimizer the file names, so they are not read.
+    path = edited_keras(tmp_path, "null_optimizer.keras", lambda c: c["compile_config"].update(optimizer=None))
+    with pytest.warns(UserWarning, match="names no optimizer.*RMSprop"):
+        model = npnet.models.load_model(path)
+    assert type(model.optimizer).__name__ == "RMSprop" and model.optimizer.iterations == 0
+    assert model.metrics_names == good.metrics_names
+    for mine, loaded in zip(good.get_weights(), model.get_weights()):
+        np.testing.assert_array_equal(mine, loaded)
+
+
+@pytest.mark.parametrize("value", [42, True, ["adam"], {"config": {}}], ids=["number", "bool", "list", "no-class"])
+def test_an_optimizer_entry_of_another_type_is_still_refused(tmp_path, good, value):
+    path = edited_keras(tmp_path, "odd_optimizer.keras", lambda c: c["compile_config"].update(optimizer=value))
+    refused(path, "optimizer")
+
+
 def test_a_weights_only_file_given_to_load_model_says_what_to_do(tmp_path, good):
     with pytest.raises(ValueError, match="load_weights"):
         npnet.models.load_model(tmp_path / "good.weights.h5")

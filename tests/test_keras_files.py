@@ -112,6 +112,19 @@ def test_a_keras_functional_chain_opens_in_npnet(tmp_path):
     assert max_difference(loaded.predict(x, verbose=0), model.predict(x, verbose=0)) < TOLERANCE
 
 
+def test_a_keras_file_compiled_without_an_optimizer_opens_with_a_warning(tmp_path):
+    # Keras writes compile_config["optimizer"] = null after compile(optimizer=None); Keras 3.15
+    # itself fails to load such a file once the model is built. npnet keeps loss and metrics.
+    theirs = keras_model()
+    theirs.compile(optimizer=None, loss="sparse_categorical_crossentropy", metrics=["accuracy"])
+    theirs.save(tmp_path / "no_optimizer.keras")
+    with pytest.warns(UserWarning, match="names no optimizer"):
+        ours = npnet.models.load_model(tmp_path / "no_optimizer.keras")
+    x, y = data()
+    assert type(ours.optimizer).__name__ == "RMSprop"
+    np.testing.assert_allclose(ours.evaluate(x, y, verbose=0), theirs.evaluate(x, y, verbose=0), rtol=1e-5)
+
+
 def test_a_keras_model_with_two_branches_is_refused_by_name(tmp_path):
     inputs = keras.Input((4,))
     merged = keras.layers.Add()([keras.layers.Dense(3)(inputs), keras.layers.Dense(3)(inputs)])
@@ -287,3 +300,13 @@ def test_onnx_export_predicts_as_npnet(tmp_path):
     assert max_difference(session.run(None, {"inputs": x})[0], model.predict(x, verbose=0)) < TOLERANCE
     with pytest.raises(ValueError, match="format='onnx' only"):
         model.export(tmp_path / "m.pb", format="tf_saved_model")
+
+
+def test_export_creates_a_missing_folder_as_keras_does(tmp_path):
+    pytest.importorskip("onnx")
+    model = npnet_model()
+    theirs = keras_model()
+    theirs.export(str(tmp_path / "keras" / "my_model"), verbose=False)  # Keras makes the folder
+    assert os.path.isdir(tmp_path / "keras" / "my_model")
+    model.export(tmp_path / "nodir" / "my_model", format="onnx")
+    assert os.listdir(tmp_path / "nodir") == ["my_model"]  # no temporary file left beside it

@@ -97,6 +97,82 @@ def test_get_layer_pop_and_trainable_like_keras():
     assert len(ours.layers) == len(theirs.layers) == 1 and popped.units == popped_keras.units == K
 
 
+def summary_twins(built=True):
+    """npnet and Keras models with the same names (flatten, hidden, out), the hidden frozen."""
+    first = [npnet.Input(shape=(2, 3))] if built else []
+    ours = npnet.Sequential(first + [layers.Flatten(name="flatten"), layers.Dense(5, name="hidden"),
+                                     layers.Dense(K, name="out")], name="twins")
+    first = [keras.Input(shape=(2, 3))] if built else []
+    theirs = keras.Sequential(first + [keras.layers.Flatten(name="flatten"), keras.layers.Dense(5, name="hidden"),
+                                       keras.layers.Dense(K, name="out")], name="twins")
+    ours.layers[1].trainable = theirs.layers[1].trainable = False
+    return ours, theirs
+
+
+def summary_lines(model, **kwargs):
+    captured = []
+    model.summary(print_fn=captured.append, **kwargs)
+    return [line for line in "".join(captured).splitlines() if not line.startswith(" Backend:")]
+
+
+@pytest.mark.parametrize("kwargs", [
+    {"line_length": 80}, {"line_length": 50}, {"positions": [0.5, 0.8, 1.0]},
+    {"show_trainable": True, "line_length": 80}, {"show_trainable": True, "line_length": 64},
+    {"layer_range": ["hidden", "out"]}, {"layer_range": ["out", "flat"]}, {"expand_nested": True},
+], ids=["line-80", "line-50", "positions", "trainable-80", "trainable-64", "range", "range-reversed", "nested"])
+def test_summary_arguments_draw_the_table_keras_draws(kwargs):
+    ours, theirs = summary_twins()
+    assert summary_lines(ours, **kwargs) == summary_lines(theirs, **kwargs)
+
+
+@pytest.mark.parametrize("kwargs", [{}, {"show_trainable": True, "line_length": 76}])
+def test_summary_of_an_unbuilt_model_shows_question_marks_as_keras_does(kwargs):
+    ours, theirs = summary_twins(built=False)
+    assert summary_lines(ours, **kwargs) == summary_lines(theirs, **kwargs)
+
+
+def layer_configs(model):
+    return [layer.get_config() for layer in model.layers if type(layer).__name__ != "InputLayer"]
+
+
+@pytest.mark.parametrize("functional", [False, True], ids=["sequential", "functional"])
+def test_clone_model_has_the_same_config_and_fresh_weights_like_keras(functional):
+    ours, theirs = pair()
+    if functional:
+        inputs = npnet.Input(shape=(D,))
+        ours = npnet.Model(inputs, layers.Dense(K, name="out")(layers.Dense(5, name="hidden")(inputs)), name="f")
+        inputs = keras.Input(shape=(D,))
+        theirs = keras.Model(inputs, keras.layers.Dense(K, name="out")(keras.layers.Dense(5, name="hidden")(inputs)),
+                             name="f")
+    ours.layers[-2].trainable = theirs.layers[-2].trainable = False  # the hidden Dense
+    for model, module in ((ours, npnet), (theirs, keras)):
+        model.compile(optimizer=module.optimizers.Adam(0.01), loss="sparse_categorical_crossentropy",
+                      metrics=["accuracy"])
+        clone = module.models.clone_model(model)
+        assert type(clone) is type(model) and clone.name == model.name
+        assert layer_configs(clone) == layer_configs(model)
+        assert functional or clone.get_config() == model.get_config()  # Keras renames a graph's inputs
+        assert not any(a is b for a, b in zip(clone.layers, model.layers))
+        assert [layer.trainable for layer in clone.layers] == [layer.trainable for layer in model.layers]
+        kernels = [(np.asarray(a), np.asarray(b)) for a, b in zip(clone.get_weights(), model.get_weights())
+                   if np.ndim(a) == 2]
+        assert kernels and not any(np.array_equal(a, b) for a, b in kernels)  # freshly drawn
+        # Keras 3 compiles the clone of a compiled model, with an optimizer of its own.
+        assert clone.compiled and clone.optimizer is not model.optimizer
+        assert float(np.asarray(clone.optimizer.learning_rate)) == pytest.approx(0.01)
+    x, y = data()
+    before = ours.get_weights()
+    npnet.models.clone_model(ours).fit(x, y, verbose=0)
+    assert all(np.array_equal(a, b) for a, b in zip(before, ours.get_weights()))  # nothing shared
+
+
+def test_clone_model_of_an_uncompiled_model_is_uncompiled_and_refuses_graph_rewrites():
+    ours, theirs = pair()
+    assert not npnet.models.clone_model(ours).compiled and not keras.models.clone_model(theirs).compiled
+    with pytest.raises(NotImplementedError, match="clone_function"):
+        npnet.models.clone_model(ours, clone_function=lambda layer: layer)
+
+
 def test_a_frozen_layer_does_not_train_and_the_others_do():
     ours, _ = pair()
     ours.layers[0].trainable = False

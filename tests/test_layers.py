@@ -209,9 +209,59 @@ def test_summary_accepts_print_fn_and_count_params():
     assert [layer.count_params() for layer in model.layers] == [0, 100_480, 1_290]
 
 
-def test_summary_before_build_explains_what_to_do():
-    with pytest.raises(ValueError, match="input_shape"):
-        npnet.Sequential([Flatten(), Dense(3)]).summary()
+def summary_lines(model, **kwargs):
+    captured = []
+    model.summary(print_fn=captured.append, **kwargs)
+    return captured[0].splitlines()
+
+
+def test_summary_before_build_prints_question_marks_and_unbuilt_counts():
+    # Keras 3.15 prints the table with '?' shapes and '0 (unbuilt)' rather than raising.
+    lines = summary_lines(npnet.Sequential([Flatten(), Dense(3)]))
+    rows = [line for line in lines if "(Flatten)" in line or "(Dense)" in line]
+    assert len(rows) == 2 and all(" ? " in row and row.endswith("0 (unbuilt) │") for row in rows)
+    assert " Total params: 0 (0.00 B)" in lines
+
+
+def test_summary_line_length_is_the_table_width():
+    for width in (50, 80, 120):
+        table = summary_lines(tutorial_model(), line_length=width)[1:-4]
+        assert {len(line) for line in table} == {width}
+
+
+def test_summary_positions_in_characters_place_the_column_edges():
+    lines = summary_lines(tutorial_model(), positions=[40, 60, 75])
+    assert len(lines[1]) == 75 and lines[1].index("┳") == 40  # the first column's border at 40
+
+
+@pytest.mark.parametrize("kwargs, match", [
+    ({"positions": [0.5, 0.3, 1.0]}, "increasing"),
+    ({"positions": [0.5, 1.0]}, "3 increasing"),
+    ({"positions": [30, 60, 80], "line_length": 100}, "end at 80"),
+    ({"line_length": 10}, "at least 4"),
+    ({"layer_range": ["dense"]}, "two layer names"),
+    ({"layer_range": ["nope", "dense"]}, "does not match"),
+])
+def test_summary_refuses_a_layout_it_cannot_draw(kwargs, match):
+    with pytest.raises(ValueError, match=match):
+        tutorial_model().summary(**kwargs)
+
+
+def test_summary_show_trainable_marks_frozen_and_weightless_layers():
+    model = tutorial_model()
+    model.layers[1].trainable = False
+    lines = summary_lines(model, show_trainable=True, line_length=90)
+    cells = {line.split("│")[1].split()[0]: line.split("│")[4].strip()
+             for line in lines if "(Flatten)" in line or "(Dense)" in line}
+    assert list(cells.values()) == ["-", "N", "Y"]
+    assert "Trai" in lines[2]
+
+
+def test_summary_layer_range_and_expand_nested():
+    model = tutorial_model()
+    names = [layer.name for layer in model.layers]
+    text = "\n".join(summary_lines(model, layer_range=[names[1], names[2]], expand_nested=True))
+    assert "(Flatten)" not in text and text.count("(Dense)") == 2
 
 
 # ----------------------------------------------------------------------------- activations

@@ -295,3 +295,61 @@ def test_load_model_of_bytes_like_content_is_not_supported(tmp_path):
     # The API takes a path; an in-memory buffer is a TypeError from os.fspath, not a crash inside.
     with pytest.raises(TypeError):
         npnet.models.load_model(io.BytesIO(b"PK"))
+
+
+# ----------------------------------------------------------------------------- paths Keras refuses
+
+
+@pytest.mark.parametrize("name", ["path_to_my_model", "model.zip", "model.onnx", "model.keras.bak"])
+def test_save_refuses_an_extension_it_does_not_write_and_writes_nothing(trained, tmp_path, name):
+    # Keras 3: "Invalid filepath extension for saving" for anything but .keras / .h5.
+    with pytest.raises(ValueError, match=r"Invalid filepath extension.*'\.keras'.*'\.h5'.*'\.npnet'") as error:
+        trained[0].save(tmp_path / name)
+    assert name in str(error.value)
+    assert os.listdir(tmp_path) == []
+
+
+def test_save_to_onnx_points_to_export(trained, tmp_path):
+    with pytest.raises(ValueError, match=r"model\.export\(path, format='onnx'\)"):
+        trained[0].save(tmp_path / "model.onnx")
+
+
+@pytest.mark.parametrize("name", ["model.keras", "model.npnet"])
+def test_save_into_a_missing_folder_names_the_folder_and_leaves_nothing(trained, tmp_path, name):
+    # Keras 3 raises FileNotFoundError for a .keras file in a missing folder.
+    with pytest.raises(FileNotFoundError, match="the folder '.*nodir' does not exist") as error:
+        trained[0].save(tmp_path / "nodir" / name)
+    assert ".tmp" not in str(error.value)
+    assert os.listdir(tmp_path) == []
+
+
+def test_save_weights_into_a_missing_folder_names_the_folder(trained, tmp_path):
+    with pytest.raises(FileNotFoundError, match="the folder '.*nodir' does not exist"):
+        trained[0].save_weights(tmp_path / "nodir" / "w.weights.h5")
+    assert os.listdir(tmp_path) == []
+
+
+def test_legacy_h5_save_creates_missing_folders_as_keras_does(trained, tmp_path):
+    model, x, _ = trained
+    model.save(tmp_path / "a" / "b" / "model.h5")
+    assert os.listdir(tmp_path / "a" / "b") == ["model.h5"]
+    np.testing.assert_array_equal(npnet.models.load_model(tmp_path / "a" / "b" / "model.h5").predict(x),
+                                  model.predict(x))
+
+
+def test_load_model_still_reads_an_npnet_file_under_another_name(trained, tmp_path):
+    # Older npnet saved its own format under any extension; those files still open.
+    model, x, _ = trained
+    path = saved_file(model, tmp_path)
+    os.rename(path, tmp_path / "old_model")
+    np.testing.assert_array_equal(npnet.models.load_model(tmp_path / "old_model").predict(x), model.predict(x))
+
+
+def test_models_save_model_is_keras_function_form_of_save(trained, tmp_path):
+    model, x, _ = trained
+    npnet.models.save_model(model, tmp_path / "m.keras")
+    np.testing.assert_array_equal(npnet.models.load_model(tmp_path / "m.keras").predict(x), model.predict(x))
+    with pytest.raises(FileExistsError, match="overwrite=False"):
+        npnet.models.save_model(model, tmp_path / "m.keras", overwrite=False)
+    with pytest.raises(ValueError, match="Invalid filepath extension"):
+        npnet.models.save_model(model, tmp_path / "m")

@@ -6,8 +6,10 @@
   (:mod:`npnet.saving.weights_file`);
 * ``.h5`` / ``.hdf5``: the legacy Keras HDF5 format, read and written as Keras 3 writes it
   (:mod:`npnet.saving.legacy_h5`);
-* ``.npnet`` (and any extension not listed above): npnet's own zip of JSON and safetensors
-  (:mod:`npnet.saving.npnet_format`).
+* ``.npnet``: npnet's own zip of JSON and safetensors (:mod:`npnet.saving.npnet_format`);
+  ``load_model`` also reads it under any other name (older npnet saved to any extension).
+
+``save_model`` refuses any other extension before writing anything, as Keras 3 does.
 
 No format runs code from a file; every failure to load is a :class:`ModelFileError`
 (a ``ValueError``) naming the file. See README, "Loading files safely".
@@ -22,8 +24,13 @@ __all__ = ["save_model", "load_model", "save_weights", "load_weights", "export",
            "ModelFileError", "FileTooLarge"]
 
 
+#: The extensions ``save_model`` writes, in the order its error lists them.
+SAVE_EXTENSIONS = (".keras", ".h5", ".hdf5", ".npnet")
+
+
 def file_format(path):
-    """``'keras'``, ``'weights.h5'``, ``'legacy_h5'`` or ``'npnet'`` for a path's extension."""
+    """``'keras'``, ``'weights.h5'``, ``'legacy_h5'``, ``'npnet'`` or (no known extension)
+    ``'other'`` for a path's extension."""
     lowered = os.fspath(path).lower()
     if lowered.endswith(".weights.h5"):
         return "weights.h5"
@@ -31,21 +38,38 @@ def file_format(path):
         return "keras"
     if lowered.endswith((".h5", ".hdf5")):
         return "legacy_h5"
-    return "npnet"
+    if lowered.endswith(".npnet"):
+        return "npnet"
+    return "other"
 
 
 def save_model(model, path, include_optimizer=True):
-    """Write ``model`` to ``path`` in the format its extension names."""
+    """Write ``model`` to ``path`` in the format its extension names; any other extension is
+    refused before anything is written (Keras 3 refuses it too, rather than guess a format).
+    A legacy ``.h5`` file's missing folders are created, as Keras does; for the other
+    formats a missing folder is a ``FileNotFoundError`` naming it."""
     kind = file_format(path)
     if kind == "weights.h5":
         raise ValueError(f"{os.fspath(path)!r} names a weights file: use model.save_weights(path), "
                          "or save the whole model to a path ending in '.keras'")
+    if kind == "other":
+        raise ValueError(_bad_extension_message(path))
     if kind == "keras":
         keras_format.save(model, path, include_optimizer=include_optimizer)
     elif kind == "legacy_h5":
         legacy_h5.save(model, path, include_optimizer=include_optimizer)
     else:
         npnet_format.save(model, path, include_optimizer=include_optimizer)
+
+
+def _bad_extension_message(path):
+    path = os.fspath(path)
+    hint = ("; to export for inference runtimes use model.export(path, format='onnx')"
+            if path.lower().endswith(".onnx") else
+            "; model.export(path) writes an ONNX file for inference runtimes")
+    return (f"Invalid filepath extension for saving: model.save() writes '.keras' (Keras 3's "
+            f"format, recommended), '.h5' / '.hdf5' (legacy Keras HDF5) or '.npnet' (npnet's own); "
+            f"add one of these{hint}. Received: filepath={path!r}")
 
 
 def load_model(path, backend=None):

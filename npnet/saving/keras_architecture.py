@@ -8,13 +8,15 @@ the file's arrays against it before allocating. A Keras ``Sequential`` and a fun
 
 import collections
 import re
+import warnings
 
-from .. import losses as losses_module, metrics as metrics_module
+from .. import losses as losses_module, metrics as metrics_module, optimizers as optimizers_module
 from . import keras_config as kc, limits
 
 LayerSpec = collections.namedtuple("LayerSpec", "cls kwargs keras_key")
 ModelSpec = collections.namedtuple("ModelSpec", "name layers input_shape floatx compile")
-CompileSpec = collections.namedtuple("CompileSpec", "optimizer loss metrics")
+#: ``optimizer_in_file``: False when the file names no optimizer and ``optimizer`` is the default.
+CompileSpec = collections.namedtuple("CompileSpec", "optimizer loss metrics optimizer_in_file", defaults=(True,))
 _MAX_INPUT_ELEMENTS = 2**40
 
 
@@ -191,11 +193,26 @@ def compile_from_keras(config, where="compile config"):
         return None
     if not isinstance(config, dict):
         raise ValueError(f"{where} must be a dict; received {type(config).__name__}")
-    optimizer = optimizer_from_keras(config.get("optimizer", config.get("optimizer_config")), where)
     loss = loss_from_keras(config.get("loss"), where)
     metrics = metrics_from_keras(config.get("metrics"), where)
     metrics_module.resolve(metrics, loss)  # refuse now what compile() would refuse later
-    return CompileSpec(optimizer, loss, metrics)
+    value = config.get("optimizer", config.get("optimizer_config"))
+    if value is None:
+        return CompileSpec(_default_optimizer(where), loss, metrics, optimizer_in_file=False)
+    return CompileSpec(optimizer_from_keras(value, where), loss, metrics)
+
+
+def _default_optimizer(where):
+    """compile()'s default optimizer, with a warning, for a compile config whose optimizer is
+    null or absent. Keras writes null after ``compile(optimizer=None)``; Keras 3.15 then loads
+    such a file only while the model is unbuilt (compiled, with no optimizer: ``fit`` fails),
+    and otherwise fails with an AttributeError. npnet keeps the file's loss and metrics, so
+    ``evaluate`` works, and says which optimizer ``fit`` would use."""
+    warnings.warn(f"{where} names no optimizer (Keras writes null after compile(optimizer=None)); "
+                  "the model is compiled with the file's loss and metrics and compile()'s default "
+                  "optimizer, RMSprop. Call model.compile(...) to choose another before fit().",
+                  UserWarning, stacklevel=4)
+    return optimizers_module.RMSprop()
 
 
 def optimizer_from_keras(value, where):

@@ -65,8 +65,8 @@ def load(path, backend=None):
 
 
 def _optimizer_state(h5, compile_spec, layers, expected, path):
-    if compile_spec is None:
-        return None
+    if compile_spec is None or not compile_spec.optimizer_in_file:
+        return None  # no optimizer in the file: any stored state belongs to none we have
     trainable = [shape for layer, shapes in zip(layers, expected) if layer.trainable
                  for shape in shapes.values()]
     return keras_weights.read_optimizer(h5, compile_spec.optimizer, trainable, path)

@@ -47,7 +47,8 @@ def load(path, backend=None):
 def save(model, path, include_optimizer=True):
     """Write ``model`` as a legacy HDF5 file Keras's ``load_model`` opens: root attributes
     ``model_config`` (and ``training_config`` when compiled), ``model_weights`` with one
-    group per layer listing its datasets. Written to a temporary name and renamed."""
+    group per layer listing its datasets. Written to a temporary name and renamed; missing
+    folders are created, as Keras's legacy writer creates them."""
     import h5py
 
     from .keras_config import KERAS_VERSION
@@ -56,6 +57,7 @@ def save(model, path, include_optimizer=True):
     floatx = str(model.weights[0].dtype) if model.weights else config.floatx()
     model_config = keras_architecture.model_to_keras(model, floatx)
     compile_config = model_config.pop("compile_config", None) if include_optimizer else None
+    utils.make_parent_folder(path)  # as Keras's legacy writer does
     with utils.atomic_write(path, "wb") as handle, h5py.File(handle, "w") as h5:
         h5.attrs["backend"] = "numpy"
         h5.attrs["keras_version"] = KERAS_VERSION

@@ -101,8 +101,10 @@ def to_onnx(model):
 
 
 def export(model, path, verbose=None):
-    """Write ``model`` as an ONNX file at ``path``, atomically."""
+    """Write ``model`` as an ONNX file at ``path``, atomically, creating missing folders as
+    Keras's ``export`` does (its SavedModel and ONNX writers both make them)."""
     data = to_onnx(model).SerializeToString()
+    utils.make_parent_folder(path)
     with utils.atomic_write(path, "wb") as handle:
         handle.write(data)
     if verbose:
