@@ -462,19 +462,23 @@ class Sequential:
         return means
 
     def evaluate(self, x=None, y=None, batch_size=None, verbose="auto", sample_weight=None,
-                 callbacks=None, return_dict=False):
+                 steps=None, callbacks=None, return_dict=False):
         """Loss and metrics on ``(x, y)``: ``[loss, accuracy]`` (the loss alone without
         metrics; a dict with ``return_dict=True``). ``sample_weight`` (n,) weighs each
-        sample's loss as ``fit`` does, and, as in Keras, not the compiled metrics."""
+        sample's loss as ``fit`` does, and, as in Keras, not the compiled metrics.
+        ``steps``, as in Keras: only the first ``steps`` batches (of ``ceil(n / steps)``
+        samples when ``batch_size`` is not given)."""
         self.require_compiled("evaluate")
         verbose = resolve_verbose(verbose)
+        steps = validation.check_steps(steps, "steps")
         if data_module.is_batch_source(x):
             listeners = callbacks_module.CallbackList(callbacks or [], self, {"verbose": verbose})
-            logs = self._evaluate_source(data_module.BatchSource(x), listeners).logs()
+            logs = self._evaluate_source(data_module.BatchSource(x, steps), listeners).logs()
             return logs if return_dict else self._as_values(logs)
         x, y = self.check_data(x, y)
         weights = validation.check_sample_weight(sample_weight, None, y, self.loss.label_kind)
-        batch_size = validation.check_batch_size(batch_size, x.shape[0])
+        batch_size = validation.batch_size_of_arrays(batch_size, x.shape[0], steps)
+        x, y, weights = training_loop.first_batches((x, y, weights), batch_size, steps, "steps")
         self.ensure_built(x)
         steps = -(-x.shape[0] // batch_size)
         progbar = Progbar(steps, verbose) if verbose else None
@@ -522,15 +526,18 @@ class Sequential:
         values = [training_loop.logged(logs[name]) for name in self.metrics_names]
         return values if len(values) > 1 else values[0]
 
-    def predict(self, x, batch_size=None, verbose="auto", callbacks=None):
+    def predict(self, x, batch_size=None, verbose="auto", steps=None, callbacks=None):
         """Outputs for ``x`` (probabilities for a softmax model), shape (n, units).
 
         Like Keras, ``verbose='auto'`` prints one progress line (``313/313 ━━━ 0s 1ms/step``);
-        ``verbose=0`` is silent.
+        ``verbose=0`` is silent. ``steps``: the outputs of the first ``steps`` batches only
+        (of ``ceil(n / steps)`` samples when ``batch_size`` is not given), as in Keras.
         """
         verbose = resolve_verbose(verbose)
+        steps = validation.check_steps(steps, "steps")
         x = self.check_inputs(x)
-        batch_size = validation.check_batch_size(batch_size, x.shape[0])
+        batch_size = validation.batch_size_of_arrays(batch_size, x.shape[0], steps)
+        (x,) = training_loop.first_batches((x,), batch_size, steps, "steps")
         self.ensure_built(x)
         steps = -(-x.shape[0] // batch_size)
         progbar = Progbar(steps, verbose) if verbose else None

@@ -109,7 +109,8 @@ def first_batches(arrays, batch_size, steps, what):
         return arrays
     n_batches = math.ceil(n_samples / batch_size)
     if steps > n_batches:
-        warn_ran_out(f"{what}={steps}", n_batches, n_batches, batch_size)
+        warnings.warn(f"{what}={steps}: your input ran out of data after its {n_batches} batches of "
+                      f"{batch_size}; all of them are used, as in Keras.", UserWarning, stacklevel=3)
     rows = slice(0, steps * batch_size)
     return tuple(None if a is None else a[rows] for a in arrays)
 

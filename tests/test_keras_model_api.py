@@ -606,6 +606,44 @@ def test_steps_per_epoch_keeps_a_pass_s_shuffle_until_its_data_is_used():
     assert calls[0][0] == calls[1][0] != calls[2][0] == calls[3][0]
     assert sorted(calls[0][0]) == list(range(N))
 
+
+@pytest.mark.parametrize("backend", ["numpy", "numba"])
+@pytest.mark.parametrize("batch_size, steps", [(8, 2), (None, 3), (16, 9)])
+def test_evaluate_and_predict_take_the_first_steps_batches_as_keras(backend, batch_size, steps):
+    """``steps`` in evaluate and predict: the first ``steps`` batches (of ``ceil(n / steps)``
+    samples without batch_size), and all of them with a "ran out of data" warning when the
+    data hold fewer. N = 40."""
+    import warnings
+    ours, theirs = pair(output_activation="softmax")
+    x, y = data()
+    results = []
+    for model, options in ((ours, {"backend": backend}), (theirs, {})):
+        model.compile(optimizer="sgd", loss="sparse_categorical_crossentropy", metrics=["accuracy"], **options)
+        with warnings.catch_warnings(record=True) as caught:
+            warnings.simplefilter("always")
+            scores = model.evaluate(x, y, batch_size=batch_size, steps=steps, verbose=0)
+            outputs = model.predict(x, batch_size=batch_size, steps=steps, verbose=0)
+        results.append((scores, outputs, sum("ran out of data" in str(w.message) for w in caught)))
+    (our_scores, our_outputs, our_warnings), (keras_scores, keras_outputs, keras_warnings) = results
+    np.testing.assert_allclose(our_scores, keras_scores, rtol=1e-5)
+    assert our_outputs.shape == keras_outputs.shape
+    np.testing.assert_allclose(our_outputs, keras_outputs, rtol=1e-5, atol=1e-6)
+    assert (our_warnings > 0) == (keras_warnings > 0)
+    if batch_size == 8:
+        assert our_outputs.shape[0] == 16
+        assert our_scores[0] == pytest.approx(ours.evaluate(x[:16], y[:16], verbose=0)[0], rel=1e-6)
+
+
+@pytest.mark.parametrize("steps", [0, -1, 2.5, "2", True])
+def test_evaluate_and_predict_refuse_steps_that_are_not_positive_integers(steps):
+    model, _ = pair()
+    model.compile(optimizer="sgd", loss="sparse_categorical_crossentropy", backend="numpy")
+    x, y = data()
+    for call in (lambda: model.evaluate(x, y, steps=steps, verbose=0), lambda: model.predict(x, steps=steps, verbose=0)):
+        with pytest.raises(ValueError, match=f"steps must be None or a positive integer; received {steps!r}"):
+            call()
+
+
 def test_input_dtype_is_the_float_type_as_in_keras():
     assert npnet.Input(shape=(3,)).dtype == keras.Input(shape=(3,)).dtype == "float32"
     assert npnet.Input(shape=(3,), dtype="float64").dtype == keras.Input(shape=(3,), dtype="float64").dtype
