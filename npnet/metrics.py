@@ -87,6 +87,40 @@ categorical_crossentropy = losses_module.categorical_crossentropy
 sparse_categorical_crossentropy = losses_module.sparse_categorical_crossentropy
 
 
+def _regression_arrays(y_true, y_pred):
+    """Outputs as floats and targets of their rank and dtype, as Keras's regression functions take them."""
+    y_true, y_pred = _as_arrays(y_true, y_pred)
+    return losses_module._same_rank(y_true.astype(y_pred.dtype, copy=False), y_pred), y_pred
+
+
+def mean_absolute_percentage_error(y_true, y_pred):
+    """``100 · mean(|y_true - y_pred| / max(|y_true|, ε))`` over a sample's outputs (ε = 1e-7,
+    so a zero target gives a huge value rather than inf, as in Keras)."""
+    y_true, y_pred = _regression_arrays(y_true, y_pred)
+    epsilon = y_pred.dtype.type(EPSILON)
+    diff = np.abs((y_true - y_pred) / np.maximum(np.abs(y_true), epsilon))
+    return y_pred.dtype.type(100.0) * diff.mean(axis=-1, dtype=y_pred.dtype)
+
+
+def mean_squared_logarithmic_error(y_true, y_pred):
+    """``mean((log(max(y_pred, ε) + 1) - log(max(y_true, ε) + 1))²)`` over a sample's outputs:
+    negative values are clipped to ε = 1e-7 first, as in Keras."""
+    y_true, y_pred = _regression_arrays(y_true, y_pred)
+    epsilon = y_pred.dtype.type(EPSILON)
+    first = np.log(np.maximum(y_pred, epsilon) + y_pred.dtype.type(1.0))
+    second = np.log(np.maximum(y_true, epsilon) + y_pred.dtype.type(1.0))
+    return np.square(first - second).mean(axis=-1, dtype=y_pred.dtype)
+
+
+def log_cosh(y_true, y_pred):
+    """``mean(log(cosh(y_pred - y_true)))`` over a sample's outputs, computed as
+    ``x + softplus(-2x) - log 2`` so that large errors do not overflow (Keras's way)."""
+    y_true, y_pred = _regression_arrays(y_true, y_pred)
+    x = y_pred - y_true
+    log_cosh_values = x + np.logaddexp(y_pred.dtype.type(0.0), -2 * x) - y_pred.dtype.type(np.log(2.0))
+    return log_cosh_values.mean(axis=-1, dtype=y_pred.dtype)
+
+
 # ----------------------------------------------------------------------------- the protocol
 
 
@@ -309,6 +343,54 @@ class MeanAbsoluteError(MeanMetricWrapper):
 
     def __init__(self, name="mean_absolute_error", dtype=None):
         super().__init__(mean_absolute_error, name, dtype)
+
+
+class MeanAbsolutePercentageError(MeanMetricWrapper):
+    """The mean of the per-sample mean absolute percentage errors (``'mape'``); targets'
+    magnitudes below 1e-7 count as 1e-7, as in Keras."""
+
+    direction = "down"
+
+    def __init__(self, name="mean_absolute_percentage_error", dtype=None):
+        super().__init__(mean_absolute_percentage_error, name, dtype)
+
+
+class MeanSquaredLogarithmicError(MeanMetricWrapper):
+    """The mean of the per-sample mean squared logarithmic errors (``'msle'``); values below
+    1e-7 count as 1e-7, as in Keras."""
+
+    direction = "down"
+
+    def __init__(self, name="mean_squared_logarithmic_error", dtype=None):
+        super().__init__(mean_squared_logarithmic_error, name, dtype)
+
+
+class LogCoshError(MeanMetricWrapper):
+    """The mean of the per-sample mean ``log(cosh(error))``; named ``'logcosh'`` as Keras's
+    (the strings Keras 3 accepts for it are ``'log_cosh_error'`` and ``'LogCoshError'``)."""
+
+    direction = "down"
+
+    def __init__(self, name="logcosh", dtype=None):
+        super().__init__(log_cosh, name, dtype)
+
+
+class RootMeanSquaredError(Mean):
+    """``sqrt`` of the (weighted) mean squared error over every batch seen, as Keras's: the
+    squared errors are averaged across batches and the root taken of that mean, so the result
+    is not a mean of per-batch roots."""
+
+    direction = "down"
+
+    def __init__(self, name="root_mean_squared_error", dtype=None):
+        super().__init__(name, dtype)
+
+    def update_state(self, y_true, y_pred, sample_weight=None):
+        y_true, y_pred = _regression_arrays(y_true, y_pred)
+        super().update_state(np.square(y_pred - y_true), sample_weight)
+
+    def result(self):
+        return float(np.sqrt(super().result()))
 
 
 class _CrossentropyMetric(MeanMetricWrapper):
@@ -648,16 +730,19 @@ class AUC(_ConfusionMetric):
 
 _CLASSES = (Accuracy, SparseCategoricalAccuracy, CategoricalAccuracy, BinaryAccuracy,
             SparseTopKCategoricalAccuracy, TopKCategoricalAccuracy, MeanSquaredError,
-            MeanAbsoluteError, Precision, Recall, AUC, BinaryCrossentropy, CategoricalCrossentropy,
+            MeanAbsoluteError, MeanAbsolutePercentageError, MeanSquaredLogarithmicError, LogCoshError,
+            RootMeanSquaredError, Precision, Recall, AUC, BinaryCrossentropy, CategoricalCrossentropy,
             SparseCategoricalCrossentropy, TruePositives, FalsePositives, TrueNegatives, FalseNegatives)
 _FUNCTIONS = (sparse_categorical_accuracy, categorical_accuracy, binary_accuracy,
               sparse_top_k_categorical_accuracy, top_k_categorical_accuracy, mean_squared_error,
-              mean_absolute_error)
+              mean_absolute_error, mean_absolute_percentage_error, mean_squared_logarithmic_error, log_cosh)
 #: Keras's metric strings: class names, their snake_case and the short aliases.
 _BY_NAME = {cls.__name__: cls for cls in _CLASSES}
 _BY_NAME.update({_snake_case(cls.__name__): cls for cls in _CLASSES})
 _BY_NAME.update({"mse": MeanSquaredError, "MSE": MeanSquaredError, "mae": MeanAbsoluteError,
-                 "MAE": MeanAbsoluteError, "auc": AUC})
+                 "MAE": MeanAbsoluteError, "mape": MeanAbsolutePercentageError,
+                 "MAPE": MeanAbsolutePercentageError, "msle": MeanSquaredLogarithmicError,
+                 "MSLE": MeanSquaredLogarithmicError, "auc": AUC})
 
 
 def get(identifier, loss=None):
@@ -726,13 +811,11 @@ def counted_by_argmax(metric, label_kind, n_outputs):
 
 #: Keras metrics npnet lacks; the advice lists the ones it has.
 _KERAS_NAMES = dict.fromkeys(
-    ("RootMeanSquaredError", "MeanAbsolutePercentageError", "MeanSquaredLogarithmicError",
-     "CosineSimilarity", "LogCoshError", "Hinge", "SquaredHinge", "CategoricalHinge", "KLDivergence",
+    ("CosineSimilarity", "Hinge", "SquaredHinge", "CategoricalHinge", "KLDivergence",
      "Poisson", "R2Score", "F1Score", "FBetaScore", "IoU", "MeanIoU", "BinaryIoU", "OneHotIoU",
      "OneHotMeanIoU", "PrecisionAtRecall", "RecallAtPrecision", "SensitivityAtSpecificity",
-     "SpecificityAtSensitivity", "Sum", "root_mean_squared_error",
-     "mean_absolute_percentage_error", "mean_squared_logarithmic_error", "cosine_similarity",
-     "hinge", "squared_hinge", "kl_divergence", "poisson", "log_cosh"),
+     "SpecificityAtSensitivity", "Sum", "cosine_similarity",
+     "hinge", "squared_hinge", "kl_divergence", "poisson"),
     "not available in npnet. Its metrics are " + ", ".join(sorted(cls.__name__ for cls in _CLASSES))
     + ", Mean and MeanMetricWrapper (and functions of the same names in snake_case); write another "
     "as a Metric subclass "
