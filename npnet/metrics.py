@@ -393,6 +393,74 @@ class RootMeanSquaredError(Mean):
         return float(np.sqrt(super().result()))
 
 
+class R2Score(Metric):
+    """The coefficient of determination over all the data seen, as Keras's: per output column
+    ``1 - Σw(y - ŷ)² / Σw(y - ȳ)²`` from running sums (so not a mean of per-batch scores),
+    then ``class_aggregation`` ``'uniform_average'`` (the mean over columns),
+    ``'variance_weighted_average'`` or None (a list, one score a column); an infinite
+    column score counts as 0. ``num_regressors`` > 0 gives the adjusted R², as Keras
+    computes it (its sample count is the number of target entries)."""
+
+    direction = "up"
+
+    def __init__(self, class_aggregation="uniform_average", num_regressors=0, name="r2_score", dtype=None):
+        if class_aggregation not in (None, "uniform_average", "variance_weighted_average"):
+            raise ValueError("R2Score class_aggregation must be None, 'uniform_average' or "
+                             f"'variance_weighted_average'; received {class_aggregation!r}")
+        if num_regressors < 0:
+            raise ValueError(f"R2Score num_regressors must be >= 0; received {num_regressors!r}")
+        self.class_aggregation, self.num_regressors = class_aggregation, num_regressors
+        self._sums = None  # per column: Σw·y, Σw·y², Σw·(y - ŷ)², Σw, made at the first batch
+        super().__init__(name, dtype)
+
+    def reset_state(self):
+        self.num_samples = 0
+        if self._sums is not None:
+            self._sums[...] = 0.0
+
+    def update_state(self, y_true, y_pred, sample_weight=None):
+        y_true, y_pred = _regression_arrays(y_true, y_pred)
+        if y_pred.ndim != 2 or y_true.ndim != 2:
+            raise ValueError("R2Score expects 2D inputs with shape (batch_size, output_dim); received "
+                             f"y_true.shape={y_true.shape} and y_pred.shape={y_pred.shape}")
+        y_true, y_pred = y_true.astype(np.float64), y_pred.astype(np.float64)
+        weights = np.ones(y_true.shape) if sample_weight is None else np.broadcast_to(
+            _sample_weights(sample_weight, y_true.shape[0])[:, None], y_true.shape)
+        if self._sums is None:
+            self._sums = np.zeros((4, y_pred.shape[-1]))
+        self._sums += [(weights * y_true).sum(axis=0), (weights * y_true * y_true).sum(axis=0),
+                       (weights * (y_true - y_pred) ** 2).sum(axis=0), weights.sum(axis=0)]
+        self.num_samples += y_true.size
+
+    def result(self):
+        if self._sums is None:
+            return 0.0
+        total_y, squared, residual, count = self._sums
+        with np.errstate(divide="ignore", invalid="ignore"):
+            total = squared - total_y * (total_y / count)
+            scores = 1.0 - residual / total
+        scores = np.where(np.isinf(scores), 0.0, scores)
+        if self.class_aggregation is None:
+            return [float(v) for v in scores]
+        if self.class_aggregation == "uniform_average":
+            score = float(np.mean(scores))
+        else:
+            score = float(np.sum(total * scores) / np.sum(total))
+        n, p = self.num_samples, self.num_regressors
+        if p and p < n - 1:
+            score = 1.0 - (1.0 - score) * (n - 1) / (n - p - 1)
+        elif p:
+            import warnings
+            warnings.warn("More independent predictors than data points (or as many as data points "
+                          "less one) in the adjusted R2 score; the standard R2 score is returned",
+                          stacklevel=2)
+        return score
+
+    def get_config(self):
+        return {**super().get_config(), "class_aggregation": self.class_aggregation,
+                "num_regressors": self.num_regressors}
+
+
 class _CrossentropyMetric(MeanMetricWrapper):
     """The mean over samples of a cross-entropy loss's per-sample values, the loss taking the
     same options (``from_logits``, ``label_smoothing``) as the loss class of that name."""
@@ -731,7 +799,7 @@ class AUC(_ConfusionMetric):
 _CLASSES = (Accuracy, SparseCategoricalAccuracy, CategoricalAccuracy, BinaryAccuracy,
             SparseTopKCategoricalAccuracy, TopKCategoricalAccuracy, MeanSquaredError,
             MeanAbsoluteError, MeanAbsolutePercentageError, MeanSquaredLogarithmicError, LogCoshError,
-            RootMeanSquaredError, Precision, Recall, AUC, BinaryCrossentropy, CategoricalCrossentropy,
+            RootMeanSquaredError, R2Score, Precision, Recall, AUC, BinaryCrossentropy, CategoricalCrossentropy,
             SparseCategoricalCrossentropy, TruePositives, FalsePositives, TrueNegatives, FalseNegatives)
 _FUNCTIONS = (sparse_categorical_accuracy, categorical_accuracy, binary_accuracy,
               sparse_top_k_categorical_accuracy, top_k_categorical_accuracy, mean_squared_error,
@@ -812,7 +880,7 @@ def counted_by_argmax(metric, label_kind, n_outputs):
 #: Keras metrics npnet lacks; the advice lists the ones it has.
 _KERAS_NAMES = dict.fromkeys(
     ("CosineSimilarity", "Hinge", "SquaredHinge", "CategoricalHinge", "KLDivergence",
-     "Poisson", "R2Score", "F1Score", "FBetaScore", "IoU", "MeanIoU", "BinaryIoU", "OneHotIoU",
+     "Poisson", "F1Score", "FBetaScore", "IoU", "MeanIoU", "BinaryIoU", "OneHotIoU",
      "OneHotMeanIoU", "PrecisionAtRecall", "RecallAtPrecision", "SensitivityAtSpecificity",
      "SpecificityAtSensitivity", "Sum", "cosine_similarity",
      "hinge", "squared_hinge", "kl_divergence", "poisson"),

@@ -97,7 +97,7 @@ OTHER_METRICS = ("binary_accuracy", "mse", "mae", "mean_squared_error", "mean_ab
                  "recall", "true_positives", "false_positives", "true_negatives", "false_negatives",
                  "binary_crossentropy", "categorical_crossentropy", "sparse_categorical_crossentropy",
                  "root_mean_squared_error", "mape", "msle", "mean_absolute_percentage_error",
-                 "mean_squared_logarithmic_error", "log_cosh_error")
+                 "mean_squared_logarithmic_error", "log_cosh_error", "r2_score")
 LOSS_CLASSES = {cls.name: cls for cls in losses._BY_NAME.values() if isinstance(cls, type)}
 
 

@@ -316,7 +316,7 @@ def test_regression_metric_strings_cross_over_both_ways(tmp_path):
     """A Keras file compiled with the regression metrics' strings opens in npnet with the
     same history keys, and npnet's file opens in Keras with them."""
     names = ["root_mean_squared_error", "mape", "msle", "mean_absolute_percentage_error",
-             "mean_squared_logarithmic_error", "log_cosh_error"]
+             "mean_squared_logarithmic_error", "log_cosh_error", "r2_score"]
     x = np.random.default_rng(0).random((10, 3), dtype=np.float32)
     y = x[:, :2] + 0.5
     theirs = keras.Sequential([keras.Input((3,)), keras.layers.Dense(2)])

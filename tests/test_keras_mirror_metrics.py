@@ -64,6 +64,10 @@ PAIRS = [
      "regression with zeros", {}),
     ("msle", metrics.MeanSquaredLogarithmicError, keras.metrics.MeanSquaredLogarithmicError,
      "regression with zeros", {}),
+    ("r2", metrics.R2Score, keras.metrics.R2Score, "regression", {}),
+    ("r2 per column", metrics.R2Score, keras.metrics.R2Score, "regression", {"class_aggregation": None}),
+    ("r2 variance weighted adjusted", metrics.R2Score, keras.metrics.R2Score, "regression",
+     {"class_aggregation": "variance_weighted_average", "num_regressors": 3}),
     ("logcosh", metrics.LogCoshError, keras.metrics.LogCoshError, "regression", {}),
     ("precision", metrics.Precision, keras.metrics.Precision, "binary", {}),
     ("precision multilabel", metrics.Precision, keras.metrics.Precision, "multilabel", {"thresholds": [0.3, 0.6]}),
@@ -158,7 +162,7 @@ def test_accuracy_string_resolves_as_keras_and_keeps_the_name(kind, expected, wr
 @pytest.mark.parametrize("identifier", ["mse", "mae", "MSE", "mean_squared_error", "root_mean_squared_error",
                                         "RootMeanSquaredError", "mape", "MAPE", "mean_absolute_percentage_error",
                                         "msle", "MSLE", "mean_squared_logarithmic_error", "log_cosh_error",
-                                        "LogCoshError", "binary_accuracy", "binary_crossentropy",
+                                        "LogCoshError", "r2_score", "R2Score", "binary_accuracy", "binary_crossentropy",
                                         "sparse_top_k_categorical_accuracy", "precision", "recall", "auc",
                                         "AUC", "Precision", "categorical_accuracy", "true_positives",
                                         "FalseNegatives"])
@@ -278,7 +282,7 @@ def test_keras_strings_keras_3_refuses_are_refused():
         metrics.get("logcosh")
 
 
-REGRESSION_METRICS = ["root_mean_squared_error", "mape", "msle", "log_cosh_error", "mae"]
+REGRESSION_METRICS = ["root_mean_squared_error", "mape", "msle", "log_cosh_error", "r2_score", "mae"]
 
 
 @pytest.mark.parametrize("backend", ["numpy", "numba"])
