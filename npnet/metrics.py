@@ -87,6 +87,40 @@ categorical_crossentropy = losses_module.categorical_crossentropy
 sparse_categorical_crossentropy = losses_module.sparse_categorical_crossentropy
 
 
+def _regression_arrays(y_true, y_pred):
+    """Outputs as floats and targets of their rank and dtype, as Keras's regression functions take them."""
+    y_true, y_pred = _as_arrays(y_true, y_pred)
+    return losses_module._same_rank(y_true.astype(y_pred.dtype, copy=False), y_pred), y_pred
+
+
+def mean_absolute_percentage_error(y_true, y_pred):
+    """``100 · mean(|y_true - y_pred| / max(|y_true|, ε))`` over a sample's outputs (ε = 1e-7,
+    so a zero target gives a huge value rather than inf, as in Keras)."""
+    y_true, y_pred = _regression_arrays(y_true, y_pred)
+    epsilon = y_pred.dtype.type(EPSILON)
+    diff = np.abs((y_true - y_pred) / np.maximum(np.abs(y_true), epsilon))
+    return y_pred.dtype.type(100.0) * diff.mean(axis=-1, dtype=y_pred.dtype)
+
+
+def mean_squared_logarithmic_error(y_true, y_pred):
+    """``mean((log(max(y_pred, ε) + 1) - log(max(y_true, ε) + 1))²)`` over a sample's outputs:
+    negative values are clipped to ε = 1e-7 first, as in Keras."""
+    y_true, y_pred = _regression_arrays(y_true, y_pred)
+    epsilon = y_pred.dtype.type(EPSILON)
+    first = np.log(np.maximum(y_pred, epsilon) + y_pred.dtype.type(1.0))
+    second = np.log(np.maximum(y_true, epsilon) + y_pred.dtype.type(1.0))
+    return np.square(first - second).mean(axis=-1, dtype=y_pred.dtype)
+
+
+def log_cosh(y_true, y_pred):
+    """``mean(log(cosh(y_pred - y_true)))`` over a sample's outputs, computed as
+    ``x + softplus(-2x) - log 2`` so that large errors do not overflow (Keras's way)."""
+    y_true, y_pred = _regression_arrays(y_true, y_pred)
+    x = y_pred - y_true
+    log_cosh_values = x + np.logaddexp(y_pred.dtype.type(0.0), -2 * x) - y_pred.dtype.type(np.log(2.0))
+    return log_cosh_values.mean(axis=-1, dtype=y_pred.dtype)
+
+
 # ----------------------------------------------------------------------------- the protocol
 
 
@@ -309,6 +343,122 @@ class MeanAbsoluteError(MeanMetricWrapper):
 
     def __init__(self, name="mean_absolute_error", dtype=None):
         super().__init__(mean_absolute_error, name, dtype)
+
+
+class MeanAbsolutePercentageError(MeanMetricWrapper):
+    """The mean of the per-sample mean absolute percentage errors (``'mape'``); targets'
+    magnitudes below 1e-7 count as 1e-7, as in Keras."""
+
+    direction = "down"
+
+    def __init__(self, name="mean_absolute_percentage_error", dtype=None):
+        super().__init__(mean_absolute_percentage_error, name, dtype)
+
+
+class MeanSquaredLogarithmicError(MeanMetricWrapper):
+    """The mean of the per-sample mean squared logarithmic errors (``'msle'``); values below
+    1e-7 count as 1e-7, as in Keras."""
+
+    direction = "down"
+
+    def __init__(self, name="mean_squared_logarithmic_error", dtype=None):
+        super().__init__(mean_squared_logarithmic_error, name, dtype)
+
+
+class LogCoshError(MeanMetricWrapper):
+    """The mean of the per-sample mean ``log(cosh(error))``; named ``'logcosh'`` as Keras's
+    (the strings Keras 3 accepts for it are ``'log_cosh_error'`` and ``'LogCoshError'``)."""
+
+    direction = "down"
+
+    def __init__(self, name="logcosh", dtype=None):
+        super().__init__(log_cosh, name, dtype)
+
+
+class RootMeanSquaredError(Mean):
+    """``sqrt`` of the (weighted) mean squared error over every batch seen, as Keras's: the
+    squared errors are averaged across batches and the root taken of that mean, so the result
+    is not a mean of per-batch roots."""
+
+    direction = "down"
+
+    def __init__(self, name="root_mean_squared_error", dtype=None):
+        super().__init__(name, dtype)
+
+    def update_state(self, y_true, y_pred, sample_weight=None):
+        y_true, y_pred = _regression_arrays(y_true, y_pred)
+        super().update_state(np.square(y_pred - y_true), sample_weight)
+
+    def result(self):
+        return float(np.sqrt(super().result()))
+
+
+class R2Score(Metric):
+    """The coefficient of determination over all the data seen, as Keras's: per output column
+    ``1 - Σw(y - ŷ)² / Σw(y - ȳ)²`` from running sums (so not a mean of per-batch scores),
+    then ``class_aggregation`` ``'uniform_average'`` (the mean over columns),
+    ``'variance_weighted_average'`` or None (a list, one score a column); an infinite
+    column score counts as 0. ``num_regressors`` > 0 gives the adjusted R², as Keras
+    computes it (its sample count is the number of target entries)."""
+
+    direction = "up"
+
+    def __init__(self, class_aggregation="uniform_average", num_regressors=0, name="r2_score", dtype=None):
+        if class_aggregation not in (None, "uniform_average", "variance_weighted_average"):
+            raise ValueError("R2Score class_aggregation must be None, 'uniform_average' or "
+                             f"'variance_weighted_average'; received {class_aggregation!r}")
+        if num_regressors < 0:
+            raise ValueError(f"R2Score num_regressors must be >= 0; received {num_regressors!r}")
+        self.class_aggregation, self.num_regressors = class_aggregation, num_regressors
+        self._sums = None  # per column: Σw·y, Σw·y², Σw·(y - ŷ)², Σw, made at the first batch
+        super().__init__(name, dtype)
+
+    def reset_state(self):
+        self.num_samples = 0
+        if self._sums is not None:
+            self._sums[...] = 0.0
+
+    def update_state(self, y_true, y_pred, sample_weight=None):
+        y_true, y_pred = _regression_arrays(y_true, y_pred)
+        if y_pred.ndim != 2 or y_true.ndim != 2:
+            raise ValueError("R2Score expects 2D inputs with shape (batch_size, output_dim); received "
+                             f"y_true.shape={y_true.shape} and y_pred.shape={y_pred.shape}")
+        y_true, y_pred = y_true.astype(np.float64), y_pred.astype(np.float64)
+        weights = np.ones(y_true.shape) if sample_weight is None else np.broadcast_to(
+            _sample_weights(sample_weight, y_true.shape[0])[:, None], y_true.shape)
+        if self._sums is None:
+            self._sums = np.zeros((4, y_pred.shape[-1]))
+        self._sums += [(weights * y_true).sum(axis=0), (weights * y_true * y_true).sum(axis=0),
+                       (weights * (y_true - y_pred) ** 2).sum(axis=0), weights.sum(axis=0)]
+        self.num_samples += y_true.size
+
+    def result(self):
+        if self._sums is None:
+            return 0.0
+        total_y, squared, residual, count = self._sums
+        with np.errstate(divide="ignore", invalid="ignore"):
+            total = squared - total_y * (total_y / count)
+            scores = 1.0 - residual / total
+        scores = np.where(np.isinf(scores), 0.0, scores)
+        if self.class_aggregation is None:
+            return [float(v) for v in scores]
+        if self.class_aggregation == "uniform_average":
+            score = float(np.mean(scores))
+        else:
+            score = float(np.sum(total * scores) / np.sum(total))
+        n, p = self.num_samples, self.num_regressors
+        if p and p < n - 1:
+            score = 1.0 - (1.0 - score) * (n - 1) / (n - p - 1)
+        elif p:
+            import warnings
+            warnings.warn("More independent predictors than data points (or as many as data points "
+                          "less one) in the adjusted R2 score; the standard R2 score is returned",
+                          stacklevel=2)
+        return score
+
+    def get_config(self):
+        return {**super().get_config(), "class_aggregation": self.class_aggregation,
+                "num_regressors": self.num_regressors}
 
 
 class _CrossentropyMetric(MeanMetricWrapper):
@@ -648,16 +798,19 @@ class AUC(_ConfusionMetric):
 
 _CLASSES = (Accuracy, SparseCategoricalAccuracy, CategoricalAccuracy, BinaryAccuracy,
             SparseTopKCategoricalAccuracy, TopKCategoricalAccuracy, MeanSquaredError,
-            MeanAbsoluteError, Precision, Recall, AUC, BinaryCrossentropy, CategoricalCrossentropy,
+            MeanAbsoluteError, MeanAbsolutePercentageError, MeanSquaredLogarithmicError, LogCoshError,
+            RootMeanSquaredError, R2Score, Precision, Recall, AUC, BinaryCrossentropy, CategoricalCrossentropy,
             SparseCategoricalCrossentropy, TruePositives, FalsePositives, TrueNegatives, FalseNegatives)
 _FUNCTIONS = (sparse_categorical_accuracy, categorical_accuracy, binary_accuracy,
               sparse_top_k_categorical_accuracy, top_k_categorical_accuracy, mean_squared_error,
-              mean_absolute_error)
+              mean_absolute_error, mean_absolute_percentage_error, mean_squared_logarithmic_error, log_cosh)
 #: Keras's metric strings: class names, their snake_case and the short aliases.
 _BY_NAME = {cls.__name__: cls for cls in _CLASSES}
 _BY_NAME.update({_snake_case(cls.__name__): cls for cls in _CLASSES})
 _BY_NAME.update({"mse": MeanSquaredError, "MSE": MeanSquaredError, "mae": MeanAbsoluteError,
-                 "MAE": MeanAbsoluteError, "auc": AUC})
+                 "MAE": MeanAbsoluteError, "mape": MeanAbsolutePercentageError,
+                 "MAPE": MeanAbsolutePercentageError, "msle": MeanSquaredLogarithmicError,
+                 "MSLE": MeanSquaredLogarithmicError, "auc": AUC})
 
 
 def get(identifier, loss=None):
@@ -726,13 +879,11 @@ def counted_by_argmax(metric, label_kind, n_outputs):
 
 #: Keras metrics npnet lacks; the advice lists the ones it has.
 _KERAS_NAMES = dict.fromkeys(
-    ("RootMeanSquaredError", "MeanAbsolutePercentageError", "MeanSquaredLogarithmicError",
-     "CosineSimilarity", "LogCoshError", "Hinge", "SquaredHinge", "CategoricalHinge", "KLDivergence",
-     "Poisson", "R2Score", "F1Score", "FBetaScore", "IoU", "MeanIoU", "BinaryIoU", "OneHotIoU",
+    ("CosineSimilarity", "Hinge", "SquaredHinge", "CategoricalHinge", "KLDivergence",
+     "Poisson", "F1Score", "FBetaScore", "IoU", "MeanIoU", "BinaryIoU", "OneHotIoU",
      "OneHotMeanIoU", "PrecisionAtRecall", "RecallAtPrecision", "SensitivityAtSpecificity",
-     "SpecificityAtSensitivity", "Sum", "root_mean_squared_error",
-     "mean_absolute_percentage_error", "mean_squared_logarithmic_error", "cosine_similarity",
-     "hinge", "squared_hinge", "kl_divergence", "poisson", "log_cosh"),
+     "SpecificityAtSensitivity", "Sum", "cosine_similarity",
+     "hinge", "squared_hinge", "kl_divergence", "poisson"),
     "not available in npnet. Its metrics are " + ", ".join(sorted(cls.__name__ for cls in _CLASSES))
     + ", Mean and MeanMetricWrapper (and functions of the same names in snake_case); write another "
     "as a Metric subclass "

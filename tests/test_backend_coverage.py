@@ -95,7 +95,9 @@ NUMBA_METRICS = ("accuracy", "acc", "sparse_categorical_accuracy", "categorical_
 OTHER_METRICS = ("binary_accuracy", "mse", "mae", "mean_squared_error", "mean_absolute_error",
                  "sparse_top_k_categorical_accuracy", "top_k_categorical_accuracy", "auc", "precision",
                  "recall", "true_positives", "false_positives", "true_negatives", "false_negatives",
-                 "binary_crossentropy", "categorical_crossentropy", "sparse_categorical_crossentropy")
+                 "binary_crossentropy", "categorical_crossentropy", "sparse_categorical_crossentropy",
+                 "root_mean_squared_error", "mape", "msle", "mean_absolute_percentage_error",
+                 "mean_squared_logarithmic_error", "log_cosh_error", "r2_score")
 LOSS_CLASSES = {cls.name: cls for cls in losses._BY_NAME.values() if isinstance(cls, type)}
 
 

@@ -310,3 +310,24 @@ def test_export_creates_a_missing_folder_as_keras_does(tmp_path):
     assert os.path.isdir(tmp_path / "keras" / "my_model")
     model.export(tmp_path / "nodir" / "my_model", format="onnx")
     assert os.listdir(tmp_path / "nodir") == ["my_model"]  # no temporary file left beside it
+
+
+def test_regression_metric_strings_cross_over_both_ways(tmp_path):
+    """A Keras file compiled with the regression metrics' strings opens in npnet with the
+    same history keys, and npnet's file opens in Keras with them."""
+    names = ["root_mean_squared_error", "mape", "msle", "mean_absolute_percentage_error",
+             "mean_squared_logarithmic_error", "log_cosh_error", "r2_score"]
+    x = np.random.default_rng(0).random((10, 3), dtype=np.float32)
+    y = x[:, :2] + 0.5
+    theirs = keras.Sequential([keras.Input((3,)), keras.layers.Dense(2)])
+    theirs.compile(optimizer="sgd", loss="mse", metrics=names)
+    theirs.save(tmp_path / "k.keras")
+    ours = npnet.models.load_model(tmp_path / "k.keras")
+    expected = theirs.evaluate(x, y, verbose=0, return_dict=True)
+    got = ours.evaluate(x, y, verbose=0, return_dict=True)
+    assert set(got) == set(expected) == {"loss", *names}
+    for key in expected:
+        np.testing.assert_allclose(got[key], expected[key], rtol=1e-5, err_msg=key)
+    ours.save(tmp_path / "n.keras")
+    back = keras.models.load_model(tmp_path / "n.keras")
+    assert set(back.evaluate(x, y, verbose=0, return_dict=True)) == {"loss", *names}

@@ -41,7 +41,11 @@ def batches(kind, seed=0, n_batches=3, n=10):
             p.flat[0] = 0.5  # exactly at the threshold
             out.append((y[:, 0] if kind == "binary" and b == 1 else y, p))
         else:
-            out.append((r.normal(size=(n, 2)).astype(np.float32), r.normal(size=(n, 2)).astype(np.float32)))
+            y_true = r.normal(size=(n, 2)).astype(np.float32)
+            if kind == "regression with zeros":
+                y_true[0, 0] = 0.0  # MAPE's epsilon and MSLE's clipping at work
+                y_true[1] = np.abs(y_true[1])
+            out.append((y_true, r.normal(size=(n, 2)).astype(np.float32)))
     return out
 
 
@@ -55,6 +59,16 @@ PAIRS = [
     ("top-3 one-hot", metrics.TopKCategoricalAccuracy, keras.metrics.TopKCategoricalAccuracy, "categorical", {"k": 3}),
     ("mse", metrics.MeanSquaredError, keras.metrics.MeanSquaredError, "regression", {}),
     ("mae", metrics.MeanAbsoluteError, keras.metrics.MeanAbsoluteError, "regression", {}),
+    ("rmse", metrics.RootMeanSquaredError, keras.metrics.RootMeanSquaredError, "regression", {}),
+    ("mape", metrics.MeanAbsolutePercentageError, keras.metrics.MeanAbsolutePercentageError,
+     "regression with zeros", {}),
+    ("msle", metrics.MeanSquaredLogarithmicError, keras.metrics.MeanSquaredLogarithmicError,
+     "regression with zeros", {}),
+    ("r2", metrics.R2Score, keras.metrics.R2Score, "regression", {}),
+    ("r2 per column", metrics.R2Score, keras.metrics.R2Score, "regression", {"class_aggregation": None}),
+    ("r2 variance weighted adjusted", metrics.R2Score, keras.metrics.R2Score, "regression",
+     {"class_aggregation": "variance_weighted_average", "num_regressors": 3}),
+    ("logcosh", metrics.LogCoshError, keras.metrics.LogCoshError, "regression", {}),
     ("precision", metrics.Precision, keras.metrics.Precision, "binary", {}),
     ("precision multilabel", metrics.Precision, keras.metrics.Precision, "multilabel", {"thresholds": [0.3, 0.6]}),
     ("recall", metrics.Recall, keras.metrics.Recall, "multilabel", {}),
@@ -119,6 +133,9 @@ def test_metric_functions_match_keras_per_sample():
         (metrics.binary_accuracy, keras.metrics.binary_accuracy, y_bin, q),
         (metrics.sparse_top_k_categorical_accuracy, keras.metrics.sparse_top_k_categorical_accuracy, y_sparse, p),
         (metrics.mean_squared_error, keras.metrics.mean_squared_error, y_bin, q),
+        (metrics.mean_absolute_percentage_error, keras.metrics.mean_absolute_percentage_error, y_bin, q),
+        (metrics.mean_squared_logarithmic_error, keras.metrics.mean_squared_logarithmic_error, y_bin, q - 0.5),
+        (metrics.log_cosh, keras.metrics.log_cosh, y_bin, q * 40),
     ]:
         np.testing.assert_allclose(ours(y, pred), np.asarray(theirs(y, pred)), rtol=1e-6, err_msg=ours.__name__)
 
@@ -142,7 +159,10 @@ def test_accuracy_string_resolves_as_keras_and_keeps_the_name(kind, expected, wr
     np.testing.assert_allclose(ours.result(), logs[written], rtol=1e-6)
 
 
-@pytest.mark.parametrize("identifier", ["mse", "mae", "MSE", "mean_squared_error", "binary_accuracy", "binary_crossentropy",
+@pytest.mark.parametrize("identifier", ["mse", "mae", "MSE", "mean_squared_error", "root_mean_squared_error",
+                                        "RootMeanSquaredError", "mape", "MAPE", "mean_absolute_percentage_error",
+                                        "msle", "MSLE", "mean_squared_logarithmic_error", "log_cosh_error",
+                                        "LogCoshError", "r2_score", "R2Score", "binary_accuracy", "binary_crossentropy",
                                         "sparse_top_k_categorical_accuracy", "precision", "recall", "auc",
                                         "AUC", "Precision", "categorical_accuracy", "true_positives",
                                         "FalseNegatives"])
@@ -242,3 +262,53 @@ def test_keras_style_subclass_with_add_variable_matches_keras():
     theirs.reset_state()  # Keras's default reset: every variable back to its initializer
     assert float(ours.result()) == float(theirs.result()) == 0.0
     assert np.asarray(ours.result()).shape == () and ours.hits.numpy() == 0.0
+
+
+def test_root_mean_squared_error_is_the_root_of_the_mean_over_all_batches():
+    """Keras's RMSE averages the squared errors of every batch seen and then takes the root:
+    two batches of errors 1 and 3 give sqrt(5), not the mean of the roots, 2."""
+    ours = metrics.RootMeanSquaredError()
+    ours.update_state(np.zeros((1, 1)), np.ones((1, 1)))
+    ours.update_state(np.zeros((1, 1)), np.full((1, 1), 3.0))
+    assert ours.result() == pytest.approx(np.sqrt(5.0))
+    assert isinstance(ours.result(), float) and ours.get_config()["name"] == "root_mean_squared_error"
+
+
+def test_keras_strings_keras_3_refuses_are_refused():
+    """Keras 3 accepts 'log_cosh_error' and 'LogCoshError', not 'logcosh' (the metric's name)."""
+    with pytest.raises(ValueError):
+        keras.metrics.get("logcosh")
+    with pytest.raises(ValueError, match="Unknown metric 'logcosh'"):
+        metrics.get("logcosh")
+
+
+REGRESSION_METRICS = ["root_mean_squared_error", "mape", "msle", "log_cosh_error", "r2_score", "mae"]
+
+
+@pytest.mark.parametrize("backend", ["numpy", "numba"])
+def test_regression_metrics_in_fit_and_evaluate_match_a_keras_model(backend):
+    """compile(metrics=[...]) with the new names: the same history keys and values as a Keras
+    model with the same weights, in fit (per epoch, batches of different sizes) and evaluate."""
+    import npnet
+
+    r = rng(7)
+    x = r.normal(size=(30, 3)).astype(np.float32)
+    y = np.abs(r.normal(size=(30, 2))).astype(np.float32)
+    y[0, 0] = 0.0
+    theirs = keras.Sequential([keras.Input((3,)), keras.layers.Dense(4, activation="tanh"), keras.layers.Dense(2)])
+    ours = npnet.Sequential([npnet.layers.Dense(4, activation="tanh"), npnet.layers.Dense(2)])
+    ours.build((None, 3))
+    ours.set_weights(theirs.get_weights())
+    theirs.compile(optimizer=keras.optimizers.SGD(0.05), loss="mse", metrics=REGRESSION_METRICS)
+    ours.compile(optimizer=npnet.optimizers.SGD(0.05), loss="mse", metrics=REGRESSION_METRICS, backend=backend)
+    assert ours.backend_name == backend
+    ours_h = ours.fit(x, y, batch_size=8, epochs=2, shuffle=False, verbose=0).history
+    theirs_h = theirs.fit(x, y, batch_size=8, epochs=2, shuffle=False, verbose=0).history
+    assert set(ours_h) == set(theirs_h) == {"loss", *REGRESSION_METRICS}
+    for key in theirs_h:
+        np.testing.assert_allclose(ours_h[key], theirs_h[key], rtol=2e-5, err_msg=key)
+    ours_e = ours.evaluate(x, y, batch_size=7, verbose=0, return_dict=True)
+    theirs_e = theirs.evaluate(x, y, batch_size=7, verbose=0, return_dict=True)
+    assert set(ours_e) == set(theirs_e)
+    for key in theirs_e:
+        np.testing.assert_allclose(ours_e[key], theirs_e[key], rtol=2e-5, err_msg=key)

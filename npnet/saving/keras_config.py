@@ -56,7 +56,9 @@ METRICS = {"accuracy": "accuracy", "acc": "accuracy",
                                       "mean_squared_error", "sparse_top_k_categorical_accuracy",
                                       "top_k_categorical_accuracy", "auc", "precision", "recall",
                                       "true_positives", "false_positives", "true_negatives",
-                                      "false_negatives")}}
+                                      "false_negatives", "root_mean_squared_error", "mape", "msle",
+                                      "mean_absolute_percentage_error", "mean_squared_logarithmic_error",
+                                      "log_cosh_error", "r2_score")}}
 
 OptimizerEntry = collections.namedtuple("OptimizerEntry", "keras_class keys slots layout defaults")
 #: npnet optimizer class -> how Keras spells it. ``slots``: npnet slot -> Keras variable
