@@ -14,6 +14,7 @@ logged under the name written. :func:`get` resolves any metric identifier.
 """
 
 import reprlib
+import warnings
 
 import numpy as np
 
@@ -450,7 +451,6 @@ class R2Score(Metric):
         if p and p < n - 1:
             score = 1.0 - (1.0 - score) * (n - 1) / (n - p - 1)
         elif p:
-            import warnings
             warnings.warn("More independent predictors than data points (or as many as data points "
                           "less one) in the adjusted R2 score; the standard R2 score is returned",
                           stacklevel=2)
