@@ -48,11 +48,13 @@ class RunningMeans:
                 metric.update_state(y_batch, outputs)
 
     def logs(self, prefix=""):
+        """The means so far, as Keras 3's logs hold them: keys in sorted order (``accuracy``
+        before ``loss``), which History, callbacks and ``return_dict`` results show."""
         logs = {prefix + "loss": self.loss_sum / self.n_seen}
         for metric, counted in zip(self.plan.metrics, self.plan.counted):
             value = self.n_correct / self.n_seen if counted else metric.result()
             logs[prefix + metric.name] = logged(value)
-        return logs
+        return dict(sorted(logs.items()))
 
 
 def logged(value):

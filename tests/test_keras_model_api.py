@@ -673,3 +673,28 @@ def test_adding_or_merging_symbolic_tensors_says_models_are_chains():
             combine()
     with pytest.raises(AttributeError, match="no merge layers or branches"):
         layers.concatenate([a, b])
+
+
+def test_logs_history_and_return_dict_list_their_keys_in_keras_s_order():
+    """Keras 3 sorts the logs' keys (``accuracy`` before ``loss``), the validation's after
+    the training's; ``evaluate``'s list stays loss first, then the metrics as compiled."""
+    ours, theirs = pair(output_activation="softmax")
+    x, y = data()
+    seen = []
+    for model, base, options in ((ours, npnet.callbacks.Callback, {"backend": "numpy"}),
+                                 (theirs, keras.callbacks.Callback, {})):
+        model.compile(optimizer="sgd", loss="sparse_categorical_crossentropy",
+                      metrics=["sparse_top_k_categorical_accuracy", "accuracy"], **options)
+        keys = []
+        recorder = type("Keys", (base,), {
+            "on_train_batch_end": lambda self, batch, logs=None: keys.append(("batch", list(logs))),
+            "on_epoch_end": lambda self, epoch, logs=None: keys.append(("epoch", list(logs)))})()
+        history = model.fit(x, y, batch_size=16, epochs=1, validation_split=0.25, verbose=0, callbacks=[recorder])
+        scores = model.evaluate(x, y, verbose=0)
+        named = model.evaluate(x, y, verbose=0, return_dict=True)
+        as_compiled = [named[key] for key in ("loss", "sparse_top_k_categorical_accuracy", "accuracy")]
+        assert [float(s) for s in scores] == pytest.approx(as_compiled, rel=1e-6)
+        seen.append((keys, list(history.history), list(named)))
+    assert seen[0] == seen[1]
+    assert seen[0][1] == ["accuracy", "loss", "sparse_top_k_categorical_accuracy", "val_accuracy", "val_loss",
+                          "val_sparse_top_k_categorical_accuracy"]
