@@ -504,12 +504,14 @@ def pairwise_block(values, start, n):
         for i in range(start, start + n):
             total += values[i]
         return total
-    lanes = values[start:start + 8].copy()
+    # eight running sums in locals: no array is allocated in the training step
+    s0, s1, s2, s3 = values[start], values[start + 1], values[start + 2], values[start + 3]
+    s4, s5, s6, s7 = values[start + 4], values[start + 5], values[start + 6], values[start + 7]
     whole = n - n % 8
     for i in range(start + 8, start + whole, 8):
-        for lane in range(8):
-            lanes[lane] += values[i + lane]
-    total = ((lanes[0] + lanes[1]) + (lanes[2] + lanes[3])) + ((lanes[4] + lanes[5]) + (lanes[6] + lanes[7]))
+        s0, s1, s2, s3 = s0 + values[i], s1 + values[i + 1], s2 + values[i + 2], s3 + values[i + 3]
+        s4, s5, s6, s7 = s4 + values[i + 4], s5 + values[i + 5], s6 + values[i + 6], s7 + values[i + 7]
+    total = ((s0 + s1) + (s2 + s3)) + ((s4 + s5) + (s6 + s7))
     for i in range(start + whole, start + n):
         total += values[i]
     return total
