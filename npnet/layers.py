@@ -2,7 +2,8 @@
 :mod:`npnet.preprocessing`), with Keras's names, shapes and defaults.
 
 A layer is a small object holding its parameters (``layer.params``, an ordered dict of
-arrays, e.g. ``{"kernel": ..., "bias": ...}``) and two methods:
+arrays, e.g. ``{"kernel": ..., "bias": ...}``, each stored as a :class:`npnet.variables.Variable`:
+an ndarray that also has Keras's ``assign``, ``numpy()``, ``name`` and ``path``) and two methods:
 
 * ``forward(x, training) -> (y, cache)`` — the output and whatever backward will need;
 * ``backward(dL_dy, cache) -> (dL_dx, grads)`` — the gradient for the layer below and a dict
@@ -146,7 +147,7 @@ class Layer:
 
     def add_weight(self, shape=None, initializer=None, dtype=None, trainable=True, regularizer=None,
                    constraint=None, name=None, **keras_only):
-        """Create a parameter, as Keras's ``add_weight``, and return its array.
+        """Create a parameter, as Keras's ``add_weight``, and return it (a Variable, an ndarray).
 
         The array becomes ``self.params[name]`` (``name`` defaults to ``variable``,
         ``variable_1``, ... as in Keras), so it is trained, saved and exchanged like Dense's
