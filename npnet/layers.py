@@ -2,7 +2,8 @@
 :mod:`npnet.preprocessing`), with Keras's names, shapes and defaults.
 
 A layer is a small object holding its parameters (``layer.params``, an ordered dict of
-arrays, e.g. ``{"kernel": ..., "bias": ...}``) and two methods:
+arrays, e.g. ``{"kernel": ..., "bias": ...}``, each stored as a :class:`npnet.variables.Variable`:
+an ndarray that also has Keras's ``assign``, ``numpy()``, ``name`` and ``path``) and two methods:
 
 * ``forward(x, training) -> (y, cache)`` — the output and whatever backward will need;
 * ``backward(dL_dy, cache) -> (dL_dx, grads)`` — the gradient for the layer below and a dict
@@ -21,7 +22,7 @@ import re
 import numpy as np
 
 from . import activations as activations_module
-from . import config, initializers, regularizers, utils
+from . import config, initializers, regularizers, utils, variables
 from . import functional as F
 from .symbolic import Input  # noqa: F401  (keras.layers.Input too)
 from .utils import format_shape
@@ -55,7 +56,8 @@ class Layer:
     def __init__(self, *, name=None, input_shape=None, trainable=True):
         _refuse_call_only(type(self))
         self.name = name if name is not None else _default_name(type(self))
-        self.params = {}
+        self._weight_scope = None  # a Sequential model's name, when that model builds the layer
+        self.params = {}  # made a _Params, whose arrays are Variables (see __setattr__)
         self._added_weights = {}  # attribute -> params key, for ``self.w = self.add_weight(...)``
         self._added_regularizers = {}  # params key -> regularizer given to add_weight
         self.built = False
@@ -131,7 +133,8 @@ class Layer:
 
     @property
     def weights(self):
-        """The parameter arrays themselves (not copies), in Keras's order."""
+        """The parameters themselves (not copies), in Keras's order: Variables, i.e. ndarrays
+        with Keras's ``assign``, ``numpy()``, ``name``, ``path`` (see :mod:`npnet.variables`)."""
         return list(self.params.values())
 
     def count_params(self):
@@ -144,7 +147,7 @@ class Layer:
 
     def add_weight(self, shape=None, initializer=None, dtype=None, trainable=True, regularizer=None,
                    constraint=None, name=None, **keras_only):
-        """Create a parameter, as Keras's ``add_weight``, and return its array.
+        """Create a parameter, as Keras's ``add_weight``, and return it (a Variable, an ndarray).
 
         The array becomes ``self.params[name]`` (``name`` defaults to ``variable``,
         ``variable_1``, ... as in Keras), so it is trained, saved and exchanged like Dense's
@@ -197,6 +200,11 @@ class Layer:
         return np.asarray(make(shape, floatx), dtype=floatx)
 
     def __setattr__(self, attribute, value):
+        if attribute == "params" and isinstance(value, dict):
+            # Whatever fills the dict (build, add_weight, a FunctionLayer, a gradient check's
+            # float64 copies), its arrays become this layer's Variables, sharing their storage.
+            if not (isinstance(value, _Params) and value._layer is self):
+                value = _Params(self, value)
         aliases = self.__dict__.get("_added_weights")
         if aliases is not None:
             aliases.pop(attribute, None)
@@ -223,21 +231,25 @@ class Layer:
         return [regularizer(self.params[name]) for name, regularizer in self.weight_regularizers().items()]
 
     def get_weights(self):
-        """Copies of the parameters, in Keras's order (Dense: ``[kernel, bias]``)."""
-        return [p.copy() for p in self.params.values()]
+        """Copies of the parameters as plain ndarrays, in Keras's order (Dense: ``[kernel, bias]``)."""
+        return [np.array(variables.plain(p)) for p in self.params.values()]
 
     def set_weights(self, weights):
-        """Replace the parameter values (in place, so optimizer state stays attached)."""
-        weights = list(weights)
+        """Replace the parameter values in place (so optimizer state, bound kernels and any
+        ``layer.kernel`` held elsewhere stay attached), after checking every value."""
+        weights = [np.asarray(variables.plain(w)) for w in weights]
         expected = [p.shape for p in self.params.values()]
-        received = [np.shape(w) for w in weights]
+        received = [w.shape for w in weights]
         if expected != received:
             raise ValueError(
                 f"Layer {self.name!r} expects weights of shapes {expected}; received {received}"
             )
-        self.check_weights({name: np.asarray(value) for name, value in zip(self.params, weights)})
-        for param, value in zip(self.params.values(), weights):
-            np.copyto(param, np.asarray(value), casting="same_kind")
+        # Every value cast before any is written: a refused one leaves all weights as they were.
+        converted = [variable._checked(value, "set_weights") if isinstance(variable, variables.Variable)
+                     else np.asarray(value) for variable, value in zip(self.params.values(), weights)]
+        self.check_weights(dict(zip(self.params, converted)))
+        for param, value in zip(self.params.values(), converted):
+            np.copyto(variables.plain(param), value, casting="same_kind")
 
     def check_weights(self, values):
         """Refuse ``{name: array}`` values this layer cannot compute with (before any is set)."""
@@ -258,6 +270,31 @@ class Layer:
 
     def __repr__(self):
         return f"<{type(self).__name__} name={self.name!r}>"
+
+
+class _Params(dict):
+    """A layer's ``{name: weight}``: every ndarray stored in it becomes a
+    :class:`~npnet.variables.Variable` of the layer, a view of the same storage (no copy)."""
+
+    def __init__(self, layer, items=()):
+        super().__init__()
+        self._layer = layer
+        self.update(items)
+
+    def __setitem__(self, key, value):
+        layer = getattr(self, "_layer", None)  # unset while unpickling: the items are Variables already
+        if layer is not None and isinstance(value, np.ndarray):
+            value = variables.as_variable(value, key, layer)
+        super().__setitem__(key, value)
+
+    def update(self, *args, **kwargs):
+        for key, value in dict(*args, **kwargs).items():
+            self[key] = value
+
+    def setdefault(self, key, default=None):
+        if key not in self:
+            self[key] = default
+        return self[key]
 
 
 def _marking_built(build):
@@ -378,7 +415,7 @@ class Dense(Layer):
 
     @property
     def bias(self):
-        """The bias array; None with ``use_bias=False`` (as Keras's ``layer.bias``)."""
+        """The bias Variable; None with ``use_bias=False`` (as Keras's ``layer.bias``)."""
         return self.params.get("bias")
 
     def forward(self, x, training=False):

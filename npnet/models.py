@@ -21,6 +21,9 @@ class Sequential:
     """A linear stack of layers, used exactly like ``keras.Sequential``."""
 
     _count = 0
+    #: Keras 3 builds a Sequential's layers inside the model's name scope, so their weights'
+    #: paths read ``sequential/dense/kernel``; a functional model's layers are built outside it.
+    _scopes_weights = True
 
     def __init__(self, layers=None, name=None, trainable=True):
         _refuse_custom_steps(type(self))
@@ -61,6 +64,7 @@ class Sequential:
         if any(existing is layer for existing in self.layers):
             raise ValueError(f"Layer {layer.name!r} is already in the model")
         trainer = self._make_trainer(self.layers + [layer]) if self.compiled else None
+        built_before = layer.built
         self.layers.append(layer)
         try:
             if self.input_shape is not None and not self.built:
@@ -68,6 +72,8 @@ class Sequential:
         except Exception:
             self.layers.pop()
             raise
+        if self._scopes_weights and getattr(layer, "_weight_scope", None) is None and not built_before:
+            layer._weight_scope = self.name
         self._adopt(trainer)
         return None
 
@@ -628,6 +634,8 @@ class Model(Sequential):
     """The functional API for chains: ``npnet.Model(inputs, outputs)`` with ``inputs`` an
     ``npnet.Input(...)`` and ``outputs`` the result of applying layers to it one after
     another. It then works as a Sequential model of those layers."""
+
+    _scopes_weights = False
 
     def __init__(self, inputs=None, outputs=None, name=None, trainable=True):
         if inputs is None or outputs is None:

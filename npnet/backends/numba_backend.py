@@ -448,7 +448,9 @@ class NumbaBackend(base.Trainer):
             trainable = np.array([(K.TRAINED if layer.use_bias else K.KERNEL_ONLY) if layer.trainable else 0
                                   for layer in dense], dtype=np.int64)
             first = int(np.flatnonzero(trainable)[0]) if trainable.any() else len(dense)
-            self._net = K.Network(tuple(d.kernel for d in dense), tuple(_bias_of(d) for d in dense),
+            # Plain ndarray views of the weights' storage: the kernels write the Variables'
+            # memory, and numba types and dispatches on exact ndarrays as it always did.
+            self._net = K.Network(tuple(np.asarray(d.kernel) for d in dense), tuple(_bias_of(d) for d in dense),
                                   activation_codes(plan_.codes), self._loss_code(), trainable, first,
                                   K.constants(dtype), True if any(d.units == 1 for d in dense) else None)
             self._penalties = _penalties(dense, dtype)
@@ -709,7 +711,7 @@ def _normalized(layer, x):
 def _bias_of(layer):
     """A Dense layer's bias, or for one without (``use_bias=False``) a stand-in of zeros the
     kernels add and never change (``npnet.kernels.dense.KERNEL_ONLY``)."""
-    return layer.bias if layer.use_bias else np.zeros(layer.units, dtype=layer.kernel.dtype)
+    return np.asarray(layer.bias) if layer.use_bias else np.zeros(layer.units, dtype=layer.kernel.dtype)
 
 
 def _per_layer(optimizer, dense, slot):
