@@ -419,7 +419,7 @@ class Dense(Layer):
         return self.params.get("bias")
 
     def forward(self, x, training=False):
-        z = F.dense_forward(x, self.params["kernel"], self.params.get("bias"))
+        z = F.dense_forward(x, variables.plain(self.params["kernel"]), variables.plain(self.params.get("bias")))
         a = self.activation.forward(z)
         return a, ActivationCache(x, z, a)
 
@@ -434,7 +434,7 @@ class Dense(Layer):
         Used when the loss hands over ``dL_dz`` directly: softmax + cross-entropy.
         """
         x, z, a = cache
-        dL_dx, dL_dkernel, dL_dbias = F.dense_backward(dL_dz, x, self.params["kernel"], need_input_grad)
+        dL_dx, dL_dkernel, dL_dbias = F.dense_backward(dL_dz, x, variables.plain(self.params["kernel"]), need_input_grad)
         return dL_dx, ({"kernel": dL_dkernel, "bias": dL_dbias} if self.use_bias else {"kernel": dL_dkernel})
 
     def get_config(self):

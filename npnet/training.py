@@ -8,6 +8,7 @@ kernels (``npnet/kernels``).
 import numpy as np
 
 from . import heads, update_box
+from .variables import plain
 
 
 def forward(layers, x, training=False):
@@ -24,7 +25,7 @@ def regularization_loss(layers):
     total = 0.0
     for layer in layers:
         for name, regularizer in layer.weight_regularizers().items():
-            total = total + regularizer(layer.params[name])
+            total = total + regularizer(plain(layer.params[name]))
     return total
 
 
@@ -111,7 +112,7 @@ def backward(layers, loss, output, caches, y, head=None, sample_weight=None):
             grads.clear()  # a frozen layer's weights get no gradient, as in Keras
             continue
         for name, regularizer in layer.weight_regularizers().items():
-            grads[name] = grads[name] + regularizer.gradient(layer.params[name])
+            grads[name] = grads[name] + regularizer.gradient(plain(layer.params[name]))
     return param_grads, output_grads
 
 

@@ -11,6 +11,7 @@ import contextlib
 import numpy as np
 
 from .. import training, update_box, utils
+from ..variables import plain
 from ._threads import SingleThreadedBlas
 from .base import Steps, Trainer
 
@@ -68,7 +69,10 @@ class NumpyBackend(Trainer):
             largest = update_box.largest_magnitude(grads)
             if not (np.isfinite(loss) and training.squares_finite(largest, output.dtype)):
                 return float(loss), n_correct, False
-            applied = self.optimizer.apply_gradients_if_finite(self.trainable_weights(), grads, bounds, largest)
+            # plain views of the Variables: the update writes the same memory without the
+            # per-operation hook that keeps results of arithmetic on a Variable plain arrays
+            params = [plain(p) for p in self.trainable_weights()]
+            applied = self.optimizer.apply_gradients_if_finite(params, grads, bounds, largest)
         return float(loss), n_correct, applied
 
     def _running_bounds(self):
