@@ -509,7 +509,7 @@ def _plain_function_message(function):
 
 
 def deserialize(name, config_):
-    """The loss saved as ``(loss.name, loss.get_config())``."""
+    """The loss saved as ``(name, loss.get_config())``, ``name`` its class's name or its own."""
     config_ = dict(config_)
     if config_.get("name") == name:
         config_.pop("name")  # the class's own name; a custom one is kept
