@@ -37,7 +37,7 @@ def _in_float64(function):
     return rounded
 
 
-exp, expm1, log1p, tanh = (_in_float64(f) for f in (np.exp, np.expm1, np.log1p, np.tanh))
+exp, expm1, log, log1p, tanh = (_in_float64(f) for f in (np.exp, np.expm1, np.log, np.log1p, np.tanh))
 
 # ----------------------------------------------------------------------------- Dense
 
@@ -633,3 +633,208 @@ def l1_penalty_backward(kernel, l1):
     """d(l1 · Σ |w|)/dw = l1 · sign(w) (0 at w = 0, as TF's abs): a constant pull toward 0
     that, unlike L2's, does not fade as w shrinks, so it drives small weights to exactly 0."""
     return kernel.dtype.type(l1) * np.sign(kernel)
+
+
+# ----------------------------------------------------------------------------- more Keras losses
+# Keras 3's other losses of targets shaped like the output: y_pred, y_true (n, m) -> (n,) per
+# sample, and the gradient of the batch mean of those values w.r.t. y_pred, (n, m). Where a
+# formula clips or clamps with Keras's ε = 1e-7, the gradient is zero where the clip holds,
+# and at the clip's edge it passes, as TensorFlow's maximum/minimum/clip gradients do.
+
+#: ``keras.backend.epsilon()``
+EPSILON = 1e-7
+
+
+def mean_absolute_percentage_error(y_pred, y_true, epsilon=EPSILON):
+    """Per-sample MAPE: ``100 · mean(|y_true - y_pred| / max(|y_true|, ε))``.  (n, m), (n, m) -> (n,)
+
+    The ε keeps a zero target from dividing by zero: its error counts as |y_pred| / ε.
+    """
+    scale = np.maximum(np.abs(y_true), _as(y_pred, epsilon))
+    ratio = np.abs((y_true - y_pred) / scale)
+    return _as(y_pred, 100.0) * ratio.mean(axis=-1, dtype=y_pred.dtype)
+
+
+def mean_absolute_percentage_error_backward(y_pred, y_true, epsilon=EPSILON):
+    """d(batch-mean MAPE)/dy_pred = 100 · sign(y_pred - y_true) / max(|y_true|, ε) / (n m)."""
+    scale = np.maximum(np.abs(y_true), _as(y_pred, epsilon))
+    return np.sign(y_pred - y_true) / scale * _as(y_pred, 100.0 / y_pred.size)
+
+
+def _msle_logs(y_pred, y_true, epsilon):
+    # Keras makes this ε a float32 constant even for float64 outputs, so float64 uses float32(1e-7)
+    eps = _as(y_pred, np.float32(epsilon))
+    one = _as(y_pred, 1.0)
+    shifted_pred = np.maximum(y_pred, eps) + one
+    return log(shifted_pred) - log(np.maximum(y_true, eps) + one), shifted_pred, eps
+
+
+def mean_squared_logarithmic_error(y_pred, y_true, epsilon=EPSILON):
+    """Per-sample MSLE: ``mean((log(max(y_pred, ε) + 1) - log(max(y_true, ε) + 1))²)``.  (n, m), (n, m) -> (n,)
+
+    Values below ε (zero, negative) count as ε: the loss compares orders of magnitude.
+    """
+    difference = _msle_logs(y_pred, y_true, epsilon)[0]
+    return (difference * difference).mean(axis=-1, dtype=y_pred.dtype)
+
+
+def mean_squared_logarithmic_error_backward(y_pred, y_true, epsilon=EPSILON):
+    """d(batch-mean MSLE)/dy_pred = 2 d / (max(y_pred, ε) + 1) / (n m) with d the log difference;
+    zero where y_pred < ε (held at ε by the max)."""
+    difference, shifted_pred, eps = _msle_logs(y_pred, y_true, epsilon)
+    slope = _as(y_pred, 2.0) * difference / shifted_pred
+    return np.where(y_pred >= eps, slope, _as(y_pred, 0)) * _as(y_pred, 1 / y_pred.size)
+
+
+def log_cosh(y_pred, y_true):
+    """Per-sample ``mean(log(cosh(e)))`` of the error ``e = y_pred - y_true``.  (n, m), (n, m) -> (n,)
+
+    Like e²/2 for small errors and |e| - log 2 for large ones (Huber without a delta). cosh
+    overflows for |e| > ~89 in float32, so it is computed as ``e + softplus(-2e) - log 2``.
+    Keras takes log 2 in float32 even for float64 outputs; so does this.
+    """
+    error = y_pred - y_true
+    log_2 = _as(y_pred, np.float32(np.log(2.0)))
+    return (error + softplus_forward(_as(y_pred, -2.0) * error) - log_2).mean(axis=-1, dtype=y_pred.dtype)
+
+
+def log_cosh_backward(y_pred, y_true):
+    """d(batch-mean log-cosh)/dy_pred = tanh(e) / (n m), computed as ``1 - 2 sigmoid(-2e)``, the
+    derivative of the forward formula term by term, so that float32 rounding agrees with Keras."""
+    error = y_pred - y_true
+    slope = 1 - _as(y_pred, 2.0) * sigmoid_forward(_as(y_pred, -2.0) * error)
+    return slope * _as(y_pred, 1 / y_pred.size)
+
+
+def kl_divergence(y_pred, y_true, epsilon=EPSILON):
+    """Per-sample Kullback-Leibler divergence ``Σ_k t_k log(t_k / p_k)``.  p, t: (n, k) -> (n,)
+
+    Both are clipped to [ε, 1] first, so zeros give no log(0). A *sum* over the k entries,
+    not a mean: the divergence of the distribution t from p.
+    """
+    t = np.clip(y_true, _as(y_pred, epsilon), _as(y_pred, 1))
+    p = np.clip(y_pred, _as(y_pred, epsilon), _as(y_pred, 1))
+    return (t * log(t / p)).sum(axis=-1, dtype=y_pred.dtype)
+
+
+def kl_divergence_backward(y_pred, y_true, epsilon=EPSILON):
+    """d(batch-mean KL)/dp = -t / p / n (both clipped), zero where p lies outside [ε, 1]."""
+    eps = _as(y_pred, epsilon)
+    t = np.clip(y_true, eps, _as(y_pred, 1))
+    p = np.clip(y_pred, eps, _as(y_pred, 1))
+    inside = (y_pred >= eps) & (y_pred <= 1)
+    return np.where(inside, -t / p, _as(y_pred, 0)) * _as(y_pred, 1 / y_pred.shape[0])
+
+
+def poisson(y_pred, y_true, epsilon=EPSILON):
+    """Per-sample Poisson loss ``mean(p - t log(p + ε))``, the negative log-likelihood of counts t
+    with rate p (up to a term without p).  (n, m), (n, m) -> (n,)
+
+    Rates must be positive (an exponential or softplus output): as in Keras, a prediction
+    below -ε gives NaN, the log of a negative number.
+    """
+    with np.errstate(invalid="ignore", divide="ignore"):
+        return (y_pred - y_true * log(y_pred + _as(y_pred, epsilon))).mean(axis=-1, dtype=y_pred.dtype)
+
+
+def poisson_backward(y_pred, y_true, epsilon=EPSILON):
+    """d(batch-mean Poisson)/dp = (1 - t / (p + ε)) / (n m)."""
+    with np.errstate(divide="ignore"):
+        slope = 1 - y_true / (y_pred + _as(y_pred, epsilon))
+    return slope * _as(y_pred, 1 / y_pred.size)
+
+
+def hinge_targets(y_true):
+    """Keras's reading of hinge targets: when *every* target of the batch is 0 or 1, they are
+    binary labels and become -1 and 1 (``2 t - 1``); any other targets are used as they are."""
+    if np.all((y_true == 0) | (y_true == 1)):
+        return 2 * y_true - 1
+    return y_true
+
+
+def hinge(y_pred, y_true):
+    """Per-sample hinge loss ``mean(max(1 - t p, 0))`` with targets t = ±1 (0/1 converted by
+    :func:`hinge_targets`).  (n, m), (n, m) -> (n,)
+
+    Zero once a prediction is on the right side with margin 1 (t p >= 1), linear otherwise.
+    """
+    margin = 1 - hinge_targets(y_true) * y_pred
+    return np.maximum(margin, 0).mean(axis=-1, dtype=y_pred.dtype)
+
+
+def hinge_backward(y_pred, y_true):
+    """d(batch-mean hinge)/dp = -t / (n m) where ``1 - t p >= 0`` (at the kink as well, as
+    TensorFlow's maximum), else 0."""
+    t = hinge_targets(y_true)
+    return np.where(1 - t * y_pred >= 0, -t, _as(y_pred, 0)) * _as(y_pred, 1 / y_pred.size)
+
+
+def squared_hinge(y_pred, y_true):
+    """Per-sample ``mean(max(1 - t p, 0)²)``, targets as for :func:`hinge`.  (n, m), (n, m) -> (n,)"""
+    violation = np.maximum(1 - hinge_targets(y_true) * y_pred, 0)
+    return (violation * violation).mean(axis=-1, dtype=y_pred.dtype)
+
+
+def squared_hinge_backward(y_pred, y_true):
+    """d(batch-mean squared hinge)/dp = -2 t max(1 - t p, 0) / (n m)."""
+    t = hinge_targets(y_true)
+    violation = np.maximum(1 - t * y_pred, 0)
+    return _as(y_pred, -2.0) * t * violation * _as(y_pred, 1 / y_pred.size)
+
+
+def categorical_hinge(y_pred, y_true):
+    """Per-sample ``max(1 + neg - pos, 0)`` for one-hot targets t: ``pos = Σ_k t_k p_k``, the
+    score of the true class, and ``neg = max_k (1 - t_k) p_k``, the best other score.  (n, k), (n, k) -> (n,)
+
+    Zero once the true class beats every other by a margin of 1.
+    """
+    pos = (y_true * y_pred).sum(axis=-1, dtype=y_pred.dtype)
+    neg = ((1 - y_true) * y_pred).max(axis=-1)
+    return np.maximum(neg - pos + 1, _as(y_pred, 0))
+
+
+def categorical_hinge_backward(y_pred, y_true):
+    """d(batch-mean categorical hinge)/dp = ((1 - t) · share - t) / n where the hinge is active
+    (``1 + neg - pos >= 0``), else 0. ``share`` is 1 at the entry that gave ``neg``; entries
+    tied for the maximum share it equally, as TensorFlow's max gradient does."""
+    others = (1 - y_true) * y_pred
+    neg = others.max(axis=-1, keepdims=True)
+    pos = (y_true * y_pred).sum(axis=-1, keepdims=True, dtype=y_pred.dtype)
+    at_max = others == neg
+    share = at_max / at_max.sum(axis=-1, keepdims=True).astype(y_pred.dtype)
+    slope = (1 - y_true) * share - y_true
+    return np.where(neg - pos + 1 >= 0, slope, _as(y_pred, 0)) * _as(y_pred, 1 / y_pred.shape[0])
+
+
+def _inverse_norm(x, epsilon):
+    """Per row ``min(1 / ‖x‖, 1 / ε)``, (n, 1): Keras's L2 normalisation scale, and where the
+    bound holds it (``1 / ‖x‖ > 1 / ε``): a zero row stays zero instead of becoming 0/0."""
+    squares = (x * x).sum(axis=-1, keepdims=True, dtype=x.dtype)
+    with np.errstate(divide="ignore"):
+        inverse = 1 / np.sqrt(squares)
+    bound = _as(x, 1 / epsilon)
+    return np.minimum(inverse, bound), inverse > bound
+
+
+def cosine_similarity(y_pred, y_true, epsilon=EPSILON):
+    """Per-sample ``-Σ_k t̂_k p̂_k`` over the last axis, with ``x̂ = x / ‖x‖`` the unit vectors.
+    (n, m), (n, m) -> (n,)
+
+    -1 when prediction and target point the same way, 0 when orthogonal (or either is zero),
+    1 when opposite: minimising it aligns the directions, whatever the lengths.
+    """
+    unit_pred = y_pred * _inverse_norm(y_pred, epsilon)[0]
+    unit_true = y_true * _inverse_norm(y_true, epsilon)[0]
+    return -(unit_true * unit_pred).sum(axis=-1, dtype=y_pred.dtype)
+
+
+def cosine_similarity_backward(y_pred, y_true, epsilon=EPSILON):
+    """d(batch-mean cosine loss)/dp = -r (t̂ - (t̂ · p̂) p̂) / n with r = 1 / ‖p‖: only the part
+    of t̂ across p̂ moves p, since growing p along itself leaves the angle alone. Where r is
+    held at 1 / ε (p about zero) it is a constant: -t̂ / ε / n."""
+    r, held = _inverse_norm(y_pred, epsilon)
+    unit_pred = y_pred * r
+    unit_true = y_true * _inverse_norm(y_true, epsilon)[0]
+    along = (unit_true * unit_pred).sum(axis=-1, keepdims=True, dtype=y_pred.dtype)
+    slope = np.where(held, -unit_true * r, -r * (unit_true - along * unit_pred))
+    return slope * _as(y_pred, 1 / y_pred.shape[0])

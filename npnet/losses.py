@@ -326,6 +326,89 @@ class Huber(_Regression):
         return {**super().get_config(), "delta": self.delta}
 
 
+class MeanAbsolutePercentageError(_Regression):
+    """``100 · mean(|y_true - y_pred| / max(|y_true|, 1e-7))`` per sample, then the batch mean
+    (``'mape'``): errors relative to the target, so a target of 0 weighs enormously."""
+
+    name = "mean_absolute_percentage_error"
+    functions = (F.mean_absolute_percentage_error, F.mean_absolute_percentage_error_backward)
+
+
+class MeanSquaredLogarithmicError(_Regression):
+    """Mean of ``(log(y_pred + 1) - log(y_true + 1))²``, values below 1e-7 taken as 1e-7
+    (``'msle'``): squared error of orders of magnitude, for positive targets spanning many."""
+
+    name = "mean_squared_logarithmic_error"
+    functions = (F.mean_squared_logarithmic_error, F.mean_squared_logarithmic_error_backward)
+
+
+class LogCosh(_Regression):
+    """Mean of ``log(cosh(y_pred - y_true))``: squared error near the target, absolute error
+    far from it, smooth everywhere (``'log_cosh'``)."""
+
+    name = "log_cosh"
+    functions = (F.log_cosh, F.log_cosh_backward)
+
+
+class KLDivergence(_Regression):
+    """Kullback-Leibler divergence ``Σ t log(t / p)`` of target distributions t (n, k) from
+    predicted ones p, both clipped to [1e-7, 1] (``'kl_divergence'``, ``'kld'``). A sum over
+    the k entries per sample; use it after a softmax output."""
+
+    name = "kl_divergence"
+    functions = (F.kl_divergence, F.kl_divergence_backward)
+
+
+class Poisson(_Regression):
+    """Mean of ``y_pred - y_true · log(y_pred + 1e-7)`` (``'poisson'``): for counts, with a
+    positive predicted rate (an ``exponential`` or ``softplus`` output)."""
+
+    name = "poisson"
+    functions = (F.poisson, F.poisson_backward)
+
+
+class Hinge(_Regression):
+    """Mean of ``max(1 - y_true · y_pred, 0)`` for targets -1/1 (``'hinge'``); 0/1 targets
+    are converted to -1/1 when all targets of a batch are 0 or 1, as in Keras."""
+
+    name = "hinge"
+    functions = (F.hinge, F.hinge_backward)
+
+
+class SquaredHinge(_Regression):
+    """Mean of ``max(1 - y_true · y_pred, 0)²``, targets as for :class:`Hinge` (``'squared_hinge'``)."""
+
+    name = "squared_hinge"
+    functions = (F.squared_hinge, F.squared_hinge_backward)
+
+
+class CategoricalHinge(_Regression):
+    """``max(1 + best other score - true class's score, 0)`` per sample for one-hot targets
+    (n, k) (``'categorical_hinge'``): a multi-class margin of 1."""
+
+    name = "categorical_hinge"
+    functions = (F.categorical_hinge, F.categorical_hinge_backward)
+
+
+class CosineSimilarity(_Regression):
+    """``-cos(angle between y_true and y_pred)`` per sample, over the last axis
+    (``'cosine_similarity'``): -1 when they point the same way, whatever their lengths; 0 when
+    either is zero. ``axis`` is the features axis, -1 (Keras's default, the only one here)."""
+
+    name = "cosine_similarity"
+    functions = (F.cosine_similarity, F.cosine_similarity_backward)
+
+    def __init__(self, axis=-1, name=None, reduction="sum_over_batch_size"):
+        super().__init__(name, reduction)
+        if isinstance(axis, bool) or not isinstance(axis, (int, np.integer)) or axis != -1:
+            raise ValueError("npnet's CosineSimilarity compares the last axis, the features of a Dense "
+                             f"output: expected axis=-1 (Keras's default); received axis={axis!r}")
+        self.axis = -1
+
+    def get_config(self):
+        return {**super().get_config(), "axis": self.axis}
+
+
 # -- Keras's loss functions: per-sample values, ``keras.losses.mean_squared_error(y_true, y_pred)``
 
 
@@ -347,13 +430,30 @@ binary_crossentropy = _loss_function(BinaryCrossentropy, "binary_crossentropy")
 mean_squared_error = _loss_function(MeanSquaredError, "mean_squared_error")
 mean_absolute_error = _loss_function(MeanAbsoluteError, "mean_absolute_error")
 huber = _loss_function(Huber, "huber")
+mean_absolute_percentage_error = _loss_function(MeanAbsolutePercentageError, "mean_absolute_percentage_error")
+mean_squared_logarithmic_error = _loss_function(MeanSquaredLogarithmicError, "mean_squared_logarithmic_error")
+log_cosh = _loss_function(LogCosh, "log_cosh")
+kl_divergence = _loss_function(KLDivergence, "kl_divergence")
+poisson = _loss_function(Poisson, "poisson")
+hinge = _loss_function(Hinge, "hinge")
+squared_hinge = _loss_function(SquaredHinge, "squared_hinge")
+categorical_hinge = _loss_function(CategoricalHinge, "categorical_hinge")
+cosine_similarity = _loss_function(CosineSimilarity, "cosine_similarity")
 
 _CLASSES = (SparseCategoricalCrossentropy, CategoricalCrossentropy, BinaryCrossentropy,
-            MeanSquaredError, MeanAbsoluteError, Huber)
+            MeanSquaredError, MeanAbsoluteError, Huber, MeanAbsolutePercentageError,
+            MeanSquaredLogarithmicError, LogCosh, KLDivergence, Poisson, Hinge, SquaredHinge,
+            CategoricalHinge, CosineSimilarity)
 #: Every name ``get`` resolves: Keras's function names, short aliases and class names.
 _BY_NAME = {cls.name: cls for cls in _CLASSES}
 _BY_NAME.update({cls.__name__: cls for cls in _CLASSES})
-_BY_NAME.update(mse=MeanSquaredError, mae=MeanAbsoluteError, huber=Huber)
+#: the short aliases keras.losses.get accepts (its function names ``huber`` and ``log_cosh`` too)
+_BY_NAME.update(mse=MeanSquaredError, MSE=MeanSquaredError, mae=MeanAbsoluteError, MAE=MeanAbsoluteError,
+                bce=BinaryCrossentropy, BCE=BinaryCrossentropy, huber=Huber, mape=MeanAbsolutePercentageError,
+                MAPE=MeanAbsolutePercentageError, msle=MeanSquaredLogarithmicError,
+                MSLE=MeanSquaredLogarithmicError, kld=KLDivergence, KLD=KLDivergence)
+#: Keras 2 names that keras.losses.get of Keras 3 refuses: the error says what to write.
+_KERAS_2_NAMES = {"logcosh": "log_cosh", "kullback_leibler_divergence": "kl_divergence"}
 
 _SUBCLASS_EXAMPLE = (
     "class MyLoss(npnet.losses.Loss):\n"
@@ -378,6 +478,9 @@ def get(identifier):
         return identifier.loss_class()
     if callable(identifier):
         raise TypeError(_plain_function_message(identifier))
+    if isinstance(identifier, str) and identifier in _KERAS_2_NAMES:
+        raise ValueError(f"Unknown loss {identifier!r}: that is a Keras 2 name, which Keras 3 no longer "
+                         f"accepts either; write {_KERAS_2_NAMES[identifier]!r}")
     raise ValueError(
         f"Unknown loss {identifier!r}; known losses: {', '.join(sorted(_BY_NAME))} "
         "(or an npnet.losses.Loss instance)"
@@ -406,7 +509,7 @@ def _plain_function_message(function):
 
 
 def deserialize(name, config_):
-    """The loss saved as ``(loss.name, loss.get_config())``."""
+    """The loss saved as ``(name, loss.get_config())``, ``name`` its class's name or its own."""
     config_ = dict(config_)
     if config_.get("name") == name:
         config_.pop("name")  # the class's own name; a custom one is kept

@@ -331,3 +331,31 @@ def test_regression_metric_strings_cross_over_both_ways(tmp_path):
     ours.save(tmp_path / "n.keras")
     back = keras.models.load_model(tmp_path / "n.keras")
     assert set(back.evaluate(x, y, verbose=0, return_dict=True)) == {"loss", *names}
+
+
+MORE_LOSSES = {"mape": "MeanAbsolutePercentageError", "msle": "MeanSquaredLogarithmicError", "log_cosh": "LogCosh",
+               "kld": "KLDivergence", "poisson": "Poisson", "hinge": "Hinge", "squared_hinge": "SquaredHinge",
+               "categorical_hinge": "CategoricalHinge", "cosine_similarity": "CosineSimilarity"}
+
+
+@pytest.mark.parametrize("form", ["string", "object"])
+@pytest.mark.parametrize("name", sorted(MORE_LOSSES))
+def test_more_keras_losses_cross_over_both_ways(tmp_path, name, form):
+    """A Keras file compiled with loss='mape' (or MeanAbsolutePercentageError()...) opens in
+    npnet with that loss; npnet's file of it opens in Keras and in npnet with it again."""
+    class_name = MORE_LOSSES[name]
+    rng = np.random.default_rng(3)
+    x, y = rng.random((10, 3), dtype=np.float32), rng.random((10, 2), dtype=np.float32) + 0.5
+    theirs = keras.Sequential([keras.Input((3,)), keras.layers.Dense(2, activation="softplus")])
+    theirs.compile(optimizer="sgd", loss=name if form == "string" else getattr(keras.losses, class_name)())
+    theirs.save(tmp_path / "k.keras")
+    ours = npnet.models.load_model(tmp_path / "k.keras")
+    assert type(ours.loss).__name__ == class_name
+    expected = theirs.evaluate(x, y, verbose=0)
+    np.testing.assert_allclose(ours.evaluate(x, y, verbose=0), expected, rtol=1e-5)
+    ours.save(tmp_path / "n.keras")
+    back = keras.models.load_model(tmp_path / "n.keras")
+    assert type(back.loss).__name__ == class_name
+    np.testing.assert_allclose(back.evaluate(x, y, verbose=0), expected, rtol=1e-5)
+    again = npnet.models.load_model(tmp_path / "n.keras")
+    assert type(again.loss) is type(ours.loss) and again.loss.get_config() == ours.loss.get_config()

@@ -225,11 +225,12 @@ def test_a_foreign_format_name_is_rejected(trained, tmp_path):
     lambda meta: meta["model"]["layers"][1].update(class_name="Conv2D"),
     lambda meta: meta["model"]["layers"][1]["config"].update(activation="swishy"),
     lambda meta: meta["compile"]["optimizer"].update(class_name="Adagrad"),
-    lambda meta: meta["compile"]["loss"].update(name="hinge"),
+    lambda meta: meta["compile"]["loss"].update(name="dice", class_name="Dice"),  # a Keras loss npnet lacks
+    lambda meta: meta["compile"]["loss"].update(name="dice") or meta["compile"]["loss"].pop("class_name"),
     lambda meta: meta["model"]["layers"].pop(2),
     lambda meta: meta["compile"]["optimizer"]["config"].update(beta_1=2.0),
 ], ids=["no-model", "units-mismatch", "unknown-layer", "unknown-activation", "unknown-optimizer",
-        "unknown-loss", "layer-removed", "invalid-optimizer-setting"])
+        "unknown-loss", "unknown-loss-by-name", "layer-removed", "invalid-optimizer-setting"])
 def test_inconsistent_contents_are_rejected_with_a_value_error(trained, tmp_path, change):
     source = saved_file(trained[0], tmp_path)
     path = rewrite_meta(source, tmp_path / "bad.npnet", change)
@@ -353,3 +354,21 @@ def test_models_save_model_is_keras_function_form_of_save(trained, tmp_path):
         npnet.models.save_model(model, tmp_path / "m.keras", overwrite=False)
     with pytest.raises(ValueError, match="Invalid filepath extension"):
         npnet.models.save_model(model, tmp_path / "m")
+
+
+@pytest.mark.parametrize("loss", ["mape", "msle", "log_cosh", "kld", "poisson", "hinge", "squared_hinge",
+                                  "categorical_hinge", npnet.losses.CosineSimilarity(name="cosine")])
+def test_the_keras_regression_and_hinge_losses_round_trip(loss, tmp_path):
+    model = npnet.Sequential([npnet.layers.Dense(2, input_shape=(3,))])
+    model.compile(optimizer="sgd", loss=loss)
+    model.save(tmp_path / "m.npnet")
+    loaded = npnet.models.load_model(tmp_path / "m.npnet")
+    assert type(loaded.loss) is type(model.loss)
+    assert loaded.loss.get_config() == model.loss.get_config()
+
+
+def test_a_file_naming_its_loss_without_the_class_still_loads(trained, tmp_path):
+    """Files written before the loss's class_name was stored name the loss by its name only."""
+    source = saved_file(trained[0], tmp_path)
+    path = rewrite_meta(source, tmp_path / "older.npnet", lambda meta: meta["compile"]["loss"].pop("class_name"))
+    assert type(npnet.models.load_model(path).loss) is npnet.losses.SparseCategoricalCrossentropy

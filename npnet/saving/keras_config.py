@@ -43,7 +43,11 @@ LOSSES = {losses_module.SparseCategoricalCrossentropy: "SparseCategoricalCrossen
           losses_module.BinaryCrossentropy: "BinaryCrossentropy",
           losses_module.MeanSquaredError: "MeanSquaredError",
           losses_module.MeanAbsoluteError: "MeanAbsoluteError",
-          losses_module.Huber: "Huber"}
+          losses_module.Huber: "Huber",
+          **{cls: cls.__name__ for cls in (
+              losses_module.MeanAbsolutePercentageError, losses_module.MeanSquaredLogarithmicError,
+              losses_module.LogCosh, losses_module.KLDivergence, losses_module.Poisson, losses_module.Hinge,
+              losses_module.SquaredHinge, losses_module.CategoricalHinge, losses_module.CosineSimilarity)}}
 #: Keras metric spellings (strings and classes) -> npnet metric name.
 METRICS = {"accuracy": "accuracy", "acc": "accuracy",
            "sparse_categorical_accuracy": "sparse_categorical_accuracy",

@@ -50,7 +50,9 @@ def _compile_spec(model, include_optimizer):
         return None
     spec = {"optimizer": {"class_name": type(model.optimizer).__name__,
                           "config": model.optimizer.get_config()},
-            "loss": {"name": model.loss.name, "config": model.loss.get_config()},
+            # the class too: a loss named by its user (name="cosine") is not found by its name
+            "loss": {"name": model.loss.name, "class_name": type(model.loss).__name__,
+                     "config": model.loss.get_config()},
             "metrics": [metric.name for metric in model.metrics],
             "backend": model.backend_name}
     if include_optimizer and model.optimizer.iterations:
@@ -167,7 +169,7 @@ def _set_weights(model, weights):
 
 def _compile(model, spec, optimizer_arrays, backend):
     optimizer = optimizers_module.deserialize(spec["optimizer"]["class_name"], spec["optimizer"]["config"])
-    loss = losses_module.deserialize(spec["loss"]["name"], spec["loss"]["config"])
+    loss = losses_module.deserialize(spec["loss"].get("class_name", spec["loss"]["name"]), spec["loss"]["config"])
     # The backend it was saved with, unless the caller chooses: backends agree only to
     # float32 rounding, and a loaded model should predict bit for bit as the saved one.
     model.compile(optimizer=optimizer, loss=loss, metrics=spec["metrics"],
