@@ -776,15 +776,18 @@ def clone_model(model, input_tensors=None, clone_function=None, **kwargs):
         raise TypeError(f"clone_model expects an npnet model; received {type(model).__name__}")
     clone = Sequential.from_config(model.get_config())
     if isinstance(model, Model) and clone.built:
-        clone = _as_functional(clone)
+        clone = _as_functional(clone, model.inputs[0].name)
     if model.compiled:
         _compile_like(clone, model)
     return clone
 
 
-def _as_functional(sequential):
-    """The same layers as an ``npnet.Model``, so a functional model's clone is functional."""
-    inputs = symbolic.Input(shape=sequential.input_shape[1:])
+def _as_functional(sequential, input_name=None):
+    """The same layers as an ``npnet.Model``, so a functional model's clone is functional,
+    with the input's name (as Keras's clone keeps it). The calls the discarded ``sequential``
+    made are forgotten, so the clone's ``layer.output`` belongs to the clone."""
+    symbolic.forget_calls(sequential.layers)
+    inputs = symbolic.Input(shape=sequential.input_shape[1:], name=input_name)
     outputs = inputs
     for layer in sequential.layers:
         outputs = layer(outputs)

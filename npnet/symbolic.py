@@ -97,6 +97,12 @@ def follow(layer, tensor):
     return apply_layer(layer, tensor)
 
 
+def forget_calls(layers):
+    """Drop the symbolic calls of ``layers`` (new layers whose first model is thrown away)."""
+    for layer in layers:
+        layer.__dict__.pop("_symbolic_outputs", None)
+
+
 def layer_tensor(layer, which):
     """``layer.input`` or ``layer.output`` (``which``): the tensor of the layer's first call
     on a symbolic tensor, as Keras 3 answers for a layer called several times."""

@@ -316,3 +316,15 @@ def test_a_dict_for_an_unnamed_input_is_refused_saying_how_to_name_it():
     with pytest.raises(ValueError, match=r"x is a dict with keys \['features'\], but the input of model 'twin' "
                                          r"has no name.*name='features'"):
         ours.predict({"features": data()[0]}, verbose=0)
+
+
+def test_a_cloned_functional_model_extracts_features_and_keeps_the_input_name_like_keras():
+    ours, theirs = twins("functional", input_name="features")
+    x, _ = data()
+    for module, model in ((npnet, ours), (keras, theirs)):
+        clone = module.models.clone_model(model)
+        clone.set_weights(model.get_weights())
+        assert clone.inputs[0].name == "features"
+        extractor = module.Model(clone.inputs, clone.get_layer("middle").output)
+        expected = module.Model(model.inputs, model.get_layer("middle").output).predict(x, verbose=0)
+        np.testing.assert_allclose(extractor.predict(x, verbose=0), expected, **TOLERANCE)
