@@ -43,6 +43,14 @@ def _default_name(cls):
     return base if count == 0 else f"{base}_{count}"
 
 
+def _refuse_result_attribute(layer, which):
+    raise AttributeError(
+        f"layer.{which} is the symbolic tensor of the layer's first call in a functional model (as "
+        f"in Keras) and cannot be assigned. Keep what forward computes in the cache it returns "
+        f"(forward(x, training) -> (y, cache)), which backward receives, not on the layer "
+        f"({type(layer).__name__} {layer.name!r})")
+
+
 class Layer:
     """Base class: parameters, shape bookkeeping, weights exchange and configuration.
 
@@ -128,6 +136,29 @@ class Layer:
         if not self.built:
             self.build((None,) + x.shape[1:])
         return self.forward(x, training=training)[0]
+
+    # -- the symbolic tensors of the functional API ----------------------------------------
+
+    @property
+    def input(self):
+        """The symbolic tensor this layer was first called on (see :mod:`npnet.symbolic`)."""
+        from . import symbolic
+        return symbolic.layer_tensor(self, "input")
+
+    @property
+    def output(self):
+        """The symbolic tensor of this layer's first call, e.g. for feature extraction:
+        ``npnet.Model(model.inputs, model.get_layer("hidden").output)``."""
+        from . import symbolic
+        return symbolic.layer_tensor(self, "output")
+
+    @input.setter
+    def input(self, value):
+        _refuse_result_attribute(self, "input")
+
+    @output.setter
+    def output(self, value):
+        _refuse_result_attribute(self, "output")
 
     # -- weights --------------------------------------------------------------------------
 
@@ -216,6 +247,9 @@ class Layer:
         super().__setattr__(attribute, value)
 
     def __getattr__(self, attribute):
+        if attribute in ("input", "output"):  # keep the property's explanation, not a bare "no attribute"
+            from . import symbolic
+            return symbolic.layer_tensor(self, attribute)
         # Only called when normal lookup fails: the attributes add_weight's arrays were given.
         key = self.__dict__.get("_added_weights", {}).get(attribute)
         if key is None:

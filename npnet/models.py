@@ -33,6 +33,11 @@ class Sequential:
         self.name = name
         self.layers = []
         self._input_shape = None  # declared by npnet.Input(...) as the first entry
+        self._input_tensor = None  # that npnet.Input(...) itself
+        #: The symbolic tensors [input, each layer's output] once the input shape is known
+        #: (``model.inputs``, ``layer.output``); see :meth:`_trace`.
+        self._tensors = None
+        self._given_as_lists = (False, False)  # a functional Model's inputs / outputs were lists
         self.optimizer = self.loss = self.accuracy = None
         self.metrics = []
         self.compiled = False
@@ -59,8 +64,13 @@ class Sequential:
         if not isinstance(layer, layers_module.Layer):
             raise TypeError(f"Sequential.add expects an npnet.layers.Layer, npnet.Input(...) or a "
                             f"model; received {layer!r}")
-        if (self.layers or self._input_shape) and layer._declared_input_shape is not None:
+        declared = layer._declared_input_shape
+        if declared is not None and self.layers:
             raise ValueError(f"Only the first layer may declare input_shape; {layer.name!r} is not first")
+        if declared is not None and self._input_shape is not None and declared[1:] != self._input_shape[1:]:
+            # The layers of a model built with input_shape=..., called on npnet.Input(...), come here.
+            raise ValueError(f"Layer {layer.name!r} declares input_shape={declared[1:]}, but the model's "
+                             f"input has shape {self._input_shape[1:]}")
         if any(existing is layer for existing in self.layers):
             raise ValueError(f"Layer {layer.name!r} is already in the model")
         trainer = self._make_trainer(self.layers + [layer]) if self.compiled else None
@@ -75,6 +85,7 @@ class Sequential:
         if self._scopes_weights and getattr(layer, "_weight_scope", None) is None and not built_before:
             layer._weight_scope = self.name
         self._adopt(trainer)
+        self._trace()
         return None
 
     def _declare_input(self, tensor):
@@ -83,6 +94,7 @@ class Sequential:
         if tensor.layer is not None:
             raise ValueError(f"Sequential takes npnet.Input(...) itself, not a layer's output {tensor!r}")
         self._input_shape = (None,) + tuple(tensor.shape[1:])
+        self._input_tensor = tensor
 
     def _adopt(self, trainer):
         """Use ``trainer`` (made for the current layers) from now on; None: made when needed."""
@@ -97,6 +109,7 @@ class Sequential:
         trainer = self._make_trainer(self.layers[:-1]) if self.compiled and len(self.layers) > 1 else None
         layer = self.layers.pop()
         self._adopt(trainer)
+        self._trace()
         return layer
 
     def get_layer(self, name=None, index=None):
@@ -163,6 +176,68 @@ class Sequential:
             if not layer.built:
                 layer.build(shape)
             shape = layer.compute_output_shape(shape)
+        self._trace()
+
+    # -- symbolic inputs and outputs (the functional API) ---------------------------------
+
+    def _trace(self):
+        """Bring the symbolic tensors in step with the layers: once the input shape is known,
+        each layer is applied to the previous symbolic tensor, as a Keras 3 Sequential builds
+        its functional graph. Calls made before are reused, so ``layer.output`` stays the
+        tensor of the layer's first call."""
+        shape = self.input_shape
+        if shape is None or not self.layers:
+            self._tensors = None
+            return
+        tensors = self._tensors or []
+        if not tensors or tuple(tensors[0].shape[1:]) != tuple(shape[1:]):
+            given = self._input_tensor
+            fits = given is not None and tuple(given.shape[1:]) == tuple(shape[1:])
+            tensors = [given if fits else symbolic.Input(shape=shape[1:])]
+        kept = 1
+        while kept < len(tensors) and kept <= len(self.layers) and tensors[kept].layer is self.layers[kept - 1]:
+            kept += 1
+        tensors = tensors[:kept]
+        try:
+            for layer in self.layers[kept - 1:]:
+                tensors.append(symbolic.follow(layer, tensors[-1]))
+        except NotImplementedError:
+            tensors = None  # a layer that cannot say its output shape: no symbolic tensors, as in Keras
+        self._tensors = tensors
+
+    def _symbolic(self, what):
+        """The symbolic tensors, or a clear AttributeError when the input shape is unknown."""
+        self._trace()
+        if self._tensors is None:
+            reason = ("it has no layers" if not self.layers else
+                      "its input shape is unknown. Start it with npnet.Input(shape=...), give the first "
+                      "layer input_shape=..., or build it (model.build((None, ...)), or fit, evaluate or "
+                      "predict once)")
+            kind = "Sequential model" if type(self) is Sequential else "Model"
+            raise AttributeError(f"{kind} {self.name!r} has no defined {what} yet: {reason}")
+        return self._tensors
+
+    @property
+    def inputs(self):
+        """``[input tensor]``: npnet models have one input, as a list, as Keras's ``model.inputs``."""
+        return [self._symbolic("inputs")[0]]
+
+    @property
+    def outputs(self):
+        """``[output tensor]``: the last layer's symbolic output, as Keras's ``model.outputs``."""
+        return [self._symbolic("outputs")[-1]]
+
+    @property
+    def input(self):
+        """The input tensor (a list of one when a functional model was given a list, as in Keras)."""
+        tensor = self._symbolic("input")[0]
+        return [tensor] if self._given_as_lists[0] else tensor
+
+    @property
+    def output(self):
+        """The output tensor (a list of one when a functional model was given a list, as in Keras)."""
+        tensor = self._symbolic("output")[-1]
+        return [tensor] if self._given_as_lists[1] else tensor
 
     # -- weights --------------------------------------------------------------------------
 
@@ -316,7 +391,23 @@ class Sequential:
         :func:`npnet.validation.check_inputs`)."""
         if not self.layers:
             raise ValueError("The model has no layers")
+        if isinstance(x, dict):
+            x = self._named_input(x, what)
         return validation.check_inputs(x, self.input_shape, what, self.name, self._float_type())
+
+    def _named_input(self, x, what):
+        """The array of a dict keyed by the model's input name, ``{"features": x}`` for
+        ``npnet.Input(shape=..., name="features")``. Other keys are ignored, as Keras does."""
+        name = self._input_tensor.name if self._input_tensor is not None else None
+        received = sorted(map(str, x))
+        if name is None:
+            raise ValueError(f"{what} is a dict with keys {received}, but the input of model {self.name!r} "
+                             "has no name: pass the array itself, or name the input, e.g. "
+                             "npnet.Input(shape=(784,), name='features'), and pass {'features': array}")
+        if name not in x:
+            raise ValueError(f"Missing data for input {name!r} of model {self.name!r}: {what} is a dict "
+                             f"with keys {received}; expected the key {name!r} (npnet models have one input)")
+        return x[name]
 
     def check_data(self, x, y, what=("x", "y"), loss=None):
         """``(x, y)`` validated together for ``loss`` (default: the compiled one), before
@@ -642,12 +733,13 @@ class Model(Sequential):
             raise NotImplementedError("npnet.Model needs inputs= and outputs= (the functional API "
                                       "for chains of layers); subclassing Model is not supported: "
                                       "use npnet.Sequential or a custom npnet.layers.Layer")
-        chain = symbolic.chain(inputs, outputs)
+        tensors = symbolic.trace(inputs, outputs)
         super().__init__(name=name or "functional", trainable=trainable)
-        first = inputs[0] if isinstance(inputs, (list, tuple)) else inputs
-        self._declare_input(first)
-        for layer in chain:
+        self._declare_input(tensors[0])
+        for layer in (tensor.layer for tensor in tensors[1:]):
             Sequential.add(self, layer)
+        self._tensors = tensors  # the caller's own tensors: model.outputs[0] is outputs
+        self._given_as_lists = (isinstance(inputs, (list, tuple)), isinstance(outputs, (list, tuple)))
 
     def add(self, layer):
         raise AttributeError("A functional npnet.Model has no add(); build the chain with "
@@ -692,15 +784,18 @@ def clone_model(model, input_tensors=None, clone_function=None, **kwargs):
         raise TypeError(f"clone_model expects an npnet model; received {type(model).__name__}")
     clone = Sequential.from_config(model.get_config())
     if isinstance(model, Model) and clone.built:
-        clone = _as_functional(clone)
+        clone = _as_functional(clone, model.inputs[0].name)
     if model.compiled:
         _compile_like(clone, model)
     return clone
 
 
-def _as_functional(sequential):
-    """The same layers as an ``npnet.Model``, so a functional model's clone is functional."""
-    inputs = symbolic.Input(shape=sequential.input_shape[1:])
+def _as_functional(sequential, input_name=None):
+    """The same layers as an ``npnet.Model``, so a functional model's clone is functional,
+    with the input's name (as Keras's clone keeps it). The calls the discarded ``sequential``
+    made are forgotten, so the clone's ``layer.output`` belongs to the clone."""
+    symbolic.forget_calls(sequential.layers)
+    inputs = symbolic.Input(shape=sequential.input_shape[1:], name=input_name)
     outputs = inputs
     for layer in sequential.layers:
         outputs = layer(outputs)

@@ -6,6 +6,11 @@ returns a new symbolic tensor that remembers the layer and its input. ``npnet.Mo
 walks back from ``y`` to ``x``; when every step is one layer applied to the previous tensor
 (a chain), the model is that stack of layers. Graphs that branch or merge are refused.
 A model called on a symbolic tensor adds its layers to the chain (a model used as a layer).
+
+A layer remembers the symbolic tensors of its calls: ``layer.output`` (and ``layer.input``)
+is that of its first call, as in Keras 3, so ``npnet.Model(model.inputs,
+model.get_layer("hidden").output)`` is a model of the first layers of ``model`` (the same
+layer objects, sharing their weights) whose ``predict`` gives the hidden activations.
 """
 
 from . import config
@@ -71,11 +76,44 @@ def Input(shape=None, batch_size=None, name=None, dtype=None, batch_shape=None):
 
 
 def apply_layer(layer, tensor):
-    """``layer(tensor)`` on a symbolic tensor: build the layer, return its symbolic output."""
+    """``layer(tensor)`` on a symbolic tensor: build the layer, return its symbolic output,
+    which the layer keeps among its calls (for ``layer.output``)."""
     if not layer.built:
         layer.build(tensor.shape)
-    return SymbolicTensor(layer.compute_output_shape(tensor.shape), layer=layer, source=tensor,
-                          dtype=tensor.dtype)
+    output = SymbolicTensor(layer.compute_output_shape(tensor.shape), layer=layer, source=tensor,
+                            dtype=tensor.dtype)
+    # Kept in __dict__ directly: a layer made by a user need not have called Layer.__init__'s
+    # bookkeeping for it, and Layer.__setattr__ has weight aliases to look after.
+    layer.__dict__.setdefault("_symbolic_outputs", []).append(output)
+    return output
+
+
+def follow(layer, tensor):
+    """``layer(tensor)`` again: the output of an earlier call of ``layer`` on ``tensor`` when
+    there was one (so tracing a model twice adds no calls), else a new call."""
+    for output in layer.__dict__.get("_symbolic_outputs", ()):
+        if output.source is tensor:
+            return output
+    return apply_layer(layer, tensor)
+
+
+def forget_calls(layers):
+    """Drop the symbolic calls of ``layers`` (new layers whose first model is thrown away)."""
+    for layer in layers:
+        layer.__dict__.pop("_symbolic_outputs", None)
+
+
+def layer_tensor(layer, which):
+    """``layer.input`` or ``layer.output`` (``which``): the tensor of the layer's first call
+    on a symbolic tensor, as Keras 3 answers for a layer called several times."""
+    calls = layer.__dict__.get("_symbolic_outputs")
+    if not calls:
+        raise AttributeError(
+            f"Layer {layer.name!r} has never been called on a symbolic tensor, so it has no defined "
+            f"{which}. A layer gets one when it is applied to npnet.Input(...) or to another layer's "
+            "output, or when it is in a model whose input shape is known (a Sequential starting with "
+            "npnet.Input(shape=...) or built, a functional npnet.Model)")
+    return calls[0] if which == "output" else calls[0].source
 
 
 def apply_model(model, tensor):
@@ -92,26 +130,60 @@ def apply_model(model, tensor):
 
 def chain(inputs, outputs):
     """The layers from ``inputs`` to ``outputs``, in order, when they form one chain."""
+    return [tensor.layer for tensor in trace(inputs, outputs)[1:]]
+
+
+def trace(inputs, outputs):
+    """The tensors from ``inputs`` to ``outputs``, ``[input, first layer's output, ...,
+    outputs]``, when each is one layer applied to the one before (a chain)."""
     inputs, outputs = _single(inputs, "inputs"), _single(outputs, "outputs")
-    layers, tensor = [], outputs
-    while tensor is not inputs:
-        if tensor.layer is None:
-            raise ValueError("outputs are not computed from inputs: walking back from the outputs "
-                             f"reached another Input {tensor!r}")
-        layers.append(tensor.layer)
-        tensor = tensor.source
-    layers.reverse()
+    tensors = [outputs]
+    while tensors[-1] is not inputs:
+        if tensors[-1].layer is None:
+            raise ValueError(_disconnected(inputs, outputs, tensors))
+        tensors.append(tensors[-1].source)
+    tensors.reverse()
+    layers = [tensor.layer for tensor in tensors[1:]]
     if len({id(layer) for layer in layers}) != len(layers):
         raise ValueError("npnet runs chains in which each layer appears once; this graph uses a "
                          "layer twice")
-    return layers
+    return tensors
+
+
+def _disconnected(inputs, outputs, tensors):
+    """Why walking back from ``outputs`` reached another Input than ``inputs``."""
+    reached = tensors[-1]
+    text = (f"outputs are not computed from inputs: walking back from the outputs {outputs!r} reached "
+            f"another Input ({_described(reached)}), not the given inputs ({_described(inputs)})")
+    reused = [t.layer.name for t in tensors if t.layer is not None
+              and len(t.layer.__dict__.get("_symbolic_outputs", ())) > 1]
+    if reused:
+        text += (f". Layers {reused} were called more than once; layer.output is the output of a "
+                 "layer's first call (as in Keras), which may belong to another model")
+    return text
+
+
+def _described(tensor):
+    name = f", named {tensor.name!r}" if tensor.name else ""
+    return f"shape {format_shape(tensor.shape)}{name}"
+
+
+#: Why a functional model takes one input and one output, and what to write instead.
+_ONE_OF_EACH = {
+    "inputs": ("npnet's functional models are chains with one input and one output; received {n} "
+               "inputs, expected one input tensor. Concatenate the features into one array with one "
+               "npnet.Input(shape=...)"),
+    "outputs": ("npnet models have one output: expected one output tensor, received {n} outputs. For "
+                "the activations of several layers, build one model per layer, e.g. "
+                "[npnet.Model(model.inputs, layer.output) for layer in model.layers], and predict "
+                "with each (they share the layers' weights)"),
+}
 
 
 def _single(tensors, what):
     if isinstance(tensors, (list, tuple)):
         if len(tensors) != 1:
-            raise NotImplementedError(f"npnet's functional models are chains with one input and one "
-                                      f"output; received {len(tensors)} {what}")
+            raise NotImplementedError(_ONE_OF_EACH[what].format(n=len(tensors)))
         tensors = tensors[0]
     if isinstance(tensors, dict):
         raise NotImplementedError(f"npnet's functional models take one tensor as {what}, not a dict")
