@@ -20,3 +20,11 @@ def keras_value_and_gradient(function, z, upstream):
         out = function(z_tf)
         total = tf.reduce_sum(out * upstream)
     return out.numpy(), tape.gradient(total, z_tf).numpy()
+
+
+def keras_loss_value_and_gradient(loss, y_true, y_pred, sample_weight=None):
+    """A Keras loss's value on ``(y_true, y_pred)`` and its gradient w.r.t. ``y_pred``."""
+    pred = tf.Variable(y_pred)
+    with tf.GradientTape() as tape:
+        value = loss(y_true, pred, sample_weight=sample_weight)
+    return value.numpy(), tape.gradient(value, pred).numpy()

@@ -17,6 +17,8 @@ import keras
 import npnet
 from npnet import losses
 
+from keras_helpers import keras_loss_value_and_gradient
+
 pytestmark = pytest.mark.reference
 
 N, M = 8, 3
@@ -32,12 +34,6 @@ def assert_close(ours, theirs, what, rtol=1e-6, atol=1e-7):
 def rng(seed):
     return np.random.default_rng(seed)
 
-
-def keras_value_and_gradient(loss, y_true, y_pred, sample_weight=None):
-    pred = tf.Variable(y_pred)
-    with tf.GradientTape() as tape:
-        value = loss(y_true, pred, sample_weight=sample_weight)
-    return value.numpy(), tape.gradient(value, pred).numpy()
 
 
 def probabilities(shape, seed):
@@ -85,7 +81,7 @@ CASES = cases()
 
 @pytest.mark.parametrize("what, ours, theirs, y_true, y_pred", CASES, ids=[c[0] for c in CASES])
 def test_loss_value_and_gradient_match_keras(what, ours, theirs, y_true, y_pred):
-    value, grad = keras_value_and_gradient(theirs, y_true, y_pred)
+    value, grad = keras_loss_value_and_gradient(theirs, y_true, y_pred)
     prepared = ours.prepare_targets(np.asarray(y_true), y_pred)
     assert_close(ours(y_true, y_pred), value, f"{what} value")
     assert_close(ours.value(prepared, y_pred), value, f"{what} value()")
@@ -95,7 +91,7 @@ def test_loss_value_and_gradient_match_keras(what, ours, theirs, y_true, y_pred)
 @pytest.mark.parametrize("what, ours, theirs, y_true, y_pred", CASES, ids=[c[0] for c in CASES])
 def test_loss_with_sample_weight_matches_keras(what, ours, theirs, y_true, y_pred):
     weights = rng(10).uniform(0, 2, size=N).astype(np.float32)
-    value, grad = keras_value_and_gradient(theirs, y_true, y_pred, sample_weight=weights)
+    value, grad = keras_loss_value_and_gradient(theirs, y_true, y_pred, sample_weight=weights)
     assert_close(ours(y_true, y_pred, sample_weight=weights), value, f"{what} weighted value")
     # the documented rule: weight w_i scales row i of the batch-mean gradient
     prepared = ours.prepare_targets(np.asarray(y_true), y_pred)

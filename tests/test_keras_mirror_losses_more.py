@@ -19,6 +19,8 @@ import keras
 import npnet
 from npnet import losses
 
+from keras_helpers import keras_loss_value_and_gradient
+
 pytestmark = pytest.mark.reference
 
 N, M = 8, 3
@@ -39,12 +41,6 @@ def assert_close(ours, theirs, what, rtol=1e-6, atol=1e-7):
 def rng(seed):
     return np.random.default_rng(seed)
 
-
-def keras_value_and_gradient(loss, y_true, y_pred, sample_weight=None):
-    pred = tf.Variable(y_pred)
-    with tf.GradientTape() as tape:
-        value = loss(y_true, pred, sample_weight=sample_weight)
-    return value.numpy(), tape.gradient(value, pred).numpy()
 
 
 def softmax_rows(seed):
@@ -135,7 +131,7 @@ def pair(case, dtype):
 @pytest.mark.parametrize("case, dtype", CASES, ids=IDS)
 def test_value_and_gradient_match_keras(case, dtype):
     ours, theirs, y_true, y_pred = pair(case, dtype)
-    value, grad = keras_value_and_gradient(theirs, y_true, y_pred)
+    value, grad = keras_loss_value_and_gradient(theirs, y_true, y_pred)
     prepared = ours.prepare_targets(y_true, y_pred)
     assert_close(ours(y_true, y_pred), value, f"{case} value", **TOLERANCES[dtype])
     assert_close(ours.value(prepared, y_pred), value, f"{case} value()", **TOLERANCES[dtype])
@@ -147,7 +143,7 @@ def test_value_and_gradient_with_sample_weight_match_keras(case, dtype):
     ours, theirs, y_true, y_pred = pair(case, dtype)
     weights = rng(20).uniform(0, 2, size=N).astype(dtype)
     weights[3] = 0.0
-    value, grad = keras_value_and_gradient(theirs, y_true, y_pred, sample_weight=weights)
+    value, grad = keras_loss_value_and_gradient(theirs, y_true, y_pred, sample_weight=weights)
     assert_close(ours(y_true, y_pred, sample_weight=weights), value, f"{case} weighted value", **TOLERANCES[dtype])
     # the documented rule: weight w_i scales row i of the batch-mean gradient
     prepared = ours.prepare_targets(y_true, y_pred)
