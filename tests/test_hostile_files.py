@@ -279,7 +279,7 @@ def test_deeply_nested_json_is_refused(tmp_path, good):
     (lambda c: layer(c, 2)["config"].update(use_bias="no"), "use_bias must be true or false"),
     (lambda c: layer(c, 2)["config"].update(dtype="mixed_float16"), "dtype 'mixed_float16'"),
     (lambda c: layer(c, 0)["config"].update(batch_shape=[None, -3]), "input shape"),
-    (lambda c: c["compile_config"].update(loss="hinge"), "loss 'hinge'"),
+    (lambda c: c["compile_config"].update(loss="dice"), "loss 'dice'"),
     (lambda c: c["compile_config"]["optimizer"].update(class_name="Adagrad"), "optimizer class 'Adagrad'"),
     (lambda c: c["compile_config"]["optimizer"]["config"].update(weight_decay=0.1), "weight_decay=0.1"),
     (lambda c: c["compile_config"]["optimizer"]["config"].update(beta_1=2.0), "beta_1"),
