@@ -89,6 +89,9 @@ from npnet.kernels import dense as _kernels  # noqa: E402
 NUMBA_ACTIVATIONS = set(_kernels.ACTIVATION_CODES)
 NUMBA_LOSSES = ("sparse_categorical_crossentropy", "categorical_crossentropy", "binary_crossentropy",
                 "mean_squared_error", "mean_absolute_error", "huber_loss")
+#: Keras's other losses of targets shaped like the output (the kernels' ``OtherLoss``)
+OTHER_NUMBA_LOSSES = ("mean_absolute_percentage_error", "mean_squared_logarithmic_error", "log_cosh",
+                      "kl_divergence", "poisson", "hinge", "squared_hinge", "categorical_hinge", "cosine_similarity")
 #: the accuracies the kernels count themselves
 NUMBA_METRICS = ("accuracy", "acc", "sparse_categorical_accuracy", "categorical_accuracy")
 #: the metrics that read each batch's outputs, which the kernels keep for them
@@ -98,10 +101,9 @@ OTHER_METRICS = ("binary_accuracy", "mse", "mae", "mean_squared_error", "mean_ab
                  "binary_crossentropy", "categorical_crossentropy", "sparse_categorical_crossentropy",
                  "root_mean_squared_error", "mape", "msle", "mean_absolute_percentage_error",
                  "mean_squared_logarithmic_error", "log_cosh_error", "r2_score")
-#: the losses the kernels do not compute: numba's refusal names each, and the automatic choice is NumPy
-NUMPY_ONLY_LOSSES = ("mean_absolute_percentage_error", "mean_squared_logarithmic_error", "log_cosh",
-                     "kl_divergence", "poisson", "hinge", "squared_hinge", "categorical_hinge",
-                     "cosine_similarity")
+#: the losses the kernels do not compute (numba's refusal names each, and the automatic choice
+#: is NumPy): none today
+NUMPY_ONLY_LOSSES = ()
 LOSS_CLASSES = {cls.name: cls for cls in losses._BY_NAME.values() if isinstance(cls, type)}
 
 
@@ -138,8 +140,9 @@ COVERAGE += [("loss", "binary_crossentropy with label_smoothing", lambda: _model
               {"loss": lambda: losses.BinaryCrossentropy(label_smoothing=0.1)}, True),
              ("loss", "categorical_crossentropy with label_smoothing", _model,
               {"loss": lambda: losses.CategoricalCrossentropy(label_smoothing=0.1)}, True)]
-COVERAGE += [("loss", name, lambda: _model(output="sigmoid"), {"loss": lambda name=name: LOSS_CLASSES[name]()}, name)
-             for name in NUMPY_ONLY_LOSSES]
+COVERAGE += [("loss", name, lambda: _model(output="sigmoid"), {"loss": lambda name=name: LOSS_CLASSES[name]()},
+              True if name in OTHER_NUMBA_LOSSES else name)
+             for name in OTHER_NUMBA_LOSSES + NUMPY_ONLY_LOSSES]
 COVERAGE += [("optimizer", f"{name}{suffix}", _model, {"optimizer": lambda cls=cls, kw=kw: cls(**kw)}, True)
              for name, cls in optimizers._BY_NAME.items()
              for suffix, kw in {"sgd": [("", {}), (" momentum", {"momentum": 0.9}),

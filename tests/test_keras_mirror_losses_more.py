@@ -6,7 +6,7 @@ from ``tf.GradientTape``, in float32 and float64, on data that reaches each loss
 targets for MAPE, zero and negative predictions for MSLE and Poisson, probabilities of 0 and 1
 for KL, 0/1 hinge labels and hinge kinks, ties for the categorical hinge's maximum, zero vectors
 for the cosine. Then the names ``keras.losses.get`` accepts, a few training steps beside Keras,
-npnet's finite-difference gradient check, and the backends (numba has no kernels for these).
+npnet's finite-difference gradient check, and the backends (both train them; numba by default).
 """
 
 import inspect
@@ -236,11 +236,11 @@ def test_only_the_batch_mean_reduction_is_offered(cls):
 # ----------------------------------------------------------------------------- models
 
 
-def twin_models(output_activation, units, loss, seed=0, learning_rate=0.05):
+def twin_models(output_activation, units, loss, seed=0, learning_rate=0.05, backend=None):
     npnet.utils.set_random_seed(seed)
     ours = npnet.Sequential([npnet.layers.Dense(5, activation="tanh", input_shape=(4,)),
                              npnet.layers.Dense(units, activation=output_activation)])
-    ours.compile(optimizer=npnet.optimizers.SGD(learning_rate), loss=loss)
+    ours.compile(optimizer=npnet.optimizers.SGD(learning_rate), loss=loss, backend=backend)
     theirs = keras.Sequential([keras.Input((4,)), keras.layers.Dense(5, activation="tanh"),
                                keras.layers.Dense(units, activation=output_activation)])
     theirs.compile(optimizer=keras.optimizers.SGD(learning_rate), loss=loss)
@@ -265,12 +265,14 @@ FIT_CASES = [("mape", None), ("msle", "softplus"), ("log_cosh", None), ("kl_dive
              ("cosine_similarity", None)]
 
 
+@pytest.mark.parametrize("backend", ["numpy", "numba"])
 @pytest.mark.parametrize("name, output", FIT_CASES, ids=[c[0] for c in FIT_CASES])
-def test_models_train_like_keras(name, output):
-    """Nine SGD steps from the same weights: the history and the weights agree (NumPy backend)."""
+def test_models_train_like_keras(name, output, backend):
+    """Nine SGD steps from the same weights: the history and the weights agree, on each backend."""
     # MAPE's slopes are in percent: a step of 0.05 would be chaos
-    ours, theirs = twin_models(output, 2, name, seed=1, learning_rate=0.001 if name == "mape" else 0.05)
-    assert ours.backend_name == "numpy"
+    ours, theirs = twin_models(output, 2, name, seed=1, learning_rate=0.001 if name == "mape" else 0.05,
+                               backend=backend)
+    assert ours.backend_name == backend
     x = rng(23).normal(size=(24, 4)).astype(np.float32)
     y = targets(name, x).astype(np.float32)
     history = ours.fit(x, y, batch_size=8, epochs=3, shuffle=False, verbose=0)
@@ -297,20 +299,17 @@ def test_gradcheck_passes_in_float64(name, output):
 
 
 @pytest.mark.parametrize("cls", list(CLASSES.values()), ids=list(CLASSES))
-def test_numba_names_each_new_loss_and_the_automatic_choice_is_numpy(cls, monkeypatch):
-    """The numba kernels compute none of these losses: numba's refusal names the loss, and
-    ``backend=None`` picks NumPy, which trains."""
+def test_numba_runs_each_new_loss_and_is_the_automatic_choice(cls, monkeypatch):
+    """The numba kernels compute these losses (their equivalence with the NumPy backend:
+    tests/test_numba_coverage.py), so ``backend=None`` picks numba, which trains."""
     from npnet.backends import numba_backend
 
     monkeypatch.delenv("NPNET_BACKEND", raising=False)
     make = lambda: npnet.Sequential([npnet.layers.Dense(2, activation="softmax", input_shape=(4,))])  # noqa: E731
-    reason = numba_backend.unsupported_reason(make().layers, cls(), npnet.optimizers.Adam())
-    assert reason is not None and cls.name in reason
-    with pytest.raises(NotImplementedError, match=f"{cls.name}.*backend='numpy'"):
-        make().compile(optimizer="adam", loss=cls(), backend="numba")
+    assert numba_backend.unsupported_reason(make().layers, cls(), npnet.optimizers.Adam()) is None
     model = make()
     model.compile(optimizer="adam", loss=cls.name)
-    assert model.backend_name == "numpy"
+    assert model.backend_name == "numba"
     x = rng(25).normal(size=(16, 4)).astype(np.float32)
     history = model.fit(x, np.eye(2)[(x[:, 0] > 0).astype(int)] * 0.8 + 0.1, epochs=1, verbose=0)
     assert np.isfinite(history.history["loss"]).all()

@@ -1,6 +1,6 @@
 """What a model does not use is not compiled: the other activations, the binary and
-regression losses, the L1 penalty and the pairwise sum of a one-unit layer's bias gradient
-(npnet.kernels.dense's module docstring).
+regression losses, Keras's other losses of such targets, the L1 penalty and the pairwise sum
+of a one-unit layer's bias gradient (npnet.kernels.dense's module docstring).
 
 One fresh Python process with an empty ``NUMBA_CACHE_DIR`` trains, evaluates and predicts
 with a few models, and after each lists the kernels numba compiled (a dispatcher compiles a
@@ -56,6 +56,11 @@ _RUN = textwrap.dedent("""
     result["weighted, smoothed"] = train([layers.Flatten(input_shape=(4, 4)), layers.Dense(3, activation="softmax")],
                                          npnet.losses.CategoricalCrossentropy(label_smoothing=0.1), "adam",
                                          np.eye(3)[labels], sample_weight=np.linspace(0, 1, 64))
+    regression = [layers.Flatten(input_shape=(4, 4)), layers.Dense(3)]
+    targets = np.random.default_rng(1).normal(size=(64, 3))
+    result["mse"] = train(regression, "mse", "adam", targets, ())
+    result["hinge"] = train([layers.Flatten(input_shape=(4, 4)), layers.Dense(3)], "hinge", "adam",
+                            (targets > 0).astype(float), ())
     print(json.dumps(result))
 """)
 
@@ -64,6 +69,10 @@ OTHER_ACTIVATIONS = {"any_activation_forward", "any_activation_backward", "other
                      "other_activation_backward", "sigmoid_of", "erf_of", "relu_general_forward",
                      "relu_general_backward"}
 TARGET_LOSSES = {"target_loss", "target_gradient", "target_entry_loss", "sign_of"}
+#: what only a model with one of Keras's other losses of such targets (an ``OtherLoss``) needs
+OTHER_LOSSES = {"other_loss_value", "other_loss_gradient", "other_sample_loss", "other_entry_loss",
+                "other_row_gradient", "other_entry_gradient", "hinge_batch", "binary_targets", "log_of",
+                "kl_divergence_row", "categorical_hinge_parts", "inverse_norm", "unit_dot"}
 L1 = {"l1_penalty", "add_l1_penalty_gradient"}
 #: what only a model whose metrics read the outputs needs, a fit with sample weights, label smoothing
 KEPT_OUTPUTS = {"keep_rows"}
@@ -72,7 +81,7 @@ SMOOTHED = {"smooth_targets"}
 #: the sum NumPy makes of a one-unit layer's bias gradient (pairwise)
 ONE_UNIT = {"pairwise_sum", "pairwise_block"}
 #: none of which the tutorial or an L2 model compiles
-UNUSED = OTHER_ACTIVATIONS | TARGET_LOSSES | L1 | KEPT_OUTPUTS | WEIGHTED | SMOOTHED | ONE_UNIT
+UNUSED = OTHER_ACTIVATIONS | TARGET_LOSSES | OTHER_LOSSES | L1 | KEPT_OUTPUTS | WEIGHTED | SMOOTHED | ONE_UNIT
 
 
 def test_the_tutorial_and_an_l2_model_compile_none_of_the_other_pieces(tmp_path):
@@ -91,3 +100,7 @@ def test_the_tutorial_and_an_l2_model_compile_none_of_the_other_pieces(tmp_path)
     assert not l2_model & UNUSED, sorted(l2_model)
     assert KEPT_OUTPUTS | ONE_UNIT <= set(result["binary, metrics of the outputs"])
     assert WEIGHTED | SMOOTHED <= set(result["weighted, smoothed"])
+    for name in ("binary, metrics of the outputs", "weighted, smoothed", "mse"):
+        assert not set(result[name]) & OTHER_LOSSES, (name, sorted(set(result[name]) & OTHER_LOSSES))
+    assert {"target_loss", "target_gradient"} <= set(result["mse"])
+    assert OTHER_LOSSES <= set(result["hinge"]), sorted(OTHER_LOSSES - set(result["hinge"]))

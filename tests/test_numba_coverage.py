@@ -871,3 +871,197 @@ def test_relu_with_max_value_or_threshold_at_each_batch_size(relu, batch_size, n
     reference, fast = make_pair(make, npnet.losses.SparseCategoricalCrossentropy, OPTIMIZERS["adam"], floatx)
     x, y = make_data(n_samples, categorical=False)
     train_and_compare(reference, fast, x * 3, y, batch_size, floatx, epochs)
+
+
+# ----------------------------------------------------------------------------- Keras's other losses
+
+#: loss -> (output units, output activation, loss class, targets: see :func:`make_other_targets`)
+OTHER_LOSSES = {
+    "mape, zero targets": (3, "linear", npnet.losses.MeanAbsolutePercentageError, "with zeros"),
+    "msle": (3, "linear", npnet.losses.MeanSquaredLogarithmicError, "with zeros"),
+    "log_cosh": (3, "linear", npnet.losses.LogCosh, "regression"),
+    "kl_divergence": (N_CLASSES, "softmax", npnet.losses.KLDivergence, "distributions"),
+    "poisson": (3, "sigmoid", npnet.losses.Poisson, "counts"),
+    "hinge, 0/1 targets": (3, "linear", npnet.losses.Hinge, "binary"),
+    "hinge, -1/1 targets": (3, "tanh", npnet.losses.Hinge, "signs"),
+    "squared_hinge, one unit": (1, "linear", npnet.losses.SquaredHinge, "binary"),
+    "categorical_hinge": (N_CLASSES, "linear", npnet.losses.CategoricalHinge, "one-hot"),
+    "cosine_similarity": (3, "linear", npnet.losses.CosineSimilarity, "regression"),
+}
+
+
+def make_other_targets(n_samples, units, kind, seed=1):
+    """x and targets (n, units) of one kind: "regression" as :func:`make_targets`; "with
+    zeros" the same with a quarter of them 0 (MAPE divides by ε there, MSLE clips them);
+    "distributions" rows summing to 1, a third of them one-hot (zeros: KL's clip);
+    "counts" 0, 1 or 2; "binary" 0/1; "signs" -1/1; "one-hot" rows."""
+    rng = np.random.default_rng(seed)
+    x = rng.standard_normal((n_samples, N_FEATURES))
+    if kind in ("binary", "signs"):
+        y = (rng.random((n_samples, units)) > 0.5).astype(float)
+        return x, (2 * y - 1 if kind == "signs" else y)
+    if kind in ("one-hot", "distributions"):
+        y = np.eye(units)[rng.integers(0, units, n_samples)]
+        if kind == "distributions":
+            soft = rng.random((n_samples, units))
+            y = np.where(np.arange(n_samples)[:, None] % 3 == 0, y, soft / soft.sum(axis=1, keepdims=True))
+        return x, y
+    if kind == "counts":
+        return x, rng.integers(0, 3, (n_samples, units)).astype(float)
+    y = np.tanh(rng.standard_normal((n_samples, units))) * 0.9
+    if kind == "with zeros":
+        y[rng.random(y.shape) < 0.25] = 0.0
+    return x, y
+
+
+def _other_loss_case(loss, floatx, optimizer="adam", extras=("dropout", "l2")):
+    units, output, make_loss, kind = OTHER_LOSSES[loss]
+    reference, fast = make_pair(lambda: stack(extras, output, units=units), make_loss, OPTIMIZERS[optimizer],
+                                floatx, metrics=())
+    assert fast.backend_name == "numba"
+    return reference, fast, kind, units
+
+
+def _train_in_floatx(reference, fast, x, y, batch_size, floatx, epochs=1, **fit_options):
+    """:func:`train_and_compare` with floatx set during fit, so the targets are in the weights'
+    dtype on both backends: with float32 targets and float64 weights the NumPy backend
+    normalises cosine similarity's targets in float32, which the kernels (whose targets are
+    in the weights' dtype) do not mimic."""
+    previous = config.floatx()
+    config.set_floatx(floatx)
+    try:
+        return train_and_compare(reference, fast, x, y, batch_size, floatx, epochs, **fit_options)
+    finally:
+        config.set_floatx(previous)
+
+
+@pytest.mark.parametrize("floatx", ["float32", "float64"])
+@pytest.mark.parametrize("batch_size, n_samples, epochs", [(1, 100, 1), (32, 3200, 1), (32, 327, 9)],
+                         ids=["batch-1", "batch-32", "last-partial-batch"])
+@pytest.mark.parametrize("loss", list(OTHER_LOSSES))
+def test_each_other_loss_at_each_batch_size(loss, batch_size, n_samples, epochs, floatx):
+    """About 100 Adam steps with Dropout and L2, then evaluate and predict, as on the NumPy backend."""
+    reference, fast, kind, units = _other_loss_case(loss, floatx)
+    x, y = make_other_targets(n_samples, units, kind)
+    _train_in_floatx(reference, fast, x, y, batch_size, floatx, epochs)
+
+
+@pytest.mark.parametrize("floatx", ["float32", "float64"])
+@pytest.mark.parametrize("batch_size, n_samples, epochs", [(1, 100, 1), (32, 327, 9)],
+                         ids=["batch-1", "last-partial-batch"])
+@pytest.mark.parametrize("loss", list(OTHER_LOSSES))
+def test_each_other_loss_with_sample_weight(loss, batch_size, n_samples, epochs, floatx):
+    """fit(sample_weight=...) (some 0, some above 1). Under Adam: SGD with momentum drives the
+    weights of MAPE (zero targets: a gradient of 100 / ε) and of the hinges to sizes where a
+    last-bit difference of the matrix products exceeds 1e-12 in float64."""
+    reference, fast, kind, units = _other_loss_case(loss, floatx)
+    x, y = make_other_targets(n_samples, units, kind)
+    weights = np.random.default_rng(5).uniform(0.0, 3.0, n_samples)
+    weights[::7] = 0.0
+    _train_in_floatx(reference, fast, x, y, batch_size, floatx, epochs, sample_weight=weights)
+
+
+@pytest.mark.parametrize("floatx", ["float32", "float64"])
+@pytest.mark.parametrize("loss", ["hinge, 0/1 targets", "categorical_hinge", "poisson"])
+def test_other_losses_with_class_weight(loss, floatx):
+    """class_weight (read from the targets' first column, as on NumPy) weighs these losses too."""
+    reference, fast, kind, units = _other_loss_case(loss, floatx)
+    x, y = make_other_targets(N_SAMPLES, units, kind)
+    _train_in_floatx(reference, fast, x, y, BATCH, floatx, class_weight={0: 0.5, 1: 2.0, 2: 1.5})
+
+
+def test_poisson_through_a_softplus_output():
+    """A positive rate from an activation row (softplus), the usual Poisson model."""
+    reference, fast = make_pair(lambda: stack(("dropout",), "softplus", units=3), npnet.losses.Poisson,
+                                OPTIMIZERS["adam"], "float32", metrics=())
+    x, y = make_other_targets(N_SAMPLES, 3, "counts")
+    train_and_compare(reference, fast, x, y, BATCH, "float32")
+
+
+def test_hinge_reads_each_batch_s_targets_as_keras_does():
+    """Binary labels become -1/1 only in a batch whose targets are all 0 or 1: six samples
+    with a target of -1 make the batches the shuffle puts them in keep theirs, on both backends."""
+    reference, fast, _, units = _other_loss_case("hinge, 0/1 targets", "float32")
+    x, y = make_other_targets(320, units, "binary")
+    y[:6, 0] = -1.0
+    train_and_compare(reference, fast, x, y, BATCH, "float32")
+
+
+def test_other_losses_travel_as_their_own_type():
+    """A model with one of these losses carries an ``OtherLoss``, the type for which alone
+    numba compiles them; MSE keeps its float64 loss row (tests/test_numba_compile_scope.py
+    checks what each compiles)."""
+    from npnet.kernels import dense as K
+    _, fast, _, _ = _other_loss_case("log_cosh", "float32")
+    x, y = make_other_targets(64, 3, "regression")
+    fast.fit(x, y, epochs=1, verbose=0)
+    assert fast.backend._net.loss_code == K.OtherLoss(K.LOG_COSH)
+    assert K.EPSILON == npnet.functional.EPSILON
+    _, mse = make_pair(lambda: stack((), "linear", units=3), npnet.losses.MeanSquaredError, OPTIMIZERS["sgd"],
+                       "float32", metrics=())
+    mse.fit(x, y, epochs=1, verbose=0)
+    assert mse.backend._net.loss_code.dtype == np.float64
+
+
+#: loss class -> (p, t) rows at the edges of its formula (5 outputs: the sums are in order)
+def _other_loss_edges(name, dtype):
+    eps, eps32 = dtype(1e-7), np.float32(1e-7)
+    cases = {
+        "mean_absolute_percentage_error": ([[0.0, 1e-7, -1e-7, 2.0, -3.0], [0.5, 0.5, 1e-8, -1e-8, 0.0]],
+                                           [[0.0, 0.0, 1e-7, 2.0, -1e-8], [0.5, -0.5, 0.0, 1e-8, 1e-7]]),
+        "mean_squared_logarithmic_error": ([[eps32, -1.0, 0.0, 3.0, eps32 * 0.5], [1e-6, 100.0, -eps32, 2.0, 0.0]],
+                                           [[0.0, 0.0, eps32, 3.0, 1.0], [-2.0, 99.0, 0.0, 0.0, 1e-7]]),
+        "log_cosh": ([[0.0, 50.0, -50.0, 100.0, 1e-8], [1.0, -1.0, 0.5, 89.0, -89.0]],
+                     [[0.0, 0.0, 0.0, -100.0, 0.0], [1.0, 0.0, 0.0, 0.0, 0.0]]),
+        "kl_divergence": ([[eps, 0.0, 1.0, 1.5, -0.2], [0.2, 0.2, 0.2, 0.2, 0.2]],
+                          [[0.0, 0.3, 0.7, 0.0, 0.0], [1.0, 0.0, 0.0, 0.0, eps]]),
+        "poisson": ([[0.0, 1e-7, 2.0, 0.5, 3.0], [1.0, 1.0, 1.0, 1.0, 1.0]],
+                    [[0.0, 1.0, 2.0, 0.0, 5.0], [0.0, 0.0, 1.0, 2.0, 7.0]]),
+        "hinge": ([[1.0, -1.0, 0.5, -0.5, 2.0], [1.0, 1.0, -1.0, 0.0, 1e-8]],
+                  [[1.0, 0.0, 1.0, 0.0, 1.0], [1.0, -1.0, -1.0, 0.5, 1.0]]),
+        "squared_hinge": ([[1.0, -1.0, 0.5, -0.5, 2.0], [1.0, 1.0, -1.0, 0.0, 1e-8]],
+                          [[1.0, 0.0, 1.0, 0.0, 1.0], [1.0, 0.0, 0.0, 1.0, 1.0]]),
+        "categorical_hinge": ([[1.0, 0.0, 0.0, 0.5, 0.5], [2.0, 1.0, 0.3, 1.0, -4.0], [1.0, 0.0, 0.0, 0.0, 0.0]],
+                              [[1.0, 0.0, 0.0, 0.0, 0.0], [0.0, 0.0, 1.0, 0.0, 0.0], [1.0, 0.0, 0.0, 0.0, 0.0]]),
+        "cosine_similarity": ([[0.0, 0.0, 0.0, 0.0, 0.0], [1e-8, 0.0, -1e-8, 0.0, 0.0]],
+                              [[1.0, 2.0, 0.0, 0.0, 0.0], [0.0, 0.0, 0.0, 0.0, 0.0]]),
+    }
+    p, t = (np.array(rows, dtype=dtype) for rows in cases[name])
+    rng = np.random.default_rng(4)
+    more_p, more_t = rng.standard_normal((2, 6, 5)).astype(dtype)
+    if name in ("hinge", "squared_hinge", "categorical_hinge"):
+        more_t = (more_t > 0).astype(dtype)
+    elif name in ("kl_divergence", "poisson", "mean_squared_logarithmic_error"):
+        more_p, more_t = np.abs(more_p), np.abs(more_t)
+    return np.concatenate([p, more_p]), np.concatenate([t, more_t])
+
+
+@pytest.mark.parametrize("dtype", [np.float32, np.float64])
+@pytest.mark.parametrize("name", ["mean_absolute_percentage_error", "mean_squared_logarithmic_error", "log_cosh",
+                                  "kl_divergence", "poisson", "hinge", "squared_hinge", "categorical_hinge",
+                                  "cosine_similarity"])
+def test_each_other_loss_kernel_matches_functional_at_its_edges(name, dtype):
+    """Each sample's loss and the gradient against npnet.functional at the ε clips, zero
+    targets, the hinges' kinks and ties, zero and tiny vectors: the same bits in float32 (logs
+    and exps in float64, rounded once, on both), a few ulps in float64 (NumPy's float64 log,
+    exp and log1p are other implementations than the kernels')."""
+    from npnet.backends import numba_backend
+    from npnet.kernels import dense as K
+
+    loss = {cls.name: cls for cls in numba_backend._OTHER_LOSSES}[name]()
+    code = getattr(K, numba_backend._OTHER_LOSSES[type(loss)])
+    p, t = _other_loss_edges(name, dtype)
+    with np.errstate(all="ignore"):
+        expected_rows, expected_grad = loss.per_sample(t, p), loss.gradient(t, p)
+        binary = K.hinge_batch(code, t)
+        rows = np.array([K.other_sample_loss(code, p, t, i, binary) for i in range(p.shape[0])], dtype=dtype)
+        grad = np.empty_like(p)
+        K.other_loss_gradient(code, np.int64(K.LINEAR), p, p, t, None, grad)
+    assert grad.dtype == dtype
+    if dtype == np.float32:
+        np.testing.assert_array_equal(rows, expected_rows)
+        np.testing.assert_array_equal(grad, expected_grad)
+    else:
+        eps = np.finfo(dtype).eps
+        np.testing.assert_allclose(rows, expected_rows, rtol=4 * eps, atol=0)
+        np.testing.assert_allclose(grad, expected_grad, rtol=4 * eps, atol=0)

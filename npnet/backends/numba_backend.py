@@ -6,7 +6,9 @@ with or without a bias, frozen or trainable, with L1, L2 and L1L2 weight penalti
 any of its options), ``LeakyReLU``, ``Softmax`` and ``Activation`` layers right after a
 linear ``Dense``, which they become the activation of; the sparse, one-hot and
 binary cross-entropies (from probabilities or logits, with label smoothing), mean squared and
-absolute error and Huber; fit's sample and class weights; every metric (the kernels count the
+absolute error, Huber, and Keras's other losses of targets shaped like the output (mean
+absolute percentage and squared logarithmic error, log-cosh, KL divergence, Poisson, hinge,
+squared and categorical hinge, cosine similarity); fit's sample and class weights; every metric (the kernels count the
 argmax accuracies and hand each batch's outputs to the others); SGD (momentum, Nesterov),
 RMSprop (momentum, centered) and Adam, with a learning-rate schedule or not (one step per
 kernel call with one); float32 or float64 weights.
@@ -39,8 +41,9 @@ import numpy as np
 
 from .. import activations, config, functional, heads, regularizers, update_box
 from ..layers import Activation, Dense, Dropout, Flatten, LeakyReLU, Normalization, ReLU, Softmax
-from ..losses import (BinaryCrossentropy, CategoricalCrossentropy, Huber, MeanAbsoluteError, MeanSquaredError,
-                      SparseCategoricalCrossentropy)
+from ..losses import (BinaryCrossentropy, CategoricalCrossentropy, CategoricalHinge, CosineSimilarity, Hinge, Huber,
+                      KLDivergence, LogCosh, MeanAbsoluteError, MeanAbsolutePercentageError, MeanSquaredError,
+                      MeanSquaredLogarithmicError, Poisson, SparseCategoricalCrossentropy, SquaredHinge)
 from ..optimizers import SGD, Adam, RMSprop
 from . import base
 from ._threads import SingleThreadedBlas
@@ -57,8 +60,14 @@ ACTIVATIONS = ("linear", "relu", "sigmoid", "tanh", "softmax", "elu", "selu", "g
                "silu", "leaky_relu", "exponential", "hard_sigmoid")
 #: Activation layers that become the activation of the linear Dense layer before them.
 _ACTIVATION_LAYERS = (ReLU, LeakyReLU, Softmax, Activation)
+#: Keras's other losses of targets shaped like the output, by their code in the kernels'
+#: ``OtherLoss`` (a type of its own, so that only a model using one compiles them).
+_OTHER_LOSSES = {MeanAbsolutePercentageError: "MEAN_ABSOLUTE_PERCENTAGE_ERROR",
+                 MeanSquaredLogarithmicError: "MEAN_SQUARED_LOGARITHMIC_ERROR", LogCosh: "LOG_COSH",
+                 KLDivergence: "KL_DIVERGENCE", Poisson: "POISSON", Hinge: "HINGE", SquaredHinge: "SQUARED_HINGE",
+                 CategoricalHinge: "CATEGORICAL_HINGE", CosineSimilarity: "COSINE_SIMILARITY"}
 LOSSES = (SparseCategoricalCrossentropy, CategoricalCrossentropy, BinaryCrossentropy, MeanSquaredError,
-          MeanAbsoluteError, Huber)
+          MeanAbsoluteError, Huber) + tuple(_OTHER_LOSSES)
 OPTIMIZERS = (Adam, SGD, RMSprop)
 DTYPES = ("float32", "float64")
 
@@ -93,6 +102,8 @@ _SETTINGS = {
     MeanSquaredError: {"name": _ANY, "reduction": "sum_over_batch_size"},
     MeanAbsoluteError: {"name": _ANY, "reduction": "sum_over_batch_size"},
     Huber: {"name": _ANY, "reduction": "sum_over_batch_size", "delta": _ANY},
+    **{cls: {"name": _ANY, "reduction": "sum_over_batch_size"} for cls in _OTHER_LOSSES},
+    CosineSimilarity: {"name": _ANY, "reduction": "sum_over_batch_size", "axis": -1},
     Adam: {**_COMMON_OPTIMIZER, "beta_1": _ANY, "beta_2": _ANY, "epsilon": _ANY, "amsgrad": False},
     SGD: {**_COMMON_OPTIMIZER, "momentum": _ANY, "nesterov": _ANY},
     RMSprop: {**_COMMON_OPTIMIZER, "rho": _ANY, "momentum": _ANY, "epsilon": _ANY, "centered": _ANY},
@@ -423,6 +434,8 @@ class NumbaBackend(base.Trainer):
             return K.SOFTMAX_CROSSENTROPY
         if type(self.loss) in _TARGET_LOSSES:
             return _loss_row(self.loss, self.head)
+        if type(self.loss) in _OTHER_LOSSES:
+            return K.OtherLoss(getattr(K, _OTHER_LOSSES[type(self.loss)]))
         return K.CROSSENTROPY_OF_LOGITS if self.loss is not None and self.loss.from_logits \
             else K.CROSSENTROPY_OF_PROBABILITIES
 

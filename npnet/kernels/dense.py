@@ -34,12 +34,14 @@ model compiles only its own optimizer, loss head and options, and a float64 mode
 own float64 machine code. Where a part cannot be None, its *type* says which code to
 compile: the common activations travel as int64 codes, the others as float64 activation
 rows; the cross-entropies' ``loss_code`` is None or an int, the binary and regression
-losses' a float64 loss row; an ``@overload`` picks the function by that type (and L1
-coefficients are None without an L1 term).
+losses' a float64 loss row, Keras's other losses of such targets an :data:`OtherLoss`; an
+``@overload`` picks the function by that type (and L1 coefficients are None without an L1 term).
 
 Adding an activation: a code below, a branch in :func:`other_activation_forward` and one in
 :func:`other_activation_backward`. Adding a loss of targets shaped like the output: a code,
-a branch in :func:`target_entry_loss` and one in :func:`target_gradient`.
+a branch in :func:`target_entry_loss` and one in :func:`target_gradient` (or, to keep it
+out of the common models' compile, an :data:`OtherLoss` code with branches in
+:func:`other_entry_loss` and :func:`other_entry_gradient`, or row functions).
 
 All kernels live in this one file on purpose: numba's on-disk cache of a function is
 invalidated when *its* source file changes, not when a callee in another file does.
@@ -98,6 +100,15 @@ CROSSENTROPY_OF_PROBABILITIES = 2
 #: (``heads.GENERAL``), and of a sigmoid output's logits (``heads.SIGMOID_BINARY_CROSSENTROPY``)
 MEAN_SQUARED_ERROR, MEAN_ABSOLUTE_ERROR, HUBER = 3, 4, 5
 BINARY_OF_PROBABILITIES, BINARY_OF_LOGITS, SIGMOID_BINARY_CROSSENTROPY = 6, 7, 8
+#: Keras's other losses of targets shaped like the output travel as an :data:`OtherLoss`, a
+#: type of their own, for which alone numba compiles them (:func:`other_loss_value`): a model
+#: with a loss row never compiles them, nor one with an ``OtherLoss`` the loss row's code
+MEAN_ABSOLUTE_PERCENTAGE_ERROR, MEAN_SQUARED_LOGARITHMIC_ERROR, LOG_COSH, KL_DIVERGENCE, POISSON = range(9, 14)
+HINGE, SQUARED_HINGE, CATEGORICAL_HINGE, COSINE_SIMILARITY = range(14, 18)
+#: ``Network.loss_code`` of one of the losses above: its int64 ``code``
+OtherLoss = namedtuple("OtherLoss", ["code"])
+#: ``keras.backend.epsilon()``, as ``npnet.functional.EPSILON`` (a test checks they agree)
+EPSILON = 1e-7
 
 # Exact in every float type, so mixing them in never changes a float32 result; constants
 # that are not exact (Keras's clip epsilon) travel in ``Network.constants`` in the weights' dtype.
@@ -1218,6 +1229,9 @@ def output_loss(loss_code, z, a, labels, targets, constants, sample_weight):
 
 @overload(output_loss, **_OVERLOAD_OPTIONS)
 def _output_loss(loss_code, z, a, labels, targets, constants, sample_weight):
+    if isinstance(loss_code, types.BaseNamedTuple):  # OtherLoss
+        return lambda loss_code, z, a, labels, targets, constants, sample_weight: other_loss_value(
+            loss_code.code, a, targets, sample_weight)
     if isinstance(loss_code, types.Array):
         return lambda loss_code, z, a, labels, targets, constants, sample_weight: target_loss(
             loss_code, z, a, targets, constants, sample_weight)
@@ -1234,6 +1248,9 @@ def output_gradient(loss_code, code, z, a, labels, targets, constants, sample_we
 
 @overload(output_gradient, **_OVERLOAD_OPTIONS)
 def _output_gradient(loss_code, code, z, a, labels, targets, constants, sample_weight, dL_dz):
+    if isinstance(loss_code, types.BaseNamedTuple):  # OtherLoss
+        return lambda loss_code, code, z, a, labels, targets, constants, sample_weight, dL_dz: other_loss_gradient(
+            loss_code.code, code, z, a, targets, sample_weight, dL_dz)
     if isinstance(loss_code, types.Array):
         return lambda loss_code, code, z, a, labels, targets, constants, sample_weight, dL_dz: target_gradient(
             loss_code, code, z, a, targets, constants, sample_weight, dL_dz)
@@ -1383,6 +1400,260 @@ def target_gradient(row, code, z, a, targets, constants, sample_weight, dL_dz):
         scale_rows(dL_dz, sample_weight)
     if loss != SIGMOID_BINARY_CROSSENTROPY:
         activation_backward(code, dL_dz, z, a)
+
+
+# ----------------------------------------------------------------------------- Keras's other losses
+# Compiled only for a model whose ``loss_code`` is an :data:`OtherLoss` (see
+# :func:`output_loss`). Each mirrors its npnet.functional pair in its order of operations,
+# in the output's dtype; functional's ``log`` (float64, rounded once) is :func:`log_of`.
+
+#: the float32 constants Keras uses even for float64 outputs (``functional._msle_logs``'s ε,
+#: ``functional.log_cosh``'s log 2), as float64 numbers holding their float32 values
+EPSILON_FLOAT32 = float(np.float32(EPSILON))
+LOG_2_FLOAT32 = float(np.float32(np.log(2.0)))
+
+
+@kernel
+def log_of(x):
+    """functional's ``log`` of one float of x's type: np.log in float64, rounded to x's type."""
+    return same_type(x, np.log(np.float64(x)))
+
+
+@kernel
+def positive_part(x):
+    """``np.maximum(x, 0)`` of one float (NaN stays NaN)."""
+    return _ZERO if x < _ZERO else x
+
+
+@kernel
+def softplus_of(x):
+    """``functional.softplus_forward`` of one float: ``max(x, 0) + log1p(exp(-|x|))``."""
+    return positive_part(x) + log1p_of(exp_of(-np.abs(x)))
+
+
+@kernel
+def binary_targets(targets):
+    """Whether every target of the batch is 0 or 1, which ``functional.hinge_targets`` then
+    reads as -1 and 1.  targets: (n, m)."""
+    for i in range(targets.shape[0]):
+        for j in range(targets.shape[1]):
+            if targets[i, j] != _ZERO and targets[i, j] != _ONE:
+                return False
+    return True
+
+
+@kernel
+def hinge_batch(code, targets):
+    """Whether a hinge loss reads this batch's targets as binary labels (False for the other codes)."""
+    return (code == HINGE or code == SQUARED_HINGE) and binary_targets(targets)
+
+
+@kernel
+def hinge_target(t, binary):
+    """One target as ``functional.hinge_targets`` gives it: ``2 t - 1`` for a binary batch."""
+    return same_type(t, 2.0) * t - _ONE if binary else t
+
+
+@kernel
+def percentage_scale(t, p):
+    """``max(|t|, ε)`` of ``functional.mean_absolute_percentage_error``, in p's dtype."""
+    epsilon, scale = same_type(p, EPSILON), np.abs(t)
+    return epsilon if scale < epsilon else scale
+
+
+@kernel
+def msle_shifted(x, like):
+    """``max(x, ε) + 1`` of ``functional._msle_logs``, ε Keras's float32 1e-7, in like's dtype."""
+    epsilon = same_type(like, EPSILON_FLOAT32)
+    return (epsilon if x < epsilon else x) + _ONE
+
+
+@kernel
+def other_entry_loss(code, p, t):
+    """One output's term of the per-sample mean of the losses of :data:`OtherLoss` that average
+    over the outputs: p the output, t its target (a hinge's as :func:`hinge_target` reads it)."""
+    if code == MEAN_ABSOLUTE_PERCENTAGE_ERROR:  # |(t - p) / max(|t|, ε)|
+        return np.abs((t - p) / percentage_scale(t, p))
+    if code == MEAN_SQUARED_LOGARITHMIC_ERROR:
+        difference = log_of(msle_shifted(p, p)) - log_of(msle_shifted(t, p))
+        return difference * difference
+    if code == LOG_COSH:  # e + softplus(-2e) - log 2
+        error = p - t
+        return error + softplus_of(same_type(p, -2.0) * error) - same_type(p, LOG_2_FLOAT32)
+    if code == POISSON:
+        return p - t * log_of(p + same_type(p, EPSILON))
+    violation = positive_part(_ONE - t * p)
+    return violation if code == HINGE else violation * violation  # HINGE, SQUARED_HINGE
+
+
+@kernel
+def kl_divergence_row(p, t, i):
+    """``functional.kl_divergence`` of sample i: ``Σ_k t log(t / p)``, both clipped to [ε, 1]."""
+    epsilon = same_type(p, EPSILON)
+    total = _ZERO
+    for j in range(p.shape[1]):
+        clipped_t = clip_probability(t[i, j], epsilon, _ONE)
+        total += clipped_t * log_of(clipped_t / clip_probability(p[i, j], epsilon, _ONE))
+    return total
+
+
+@kernel
+def categorical_hinge_parts(p, t, i):
+    """``(neg, pos)`` of ``functional.categorical_hinge`` for sample i: the best other score
+    ``max_k (1 - t_k) p_k`` and the true class's ``Σ_k t_k p_k``."""
+    neg, pos = (_ONE - t[i, 0]) * p[i, 0], _ZERO
+    for j in range(p.shape[1]):
+        pos += t[i, j] * p[i, j]
+        other = (_ONE - t[i, j]) * p[i, j]
+        if other > neg:
+            neg = other
+    return neg, pos
+
+
+@kernel
+def inverse_norm(x, i, like):
+    """``functional._inverse_norm`` of row i of x: ``(min(1 / ‖x_i‖, 1 / ε), whether the bound
+    holds)``; ``like``'s dtype for the bound (x's own in NumPy; they are the same here)."""
+    squares = _ZERO
+    for j in range(x.shape[1]):
+        squares += x[i, j] * x[i, j]
+    inverse = _ONE / np.sqrt(squares)
+    bound = same_type(like, 1 / EPSILON)
+    return (bound if inverse > bound else inverse), inverse > bound
+
+
+@kernel
+def unit_dot(p, t, i, r_pred, r_true):
+    """``Σ_k t̂_k p̂_k`` of sample i with ``x̂ = x · r`` (``functional.cosine_similarity``)."""
+    total = _ZERO
+    for j in range(p.shape[1]):
+        total += (t[i, j] * r_true) * (p[i, j] * r_pred)
+    return total
+
+
+@kernel
+def other_sample_loss(code, p, t, i, binary):
+    """Sample i's loss of an :data:`OtherLoss` code, in p's dtype, as the per-sample function of
+    npnet.functional computes it (``binary``: :func:`hinge_batch`).  p, t: (n, m)."""
+    if code == KL_DIVERGENCE:
+        return kl_divergence_row(p, t, i)
+    if code == CATEGORICAL_HINGE:
+        neg, pos = categorical_hinge_parts(p, t, i)
+        return positive_part(neg - pos + _ONE)
+    if code == COSINE_SIMILARITY:
+        return -unit_dot(p, t, i, inverse_norm(p, i, p)[0], inverse_norm(t, i, p)[0])
+    m = p.shape[1]
+    total = _ZERO
+    for j in range(m):
+        total += other_entry_loss(code, p[i, j], hinge_target(t[i, j], binary))
+    mean = total / same_type(p, m)
+    return same_type(p, 100.0) * mean if code == MEAN_ABSOLUTE_PERCENTAGE_ERROR else mean
+
+
+@kernel
+def other_loss_value(code, a, targets, sample_weight):
+    """:func:`output_loss` of an :data:`OtherLoss` code: the batch mean of the per-sample losses
+    (each in the weights' dtype, times its ``sample_weight`` unless None, accumulated in
+    float64 and rounded once, as :func:`target_loss`).  a, targets: (n, m)."""
+    binary = hinge_batch(code, targets)
+    n = a.shape[0]
+    total = 0.0
+    for i in range(n):
+        term = other_sample_loss(code, a, targets, i, binary)
+        if sample_weight is not None:
+            term = term * sample_weight[i]
+        total += term
+    return same_type(a, total / n)
+
+
+@kernel
+def other_entry_gradient(code, p, t, per_size):
+    """One entry of the ``*_backward`` function of npnet.functional for the codes of
+    :func:`other_entry_loss`: per_size is ``1 / (n m)`` in p's dtype (``100 / (n m)`` for MAPE)."""
+    if code == MEAN_ABSOLUTE_PERCENTAGE_ERROR:
+        return sign_of(p - t) / percentage_scale(t, p) * per_size
+    if code == MEAN_SQUARED_LOGARITHMIC_ERROR:  # zero where max(p, ε) holds p at ε
+        shifted = msle_shifted(p, p)
+        slope = same_type(p, 2.0) * (log_of(shifted) - log_of(msle_shifted(t, p))) / shifted
+        return (slope if p >= same_type(p, EPSILON_FLOAT32) else _ZERO) * per_size
+    if code == LOG_COSH:  # tanh(e) as 1 - 2 sigmoid(-2e)
+        return (_ONE - same_type(p, 2.0) * sigmoid_of(same_type(p, -2.0) * (p - t))) * per_size
+    if code == POISSON:
+        return (_ONE - t / (p + same_type(p, EPSILON))) * per_size
+    if code == HINGE:  # -t where 1 - t p >= 0 (the kink included)
+        return (-t if _ONE - t * p >= _ZERO else _ZERO) * per_size
+    return same_type(p, -2.0) * t * positive_part(_ONE - t * p) * per_size  # SQUARED_HINGE
+
+
+@kernel
+def kl_divergence_gradient_row(p, t, i, per_n, dL_dp):
+    """Row i of ``functional.kl_divergence_backward``: ``-t / p`` (clipped) times per_n, zero
+    where p lies outside [ε, 1]."""
+    epsilon = same_type(p, EPSILON)
+    for j in range(p.shape[1]):
+        clipped_t = clip_probability(t[i, j], epsilon, _ONE)
+        clipped_p = clip_probability(p[i, j], epsilon, _ONE)
+        inside = p[i, j] >= epsilon and p[i, j] <= _ONE
+        dL_dp[i, j] = (-clipped_t / clipped_p if inside else _ZERO) * per_n
+
+
+@kernel
+def categorical_hinge_gradient_row(p, t, i, per_n, dL_dp):
+    """Row i of ``functional.categorical_hinge_backward``: ``(1 - t) · share - t`` times per_n
+    where the hinge is active, ``share`` 1 / (the number of entries tied for neg) at them."""
+    neg, pos = categorical_hinge_parts(p, t, i)
+    ties = 0
+    for j in range(p.shape[1]):
+        if (_ONE - t[i, j]) * p[i, j] == neg:
+            ties += 1
+    share = _ONE / same_type(p, ties)
+    active = neg - pos + _ONE >= _ZERO
+    for j in range(p.shape[1]):
+        at_max = (_ONE - t[i, j]) * p[i, j] == neg
+        slope = (_ONE - t[i, j]) * (share if at_max else _ZERO) - t[i, j]
+        dL_dp[i, j] = (slope if active else _ZERO) * per_n
+
+
+@kernel
+def cosine_similarity_gradient_row(p, t, i, per_n, dL_dp):
+    """Row i of ``functional.cosine_similarity_backward``: ``-r (t̂ - (t̂ · p̂) p̂)`` times per_n,
+    or ``-t̂ r`` where r = 1 / ‖p‖ is held at 1 / ε."""
+    r, held = inverse_norm(p, i, p)
+    r_true = inverse_norm(t, i, p)[0]
+    along = unit_dot(p, t, i, r, r_true)
+    for j in range(p.shape[1]):
+        unit_true, unit_pred = t[i, j] * r_true, p[i, j] * r
+        slope = -unit_true * r if held else -r * (unit_true - along * unit_pred)
+        dL_dp[i, j] = slope * per_n
+
+
+@kernel
+def other_row_gradient(code, p, t, i, binary, dL_dp):
+    """Row i of the gradient of the batch-mean loss of an :data:`OtherLoss` code w.r.t. p."""
+    n, m = p.shape
+    per_n = same_type(p, 1 / n)
+    if code == KL_DIVERGENCE:
+        kl_divergence_gradient_row(p, t, i, per_n, dL_dp)
+    elif code == CATEGORICAL_HINGE:
+        categorical_hinge_gradient_row(p, t, i, per_n, dL_dp)
+    elif code == COSINE_SIMILARITY:
+        cosine_similarity_gradient_row(p, t, i, per_n, dL_dp)
+    else:
+        per_size = same_type(p, (100.0 if code == MEAN_ABSOLUTE_PERCENTAGE_ERROR else 1.0) / (n * m))
+        for j in range(m):
+            dL_dp[i, j] = other_entry_gradient(code, p[i, j], hinge_target(t[i, j], binary), per_size)
+
+
+@kernel
+def other_loss_gradient(loss, code, z, a, targets, sample_weight, dL_dz):
+    """:func:`output_gradient` of an :data:`OtherLoss` code: the loss's gradient w.r.t. the
+    output, scaled by ``sample_weight`` unless None, then the output activation's backward."""
+    binary = hinge_batch(loss, targets)
+    for i in range(a.shape[0]):
+        other_row_gradient(loss, a, targets, i, binary, dL_dz)
+    if sample_weight is not None:
+        scale_rows(dL_dz, sample_weight)
+    activation_backward(code, dL_dz, z, a)
 
 
 # ----------------------------------------------------------------------------- metrics
