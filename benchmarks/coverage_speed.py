@@ -76,6 +76,11 @@ CONFIGURATIONS.update({
     "Dense + ReLU(max_value=6)": ([("dense_relu", 128, {"max_value": 6.0})], "softmax", _SPARSE, ("adam", {}),
                                   "float32"),
 })
+#: Keras's other losses of targets shaped like the output (the kernels' OtherLoss), one-hot targets
+CONFIGURATIONS.update({
+    "log_cosh (10 linear outputs)": (_HIDDEN, "linear", "log_cosh", ("adam", {}), "float32"),
+    "categorical hinge (10 linear outputs)": (_HIDDEN, "linear", "categorical_hinge", ("adam", {}), "float32"),
+})
 #: the regularizer of each kind of hidden Dense layer
 _REGULARIZERS = {"dense_l2": "l2", "dense_l1": "l1", "dense_l1l2": "l1_l2"}
 
