@@ -96,30 +96,23 @@ def _regression_arrays(y_true, y_pred):
 
 def mean_absolute_percentage_error(y_true, y_pred):
     """``100 · mean(|y_true - y_pred| / max(|y_true|, ε))`` over a sample's outputs (ε = 1e-7,
-    so a zero target gives a huge value rather than inf, as in Keras)."""
+    so a zero target gives a huge value rather than inf, as in Keras): the loss's own function."""
     y_true, y_pred = _regression_arrays(y_true, y_pred)
-    epsilon = y_pred.dtype.type(EPSILON)
-    diff = np.abs((y_true - y_pred) / np.maximum(np.abs(y_true), epsilon))
-    return y_pred.dtype.type(100.0) * diff.mean(axis=-1, dtype=y_pred.dtype)
+    return F.mean_absolute_percentage_error(y_pred, y_true)
 
 
 def mean_squared_logarithmic_error(y_true, y_pred):
     """``mean((log(max(y_pred, ε) + 1) - log(max(y_true, ε) + 1))²)`` over a sample's outputs:
-    negative values are clipped to ε = 1e-7 first, as in Keras."""
+    negative values are clipped to ε = 1e-7 first, as in Keras: the loss's own function."""
     y_true, y_pred = _regression_arrays(y_true, y_pred)
-    epsilon = y_pred.dtype.type(EPSILON)
-    first = np.log(np.maximum(y_pred, epsilon) + y_pred.dtype.type(1.0))
-    second = np.log(np.maximum(y_true, epsilon) + y_pred.dtype.type(1.0))
-    return np.square(first - second).mean(axis=-1, dtype=y_pred.dtype)
+    return F.mean_squared_logarithmic_error(y_pred, y_true)
 
 
 def log_cosh(y_true, y_pred):
-    """``mean(log(cosh(y_pred - y_true)))`` over a sample's outputs, computed as
-    ``x + softplus(-2x) - log 2`` so that large errors do not overflow (Keras's way)."""
+    """``mean(log(cosh(y_pred - y_true)))`` over a sample's outputs, computed so that large
+    errors do not overflow (Keras's way): the loss's own function."""
     y_true, y_pred = _regression_arrays(y_true, y_pred)
-    x = y_pred - y_true
-    log_cosh_values = x + np.logaddexp(y_pred.dtype.type(0.0), -2 * x) - y_pred.dtype.type(np.log(2.0))
-    return log_cosh_values.mean(axis=-1, dtype=y_pred.dtype)
+    return F.log_cosh(y_pred, y_true)
 
 
 # ----------------------------------------------------------------------------- the protocol

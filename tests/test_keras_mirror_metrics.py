@@ -312,3 +312,18 @@ def test_regression_metrics_in_fit_and_evaluate_match_a_keras_model(backend):
     assert set(ours_e) == set(theirs_e)
     for key in theirs_e:
         np.testing.assert_allclose(ours_e[key], theirs_e[key], rtol=2e-5, err_msg=key)
+
+
+@pytest.mark.parametrize("dtype", ["float32", "float64"])
+@pytest.mark.parametrize("name", ["mean_absolute_percentage_error", "mean_squared_logarithmic_error", "log_cosh"])
+def test_regression_metric_functions_are_their_losses_bit_for_bit(name, dtype):
+    """As in Keras, the metric and the loss of one name are one function: a model's logged
+    loss and metric of that name agree to the last bit, zero targets and large errors included."""
+    from npnet import losses
+    generator = rng(4)
+    y_pred = (generator.normal(size=(16, 5)) * 60).astype(dtype)
+    y_true = np.concatenate([np.zeros((4, 5)), generator.normal(size=(12, 5)) * 3]).astype(dtype)
+    metric_values = getattr(metrics, name)(y_true, y_pred)
+    loss_values = getattr(losses, name)(y_true, y_pred)  # keras.losses.<name>: per sample
+    assert metric_values.dtype == np.dtype(dtype)
+    np.testing.assert_array_equal(metric_values, loss_values)
