@@ -54,7 +54,8 @@ def compile_loaded(model, spec, backend, optimizer_state=None):
     {slot: [array per trainable parameter]} or None)`` with shapes already checked."""
     if spec is None:
         return
-    model.compile(optimizer=spec.optimizer, loss=spec.loss, metrics=spec.metrics, backend=backend)
+    model.compile(optimizer=spec.optimizer, loss=spec.loss, metrics=spec.metrics, backend=backend,
+                  weighted_metrics=spec.weighted_metrics)
     if optimizer_state is None:
         return
     iterations, state = optimizer_state

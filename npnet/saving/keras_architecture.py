@@ -16,7 +16,8 @@ from . import keras_config as kc, limits
 LayerSpec = collections.namedtuple("LayerSpec", "cls kwargs keras_key")
 ModelSpec = collections.namedtuple("ModelSpec", "name layers input_shape floatx compile")
 #: ``optimizer_in_file``: False when the file names no optimizer and ``optimizer`` is the default.
-CompileSpec = collections.namedtuple("CompileSpec", "optimizer loss metrics optimizer_in_file", defaults=(True,))
+CompileSpec = collections.namedtuple("CompileSpec", "optimizer loss metrics optimizer_in_file weighted_metrics",
+                                     defaults=(True, None))
 _MAX_INPUT_ELEMENTS = 2**40
 
 
@@ -84,7 +85,8 @@ def compile_to_keras(model):
             "loss": {"module": "keras.losses", "class_name": kc.LOSSES[type(loss)],
                      "config": loss_config, "registered_name": None},
             "loss_weights": None, "metrics": [metric.name for metric in model.metrics] or None,
-            "weighted_metrics": None, "run_eagerly": False, "steps_per_execution": 1,
+            "weighted_metrics": [metric.name for metric in model.weighted_metrics] or None,
+            "run_eagerly": False, "steps_per_execution": 1,
             "jit_compile": False}
 
 
@@ -195,11 +197,14 @@ def compile_from_keras(config, where="compile config"):
         raise ValueError(f"{where} must be a dict; received {type(config).__name__}")
     loss = loss_from_keras(config.get("loss"), where)
     metrics = metrics_from_keras(config.get("metrics"), where)
-    metrics_module.resolve(metrics, loss)  # refuse now what compile() would refuse later
+    weighted = metrics_from_keras(config.get("weighted_metrics"), f"{where} weighted_metrics")
+    # refuse now what compile() would refuse later
+    metrics_module.resolve_weighted(weighted, metrics_module.resolve(metrics, loss), loss)
     value = config.get("optimizer", config.get("optimizer_config"))
     if value is None:
-        return CompileSpec(_default_optimizer(where), loss, metrics, optimizer_in_file=False)
-    return CompileSpec(optimizer_from_keras(value, where), loss, metrics)
+        return CompileSpec(_default_optimizer(where), loss, metrics, optimizer_in_file=False,
+                           weighted_metrics=weighted)
+    return CompileSpec(optimizer_from_keras(value, where), loss, metrics, weighted_metrics=weighted)
 
 
 def _default_optimizer(where):

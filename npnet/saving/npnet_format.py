@@ -3,7 +3,8 @@
 Layout (``format_version`` 1):
 
 * ``model.json`` — the architecture (``model.get_config()``), the float type, and the
-  compile settings: optimizer, loss, metrics, backend and the optimizer's step count;
+  compile settings: optimizer, loss, metrics, weighted metrics, backend and the optimizer's
+  step count;
 * ``weights.safetensors`` — ``"{layer index:03d}/{weight name}"`` -> array;
 * ``optimizer.safetensors`` — ``"{slot}/{parameter index:03d}"`` -> array, when the
   optimizer has state and ``include_optimizer`` is True.
@@ -54,6 +55,7 @@ def _compile_spec(model, include_optimizer):
             "loss": {"name": model.loss.name, "class_name": type(model.loss).__name__,
                      "config": model.loss.get_config()},
             "metrics": [metric.name for metric in model.metrics],
+            "weighted_metrics": [metric.name for metric in model.weighted_metrics],
             "backend": model.backend_name}
     if include_optimizer and model.optimizer.iterations:
         spec["optimizer_iterations"] = int(model.optimizer.iterations)
@@ -173,7 +175,8 @@ def _compile(model, spec, optimizer_arrays, backend):
     # The backend it was saved with, unless the caller chooses: backends agree only to
     # float32 rounding, and a loaded model should predict bit for bit as the saved one.
     model.compile(optimizer=optimizer, loss=loss, metrics=spec["metrics"],
-                  backend=backend if backend is not None else spec.get("backend"))
+                  backend=backend if backend is not None else spec.get("backend"),
+                  weighted_metrics=spec.get("weighted_metrics"))
     if optimizer_arrays:
         optimizer.build(model.trainable_weights)
         for slot, arrays in optimizer.state.items():
