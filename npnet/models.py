@@ -24,6 +24,9 @@ class Sequential:
     #: Keras 3 builds a Sequential's layers inside the model's name scope, so their weights'
     #: paths read ``sequential/dense/kernel``; a functional model's layers are built outside it.
     _scopes_weights = True
+    #: Saved as Keras's functional ``Model`` (an InputLayer with the input's name) and loaded
+    #: back as an npnet ``Model``; a Sequential is saved and loaded as one.
+    _functional = False
 
     def __init__(self, layers=None, name=None, trainable=True):
         _refuse_custom_steps(type(self))
@@ -698,7 +701,8 @@ class Sequential:
     def to_json(self, **kwargs):
         """The architecture as JSON text (no weights), read back by ``models.model_from_json``."""
         import json
-        return json.dumps({"class_name": "Sequential", "config": self.get_config()}, **kwargs)
+        class_name = "Functional" if self._functional else "Sequential"
+        return json.dumps({"class_name": class_name, "config": self.get_config()}, **kwargs)
 
     def save(self, path, include_optimizer=True):
         """Save architecture, compile settings, weights and optimizer state to one file, in
@@ -746,6 +750,7 @@ class Model(Sequential):
     another. It then works as a Sequential model of those layers."""
 
     _scopes_weights = False
+    _functional = True
 
     def __init__(self, inputs=None, outputs=None, name=None, trainable=True):
         if inputs is None or outputs is None:
@@ -764,16 +769,25 @@ class Model(Sequential):
         raise AttributeError("A functional npnet.Model has no add(); build the chain with "
                              "layer calls, or use npnet.Sequential")
 
+    def get_config(self):
+        """Sequential's config and the input's name (None when it has none)."""
+        return {**super().get_config(), "input_name": self.inputs[0].name}
+
+    @classmethod
+    def from_config(cls, config):
+        """A new functional model from ``get_config()``: the same layers and input name, fresh weights."""
+        return _as_functional(Sequential.from_config(config), config.get("input_name"))
+
 
 
 def model_from_json(json_string):
     """The model described by ``model.to_json()``, with fresh weights."""
     import json
     spec = json.loads(json_string)
-    if not isinstance(spec, dict) or spec.get("class_name") != "Sequential":
+    if not isinstance(spec, dict) or spec.get("class_name") not in ("Sequential", "Functional"):
         raise ValueError("model_from_json expects the JSON of model.to_json() "
-                         f"(class_name 'Sequential'); received {str(spec)[:80]!r}")
-    return Sequential.from_config(spec["config"])
+                         f"(class_name 'Sequential' or 'Functional'); received {str(spec)[:80]!r}")
+    return (Model if spec["class_name"] == "Functional" else Sequential).from_config(spec["config"])
 
 
 def load_model(path, backend=None):
