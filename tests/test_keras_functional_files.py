@@ -52,14 +52,6 @@ def test_a_functional_model_loads_back_functional_with_its_input_name(tmp_path, 
     assert hidden.predict({"features": X}, verbose=0).shape == (12, 6)
 
 
-def test_a_sequential_model_still_loads_as_a_sequential(tmp_path):
-    model = npnet.Sequential([npnet.Input(shape=(4,)), Dense(3, activation="softmax")])
-    model.save(tmp_path / "seq.keras")
-    model.save(tmp_path / "seq.npnet")
-    assert type(npnet.models.load_model(tmp_path / "seq.keras")) is npnet.Sequential
-    assert type(npnet.models.load_model(tmp_path / "seq.npnet")) is npnet.Sequential
-
-
 def test_an_unnamed_input_keeps_no_name_in_npnet_files_and_gets_keras_default_in_keras_files(tmp_path):
     model = functional(input_name=None)
     model.save(tmp_path / "m.npnet")
@@ -78,6 +70,12 @@ def test_npnet_writes_keras_functional_config(tmp_path):
     assert [entry["name"] for entry in body["layers"]] == ["features", "hidden", "drop", "scores"]
     histories = [entry["inbound_nodes"][0]["args"][0]["config"]["keras_history"][0] for entry in body["layers"][1:]]
     assert histories == ["features", "hidden", "drop"]
+    # a Sequential model stays one, in the file and loaded back
+    sequential = npnet.Sequential([npnet.Input(shape=(4,)), Dense(3, activation="softmax")])
+    sequential.save(tmp_path / "seq.keras")
+    sequential.save(tmp_path / "seq.npnet")
+    assert type(npnet.models.load_model(tmp_path / "seq.keras")) is npnet.Sequential
+    assert type(npnet.models.load_model(tmp_path / "seq.npnet")) is npnet.Sequential
 
 
 def test_to_json_and_model_from_json_keep_a_functional_model():
