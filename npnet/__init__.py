@@ -21,6 +21,7 @@ from . import activations, callbacks, config, data, datasets, functional, initia
 from . import losses, metrics, models, optimizers, utils  # noqa: E402
 from .models import Model, Sequential, load_model  # noqa: E402
 from .layers import Layer  # noqa: E402  (keras.Layer too)
+from .variables import Variable  # noqa: E402  (keras.Variable too)
 from . import backend  # noqa: E402
 from .symbolic import Input  # noqa: E402
 from . import inspect, regularizers, training  # noqa: E402
@@ -28,7 +29,7 @@ from . import inspect, regularizers, training  # noqa: E402
 # npnet/gradcheck.py, importable as ``from npnet.gradcheck import GradcheckReport``).
 from .gradcheck import gradcheck  # noqa: E402
 
-__all__ = ["Input", "Layer", "Model", "Sequential", "load_model", "activations", "backend", "callbacks",
+__all__ = ["Input", "Layer", "Model", "Sequential", "Variable", "load_model", "activations", "backend", "callbacks",
            "config", "data", "datasets", "functional", "initializers", "layers", "losses", "metrics",
            "models", "optimizers", "utils", "plot", "gradcheck", "inspect", "regularizers", "training"]
 

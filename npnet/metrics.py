@@ -13,6 +13,7 @@ integer labels -> sparse categorical accuracy, one-hot rows -> categorical accur
 logged under the name written. :func:`get` resolves any metric identifier.
 """
 
+import collections
 import reprlib
 import warnings
 
@@ -853,6 +854,39 @@ def resolve(metrics, loss):
     if len(set(names)) != len(names):
         raise ValueError(f"metrics must have distinct names; received {names}")
     return resolved
+
+
+def resolve_weighted(weighted_metrics, metrics, loss):
+    """The metric objects for ``compile(weighted_metrics=...)``: as :func:`resolve`, and none
+    of them an object also given in ``metrics`` (one object cannot keep two states)."""
+    if weighted_metrics is not None and not isinstance(weighted_metrics, (list, tuple)):
+        raise TypeError("weighted_metrics must be a list such as ['accuracy'], as in Keras; received "
+                        f"{weighted_metrics!r}")
+    resolved = resolve(weighted_metrics, loss)
+    shared = [m.name for m in resolved if any(m is other for other in metrics)]
+    if shared:
+        raise ValueError(f"metrics and weighted_metrics were given the same metric objects {shared}; "
+                         "pass a separate object (or the name as a string) to each, since each keeps "
+                         "its own running state")
+    return resolved
+
+
+def logged_names(metric_names, weighted_names):
+    """The log keys of ``compile(weighted_metrics=...)``, by Keras 3's rule: a weighted
+    metric keeps its name unless an unweighted one (or an earlier weighted one) has it, then
+    it is ``weighted_<name>`` (``weighted_<name>_1``, ... when that is taken too)."""
+    taken = collections.Counter(metric_names)
+    names = []
+    for name in weighted_names:
+        if name in taken:
+            name = f"weighted_{name}"
+            if name in taken:
+                index = taken[name]
+                taken[name] += 1
+                name = f"{name}_{index}"
+        taken[name] += 1
+        names.append(name)
+    return names
 
 
 def counted_by_argmax(metric, label_kind, n_outputs):
