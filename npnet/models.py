@@ -508,11 +508,10 @@ class Sequential:
         steps_per_epoch, validation_steps = steps
         if val is None and validation_split:
             (x, y), (x_val, y_val) = validation.split_for_validation(x, y, validation_split)
+            # as Keras, sample_weight is split with the data (class_weight weighs training only)
+            w_val = None if weighting[0] is None else weights[x.shape[0]:]
             weights = None if weights is None else weights[:x.shape[0]]
-            val_size = validation.batch_size_of_arrays(batch_size, x_val.shape[0], validation_steps)
-            val = lambda listeners: self._evaluate(  # noqa: E731
-                *training_loop.first_batches((x_val, y_val), val_size, validation_steps, "validation_steps"),
-                val_size, listeners)
+            val = self._split_validation(x_val, y_val, w_val, batch_size, validation_steps)
         passes = training_loop.ArrayPasses(x.shape[0], validation.batch_size_of_arrays(batch_size, x.shape[0], steps_per_epoch),
                                            shuffle, steps_per_epoch)
         trainer = self.backend
@@ -522,6 +521,15 @@ class Sequential:
             return training_loop.train_epoch(trainer, x, y, epoch, passes, self._steps_per_call(listeners),
                                              listeners, self._metric_plan(), sample_weight=weights)
         return run_epoch, passes.steps, val
+
+    def _split_validation(self, x_val, y_val, w_val, batch_size, steps):
+        """The validation function of ``validation_split``'s last rows (weighted by theirs)."""
+        val_size = validation.batch_size_of_arrays(batch_size, x_val.shape[0], steps)
+
+        def validate(listeners):
+            x_, y_, w_ = training_loop.first_batches((x_val, y_val, w_val), val_size, steps, "validation_steps")
+            return self._evaluate(x_, y_, val_size, listeners, sample_weight=w_)
+        return validate
 
     def _validation_source(self, validation_data, batch_size, steps=None):
         """A function computing the validation means, or None without validation data

@@ -728,3 +728,20 @@ def test_logs_history_and_return_dict_list_their_keys_in_keras_s_order():
     assert seen[0] == seen[1]
     assert seen[0][1] == ["accuracy", "loss", "sparse_top_k_categorical_accuracy", "val_accuracy", "val_loss",
                           "val_sparse_top_k_categorical_accuracy"]
+
+
+@pytest.mark.parametrize("how", ["sample_weight", "class_weight"])
+def test_validation_split_takes_its_share_of_sample_weight_as_keras_does(how):
+    """Keras splits sample_weight with the data, so val_loss is weighted by the last rows'
+    weights; class_weight weighs the training rows only."""
+    ours, theirs = pair(output_activation="softmax")
+    x, y = data()
+    weighting = ({"sample_weight": np.linspace(0.1, 4.0, N).astype(np.float32)} if how == "sample_weight"
+                 else {"class_weight": {0: 0.2, 1: 3.0, 2: 1.0}})
+    histories = []
+    for model, sgd, options in ((ours, npnet.optimizers.SGD(0.1), {}), (theirs, keras.optimizers.SGD(0.1), {})):
+        model.compile(optimizer=sgd, loss="sparse_categorical_crossentropy", **options)
+        histories.append(model.fit(x, y, batch_size=8, epochs=2, shuffle=False, verbose=0,
+                                   validation_split=0.25, **weighting).history)
+    for key in ("loss", "val_loss"):
+        np.testing.assert_allclose(histories[0][key], histories[1][key], rtol=1e-5, err_msg=key)
