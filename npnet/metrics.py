@@ -116,6 +116,43 @@ def log_cosh(y_true, y_pred):
     return F.log_cosh(y_pred, y_true)
 
 
+def kl_divergence(y_true, y_pred):
+    """``Σ t log(t / p)`` over a sample's outputs, both clipped to [1e-7, 1]: the loss's own function."""
+    y_true, y_pred = _regression_arrays(y_true, y_pred)
+    return F.kl_divergence(y_pred, y_true)
+
+
+def poisson(y_true, y_pred):
+    """``mean(p - t log(p + 1e-7))`` over a sample's outputs: the loss's own function."""
+    y_true, y_pred = _regression_arrays(y_true, y_pred)
+    return F.poisson(y_pred, y_true)
+
+
+def hinge(y_true, y_pred):
+    """``mean(max(1 - t p, 0))`` over a sample's outputs (0/1 targets read as -1/1): the loss's own function."""
+    y_true, y_pred = _regression_arrays(y_true, y_pred)
+    return F.hinge(y_pred, y_true)
+
+
+def squared_hinge(y_true, y_pred):
+    """``mean(max(1 - t p, 0)²)`` over a sample's outputs: the loss's own function."""
+    y_true, y_pred = _regression_arrays(y_true, y_pred)
+    return F.squared_hinge(y_pred, y_true)
+
+
+def categorical_hinge(y_true, y_pred):
+    """``max(1 + best other score - true class's score, 0)`` per sample: the loss's own function."""
+    y_true, y_pred = _regression_arrays(y_true, y_pred)
+    return F.categorical_hinge(y_pred, y_true)
+
+
+def cosine_similarity(y_true, y_pred):
+    """``Σ t̂ p̂`` over a sample's outputs (unit vectors): 1 for the same direction, as Keras's
+    metric; the loss of that name is its negative, to be minimised."""
+    y_true, y_pred = _regression_arrays(y_true, y_pred)
+    return -F.cosine_similarity(y_pred, y_true)
+
+
 # ----------------------------------------------------------------------------- the protocol
 
 
@@ -368,6 +405,64 @@ class LogCoshError(MeanMetricWrapper):
 
     def __init__(self, name="logcosh", dtype=None):
         super().__init__(log_cosh, name, dtype)
+
+
+class KLDivergence(MeanMetricWrapper):
+    """The mean of the per-sample Kullback-Leibler divergences of the outputs from the targets."""
+
+    direction = "down"
+
+    def __init__(self, name="kl_divergence", dtype=None):
+        super().__init__(kl_divergence, name, dtype)
+
+
+class Poisson(MeanMetricWrapper):
+    """The mean of the per-sample Poisson losses (outputs are rates, targets counts)."""
+
+    direction = "down"
+
+    def __init__(self, name="poisson", dtype=None):
+        super().__init__(poisson, name, dtype)
+
+
+class Hinge(MeanMetricWrapper):
+    """The mean of the per-sample hinge losses (targets ±1, or 0/1 read as ±1)."""
+
+    direction = "down"
+
+    def __init__(self, name="hinge", dtype=None):
+        super().__init__(hinge, name, dtype)
+
+
+class SquaredHinge(MeanMetricWrapper):
+    """The mean of the per-sample squared hinge losses."""
+
+    direction = "down"
+
+    def __init__(self, name="squared_hinge", dtype=None):
+        super().__init__(squared_hinge, name, dtype)
+
+
+class CategoricalHinge(MeanMetricWrapper):
+    """The mean of the per-sample categorical hinge losses (one-hot targets)."""
+
+    direction = "down"
+
+    def __init__(self, name="categorical_hinge", dtype=None):
+        super().__init__(categorical_hinge, name, dtype)
+
+
+class CosineSimilarity(MeanMetricWrapper):
+    """The mean cosine similarity of outputs and targets (1: the same direction). Keras's
+    ``axis`` is the last one, the only one npnet's outputs have."""
+
+    direction = "up"
+
+    def __init__(self, name="cosine_similarity", dtype=None, axis=-1):
+        if axis not in (-1, 1):
+            raise ValueError(f"CosineSimilarity compares the outputs of a sample along its last axis "
+                             f"(axis=-1 or 1); received axis={axis!r}")
+        super().__init__(cosine_similarity, name, dtype)
 
 
 class RootMeanSquaredError(Mean):
@@ -794,17 +889,19 @@ _CLASSES = (Accuracy, SparseCategoricalAccuracy, CategoricalAccuracy, BinaryAccu
             SparseTopKCategoricalAccuracy, TopKCategoricalAccuracy, MeanSquaredError,
             MeanAbsoluteError, MeanAbsolutePercentageError, MeanSquaredLogarithmicError, LogCoshError,
             RootMeanSquaredError, R2Score, Precision, Recall, AUC, BinaryCrossentropy, CategoricalCrossentropy,
-            SparseCategoricalCrossentropy, TruePositives, FalsePositives, TrueNegatives, FalseNegatives)
+            SparseCategoricalCrossentropy, TruePositives, FalsePositives, TrueNegatives, FalseNegatives,
+            KLDivergence, Poisson, Hinge, SquaredHinge, CategoricalHinge, CosineSimilarity)
 _FUNCTIONS = (sparse_categorical_accuracy, categorical_accuracy, binary_accuracy,
               sparse_top_k_categorical_accuracy, top_k_categorical_accuracy, mean_squared_error,
-              mean_absolute_error, mean_absolute_percentage_error, mean_squared_logarithmic_error, log_cosh)
+              mean_absolute_error, mean_absolute_percentage_error, mean_squared_logarithmic_error, log_cosh,
+              kl_divergence, poisson, hinge, squared_hinge, categorical_hinge, cosine_similarity)
 #: Keras's metric strings: class names, their snake_case and the short aliases.
 _BY_NAME = {cls.__name__: cls for cls in _CLASSES}
 _BY_NAME.update({_snake_case(cls.__name__): cls for cls in _CLASSES})
 _BY_NAME.update({"mse": MeanSquaredError, "MSE": MeanSquaredError, "mae": MeanAbsoluteError,
                  "MAE": MeanAbsoluteError, "mape": MeanAbsolutePercentageError,
                  "MAPE": MeanAbsolutePercentageError, "msle": MeanSquaredLogarithmicError,
-                 "MSLE": MeanSquaredLogarithmicError, "auc": AUC})
+                 "MSLE": MeanSquaredLogarithmicError, "auc": AUC, "kl_divergence": KLDivergence})
 
 
 def get(identifier, loss=None):

@@ -45,6 +45,7 @@ def batches(kind, seed=0, n_batches=3, n=10):
             if kind == "regression with zeros":
                 y_true[0, 0] = 0.0  # MAPE's epsilon and MSLE's clipping at work
                 y_true[1] = np.abs(y_true[1])
+                y_true[2] = 0.0  # a zero vector: cosine similarity's norm held at its bound
             out.append((y_true, r.normal(size=(n, 2)).astype(np.float32)))
     return out
 
@@ -95,6 +96,17 @@ PAIRS = [
      "sparse", {}),
     ("sparse crossentropy logits", metrics.SparseCategoricalCrossentropy,
      keras.metrics.SparseCategoricalCrossentropy, "sparse", {"from_logits": True}),
+    ("kl divergence", metrics.KLDivergence, keras.metrics.KLDivergence, "categorical", {}),
+    ("kl divergence of 0/1 rows", metrics.KLDivergence, keras.metrics.KLDivergence, "multilabel", {}),
+    ("poisson", metrics.Poisson, keras.metrics.Poisson, "multilabel", {}),
+    ("hinge 0/1", metrics.Hinge, keras.metrics.Hinge, "multilabel", {}),
+    ("hinge", metrics.Hinge, keras.metrics.Hinge, "regression", {}),
+    ("squared hinge 0/1", metrics.SquaredHinge, keras.metrics.SquaredHinge, "multilabel", {}),
+    ("squared hinge", metrics.SquaredHinge, keras.metrics.SquaredHinge, "regression", {}),
+    ("categorical hinge", metrics.CategoricalHinge, keras.metrics.CategoricalHinge, "categorical", {}),
+    ("cosine similarity", metrics.CosineSimilarity, keras.metrics.CosineSimilarity, "regression", {}),
+    ("cosine similarity of zeros", metrics.CosineSimilarity, keras.metrics.CosineSimilarity,
+     "regression with zeros", {}),
 ]
 
 
@@ -327,3 +339,16 @@ def test_regression_metric_functions_are_their_losses_bit_for_bit(name, dtype):
     loss_values = getattr(losses, name)(y_true, y_pred)  # keras.losses.<name>: per sample
     assert metric_values.dtype == np.dtype(dtype)
     np.testing.assert_array_equal(metric_values, loss_values)
+
+
+@pytest.mark.parametrize("name", ["kl_divergence", "poisson", "hinge", "squared_hinge", "categorical_hinge",
+                                  "cosine_similarity"])
+def test_more_keras_metric_strings_resolve_and_log_under_their_names(name):
+    """The strings of Keras 3's probabilistic, hinge and cosine metrics give the same class and
+    history key as Keras's compile does."""
+    ours, theirs = metrics.get(name), keras.metrics.get(name)
+    assert type(ours).__name__ == type(theirs).__name__ and ours.name == name
+    (y_true, y_pred), = batches("categorical", n_batches=1)
+    ours.update_state(y_true, y_pred)
+    theirs.update_state(y_true, y_pred)
+    np.testing.assert_allclose(ours.result(), np.asarray(theirs.result()), rtol=2e-6, atol=1e-7)
