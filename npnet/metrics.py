@@ -585,8 +585,12 @@ class CategoricalCrossentropy(_CrossentropyMetric):
 
     loss_class = losses_module.CategoricalCrossentropy
 
-    def __init__(self, name="categorical_crossentropy", dtype=None, from_logits=False, label_smoothing=0.0):
+    def __init__(self, name="categorical_crossentropy", dtype=None, from_logits=False, label_smoothing=0.0, axis=-1):
+        _check_last_axis(type(self).__name__, axis)
         super().__init__(name, dtype, from_logits=from_logits, label_smoothing=label_smoothing)
+
+    def get_config(self):
+        return {**super().get_config(), "axis": -1}
 
 
 class SparseCategoricalCrossentropy(_CrossentropyMetric):
@@ -594,8 +598,21 @@ class SparseCategoricalCrossentropy(_CrossentropyMetric):
 
     loss_class = losses_module.SparseCategoricalCrossentropy
 
-    def __init__(self, name="sparse_categorical_crossentropy", dtype=None, from_logits=False):
+    def __init__(self, name="sparse_categorical_crossentropy", dtype=None, from_logits=False, ignore_class=None, axis=-1):
+        _check_last_axis(type(self).__name__, axis)
+        if ignore_class is not None:
+            raise ValueError(f"SparseCategoricalCrossentropy(ignore_class=...) is not available in npnet; "
+                             f"received ignore_class={ignore_class!r}")
         super().__init__(name, dtype, from_logits=from_logits)
+
+    def get_config(self):
+        return {**super().get_config(), "ignore_class": None, "axis": -1}
+
+
+def _check_last_axis(what, axis):
+    """npnet's outputs have one axis of classes, the last: Keras's ``axis=-1`` (or 1)."""
+    if axis not in (-1, 1):
+        raise ValueError(f"{what} reads the classes on the last axis (axis=-1); received axis={axis!r}")
 
 
 class Accuracy(MeanMetricWrapper):
@@ -800,6 +817,9 @@ class Precision(_AtThresholds):
         _check_top_k("Precision", top_k)
         super().__init__(thresholds, name, dtype, class_id)
 
+    def get_config(self):
+        return {**super().get_config(), "top_k": None, "class_id": self.class_id}
+
     def result(self):
         return self._per_threshold(_divide_no_nan(self.true_positives, self.true_positives + self.false_positives))
 
@@ -810,6 +830,9 @@ class Recall(_AtThresholds):
     def __init__(self, thresholds=None, top_k=None, class_id=None, name="recall", dtype=None):
         _check_top_k("Recall", top_k)
         super().__init__(thresholds, name, dtype, class_id)
+
+    def get_config(self):
+        return {**super().get_config(), "top_k": None, "class_id": self.class_id}
 
     def result(self):
         return self._per_threshold(_divide_no_nan(self.true_positives, self.true_positives + self.false_negatives))
@@ -845,7 +868,17 @@ class AUC(_ConfusionMetric):
             inner = sorted(float(t) for t in thresholds)
         self.num_thresholds = len(inner) + 2
         self.from_logits = bool(from_logits)
+        self._given_thresholds = None if thresholds is None else inner
         super().__init__([0.0 - EPSILON] + inner + [1.0 + EPSILON], name, dtype)
+
+    def get_config(self):
+        """Keras's keys; ``thresholds`` only when they were given, as Keras writes them."""
+        config = {**super().get_config(), "num_thresholds": self.num_thresholds, "curve": self.curve,
+                  "summation_method": self.summation_method, "multi_label": False, "num_labels": None,
+                  "label_weights": None, "from_logits": self.from_logits}
+        if self._given_thresholds is not None:
+            config["thresholds"] = list(self._given_thresholds)
+        return config
 
     def update_state(self, y_true, y_pred, sample_weight=None):
         y_pred = np.asarray(y_pred)
@@ -918,10 +951,14 @@ def get(identifier, loss=None):
         return identifier
     if isinstance(identifier, str):
         if identifier.lower() in ("accuracy", "acc"):
-            return ResolvedAccuracy(name=identifier)
-        if identifier in _BY_NAME:
+            metric = ResolvedAccuracy(name=identifier)
+        elif identifier in _BY_NAME:
             metric = _BY_NAME[identifier]()
             metric.name = identifier
+        else:
+            metric = None
+        if metric is not None:
+            metric._given_as = identifier  # a file writes the string, as Keras's compile_config does
             return metric
         raise ValueError(f"Unknown metric {identifier!r}; known metrics: accuracy, acc, "
                          f"{', '.join(sorted(_BY_NAME))}, a Metric instance or a function "
@@ -934,7 +971,9 @@ def get(identifier, loss=None):
             name = getattr(identifier, "__name__", repr(identifier))
             raise TypeError(f"metric {identifier!r} is a {module} function, which npnet cannot run "
                             f"(it computes with NumPy); write metrics=[{name!r}] or pass a NumPy function")
-        return MeanMetricWrapper(identifier, name=getattr(identifier, "__name__", None))
+        # a function by its __name__; a loss object by its name, as Keras's compile names them
+        name = getattr(identifier, "__name__", None) or getattr(identifier, "name", None)
+        return MeanMetricWrapper(identifier, name=name if isinstance(name, str) else None)
     raise TypeError(f"A metric must be a name, an npnet.metrics.Metric or a function; received {identifier!r}")
 
 

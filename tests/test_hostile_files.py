@@ -480,3 +480,27 @@ def _edited_npnet(tmp_path, change):
 ], ids=["unknown-class", "name-not-text", "name-too-long"])
 def test_npnet_functional_descriptions_are_checked(tmp_path, functional_good, change, match):
     refused(_edited_npnet(tmp_path, change), match)
+
+
+# ----------------------------------------------------------------------- metrics in a compile config
+
+def _auc(**config):
+    return {"module": "keras.metrics", "class_name": "AUC", "config": {"name": "auc", **config},
+            "registered_name": None}
+
+
+@pytest.mark.parametrize("metric, match", [
+    (_auc(num_thresholds=10**9), "num_thresholds 1000000000 is more than"),
+    (_auc(thresholds=[0.5] * 200_000), "list of up to 100000 numbers"),
+    (_auc(thresholds={"__class__": "os.system"}), "setting thresholds must be a number"),
+    (_auc(run="os.system('true')"), r"settings \['run'\] are not ones npnet's AUC takes"),
+    ({"module": "os", "class_name": "AUC", "config": {}}, "names module 'os'"),
+    ({"module": "keras.metrics", "class_name": "Lambda", "config": {}}, "metric class 'Lambda' is not one"),
+    ({"module": "keras.losses", "class_name": "BinaryCrossentropy", "config": {"from_logits": "yes"}},
+     "from_logits must be true or false"),
+], ids=["huge num_thresholds", "huge thresholds list", "dict setting", "unknown setting", "foreign module",
+        "unknown class", "bad loss as metric"])
+def test_metric_objects_in_a_compile_config_are_checked_before_anything_is_built(tmp_path, good, metric, match):
+    def change(config):
+        config["compile_config"]["metrics"] = ["accuracy", metric]
+    refused(edited_keras(tmp_path, "metric.keras", change), match)

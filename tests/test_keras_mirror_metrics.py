@@ -197,7 +197,8 @@ def test_metric_objects_and_functions_keep_their_names():
     assert wrapped.result() == 2.5
     keras_wrapped = keras.metrics.MeanMetricWrapper(my_metric)
     keras_wrapped.update_state(np.zeros((2, 2)), np.array([[1.0, 3.0], [2.0, 0.0]]))
-    assert keras_wrapped.name == metrics.MeanMetricWrapper(my_metric).name == "mean_metric_wrapper"
+    # Keras numbers a name already used in the process (mean_metric_wrapper_3): compare the base
+    assert re.sub(r"_\d+$", "", keras_wrapped.name) == metrics.MeanMetricWrapper(my_metric).name == "mean_metric_wrapper"
     assert float(keras_wrapped.result()) == 2.5
 
 

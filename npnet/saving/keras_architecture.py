@@ -8,6 +8,7 @@ functional ``Model`` with the same input name. Any other graph is refused.
 """
 
 import collections
+import inspect
 import re
 import reprlib
 import warnings
@@ -117,10 +118,40 @@ def compile_to_keras(model):
                           "config": optimizer_config, "registered_name": None},
             "loss": {"module": "keras.losses", "class_name": kc.LOSSES[type(loss)],
                      "config": loss_config, "registered_name": None},
-            "loss_weights": None, "metrics": [metric.name for metric in model.metrics] or None,
-            "weighted_metrics": [metric.name for metric in model.weighted_metrics] or None,
+            "loss_weights": None, "metrics": metrics_to_keras(model.metrics),
+            "weighted_metrics": metrics_to_keras(model.weighted_metrics),
             "run_eagerly": False, "steps_per_execution": 1,
             "jit_compile": False}
+
+
+def metrics_to_keras(metrics):
+    """Compiled metrics as Keras's compile_config lists them (None for none): one given as a
+    string as that string; an object of a metric class Keras has as its serialized object,
+    with its name and settings; a loss used as a metric as that loss's object; anything else
+    (a function of the user's) by its name."""
+    return [metric_to_keras(metric) for metric in metrics] or None
+
+
+def metric_to_keras(metric):
+    if isinstance(getattr(metric, "_given_as", None), str):  # compile(metrics=['mse']): the string
+        return metric._given_as
+    cls = type(metric)
+    if metrics_module._BY_NAME.get(cls.__name__) is cls:  # one of Keras's metric classes
+        config = {key: _plain(value) for key, value in metric.get_config().items()}
+        return {"module": "keras.metrics", "class_name": cls.__name__, "config": config, "registered_name": None}
+    loss = getattr(metric, "_fn", None)
+    if isinstance(loss, losses_module.Loss) and type(loss) in kc.LOSSES:
+        config = {"name": metric.name, "reduction": "sum_over_batch_size", **loss.get_config()}
+        return {"module": "keras.losses", "class_name": kc.LOSSES[type(loss)], "config": config,
+                "registered_name": None}
+    return metric.name
+
+
+def _plain(value):
+    """A config value as JSON holds it (NumPy numbers as Python's)."""
+    if isinstance(value, (list, tuple)):
+        return [_plain(v) for v in value]
+    return value.item() if hasattr(value, "item") and not isinstance(value, (list, tuple, dict, str)) else value
 
 
 # --------------------------------------------------------------------------- reading
@@ -303,19 +334,54 @@ def loss_from_keras(value, where):
 
 
 def metrics_from_keras(value, where):
+    """The ``metrics`` of a compile config as ``compile()`` takes them: names, metric objects
+    built from their class and settings, and losses used as metrics."""
     if value is None:
         return None
     if not isinstance(value, list):
         raise ValueError(f"{where}: metrics must be a list; received {type(value).__name__}")
     flat = [m for item in value for m in (item if isinstance(item, list) else [item])]  # Keras 2 nests
-    names = []
-    for item in flat:
-        if isinstance(item, dict):
-            class_name, config = kc.keras_object(item, "metric", set(kc.METRICS) | {"MeanMetricWrapper"},
-                                                 f"{where} metric")
-            item = config.get("name") if class_name == "MeanMetricWrapper" else class_name
-        if not isinstance(item, str) or item not in kc.METRICS:
-            raise ValueError(f"{where}: metric {item!r} is not one npnet computes; known: "
-                             f"{', '.join(sorted(set(kc.METRICS.values())))}")
-        names.append(kc.METRICS[item])
-    return names
+    return [_metric_from_keras(item, f"{where} metric") for item in flat]
+
+
+def _metric_from_keras(item, where):
+    if isinstance(item, dict) and item.get("module") == "keras.losses":  # a loss used as a metric
+        loss = loss_from_keras(item, where)
+        name = item.get("config", {}).get("name")
+        if isinstance(name, str) and name:
+            loss.name = name
+        return loss
+    if isinstance(item, dict):
+        known = {name for name in metrics_module._BY_NAME if name[:1].isupper()}
+        class_name, config = kc.keras_object(item, "metric", known | {"MeanMetricWrapper"}, where)
+        if class_name != "MeanMetricWrapper":
+            return _metric_object(metrics_module._BY_NAME[class_name], config, f"{where} {class_name}")
+        item = config.get("name")
+    if isinstance(item, str) and item not in kc.METRICS and item in metrics_module._BY_NAME:
+        return item  # Keras's strings, kept as written: the history key
+    if not isinstance(item, str) or item not in kc.METRICS:
+        raise ValueError(f"{where}: metric {item!r} is not one npnet computes; known: "
+                         f"{', '.join(sorted(set(kc.METRICS.values()) | set(metrics_module._BY_NAME)))}")
+    return kc.METRICS[item]
+
+
+def _metric_object(cls, config, where):
+    """``cls(**config)`` for a metric class, after checking each setting is one it takes and
+    a plain JSON value, and that it asks for no more than
+    :data:`~npnet.saving.limits.MAX_METRIC_THRESHOLDS` thresholds."""
+    accepted = set(inspect.signature(cls.__init__).parameters) - {"self"}
+    unknown = sorted(set(config) - accepted)
+    if unknown:
+        raise ValueError(f"{where}: settings {unknown} are not ones npnet's {cls.__name__} takes "
+                         f"({', '.join(sorted(accepted))})")
+    for key, setting in config.items():
+        values = setting if isinstance(setting, list) else [setting]
+        if len(values) > limits.MAX_METRIC_THRESHOLDS or not all(
+                v is None or isinstance(v, (bool, int, float, str)) for v in values):
+            raise ValueError(f"{where}: setting {key} must be a number, a string or a list of up to "
+                             f"{limits.MAX_METRIC_THRESHOLDS} numbers; the file has {str(setting)[:80]}")
+    count = config.get("num_thresholds", 0)
+    if isinstance(count, (int, float)) and not isinstance(count, bool) and count > limits.MAX_METRIC_THRESHOLDS:
+        raise ValueError(f"{where}: num_thresholds {count} is more than the {limits.MAX_METRIC_THRESHOLDS} "
+                         "npnet reads from a file")
+    return cls(**{key: setting for key, setting in config.items() if key != "dtype"})

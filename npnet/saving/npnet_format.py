@@ -22,7 +22,7 @@ import numpy as np
 
 from .. import config, layers as layers_module, losses as losses_module
 from .. import optimizers as optimizers_module, utils
-from . import _assemble, _zip, limits, shapes
+from . import _assemble, _zip, keras_architecture, limits, shapes
 from .errors import ModelFileError, reading
 
 FORMAT_NAME = "npnet.model"
@@ -57,8 +57,9 @@ def _compile_spec(model, include_optimizer):
             # the class too: a loss named by its user (name="cosine") is not found by its name
             "loss": {"name": model.loss.name, "class_name": type(model.loss).__name__,
                      "config": model.loss.get_config()},
-            "metrics": [metric.name for metric in model.metrics],
-            "weighted_metrics": [metric.name for metric in model.weighted_metrics],
+            # as Keras's compile_config holds them: a metric's class and settings, not only its name
+            "metrics": keras_architecture.metrics_to_keras(model.metrics) or [],
+            "weighted_metrics": keras_architecture.metrics_to_keras(model.weighted_metrics) or [],
             "backend": model.backend_name}
     if include_optimizer and model.optimizer.iterations:
         spec["optimizer_iterations"] = int(model.optimizer.iterations)
@@ -189,9 +190,11 @@ def _compile(model, spec, optimizer_arrays, backend):
     loss = losses_module.deserialize(spec["loss"].get("class_name", spec["loss"]["name"]), spec["loss"]["config"])
     # The backend it was saved with, unless the caller chooses: backends agree only to
     # float32 rounding, and a loaded model should predict bit for bit as the saved one.
-    model.compile(optimizer=optimizer, loss=loss, metrics=spec["metrics"],
+    model.compile(optimizer=optimizer, loss=loss,
+                  metrics=keras_architecture.metrics_from_keras(spec["metrics"], "compile settings"),
                   backend=backend if backend is not None else spec.get("backend"),
-                  weighted_metrics=spec.get("weighted_metrics"))
+                  weighted_metrics=keras_architecture.metrics_from_keras(spec.get("weighted_metrics"),
+                                                                         "compile settings weighted_metrics"))
     if optimizer_arrays:
         optimizer.build(model.trainable_weights)
         for slot, arrays in optimizer.state.items():
