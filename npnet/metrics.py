@@ -712,6 +712,12 @@ class _ConfusionMetric(Metric):
     def _prepare(self, y_true, y_pred, sample_weight):
         y_true, y_pred = _as_arrays(y_true, y_pred)
         y_true = losses_module._same_rank(y_true, y_pred)
+        if y_true.shape != y_pred.shape:
+            raise ValueError(
+                f"{type(self).__name__} ({self.name!r}) compares each output with a target of its own, "
+                f"so it expects targets shaped like the outputs {y_pred.shape}; received {y_true.shape}. "
+                "For integer class labels on several outputs, give one-hot targets "
+                "(npnet.utils.to_categorical)")
         weights = np.ones(y_pred.shape) if sample_weight is None else np.broadcast_to(
             _sample_weights(sample_weight, y_pred.shape[0]).reshape((-1,) + (1,) * (y_pred.ndim - 1)), y_pred.shape)
         if self.class_id is not None:

@@ -353,3 +353,11 @@ def test_more_keras_metric_strings_resolve_and_log_under_their_names(name):
     ours.update_state(y_true, y_pred)
     theirs.update_state(y_true, y_pred)
     np.testing.assert_allclose(ours.result(), np.asarray(theirs.result()), rtol=2e-6, atol=1e-7)
+
+
+@pytest.mark.parametrize("cls", [metrics.AUC, metrics.Precision, metrics.Recall, metrics.TruePositives])
+def test_confusion_metrics_refuse_class_labels_for_several_outputs_clearly(cls):
+    """Keras fails there too, deep in TensorFlow; npnet says what it expected and received."""
+    (labels, probabilities), = batches("sparse", n_batches=1)
+    with pytest.raises(ValueError, match=r"expects targets shaped like the outputs \(10, 6\); received \(10,\)"):
+        cls().update_state(labels, probabilities)
