@@ -147,6 +147,7 @@ def test_linear_regression_one_variable(nb, capsys):
     horsepower = np.array(train_features[:, nb["horsepower_column"]])   # cell 21
     horsepower_normalizer = layers.Normalization(input_shape=[1,], axis=None)
     horsepower_normalizer.adapt(horsepower)
+    # one scalar pair; Keras shapes it (1,) after adapting 1-D data, npnet (1, 1) from input_shape
     assert horsepower_normalizer.mean.size == 1
     assert horsepower_normalizer.mean.item() == pytest.approx(horsepower.mean(), rel=1e-5)
     horsepower_model = npnet.Sequential([                         # cell 22
