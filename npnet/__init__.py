@@ -52,6 +52,9 @@ _TENSORFLOW_NAMES = {
              "sum(model.losses))",
     "reduce_mean": "npnet has no tf.reduce_mean: write np.mean(...) on NumPy arrays",
     "expand_dims": "npnet has no tf.expand_dims: write np.expand_dims(array, axis)",
+    "linspace": "npnet has no tf.linspace: write np.linspace(start, stop, num) (predict takes the NumPy "
+                "array as it is)",
+    "range": "npnet has no tf.range: write np.arange(...)",
     "constant": "npnet has no tensors: pass NumPy arrays (np.asarray(...))",
     "convert_to_tensor": "npnet has no tensors: pass NumPy arrays (np.asarray(...))",
     "Tensor": "npnet has no tensors: its inputs and outputs are NumPy arrays",

@@ -327,6 +327,9 @@ def test_batches_are_checked_and_tensorflow_pipelines_get_a_clear_error():
     import tensorflow as tf
     with pytest.raises(TypeError, match="runs without TensorFlow. Pass NumPy arrays"):
         model.fit(tf.data.Dataset.from_tensor_slices((x, y)).batch(8), verbose=0)
+    # a repeated pipeline becomes an endless generator, which needs steps_per_epoch
+    with pytest.raises(TypeError, match=r"generator .*\.repeat\(\).*steps_per_epoch=N"):
+        model.fit(tf.data.Dataset.from_tensor_slices((x, y)).repeat().batch(8), steps_per_epoch=2, verbose=0)
 
 
 @pytest.mark.parametrize("backend", ["numpy", "numba"])
