@@ -30,6 +30,16 @@ def ours():
     return model
 
 
+def assert_same_evaluation(model, reference):
+    """Both evaluate X, Y to the same keys and values (float32 rounding apart)."""
+    expected = reference.evaluate(X, Y, verbose=0, return_dict=True)
+    got = model.evaluate(X, Y, verbose=0, return_dict=True)
+    assert sorted(got) == sorted(expected)
+    for key in expected:
+        np.testing.assert_allclose(np.asarray(got[key]), np.asarray(expected[key]), rtol=1e-5, atol=1e-6,
+                                   err_msg=key)
+
+
 def settings(model):
     return [(type(m).__name__, m.name, m.get_config()) for m in model.metrics]
 
@@ -54,22 +64,14 @@ def test_a_keras_file_with_metric_objects_loads_and_evaluates_as_keras(tmp_path)
     theirs.fit(X, Y, batch_size=16, epochs=1, verbose=0)
     theirs.save(tmp_path / "k.keras")
     loaded = npnet.models.load_model(tmp_path / "k.keras")
-    expected = theirs.evaluate(X, Y, verbose=0, return_dict=True)
-    got = loaded.evaluate(X, Y, verbose=0, return_dict=True)
-    assert sorted(got) == sorted(expected)
-    for key in expected:
-        np.testing.assert_allclose(got[key], np.asarray(expected[key]), rtol=1e-5, atol=1e-6, err_msg=key)
+    assert_same_evaluation(loaded, theirs)
 
 
 def test_keras_reads_the_metric_objects_npnet_writes(tmp_path):
     model = ours()
     model.save(tmp_path / "m.keras")
     theirs = keras.models.load_model(tmp_path / "m.keras")
-    expected = model.evaluate(X, Y, verbose=0, return_dict=True)
-    got = theirs.evaluate(X, Y, verbose=0, return_dict=True)
-    assert sorted(got) == sorted(expected)
-    for key in expected:
-        np.testing.assert_allclose(np.asarray(got[key]), expected[key], rtol=1e-5, atol=1e-6, err_msg=key)
+    assert_same_evaluation(theirs, model)
 
 
 def test_a_loss_used_as_a_metric_is_logged_under_its_name_as_in_keras():
