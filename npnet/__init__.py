@@ -21,6 +21,7 @@ from . import activations, callbacks, config, data, datasets, functional, initia
 from . import losses, metrics, models, optimizers, utils  # noqa: E402
 from .models import Model, Sequential, load_model  # noqa: E402
 from .layers import Layer  # noqa: E402  (keras.Layer too)
+from .variables import Variable  # noqa: E402  (keras.Variable too)
 from . import backend  # noqa: E402
 from .symbolic import Input  # noqa: E402
 from . import inspect, regularizers, training  # noqa: E402
@@ -28,7 +29,7 @@ from . import inspect, regularizers, training  # noqa: E402
 # npnet/gradcheck.py, importable as ``from npnet.gradcheck import GradcheckReport``).
 from .gradcheck import gradcheck  # noqa: E402
 
-__all__ = ["Input", "Layer", "Model", "Sequential", "load_model", "activations", "backend", "callbacks",
+__all__ = ["Input", "Layer", "Model", "Sequential", "Variable", "load_model", "activations", "backend", "callbacks",
            "config", "data", "datasets", "functional", "initializers", "layers", "losses", "metrics",
            "models", "optimizers", "utils", "plot", "gradcheck", "inspect", "regularizers", "training"]
 
@@ -51,6 +52,9 @@ _TENSORFLOW_NAMES = {
              "sum(model.losses))",
     "reduce_mean": "npnet has no tf.reduce_mean: write np.mean(...) on NumPy arrays",
     "expand_dims": "npnet has no tf.expand_dims: write np.expand_dims(array, axis)",
+    "linspace": "npnet has no tf.linspace: write np.linspace(start, stop, num) (predict takes the NumPy "
+                "array as it is)",
+    "range": "npnet has no tf.range: write np.arange(...)",
     "constant": "npnet has no tensors: pass NumPy arrays (np.asarray(...))",
     "convert_to_tensor": "npnet has no tensors: pass NumPy arrays (np.asarray(...))",
     "Tensor": "npnet has no tensors: its inputs and outputs are NumPy arrays",

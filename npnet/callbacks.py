@@ -253,8 +253,10 @@ def monitor_mode(monitor, mode="auto", model=None):
     name = monitor[len("val_"):] if monitor.startswith("val_") else monitor
     if name == "loss":
         return "min"
-    for metric in getattr(model, "metrics", None) or []:
-        if getattr(metric, "name", None) == name and getattr(metric, "direction", None):
+    logged = [(getattr(metric, "name", None), metric) for metric in getattr(model, "metrics", None) or []]
+    logged += zip(getattr(model, "_weighted_names", None) or [], getattr(model, "weighted_metrics", None) or [])
+    for key, metric in logged:
+        if key == name and getattr(metric, "direction", None):
             return "max" if metric.direction == "up" else "min"
     return "max" if any(word in name for word in _HIGHER_IS_BETTER) else "min"
 

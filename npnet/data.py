@@ -37,13 +37,19 @@ class PyDataset:
         pass
 
 
+#: How a ``.repeat()``-ed pipeline translates: without ``steps_per_epoch`` an endless
+#: generator would make one endless epoch.
+_ENDLESS = ("one that never ends (what .repeat() makes) needs fit(..., steps_per_epoch=N) to say how "
+            "many batches make an epoch")
+
+
 def __getattr__(name):
     # ``tf.data.Dataset`` after the mechanical swap: say what to write instead.
     if name in ("Dataset", "experimental", "AUTOTUNE", "TFRecordDataset", "TextLineDataset"):
         raise AttributeError(
             f"npnet.data has no {name!r}: tf.data pipelines need TensorFlow. Pass NumPy arrays "
             "(fit shuffles and batches them), an npnet.utils.PyDataset, or a Python generator "
-            "of (x, y) NumPy batches")
+            f"of (x, y) NumPy batches; {_ENDLESS}")
     raise AttributeError(f"module 'npnet.data' has no attribute {name!r}")
 
 
@@ -63,7 +69,7 @@ def refuse_tensorflow(x):
     if module.startswith(("tensorflow", "tf_keras", "keras")):
         raise TypeError(f"npnet cannot read a {type(x).__name__} from {module}: it runs without "
                         "TensorFlow. Pass NumPy arrays (e.g. np.asarray(...)), an npnet.data.PyDataset, "
-                        "or a Python generator of (x, y) NumPy batches instead.")
+                        f"or a Python generator of (x, y) NumPy batches instead; {_ENDLESS}.")
 
 
 class BatchSource:

@@ -13,6 +13,7 @@ integer labels -> sparse categorical accuracy, one-hot rows -> categorical accur
 logged under the name written. :func:`get` resolves any metric identifier.
 """
 
+import collections
 import reprlib
 import warnings
 
@@ -96,30 +97,60 @@ def _regression_arrays(y_true, y_pred):
 
 def mean_absolute_percentage_error(y_true, y_pred):
     """``100 · mean(|y_true - y_pred| / max(|y_true|, ε))`` over a sample's outputs (ε = 1e-7,
-    so a zero target gives a huge value rather than inf, as in Keras)."""
+    so a zero target gives a huge value rather than inf, as in Keras): the loss's own function."""
     y_true, y_pred = _regression_arrays(y_true, y_pred)
-    epsilon = y_pred.dtype.type(EPSILON)
-    diff = np.abs((y_true - y_pred) / np.maximum(np.abs(y_true), epsilon))
-    return y_pred.dtype.type(100.0) * diff.mean(axis=-1, dtype=y_pred.dtype)
+    return F.mean_absolute_percentage_error(y_pred, y_true)
 
 
 def mean_squared_logarithmic_error(y_true, y_pred):
     """``mean((log(max(y_pred, ε) + 1) - log(max(y_true, ε) + 1))²)`` over a sample's outputs:
-    negative values are clipped to ε = 1e-7 first, as in Keras."""
+    negative values are clipped to ε = 1e-7 first, as in Keras: the loss's own function."""
     y_true, y_pred = _regression_arrays(y_true, y_pred)
-    epsilon = y_pred.dtype.type(EPSILON)
-    first = np.log(np.maximum(y_pred, epsilon) + y_pred.dtype.type(1.0))
-    second = np.log(np.maximum(y_true, epsilon) + y_pred.dtype.type(1.0))
-    return np.square(first - second).mean(axis=-1, dtype=y_pred.dtype)
+    return F.mean_squared_logarithmic_error(y_pred, y_true)
 
 
 def log_cosh(y_true, y_pred):
-    """``mean(log(cosh(y_pred - y_true)))`` over a sample's outputs, computed as
-    ``x + softplus(-2x) - log 2`` so that large errors do not overflow (Keras's way)."""
+    """``mean(log(cosh(y_pred - y_true)))`` over a sample's outputs, computed so that large
+    errors do not overflow (Keras's way): the loss's own function."""
     y_true, y_pred = _regression_arrays(y_true, y_pred)
-    x = y_pred - y_true
-    log_cosh_values = x + np.logaddexp(y_pred.dtype.type(0.0), -2 * x) - y_pred.dtype.type(np.log(2.0))
-    return log_cosh_values.mean(axis=-1, dtype=y_pred.dtype)
+    return F.log_cosh(y_pred, y_true)
+
+
+def kl_divergence(y_true, y_pred):
+    """``Σ t log(t / p)`` over a sample's outputs, both clipped to [1e-7, 1]: the loss's own function."""
+    y_true, y_pred = _regression_arrays(y_true, y_pred)
+    return F.kl_divergence(y_pred, y_true)
+
+
+def poisson(y_true, y_pred):
+    """``mean(p - t log(p + 1e-7))`` over a sample's outputs: the loss's own function."""
+    y_true, y_pred = _regression_arrays(y_true, y_pred)
+    return F.poisson(y_pred, y_true)
+
+
+def hinge(y_true, y_pred):
+    """``mean(max(1 - t p, 0))`` over a sample's outputs (0/1 targets read as -1/1): the loss's own function."""
+    y_true, y_pred = _regression_arrays(y_true, y_pred)
+    return F.hinge(y_pred, y_true)
+
+
+def squared_hinge(y_true, y_pred):
+    """``mean(max(1 - t p, 0)²)`` over a sample's outputs: the loss's own function."""
+    y_true, y_pred = _regression_arrays(y_true, y_pred)
+    return F.squared_hinge(y_pred, y_true)
+
+
+def categorical_hinge(y_true, y_pred):
+    """``max(1 + best other score - true class's score, 0)`` per sample: the loss's own function."""
+    y_true, y_pred = _regression_arrays(y_true, y_pred)
+    return F.categorical_hinge(y_pred, y_true)
+
+
+def cosine_similarity(y_true, y_pred):
+    """``Σ t̂ p̂`` over a sample's outputs (unit vectors): 1 for the same direction, as Keras's
+    metric; the loss of that name is its negative, to be minimised."""
+    y_true, y_pred = _regression_arrays(y_true, y_pred)
+    return -F.cosine_similarity(y_pred, y_true)
 
 
 # ----------------------------------------------------------------------------- the protocol
@@ -376,6 +407,64 @@ class LogCoshError(MeanMetricWrapper):
         super().__init__(log_cosh, name, dtype)
 
 
+class KLDivergence(MeanMetricWrapper):
+    """The mean of the per-sample Kullback-Leibler divergences of the outputs from the targets."""
+
+    direction = "down"
+
+    def __init__(self, name="kl_divergence", dtype=None):
+        super().__init__(kl_divergence, name, dtype)
+
+
+class Poisson(MeanMetricWrapper):
+    """The mean of the per-sample Poisson losses (outputs are rates, targets counts)."""
+
+    direction = "down"
+
+    def __init__(self, name="poisson", dtype=None):
+        super().__init__(poisson, name, dtype)
+
+
+class Hinge(MeanMetricWrapper):
+    """The mean of the per-sample hinge losses (targets ±1, or 0/1 read as ±1)."""
+
+    direction = "down"
+
+    def __init__(self, name="hinge", dtype=None):
+        super().__init__(hinge, name, dtype)
+
+
+class SquaredHinge(MeanMetricWrapper):
+    """The mean of the per-sample squared hinge losses."""
+
+    direction = "down"
+
+    def __init__(self, name="squared_hinge", dtype=None):
+        super().__init__(squared_hinge, name, dtype)
+
+
+class CategoricalHinge(MeanMetricWrapper):
+    """The mean of the per-sample categorical hinge losses (one-hot targets)."""
+
+    direction = "down"
+
+    def __init__(self, name="categorical_hinge", dtype=None):
+        super().__init__(categorical_hinge, name, dtype)
+
+
+class CosineSimilarity(MeanMetricWrapper):
+    """The mean cosine similarity of outputs and targets (1: the same direction). Keras's
+    ``axis`` is the last one, the only one npnet's outputs have."""
+
+    direction = "up"
+
+    def __init__(self, name="cosine_similarity", dtype=None, axis=-1):
+        if axis not in (-1, 1):
+            raise ValueError(f"CosineSimilarity compares the outputs of a sample along its last axis "
+                             f"(axis=-1 or 1); received axis={axis!r}")
+        super().__init__(cosine_similarity, name, dtype)
+
+
 class RootMeanSquaredError(Mean):
     """``sqrt`` of the (weighted) mean squared error over every batch seen, as Keras's: the
     squared errors are averaged across batches and the root taken of that mean, so the result
@@ -496,8 +585,12 @@ class CategoricalCrossentropy(_CrossentropyMetric):
 
     loss_class = losses_module.CategoricalCrossentropy
 
-    def __init__(self, name="categorical_crossentropy", dtype=None, from_logits=False, label_smoothing=0.0):
+    def __init__(self, name="categorical_crossentropy", dtype=None, from_logits=False, label_smoothing=0.0, axis=-1):
+        _check_last_axis(type(self).__name__, axis)
         super().__init__(name, dtype, from_logits=from_logits, label_smoothing=label_smoothing)
+
+    def get_config(self):
+        return {**super().get_config(), "axis": -1}
 
 
 class SparseCategoricalCrossentropy(_CrossentropyMetric):
@@ -505,8 +598,21 @@ class SparseCategoricalCrossentropy(_CrossentropyMetric):
 
     loss_class = losses_module.SparseCategoricalCrossentropy
 
-    def __init__(self, name="sparse_categorical_crossentropy", dtype=None, from_logits=False):
+    def __init__(self, name="sparse_categorical_crossentropy", dtype=None, from_logits=False, ignore_class=None, axis=-1):
+        _check_last_axis(type(self).__name__, axis)
+        if ignore_class is not None:
+            raise ValueError(f"SparseCategoricalCrossentropy(ignore_class=...) is not available in npnet; "
+                             f"received ignore_class={ignore_class!r}")
         super().__init__(name, dtype, from_logits=from_logits)
+
+    def get_config(self):
+        return {**super().get_config(), "ignore_class": None, "axis": -1}
+
+
+def _check_last_axis(what, axis):
+    """npnet's outputs have one axis of classes, the last: Keras's ``axis=-1`` (or 1)."""
+    if axis not in (-1, 1):
+        raise ValueError(f"{what} reads the classes on the last axis (axis=-1); received axis={axis!r}")
 
 
 class Accuracy(MeanMetricWrapper):
@@ -606,6 +712,12 @@ class _ConfusionMetric(Metric):
     def _prepare(self, y_true, y_pred, sample_weight):
         y_true, y_pred = _as_arrays(y_true, y_pred)
         y_true = losses_module._same_rank(y_true, y_pred)
+        if y_true.shape != y_pred.shape:
+            raise ValueError(
+                f"{type(self).__name__} ({self.name!r}) compares each output with a target of its own, "
+                f"so it expects targets shaped like the outputs {y_pred.shape}; received {y_true.shape}. "
+                "For integer class labels on several outputs, give one-hot targets "
+                "(npnet.utils.to_categorical)")
         weights = np.ones(y_pred.shape) if sample_weight is None else np.broadcast_to(
             _sample_weights(sample_weight, y_pred.shape[0]).reshape((-1,) + (1,) * (y_pred.ndim - 1)), y_pred.shape)
         if self.class_id is not None:
@@ -711,6 +823,9 @@ class Precision(_AtThresholds):
         _check_top_k("Precision", top_k)
         super().__init__(thresholds, name, dtype, class_id)
 
+    def get_config(self):
+        return {**super().get_config(), "top_k": None, "class_id": self.class_id}
+
     def result(self):
         return self._per_threshold(_divide_no_nan(self.true_positives, self.true_positives + self.false_positives))
 
@@ -721,6 +836,9 @@ class Recall(_AtThresholds):
     def __init__(self, thresholds=None, top_k=None, class_id=None, name="recall", dtype=None):
         _check_top_k("Recall", top_k)
         super().__init__(thresholds, name, dtype, class_id)
+
+    def get_config(self):
+        return {**super().get_config(), "top_k": None, "class_id": self.class_id}
 
     def result(self):
         return self._per_threshold(_divide_no_nan(self.true_positives, self.true_positives + self.false_negatives))
@@ -756,7 +874,17 @@ class AUC(_ConfusionMetric):
             inner = sorted(float(t) for t in thresholds)
         self.num_thresholds = len(inner) + 2
         self.from_logits = bool(from_logits)
+        self._given_thresholds = None if thresholds is None else inner
         super().__init__([0.0 - EPSILON] + inner + [1.0 + EPSILON], name, dtype)
+
+    def get_config(self):
+        """Keras's keys; ``thresholds`` only when they were given, as Keras writes them."""
+        config = {**super().get_config(), "num_thresholds": self.num_thresholds, "curve": self.curve,
+                  "summation_method": self.summation_method, "multi_label": False, "num_labels": None,
+                  "label_weights": None, "from_logits": self.from_logits}
+        if self._given_thresholds is not None:
+            config["thresholds"] = list(self._given_thresholds)
+        return config
 
     def update_state(self, y_true, y_pred, sample_weight=None):
         y_pred = np.asarray(y_pred)
@@ -800,17 +928,19 @@ _CLASSES = (Accuracy, SparseCategoricalAccuracy, CategoricalAccuracy, BinaryAccu
             SparseTopKCategoricalAccuracy, TopKCategoricalAccuracy, MeanSquaredError,
             MeanAbsoluteError, MeanAbsolutePercentageError, MeanSquaredLogarithmicError, LogCoshError,
             RootMeanSquaredError, R2Score, Precision, Recall, AUC, BinaryCrossentropy, CategoricalCrossentropy,
-            SparseCategoricalCrossentropy, TruePositives, FalsePositives, TrueNegatives, FalseNegatives)
+            SparseCategoricalCrossentropy, TruePositives, FalsePositives, TrueNegatives, FalseNegatives,
+            KLDivergence, Poisson, Hinge, SquaredHinge, CategoricalHinge, CosineSimilarity)
 _FUNCTIONS = (sparse_categorical_accuracy, categorical_accuracy, binary_accuracy,
               sparse_top_k_categorical_accuracy, top_k_categorical_accuracy, mean_squared_error,
-              mean_absolute_error, mean_absolute_percentage_error, mean_squared_logarithmic_error, log_cosh)
+              mean_absolute_error, mean_absolute_percentage_error, mean_squared_logarithmic_error, log_cosh,
+              kl_divergence, poisson, hinge, squared_hinge, categorical_hinge, cosine_similarity)
 #: Keras's metric strings: class names, their snake_case and the short aliases.
 _BY_NAME = {cls.__name__: cls for cls in _CLASSES}
 _BY_NAME.update({_snake_case(cls.__name__): cls for cls in _CLASSES})
 _BY_NAME.update({"mse": MeanSquaredError, "MSE": MeanSquaredError, "mae": MeanAbsoluteError,
                  "MAE": MeanAbsoluteError, "mape": MeanAbsolutePercentageError,
                  "MAPE": MeanAbsolutePercentageError, "msle": MeanSquaredLogarithmicError,
-                 "MSLE": MeanSquaredLogarithmicError, "auc": AUC})
+                 "MSLE": MeanSquaredLogarithmicError, "auc": AUC, "kl_divergence": KLDivergence})
 
 
 def get(identifier, loss=None):
@@ -827,10 +957,14 @@ def get(identifier, loss=None):
         return identifier
     if isinstance(identifier, str):
         if identifier.lower() in ("accuracy", "acc"):
-            return ResolvedAccuracy(name=identifier)
-        if identifier in _BY_NAME:
+            metric = ResolvedAccuracy(name=identifier)
+        elif identifier in _BY_NAME:
             metric = _BY_NAME[identifier]()
             metric.name = identifier
+        else:
+            metric = None
+        if metric is not None:
+            metric._given_as = identifier  # a file writes the string, as Keras's compile_config does
             return metric
         raise ValueError(f"Unknown metric {identifier!r}; known metrics: accuracy, acc, "
                          f"{', '.join(sorted(_BY_NAME))}, a Metric instance or a function "
@@ -843,7 +977,9 @@ def get(identifier, loss=None):
             name = getattr(identifier, "__name__", repr(identifier))
             raise TypeError(f"metric {identifier!r} is a {module} function, which npnet cannot run "
                             f"(it computes with NumPy); write metrics=[{name!r}] or pass a NumPy function")
-        return MeanMetricWrapper(identifier, name=getattr(identifier, "__name__", None))
+        # a function by its __name__; a loss object by its name, as Keras's compile names them
+        name = getattr(identifier, "__name__", None) or getattr(identifier, "name", None)
+        return MeanMetricWrapper(identifier, name=name if isinstance(name, str) else None)
     raise TypeError(f"A metric must be a name, an npnet.metrics.Metric or a function; received {identifier!r}")
 
 
@@ -860,6 +996,39 @@ def resolve(metrics, loss):
     if len(set(names)) != len(names):
         raise ValueError(f"metrics must have distinct names; received {names}")
     return resolved
+
+
+def resolve_weighted(weighted_metrics, metrics, loss):
+    """The metric objects for ``compile(weighted_metrics=...)``: as :func:`resolve`, and none
+    of them an object also given in ``metrics`` (one object cannot keep two states)."""
+    if weighted_metrics is not None and not isinstance(weighted_metrics, (list, tuple)):
+        raise TypeError("weighted_metrics must be a list such as ['accuracy'], as in Keras; received "
+                        f"{weighted_metrics!r}")
+    resolved = resolve(weighted_metrics, loss)
+    shared = [m.name for m in resolved if any(m is other for other in metrics)]
+    if shared:
+        raise ValueError(f"metrics and weighted_metrics were given the same metric objects {shared}; "
+                         "pass a separate object (or the name as a string) to each, since each keeps "
+                         "its own running state")
+    return resolved
+
+
+def logged_names(metric_names, weighted_names):
+    """The log keys of ``compile(weighted_metrics=...)``, by Keras 3's rule: a weighted
+    metric keeps its name unless an unweighted one (or an earlier weighted one) has it, then
+    it is ``weighted_<name>`` (``weighted_<name>_1``, ... when that is taken too)."""
+    taken = collections.Counter(metric_names)
+    names = []
+    for name in weighted_names:
+        if name in taken:
+            name = f"weighted_{name}"
+            if name in taken:
+                index = taken[name]
+                taken[name] += 1
+                name = f"{name}_{index}"
+        taken[name] += 1
+        names.append(name)
+    return names
 
 
 def counted_by_argmax(metric, label_kind, n_outputs):

@@ -24,6 +24,9 @@ class Sequential:
     #: Keras 3 builds a Sequential's layers inside the model's name scope, so their weights'
     #: paths read ``sequential/dense/kernel``; a functional model's layers are built outside it.
     _scopes_weights = True
+    #: Saved as Keras's functional ``Model`` (an InputLayer with the input's name) and loaded
+    #: back as an npnet ``Model``; a Sequential is saved and loaded as one.
+    _functional = False
 
     def __init__(self, layers=None, name=None, trainable=True):
         _refuse_custom_steps(type(self))
@@ -40,6 +43,9 @@ class Sequential:
         self._given_as_lists = (False, False)  # a functional Model's inputs / outputs were lists
         self.optimizer = self.loss = self.accuracy = None
         self.metrics = []
+        #: ``compile(weighted_metrics=...)``, weighed by sample_weight / class_weight, and
+        #: their log keys (``weighted_accuracy`` when ``metrics`` has an ``accuracy`` too).
+        self.weighted_metrics, self._weighted_names = [], []
         self.compiled = False
         self.stop_training = False
         self.steps_per_execution = "auto"
@@ -314,8 +320,12 @@ class Sequential:
     # -- compile --------------------------------------------------------------------------
 
     def compile(self, optimizer="rmsprop", loss=None, metrics=None, backend=None,
-                steps_per_execution="auto"):
+                steps_per_execution="auto", weighted_metrics=None):
         """Choose the optimizer, the loss, the metrics and the backend.
+
+        ``metrics`` ignore ``sample_weight`` and ``class_weight``; ``weighted_metrics`` (a
+        list, as in Keras) are weighed by them in fit and evaluate, and logged under their
+        name, or ``weighted_<name>`` when a metric of ``metrics`` has it.
 
         ``backend``: ``None`` or ``'auto'`` (numba when it covers the model, else NumPy; the
         default, or ``NPNET_BACKEND``), ``'numba'`` (refuses what its kernels do not cover)
@@ -330,11 +340,15 @@ class Sequential:
         optimizer_obj = optimizers_module.get(optimizer)
         loss_obj = losses_module.get(loss)
         metric_objs = metrics_module.resolve(metrics, loss_obj)
+        weighted_objs = metrics_module.resolve_weighted(weighted_metrics, metric_objs, loss_obj)
         steps_per_execution = validation.check_steps_per_execution(steps_per_execution)
         accuracy = metrics_module.Accuracy(label_kind=loss_obj.label_kind)  # what the backends count
         trainer = backends.create(backend, self.layers, loss_obj, optimizer_obj, accuracy)
         self.optimizer, self.loss, self.accuracy = optimizer_obj, loss_obj, accuracy
         self.metrics, self.steps_per_execution = metric_objs, steps_per_execution
+        self.weighted_metrics = weighted_objs
+        self._weighted_names = metrics_module.logged_names([m.name for m in metric_objs],
+                                                           [m.name for m in weighted_objs])
         self._requested_backend, self._trainer, self.compiled = backend, trainer, True
 
     def _metric_plan(self, metrics=None, loss=None):
@@ -343,7 +357,8 @@ class Sequential:
         label_kind = (loss or self.loss).label_kind
         units = self._output_units()
         return training_loop.MetricPlan(
-            metrics, [metrics_module.counted_by_argmax(m, label_kind, units) for m in metrics])
+            metrics, [metrics_module.counted_by_argmax(m, label_kind, units) for m in metrics],
+            self.weighted_metrics, self._weighted_names)
 
     def _output_units(self):
         if self.input_shape is not None and self.layers:
@@ -352,8 +367,9 @@ class Sequential:
 
     @property
     def metrics_names(self):
-        """``['loss', 'accuracy', ...]``: the names of ``evaluate``'s values, as in Keras."""
-        return ["loss"] + [m.name for m in self.metrics]
+        """``['loss', 'accuracy', ...]``: the names of ``evaluate``'s values, as in Keras
+        (the weighted metrics' log keys last)."""
+        return ["loss"] + [m.name for m in self.metrics] + self._weighted_names
 
     def _make_trainer(self, layers):
         return backends.create(self._requested_backend, layers, self.loss, self.optimizer,
@@ -492,11 +508,10 @@ class Sequential:
         steps_per_epoch, validation_steps = steps
         if val is None and validation_split:
             (x, y), (x_val, y_val) = validation.split_for_validation(x, y, validation_split)
+            # as Keras, sample_weight is split with the data (class_weight weighs training only)
+            w_val = None if weighting[0] is None else weights[x.shape[0]:]
             weights = None if weights is None else weights[:x.shape[0]]
-            val_size = validation.batch_size_of_arrays(batch_size, x_val.shape[0], validation_steps)
-            val = lambda listeners: self._evaluate(  # noqa: E731
-                *training_loop.first_batches((x_val, y_val), val_size, validation_steps, "validation_steps"),
-                val_size, listeners)
+            val = self._split_validation(x_val, y_val, w_val, batch_size, validation_steps)
         passes = training_loop.ArrayPasses(x.shape[0], validation.batch_size_of_arrays(batch_size, x.shape[0], steps_per_epoch),
                                            shuffle, steps_per_epoch)
         trainer = self.backend
@@ -506,6 +521,15 @@ class Sequential:
             return training_loop.train_epoch(trainer, x, y, epoch, passes, self._steps_per_call(listeners),
                                              listeners, self._metric_plan(), sample_weight=weights)
         return run_epoch, passes.steps, val
+
+    def _split_validation(self, x_val, y_val, w_val, batch_size, steps):
+        """The validation function of ``validation_split``'s last rows (weighted by theirs)."""
+        val_size = validation.batch_size_of_arrays(batch_size, x_val.shape[0], steps)
+
+        def validate(listeners):
+            x_, y_, w_ = training_loop.first_batches((x_val, y_val, w_val), val_size, steps, "validation_steps")
+            return self._evaluate(x_, y_, val_size, listeners, sample_weight=w_)
+        return validate
 
     def _validation_source(self, validation_data, batch_size, steps=None):
         """A function computing the validation means, or None without validation data
@@ -562,7 +586,8 @@ class Sequential:
                  steps=None, callbacks=None, return_dict=False):
         """Loss and metrics on ``(x, y)``: ``[loss, accuracy]`` (the loss alone without
         metrics; a dict with ``return_dict=True``). ``sample_weight`` (n,) weighs each
-        sample's loss as ``fit`` does, and, as in Keras, not the compiled metrics.
+        sample's loss as ``fit`` does, and the ``weighted_metrics``; as in Keras, not the
+        ``metrics``.
         ``steps``, as in Keras: only the first ``steps`` batches (of ``ceil(n / steps)``
         samples when ``batch_size`` is not given)."""
         self.require_compiled("evaluate")
@@ -620,7 +645,12 @@ class Sequential:
         return np.asarray(self.backend.predict(x, x.shape[0]))
 
     def _as_values(self, logs):
-        values = [training_loop.logged(logs[name]) for name in self.metrics_names]
+        """``logs`` as Keras 3 lists them: the loss and each metric object's *own* name in
+        compile order, then the other keys sorted. So a weighted metric named like an
+        unweighted one repeats that one's value, and its ``weighted_`` key comes after."""
+        names = ["loss"] + [m.name for m in self.metrics + self.weighted_metrics]
+        keys = [name for name in names if name in logs] + [key for key in sorted(logs) if key not in names]
+        values = [training_loop.logged(logs[key]) for key in keys]
         return values if len(values) > 1 else values[0]
 
     def predict(self, x, batch_size=None, verbose="auto", steps=None, callbacks=None):
@@ -679,7 +709,8 @@ class Sequential:
     def to_json(self, **kwargs):
         """The architecture as JSON text (no weights), read back by ``models.model_from_json``."""
         import json
-        return json.dumps({"class_name": "Sequential", "config": self.get_config()}, **kwargs)
+        class_name = "Functional" if self._functional else "Sequential"
+        return json.dumps({"class_name": class_name, "config": self.get_config()}, **kwargs)
 
     def save(self, path, include_optimizer=True):
         """Save architecture, compile settings, weights and optimizer state to one file, in
@@ -727,6 +758,7 @@ class Model(Sequential):
     another. It then works as a Sequential model of those layers."""
 
     _scopes_weights = False
+    _functional = True
 
     def __init__(self, inputs=None, outputs=None, name=None, trainable=True):
         if inputs is None or outputs is None:
@@ -745,15 +777,25 @@ class Model(Sequential):
         raise AttributeError("A functional npnet.Model has no add(); build the chain with "
                              "layer calls, or use npnet.Sequential")
 
+    def get_config(self):
+        """Sequential's config and the input's name (None when it has none)."""
+        return {**super().get_config(), "input_name": self.inputs[0].name}
+
+    @classmethod
+    def from_config(cls, config):
+        """A new functional model from ``get_config()``: the same layers and input name, fresh weights."""
+        return _as_functional(Sequential.from_config(config), config.get("input_name"))
+
+
 
 def model_from_json(json_string):
     """The model described by ``model.to_json()``, with fresh weights."""
     import json
     spec = json.loads(json_string)
-    if not isinstance(spec, dict) or spec.get("class_name") != "Sequential":
+    if not isinstance(spec, dict) or spec.get("class_name") not in ("Sequential", "Functional"):
         raise ValueError("model_from_json expects the JSON of model.to_json() "
-                         f"(class_name 'Sequential'); received {str(spec)[:80]!r}")
-    return Sequential.from_config(spec["config"])
+                         f"(class_name 'Sequential' or 'Functional'); received {str(spec)[:80]!r}")
+    return (Model if spec["class_name"] == "Functional" else Sequential).from_config(spec["config"])
 
 
 def load_model(path, backend=None):
@@ -806,8 +848,9 @@ def _compile_like(clone, model):
     """Compile ``clone`` as ``model`` was compiled, sharing no state with it."""
     optimizer = model.optimizer
     metrics = [copy.deepcopy(metric) for metric in model.metrics]
-    for metric in metrics:
+    weighted = [copy.deepcopy(metric) for metric in model.weighted_metrics]
+    for metric in metrics + weighted:
         metric.reset_state()
     clone.compile(optimizer=optimizers_module.deserialize(type(optimizer).__name__, optimizer.get_config()),
                   loss=copy.deepcopy(model.loss), metrics=metrics, backend=model._requested_backend,
-                  steps_per_execution=model.steps_per_execution)
+                  steps_per_execution=model.steps_per_execution, weighted_metrics=weighted)

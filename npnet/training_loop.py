@@ -19,15 +19,25 @@ AUTO_STEPS_PER_EXECUTION = 64
 class MetricPlan:
     """The compiled metrics, and which of them the backends count themselves (argmax
     accuracies, see :func:`npnet.metrics.counted_by_argmax`); the others see each batch's
-    labels and outputs through Keras's ``update_state``."""
+    labels and outputs through Keras's ``update_state``. ``weighted``: the metrics of
+    ``compile(weighted_metrics=...)``, logged under ``weighted_names`` (see
+    :func:`npnet.metrics.logged_names`); they always see the outputs, with each batch's
+    sample weights, so both backends weigh them by the same code."""
 
-    def __init__(self, metrics, counted):
+    def __init__(self, metrics, counted, weighted=(), weighted_names=()):
         self.metrics = list(metrics)
         self.counted = [bool(c) for c in counted]
+        self.weighted = list(weighted)
+        self.weighted_names = list(weighted_names)
 
     @property
     def needs_outputs(self):
-        return not all(self.counted)
+        return not all(self.counted) or bool(self.weighted)
+
+    @property
+    def names(self):
+        """The log key of every metric, unweighted ones first, as Keras orders them."""
+        return [metric.name for metric in self.metrics] + self.weighted_names
 
 
 class RunningMeans:
@@ -36,16 +46,20 @@ class RunningMeans:
     def __init__(self, plan):
         self.plan = plan
         self.loss_sum, self.n_correct, self.n_seen = 0.0, 0, 0
-        for metric in plan.metrics:
+        for metric in plan.metrics + plan.weighted:
             metric.reset_state()
 
-    def add(self, loss, n_correct, n_samples, y_batch=None, outputs=None):
+    def add(self, loss, n_correct, n_samples, y_batch=None, outputs=None, sample_weight=None):
+        """One batch: its mean loss, correct count and size, and for the metrics that read
+        them its labels, outputs and (for weighted metrics; None: unweighted) sample weights."""
         self.loss_sum += float(loss) * n_samples
         self.n_correct += n_correct
         self.n_seen += n_samples
         for metric, counted in zip(self.plan.metrics, self.plan.counted):
             if not counted:
                 metric.update_state(y_batch, outputs)
+        for metric in self.plan.weighted:
+            metric.update_state(y_batch, outputs, sample_weight=sample_weight)
 
     def logs(self, prefix=""):
         """The means so far, as Keras 3's logs hold them: keys in sorted order (``accuracy``
@@ -54,6 +68,8 @@ class RunningMeans:
         for metric, counted in zip(self.plan.metrics, self.plan.counted):
             value = self.n_correct / self.n_seen if counted else metric.result()
             logs[prefix + metric.name] = logged(value)
+        for metric, name in zip(self.plan.weighted, self.plan.weighted_names):
+            logs[prefix + name] = logged(metric.result())
         return dict(sorted(logs.items()))
 
 
@@ -133,9 +149,11 @@ def train_epoch(trainer, x, y, epoch, passes, steps_per_execution, callbacks, me
         done = trainer.train_steps(x, y, order, batch_size, first + step, count, **options)
         for k in range(done.n_done - (0 if done.last_applied else 1)):
             rows = slice((first + step + k) * batch_size, (first + step + k + 1) * batch_size)
-            labels = y[rows] if order is None else y[order[rows]]
+            index = rows if order is None else order[rows]
+            labels = y[index]
             means.add(done.losses[k], done.corrects[k], len(labels), labels,
-                      done.outputs[k] if metrics.needs_outputs else None)
+                      done.outputs[k] if metrics.needs_outputs else None,
+                      None if sample_weight is None else sample_weight[index])
         if not done.last_applied:
             warn_non_finite(f"Epoch {epoch + 1}, batch {step + done.n_done - 1}", done.losses[-1])
             callbacks.model.stop_training = True
@@ -156,8 +174,9 @@ def train_batch(trainer, x, y, metrics, sample_weight=None):
     means = RunningMeans(metrics)
     if not done.last_applied:
         warn_non_finite("train_on_batch", done.losses[-1], stopped=False)
-        return {"loss": float(done.losses[-1]), **{metric.name: math.nan for metric in metrics.metrics}}
-    means.add(done.losses[0], done.corrects[0], x.shape[0], y, done.outputs[0] if metrics.needs_outputs else None)
+        return {"loss": float(done.losses[-1]), **{name: math.nan for name in metrics.names}}
+    means.add(done.losses[0], done.corrects[0], x.shape[0], y, done.outputs[0] if metrics.needs_outputs else None,
+              sample_weight)
     return means.logs()
 
 
@@ -175,7 +194,8 @@ def train_epoch_from_source(trainer, model, source, epoch, callbacks, metrics):
             warn_non_finite(f"Epoch {epoch + 1}, batch {step}", done.losses[-1])
             model.stop_training = True
             break
-        means.add(done.losses[0], done.corrects[0], x.shape[0], y, done.outputs[0] if metrics.needs_outputs else None)
+        means.add(done.losses[0], done.corrects[0], x.shape[0], y, done.outputs[0] if metrics.needs_outputs else None,
+                  weights)
         callbacks.call("on_train_batch_end", step, logs=means.logs())
         if model.stop_training:
             break
@@ -193,7 +213,7 @@ def evaluate_source(trainer, model, source, callbacks, metrics):
         model.ensure_built(x)
         callbacks.call("on_test_batch_begin", step)
         loss, n_correct = trainer.test_batch(x, y, weights)
-        means.add(loss, n_correct, x.shape[0], y, trainer.predict(x, x.shape[0]) if keep else None)
+        means.add(loss, n_correct, x.shape[0], y, trainer.predict(x, x.shape[0]) if keep else None, weights)
         callbacks.call("on_test_batch_end", step, logs=means.logs())
     if means.n_seen == 0:
         raise ValueError("the evaluation data produced no batch")
@@ -221,8 +241,8 @@ def warn_non_finite(where, loss, stopped=True):
 
 def evaluate(trainer, x, y, batch_size, callbacks, metrics, progbar=None, sample_weight=None):
     """The mean loss (over batches, by their sizes) and the metrics over ``(x, y)``:
-    RunningMeans. ``sample_weight`` (n,) or None weighs each sample's loss, not the metrics,
-    as Keras weighs the loss but not the metrics given as ``metrics=``."""
+    RunningMeans. ``sample_weight`` (n,) or None weighs each sample's loss and the
+    ``weighted_metrics``, not the metrics given as ``metrics=``, as Keras does."""
     means = RunningMeans(metrics)
     keep = metrics.needs_outputs
     for step, start in enumerate(range(0, x.shape[0], batch_size)):
@@ -231,7 +251,7 @@ def evaluate(trainer, x, y, batch_size, callbacks, metrics, progbar=None, sample
         weights = None if sample_weight is None else sample_weight[start:stop]
         loss, n_correct = trainer.test_batch(x[start:stop], y[start:stop], weights)
         outputs = trainer.predict(x[start:stop], stop - start) if keep else None
-        means.add(loss, n_correct, stop - start, y[start:stop], outputs)
+        means.add(loss, n_correct, stop - start, y[start:stop], outputs, weights)
         callbacks.call("on_test_batch_end", step, logs=means.logs())
         if progbar is not None:
             progbar.update(step + 1, means.logs())

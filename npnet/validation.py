@@ -216,26 +216,28 @@ def check_sample_weight(sample_weight, class_weight, y, label_kind):
                              f"received shape {weights.shape} of dtype {weights.dtype}")
         weights = weights.astype(np.float64)
     if class_weight is not None:
-        weights = _class_weights(class_weight, y, label_kind)
+        weights = _class_weights(class_weight, y)
     return weights
 
 
-def _class_weights(class_weight, y, label_kind):
+def _class_weights(class_weight, y):
+    """Each sample's weight from its class, as Keras finds it: the argmax of a target row of
+    several values (one-hot or not), else the rounded label; a class the dict does not name
+    weighs 1."""
     if not isinstance(class_weight, dict) or not all(
             isinstance(k, (int, np.integer)) and isinstance(v, (int, float, np.number)) for k, v in class_weight.items()):
         raise TypeError(f"class_weight must be a dict {{class index: weight}}; received {class_weight!r}")
-    if label_kind == "categorical":
-        classes = y.argmax(axis=1)
-    elif y.ndim == 1 and y.dtype.kind in "iu":
-        classes = y
-    else:
-        classes = np.rint(np.asarray(y).reshape(len(y), -1)[:, 0]).astype(np.int64)
-    missing = sorted(set(np.unique(classes).tolist()) - set(int(k) for k in class_weight))
-    if missing:
-        raise ValueError(f"class_weight has no weight for the classes {missing} found in y; "
-                         f"received weights for {sorted(class_weight)}")
+    if not all(np.isfinite(float(v)) for v in class_weight.values()):
+        raise ValueError(f"class_weight's weights must be finite numbers; received {class_weight!r}")
+    labels = np.asarray(y)
+    if labels.ndim > 1:
+        labels = labels.argmax(axis=-1) if labels.shape[-1] != 1 else labels[..., 0]
+    if labels.ndim != 1:
+        raise ValueError(f"class_weight needs one class per sample: targets of shape (n,), (n, 1) or "
+                         f"(n, classes); received shape {np.shape(y)}")
+    classes = labels.astype(np.int64) if labels.dtype.kind in "iub" else np.rint(labels).astype(np.int64)
     table = {int(k): float(v) for k, v in class_weight.items()}
-    return np.array([table[int(c)] for c in classes])
+    return np.array([table.get(int(c), 1.0) for c in classes])
 
 
 def check_steps(value, name):

@@ -47,10 +47,38 @@ def _plain_arguments(value):
 
 
 class Variable(np.ndarray):
-    """A layer's weight: an ndarray with Keras's ``assign``/``numpy``/``name``/``path``/
-    ``trainable`` (see the module docstring for what stays an ndarray)."""
+    """A layer's weight, or a variable of your own: an ndarray with Keras's ``assign``/
+    ``numpy``/``name``/``path``/``trainable`` (see the module docstring for what stays an
+    ndarray).
 
-    def __new__(cls, array, name, layer=None):
+    ``npnet.Variable(initializer, shape=None, dtype=None, trainable=True, name=None)`` is
+    ``keras.Variable``: ``initializer`` is the value (an array, a list, a number: its own
+    dtype for a NumPy array, floatx for Python floats, int32 for Python ints, as Keras
+    converts them), or an initializer (``'zeros'``, ``'glorot_uniform'``,
+    ``npnet.initializers.Constant(2.0)``, a function ``(shape, dtype) -> array``) with
+    ``shape``, in ``dtype`` (floatx by default). Keras's ``autocast``, ``aggregation`` and
+    ``synchronization`` are accepted and kept (npnet has no mixed precision or devices).
+    A layer's weights are made by :func:`as_variable`.
+    """
+
+    def __new__(cls, initializer, shape=None, dtype=None, trainable=True, name=None, autocast=True,
+                aggregation="none", synchronization="auto", layout=None):
+        value = _initial_value(initializer, shape, dtype)
+        variable = value.view(cls)
+        variable._name, variable._layer = _variable_name(name), None
+        variable._trainable = bool(trainable)
+        variable.autocast = bool(autocast)
+        variable.aggregation = _one_of(aggregation, "aggregation", (None, "none", "mean", "sum", "only_first_replica"))
+        variable.synchronization = _one_of(synchronization, "synchronization",
+                                           (None, "none", "on_read", "on_write", "auto"))
+        if layout is not None:
+            raise ValueError(f"npnet.Variable has no sharding layout (npnet runs on one device); "
+                             f"expected layout=None, received layout={layout!r}")
+        return variable
+
+    @classmethod
+    def _of_layer(cls, array, name, layer):
+        """The weight ``name`` of ``layer`` over ``array``'s storage (no copy, no checks)."""
         variable = np.asarray(array).view(cls)
         variable._name, variable._layer = str(name), layer
         return variable
@@ -60,6 +88,10 @@ class Variable(np.ndarray):
         # the methods below hand out plain arrays for everything a user computes.
         self._name = getattr(obj, "_name", None)
         self._layer = getattr(obj, "_layer", None)
+        self._trainable = getattr(obj, "_trainable", True)
+        self.autocast = getattr(obj, "autocast", True)
+        self.aggregation = getattr(obj, "aggregation", "none")
+        self.synchronization = getattr(obj, "synchronization", "auto")
 
     # -- Keras's variable API ----------------------------------------------------------------
 
@@ -80,11 +112,15 @@ class Variable(np.ndarray):
 
     @property
     def trainable(self):
-        """Whether the optimizer updates this weight: its layer's ``trainable`` flag."""
-        return True if self._layer is None else bool(self._layer.trainable)
+        """Whether the optimizer updates this weight: its layer's ``trainable`` flag (for a
+        variable of your own, the flag it was made with)."""
+        return self._trainable if self._layer is None else bool(self._layer.trainable)
 
     @trainable.setter
     def trainable(self, value):
+        if self._layer is None:
+            self._trainable = bool(value)
+            return
         raise AttributeError(
             f"Variable {self.path!r}: npnet trains a layer's weights all or none; set the layer's "
             f"flag instead (layer.trainable = {bool(value)}), then compile again")
@@ -190,13 +226,19 @@ class Variable(np.ndarray):
         return iter(self.view(np.ndarray))
 
     def __copy__(self):
-        return Variable(np.array(self.view(np.ndarray)), self._name, self._layer)
+        return self._copied(self._layer)
 
     def __deepcopy__(self, memo):
-        return Variable(np.array(self.view(np.ndarray)), self._name, copy.deepcopy(self._layer, memo))
+        return self._copied(copy.deepcopy(self._layer, memo))
+
+    def _copied(self, layer):
+        twin = Variable._of_layer(np.array(self.view(np.ndarray)), self._name, layer)
+        twin._trainable, twin.autocast = self._trainable, self.autocast
+        twin.aggregation, twin.synchronization = self.aggregation, self.synchronization
+        return twin
 
     def __reduce__(self):
-        return (_restored, (self.view(np.ndarray), self._name, self._layer))
+        return (_restored, (self.view(np.ndarray), self._name, self._layer, self._trainable))
 
     def __repr__(self):
         value = np.array2string(self.view(np.ndarray), separator=" ")
@@ -224,9 +266,11 @@ for _name in ("reshape", "ravel", "flatten", "transpose", "squeeze", "swapaxes",
 del _name
 
 
-def _restored(array, name, layer):
+def _restored(array, name, layer, trainable=True):
     """Unpickling: the Variable again, with storage of its own."""
-    return Variable(np.array(array), name, layer)
+    variable = Variable._of_layer(np.array(array), name, layer)
+    variable._trainable = trainable
+    return variable
 
 
 def as_variable(array, name, layer):
@@ -234,4 +278,70 @@ def as_variable(array, name, layer):
     array that already is this layer's Variable of that name is returned as it is."""
     if isinstance(array, Variable) and array._layer is layer and array._name == name:
         return array
-    return Variable(plain(array), name, layer)
+    return Variable._of_layer(plain(array), name, layer)
+
+
+def _initial_value(initializer, shape, dtype):
+    """The value ``keras.Variable(initializer, shape, dtype)`` starts from, as a new array."""
+    from . import config, initializers
+
+    if dtype is not None:
+        try:
+            dtype = np.dtype(getattr(dtype, "name", dtype))
+        except TypeError:
+            raise TypeError(f"npnet.Variable: dtype must name a NumPy number type such as 'float32'; "
+                            f"received dtype={dtype!r}") from None
+    if isinstance(initializer, str) or callable(initializer):
+        fill = initializers.get(initializer)
+        if shape is None:
+            raise ValueError(f"npnet.Variable: an initializer needs the shape to fill, e.g. "
+                             f"npnet.Variable({initializer!r}, shape=(3, 3)); received shape=None")
+        shape = _checked_shape(shape)
+        value = np.array(fill(shape, dtype or np.dtype(config.floatx())), dtype=dtype or config.floatx())
+        if value.shape != shape:
+            raise ValueError(f"npnet.Variable: the initializer gave shape {value.shape}; expected {shape}")
+    else:
+        value = np.array(plain(initializer), dtype=dtype)
+        if dtype is None and not isinstance(initializer, (np.ndarray, np.generic)):
+            # Python numbers convert as Keras converts them: floats to floatx, ints to int32
+            value = value.astype({"f": config.floatx(), "i": "int32"}.get(value.dtype.kind, value.dtype))
+        if shape is not None and value.shape != _checked_shape(shape):
+            raise ValueError(f"npnet.Variable: the initial value has shape {value.shape}, but "
+                             f"shape={tuple(shape)} was given; expected the value's shape or shape=None")
+    if value.dtype.kind not in "biuf":
+        raise TypeError(f"npnet.Variable holds numbers; received a value of dtype {value.dtype}")
+    if value.dtype.kind == "f" and not np.isfinite(value).all():
+        raise ValueError("npnet.Variable: the initial value holds NaN or infinite numbers; expected "
+                         "finite ones (npnet refuses them in assign too)")
+    return value
+
+
+def _checked_shape(shape):
+    try:
+        dims = tuple(int(d) for d in shape)
+    except (TypeError, ValueError):
+        raise ValueError(f"npnet.Variable: shape must be a tuple of sizes, e.g. (3, 3), with no None; "
+                         f"received shape={shape!r}") from None
+    if any(d < 0 for d in dims):
+        raise ValueError(f"npnet.Variable: shape sizes must be >= 0; received shape={shape!r}")
+    return dims
+
+
+def _variable_name(name):
+    """``name``, or Keras's automatic ``variable``, ``variable_1``, ... (restarted by
+    ``npnet.backend.clear_session()``, as layer names are)."""
+    if name is None:
+        from .layers import _name_counts
+        count = _name_counts["variable"]
+        _name_counts["variable"] += 1
+        return "variable" if count == 0 else f"variable_{count}"
+    if not isinstance(name, str) or "/" in name:
+        raise ValueError(f"npnet.Variable: name must be a string without '/', as in Keras; received name={name!r}")
+    return name
+
+
+def _one_of(value, what, allowed):
+    if value not in allowed:
+        raise ValueError(f"npnet.Variable: {what} must be one of {', '.join(map(repr, allowed))}; "
+                         f"received {what}={value!r}")
+    return "none" if value is None else value

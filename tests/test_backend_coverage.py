@@ -100,7 +100,8 @@ OTHER_METRICS = ("binary_accuracy", "mse", "mae", "mean_squared_error", "mean_ab
                  "recall", "true_positives", "false_positives", "true_negatives", "false_negatives",
                  "binary_crossentropy", "categorical_crossentropy", "sparse_categorical_crossentropy",
                  "root_mean_squared_error", "mape", "msle", "mean_absolute_percentage_error",
-                 "mean_squared_logarithmic_error", "log_cosh_error", "r2_score")
+                 "mean_squared_logarithmic_error", "log_cosh_error", "r2_score", "kl_divergence", "poisson",
+                 "hinge", "squared_hinge", "categorical_hinge", "cosine_similarity")
 #: the losses the kernels do not compute (numba's refusal names each, and the automatic choice
 #: is NumPy): none today
 NUMPY_ONLY_LOSSES = ()

@@ -8,6 +8,7 @@ optimizer moments of the wrong shape, raw exceptions escaping) too. No TensorFlo
 """
 
 import base64
+import copy
 import io
 import json
 import marshal
@@ -384,3 +385,122 @@ def test_normalization_statistics_that_would_poison_predictions_are_refused(tmp_
         h5[f"layers/normalization/vars/{name}"] = array
     entries["model.weights.h5"] = buffer.getvalue()
     refused(write_zip(tmp_path / "stats.keras", entries), match)
+
+
+# ----------------------------------------------------------------------- functional graphs
+
+
+@pytest.fixture
+def functional_good(tmp_path):
+    """A functional chain features -> hidden -> scores, saved as .keras and .npnet."""
+    inputs = npnet.Input(shape=(4,), name="features")
+    outputs = Dense(3, activation="softmax", name="scores")(Dense(5, activation="relu", name="hidden")(inputs))
+    model = npnet.Model(inputs, outputs)
+    model.compile(optimizer="adam", loss="sparse_categorical_crossentropy")
+    model.save(tmp_path / "functional.keras")
+    model.save(tmp_path / "functional.npnet")
+    return model
+
+
+def edited_functional(tmp_path, change):
+    entries = members(tmp_path / "functional.keras")
+    config = json.loads(entries["config.json"])
+    change(config["config"])
+    entries["config.json"] = json.dumps(config)
+    return write_zip(tmp_path / "bad_functional.keras", entries)
+
+
+def fed_by(name):
+    """An inbound_nodes value: one call on the output of the layer called ``name``."""
+    return [{"args": [{"class_name": "__keras_tensor__", "config": {"shape": [None, 5], "dtype": "float32",
+                                                                    "keras_history": [name, 0, 0]}}],
+             "kwargs": {}}]
+
+
+def _merge(body):
+    body["layers"][2]["inbound_nodes"][0]["args"].append(body["layers"][2]["inbound_nodes"][0]["args"][0])
+
+
+def _deep_history(body):
+    body["layers"][1]["inbound_nodes"] = "@DEEP@"
+
+
+@pytest.mark.parametrize("change, match", [
+    (lambda b: b["layers"][2].update(inbound_nodes=fed_by("features")), r"takes \['features'\].*one chain"),
+    (lambda b: b["layers"][2].update(inbound_nodes=fed_by("ghost")), r"takes \['ghost'\].*one chain"),
+    (lambda b: b["layers"][0].update(inbound_nodes=fed_by("scores")), "first layer must be its InputLayer"),
+    (lambda b: b["layers"].pop(0), "first layer must be its InputLayer"),
+    (lambda b: b["layers"].reverse(), "first layer must be its InputLayer"),
+    (lambda b: b["layers"][2].update(name="hidden"), "distinct names"),
+    (lambda b: b["layers"][1].update(inbound_nodes=fed_by("features") * 2), "one inbound node"),
+    (_merge, "one chain"),
+    (lambda b: b.update(input_layers=[["features", 0, 0], ["other", 0, 0]]), "input_layers"),
+    (lambda b: b.update(output_layers=[["hidden", 0, 0], ["scores", 0, 0]]), "output_layers"),
+    (lambda b: b.update(output_layers=["hidden", 0, 0]), "output_layers"),
+    (lambda b: b["layers"][0].update(name=7), "distinct names"),
+], ids=["branch-from-input", "unknown-inbound", "cycle-into-input", "no-input-layer", "reversed",
+        "duplicate-name", "layer-used-twice", "merge", "two-inputs", "two-outputs", "output-not-at-end",
+        "name-not-text"])
+def test_functional_graphs_npnet_cannot_run_are_refused(tmp_path, functional_good, change, match):
+    refused(edited_functional(tmp_path, change), match)
+
+
+def test_deeply_nested_functional_graphs_are_refused(tmp_path, functional_good):
+    # unedited, the file loads as the functional model it is
+    assert npnet.models.load_model(tmp_path / "functional.keras").input.name == "features"
+    entries = members(tmp_path / "functional.keras")
+    config = json.loads(entries["config.json"])
+    _deep_history(config["config"])
+    entries["config.json"] = json.dumps(config).replace('"@DEEP@"', "[" * 100_000 + "]" * 100_000)
+    refused(write_zip(tmp_path / "deep_functional.keras", entries), "nested too deeply|corrupted")
+
+    # a model used as a layer, itself holding a model as a layer, 300 levels down
+    def nest(body):
+        inner = copy.deepcopy(body["layers"][1])
+        for _ in range(300):
+            inner = {"module": "keras.src.models.functional", "class_name": "Functional",
+                     "config": {"name": "inner", "layers": [inner]}, "registered_name": "Functional",
+                     "name": "hidden", "inbound_nodes": body["layers"][1]["inbound_nodes"]}
+        body["layers"][1] = inner
+    refused(edited_functional(tmp_path, nest), "layer class 'Functional' is not one npnet knows")
+
+
+def _edited_npnet(tmp_path, change):
+    entries = members(tmp_path / "functional.npnet")
+    meta = json.loads(entries["model.json"])
+    change(meta)
+    entries["model.json"] = json.dumps(meta)
+    return write_zip(tmp_path / "bad_functional.npnet", entries)
+
+
+@pytest.mark.parametrize("change, match", [
+    (lambda m: m.update(model_class="os.system"), "model_class 'os.system'"),
+    (lambda m: m["model"].update(input_name=["features"]), "input_name must be a string"),
+    (lambda m: m["model"].update(input_name="x" * 10_000), "input_name must be a string"),
+], ids=["unknown-class", "name-not-text", "name-too-long"])
+def test_npnet_functional_descriptions_are_checked(tmp_path, functional_good, change, match):
+    refused(_edited_npnet(tmp_path, change), match)
+
+
+# ----------------------------------------------------------------------- metrics in a compile config
+
+def _auc(**config):
+    return {"module": "keras.metrics", "class_name": "AUC", "config": {"name": "auc", **config},
+            "registered_name": None}
+
+
+@pytest.mark.parametrize("metric, match", [
+    (_auc(num_thresholds=10**9), "num_thresholds 1000000000 is more than"),
+    (_auc(thresholds=[0.5] * 200_000), "list of up to 100000 numbers"),
+    (_auc(thresholds={"__class__": "os.system"}), "setting thresholds must be a number"),
+    (_auc(run="os.system('true')"), r"settings \['run'\] are not ones npnet's AUC takes"),
+    ({"module": "os", "class_name": "AUC", "config": {}}, "names module 'os'"),
+    ({"module": "keras.metrics", "class_name": "Lambda", "config": {}}, "metric class 'Lambda' is not one"),
+    ({"module": "keras.losses", "class_name": "BinaryCrossentropy", "config": {"from_logits": "yes"}},
+     "from_logits must be true or false"),
+], ids=["huge num_thresholds", "huge thresholds list", "dict setting", "unknown setting", "foreign module",
+        "unknown class", "bad loss as metric"])
+def test_metric_objects_in_a_compile_config_are_checked_before_anything_is_built(tmp_path, good, metric, match):
+    def change(config):
+        config["compile_config"]["metrics"] = ["accuracy", metric]
+    refused(edited_keras(tmp_path, "metric.keras", change), match)

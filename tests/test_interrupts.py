@@ -19,8 +19,12 @@ import pytest
 
 REPO_ROOT = os.path.dirname(os.path.dirname(os.path.abspath(__file__)))
 
+# A child started from a shell without job control (a background job of a script, a CI runner)
+# inherits SIGINT ignored, and Python then leaves it ignored; a terminal's Ctrl-C reaches a
+# program whose SIGINT is Python's own handler, so the child installs it first.
 CHILD = textwrap.dedent("""
-    import json, os, sys
+    import json, os, signal, sys
+    signal.signal(signal.SIGINT, signal.default_int_handler)
     import numpy as np
     import npnet
     from npnet import layers
@@ -109,3 +113,46 @@ def test_ctrl_c_during_fit_leaves_one_consistent_step_and_training_resumes_exact
         # an epoch whose last step ran but whose end the interrupt came before is not yet in History
         assert result["history_epochs"] in (completed, completed[:-1]), where
         assert result["same_resume"] and result["resumed_iterations"] == done + 7, where
+
+
+def _fit_small(backend, callbacks=()):
+    import npnet
+    from npnet import layers
+    rng = np.random.default_rng(1)
+    x, y = rng.random((64, 5), dtype=np.float32), rng.integers(0, 3, 64)
+    model = npnet.Sequential([layers.Input(shape=(5,)), layers.Dense(4, activation="relu"),
+                              layers.Dense(3, activation="softmax")])
+    model.compile(optimizer="adam", loss="sparse_categorical_crossentropy", backend=backend)
+    model.fit(x, y, batch_size=16, epochs=2, verbose=0, callbacks=list(callbacks))
+    return model
+
+
+@pytest.mark.parametrize("handler", ["ignored", "the user's own", "Python's default"])
+def test_fit_replaces_only_pythons_default_sigint_handler_and_puts_it_back(handler, monkeypatch):
+    """A process that ignores SIGINT, or handles it itself, keeps doing so during fit: npnet
+    defers Ctrl-C only where Python's own handler would have raised KeyboardInterrupt."""
+    def own(signum, frame):
+        raise AssertionError("not called in this test")
+
+    installed = {"ignored": signal.SIG_IGN, "the user's own": own,
+                 "Python's default": signal.default_int_handler}[handler]
+    calls, real_signal = [], signal.signal
+
+    def recording_signal(signum, action):
+        if signum == signal.SIGINT:
+            calls.append(action)
+        return real_signal(signum, action)
+
+    previous = real_signal(signal.SIGINT, installed)
+    try:
+        monkeypatch.setattr(signal, "signal", recording_signal)
+        _fit_small("numpy")
+        monkeypatch.undo()
+        after = signal.getsignal(signal.SIGINT)
+    finally:
+        real_signal(signal.SIGINT, previous)
+    assert after is installed
+    if handler == "Python's default":  # installed for the steps and put back after them
+        assert calls and calls[-1] is signal.default_int_handler and len(calls) % 2 == 0, calls
+    else:
+        assert calls == []

@@ -327,6 +327,9 @@ def test_batches_are_checked_and_tensorflow_pipelines_get_a_clear_error():
     import tensorflow as tf
     with pytest.raises(TypeError, match="runs without TensorFlow. Pass NumPy arrays"):
         model.fit(tf.data.Dataset.from_tensor_slices((x, y)).batch(8), verbose=0)
+    # a repeated pipeline becomes an endless generator, which needs steps_per_epoch
+    with pytest.raises(TypeError, match=r"generator .*\.repeat\(\).*steps_per_epoch=N"):
+        model.fit(tf.data.Dataset.from_tensor_slices((x, y)).repeat().batch(8), steps_per_epoch=2, verbose=0)
 
 
 @pytest.mark.parametrize("backend", ["numpy", "numba"])
@@ -346,6 +349,34 @@ def test_sample_and_class_weights_train_like_keras(how, backend):
         histories.append(model.fit(x, y, batch_size=8, epochs=3, shuffle=False, verbose=0, **kwargs).history)
     np.testing.assert_allclose(histories[0]["loss"], histories[1]["loss"], rtol=1e-5)
     assert histories[0]["accuracy"] == pytest.approx(histories[1]["accuracy"])
+    for a, b in zip(ours.get_weights(), theirs.get_weights()):
+        np.testing.assert_allclose(a, b, rtol=1e-5, atol=1e-6)
+
+
+@pytest.mark.parametrize("backend", ["numpy", None], ids=["numpy", "auto"])
+@pytest.mark.parametrize("targets, loss, output", [
+    ("labels", "sparse_categorical_crossentropy", "softmax"),
+    ("one-hot", "categorical_crossentropy", "softmax"),
+    ("soft rows", "mean_squared_error", "linear"),
+    ("soft rows", "kl_divergence", "softmax"),
+])
+def test_class_weight_finds_each_class_as_keras_does(targets, loss, output, backend):
+    """Keras takes the class of a target row of several values from its argmax (one-hot or
+    not, whatever the loss), and gives a class the dict does not name the weight 1."""
+    ours, theirs = pair(output_activation=output)
+    x, y = data()
+    if targets == "one-hot":
+        y = np.eye(K, dtype=np.float32)[y]
+    elif targets == "soft rows":
+        y = np.random.default_rng(3).dirichlet(np.ones(K), size=N).astype(np.float32)
+    class_weight = {1: 3.0, 2: 0.25}  # class 0 unnamed
+    histories = []
+    for model, sgd, options in ((ours, npnet.optimizers.SGD(0.1), {"backend": backend}),
+                                (theirs, keras.optimizers.SGD(0.1), {})):
+        model.compile(optimizer=sgd, loss=loss, **options)
+        histories.append(model.fit(x, y, batch_size=8, epochs=2, shuffle=False, verbose=0,
+                                   class_weight=class_weight).history)
+    np.testing.assert_allclose(histories[0]["loss"], histories[1]["loss"], rtol=1e-5)
     for a, b in zip(ours.get_weights(), theirs.get_weights()):
         np.testing.assert_allclose(a, b, rtol=1e-5, atol=1e-6)
 
@@ -380,8 +411,10 @@ def test_bad_weights_are_refused_before_anything_changes():
     x, y = data()
     with pytest.raises(ValueError, match=r"sample_weight must hold 40 finite numbers"):
         ours.fit(x, y, sample_weight=np.ones(3), verbose=0)
-    with pytest.raises(ValueError, match=r"class_weight has no weight for the classes \[2\]"):
-        ours.fit(x, y, class_weight={0: 1.0, 1: 1.0}, verbose=0)
+    with pytest.raises(ValueError, match=r"class_weight's weights must be finite numbers"):
+        ours.fit(x, y, class_weight={0: 1.0, 1: float("nan")}, verbose=0)
+    with pytest.raises(TypeError, match=r"class_weight must be a dict"):
+        ours.fit(x, y, class_weight=[1.0, 2.0, 3.0], verbose=0)
     assert all(np.array_equal(a, b) for a, b in zip(before, ours.get_weights()))
     assert ours.optimizer.iterations == 0
 
@@ -698,3 +731,20 @@ def test_logs_history_and_return_dict_list_their_keys_in_keras_s_order():
     assert seen[0] == seen[1]
     assert seen[0][1] == ["accuracy", "loss", "sparse_top_k_categorical_accuracy", "val_accuracy", "val_loss",
                           "val_sparse_top_k_categorical_accuracy"]
+
+
+@pytest.mark.parametrize("how", ["sample_weight", "class_weight"])
+def test_validation_split_takes_its_share_of_sample_weight_as_keras_does(how):
+    """Keras splits sample_weight with the data, so val_loss is weighted by the last rows'
+    weights; class_weight weighs the training rows only."""
+    ours, theirs = pair(output_activation="softmax")
+    x, y = data()
+    weighting = ({"sample_weight": np.linspace(0.1, 4.0, N).astype(np.float32)} if how == "sample_weight"
+                 else {"class_weight": {0: 0.2, 1: 3.0, 2: 1.0}})
+    histories = []
+    for model, sgd, options in ((ours, npnet.optimizers.SGD(0.1), {}), (theirs, keras.optimizers.SGD(0.1), {})):
+        model.compile(optimizer=sgd, loss="sparse_categorical_crossentropy", **options)
+        histories.append(model.fit(x, y, batch_size=8, epochs=2, shuffle=False, verbose=0,
+                                   validation_split=0.25, **weighting).history)
+    for key in ("loss", "val_loss"):
+        np.testing.assert_allclose(histories[0][key], histories[1][key], rtol=1e-5, err_msg=key)

@@ -35,18 +35,38 @@ def expected_shapes(layers, input_shape, path):
     return shapes.expected_weight_shapes(layers, input_shape, path)
 
 
-def build(name, layers, input_shape, floatx, arrays):
-    """A built ``Sequential`` with ``arrays`` (one list per layer, already shape-checked)."""
-    from ..models import Sequential
-
+def build(name, layers, input_shape, floatx, arrays, functional=False, input_name=None):
+    """A built ``Sequential`` with ``arrays`` (one list per layer, already shape-checked),
+    or with ``functional`` an ``npnet.Model`` whose input is named ``input_name``."""
     with float_type(floatx):
-        model = Sequential(name=name)
-        for layer in layers:
-            model.add(layer)
-        if not model.built:
-            model.build(input_shape)
+        model = (chain_model(name, layers, input_shape, input_name) if functional
+                 else stacked_model(name, layers, input_shape))
     model.set_weights([np.asarray(a) for per_layer in arrays for a in per_layer])
     return model
+
+
+def stacked_model(name, layers, input_shape):
+    from ..models import Sequential
+
+    model = Sequential(name=name)
+    for layer in layers:
+        model.add(layer)
+    if not model.built:
+        model.build(input_shape)
+    return model
+
+
+def chain_model(name, layers, input_shape, input_name):
+    """``npnet.Model(inputs, outputs)`` of ``layers`` applied one after another to an Input."""
+    from ..models import Model
+    from ..symbolic import Input
+
+    if input_shape is None:
+        raise ValueError("the file declares no input shape for the functional model")
+    inputs = outputs = Input(shape=tuple(input_shape[1:]), name=input_name)
+    for layer in layers:
+        outputs = layer(outputs)
+    return Model(inputs, outputs, name=name)
 
 
 def compile_loaded(model, spec, backend, optimizer_state=None):
@@ -54,7 +74,8 @@ def compile_loaded(model, spec, backend, optimizer_state=None):
     {slot: [array per trainable parameter]} or None)`` with shapes already checked."""
     if spec is None:
         return
-    model.compile(optimizer=spec.optimizer, loss=spec.loss, metrics=spec.metrics, backend=backend)
+    model.compile(optimizer=spec.optimizer, loss=spec.loss, metrics=spec.metrics, backend=backend,
+                  weighted_metrics=spec.weighted_metrics)
     if optimizer_state is None:
         return
     iterations, state = optimizer_state

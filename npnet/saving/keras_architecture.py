@@ -2,21 +2,27 @@
 
 Reading gives a :class:`ModelSpec` — layer classes and settings, the input shape, the float
 type, the compile settings — from which nothing has been built yet, so the loader can check
-the file's arrays against it before allocating. A Keras ``Sequential`` and a functional
-``Model`` whose layers form a single chain both become an npnet ``Sequential``.
+the file's arrays against it before allocating. A Keras ``Sequential`` becomes an npnet
+``Sequential``; a functional ``Model`` whose layers form a single chain becomes an npnet
+functional ``Model`` with the same input name. Any other graph is refused.
 """
 
 import collections
+import inspect
 import re
+import reprlib
 import warnings
 
 from .. import losses as losses_module, metrics as metrics_module, optimizers as optimizers_module
 from . import keras_config as kc, limits
 
 LayerSpec = collections.namedtuple("LayerSpec", "cls kwargs keras_key")
-ModelSpec = collections.namedtuple("ModelSpec", "name layers input_shape floatx compile")
+#: ``input_name``: the functional model's input name; None for a Sequential.
+ModelSpec = collections.namedtuple("ModelSpec", "name layers input_shape floatx compile input_name functional",
+                                   defaults=(None, False))
 #: ``optimizer_in_file``: False when the file names no optimizer and ``optimizer`` is the default.
-CompileSpec = collections.namedtuple("CompileSpec", "optimizer loss metrics optimizer_in_file", defaults=(True,))
+CompileSpec = collections.namedtuple("CompileSpec", "optimizer loss metrics optimizer_in_file weighted_metrics",
+                                     defaults=(True, None))
 _MAX_INPUT_ELEMENTS = 2**40
 
 
@@ -40,7 +46,10 @@ def numbered_keys(class_names):
 
 
 def model_to_keras(model, floatx):
-    """The ``config.json`` dict Keras writes for an equivalent ``keras.Sequential``."""
+    """The ``config.json`` dict Keras writes for an equivalent ``keras.Sequential`` (or, for
+    a functional npnet ``Model``, an equivalent functional ``keras.Model``)."""
+    if getattr(model, "_functional", False):
+        return functional_to_keras(model, floatx)
     shape = list(model.input_shape)
     entries = [{"module": "keras.layers", "class_name": "InputLayer",
                 "config": {"batch_shape": shape, "dtype": floatx, "sparse": False, "ragged": False,
@@ -53,6 +62,32 @@ def model_to_keras(model, floatx):
               "config": {"name": model.name, "trainable": True, "dtype": kc.dtype_to_keras(floatx),
                          "layers": entries, "build_input_shape": shape},
               "registered_name": None, "build_config": {"input_shape": shape}}
+    if model.compiled:
+        config["compile_config"] = compile_to_keras(model)
+    return config
+
+
+def functional_to_keras(model, floatx):
+    """What Keras writes for ``keras.Model(inputs, outputs)`` over a chain: an InputLayer
+    named as the model's input, each layer fed by the one before (``inbound_nodes``)."""
+    input_name = model.inputs[0].name or "input_layer"  # Keras's name for an unnamed Input
+    shape = model.input_shape
+    entries = [{"module": "keras.layers", "class_name": "InputLayer",
+                "config": {"batch_shape": list(shape), "dtype": floatx, "sparse": False, "ragged": False,
+                           "name": input_name, "optional": False},
+                "registered_name": None, "name": input_name, "inbound_nodes": []}]
+    source = input_name
+    for layer in model.layers:
+        entry = layer_to_keras(layer, floatx, shape)
+        tensor = {"class_name": "__keras_tensor__",
+                  "config": {"shape": list(shape), "dtype": floatx, "keras_history": [source, 0, 0]}}
+        entry.update(name=layer.name, inbound_nodes=[{"args": [tensor], "kwargs": {}}])
+        entries.append(entry)
+        shape, source = layer.compute_output_shape(shape), layer.name
+    config = {"module": "keras.src.models.functional", "class_name": "Functional",
+              "config": {"name": model.name, "trainable": True, "layers": entries,
+                         "input_layers": [input_name, 0, 0], "output_layers": [source, 0, 0]},
+              "registered_name": "Functional", "build_config": {"input_shape": None}}
     if model.compiled:
         config["compile_config"] = compile_to_keras(model)
     return config
@@ -83,9 +118,40 @@ def compile_to_keras(model):
                           "config": optimizer_config, "registered_name": None},
             "loss": {"module": "keras.losses", "class_name": kc.LOSSES[type(loss)],
                      "config": loss_config, "registered_name": None},
-            "loss_weights": None, "metrics": [metric.name for metric in model.metrics] or None,
-            "weighted_metrics": None, "run_eagerly": False, "steps_per_execution": 1,
+            "loss_weights": None, "metrics": metrics_to_keras(model.metrics),
+            "weighted_metrics": metrics_to_keras(model.weighted_metrics),
+            "run_eagerly": False, "steps_per_execution": 1,
             "jit_compile": False}
+
+
+def metrics_to_keras(metrics):
+    """Compiled metrics as Keras's compile_config lists them (None for none): one given as a
+    string as that string; an object of a metric class Keras has as its serialized object,
+    with its name and settings; a loss used as a metric as that loss's object; anything else
+    (a function of the user's) by its name."""
+    return [metric_to_keras(metric) for metric in metrics] or None
+
+
+def metric_to_keras(metric):
+    if isinstance(getattr(metric, "_given_as", None), str):  # compile(metrics=['mse']): the string
+        return metric._given_as
+    cls = type(metric)
+    if metrics_module._BY_NAME.get(cls.__name__) is cls:  # one of Keras's metric classes
+        config = {key: _plain(value) for key, value in metric.get_config().items()}
+        return {"module": "keras.metrics", "class_name": cls.__name__, "config": config, "registered_name": None}
+    loss = getattr(metric, "_fn", None)
+    if isinstance(loss, losses_module.Loss) and type(loss) in kc.LOSSES:
+        config = {"name": metric.name, "reduction": "sum_over_batch_size", **loss.get_config()}
+        return {"module": "keras.losses", "class_name": kc.LOSSES[type(loss)], "config": config,
+                "registered_name": None}
+    return metric.name
+
+
+def _plain(value):
+    """A config value as JSON holds it (NumPy numbers as Python's)."""
+    if isinstance(value, (list, tuple)):
+        return [_plain(v) for v in value]
+    return value.item() if hasattr(value, "item") and not isinstance(value, (list, tuple, dict, str)) else value
 
 
 # --------------------------------------------------------------------------- reading
@@ -97,7 +163,8 @@ def model_from_keras(config, where="model config"):
     entries = body.get("layers")
     if not isinstance(entries, list) or not entries or len(entries) > limits.MAX_LAYERS:
         raise ValueError(f"{where}: 'layers' must be a list of 1 to {limits.MAX_LAYERS} layers")
-    if class_name != "Sequential":
+    functional = class_name != "Sequential"
+    if functional:
         entries = _chain_order(body, entries, where)
     input_shape = _shape(body.get("build_input_shape"), where) if body.get("build_input_shape") else None
     specs, floatxs, keras_classes = [], set(), []
@@ -122,8 +189,9 @@ def model_from_keras(config, where="model config"):
         raise ValueError(f"{where}: layers mix float types {sorted(floatxs)}; npnet uses one")
     if not specs:
         raise ValueError(f"{where}: the model has no layers besides its input")
+    input_name = _name(entries[0].get("name"), f"{where} input layer") if functional else None
     return ModelSpec(_name(body.get("name", "sequential"), where), specs, input_shape,
-                     floatxs.pop() if floatxs else "float32", None)
+                     floatxs.pop() if floatxs else "float32", None, input_name, functional)
 
 
 def _layer_spec(layer_class, config, where):
@@ -155,13 +223,23 @@ def _shape(value, where):
 
 
 def _chain_order(body, entries, where):
-    """The layers of a functional model, checked to form one chain from input to output."""
+    """The layers of a functional model, checked to form one chain from its InputLayer to
+    its output: npnet's functional models are chains, so a branch, a merge, a cycle, a layer
+    fed by a name the file does not define, a layer used twice or a second input is refused."""
     names = [entry.get("name") if isinstance(entry, dict) else None for entry in entries]
+    first = entries[0] if isinstance(entries[0], dict) else {}
+    if first.get("class_name") != "InputLayer" or first.get("inbound_nodes") not in (None, []):
+        raise ValueError(f"{where}: a functional model's first layer must be its InputLayer, fed by "
+                         f"nothing; the file has {first.get('class_name')!r} named {names[0]!r}")
+    if not all(isinstance(name, str) for name in names) or len(set(names)) != len(names):
+        raise ValueError(f"{where}: a functional model's layers need distinct names; the file has "
+                         f"{reprlib.repr(names)}")
     for i, entry in enumerate(entries[1:], start=1):
         sources = _inbound_names(entry.get("inbound_nodes"), f"{where} layer {i}")
         if sources != [names[i - 1]]:
-            raise ValueError(f"{where}: layer {names[i]!r} takes {sources} as input; npnet loads "
-                             "functional models whose layers form one chain, each fed by the one before")
+            raise ValueError(f"{where}: layer {names[i]!r} takes {reprlib.repr(sources)} as input, expected "
+                             f"[{names[i - 1]!r}]; npnet loads functional models whose layers form one chain, "
+                             "each fed by the one before (no branches, merges or cycles)")
     for key, expected in (("input_layers", names[0]), ("output_layers", names[-1])):
         value = body.get(key)
         if isinstance(value, list) and len(value) == 1 and isinstance(value[0], list):
@@ -195,11 +273,14 @@ def compile_from_keras(config, where="compile config"):
         raise ValueError(f"{where} must be a dict; received {type(config).__name__}")
     loss = loss_from_keras(config.get("loss"), where)
     metrics = metrics_from_keras(config.get("metrics"), where)
-    metrics_module.resolve(metrics, loss)  # refuse now what compile() would refuse later
+    weighted = metrics_from_keras(config.get("weighted_metrics"), f"{where} weighted_metrics")
+    # refuse now what compile() would refuse later
+    metrics_module.resolve_weighted(weighted, metrics_module.resolve(metrics, loss), loss)
     value = config.get("optimizer", config.get("optimizer_config"))
     if value is None:
-        return CompileSpec(_default_optimizer(where), loss, metrics, optimizer_in_file=False)
-    return CompileSpec(optimizer_from_keras(value, where), loss, metrics)
+        return CompileSpec(_default_optimizer(where), loss, metrics, optimizer_in_file=False,
+                           weighted_metrics=weighted)
+    return CompileSpec(optimizer_from_keras(value, where), loss, metrics, weighted_metrics=weighted)
 
 
 def _default_optimizer(where):
@@ -253,19 +334,54 @@ def loss_from_keras(value, where):
 
 
 def metrics_from_keras(value, where):
+    """The ``metrics`` of a compile config as ``compile()`` takes them: names, metric objects
+    built from their class and settings, and losses used as metrics."""
     if value is None:
         return None
     if not isinstance(value, list):
         raise ValueError(f"{where}: metrics must be a list; received {type(value).__name__}")
     flat = [m for item in value for m in (item if isinstance(item, list) else [item])]  # Keras 2 nests
-    names = []
-    for item in flat:
-        if isinstance(item, dict):
-            class_name, config = kc.keras_object(item, "metric", set(kc.METRICS) | {"MeanMetricWrapper"},
-                                                 f"{where} metric")
-            item = config.get("name") if class_name == "MeanMetricWrapper" else class_name
-        if not isinstance(item, str) or item not in kc.METRICS:
-            raise ValueError(f"{where}: metric {item!r} is not one npnet computes; known: "
-                             f"{', '.join(sorted(set(kc.METRICS.values())))}")
-        names.append(kc.METRICS[item])
-    return names
+    return [_metric_from_keras(item, f"{where} metric") for item in flat]
+
+
+def _metric_from_keras(item, where):
+    if isinstance(item, dict) and item.get("module") == "keras.losses":  # a loss used as a metric
+        loss = loss_from_keras(item, where)
+        name = item.get("config", {}).get("name")
+        if isinstance(name, str) and name:
+            loss.name = name
+        return loss
+    if isinstance(item, dict):
+        known = {name for name in metrics_module._BY_NAME if name[:1].isupper()}
+        class_name, config = kc.keras_object(item, "metric", known | {"MeanMetricWrapper"}, where)
+        if class_name != "MeanMetricWrapper":
+            return _metric_object(metrics_module._BY_NAME[class_name], config, f"{where} {class_name}")
+        item = config.get("name")
+    if isinstance(item, str) and item not in kc.METRICS and item in metrics_module._BY_NAME:
+        return item  # Keras's strings, kept as written: the history key
+    if not isinstance(item, str) or item not in kc.METRICS:
+        raise ValueError(f"{where}: metric {item!r} is not one npnet computes; known: "
+                         f"{', '.join(sorted(set(kc.METRICS.values()) | set(metrics_module._BY_NAME)))}")
+    return kc.METRICS[item]
+
+
+def _metric_object(cls, config, where):
+    """``cls(**config)`` for a metric class, after checking each setting is one it takes and
+    a plain JSON value, and that it asks for no more than
+    :data:`~npnet.saving.limits.MAX_METRIC_THRESHOLDS` thresholds."""
+    accepted = set(inspect.signature(cls.__init__).parameters) - {"self"}
+    unknown = sorted(set(config) - accepted)
+    if unknown:
+        raise ValueError(f"{where}: settings {unknown} are not ones npnet's {cls.__name__} takes "
+                         f"({', '.join(sorted(accepted))})")
+    for key, setting in config.items():
+        values = setting if isinstance(setting, list) else [setting]
+        if len(values) > limits.MAX_METRIC_THRESHOLDS or not all(
+                v is None or isinstance(v, (bool, int, float, str)) for v in values):
+            raise ValueError(f"{where}: setting {key} must be a number, a string or a list of up to "
+                             f"{limits.MAX_METRIC_THRESHOLDS} numbers; the file has {str(setting)[:80]}")
+    count = config.get("num_thresholds", 0)
+    if isinstance(count, (int, float)) and not isinstance(count, bool) and count > limits.MAX_METRIC_THRESHOLDS:
+        raise ValueError(f"{where}: num_thresholds {count} is more than the {limits.MAX_METRIC_THRESHOLDS} "
+                         "npnet reads from a file")
+    return cls(**{key: setting for key, setting in config.items() if key != "dtype"})

@@ -40,7 +40,8 @@ def save(model, path, include_optimizer=True):
 
 
 def load(path, backend=None):
-    """A compiled (if the file says so) npnet ``Sequential`` from a ``.keras`` file."""
+    """A compiled (if the file says so) npnet ``Sequential``, or functional ``Model``, from a
+    ``.keras`` file."""
     path = os.fspath(path)
     if not os.path.isfile(path):
         raise FileNotFoundError(f"No model file at {path!r}")
@@ -59,7 +60,8 @@ def load(path, backend=None):
         with keras_weights.open_bytes(data) as h5:
             arrays = keras_weights.read_layer_weights(h5, [s.keras_key for s in spec.layers], expected, path)
             state = _optimizer_state(h5, compile_spec, layers, expected, path)
-        model = _assemble.build(spec.name, layers, spec.input_shape, spec.floatx, arrays)
+        model = _assemble.build(spec.name, layers, spec.input_shape, spec.floatx, arrays,
+                                spec.functional, spec.input_name)
         _assemble.compile_loaded(model, compile_spec, backend, state)
     return model
 

@@ -20,7 +20,8 @@ from .keras_weights import checked_dataset
 
 
 def load(path, backend=None):
-    """An npnet ``Sequential`` (compiled if the file has a training config) from a legacy file."""
+    """An npnet ``Sequential`` or functional ``Model`` (compiled if the file has a training
+    config) from a legacy file."""
     import h5py
 
     path = os.fspath(path)
@@ -39,7 +40,8 @@ def load(path, backend=None):
             expected = _assemble.expected_shapes(layers, spec.input_shape, path)
             root = h5["model_weights"] if "model_weights" in h5 else h5
             arrays = read_named_weights(root, [layer.name for layer in layers], expected, path)
-        model = _assemble.build(spec.name, layers, spec.input_shape, spec.floatx, arrays)
+        model = _assemble.build(spec.name, layers, spec.input_shape, spec.floatx, arrays,
+                                spec.functional, spec.input_name)
         _assemble.compile_loaded(model, compile_spec, backend)
     return model
 

@@ -18,3 +18,6 @@ CONTAINER_OVERHEAD_BYTES = 4 * 2**20
 MAX_ZIP_MEMBERS = 64
 #: Layers a model description may list.
 MAX_LAYERS = 10_000
+#: Thresholds a metric in a file may ask for (AUC's ``num_thresholds``, a list of
+#: ``thresholds``): each costs four counters per output (Keras's default is 200).
+MAX_METRIC_THRESHOLDS = 100_000

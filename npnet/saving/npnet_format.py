@@ -3,7 +3,8 @@
 Layout (``format_version`` 1):
 
 * ``model.json`` — the architecture (``model.get_config()``), the float type, and the
-  compile settings: optimizer, loss, metrics, backend and the optimizer's step count;
+  compile settings: optimizer, loss, metrics, weighted metrics, backend and the optimizer's
+  step count;
 * ``weights.safetensors`` — ``"{layer index:03d}/{weight name}"`` -> array;
 * ``optimizer.safetensors`` — ``"{slot}/{parameter index:03d}"`` -> array, when the
   optimizer has state and ``include_optimizer`` is True.
@@ -14,13 +15,14 @@ names are looked up in npnet's own tables.
 
 import json
 import os
+import reprlib
 import zipfile
 
 import numpy as np
 
 from .. import config, layers as layers_module, losses as losses_module
 from .. import optimizers as optimizers_module, utils
-from . import _assemble, _zip, limits, shapes
+from . import _assemble, _zip, keras_architecture, limits, shapes
 from .errors import ModelFileError, reading
 
 FORMAT_NAME = "npnet.model"
@@ -35,6 +37,8 @@ def save(model, path, include_optimizer=True):
     meta = {"format": FORMAT_NAME, "format_version": FORMAT_VERSION, "npnet_version": _version(),
             "floatx": str(model.weights[0].dtype) if model.weights else config.floatx(),
             "model": model.get_config(), "compile": _compile_spec(model, include_optimizer)}
+    if model._functional:
+        meta["model_class"] = "Functional"
     # reshaped: np.ascontiguousarray makes a 0-d array (Normalization's count) 1-d
     weights = {f"{i:03d}/{name}": np.ascontiguousarray(p).reshape(p.shape) for i, name, p in named_weights(model)}
     optimizer_arrays = _optimizer_arrays(model) if meta["compile"] and include_optimizer else {}
@@ -53,7 +57,9 @@ def _compile_spec(model, include_optimizer):
             # the class too: a loss named by its user (name="cosine") is not found by its name
             "loss": {"name": model.loss.name, "class_name": type(model.loss).__name__,
                      "config": model.loss.get_config()},
-            "metrics": [metric.name for metric in model.metrics],
+            # as Keras's compile_config holds them: a metric's class and settings, not only its name
+            "metrics": keras_architecture.metrics_to_keras(model.metrics) or [],
+            "weighted_metrics": keras_architecture.metrics_to_keras(model.weighted_metrics) or [],
             "backend": model.backend_name}
     if include_optimizer and model.optimizer.iterations:
         spec["optimizer_iterations"] = int(model.optimizer.iterations)
@@ -140,17 +146,29 @@ def load(path, backend=None):
         raise FileNotFoundError(f"No model file at {path!r}")
     with reading(path):
         meta, layers, weights, optimizer_arrays = _read_archive(path)
-        model = _build_model(meta["model"], meta.get("floatx", "float32"), layers)
+        model = _build_model(meta, layers)
         _set_weights(model, weights)
         if meta.get("compile"):
             _compile(model, meta["compile"], optimizer_arrays, backend)
     return model
 
 
-def _build_model(model_config, floatx, layers):
+def _build_model(meta, layers):
+    """A ``Sequential``, or for ``model_class`` ``'Functional'`` an ``npnet.Model`` with the
+    saved input name (files of npnet before this key are Sequential)."""
     from ..models import Sequential
 
-    with _assemble.float_type(floatx):
+    model_config, kind = meta["model"], meta.get("model_class", "Sequential")
+    if kind not in ("Sequential", "Functional"):
+        raise ValueError(f"model_class {kind!r} is not one npnet builds; expected 'Sequential' or 'Functional'")
+    with _assemble.float_type(meta.get("floatx", "float32")):
+        if kind == "Functional":
+            input_name = model_config.get("input_name")
+            if input_name is not None and (not isinstance(input_name, str) or not 0 < len(input_name) <= 256):
+                raise ValueError(f"input_name must be a string of 1 to 256 characters; received "
+                                 f"{reprlib.repr(input_name)}")
+            return _assemble.chain_model(model_config["name"], layers,
+                                         _input_shape(model_config, layers), input_name)
         model = Sequential(name=model_config["name"])
         for layer in layers:
             model.add(layer)
@@ -172,8 +190,11 @@ def _compile(model, spec, optimizer_arrays, backend):
     loss = losses_module.deserialize(spec["loss"].get("class_name", spec["loss"]["name"]), spec["loss"]["config"])
     # The backend it was saved with, unless the caller chooses: backends agree only to
     # float32 rounding, and a loaded model should predict bit for bit as the saved one.
-    model.compile(optimizer=optimizer, loss=loss, metrics=spec["metrics"],
-                  backend=backend if backend is not None else spec.get("backend"))
+    model.compile(optimizer=optimizer, loss=loss,
+                  metrics=keras_architecture.metrics_from_keras(spec["metrics"], "compile settings"),
+                  backend=backend if backend is not None else spec.get("backend"),
+                  weighted_metrics=keras_architecture.metrics_from_keras(spec.get("weighted_metrics"),
+                                                                         "compile settings weighted_metrics"))
     if optimizer_arrays:
         optimizer.build(model.trainable_weights)
         for slot, arrays in optimizer.state.items():
