@@ -297,6 +297,62 @@ def test_the_box_proves_what_the_kernels_skip(name, scale, dtype):
         assert optimizer.apply_gradients_if_finite(params, grads), (weight_sign, gradient_sign, slot_values)
 
 
+def _adam_slot_slack(dtype):
+    """How far above their box limits Adam's slots may be between two measures in the
+    kernels: (1 + 9u)^ADAM_SLOTS_RECHECK (see ``npnet.kernels.dense.ADAM_SLOTS_RECHECK``)."""
+    unit_roundoff = float(np.finfo(dtype).eps) / 2
+    return (1 + 9 * unit_roundoff) ** K.ADAM_SLOTS_RECHECK
+
+
+@pytest.mark.parametrize("dtype", DTYPES)
+@pytest.mark.parametrize("scale", ["default", "huge"])
+@pytest.mark.parametrize("beta_1", [0.9, 0.5, 0.999])
+def test_adam_slots_leave_the_box_by_rounding_only(beta_1, scale, dtype):
+    """The numba kernels compare only Adam's new weights with the box: from slots at their
+    limits (and at every value between), ADAM_SLOTS_RECHECK steps of gradients at ±their
+    limit, in the kernel's own arithmetic, keep m and v within the slack the box allows.
+    At the default rate the gradient's limit (sqrt(max)/2) puts v at its edge; at a huge
+    rate the slot limit is the gradient's too, which puts m at its edge."""
+    largest = float(np.finfo(dtype).max)
+    optimizer = optimizers.Adam(learning_rate=largest / 1e6 if scale == "huge" else 0.001, beta_1=beta_1)
+    box = update_box.box(optimizer, np.dtype(dtype))
+    hyper = numba_backend._hyperparameters(optimizer, np.dtype(dtype))
+    slot, squares, gradient = box[K.BOX_SLOT], box[K.BOX_SQUARES], box[K.BOX_GRADIENT]
+    n = 64
+    edges = np.linspace(-1, 1, n).astype(dtype)
+    m, v = (edges * slot).astype(dtype), (np.abs(edges) * squares).astype(dtype)
+    m[:2], v[:2] = [slot, -slot], squares
+    rng = np.random.default_rng(0)
+    for step in range(1, K.ADAM_SLOTS_RECHECK + 1):
+        param = np.zeros(n, dtype)  # the weights are compared by the kernel itself, each step
+        signs = rng.choice(np.array([-1, 1], dtype), n)
+        grad = (signs * gradient).astype(dtype)
+        alpha = K.adam_step_size(dtype(step), hyper[0], hyper[1], hyper[2])
+        K.adam_update(param, grad, m, v, alpha, hyper[4], hyper[5], hyper[3], box)
+    slack = _adam_slot_slack(dtype)
+    assert np.max(np.abs(m)) <= slot * slack and np.max(v) <= squares * slack
+
+
+@pytest.mark.parametrize("dtype", DTYPES)
+@pytest.mark.parametrize("scale", ["default", "huge"])
+def test_the_adam_box_proves_its_steps_with_slots_at_their_slack(scale, dtype):
+    """As ``test_the_box_proves_what_the_kernels_skip`` for Adam, with m and v as far outside
+    their limits as rounding can take them between two measures in the kernels."""
+    largest = float(np.finfo(dtype).max)
+    optimizer = optimizers.Adam(learning_rate=largest / 1e6 if scale == "huge" else 0.001)
+    box = update_box.box(optimizer, np.dtype(dtype))
+    slack = _adam_slot_slack(dtype)
+    for weight_sign, gradient_sign, m_sign in itertools.product((-1.0, 1.0), repeat=3):
+        params = [np.full(3, weight_sign * box[K.BOX_WEIGHT], dtype=dtype)]
+        grads = [np.full(3, gradient_sign * box[K.BOX_GRADIENT], dtype=dtype)]
+        optimizer.state = None
+        optimizer.build(params)
+        optimizer.iterations = 10**6
+        optimizer.state["m"][0][...] = m_sign * box[K.BOX_SLOT] * slack
+        optimizer.state["v"][0][...] = 0.0  # the largest step: v only divides it
+        assert optimizer.apply_gradients_if_finite(params, grads), (weight_sign, gradient_sign, m_sign)
+
+
 @pytest.mark.parametrize("dtype", DTYPES)
 def test_the_box_is_off_where_no_bound_holds(dtype):
     """An ε the kernels flush to zero, and numbers so large that a bound is not finite: every

@@ -1720,8 +1720,9 @@ def gradients_finite(trainable, kernel_grads, bias_grads, limit):
 # such that a step from weights and slots inside the box, with every gradient
 # ``|g| <= box[BOX_GRADIENT]`` (and Adam's step size ``<= box[BOX_ALPHA]``), provably leaves
 # every new value finite. Each update pass reports, at no extra read, whether its new values
-# are inside the box again, so the next step's proof is ready; the first step of a call
-# checks the box with one read-only pass. Outside the box, the update is computed exactly
+# are inside the box again (Adam's, whether its weights are: its slots stay inside after a
+# proven step, see ADAM_SLOTS_RECHECK), so the next step's proof is ready; the first step of
+# a call checks the box with one read-only pass. Outside the box, the update is computed exactly
 # without writing anything (``*_update_finite``), and applied only if all of it is finite.
 # Centered RMSprop has no box (its denominator v - ḡ² + ε depends on this step's gradient
 # and can round below zero); a read-only pass computes that denominator instead and proves
@@ -1736,6 +1737,19 @@ def gradients_finite(trainable, kernel_grads, bias_grads, limit):
 #: RMSprop's box is off but for its weight and slot bounds, and holds at BOX_ALPHA the
 #: largest ``lr·|g|`` of :func:`rmsprop_centered_bounded`.
 BOX_GRADIENT, BOX_WEIGHT, BOX_SLOT, BOX_SQUARES, BOX_ALPHA, BOX_LARGEST, BOX_TINY = 0, 1, 2, 3, 4, 5, 6
+
+#: Adam's slots are not compared with the box while they are written. After a step that the
+#: box proved (every |g| within its limit, which is at most the slot limit S and has g² at
+#: most the squares limit Q), each new m = m + (g - m)(1 - β1) lies between the old m and g
+#: up to its three roundings, and v likewise between the old v and g²: with u the unit
+#: roundoff, one step raises |m| <= S to at most S·(1 + 6u) and v <= Q to at most
+#: Q·(1 + 9u) (g² is rounded too), so only the weights can leave the box. Over k such steps
+#: the slots stay within (1 + 9u)^k of their limits, and the box's proof holds with room to
+#: spare (it keeps a factor 2 for rounding, see ``npnet.update_box.box``) as long as
+#: :func:`train_batches` measures the slots again with :func:`state_in_box` after at most
+#: this many steps (a factor below 1 + 3e-3 in float32), and after any step the box did not
+#: prove.
+ADAM_SLOTS_RECHECK = 4096
 
 
 @kernel
@@ -1763,8 +1777,9 @@ def adam_new_values(p, g, m, v, alpha, one_minus_beta_1, one_minus_beta_2, epsil
 @kernel
 def adam_update(param, grad, m, v, alpha, one_minus_beta_1, one_minus_beta_2, epsilon, box):
     """Mirrors ``functional.adam_update`` (given its step size ``alpha`` and ``1 - β`` as
-    Keras computes them, in Python before the cast), in place. Returns whether the new values
-    are inside ``box`` (see the notes above).
+    Keras computes them, in Python before the cast), in place. Returns whether the new
+    *weights* are inside ``box``: Adam's m and v stay inside it by themselves after a step the
+    box proved (see :data:`ADAM_SLOTS_RECHECK`), so only the weights are compared here.
 
     param, grad, m, v: arrays of one shape (C-contiguous), of one float dtype.
     """
@@ -1772,14 +1787,14 @@ def adam_update(param, grad, m, v, alpha, one_minus_beta_1, one_minus_beta_2, ep
     grad_flat = grad.reshape(grad.size)
     m_flat = m.reshape(m.size)
     v_flat = v.reshape(v.size)
-    # the bounds in locals: read from an array in the loop, LLVM would reload them after each store
-    weight_limit, slot_limit, squares_limit = box[BOX_WEIGHT], box[BOX_SLOT], box[BOX_SQUARES]
+    # the bound in a local: read from an array in the loop, LLVM would reload it after each store
+    weight_limit = box[BOX_WEIGHT]
     inside = True
     for i in range(param_flat.size):
         p, m_new, v_new = adam_new_values(param_flat[i], grad_flat[i], m_flat[i], v_flat[i], alpha,
                                           one_minus_beta_1, one_minus_beta_2, epsilon)
         param_flat[i], m_flat[i], v_flat[i] = p, m_new, v_new
-        inside &= (np.abs(p) <= weight_limit) & (np.abs(m_new) <= slot_limit) & (v_new <= squares_limit)
+        inside &= np.abs(p) <= weight_limit
     return inside
 
 
@@ -1981,7 +1996,7 @@ def adam_update_parallel(param, grad, m, v, alpha, one_minus_beta_1, one_minus_b
     """:func:`adam_update` of a kernel (d_in, units) with its blocks of tile columns shared
     among numba's threads, the same blocks the threads computed the weight gradient in (so
     each finds them in its own cache); every entry is updated exactly as there. Returns
-    whether all the new values are inside ``box``."""
+    whether all the new weights are inside ``box``."""
     width = tile_columns(param)
     blocks_outside = 0  # a sum over the blocks: a reduction prange runs without an array
     for block in prange(param.shape[1] // width):
@@ -2011,7 +2026,7 @@ def adam_update_kernel(param, grad, m, v, alpha, one_minus_beta_1, one_minus_bet
 def adam_apply(kernels, biases, trainable, kernel_grads, bias_grads, adam, step, threads):
     """Mirrors ``Adam.update`` over the trainable layers at step ``step``; kernels whose units
     are whole tiles are updated on numba's threads unless ``threads`` is None. Returns whether
-    the new values are inside ``adam.box``."""
+    the new weights are inside ``adam.box`` (the slots: see :data:`ADAM_SLOTS_RECHECK`)."""
     learning_rate, beta_1, beta_2, epsilon = adam.hyper[0], adam.hyper[1], adam.hyper[2], adam.hyper[3]
     one_minus_beta_1, one_minus_beta_2 = adam.hyper[4], adam.hyper[5]
     alpha = adam_step_size(step, learning_rate, beta_1, beta_2)
@@ -2164,16 +2179,22 @@ def step_size_in_box(adam, step, box):
 
 
 @kernel
-def update_is_safe(net, work, adam, sgd, rmsprop, step, inside):
-    """Whether the update at ``step`` may be applied: every gradient small enough to square
-    (the check fit has always made, see :func:`gradients_finite`) and every new weight and
-    slot finite. ``inside``: the weights and slots are inside the optimizer's box, so
-    gradients within its limit (and Adam's step size within its own) prove the second part
-    without computing the update; otherwise the update is computed exactly, writing nothing."""
+def box_proves_update(net, work, adam, sgd, rmsprop, step, inside):
+    """Whether the box proves the update at ``step`` safe without computing it: ``inside``
+    (the weights and slots are inside the optimizer's box), every gradient within the box's
+    limit and Adam's step size within its own."""
     box = box_of(adam, sgd, rmsprop)
-    if inside and step_size_in_box(adam, step, box) and gradients_finite(
-            net.trainable, work.kernel_grads, work.bias_grads, box[BOX_GRADIENT]):
-        return True
+    return inside and step_size_in_box(adam, step, box) and gradients_finite(
+        net.trainable, work.kernel_grads, work.bias_grads, box[BOX_GRADIENT])
+
+
+@kernel
+def update_is_safe(net, work, adam, sgd, rmsprop, step):
+    """Whether the update at ``step`` may be applied, for a step :func:`box_proves_update`
+    could not vouch for: every gradient small enough to square (the check fit has always
+    made, see :func:`gradients_finite`) and every new weight and slot finite, the update
+    computed exactly, writing nothing."""
+    box = box_of(adam, sgd, rmsprop)
     if not gradients_finite(net.trainable, work.kernel_grads, work.bias_grads, net.constants[SQUARE_LIMIT]):
         return False
     if centered_update_bounded(net.kernels, net.biases, net.trainable, work.kernel_grads, work.bias_grads, rmsprop):
@@ -2556,13 +2577,16 @@ def train_steps_in_float_mode(x, labels, targets, order, batch_size, first_step,
                       work.grads, work.kernel_grads, work.bias_grads, dropout, k, work.threads, net.one_unit)
         if penalties is not None:
             penalty_gradients(penalties, net, work)
-        if not (np.isfinite(loss) and update_is_safe(net, work, adam, sgd, rmsprop, step_counter[0] + 1, inside)):
+        by_box = box_proves_update(net, work, adam, sgd, rmsprop, step_counter[0] + 1, inside)
+        if not (np.isfinite(loss) and (by_box or update_is_safe(net, work, adam, sgd, rmsprop, step_counter[0] + 1))):
             return k + 1, False
         # Optimizer.apply_gradients: advance the step counter, update the trainable weights
         step_counter[0] += 1
         if adam is not None:
             inside = adam_apply(net.kernels, net.biases, net.trainable, work.kernel_grads, work.bias_grads, adam,
                                 step_counter[0], work.threads)
+            if inside and not (by_box and (k + 1) % ADAM_SLOTS_RECHECK):  # the slots, see ADAM_SLOTS_RECHECK
+                inside = state_in_box(net.kernels, net.biases, net.trainable, adam, sgd, rmsprop)
         if sgd is not None:
             inside = sgd_apply(net.kernels, net.biases, net.trainable, work.kernel_grads, work.bias_grads, sgd)
         if rmsprop is not None:
