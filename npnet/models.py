@@ -6,8 +6,10 @@ The model keeps its layers and its compile settings. Checking inputs lives in
 trainer made by :func:`npnet.backends.create`.
 """
 
+import contextlib
 import copy
 import os
+import threading
 
 import numpy as np
 
@@ -79,6 +81,7 @@ class Sequential:
                              f"input has shape {self._input_shape[1:]}")
         if any(existing is layer for existing in self.layers):
             raise ValueError(f"Layer {layer.name!r} is already in the model")
+        self._check_built_layer_fits(layer)
         trainer = self._make_trainer(self.layers + [layer]) if self.compiled else None
         built_before = layer.built
         self.layers.append(layer)
@@ -93,6 +96,19 @@ class Sequential:
         self._adopt(trainer)
         self._trace()
         return None
+
+    def _check_built_layer_fits(self, layer):
+        """A layer whose weights were built for inputs of some number of features cannot follow
+        layers whose output has another number (the last axis, the one a kernel reads)."""
+        built_for = getattr(layer, "input_shape", None) if layer.built and layer.get_weights() else None
+        incoming = self.input_shape
+        if built_for is None or incoming is None or len(built_for) < 2:
+            return
+        for existing in self.layers:
+            incoming = existing.compute_output_shape(incoming)
+        if len(incoming) >= 2 and None not in (built_for[-1], incoming[-1]) and built_for[-1] != incoming[-1]:
+            raise ValueError(f"Layer {layer.name!r} was built for inputs of shape {tuple(built_for[1:])}, but "
+                             f"the model's output before it has shape {tuple(incoming[1:])}")
 
     def _declare_input(self, tensor):
         if self.layers or self._input_shape is not None:
@@ -452,6 +468,14 @@ class Sequential:
         is not finite is not applied: fit warns and stops, and the model keeps the weights,
         optimizer slots and iterations of the last finite step."""
         self.require_compiled("fit")
+        with _one_fit_at_a_time(self):
+            return self._fit(x, y, batch_size, epochs, verbose, callbacks, validation_split, validation_data,
+                             shuffle, class_weight, sample_weight, initial_epoch, steps_per_epoch,
+                             validation_steps, validation_batch_size, validation_freq)
+
+    def _fit(self, x, y, batch_size, epochs, verbose, callbacks, validation_split, validation_data, shuffle,
+             class_weight, sample_weight, initial_epoch, steps_per_epoch, validation_steps,
+             validation_batch_size, validation_freq):
         verbose = resolve_verbose(verbose)
         epochs, initial_epoch = validation.check_epochs(epochs, initial_epoch)
         validation_freq = validation.check_validation_freq(validation_freq)
@@ -514,6 +538,8 @@ class Sequential:
             val = self._split_validation(x_val, y_val, w_val, batch_size, validation_steps)
         passes = training_loop.ArrayPasses(x.shape[0], validation.batch_size_of_arrays(batch_size, x.shape[0], steps_per_epoch),
                                            shuffle, steps_per_epoch)
+        if not self.built:
+            _check_validation_samples(val, x)
         trainer = self.backend
         self.ensure_built(x)
 
@@ -551,6 +577,7 @@ class Sequential:
         def validate(listeners):
             x_, y_, w_ = training_loop.first_batches((x_val, y_val, weights), batch_size, steps, "validation_steps")
             return self._evaluate(x_, y_, batch_size, listeners, sample_weight=w_)
+        validate.sample_shape = x_val.shape[1:]  # checked against x's before an unbuilt model is built
         return validate
 
     def _callback_list(self, callbacks, verbose, epochs, steps, history):
@@ -854,3 +881,37 @@ def _compile_like(clone, model):
     clone.compile(optimizer=optimizers_module.deserialize(type(optimizer).__name__, optimizer.get_config()),
                   loss=copy.deepcopy(model.loss), metrics=metrics, backend=model._requested_backend,
                   steps_per_execution=model.steps_per_execution, weighted_metrics=weighted)
+
+
+def _check_validation_samples(validate, x):
+    """An unbuilt model takes its input shape from ``x``: validation arrays with samples of
+    another shape would only fail after the first epoch trained, so refuse them first."""
+    shape = getattr(validate, "sample_shape", None)
+    if shape is not None and tuple(shape) != tuple(x.shape[1:]):
+        raise ValueError(f"validation_data: expected validation x with samples shaped like x's, {tuple(x.shape[1:])}; "
+                         f"received samples of shape {tuple(shape)}")
+
+
+_fitting = {}  # id(model) -> the thread running its fit
+_fitting_guard = threading.Lock()
+
+
+@contextlib.contextmanager
+def _one_fit_at_a_time(model):
+    """Refuse a fit of ``model`` while another thread runs one: two fits would interleave
+    their steps on the same weights and optimizer slots. The same thread may nest fits (a
+    callback that trains), as in Keras."""
+    me = threading.get_ident()
+    with _fitting_guard:
+        owner = _fitting.get(id(model))
+        if owner is not None and owner != me:
+            raise RuntimeError(f"fit is already running on model {model.name!r} in another thread; expected one "
+                               "fit at a time per model (wait for it, or train a copy: npnet.models.clone_model)")
+        first = owner is None
+        _fitting[id(model)] = me
+    try:
+        yield
+    finally:
+        if first:
+            with _fitting_guard:
+                del _fitting[id(model)]

@@ -60,6 +60,10 @@ class Optimizer:
         """``{name: value}`` of the numbers the update computes with (checked at build)."""
         return {} if self.learning_rate_schedule else {"learning_rate": self._learning_rate}
 
+    def _below_one(self):
+        """``{name: value}`` of the decay rates that must stay below 1 in the weights' type."""
+        return {}
+
     @property
     def iterations(self):
         """The number of steps applied so far (Keras's ``optimizer.iterations``)."""
@@ -81,6 +85,8 @@ class Optimizer:
         if params:
             for name, value in self._float_hyperparameters().items():
                 check_hyperparameter(name, value, dtype=params[0].dtype, positive=name in _POSITIVE)
+            for name, value in self._below_one().items():
+                check_below_one(name, value, params[0].dtype)
         self.state = {slot: [utils.aligned_copy(np.zeros_like(p)) for p in params]
                       for slot in self.slots}  # on a cache line, like the parameters
 
@@ -205,6 +211,10 @@ class Adam(Optimizer):
     def _float_hyperparameters(self):
         return {**super()._float_hyperparameters(), "epsilon": self.epsilon}
 
+    def _below_one(self):
+        # at 1, Adam's bias correction 1 - β^t is 0: a step of m / 0 (β1) or of 0 (β2)
+        return {"beta_1": self.beta_1, "beta_2": self.beta_2}
+
     def update(self, param, grad, state):
         F.adam_update(param, grad, state["m"], state["v"], self.iterations,
                       self._current_learning_rate, self.beta_1, self.beta_2, self.epsilon)
@@ -325,6 +335,14 @@ def check_hyperparameter(name, value, dtype=None, positive=False):
         raise ValueError(f"{name} must be {what}; received {value!r}"
                          + (f" (0 in {dtype})" if value > 0 else ""))
     return float(value)
+
+
+def check_below_one(name, value, dtype):
+    """Refuse a decay rate that is below 1 as a Python float but rounds to 1 in ``dtype``."""
+    dtype = np.dtype(dtype)
+    if not dtype.type(value) < 1:
+        raise ValueError(f"{name} must be below 1 in {dtype}, the type the update computes in; "
+                         f"received {name}={value!r}, which is {dtype.type(value)} in {dtype}")
 
 
 #: Keras optimizers npnet lacks.

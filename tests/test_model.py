@@ -500,3 +500,25 @@ def test_a_model_class_overriding_train_step_is_refused_instead_of_ignored():
         CustomModel(inputs, outputs)
     with pytest.raises(NotImplementedError, match="CustomEvaluation overrides test_step"):
         CustomEvaluation([npnet.layers.Dense(2)])
+
+
+def test_adding_a_layer_built_for_other_features_is_refused_and_the_model_unchanged():
+    """A Dense built for 7 inputs after layers with 3 outputs would fail at every later call
+    with a raw product error; add refuses it with both shapes, and the layer does not join.
+    A layer built for the right features, or a weightless one, joins."""
+    model = npnet.Sequential([Dense(5, input_shape=(4,)), Dense(3)])
+    model.compile(optimizer="adam", loss="mse")
+    model.fit(np.ones((8, 4), np.float32), np.ones((8, 3), np.float32), verbose=0)
+    wrong = Dense(2)
+    wrong.build((None, 7))
+    with pytest.raises(ValueError, match=r"built for inputs of shape \(7,\).*has shape \(3,\)"):
+        model.add(wrong)
+    assert len(model.layers) == 2
+    assert model.predict(np.ones((2, 4), np.float32), verbose=0).shape == (2, 3)
+    right = Dense(2)
+    right.build((None, 3))
+    model.add(right)
+    flatten = Flatten()
+    flatten.build((None, 5, 5))
+    model.add(flatten)
+    assert model.predict(np.ones((2, 4), np.float32), verbose=0).shape == (2, 2)

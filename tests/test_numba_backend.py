@@ -863,3 +863,54 @@ def test_training_flushes_denormals_inside_the_kernels_and_restores_the_callers_
     _, fast = make_pair((20,), [(8, "relu"), (3, "softmax")])
     fit_same_order(fast, *make_data(64, (20,), 3), batch_size=16, epochs=1)
     assert tiny * half > 0 and np.float32(2e-39) / np.float32(2) > 0
+
+
+@pytest.mark.parametrize("backend", ["numpy", "numba"])
+def test_a_second_fit_from_another_thread_is_refused_and_the_first_is_undisturbed(backend):
+    """Two fits of one model at once would interleave their steps on the same weights and
+    slots (on numba they did, silently): the second thread's fit is refused with a clear
+    error, and the first trains exactly as it would alone. A fit nested in the same thread
+    (a callback that trains) is still allowed."""
+    import threading
+
+    npnet.utils.set_random_seed(0)
+    model = npnet.Sequential([npnet.layers.Dense(16, activation="relu", input_shape=(6,)),
+                              npnet.layers.Dense(3, activation="softmax")])
+    model.compile(optimizer="adam", loss="sparse_categorical_crossentropy", backend=backend)
+    alone = npnet.models.clone_model(model)
+    alone.set_weights(model.get_weights())
+    alone.compile(optimizer="adam", loss="sparse_categorical_crossentropy", backend=backend)
+    x, y = make_data(3000, (6,), 3, seed=5)
+    inside, release, errors = threading.Event(), threading.Event(), []
+
+    class Hold(npnet.callbacks.Callback):
+        def on_epoch_end(self, epoch, logs=None):
+            if epoch == 0:
+                inside.set()
+                release.wait(60)
+
+    def second():
+        inside.wait(60)
+        try:
+            model.fit(x, y, epochs=1, verbose=0)
+        except RuntimeError as error:
+            errors.append(str(error))
+        finally:
+            release.set()
+
+    thread = threading.Thread(target=second)
+    thread.start()
+    model.fit(x, y, epochs=2, batch_size=32, shuffle=False, verbose=0, callbacks=[Hold()])
+    thread.join()
+    assert len(errors) == 1 and "already running" in errors[0] and "another thread" in errors[0]
+    alone.fit(x, y, epochs=2, batch_size=32, shuffle=False, verbose=0)
+    for ours, theirs in zip(model.get_weights(), alone.get_weights()):
+        assert np.array_equal(ours, theirs)
+
+    class Nested(npnet.callbacks.Callback):
+        def on_epoch_end(self, epoch, logs=None):
+            self.model.fit(x[:64], y[:64], epochs=1, verbose=0)
+
+    before = model.optimizer.iterations
+    model.fit(x[:64], y[:64], epochs=1, batch_size=32, verbose=0, callbacks=[Nested()])
+    assert model.optimizer.iterations == before + 4

@@ -228,3 +228,38 @@ def test_a_trailing_axis_of_one_is_added_or_dropped_as_keras_does():
     for x, shape in ((column, (None, 2)), (np.ones((5, 3, 2)), (None, 3)), (np.ones((5, 3)), (None, 3, 2))):
         with pytest.raises(ValueError, match="incompatible"):
             validation.check_inputs(x, shape)
+
+
+@pytest.mark.parametrize("backend", ["numpy", "numba"])
+def test_validation_data_of_other_samples_is_refused_before_an_unbuilt_model_is_built(backend):
+    """A model without a declared input takes its shape from x: validation samples of another
+    shape used to fail only after the first epoch had trained, with NumPy's or numba's own
+    message. Now fit refuses them first, saying which data, and the model stays unbuilt."""
+    utils.set_random_seed(0)
+    model = npnet.Sequential([Dense(5), Dense(3, activation="softmax")])
+    model.compile(optimizer="adam", loss="sparse_categorical_crossentropy", backend=backend)
+    x, y = np.zeros((10, 4), np.float32), np.zeros(10, np.int64)
+    with pytest.raises(ValueError, match=r"validation_data.*\(4,\).*\(7,\)"):
+        model.fit(x, y, epochs=1, verbose=0, validation_data=(np.zeros((5, 7), np.float32), np.zeros(5, np.int64)))
+    assert not model.built and model.optimizer.iterations == 0
+    model.fit(x, y, epochs=1, verbose=0, validation_data=(np.zeros((5, 4), np.float32), np.zeros(5, np.int64)))
+    assert model.optimizer.iterations == 1
+
+
+@pytest.mark.parametrize("backend", ["numpy", "numba"])
+@pytest.mark.parametrize("name, value", [("beta_1", 1 - 1e-11), ("beta_2", 1 - 1e-12)])
+def test_an_adam_decay_rate_that_is_one_in_float32_is_refused(name, value, backend):
+    """Below 1 in Python, 1.0 in float32: β2 = 1 made every step 0 (the model silently learnt
+    nothing), β1 = 1 divided by 0 (fit stopped blaming the loss). Both are refused at the
+    first fit, naming the type, with the model unchanged; float64 computes them fine."""
+    utils.set_random_seed(0)
+    model = npnet.Sequential([Dense(5, input_shape=(4,)), Dense(3, activation="softmax")])
+    model.compile(optimizer=npnet.optimizers.Adam(**{name: value}), loss="sparse_categorical_crossentropy",
+                  backend=backend)
+    before = snapshot(model)
+    with pytest.raises(ValueError, match=f"{name} must be below 1 in float32.*which is 1.0 in float32"):
+        model.fit(np.ones((8, 4), np.float32), np.zeros(8, np.int64), epochs=1, verbose=0)
+    assert_unchanged(model, before)
+    with pytest.raises(ValueError, match=f"{name} must be below 1 in float32"):
+        npnet.optimizers.Adam(**{name: value}).build([np.zeros(3, np.float32)])
+    npnet.optimizers.Adam(**{name: value}).build([np.zeros(3, np.float64)])
