@@ -100,12 +100,26 @@ def wants_every_batch(callback):
                for name in _BATCH_HOOKS)
 
 
+def as_list(callbacks):
+    """``fit``'s ``callbacks`` argument as a list: None is none, and one callback given
+    alone is a list of one (as Keras flattens it)."""
+    if callbacks is None:
+        return []
+    if isinstance(callbacks, Callback):
+        return [callbacks]
+    try:
+        return list(callbacks)
+    except TypeError:
+        raise TypeError("callbacks must be a list of npnet.callbacks.Callback instances; received "
+                        f"{callbacks!r}") from None
+
+
 class CallbackList:
     """Calls every hook of every callback in order, always with a ``logs`` dict."""
 
     def __init__(self, callbacks, model, params):
         self.model = model
-        self.callbacks = list(callbacks)
+        self.callbacks = as_list(callbacks)
         for callback in self.callbacks:
             if not isinstance(callback, Callback):
                 raise TypeError(f"callbacks must be npnet.callbacks.Callback instances; received {callback!r}")

@@ -128,6 +128,17 @@ def _directory_problem(path):
     return None
 
 
+def _missing_data_files(directory):
+    """Why ``directory`` cannot be the data the user meant, or None: a directory with none of
+    the four files would otherwise be passed over silently for another copy."""
+    from .datasets import fashion_mnist
+
+    names = list(fashion_mnist.FILES)
+    if any(os.path.lexists(os.path.join(directory, n + suffix)) for n in names for suffix in (".gz", "")):
+        return None  # a bad or partial set is reported by load_data itself, file by file
+    return f"none of {', '.join(n + '.gz' for n in names)} is there"
+
+
 def _check_tutorial_paths(args):
     """Check --data-dir and --out before any work starts; return the problem, or None.
 
@@ -136,6 +147,8 @@ def _check_tutorial_paths(args):
     """
     if args.data_dir is not None:
         problem = _directory_problem(args.data_dir)
+        if problem is None:
+            problem = _missing_data_files(args.data_dir)
         if problem is not None:
             return (f"--data-dir: expected a directory holding the Fashion-MNIST files, "
                     f"received {args.data_dir!r} ({problem})")

@@ -296,12 +296,19 @@ class Sequential:
         Every array is checked (shape, finite values) before any parameter changes.
         """
         self.require_built("set_weights")
+        if isinstance(weights, (dict, str, bytes)) or not hasattr(weights, "__len__"):
+            raise TypeError(f"set_weights expects a list of arrays, as get_weights() returns; "
+                            f"received {type(weights).__name__}")
         weights = [np.asarray(w) for w in weights]
         expected = [p.shape for p in self.weights]
         received = [w.shape for w in weights]
         if expected != received:
             raise ValueError(f"set_weights expects {len(expected)} arrays of shapes {expected}; "
                              f"received {len(received)} of shapes {received}")
+        for name, value in zip(self.weight_names(), weights):
+            if value.dtype.kind not in "biuf":
+                raise TypeError(f"set_weights expects arrays of numbers; received an array of dtype "
+                                f"{value.dtype} for {name}")
         converted = [w.astype(p.dtype, casting="same_kind") for p, w in zip(self.weights, weights)]
         for name, value in zip(self.weight_names(), converted):
             if not np.isfinite(value).all():
@@ -479,7 +486,7 @@ class Sequential:
         verbose = resolve_verbose(verbose)
         epochs, initial_epoch = validation.check_epochs(epochs, initial_epoch)
         validation_freq = validation.check_validation_freq(validation_freq)
-        callbacks_module.CallbackList(callbacks or [], self, {})  # refuse a non-callback before building
+        callbacks_module.CallbackList(callbacks, self, {})  # refuse a non-callback before building
         validation_steps = validation.check_steps(validation_steps, "validation_steps")
         validation_batch_size = validation_batch_size or batch_size
         validation.check_batch_size(validation_batch_size)  # refused before anything is built
@@ -581,7 +588,7 @@ class Sequential:
         return validate
 
     def _callback_list(self, callbacks, verbose, epochs, steps, history):
-        given = list(callbacks or [])
+        given = callbacks_module.as_list(callbacks)
         progress = [callbacks_module.ProgbarLogger(verbose, epochs, steps)] if verbose else []
         params = {"verbose": verbose, "epochs": epochs, "steps": steps}
         history.set_params(params)
@@ -621,7 +628,7 @@ class Sequential:
         verbose = resolve_verbose(verbose)
         steps = validation.check_steps(steps, "steps")
         if data_module.is_batch_source(x):
-            listeners = callbacks_module.CallbackList(callbacks or [], self, {"verbose": verbose})
+            listeners = callbacks_module.CallbackList(callbacks, self, {"verbose": verbose})
             logs = self._evaluate_source(data_module.BatchSource(x, steps), listeners).logs()
             return logs if return_dict else self._as_values(logs)
         x, y = self.check_data(x, y)
@@ -631,7 +638,7 @@ class Sequential:
         self.ensure_built(x)
         steps = -(-x.shape[0] // batch_size)
         progbar = Progbar(steps, verbose) if verbose else None
-        listeners = callbacks_module.CallbackList(callbacks or [], self, {"steps": steps, "verbose": verbose})
+        listeners = callbacks_module.CallbackList(callbacks, self, {"steps": steps, "verbose": verbose})
         logs = self._evaluate(x, y, batch_size, listeners, progbar, weights).logs()
         if progbar is not None:
             progbar.update(steps, logs, finalize=True)
@@ -695,7 +702,7 @@ class Sequential:
         self.ensure_built(x)
         steps = -(-x.shape[0] // batch_size)
         progbar = Progbar(steps, verbose) if verbose else None
-        listeners = callbacks_module.CallbackList(callbacks or [], self, {"steps": steps, "verbose": verbose})
+        listeners = callbacks_module.CallbackList(callbacks, self, {"steps": steps, "verbose": verbose})
         listeners.call("on_predict_begin")
         outputs = training_loop.predict(self.backend, x, batch_size, listeners)
         listeners.call("on_predict_end")

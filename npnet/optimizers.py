@@ -307,8 +307,17 @@ def get(identifier):
 
 def deserialize(class_name, config_):
     """The optimizer saved as ``(class name, get_config())``; a schedule comes back as one."""
+    import inspect
+
     classes = {cls.__name__: cls for cls in _BY_NAME.values()}
+    if class_name not in classes:
+        raise ValueError(f"unknown optimizer class {class_name!r}; expected one of {', '.join(sorted(classes))}")
     config_ = dict(config_)
+    accepted = set(inspect.signature(classes[class_name]).parameters)
+    unknown = sorted(set(config_) - accepted)
+    if unknown:
+        raise ValueError(f"{class_name} has no setting {', '.join(map(repr, unknown))}; expected some of "
+                         f"{', '.join(sorted(accepted))}")
     if isinstance(config_.get("learning_rate"), dict):
         config_["learning_rate"] = schedules.deserialize(config_["learning_rate"])
     return classes[class_name](**config_)

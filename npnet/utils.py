@@ -71,7 +71,8 @@ _TEMP_SUFFIX = ".tmp"
 def atomic_write(path, mode="wb"):
     """Write a file so that nobody ever sees it half-written, and a crash loses nothing.
 
-    Yields a file opened on a hidden temporary name, ``.<name>.<pid>.<random>.tmp``, in the
+    Yields a file opened on a hidden temporary name, ``.<name>.<pid>.<random>.tmp`` (the name
+    cut to 200 bytes), in the
     directory of the destination; when the block ends without error the file is flushed and
     ``fsync``-ed, renamed over the destination (an atomic replace on one file system), and the
     directory is ``fsync``-ed so the rename itself survives a power cut. If the block raises,
@@ -99,9 +100,12 @@ def atomic_write(path, mode="wb"):
     """
     target = _resolve_destination(os.fspath(path))
     directory, name = os.path.split(target)
-    _require_folder(os.fspath(path), directory)
+    _require_folder(os.fspath(path), directory, target)
+    if os.path.isdir(target):
+        raise IsADirectoryError(errno.EISDIR, f"cannot write {os.fspath(path)!r}: it is a folder; expected the "
+                                "path of a file")
     _remove_stale_temporaries(directory, name)
-    temporary = os.path.join(directory, f".{name}.{os.getpid()}.{uuid.uuid4().hex[:8]}{_TEMP_SUFFIX}")
+    temporary = os.path.join(directory, f"{_temporary_prefix(name)}{os.getpid()}.{uuid.uuid4().hex[:8]}{_TEMP_SUFFIX}")
     try:
         with _open_temporary(temporary, target, mode) as handle:
             yield handle
@@ -125,11 +129,20 @@ def make_parent_folder(path):
         os.makedirs(parent, exist_ok=True)
 
 
-def _require_folder(path, directory):
-    """Raise, naming the folder, unless ``directory`` (where ``path`` goes) is one."""
+def _temporary_prefix(name):
+    """``.<name>.``, with the name cut to 200 bytes so that the temporary name of the longest
+    file name a folder allows (255 bytes) fits too."""
+    return "." + os.fsdecode(os.fsencode(name)[:200]) + "."
+
+
+def _require_folder(path, directory, target):
+    """Raise, naming the folder, unless ``directory`` (where ``path``, resolved to
+    ``target``, goes) is one."""
     if os.path.isdir(directory):
         return
     folder = os.path.dirname(path) or "."
+    if os.path.abspath(path) != target:  # through a symlink: the folder missing is its target's
+        folder = directory
     if os.path.exists(directory):
         raise NotADirectoryError(errno.ENOTDIR, f"cannot write {path!r}: {folder!r} is not a folder")
     raise FileNotFoundError(errno.ENOENT, f"cannot write {path!r}: the folder {folder!r} does not "
@@ -197,7 +210,7 @@ def _writer_is_dead(pid):
 
 def _remove_stale_temporaries(directory, name):
     """Remove ``.<name>.<pid>.<random>.tmp`` files in ``directory`` left by dead writers."""
-    prefix = f".{name}."
+    prefix = _temporary_prefix(name)
     try:
         entries = os.listdir(directory)
     except OSError:

@@ -165,3 +165,30 @@ def test_the_next_save_removes_a_killed_writers_temporary_file(tmp_path):
     assert not stale.exists(), "the killed writer's temporary file is still there"
     assert target.read_bytes() == b"new model"
     assert sorted(os.listdir(tmp_path)) == sorted([target.name, live.name, other.name])
+
+
+def test_the_longest_file_name_a_folder_allows_can_be_saved(tmp_path):
+    """The temporary name adds a pid and a random tag to the destination's: for a name near
+    the 255-byte limit it is cut, so the save works where ``open`` does, and a dead writer's
+    temporary file of that name is still recognised and removed."""
+    name = "m" * 249 + ".keras"
+    with open(tmp_path / name, "wb") as handle:  # the file system takes the name itself
+        handle.write(b"old")
+    stale = tmp_path / f".{'m' * 200}.999999.0123abcd.tmp"
+    stale.write_bytes(b"half")
+    with utils.atomic_write(tmp_path / name) as handle:
+        handle.write(b"new")
+    assert (tmp_path / name).read_bytes() == b"new"
+    assert sorted(p.name for p in tmp_path.iterdir()) == [name]
+
+
+def test_saving_over_a_folder_or_through_a_dangling_link_names_the_problem(tmp_path):
+    (tmp_path / "model.keras").mkdir()
+    with pytest.raises(IsADirectoryError, match="it is a folder; expected the path of a file"):
+        with utils.atomic_write(tmp_path / "model.keras") as handle:
+            handle.write(b"x")
+    assert (tmp_path / "model.keras").is_dir() and list(tmp_path.iterdir()) == [tmp_path / "model.keras"]
+    (tmp_path / "link.keras").symlink_to(tmp_path / "missing" / "target.keras")
+    with pytest.raises(FileNotFoundError, match="missing"):
+        with utils.atomic_write(tmp_path / "link.keras") as handle:
+            handle.write(b"x")

@@ -261,3 +261,15 @@ def test_terminate_on_nan_is_accepted_for_keras_compatibility():
     x, y = tiny_data(40)
     history = model.fit(x, y, epochs=2, verbose=0, callbacks=[callbacks.TerminateOnNaN()])
     assert history.epoch == [0, 1]
+
+
+def test_one_callback_given_alone_works_as_a_list_of_one():
+    """Keras flattens ``callbacks``, so ``callbacks=EarlyStopping(...)`` is a list of one;
+    something that is neither a callback nor a list of them is refused by name."""
+    model, (x, y) = tiny_model(), tiny_data()
+    stopper = npnet.callbacks.EarlyStopping(monitor="loss", patience=0, min_delta=1e9)
+    history = model.fit(x, y, epochs=5, verbose=0, callbacks=stopper)
+    assert len(history.history["loss"]) == 2 and stopper.stopped_epoch == 1
+    model.evaluate(x, y, verbose=0, callbacks=npnet.callbacks.Callback())
+    with pytest.raises(TypeError, match="callbacks must be a list of npnet.callbacks.Callback instances; received 3"):
+        model.fit(x, y, epochs=1, verbose=0, callbacks=3)

@@ -86,8 +86,11 @@ def test_missing_data_is_a_clear_error_not_a_traceback(tmp_path, monkeypatch, ca
     monkeypatch.setenv("NPNET_FASHION_MNIST_URL", "http://127.0.0.1:9/")
     monkeypatch.setattr(fashion_mnist, "KERAS_HOME", tmp_path / "keras")
     monkeypatch.setattr(fashion_mnist, "SYSTEM_DIR", tmp_path / "system")
-    (tmp_path / "empty").mkdir()  # exists (a missing --data-dir is refused up front), but no data
-    code = cli.main(["tutorial", "--data-dir", str(tmp_path / "empty"), "--backend", "numpy"])
+    # exists and holds a file of the data's (a missing or empty --data-dir is refused up front), but a bad one
+    (tmp_path / "bad").mkdir()
+    (tmp_path / "bad" / "train-labels-idx1-ubyte.gz").write_bytes(b"not gzip")
+    with pytest.warns(fashion_mnist.DataWarning):
+        code = cli.main(["tutorial", "--data-dir", str(tmp_path / "bad"), "--backend", "numpy"])
     assert code == 2
     err = capsys.readouterr().err
     assert "apt-get install dataset-fashion-mnist" in err and "NPNET_DATA_DIR" in err

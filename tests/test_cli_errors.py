@@ -38,6 +38,7 @@ def assert_one_line_error(result, *expected):
 @pytest.fixture
 def paths(tmp_path):
     (tmp_path / "a-file").write_text("not a directory")
+    (tmp_path / "empty").mkdir()
     (tmp_path / "loop").symlink_to(tmp_path / "loop2")
     (tmp_path / "loop2").symlink_to(tmp_path / "loop")
     return tmp_path
@@ -49,6 +50,7 @@ def paths(tmp_path):
       "(no such directory)"]),
     (["tutorial", "--data-dir", "{tmp}/a-file"], ["--data-dir", "(it is not a directory)"]),
     (["tutorial", "--data-dir", "{tmp}/loop"], ["--data-dir", "symbolic links"]),
+    (["tutorial", "--data-dir", "{tmp}/empty"], ["--data-dir", "(none of train-images-idx3-ubyte.gz,"]),
     (["tutorial", "--out", "{tmp}/a-file"],
      ["--out: expected a directory to write into, received", "a-file' (a file)"]),
     (["tutorial", "--out", "{tmp}/a-file/sub"], ["--out: expected a directory npnet can write into"]),

@@ -14,6 +14,7 @@ import json
 import marshal
 import os
 import tracemalloc
+import warnings
 import zipfile
 
 import h5py
@@ -181,6 +182,24 @@ def test_a_member_that_inflates_to_hundreds_of_mb_is_refused_unread(tmp_path, go
     assert path.stat().st_size < 1_000_000
     message = refused(path, f"member '{name}' declares")
     assert "more than" in message
+
+
+@pytest.mark.parametrize("fmt, name", [("keras", "config.json"), ("keras", "model.weights.h5"),
+                                       ("npnet", "weights.safetensors")])
+def test_a_member_stored_twice_is_refused(tmp_path, good, fmt, name):
+    """Zip readers differ on which of two members of one name counts (Python's takes the last,
+    others the first), so a file could load as one model here and another elsewhere."""
+    entries = members(tmp_path / f"good.{fmt}")
+    path = tmp_path / f"twice.{fmt}"
+    with warnings.catch_warnings():
+        warnings.simplefilter("ignore", UserWarning)  # zipfile warns of the duplicate name
+        with zipfile.ZipFile(path, "w") as archive:
+            for member, data in entries.items():
+                archive.writestr(member, data)
+            archive.writestr(name, entries[name])
+    refused(path, f"more than one member named '{name}'")
+    if fmt == "keras":
+        refused(path, f"more than one member named '{name}'", load=good.load_weights)
 
 
 def test_a_member_lying_about_its_size_is_refused(tmp_path, good):
@@ -504,3 +523,42 @@ def test_metric_objects_in_a_compile_config_are_checked_before_anything_is_built
     def change(config):
         config["compile_config"]["metrics"] = ["accuracy", metric]
     refused(edited_keras(tmp_path, "metric.keras", change), match)
+
+
+@pytest.mark.parametrize("name", ["model.keras", "model.npnet", "model.h5", "model.weights.h5"])
+def test_a_folder_or_a_symlink_loop_is_named_as_such_not_as_missing(tmp_path, good, name):
+    (tmp_path / "folder").mkdir()
+    (tmp_path / "folder" / name).mkdir()
+    (tmp_path / f"a.{name}").symlink_to(tmp_path / f"b.{name}")
+    (tmp_path / f"b.{name}").symlink_to(tmp_path / f"a.{name}")
+    load = good.load_weights if name.endswith(".weights.h5") else npnet.models.load_model
+    with pytest.raises(IsADirectoryError, match="is a folder; expected a"):
+        load(tmp_path / "folder" / name)
+    with pytest.raises(OSError, match="is a loop of symbolic links; expected a"):
+        load(tmp_path / f"a.{name}")
+    with pytest.raises(FileNotFoundError, match="No (model|weights) file at"):
+        load(tmp_path / f"missing.{name}")
+
+
+def _edited_good_npnet(tmp_path, change):
+    entries = members(tmp_path / "good.npnet")
+    meta = json.loads(entries["model.json"])
+    change(meta)
+    entries["model.json"] = json.dumps(meta)
+    return write_zip(tmp_path / "edited.npnet", entries)
+
+
+@pytest.mark.parametrize("change, match", [
+    (lambda m: m["model"].update(layers={"a": 1}), "model.layers must be a list; the file has dict"),
+    (lambda m: m["model"]["layers"].__setitem__(1, "Dense"), r"model.layers\[1\] must be a JSON object"),
+    (lambda m: m["model"]["layers"][1].update(config=[]), r"model.layers\[1\].config must be a JSON object"),
+    (lambda m: m["compile"].update(loss="evil"), "compile.loss must be a JSON object; the file has str 'evil'"),
+    (lambda m: m["compile"]["optimizer"].update(class_name=7), "compile.optimizer.class_name must be a string"),
+    (lambda m: m["compile"]["optimizer"]["config"].update(iterations=-1),
+     "Adam has no setting 'iterations'; expected some of beta_1, beta_2, epsilon, learning_rate"),
+    (lambda m: m["compile"]["optimizer"].update(class_name="Lion"), "unknown optimizer class 'Lion'"),
+], ids=["layers-dict", "layer-str", "config-list", "loss-str", "optimizer-class-int", "unknown-setting",
+        "unknown-optimizer"])
+def test_an_npnet_description_of_the_wrong_layout_is_refused_saying_what_was_expected(tmp_path, good, change, match):
+    message = refused(_edited_good_npnet(tmp_path, change), match)
+    assert "corrupted" not in message

@@ -263,3 +263,19 @@ def test_an_adam_decay_rate_that_is_one_in_float32_is_refused(name, value, backe
     with pytest.raises(ValueError, match=f"{name} must be below 1 in float32"):
         npnet.optimizers.Adam(**{name: value}).build([np.zeros(3, np.float32)])
     npnet.optimizers.Adam(**{name: value}).build([np.zeros(3, np.float64)])
+
+
+@pytest.mark.parametrize("weights, match", [
+    (None, "expects a list of arrays, as get_weights\\(\\) returns; received NoneType"),
+    ({"kernel": 1}, "received dict"),
+    ("weights", "received str"),
+    ([np.zeros((3, 2), complex), np.zeros(2)], "arrays of numbers; received an array of dtype complex128 for "),
+    ([np.full((3, 2), "x"), np.zeros(2)], "arrays of numbers; received an array of dtype <U1 for "),
+    ([np.zeros((3, 2)), np.zeros(2, object)], "arrays of numbers; received an array of dtype object for "),
+])
+def test_set_weights_refuses_what_is_not_a_list_of_numeric_arrays_by_name(weights, match):
+    model = npnet.Sequential([Dense(2, input_shape=(3,))])
+    before = snapshot(model)
+    with pytest.raises(TypeError, match=match):
+        model.set_weights(weights)
+    assert_unchanged(model, before)

@@ -7,6 +7,7 @@ model it might have replaced is left as it was.
 """
 
 import contextlib
+import errno
 import os
 
 
@@ -50,3 +51,15 @@ def _describe(error):
     if isinstance(error, ValueError):
         return message
     return f"the file is corrupted ({type(error).__name__}: {message})"
+
+
+def require_file(path, what="model"):
+    """Raise unless ``path`` is a file to read: ``FileNotFoundError`` when nothing is there
+    (as Keras), and an ``OSError`` saying so for a folder or a symbolic-link loop."""
+    if os.path.isfile(path):
+        return
+    if os.path.isdir(path):
+        raise IsADirectoryError(errno.EISDIR, f"{path!r} is a folder; expected a {what} file")
+    if os.path.islink(path) and os.path.islink(os.path.realpath(path)):  # realpath stops inside a loop
+        raise OSError(errno.ELOOP, f"{path!r} is a loop of symbolic links; expected a {what} file")
+    raise FileNotFoundError(errno.ENOENT, f"No {what} file at {path!r}")

@@ -13,7 +13,7 @@ import time
 import zipfile
 
 from .. import config, utils
-from . import _assemble, _zip, keras_architecture, keras_weights, limits
+from . import _assemble, _zip, errors, keras_architecture, keras_weights, limits
 from .errors import ModelFileError, reading
 from .keras_config import KERAS_VERSION
 
@@ -43,8 +43,7 @@ def load(path, backend=None):
     """A compiled (if the file says so) npnet ``Sequential``, or functional ``Model``, from a
     ``.keras`` file."""
     path = os.fspath(path)
-    if not os.path.isfile(path):
-        raise FileNotFoundError(f"No model file at {path!r}")
+    errors.require_file(path)
     with reading(path):
         with _zip.open_archive(path) as archive:
             names = set(archive.namelist())

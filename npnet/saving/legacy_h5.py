@@ -14,7 +14,7 @@ import json
 import os
 
 from .. import config, utils
-from . import _assemble, keras_architecture, limits
+from . import _assemble, errors, keras_architecture, limits
 from .errors import FileTooLarge, ModelFileError, reading
 from .keras_weights import checked_dataset
 
@@ -25,8 +25,7 @@ def load(path, backend=None):
     import h5py
 
     path = os.fspath(path)
-    if not os.path.isfile(path):
-        raise FileNotFoundError(f"No model file at {path!r}")
+    errors.require_file(path)
     with reading(path):
         with h5py.File(path, "r") as h5:
             model_config = json_attribute(h5, "model_config", path)

@@ -22,7 +22,7 @@ import numpy as np
 
 from .. import config, layers as layers_module, losses as losses_module
 from .. import optimizers as optimizers_module, utils
-from . import _assemble, _zip, keras_architecture, limits, shapes
+from . import _assemble, _zip, errors, keras_architecture, limits, shapes
 from .errors import ModelFileError, reading
 
 FORMAT_NAME = "npnet.model"
@@ -131,6 +131,33 @@ def _check_format(path, meta):
     if version != FORMAT_VERSION:
         raise ModelFileError(path, f"an npnet model of format version {version!r}, but this npnet "
                                    f"({_version()}) reads version {FORMAT_VERSION}; load it with a matching npnet")
+    _check_layout(path, meta)
+
+
+def _check_layout(path, meta):
+    """The entries model.json must have, of the types they must have, before any is used."""
+    model = meta.get("model")
+    _expect(path, "model", model, dict)
+    _expect(path, "model.layers", model.get("layers"), list)
+    for i, spec in enumerate(model["layers"]):
+        _expect(path, f"model.layers[{i}]", spec, dict)
+        _expect(path, f"model.layers[{i}].class_name", spec.get("class_name"), str)
+        _expect(path, f"model.layers[{i}].config", spec.get("config"), dict)
+    spec = meta.get("compile")
+    if spec is None:
+        return
+    _expect(path, "compile", spec, dict)
+    for entry in ("optimizer", "loss"):
+        _expect(path, f"compile.{entry}", spec.get(entry), dict)
+        _expect(path, f"compile.{entry}.config", spec[entry].get("config"), dict)
+    _expect(path, "compile.optimizer.class_name", spec["optimizer"].get("class_name"), str)
+    _expect(path, "compile.loss.name", spec["loss"].get("name"), str)
+
+
+def _expect(path, where, value, kind):
+    if not isinstance(value, kind):
+        raise ModelFileError(path, f"model.json's {where} must be a {'JSON object' if kind is dict else 'list' if kind is list else 'string'}; "
+                                   f"the file has {type(value).__name__} {str(value)[:60]!r}")
 
 
 def load(path, backend=None):
@@ -142,8 +169,7 @@ def load(path, backend=None):
     large for what it declares, or comes from an incompatible format version.
     """
     path = os.fspath(path)
-    if not os.path.isfile(path):
-        raise FileNotFoundError(f"No model file at {path!r}")
+    errors.require_file(path)
     with reading(path):
         meta, layers, weights, optimizer_arrays = _read_archive(path)
         model = _build_model(meta, layers)

@@ -10,7 +10,7 @@ compiled and the file carries one that fits.
 import os
 
 from .. import utils
-from . import _zip, keras_weights, legacy_h5
+from . import _zip, errors, keras_weights, legacy_h5
 from .errors import ModelFileError, reading
 
 
@@ -32,8 +32,7 @@ def load_weights(model, path):
     """Set ``model``'s weights from a ``.weights.h5``, ``.keras`` or legacy ``.h5`` file."""
     path = os.fspath(path)
     model.require_built("load_weights")
-    if not os.path.isfile(path):
-        raise FileNotFoundError(f"No weights file at {path!r}")
+    errors.require_file(path, "weights")
     lowered = path.lower()
     if not lowered.endswith((".weights.h5", ".keras", ".h5", ".hdf5")):
         raise ValueError(f"load_weights reads '.weights.h5', '.keras' or legacy '.h5' files; "
