@@ -488,8 +488,8 @@ class Sequential:
         validation_freq = validation.check_validation_freq(validation_freq)
         callbacks_module.CallbackList(callbacks, self, {})  # refuse a non-callback before building
         validation_steps = validation.check_steps(validation_steps, "validation_steps")
-        validation_batch_size = validation_batch_size or batch_size
-        validation.check_batch_size(validation_batch_size)  # refused before anything is built
+        validation.check_batch_size(validation_batch_size, name="validation_batch_size")  # before anything is built
+        validation_batch_size = batch_size if validation_batch_size is None else validation_batch_size
         validate = self._validation_source(validation_data, validation_batch_size, validation_steps)
         run_epoch, steps, validate = self._fit_plan(x, y, batch_size, validation_split, validate, shuffle,
                                                     (steps_per_epoch, validation_steps), (sample_weight, class_weight))

@@ -156,12 +156,13 @@ def _check_class_indices(y, n_samples, n_classes, loss, what):
     return y.astype(np.int64)
 
 
-def check_batch_size(batch_size, n_samples=None):
-    """A positive int (default 32), clipped to ``n_samples`` as Keras does."""
+def check_batch_size(batch_size, n_samples=None, name="batch_size"):
+    """A positive int (default 32), clipped to ``n_samples`` as Keras does; ``name``: the
+    argument's, for the error."""
     if batch_size is None:
         batch_size = 32
     if isinstance(batch_size, bool) or not isinstance(batch_size, (int, np.integer)) or batch_size <= 0:
-        raise ValueError(f"batch_size must be a positive integer; received {batch_size!r}")
+        raise ValueError(f"{name} must be a positive integer; received {batch_size!r}")
     return int(batch_size) if n_samples is None else int(min(batch_size, n_samples))
 
 
@@ -217,7 +218,19 @@ def check_sample_weight(sample_weight, class_weight, y, label_kind):
         weights = weights.astype(np.float64)
     if class_weight is not None:
         weights = _class_weights(class_weight, y)
+    if weights is not None:
+        _check_finite_in_floatx(weights, "sample_weight" if class_weight is None else "class_weight")
     return weights
+
+
+def _check_finite_in_floatx(weights, name):
+    """Weights multiply the loss in floatx: 1e39 is finite in float64, not in float32."""
+    dtype = np.dtype(config.floatx())
+    with np.errstate(over="ignore"):
+        finite = np.isfinite(weights.astype(dtype)).all()
+    if not finite:
+        raise ValueError(f"{name} must be finite in {dtype}, the type the loss computes in; received weights "
+                         f"up to {np.abs(weights).max():g}")
 
 
 def _class_weights(class_weight, y):

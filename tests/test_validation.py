@@ -279,3 +279,30 @@ def test_set_weights_refuses_what_is_not_a_list_of_numeric_arrays_by_name(weight
     with pytest.raises(TypeError, match=match):
         model.set_weights(weights)
     assert_unchanged(model, before)
+
+
+@pytest.mark.parametrize("kind", ["sample_weight", "class_weight"])
+def test_weights_beyond_float32_are_refused_up_front_with_the_model_unchanged(kind):
+    """1e39 passes as a Python float but is inf in float32, where the loss is weighted: fit
+    used to start and stop at the first batch blaming the loss."""
+    utils.set_random_seed(0)
+    model = npnet.Sequential([Dense(5, input_shape=(4,)), Dense(3, activation="softmax")])
+    model.compile(optimizer="adam", loss="sparse_categorical_crossentropy")
+    x, y = np.ones((8, 4), np.float32), np.zeros(8, np.int64)
+    model.fit(x, y, verbose=0)
+    before = snapshot(model)
+    weighting = {"sample_weight": np.full(8, 1e39)} if kind == "sample_weight" else {"class_weight": {0: 1e39}}
+    with pytest.raises(ValueError, match=f"{kind} must be finite in float32, the type the loss computes in"):
+        model.fit(x, y, verbose=0, **weighting)
+    assert_unchanged(model, before)
+
+
+def test_a_validation_batch_size_of_zero_is_refused_by_its_name():
+    """0 used to fall back silently to batch_size (``0 or batch_size``)."""
+    model = npnet.Sequential([Dense(2, input_shape=(3,))])
+    model.compile(optimizer="sgd", loss="mse")
+    before = snapshot(model)
+    with pytest.raises(ValueError, match="validation_batch_size must be a positive integer; received 0"):
+        model.fit(np.ones((4, 3), np.float32), np.ones((4, 2), np.float32), verbose=0, validation_batch_size=0,
+                  validation_data=(np.ones((2, 3), np.float32), np.ones((2, 2), np.float32)))
+    assert_unchanged(model, before)
