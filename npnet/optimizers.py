@@ -84,7 +84,7 @@ class Optimizer:
         checking the hyperparameters in the parameters' float type."""
         if params:
             for name, value in self._float_hyperparameters().items():
-                check_hyperparameter(name, value, dtype=params[0].dtype, positive=name in _POSITIVE)
+                check_hyperparameter(name, value, dtype=params[0].dtype, positive=name in _POSITIVE, flushed=True)
             for name, value in self._below_one().items():
                 check_below_one(name, value, params[0].dtype)
         self.state = {slot: [utils.aligned_copy(np.zeros_like(p)) for p in params]
@@ -327,10 +327,11 @@ def deserialize(class_name, config_):
 _POSITIVE = ("learning_rate", "epsilon")
 
 
-def check_hyperparameter(name, value, dtype=None, positive=False):
+def check_hyperparameter(name, value, dtype=None, positive=False, flushed=False):
     """``value`` as a float after checking it is a real number, finite in ``dtype`` (default:
-    floatx, the type the update computes in) and, with ``positive``, above 0 in that type.
-    The error names the argument and says what was received."""
+    floatx, the type the update computes in) and, with ``positive``, above 0 in that type
+    (with ``flushed``, at least its smallest normal number: training flushes smaller ones to
+    0, as TensorFlow's CPU kernels do). The error names the argument and says what was received."""
     if value is None or isinstance(value, (bool, str)) or not isinstance(value, (int, float, np.integer, np.floating)):
         raise ValueError(f"{name} must be a number; received {name}={value!r}")
     dtype = np.dtype(dtype or config.floatx())
@@ -339,10 +340,16 @@ def check_hyperparameter(name, value, dtype=None, positive=False):
     if not np.isfinite(in_dtype):
         raise ValueError(f"{name} must be finite in {dtype}, the type the update computes in; "
                          f"received {name}={value!r}, which is {in_dtype} in {dtype}")
-    if positive and not in_dtype > 0:
+    # compared as Python floats: under the flushing float mode a float32 denormal reads as 0
+    tiny = float(np.finfo(dtype).tiny) if flushed and dtype.kind == "f" else 0.0
+    if positive and not (in_dtype > 0 and value >= tiny):
         what = "a positive number" if name == "learning_rate" else "positive"  # the messages users know
-        raise ValueError(f"{name} must be {what}; received {value!r}"
-                         + (f" (0 in {dtype})" if value > 0 else ""))
+        detail = ""
+        if 0 < value < tiny:
+            detail = f" (below {dtype}'s smallest normal number, {tiny:g}, which training flushes to 0)"
+        elif value > 0:
+            detail = f" (0 in {dtype})"
+        raise ValueError(f"{name} must be {what}; received {value!r}{detail}")
     return float(value)
 
 

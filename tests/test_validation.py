@@ -306,3 +306,16 @@ def test_a_validation_batch_size_of_zero_is_refused_by_its_name():
         model.fit(np.ones((4, 3), np.float32), np.ones((4, 2), np.float32), verbose=0, validation_batch_size=0,
                   validation_data=(np.ones((2, 3), np.float32), np.ones((2, 2), np.float32)))
     assert_unchanged(model, before)
+
+
+@pytest.mark.parametrize("backend", ["numpy", "numba"])
+@pytest.mark.parametrize("epsilon", [1e-45, 1e-39])
+def test_a_denormal_epsilon_is_refused_alike_on_both_backends(epsilon, backend):
+    """Positive in float32 but below its smallest normal number, which training flushes to 0:
+    the NumPy backend refused it (its check ran in the flushing mode) and numba trained."""
+    model = npnet.Sequential([Dense(2, input_shape=(3,))])
+    model.compile(optimizer=npnet.optimizers.RMSprop(epsilon=epsilon), loss="mse", backend=backend)
+    before = snapshot(model)
+    with pytest.raises(ValueError, match=r"epsilon must be positive; received .*\(below float32's smallest normal"):
+        model.fit(np.ones((4, 3), np.float32), np.ones((4, 2), np.float32), verbose=0)
+    assert_unchanged(model, before)
