@@ -10,6 +10,7 @@ import contextlib
 import copy
 import os
 import threading
+import warnings
 
 import numpy as np
 
@@ -676,7 +677,7 @@ class Sequential:
         """Outputs for the batch ``x`` in one pass, as Keras's ``predict_on_batch``."""
         x = self.check_inputs(x)
         self.ensure_built(x)
-        return np.asarray(self.backend.predict(x, x.shape[0]))
+        return _warn_if_overflowed(self, np.asarray(self.backend.predict(x, x.shape[0])))
 
     def _as_values(self, logs):
         """``logs`` as Keras 3 lists them: the loss and each metric object's *own* name in
@@ -708,7 +709,7 @@ class Sequential:
         listeners.call("on_predict_end")
         if progbar is not None:
             progbar.update(steps, {}, finalize=True)
-        return outputs
+        return _warn_if_overflowed(self, outputs)
 
     def __call__(self, x, training=None):
         """Apply the model to an array, like calling a Keras model: the same backend as
@@ -922,3 +923,14 @@ def _one_fit_at_a_time(model):
         if first:
             with _fitting_guard:
                 del _fitting[id(model)]
+
+
+def _warn_if_overflowed(model, outputs):
+    """The inputs were checked finite, so inf or NaN outputs mean the model's own numbers
+    overflowed: say so once per call rather than hand back NaN silently (Keras does)."""
+    if outputs.dtype.kind == "f" and not np.isfinite(outputs).all():
+        largest = max((float(np.abs(w).max()) for w in model.get_weights() if w.size), default=0.0)
+        warnings.warn(f"predict: {int((~np.isfinite(outputs)).sum())} of the {outputs.size} outputs are inf or NaN "
+                      f"although the inputs are finite; the model's numbers overflowed {outputs.dtype} (its largest "
+                      f"weight is {largest:.3g} in magnitude)", RuntimeWarning, stacklevel=3)
+    return outputs

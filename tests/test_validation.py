@@ -1,6 +1,8 @@
 """Bad input: a clear error that says what was expected and what was received, and nothing
 changes — not the weights, not the optimizer's state or step count, not the random stream."""
 
+import warnings
+
 import numpy as np
 import pytest
 
@@ -319,3 +321,22 @@ def test_a_denormal_epsilon_is_refused_alike_on_both_backends(epsilon, backend):
     with pytest.raises(ValueError, match=r"epsilon must be positive; received .*\(below float32's smallest normal"):
         model.fit(np.ones((4, 3), np.float32), np.ones((4, 2), np.float32), verbose=0)
     assert_unchanged(model, before)
+
+
+@pytest.mark.parametrize("backend", ["numpy", "numba"])
+def test_outputs_that_overflow_are_reported_not_handed_back_silently(backend):
+    """Finite inputs and finite weights can still overflow float32 in the forward pass (after
+    a training run with a huge learning rate, say): predict warns, with the largest weight."""
+    model = npnet.Sequential([Dense(3, activation="relu", input_shape=(4,)), Dense(2)])
+    model.compile(optimizer="sgd", loss="mse", backend=backend)
+    model.set_weights([np.full((4, 3), 1e20, np.float32), np.zeros(3, np.float32),
+                       np.full((3, 2), 1e20, np.float32), np.zeros(2, np.float32)])
+    x = np.ones((5, 4), np.float32)
+    with pytest.warns(RuntimeWarning, match=r"predict: 10 of the 10 outputs are inf or NaN .* largest weight is 1e\+20"):
+        model.predict(x, verbose=0)
+    with pytest.warns(RuntimeWarning, match="overflowed float32"):
+        model.predict_on_batch(x)
+    model.set_weights([w / 1e20 for w in model.get_weights()])
+    with warnings.catch_warnings():
+        warnings.simplefilter("error")
+        assert np.isfinite(model.predict(x, verbose=0)).all()
