@@ -484,12 +484,13 @@ def test_deeply_nested_functional_graphs_are_refused(tmp_path, functional_good):
     refused(edited_functional(tmp_path, nest), "layer class 'Functional' is not one npnet knows")
 
 
-def _edited_npnet(tmp_path, change):
-    entries = members(tmp_path / "functional.npnet")
+def _edited_npnet(tmp_path, change, source="functional.npnet"):
+    """``source`` (an .npnet file in tmp_path) with its model.json edited by ``change(meta)``."""
+    entries = members(tmp_path / source)
     meta = json.loads(entries["model.json"])
     change(meta)
     entries["model.json"] = json.dumps(meta)
-    return write_zip(tmp_path / "bad_functional.npnet", entries)
+    return write_zip(tmp_path / f"edited_{source}", entries)
 
 
 @pytest.mark.parametrize("change, match", [
@@ -540,14 +541,6 @@ def test_a_folder_or_a_symlink_loop_is_named_as_such_not_as_missing(tmp_path, go
         load(tmp_path / f"missing.{name}")
 
 
-def _edited_good_npnet(tmp_path, change):
-    entries = members(tmp_path / "good.npnet")
-    meta = json.loads(entries["model.json"])
-    change(meta)
-    entries["model.json"] = json.dumps(meta)
-    return write_zip(tmp_path / "edited.npnet", entries)
-
-
 @pytest.mark.parametrize("change, match", [
     (lambda m: m["model"].update(layers={"a": 1}), "model.layers must be a list; the file has dict"),
     (lambda m: m["model"]["layers"].__setitem__(1, "Dense"), r"model.layers\[1\] must be a JSON object"),
@@ -560,5 +553,5 @@ def _edited_good_npnet(tmp_path, change):
 ], ids=["layers-dict", "layer-str", "config-list", "loss-str", "optimizer-class-int", "unknown-setting",
         "unknown-optimizer"])
 def test_an_npnet_description_of_the_wrong_layout_is_refused_saying_what_was_expected(tmp_path, good, change, match):
-    message = refused(_edited_good_npnet(tmp_path, change), match)
+    message = refused(_edited_npnet(tmp_path, change, source="good.npnet"), match)
     assert "corrupted" not in message
