@@ -928,9 +928,10 @@ def _one_fit_at_a_time(model):
 def _warn_if_overflowed(model, outputs):
     """The inputs were checked finite, so inf or NaN outputs mean the model's own numbers
     overflowed: say so once per call rather than hand back NaN silently (Keras does)."""
-    if outputs.dtype.kind == "f" and not np.isfinite(outputs).all():
+    bad = int(outputs.size - np.count_nonzero(np.isfinite(outputs))) if outputs.dtype.kind == "f" else 0
+    if bad:
         largest = max((float(np.abs(w).max()) for w in model.get_weights() if w.size), default=0.0)
-        warnings.warn(f"predict: {int((~np.isfinite(outputs)).sum())} of the {outputs.size} outputs are inf or NaN "
+        warnings.warn(f"predict: {bad} of the {outputs.size} outputs are inf or NaN "
                       f"although the inputs are finite; the model's numbers overflowed {outputs.dtype} (its largest "
                       f"weight is {largest:.3g} in magnitude)", RuntimeWarning, stacklevel=3)
     return outputs

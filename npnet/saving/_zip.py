@@ -1,5 +1,6 @@
 """Reading zip members with their size bounded before a byte is decompressed."""
 
+import collections
 import zipfile
 
 from . import limits
@@ -17,9 +18,8 @@ def open_archive(path):
         archive.close()
         raise FileTooLarge(path, f"the archive lists {count} members; a model has at most "
                                  f"{limits.MAX_ZIP_MEMBERS}")
-    names = archive.namelist()
-    if len(set(names)) != len(names):
-        twice = sorted({name for name in names if names.count(name) > 1})
+    twice = sorted(name for name, count in collections.Counter(archive.namelist()).items() if count > 1)
+    if twice:
         archive.close()
         # zip readers disagree on which copy counts (Python's takes the last): refuse to guess
         raise ModelFileError(path, f"the archive holds more than one member named {', '.join(map(repr, twice))}; "
