@@ -339,7 +339,7 @@ def sgd_update(param, grad, velocity, learning_rate, momentum=0.0, nesterov=Fals
 
 
 def rmsprop_update(param, grad, velocity, learning_rate, rho=0.9, epsilon=1e-7, momentum_buffer=None,
-                   momentum=0.0, average_grad=None):
+                   momentum=0.0, average_grad=None, moments=None):
     """One RMSprop step in Keras's form, updating ``param`` and the state arrays in place.
 
     param, grad, velocity: arrays of one shape. ``momentum_buffer`` is given when
@@ -354,23 +354,36 @@ def rmsprop_update(param, grad, velocity, learning_rate, rho=0.9, epsilon=1e-7, 
 
     Dividing by the root-mean-square of recent gradients gives every parameter its own
     step size. Unlike Adam, ε sits *inside* the square root and there is no bias correction.
+    ``moments``: :func:`rmsprop_moments` of these arrays when the caller has computed them
+    already (to look at the denominator before anything is written).
     """
-    dtype = param.dtype.type
-    # 1 - ρ is taken in Python before the cast, as Keras does: float32(1 - 0.9) is not
-    # float32(1) - float32(0.9).
-    rho, one_minus_rho = dtype(rho), dtype(1.0 - rho)
-    velocity[...] = rho * velocity + one_minus_rho * (grad * grad)
+    if moments is None:
+        moments = rmsprop_moments(grad, velocity, rho, epsilon, average_grad)
+    new_velocity, new_average, denominator = moments
+    velocity[...] = new_velocity
     if average_grad is not None:
-        average_grad[...] = rho * average_grad + one_minus_rho * grad
-        denominator = velocity - average_grad * average_grad + dtype(epsilon)
-    else:
-        denominator = velocity + dtype(epsilon)
+        average_grad[...] = new_average
+    dtype = param.dtype.type
     step = (dtype(learning_rate) * grad) / np.sqrt(denominator)
     if momentum_buffer is not None:
         momentum_buffer[...] = dtype(momentum) * momentum_buffer + step
         param -= momentum_buffer
     else:
         param -= step
+
+
+def rmsprop_moments(grad, velocity, rho=0.9, epsilon=1e-7, average_grad=None):
+    """The new running means of one RMSprop step and its denominator, without writing
+    anything: ``(v', ḡ' or None, denominator)`` as :func:`rmsprop_update` defines them."""
+    dtype = velocity.dtype.type
+    # 1 - ρ is taken in Python before the cast, as Keras does: float32(1 - 0.9) is not
+    # float32(1) - float32(0.9).
+    rho, one_minus_rho = dtype(rho), dtype(1.0 - rho)
+    new_velocity = rho * velocity + one_minus_rho * (grad * grad)
+    if average_grad is None:
+        return new_velocity, None, new_velocity + dtype(epsilon)
+    new_average = rho * average_grad + one_minus_rho * grad
+    return new_velocity, new_average, new_velocity - new_average * new_average + dtype(epsilon)
 
 
 # ----------------------------------------------------------------------------- more activations

@@ -9,6 +9,8 @@ backend's kernels, which do the same update, advance it together with the weight
 state, step by step, as Keras's compiled train step advances ``optimizer.iterations``.
 """
 
+import math
+
 import numpy as np
 
 from . import config, schedules, utils
@@ -114,8 +116,9 @@ class Optimizer:
         then runs in place as always (so a step's numbers do not change), and if any new
         value is inf or NaN the copies are put back. A training loop that owns the arrays
         between its steps passes ``bounds`` (:class:`npnet.update_box.RunningBounds`) and
-        the gradients' ``largest_gradient`` magnitude: when they prove the step finite, it
-        is applied without the copy and the check (the numbers are the same).
+        an upper bound ``largest_gradient`` of the gradients' magnitudes: when they prove
+        the step finite, it is applied without the copy and the check (the numbers are the
+        same).
         """
         built_now = self.state is None
         if built_now:
@@ -128,8 +131,7 @@ class Optimizer:
                 return True
             written = list(params) + [a for arrays in self.state.values() for a in arrays]
             saved = self._saved_copies(written)
-            self._current_learning_rate = self.learning_rate  # at the count before this step, as Keras
-            self._step_counter[0] += 1
+            self._count_step(self.learning_rate)
             self._update_all(params, grads)
             finite = _all_finite(written)
             if not finite:  # as if never called
@@ -147,18 +149,27 @@ class Optimizer:
         rate = self.learning_rate
         if not bounds.proves(largest_gradient, rate):
             return False
-        self._current_learning_rate = rate  # at the count before this step, as Keras
-        self._step_counter[0] += 1
+        self._count_step(rate)
         self._update_all(params, grads)
         bounds.advance(largest_gradient, rate)
         return True
 
-    def _update_all(self, params, grads):
-        """:meth:`update` of every parameter, in place. NumPy's overflow warnings are
-        silenced: an inf or NaN here is what the caller checks for."""
+    def _count_step(self, rate):
+        """Count the step about to be applied at learning rate ``rate``."""
+        self._current_learning_rate = rate  # at the count before this step, as Keras
+        self._step_counter[0] += 1
+
+    def _update_all(self, params, grads, prepared=None):
+        """:meth:`update` of every parameter, in place (``prepared``: one value per parameter
+        for :meth:`update`'s keyword of that name). NumPy's overflow warnings are silenced:
+        an inf or NaN here is what the caller checks for."""
         with np.errstate(over="ignore", invalid="ignore", divide="ignore"):
             for i, (param, grad) in enumerate(zip(params, grads)):
-                self.update(param, grad, {slot: arrays[i] for slot, arrays in self.state.items()})
+                slots = {slot: arrays[i] for slot, arrays in self.state.items()}
+                if prepared is None:
+                    self.update(param, grad, slots)
+                else:
+                    self.update(param, grad, slots, prepared=prepared[i])
 
     def _saved_copies(self, arrays):
         """Copies of ``arrays``, in buffers kept from step to step (a fresh array of this
@@ -266,10 +277,34 @@ class RMSprop(Optimizer):
         self.slots = (("velocity",) + (("momentum",) if self.momentum > 0 else ())
                       + (("average_gradient",) if self.centered else ()))
 
-    def update(self, param, grad, state):
+    def update(self, param, grad, state, prepared=None):
+        """``prepared``: :func:`npnet.functional.rmsprop_moments` of this step, if computed."""
         F.rmsprop_update(param, grad, state["velocity"], self._current_learning_rate, self.rho, self.epsilon,
                          momentum_buffer=state.get("momentum"), momentum=self.momentum,
-                         average_grad=state.get("average_gradient"))
+                         average_grad=state.get("average_gradient"), moments=prepared)
+
+    def _proven(self, params, grads, bounds, largest_gradient):
+        """Centered, the bounds cannot vouch for the denominator ``v' - ḡ'² + ε``, which
+        rounding can take to 0 or below: the new running means and denominators are computed
+        first, writing nothing, and the step is taken from them only when every denominator
+        is at least the smallest normal float (then ``lr·|g| / sqrt(denominator)`` is within
+        the bounds' step limit, see :func:`npnet.update_box.box`)."""
+        if not self.centered:
+            return super()._proven(params, grads, bounds, largest_gradient)
+        rate = self.learning_rate
+        if not bounds.proves(largest_gradient, rate):
+            return False
+        with np.errstate(over="ignore", invalid="ignore"):
+            moments = [F.rmsprop_moments(grad, velocity, self.rho, self.epsilon, average)
+                       for grad, velocity, average in zip(grads, self.state["velocity"], self.state["average_gradient"])]
+        smallest = min((float(np.min(denominator)) for *_, denominator in moments if denominator.size),
+                       default=math.inf)
+        if not smallest >= float(np.finfo(params[0].dtype).tiny):  # also False for NaN
+            return False
+        self._count_step(rate)
+        self._update_all(params, grads, prepared=moments)
+        bounds.advance(largest_gradient, rate, smallest_denominator=smallest)
+        return True
 
     def _float_hyperparameters(self):
         return {**super()._float_hyperparameters(), "epsilon": self.epsilon}

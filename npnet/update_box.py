@@ -13,7 +13,8 @@ copy of them made before it. Both backends avoid that cost in the common case wi
   by rounding, see ``npnet.kernels.dense.ADAM_SLOTS_RECHECK``);
 * the NumPy backend keeps :class:`RunningBounds`: upper bounds of ``|weight|`` and of each
   slot, measured once at the start of a training call and then carried forward step by step
-  from the largest gradient (which the finiteness check of the gradients measures anyway).
+  from a bound of the largest gradient (:func:`gradient_bound`, which the finiteness check of
+  the gradients needs anyway).
 
 A step that the box cannot vouch for is checked exactly, as before.
 """
@@ -59,7 +60,8 @@ def box(optimizer, dtype, learning_rate=None):
     below, has no box but its weight and momentum bounds and, in place of the step size,
     ``sqrt(tiny)·L/16``: a denominator of at least tiny (the smallest normal float) and
     ``lr·|g|`` below that bound keep its step below L/16
-    (:func:`npnet.kernels.dense.rmsprop_centered_bounded` checks both per element).
+    (:func:`npnet.kernels.dense.rmsprop_centered_bounded` checks both per element; the
+    NumPy backend, :meth:`npnet.optimizers.RMSprop._proven`, the smallest denominator).
     The last two entries are L and tiny."""
     dtype = np.dtype(dtype)
     info = np.finfo(dtype)
@@ -112,20 +114,49 @@ def largest_magnitude(arrays):
     return largest
 
 
+def gradient_bound(grads):
+    """An upper bound of ``|g|`` over all entries of ``grads``, in one BLAS pass per array:
+    inf or NaN when an entry is, and at most ``sqrt(max float)`` only when every ``g²`` is
+    finite, as :func:`npnet.training.squares_finite` asks.
+
+    Why the root of the sum of squares bounds the largest entry even as computed: every term
+    is at least 0, and a rounded sum (or fused multiply-add) of terms at least 0 is at least
+    each of them, in any order of summation, since rounding is monotonic. So the computed sum
+    is at least every ``fl(g²)``, which is at least ``g²·(1 - u)``, or 0 when the square
+    falls below the smallest normal float (flushed). Hence the term ``sqrt(tiny)`` and the
+    factor ``1 + 4ε``. When the sum overflows, or its bound passes ``sqrt(max float)``
+    (where it would refuse a step whose squares are finite), the exact
+    :func:`largest_magnitude` is taken instead: the bound only widens the proof, it never
+    decides that a gradient is too large."""
+    if not grads:
+        return 0.0
+    info = np.finfo(grads[0].dtype)
+    squares = 0.0  # the float64 sum of the per-array sums is at least each of them, too
+    with np.errstate(over="ignore", invalid="ignore"):  # inf or NaN: handled below
+        for g in grads:
+            flat = g.reshape(-1)
+            squares += float(np.dot(flat, flat))
+    bound = (math.sqrt(squares) + math.sqrt(float(info.tiny))) * (1.0 + 4.0 * float(info.eps))
+    if not bound <= math.sqrt(float(info.max)):
+        return largest_magnitude(grads)
+    return bound
+
+
 class RunningBounds:
     """Upper bounds of ``|weight|`` and of each optimizer slot over consecutive steps that
     nothing else writes to (one training call of the NumPy backend), so that
     :meth:`proves` can say from the box alone that the next step keeps every value finite.
 
     They are measured exactly when first needed (one read of every array) and then carried
-    forward by :meth:`advance` from each step's largest gradient: a running mean (Adam's m
-    and v, RMSprop's velocity) stays between its old value and the new gradient (or its
+    forward by :meth:`advance` from a bound of each step's largest gradient: a running mean
+    (Adam's m and v, RMSprop's velocity) stays between its old value and the new gradient (or its
     square), and each family's step is bounded as its update is written (Adam's step size
     ``lr·sqrt(1-β2^t)/(1-β1^t)`` by ``lr/(1-β1)``). Every bound is widened by a few units in
     the last place per step for rounding, so it stays an upper bound; when the bounds leave
-    the box they are measured again. Centered RMSprop has no box, so its steps are always
-    checked exactly. The box follows the learning rate (a schedule's changes each step).
-    """
+    the box they are measured again. Centered RMSprop's denominator is not bounded by the
+    box: its optimizer computes the step's denominators before writing anything and passes
+    their minimum to :meth:`advance` (:meth:`npnet.optimizers.RMSprop._proven`). The box
+    follows the learning rate (a schedule's changes each step)."""
 
     _ROUNDING = 4  # units in the last place allowed per operation, per bound
 
@@ -133,7 +164,8 @@ class RunningBounds:
         from .optimizers import SGD, Adam
 
         self.optimizer, self.params = optimizer, list(params)
-        self.family = "adam" if isinstance(optimizer, Adam) else "sgd" if isinstance(optimizer, SGD) else "rmsprop"
+        self.family = ("adam" if isinstance(optimizer, Adam) else "sgd" if isinstance(optimizer, SGD)
+                       else "centered" if optimizer.centered else "rmsprop")
         self.dtype = self.params[0].dtype if self.params else np.dtype(np.float64)
         self.widen = 1.0 + self._ROUNDING * float(np.finfo(self.dtype).eps)
         self.box, self.box_rate = None, None
@@ -157,7 +189,7 @@ class RunningBounds:
         """True when a step at ``learning_rate`` with gradients of at most ``largest_gradient``
         in magnitude provably keeps every weight and slot finite."""
         if learning_rate != self.box_rate:
-            self.box = box(self.optimizer, self.dtype, learning_rate).astype(np.float64)
+            self.box = self._limits(learning_rate)
             self.box_rate = learning_rate
         box_ = self.box
         if box_[GRADIENT] < 0 or not largest_gradient <= box_[GRADIENT] \
@@ -166,6 +198,18 @@ class RunningBounds:
         if self.measured is None or not self._inside():
             self.measured = self._measure()
         return self._inside()
+
+    def _limits(self, learning_rate):
+        """:func:`box` in float64. Centered RMSprop's box bounds only the weights, the slots
+        and ``lr·|g|``; its denominator is left to the caller (see
+        :meth:`npnet.optimizers.RMSprop._proven`), and a step with ``|g| <= sqrt(L)/2`` keeps
+        the running mean of squares below ``L/4`` as in the other families."""
+        limits = box(self.optimizer, self.dtype, learning_rate).astype(np.float64)
+        if self.family == "centered" and limits[WEIGHT] > 0:
+            rate = self._cast(learning_rate)
+            limits[GRADIENT] = min(math.sqrt(limits[LARGEST]) / 2, _ratio(limits[ALPHA], rate))
+            limits[SQUARES] = limits[LARGEST] / 4
+        return limits
 
     def _adam_step_size(self, learning_rate):
         """An upper bound of Adam's step size at every step (0 for the other families)."""
@@ -185,8 +229,9 @@ class RunningBounds:
             measured[kind] = max(measured.get(kind, 0.0), largest_magnitude(arrays))
         return measured
 
-    def advance(self, largest_gradient, learning_rate):
-        """Carry the bounds over one step applied after :meth:`proves` said True."""
+    def advance(self, largest_gradient, learning_rate, smallest_denominator=None):
+        """Carry the bounds over one step applied after :meth:`proves` said True (centered
+        RMSprop's with the smallest denominator of that step)."""
         bound, g, widen, hyper = self.measured, largest_gradient, self.widen, self.hyper
         lr = self._cast(learning_rate)
         if self.family == "adam":  # |step| = α·|m| / (sqrt(v) + ε) <= α·|m| / ε
@@ -198,12 +243,18 @@ class RunningBounds:
             if "slot" in bound:
                 bound["slot"] = (hyper["momentum"] * bound["slot"] + move) * widen
                 move = (hyper["momentum"] * bound["slot"] + move) * widen if self.optimizer.nesterov else bound["slot"]
-        else:  # RMSprop, not centered: |increment| = lr·|g| / sqrt(v + ε) <= lr·|g| / sqrt(ε)
+        else:  # RMSprop: |increment| = lr·|g| / sqrt(denominator), which is at least ε (not
+            # centered) or the smallest denominator the caller computed (centered)
             bound["squares"] = max(bound.get("squares", 0.0), g * g) * widen
-            move = lr * g / math.sqrt(hyper["epsilon"]) * widen ** 3
-            if "slot" in bound:
-                bound["slot"] = (hyper["momentum"] * bound["slot"] + move) * widen
-                move = bound["slot"]
+            least = hyper["epsilon"] if smallest_denominator is None else smallest_denominator
+            move = lr * g / math.sqrt(least) * widen ** 3
+            slot = bound.get("slot", 0.0)
+            if hyper["momentum"] > 0:  # |m'| <= μ|m| + |increment|, and the step is m'
+                move = (hyper["momentum"] * slot + move) * widen
+            if self.family == "centered":  # ḡ' lies between ḡ and g; ḡ and m share the slot bound
+                bound["slot"] = max(slot, g, move if hyper["momentum"] > 0 else 0.0) * widen
+            elif "slot" in bound:
+                bound["slot"] = move
         bound["weight"] = (bound["weight"] + move) * widen
 
 
