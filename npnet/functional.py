@@ -357,12 +357,13 @@ def rmsprop_update(param, grad, velocity, learning_rate, rho=0.9, epsilon=1e-7, 
     ``moments``: :func:`rmsprop_moments` of these arrays when the caller has computed them
     already (to look at the denominator before anything is written).
     """
-    if moments is None:
-        moments = rmsprop_moments(grad, velocity, rho, epsilon, average_grad)
-    new_velocity, new_average, denominator = moments
-    velocity[...] = new_velocity
-    if average_grad is not None:
-        average_grad[...] = new_average
+    if moments is None:  # the slots take the new running means directly
+        moments = rmsprop_moments(grad, velocity, rho, epsilon, average_grad, out=(velocity, average_grad, None))
+    else:
+        velocity[...] = moments[0]
+        if average_grad is not None:
+            average_grad[...] = moments[1]
+    denominator = moments[2]
     dtype = param.dtype.type
     step = (dtype(learning_rate) * grad) / np.sqrt(denominator)
     if momentum_buffer is not None:
@@ -372,18 +373,27 @@ def rmsprop_update(param, grad, velocity, learning_rate, rho=0.9, epsilon=1e-7, 
         param -= step
 
 
-def rmsprop_moments(grad, velocity, rho=0.9, epsilon=1e-7, average_grad=None):
-    """The new running means of one RMSprop step and its denominator, without writing
-    anything: ``(v', ḡ' or None, denominator)`` as :func:`rmsprop_update` defines them."""
+def rmsprop_moments(grad, velocity, rho=0.9, epsilon=1e-7, average_grad=None, out=(None, None, None)):
+    """The new running means of one RMSprop step and its denominator, as
+    :func:`rmsprop_update` defines them: ``(v', ḡ' or None, denominator)``.
+
+    ``out``: the arrays to write ``v'``, ``ḡ'`` and the denominator into (None: a new
+    array). ``velocity`` and ``average_grad`` are read before their new values are written,
+    so they may be their own ``out``.
+    """
     dtype = velocity.dtype.type
     # 1 - ρ is taken in Python before the cast, as Keras does: float32(1 - 0.9) is not
     # float32(1) - float32(0.9).
     rho, one_minus_rho = dtype(rho), dtype(1.0 - rho)
-    new_velocity = rho * velocity + one_minus_rho * (grad * grad)
+    new_velocity, new_average, denominator = out
+    new_velocity = np.add(rho * velocity, one_minus_rho * (grad * grad), out=new_velocity)
     if average_grad is None:
-        return new_velocity, None, new_velocity + dtype(epsilon)
-    new_average = rho * average_grad + one_minus_rho * grad
-    return new_velocity, new_average, new_velocity - new_average * new_average + dtype(epsilon)
+        return new_velocity, None, np.add(new_velocity, dtype(epsilon), out=denominator)
+    new_average = np.add(rho * average_grad, one_minus_rho * grad, out=new_average)
+    # v' - ḡ'² + ε, left to right
+    denominator = np.subtract(new_velocity, new_average * new_average, out=denominator)
+    denominator += dtype(epsilon)
+    return new_velocity, new_average, denominator
 
 
 # ----------------------------------------------------------------------------- more activations

@@ -172,13 +172,21 @@ class Optimizer:
                     self.update(param, grad, slots, prepared=prepared[i])
 
     def _saved_copies(self, arrays):
-        """Copies of ``arrays``, in buffers kept from step to step (a fresh array of this
-        size costs page faults that would double the cost of saving)."""
+        """Copies of ``arrays``, in buffers kept from step to step."""
+        copies = [buffers[0] for buffers in self._kept_buffers("copies", arrays, 1)]
+        _copy_all(copies, arrays)
+        return copies
+
+    def _kept_buffers(self, name, arrays, count):
+        """``count`` arrays shaped like each of ``arrays``, kept from step to step under
+        ``name`` (fresh arrays of this size each step cost page faults that would double the
+        cost of saving, docs/performance.md)."""
         layout = [(a.shape, a.dtype) for a in arrays]
-        if getattr(self, "_copies", None) is None or self._copies[0] != layout:
-            self._copies = (layout, [utils.aligned_empty(a.shape, a.dtype) for a in arrays])
-        _copy_all(self._copies[1], arrays)
-        return self._copies[1]
+        kept = self.__dict__.setdefault("_buffers", {})
+        if name not in kept or kept[name][0] != layout:
+            kept[name] = (layout, [tuple(utils.aligned_empty(shape, dtype) for _ in range(count))
+                                   for shape, dtype in layout])
+        return kept[name][1]
 
     def _check_same_params(self, params):
         """The state was built for one model's parameters; refuse others rather than misalign."""
@@ -295,8 +303,10 @@ class RMSprop(Optimizer):
         if not bounds.proves(largest_gradient, rate):
             return False
         with np.errstate(over="ignore", invalid="ignore"):
-            moments = [F.rmsprop_moments(grad, velocity, self.rho, self.epsilon, average)
-                       for grad, velocity, average in zip(grads, self.state["velocity"], self.state["average_gradient"])]
+            moments = [F.rmsprop_moments(grad, velocity, self.rho, self.epsilon, average, out=scratch)
+                       for grad, velocity, average, scratch in zip(grads, self.state["velocity"],
+                                                                   self.state["average_gradient"],
+                                                                   self._kept_buffers("moments", params, 3))]
         smallest = min((float(np.min(denominator)) for *_, denominator in moments if denominator.size),
                        default=math.inf)
         if not smallest >= float(np.finfo(params[0].dtype).tiny):  # also False for NaN
@@ -305,6 +315,15 @@ class RMSprop(Optimizer):
         self._update_all(params, grads, prepared=moments)
         bounds.advance(largest_gradient, rate, smallest_denominator=smallest)
         return True
+
+    def _scratch(self, params):
+        """Three arrays per parameter for its new running means and denominator, kept from
+        step to step (fresh arrays of this size each step cost page faults)."""
+        layout = [(p.shape, p.dtype) for p in params]
+        if getattr(self, "_moment_buffers", None) is None or self._moment_buffers[0] != layout:
+            self._moment_buffers = (layout, [tuple(utils.aligned_empty(shape, dtype) for _ in range(3))
+                                             for shape, dtype in layout])
+        return self._moment_buffers[1]
 
     def _float_hyperparameters(self):
         return {**super()._float_hyperparameters(), "epsilon": self.epsilon}
