@@ -339,7 +339,7 @@ def sgd_update(param, grad, velocity, learning_rate, momentum=0.0, nesterov=Fals
 
 
 def rmsprop_update(param, grad, velocity, learning_rate, rho=0.9, epsilon=1e-7, momentum_buffer=None,
-                   momentum=0.0, average_grad=None, moments=None):
+                   momentum=0.0, average_grad=None, denominator=None):
     """One RMSprop step in Keras's form, updating ``param`` and the state arrays in place.
 
     param, grad, velocity: arrays of one shape. ``momentum_buffer`` is given when
@@ -354,16 +354,12 @@ def rmsprop_update(param, grad, velocity, learning_rate, rho=0.9, epsilon=1e-7, 
 
     Dividing by the root-mean-square of recent gradients gives every parameter its own
     step size. Unlike Adam, ε sits *inside* the square root and there is no bias correction.
-    ``moments``: :func:`rmsprop_moments` of these arrays when the caller has computed them
-    already (to look at the denominator before anything is written).
+    ``denominator``: given when the caller has already updated the running means with
+    :func:`rmsprop_moments` (to look at the denominator before the step is taken).
     """
-    if moments is None:  # the slots take the new running means directly
-        moments = rmsprop_moments(grad, velocity, rho, epsilon, average_grad, out=(velocity, average_grad, None))
-    else:
-        velocity[...] = moments[0]
-        if average_grad is not None:
-            average_grad[...] = moments[1]
-    denominator = moments[2]
+    if denominator is None:  # the slots take the new running means directly
+        _, _, denominator = rmsprop_moments(grad, velocity, rho, epsilon, average_grad,
+                                            out=(velocity, average_grad, None))
     dtype = param.dtype.type
     step = (dtype(learning_rate) * grad) / np.sqrt(denominator)
     if momentum_buffer is not None:

@@ -171,9 +171,9 @@ class Optimizer:
                 else:
                     self.update(param, grad, slots, prepared=prepared[i])
 
-    def _saved_copies(self, arrays):
-        """Copies of ``arrays``, in buffers kept from step to step."""
-        copies = [buffers[0] for buffers in self._kept_buffers("copies", arrays, 1)]
+    def _saved_copies(self, arrays, name="copies"):
+        """Copies of ``arrays``, in buffers kept from step to step under ``name``."""
+        copies = [buffers[0] for buffers in self._kept_buffers(name, arrays, 1)]
         _copy_all(copies, arrays)
         return copies
 
@@ -286,44 +286,38 @@ class RMSprop(Optimizer):
                       + (("average_gradient",) if self.centered else ()))
 
     def update(self, param, grad, state, prepared=None):
-        """``prepared``: :func:`npnet.functional.rmsprop_moments` of this step, if computed."""
+        """``prepared``: this step's denominator, when the running means are updated already."""
         F.rmsprop_update(param, grad, state["velocity"], self._current_learning_rate, self.rho, self.epsilon,
                          momentum_buffer=state.get("momentum"), momentum=self.momentum,
-                         average_grad=state.get("average_gradient"), moments=prepared)
+                         average_grad=state.get("average_gradient"), denominator=prepared)
 
     def _proven(self, params, grads, bounds, largest_gradient):
         """Centered, the bounds cannot vouch for the denominator ``v' - ḡ'² + ε``, which
-        rounding can take to 0 or below: the new running means and denominators are computed
-        first, writing nothing, and the step is taken from them only when every denominator
-        is at least the smallest normal float (then ``lr·|g| / sqrt(denominator)`` is within
-        the bounds' step limit, see :func:`npnet.update_box.box`)."""
+        rounding can take to 0 or below. So the running means are updated first, after
+        saving them, and the step is taken only when every denominator is at least the
+        smallest normal float (then ``lr·|g| / sqrt(denominator)`` is within the bounds'
+        step limit, see :func:`npnet.update_box.box`); otherwise the running means are put
+        back and nothing has changed."""
         if not self.centered:
             return super()._proven(params, grads, bounds, largest_gradient)
         rate = self.learning_rate
         if not bounds.proves(largest_gradient, rate):
             return False
+        velocities, averages = self.state["velocity"], self.state["average_gradient"]
+        saved = self._saved_copies(velocities + averages, name="running means")
+        buffers = [kept[0] for kept in self._kept_buffers("denominators", params, 1)]
         with np.errstate(over="ignore", invalid="ignore"):
-            moments = [F.rmsprop_moments(grad, velocity, self.rho, self.epsilon, average, out=scratch)
-                       for grad, velocity, average, scratch in zip(grads, self.state["velocity"],
-                                                                   self.state["average_gradient"],
-                                                                   self._kept_buffers("moments", params, 3))]
-        smallest = min((float(np.min(denominator)) for *_, denominator in moments if denominator.size),
-                       default=math.inf)
-        if not smallest >= float(np.finfo(params[0].dtype).tiny):  # also False for NaN
+            denominators = [F.rmsprop_moments(grad, velocity, self.rho, self.epsilon, average,
+                                              out=(velocity, average, buffer))[2]
+                            for grad, velocity, average, buffer in zip(grads, velocities, averages, buffers)]
+        smallest = min((float(np.min(d)) for d in denominators if d.size), default=math.inf)
+        if not smallest >= float(np.finfo(params[0].dtype).tiny):  # NaN fails too
+            _copy_all(velocities + averages, saved)
             return False
         self._count_step(rate)
-        self._update_all(params, grads, prepared=moments)
+        self._update_all(params, grads, prepared=denominators)
         bounds.advance(largest_gradient, rate, smallest_denominator=smallest)
         return True
-
-    def _scratch(self, params):
-        """Three arrays per parameter for its new running means and denominator, kept from
-        step to step (fresh arrays of this size each step cost page faults)."""
-        layout = [(p.shape, p.dtype) for p in params]
-        if getattr(self, "_moment_buffers", None) is None or self._moment_buffers[0] != layout:
-            self._moment_buffers = (layout, [tuple(utils.aligned_empty(shape, dtype) for _ in range(3))
-                                             for shape, dtype in layout])
-        return self._moment_buffers[1]
 
     def _float_hyperparameters(self):
         return {**super()._float_hyperparameters(), "epsilon": self.epsilon}
