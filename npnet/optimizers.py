@@ -17,6 +17,45 @@ from . import config, schedules, utils
 from . import functional as F
 
 
+class _Checked:
+    """A hyperparameter attribute that checks every value assigned to it as the constructor
+    does (``check(name, value)`` returns the value to keep) and, once the optimizer is built,
+    in the weights' float type and against the slots it was built with. Keras lets users set
+    these between fits; an unchecked ``epsilon = nan`` would reach the update."""
+
+    def __init__(self, check):
+        self.check = check
+
+    def __set_name__(self, owner, name):
+        self.name = name
+
+    def __get__(self, optimizer, owner=None):
+        return self if optimizer is None else optimizer.__dict__[self.name]
+
+    def __set__(self, optimizer, value):
+        value = self.check(self.name, value)
+        previous = optimizer.__dict__.get(self.name, _Checked)
+        optimizer.__dict__[self.name] = value
+        try:
+            optimizer._check_as_built()
+        except ValueError:
+            if previous is _Checked:
+                del optimizer.__dict__[self.name]
+            else:
+                optimizer.__dict__[self.name] = previous
+            raise
+
+
+def _positive(name, value):
+    return check_hyperparameter(name, value, positive=True)
+
+
+def _flag(name, value):
+    if not isinstance(value, (bool, np.bool_)):
+        raise ValueError(f"{name} must be True or False; received {name}={value!r}")
+    return bool(value)
+
+
 class Optimizer:
     """Base class: learning rate, step counter and one state array per slot and parameter.
 
@@ -85,12 +124,29 @@ class Optimizer:
         """Create zeroed state shaped like each parameter (done on the first step), after
         checking the hyperparameters in the parameters' float type."""
         if params:
-            for name, value in self._float_hyperparameters().items():
-                check_hyperparameter(name, value, dtype=params[0].dtype, positive=name in _POSITIVE, flushed=True)
-            for name, value in self._below_one().items():
-                check_below_one(name, value, params[0].dtype)
+            self._check_in_dtype(params[0].dtype)
         self.state = {slot: [utils.aligned_copy(np.zeros_like(p)) for p in params]
                       for slot in self.slots}  # on a cache line, like the parameters
+        self._built_dtype = params[0].dtype if params else None
+
+    def _check_in_dtype(self, dtype):
+        """The hyperparameters as the update computes with them, in ``dtype``."""
+        for name, value in self._float_hyperparameters().items():
+            check_hyperparameter(name, value, dtype=dtype, positive=name in _POSITIVE, flushed=True)
+        for name, value in self._below_one().items():
+            check_below_one(name, value, dtype)
+
+    def _check_as_built(self):
+        """After a hyperparameter changed: once built, check it in the weights' type, and
+        refuse a change of the slots the state was built with (momentum from 0, centered)."""
+        if getattr(self, "state", None) is None:
+            return
+        if tuple(self.state) != tuple(self.slots):
+            raise ValueError(f"This {type(self).__name__} was built with the slots {tuple(self.state)}; the new "
+                             f"setting needs {tuple(self.slots)}. Make a new optimizer (and compile again) "
+                             "to change momentum between 0 and non-zero, or centered.")
+        if getattr(self, "_built_dtype", None) is not None:
+            self._check_in_dtype(self._built_dtype)
 
     def apply_gradients(self, params, grads):
         """One step: update every parameter in ``params`` in place from its gradient.
@@ -223,9 +279,11 @@ class Adam(Optimizer):
 
     def __init__(self, learning_rate=0.001, beta_1=0.9, beta_2=0.999, epsilon=1e-7):
         super().__init__(learning_rate)
-        self.beta_1 = _check_fraction("beta_1", beta_1)
-        self.beta_2 = _check_fraction("beta_2", beta_2)
-        self.epsilon = check_hyperparameter("epsilon", epsilon, positive=True)
+        self.beta_1, self.beta_2, self.epsilon = beta_1, beta_2, epsilon
+
+    beta_1 = _Checked(lambda name, value: _check_fraction(name, value))
+    beta_2 = _Checked(lambda name, value: _check_fraction(name, value))
+    epsilon = _Checked(_positive)
 
     def _float_hyperparameters(self):
         return {**super()._float_hyperparameters(), "epsilon": self.epsilon}
@@ -257,9 +315,14 @@ class SGD(Optimizer):
 
     def __init__(self, learning_rate=0.01, momentum=0.0, nesterov=False):
         super().__init__(learning_rate)
-        self.momentum = _check_fraction("momentum", momentum, upper_inclusive=True)
-        self.nesterov = bool(nesterov)
-        self.slots = ("momentum",) if self.momentum != 0 else ()
+        self.momentum, self.nesterov = momentum, bool(nesterov)
+
+    momentum = _Checked(lambda name, value: _check_fraction(name, value, upper_inclusive=True))
+    nesterov = _Checked(_flag)
+
+    @property
+    def slots(self):
+        return ("momentum",) if self.momentum != 0 else ()
 
     def update(self, param, grad, state):
         F.sgd_update(param, grad, state.get("momentum"), self._current_learning_rate, self.momentum,
@@ -278,12 +341,17 @@ class RMSprop(Optimizer):
 
     def __init__(self, learning_rate=0.001, rho=0.9, momentum=0.0, epsilon=1e-7, centered=False):
         super().__init__(learning_rate)
-        self.rho = _check_fraction("rho", rho)
-        self.momentum = _check_fraction("momentum", momentum)
-        self.epsilon = check_hyperparameter("epsilon", epsilon, positive=True)
-        self.centered = bool(centered)
-        self.slots = (("velocity",) + (("momentum",) if self.momentum > 0 else ())
-                      + (("average_gradient",) if self.centered else ()))
+        self.rho, self.momentum, self.epsilon, self.centered = rho, momentum, epsilon, bool(centered)
+
+    rho = _Checked(lambda name, value: _check_fraction(name, value))
+    momentum = _Checked(lambda name, value: _check_fraction(name, value))
+    epsilon = _Checked(_positive)
+    centered = _Checked(_flag)
+
+    @property
+    def slots(self):
+        return (("velocity",) + (("momentum",) if self.momentum > 0 else ())
+                + (("average_gradient",) if self.centered else ()))
 
     def update(self, param, grad, state, prepared=None):
         """``prepared``: this step's denominator, when the running means are updated already."""

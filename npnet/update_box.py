@@ -68,11 +68,15 @@ def box(optimizer, dtype, learning_rate=None):
     largest, tiny = float(info.max), float(info.tiny)
     epsilon = float(dtype.type(getattr(optimizer, "epsilon", 1.0)))
     rate = optimizer.learning_rate if learning_rate is None else learning_rate
-    gradient, slot, alpha = _family_limits(optimizer, dtype, float(dtype.type(rate)), largest, epsilon)
+    with np.errstate(over="ignore", invalid="ignore"):
+        rate = float(dtype.type(rate))
+    gradient, slot, alpha = _family_limits(optimizer, dtype, rate, largest, epsilon)
     bounds = [gradient, largest / 4, slot, largest / 4, alpha]
-    with np.errstate(over="ignore"):
+    with np.errstate(over="ignore", invalid="ignore"):
         in_dtype = np.array(bounds, dtype=np.float64).astype(dtype)
-    if epsilon < tiny or not (np.all(np.isfinite(in_dtype)) and gradient > 0 and slot > 0):
+    # a schedule's rate may be anything: NaN or inf (checked exactly) must not read as "no limit"
+    if epsilon < tiny or not (math.isfinite(rate) and rate >= 0) \
+            or not (np.all(np.isfinite(in_dtype)) and gradient > 0 and slot > 0):
         bounds = [-1.0] * 5
     elif getattr(optimizer, "centered", False):
         bounds = [-1.0, largest / 4, largest / 8, -1.0, math.sqrt(tiny) * largest / 16]

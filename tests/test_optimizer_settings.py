@@ -1,0 +1,164 @@
+"""Optimizer settings that reach the update: a schedule's rate, whatever it returns, and
+hyperparameters set after the optimizer was made (Keras lets users assign them) are
+checked like the constructor's arguments, so neither can write inf or NaN into a model."""
+
+import warnings
+
+import numpy as np
+import pytest
+
+import npnet
+from npnet import optimizers, schedules, utils
+
+BACKENDS = ["numba", "numpy"]
+
+
+class _NaNFrom(schedules.LearningRateSchedule):
+    """0.01, then NaN from step ``start`` on (a user's schedule gone wrong)."""
+
+    def __init__(self, start):
+        self.start = start
+
+    def __call__(self, step):
+        return float("nan") if step >= self.start else 0.01
+
+    def get_config(self):
+        return {"start": self.start}
+
+
+def _data():
+    rng = np.random.default_rng(0)
+    return rng.normal(size=(64, 8)).astype("float32"), rng.integers(0, 3, 64)
+
+
+def _model(optimizer, backend, seed=1):
+    utils.set_random_seed(seed)
+    model = npnet.Sequential([npnet.Input((8,)), npnet.layers.Dense(3, activation="softmax")])
+    model.compile(optimizer=optimizer, loss="sparse_categorical_crossentropy", backend=backend)
+    return model
+
+
+def _fit_recording(model, **options):
+    x, y = _data()
+    with warnings.catch_warnings(record=True) as caught:
+        warnings.simplefilter("always")
+        model.fit(x, y, batch_size=16, verbose=0, **options)
+    return [str(w.message) for w in caught if issubclass(w.category, RuntimeWarning)]
+
+
+def _all_finite(model):
+    slots = [a for arrays in (model.optimizer.state or {}).values() for a in arrays]
+    return all(np.isfinite(a).all() for a in model.get_weights() + slots)
+
+
+@pytest.mark.parametrize("backend", BACKENDS)
+@pytest.mark.parametrize("family", [optimizers.SGD, optimizers.RMSprop, optimizers.Adam])
+def test_a_schedule_that_turns_nan_stops_training_before_the_step(family, backend):
+    model = _model(family(_NaNFrom(3)), backend)
+    messages = _fit_recording(model, epochs=2)
+    assert _all_finite(model)
+    assert model.optimizer.iterations == 3
+    assert any("Epoch 1, batch 3" in m and "update would make" in m for m in messages)
+
+
+@pytest.mark.parametrize("backend", BACKENDS)
+def test_a_schedule_whose_rate_overflows_the_weights_type_is_not_applied(backend):
+    """1e39 is a float64 but inf in float32: the warm-up's first rate is inf·0 = NaN."""
+    with np.errstate(over="ignore", invalid="ignore"):
+        schedule = schedules.CosineDecay(0.01, 4, warmup_target=1e39, warmup_steps=2)
+        model = _model(optimizers.SGD(schedule), backend)
+        _fit_recording(model, epochs=1)
+    assert _all_finite(model) and model.optimizer.iterations == 0
+
+
+@pytest.mark.parametrize("backend", BACKENDS)
+def test_train_on_batch_at_a_nan_rate_changes_nothing(backend):
+    model = _model(optimizers.SGD(_NaNFrom(3)), backend)
+    x, y = _data()
+    model.train_on_batch(x, y)
+    model.optimizer.iterations = 3
+    before = model.get_weights()
+    with warnings.catch_warnings():
+        warnings.simplefilter("ignore", RuntimeWarning)
+        model.train_on_batch(x, y)
+    assert model.optimizer.iterations == 3
+    for got, expected in zip(model.get_weights(), before):
+        np.testing.assert_array_equal(got, expected)
+
+
+BAD_SETTINGS = [
+    (optimizers.Adam, "beta_2", -1.0, "beta_2 must be in [0, 1)"),
+    (optimizers.Adam, "beta_1", 1.0, "beta_1 must be in [0, 1)"),
+    (optimizers.Adam, "epsilon", float("nan"), "epsilon must be finite"),
+    (optimizers.Adam, "epsilon", 0.0, "epsilon must be positive"),
+    (optimizers.RMSprop, "rho", 2.0, "rho must be in [0, 1)"),
+    (optimizers.RMSprop, "epsilon", "small", "epsilon must be a number"),
+    (optimizers.SGD, "momentum", -0.5, "momentum must be in [0, 1]"),
+    (optimizers.SGD, "nesterov", "yes", "nesterov must be True or False"),
+    (optimizers.RMSprop, "centered", None, "centered must be True or False"),
+]
+
+
+@pytest.mark.parametrize("backend", BACKENDS)
+@pytest.mark.parametrize("family, name, value, message", BAD_SETTINGS)
+def test_a_bad_setting_is_refused_when_assigned_and_changes_nothing(family, name, value, message, backend):
+    model = _model(family(), backend)
+    x, y = _data()
+    model.fit(x, y, batch_size=16, epochs=1, verbose=0)
+    previous = getattr(model.optimizer, name)
+    with pytest.raises(ValueError, match=message.replace("[", r"\[").replace("(", r"\(").replace(")", r"\)")):
+        setattr(model.optimizer, name, value)
+    assert getattr(model.optimizer, name) == previous
+    model.fit(x, y, batch_size=16, epochs=1, verbose=0)  # trains on as before
+    assert _all_finite(model) and model.optimizer.iterations == 8
+
+
+def test_settings_are_checked_in_the_weights_type_once_built():
+    """Before build a setting is checked in floatx; after, in the weights' type, as build
+    checks it: float32 flushes 1e-40 to 0 and rounds 1 - 1e-9 to 1."""
+    optimizer = optimizers.Adam()
+    optimizer.epsilon = 1e-40  # not built: accepted here, refused at build, as a constructor argument
+    optimizer.epsilon = 1e-7
+    model = _model(optimizer, "numpy")
+    model.fit(*_data(), batch_size=16, epochs=1, verbose=0)
+    with pytest.raises(ValueError, match="smallest normal"):
+        optimizer.epsilon = 1e-40
+    with pytest.raises(ValueError, match="must be below 1 in float32"):
+        optimizer.beta_2 = 1 - 1e-9
+    assert (optimizer.epsilon, optimizer.beta_2) == (1e-7, 0.999)
+
+
+@pytest.mark.parametrize("family, name, value", [(optimizers.SGD, "momentum", 0.9),
+                                                 (optimizers.RMSprop, "momentum", 0.5),
+                                                 (optimizers.RMSprop, "centered", True)])
+def test_a_setting_that_would_change_the_slots_is_refused_once_built(family, name, value):
+    optimizer = family()
+    setattr(optimizer, name, value)  # before build: the slots follow
+    assert getattr(optimizer, name) == value
+    setattr(optimizer, name, type(value)(0))
+    model = _model(optimizer, "numpy")
+    model.fit(*_data(), batch_size=16, epochs=1, verbose=0)
+    with pytest.raises(ValueError, match="built with the slots"):
+        setattr(optimizer, name, value)
+    assert getattr(optimizer, name) == type(value)(0)
+
+
+@pytest.mark.parametrize("backend", BACKENDS)
+def test_a_good_setting_takes_effect_on_the_next_fit(backend):
+    """beta_1 changed between fits is what the next steps use: both backends agree with a
+    model that had it from the start of the second fit's state."""
+    x, y = _data()
+    changed = _model(optimizers.Adam(), backend)
+    changed.fit(x, y, batch_size=16, epochs=1, verbose=0)
+    reference = _model(optimizers.Adam(), "numpy")
+    reference.fit(x, y, batch_size=16, epochs=1, verbose=0)
+    changed.optimizer.beta_1 = 0.5
+    reference.optimizer.beta_1 = 0.5
+    changed.fit(x, y, batch_size=16, epochs=1, verbose=0, shuffle=False)
+    reference.fit(x, y, batch_size=16, epochs=1, verbose=0, shuffle=False)
+    for got, expected in zip(changed.get_weights(), reference.get_weights()):
+        np.testing.assert_allclose(got, expected, rtol=1e-5, atol=1e-6)
+    unchanged = _model(optimizers.Adam(), "numpy")
+    unchanged.fit(x, y, batch_size=16, epochs=1, verbose=0)
+    unchanged.fit(x, y, batch_size=16, epochs=1, verbose=0, shuffle=False)
+    assert not np.allclose(unchanged.get_weights()[0], reference.get_weights()[0], rtol=1e-5, atol=1e-6)
