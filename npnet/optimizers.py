@@ -9,6 +9,7 @@ backend's kernels, which do the same update, advance it together with the weight
 state, step by step, as Keras's compiled train step advances ``optimizer.iterations``.
 """
 
+import copy
 import math
 
 import numpy as np
@@ -128,6 +129,8 @@ class Optimizer:
         self.state = {slot: [utils.aligned_copy(np.zeros_like(p)) for p in params]
                       for slot in self.slots}  # on a cache line, like the parameters
         self._built_dtype = params[0].dtype if params else None
+        self._built_for = None
+        self._check_same_params(params)
 
     def _check_in_dtype(self, dtype):
         """The hyperparameters as the update computes with them, in ``dtype``."""
@@ -179,8 +182,8 @@ class Optimizer:
         built_now = self.state is None
         if built_now:
             self.build(params)
-        else:
-            self._check_same_params(params)
+        # a training loop (``bounds``) checks the memory once per call, not every step
+        self._check_same_params(params, memory=bounds is None)
         # Ctrl-C waits until every parameter has its update (or its copy back): never half a step.
         with utils.interrupts_deferred():
             if bounds is not None and self._proven(params, grads, bounds, largest_gradient):
@@ -244,18 +247,37 @@ class Optimizer:
                                    for shape, dtype in layout])
         return kept[name][1]
 
-    def _check_same_params(self, params):
-        """The state was built for one model's parameters; refuse others rather than misalign."""
-        if not self.state:  # no slots (e.g. plain SGD): nothing can be misaligned
-            return
-        first_slot = next(iter(self.state.values()))  # every slot has one array per parameter
-        built_for = [a.shape for a in first_slot]
+    def _check_same_params(self, params, memory=True):
+        """The state (and ``iterations``) belong to the parameters the optimizer was built
+        for: refuse others, of other shapes or (``memory``) in other memory, such as another
+        model's of the same shapes, rather than train them from this model's moments, as
+        Keras refuses variables its optimizer was not built with. A copy of the optimizer
+        (``copy.deepcopy``) serves the parameters of its first step."""
         received = [p.shape for p in params]
-        if built_for != received:
+        if self.state:  # every slot has one array per parameter
+            built_for = [a.shape for a in next(iter(self.state.values()))]
+            if built_for != received:
+                raise ValueError(
+                    f"This optimizer's state was built for parameters of shapes {built_for}; "
+                    f"received {received}. An optimizer instance serves one model: after adding "
+                    "layers, or for another model, compile again with a new optimizer.")
+        if not memory:
+            return
+        addresses = [p.ctypes.data for p in params]
+        if getattr(self, "_built_for", None) is None:
+            self._built_for = addresses
+        elif addresses != self._built_for:
             raise ValueError(
-                f"This optimizer's state was built for parameters of shapes {built_for}; "
-                f"received {received}. An optimizer instance serves one model: after adding "
-                "layers, or for another model, compile again with a new optimizer.")
+                "This optimizer was built for another model's parameters (of the same shapes); its "
+                "moments and iterations belong to that model. An optimizer instance serves one model: "
+                "compile this one with a new optimizer (e.g. optimizer='adam' or Adam()).")
+
+    def __deepcopy__(self, memo):
+        duplicate = object.__new__(type(self))
+        memo[id(self)] = duplicate
+        duplicate.__dict__.update(copy.deepcopy(self.__dict__, memo))
+        duplicate._built_for = None  # it serves the copies of the parameters
+        return duplicate
 
     def update(self, param, grad, state):
         raise NotImplementedError

@@ -162,3 +162,38 @@ def test_a_good_setting_takes_effect_on_the_next_fit(backend):
     unchanged.fit(x, y, batch_size=16, epochs=1, verbose=0)
     unchanged.fit(x, y, batch_size=16, epochs=1, verbose=0, shuffle=False)
     assert not np.allclose(unchanged.get_weights()[0], reference.get_weights()[0], rtol=1e-5, atol=1e-6)
+
+
+@pytest.mark.parametrize("backend", BACKENDS)
+def test_one_optimizer_for_two_models_is_refused_and_changes_nothing(backend):
+    """The second model of the same shapes would train from the first's moments and step
+    count: refused at its first training call, neither model nor the optimizer changed."""
+    x, y = _data()
+    shared = optimizers.Adam()
+    first, second = _model(shared, backend, seed=1), _model(shared, backend, seed=2)
+    first.fit(x, y, batch_size=16, epochs=1, verbose=0)
+    slots = [a.copy() for arrays in shared.state.values() for a in arrays]
+    weights = second.get_weights()
+    with pytest.raises(ValueError, match="built for another model's parameters"):
+        second.fit(x, y, batch_size=16, epochs=1, verbose=0)
+    with pytest.raises(ValueError, match="built for another model's parameters"):
+        second.train_on_batch(x, y)
+    assert shared.iterations == 4
+    for got, expected in zip([a for arrays in shared.state.values() for a in arrays], slots):
+        np.testing.assert_array_equal(got, expected)
+    for got, expected in zip(second.get_weights(), weights):
+        np.testing.assert_array_equal(got, expected)
+    first.compile(optimizer=shared, loss="sparse_categorical_crossentropy", backend=backend)  # its own: fine
+    first.fit(x, y, batch_size=16, epochs=1, verbose=0)
+    assert shared.iterations == 8
+
+
+def test_a_copied_optimizer_serves_the_copied_parameters():
+    import copy
+
+    model = _model(optimizers.Adam(), "numpy")
+    model.fit(*_data(), batch_size=16, epochs=1, verbose=0)
+    duplicate = copy.deepcopy(model.optimizer)
+    params = [w.copy() for w in model.backend.trainable_weights()]
+    assert duplicate.apply_gradients_if_finite(params, [np.zeros_like(p) for p in params])
+    assert duplicate.iterations == 5 and model.optimizer.iterations == 4

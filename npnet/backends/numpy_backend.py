@@ -85,6 +85,8 @@ class NumpyBackend(Trainer):
         if cached is None or cached[0] != key or cached[1].optimizer is not self.optimizer:
             cached = self._bounds = (key, update_box.RunningBounds(self.optimizer, params))
         cached[1].forget()
+        if self.optimizer.state is not None:
+            self.optimizer._check_same_params(params)
         return cached[1]
 
     def test_batch(self, x, y, sample_weight=None):
