@@ -22,7 +22,7 @@ import re
 import numpy as np
 
 from . import activations as activations_module
-from . import config, initializers, regularizers, utils, variables
+from . import config, initializers, regularizers, utils, validation, variables
 from . import functional as F
 from .symbolic import Input  # noqa: F401  (keras.layers.Input too)
 from .utils import format_shape
@@ -228,7 +228,7 @@ class Layer:
             raise TypeError(f"Layer {self.name!r}: add_weight shape must be a tuple of integers, e.g. "
                             f"(input_shape[-1], self.units); received {shape!r} for {key!r}") from None
         make = initializers.get("glorot_uniform" if initializer is None else initializer)
-        return np.asarray(make(shape, floatx), dtype=floatx)
+        return _initialized(self, key, make(shape, floatx), shape, floatx)
 
     def __setattr__(self, attribute, value):
         if attribute == "params" and isinstance(value, dict):
@@ -431,8 +431,10 @@ class Dense(Layer):
         dtype = config.floatx()
         # Aligned copies: the weights start on a cache line, so vector loads never straddle two.
         try:
-            kernel = utils.aligned_copy(self.kernel_initializer((d_in, self.units), dtype))
-            bias = utils.aligned_copy(self.bias_initializer((self.units,), dtype)) if self.use_bias else None
+            kernel = utils.aligned_copy(_initialized(self, "kernel", self.kernel_initializer((d_in, self.units), dtype),
+                                                     (d_in, self.units), dtype))
+            bias = utils.aligned_copy(_initialized(self, "bias", self.bias_initializer((self.units,), dtype),
+                                                   (self.units,), dtype)) if self.use_bias else None
         except MemoryError:
             size = d_in * self.units * np.dtype(dtype).itemsize
             raise MemoryError(f"Dense layer {self.name!r} cannot be built: its kernel of shape "
@@ -555,12 +557,34 @@ class ReLU(Layer):
         return config_
 
 
+def _initialized(layer, key, values, shape, dtype):
+    """An initializer's ``values`` for ``layer``'s weight ``key`` as an array of ``dtype``,
+    checked: of the ``shape`` asked for, and finite (a callable initializer may return anything)."""
+    try:
+        with np.errstate(over="ignore"):  # a float64 1e39 becomes inf: refused below
+            array = np.asarray(values, dtype=dtype)
+    except (TypeError, ValueError):
+        raise TypeError(f"Layer {layer.name!r}: the initializer of {key!r} must return numbers; received "
+                        f"{type(values).__name__}") from None
+    if array.shape != tuple(shape):
+        raise ValueError(f"Layer {layer.name!r}: the initializer of {key!r} must return shape "
+                         f"{format_shape(shape)}; received {format_shape(array.shape)}")
+    if not np.all(np.isfinite(array)):
+        raise ValueError(f"Layer {layer.name!r}: the initializer of {key!r} returned inf or NaN (in {dtype}); "
+                         "expected finite starting weights")
+    return array
+
+
 def _non_negative(layer, argument, value):
-    """``value`` as a float when it is a non-negative finite number, else Keras's kind of error."""
+    """``value`` as a float when it is a non-negative number, finite in floatx, else Keras's
+    kind of error."""
     if isinstance(value, bool) or not isinstance(value, (int, float, np.integer, np.floating)) \
             or not np.isfinite(value) or value < 0:
         raise ValueError(f"{argument} of a {layer} layer must be a non-negative number; "
                          f"received {argument}={value!r}")
+    if not validation.finite_in_floatx(value):
+        raise ValueError(f"{argument} of a {layer} layer must be finite in {config.floatx()}, the type the "
+                         f"layer computes in; received {argument}={value!r}")
     return float(value)
 
 

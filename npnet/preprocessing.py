@@ -15,6 +15,7 @@ import numpy as np
 from . import config
 from .layers import Layer
 from .utils import format_shape
+from .validation import finite_in_floatx
 
 #: Keras's ``backend.epsilon()``: the smallest standard deviation divided by.
 EPSILON = 1e-7
@@ -244,8 +245,9 @@ def _given_statistics(mean, variance, axis):
         except (TypeError, ValueError):
             raise ValueError(f"Normalization {name} must be a number or an array of numbers; received "
                              f"{type(value).__name__}") from None
-        if not np.all(np.isfinite(array)):
-            raise ValueError(f"Normalization {name} must be finite; received {value!r}")
+        if not finite_in_floatx(array):
+            raise ValueError(f"Normalization {name} must be finite in {config.floatx()}, the type the layer "
+                             f"computes in; received {value!r}")
         arrays.append(array)
     if arrays[0].shape != arrays[1].shape:
         raise ValueError(f"Normalization mean and variance must have one shape; received {arrays[0].shape} "

@@ -11,7 +11,9 @@ import math
 
 import numpy as np
 
+from . import config
 from . import functional as F
+from .validation import finite_in_floatx
 
 
 class Regularizer:
@@ -36,6 +38,9 @@ def _penalty_factor(name, value, default):
     value = default if value is None else value
     if isinstance(value, bool) or not isinstance(value, (int, float)) or not math.isfinite(value) or value < 0:
         raise ValueError(f"{name} must be a non-negative finite number; received {value!r}")
+    if not finite_in_floatx(value):
+        raise ValueError(f"{name} must be finite in {config.floatx()}, the type the penalty is computed in; "
+                         f"received {value!r}")
     return float(value)
 
 

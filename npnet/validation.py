@@ -14,6 +14,13 @@ from . import config
 from .utils import format_shape
 
 
+def finite_in_floatx(value):
+    """Whether ``value`` (a number or an array of numbers) stays finite in npnet's float type,
+    the type the layers compute in: ``1e39`` is a finite float64 but ``inf`` in float32."""
+    with np.errstate(over="ignore", invalid="ignore"):
+        return bool(np.all(np.isfinite(np.asarray(value, dtype=config.floatx()))))
+
+
 def check_inputs(x, input_shape, what="x", model_name="model", dtype=None):
     """Samples ``x`` for a model whose inputs have ``input_shape`` (batch first, or None).
 
