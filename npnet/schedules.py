@@ -52,13 +52,23 @@ def _positive(name, value, integer=False):
     if isinstance(value, bool) or not isinstance(value, kinds) or not math.isfinite(value) or value <= 0:
         kind = "a positive integer" if integer else "a positive number"
         raise ValueError(f"{name} must be {kind}; received {name}={value!r}")
-    return value
+    return _finite_in_float32(name, value)
 
 
 def _number(name, value):
     if isinstance(value, bool) or not isinstance(value, (int, float, np.integer, np.floating)) \
             or not math.isfinite(value):
         raise ValueError(f"{name} must be a finite number; received {name}={value!r}")
+    return _finite_in_float32(name, value)
+
+
+def _finite_in_float32(name, value):
+    """``value``, refused when float32, the schedules' arithmetic, makes it inf (1e39 is a
+    finite float64)."""
+    with np.errstate(over="ignore"):
+        if not np.isfinite(_f32(value)):
+            raise ValueError(f"{name} must be finite in float32, the type the schedule computes in; "
+                             f"received {name}={value!r}")
     return value
 
 

@@ -6,7 +6,7 @@ import numpy as np
 import pytest
 
 import npnet
-from npnet import layers, regularizers
+from npnet import layers, regularizers, schedules
 
 
 @pytest.mark.parametrize("make, message", [
@@ -17,6 +17,9 @@ from npnet import layers, regularizers
     (lambda: layers.Normalization(mean=0.0, variance=[1.0, 1e39]), "Normalization variance must be finite in float32"),
     (lambda: regularizers.l2(1e39), "l2 must be finite in float32"),
     (lambda: regularizers.L1L2(l1=1e39), "l1 must be finite in float32"),
+    (lambda: schedules.CosineDecay(0.01, 4, warmup_target=1e39, warmup_steps=2), "warmup_target must be finite in float32"),
+    (lambda: schedules.ExponentialDecay(1e39, 10, 0.5), "initial_learning_rate must be finite in float32"),
+    (lambda: schedules.PiecewiseConstantDecay([10], [0.1, -1e40]), "values must be finite in float32"),
 ])
 def test_numbers_beyond_float32_are_refused_when_made(make, message):
     with pytest.raises(ValueError, match=message):

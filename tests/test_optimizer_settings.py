@@ -61,13 +61,20 @@ def test_a_schedule_that_turns_nan_stops_training_before_the_step(family, backen
     assert any("Epoch 1, batch 3" in m and "update would make" in m for m in messages)
 
 
+class _Huge(schedules.LearningRateSchedule):
+    """1e39: a finite float64, inf in the float32 weights' type."""
+
+    def __call__(self, step):
+        return 1e39
+
+    def get_config(self):
+        return {}
+
+
 @pytest.mark.parametrize("backend", BACKENDS)
 def test_a_schedule_whose_rate_overflows_the_weights_type_is_not_applied(backend):
-    """1e39 is a float64 but inf in float32: the warm-up's first rate is inf·0 = NaN."""
-    with np.errstate(over="ignore", invalid="ignore"):
-        schedule = schedules.CosineDecay(0.01, 4, warmup_target=1e39, warmup_steps=2)
-        model = _model(optimizers.SGD(schedule), backend)
-        _fit_recording(model, epochs=1)
+    model = _model(optimizers.SGD(_Huge()), backend)
+    _fit_recording(model, epochs=1)
     assert _all_finite(model) and model.optimizer.iterations == 0
 
 
