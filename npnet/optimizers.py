@@ -18,35 +18,6 @@ from . import config, schedules, utils
 from . import functional as F
 
 
-class _Checked:
-    """A hyperparameter attribute that checks every value assigned to it as the constructor
-    does (``check(name, value)`` returns the value to keep) and, once the optimizer is built,
-    in the weights' float type and against the slots it was built with. Keras lets users set
-    these between fits; an unchecked ``epsilon = nan`` would reach the update."""
-
-    def __init__(self, check):
-        self.check = check
-
-    def __set_name__(self, owner, name):
-        self.name = name
-
-    def __get__(self, optimizer, owner=None):
-        return self if optimizer is None else optimizer.__dict__[self.name]
-
-    def __set__(self, optimizer, value):
-        value = self.check(self.name, value)
-        previous = optimizer.__dict__.get(self.name, _Checked)
-        optimizer.__dict__[self.name] = value
-        try:
-            optimizer._check_as_built()
-        except ValueError:
-            if previous is _Checked:
-                del optimizer.__dict__[self.name]
-            else:
-                optimizer.__dict__[self.name] = previous
-            raise
-
-
 def _positive(name, value):
     return check_hyperparameter(name, value, positive=True)
 
@@ -69,6 +40,29 @@ class Optimizer:
 
     #: names of the per-parameter state arrays, e.g. ("m", "v") for Adam
     slots = ()
+    #: ``{name: check(name, value) -> value to keep}`` of the hyperparameters that every
+    #: assignment checks as the constructor does (Keras lets users set them between fits: an
+    #: unchecked ``epsilon = nan`` would reach the update) and, once built, again in the
+    #: weights' float type and against the slots built (see :meth:`_check_as_built`).
+    _checked = {}
+
+    def __setattr__(self, name, value):
+        check = self._checked.get(name)
+        if check is None:
+            object.__setattr__(self, name, value)
+            return
+        value = check(name, value)
+        unset = object()
+        previous = self.__dict__.get(name, unset)
+        self.__dict__[name] = value
+        try:
+            self._check_as_built()
+        except ValueError:
+            if previous is unset:
+                del self.__dict__[name]
+            else:
+                self.__dict__[name] = previous
+            raise
 
     def __init__(self, learning_rate=0.001):
         self._step_counter = np.zeros(1, dtype=np.int64)
@@ -303,9 +297,8 @@ class Adam(Optimizer):
         super().__init__(learning_rate)
         self.beta_1, self.beta_2, self.epsilon = beta_1, beta_2, epsilon
 
-    beta_1 = _Checked(lambda name, value: _check_fraction(name, value))
-    beta_2 = _Checked(lambda name, value: _check_fraction(name, value))
-    epsilon = _Checked(_positive)
+    _checked = {"beta_1": lambda name, value: _check_fraction(name, value),
+                "beta_2": lambda name, value: _check_fraction(name, value), "epsilon": _positive}
 
     def _float_hyperparameters(self):
         return {**super()._float_hyperparameters(), "epsilon": self.epsilon}
@@ -339,8 +332,8 @@ class SGD(Optimizer):
         super().__init__(learning_rate)
         self.momentum, self.nesterov = momentum, bool(nesterov)
 
-    momentum = _Checked(lambda name, value: _check_fraction(name, value, upper_inclusive=True))
-    nesterov = _Checked(_flag)
+    _checked = {"momentum": lambda name, value: _check_fraction(name, value, upper_inclusive=True),
+                "nesterov": _flag}
 
     @property
     def slots(self):
@@ -365,10 +358,9 @@ class RMSprop(Optimizer):
         super().__init__(learning_rate)
         self.rho, self.momentum, self.epsilon, self.centered = rho, momentum, epsilon, bool(centered)
 
-    rho = _Checked(lambda name, value: _check_fraction(name, value))
-    momentum = _Checked(lambda name, value: _check_fraction(name, value))
-    epsilon = _Checked(_positive)
-    centered = _Checked(_flag)
+    _checked = {"rho": lambda name, value: _check_fraction(name, value),
+                "momentum": lambda name, value: _check_fraction(name, value), "epsilon": _positive,
+                "centered": _flag}
 
     @property
     def slots(self):
