@@ -7,10 +7,8 @@ builds the model, so nothing large is allocated for a file that lies about its s
 
 import contextlib
 
-import numpy as np
-
 from .. import config
-from . import shapes
+from . import restore, shapes
 
 
 @contextlib.contextmanager
@@ -36,12 +34,13 @@ def expected_shapes(layers, input_shape, path):
 
 
 def build(name, layers, input_shape, floatx, arrays, functional=False, input_name=None):
-    """A built ``Sequential`` with ``arrays`` (one list per layer, already shape-checked),
-    or with ``functional`` an ``npnet.Model`` whose input is named ``input_name``."""
+    """A built ``Sequential`` with ``arrays`` (one list of :class:`~npnet.saving.restore.Stored`
+    per layer, already shape-checked), or with ``functional`` an ``npnet.Model`` whose input
+    is named ``input_name``."""
     with float_type(floatx):
         model = (chain_model(name, layers, input_shape, input_name) if functional
                  else stacked_model(name, layers, input_shape))
-    model.set_weights([np.asarray(a) for per_layer in arrays for a in per_layer])
+    model.set_weights(restore.checked_weights(model, [a for per_layer in arrays for a in per_layer]))
     return model
 
 
@@ -69,19 +68,19 @@ def chain_model(name, layers, input_shape, input_name):
     return Model(inputs, outputs, name=name)
 
 
-def compile_loaded(model, spec, backend, optimizer_state=None):
-    """Compile ``model`` from a ``CompileSpec``; ``optimizer_state`` is ``(iterations,
-    {slot: [array per trainable parameter]} or None)`` with shapes already checked."""
+def compile_loaded(model, spec, backend, stored_optimizer=None):
+    """Compile ``model`` from a ``CompileSpec``; ``stored_optimizer`` is a
+    :class:`~npnet.saving.restore.StoredOptimizer` with shapes already checked (its values are
+    checked here, see :mod:`npnet.saving.restore`)."""
     if spec is None:
         return
     model.compile(optimizer=spec.optimizer, loss=spec.loss, metrics=spec.metrics, backend=backend,
                   weighted_metrics=spec.weighted_metrics)
-    if optimizer_state is None:
-        return
-    iterations, state = optimizer_state
-    if state is not None:
-        spec.optimizer.build(model.trainable_weights)
-        for slot, arrays in spec.optimizer.state.items():
-            for target, stored in zip(arrays, state[slot]):
-                np.copyto(target, stored, casting="same_kind")
-    spec.optimizer.iterations = iterations
+    restore_loaded_optimizer(model, stored_optimizer)
+
+
+def restore_loaded_optimizer(model, stored_optimizer):
+    """The file's optimizer state, checked, into a freshly loaded and compiled ``model``."""
+    if stored_optimizer is not None:
+        restore.restore_optimizer(model.optimizer, restore.prepared_optimizer(
+            model.optimizer, model.trainable_weights, stored_optimizer))

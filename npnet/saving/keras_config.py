@@ -64,24 +64,26 @@ METRICS = {"accuracy": "accuracy", "acc": "accuracy",
                                       "mean_absolute_percentage_error", "mean_squared_logarithmic_error",
                                       "log_cosh_error", "r2_score")}}
 
-OptimizerEntry = collections.namedtuple("OptimizerEntry", "keras_class keys slots layout defaults")
+OptimizerEntry = collections.namedtuple("OptimizerEntry", "keras_class keys slots layout defaults non_negative",
+                                        defaults=((),))
 #: npnet optimizer class -> how Keras spells it. ``slots``: npnet slot -> Keras variable
 #: suffix; ``layout``: Keras stores slot arrays per parameter ("interleaved": m0 v0 m1 v1)
-#: or per slot ("blocked": v0 v1 m0 m1); ``defaults``: Keras settings npnet cannot change.
+#: or per slot ("blocked": v0 v1 m0 m1); ``defaults``: Keras settings npnet cannot change;
+#: ``non_negative``: slots that are running means of squares (a file's values must be >= 0).
 _OPTIMIZER_DEFAULTS = {"weight_decay": None, "clipnorm": None, "global_clipnorm": None,
                        "clipvalue": None, "use_ema": False, "loss_scale_factor": None,
                        "gradient_accumulation_steps": None}
 OPTIMIZERS = {
     optimizers_module.Adam: OptimizerEntry(
         "Adam", ("learning_rate", "beta_1", "beta_2", "epsilon"),
-        {"m": "momentum", "v": "velocity"}, "interleaved", {**_OPTIMIZER_DEFAULTS, "amsgrad": False}),
+        {"m": "momentum", "v": "velocity"}, "interleaved", {**_OPTIMIZER_DEFAULTS, "amsgrad": False}, ("v",)),
     optimizers_module.SGD: OptimizerEntry(
         "SGD", ("learning_rate", "momentum", "nesterov"), {"momentum": "momentum"}, "interleaved",
         _OPTIMIZER_DEFAULTS),
     optimizers_module.RMSprop: OptimizerEntry(
         "RMSprop", ("learning_rate", "rho", "momentum", "epsilon", "centered"),
         {"velocity": "velocity", "momentum": "momentum", "average_gradient": "average_gradient"},
-        "blocked", _OPTIMIZER_DEFAULTS),
+        "blocked", _OPTIMIZER_DEFAULTS, ("velocity",)),
 }
 
 LayerEntry = collections.namedtuple("LayerEntry", "keras_class to_keras from_keras")

@@ -21,6 +21,7 @@ import numpy as np
 from . import keras_config as kc, limits
 from .errors import FileTooLarge
 from .keras_architecture import numbered_keys
+from .restore import Stored, StoredOptimizer, checked_iterations
 
 #: A compressed dataset may expand at most this much (zeros compress far better; bounded anyway).
 _MAX_COMPRESSION_RATIO = 1000
@@ -81,16 +82,44 @@ def slot_order(optimizer, n_params):
 # --------------------------------------------------------------------------- reading
 
 
-def checked_dataset(group, name, shape, path, what):
-    """``group[name]`` as an array, after checking it is safe and of ``shape``."""
+def stored_object(group, path, what):
+    """The object at the slash ``path`` below ``group``, or None if nothing is there. Every
+    link on the way must be a hard link in this file: a soft or external link on a group
+    would make npnet read another part of the file, or another file."""
     import h5py
 
-    link = group.get(name, getlink=True)
-    if link is None:
+    node = group
+    for name in (part for part in path.split("/") if part):
+        if not isinstance(node, h5py.Group):
+            raise ValueError(f"{what}: {name!r} is below an array; expected a group")
+        link = node.get(name, getlink=True)
+        if link is None:
+            return None
+        if not isinstance(link, h5py.HardLink):
+            raise ValueError(f"{what}: {name!r} on its path is a link ({type(link).__name__}); npnet reads "
+                             "only groups and arrays stored in the file itself")
+        node = node[name]
+    return node
+
+
+def stored_group(group, path, what):
+    """:func:`stored_object` that must be a group when present."""
+    import h5py
+
+    node = stored_object(group, path, what)
+    if node is not None and not isinstance(node, h5py.Group):
+        raise ValueError(f"{what} is an array; expected a group")
+    return node
+
+
+def checked_dataset(group, name, shape, path, what):
+    """``Stored(what, array)`` of ``group[name]`` (a slash path), after checking it is safe
+    and of ``shape``."""
+    import h5py
+
+    dataset = stored_object(group, name, what)
+    if dataset is None:
         raise ValueError(f"{what} is missing")
-    if not isinstance(link, h5py.HardLink):
-        raise ValueError(f"{what} is a link ({type(link).__name__}); npnet reads only arrays stored in the file itself")
-    dataset = group[name]
     if not isinstance(dataset, h5py.Dataset) or dataset.is_virtual or dataset.external:
         raise ValueError(f"{what} is not an array stored in the file itself")
     if tuple(dataset.shape) != tuple(shape):
@@ -101,56 +130,57 @@ def checked_dataset(group, name, shape, path, what):
     stored = dataset.id.get_storage_size()
     if dataset.compression is None and stored < nbytes or nbytes > stored * _MAX_COMPRESSION_RATIO + 2**20:
         raise FileTooLarge(path, f"{what} declares {nbytes:,} bytes but the file stores {stored:,} for it")
-    return dataset[()]
+    return Stored(what, dataset[()])
 
 
 def read_layer_weights(h5, keys, expected, path):
-    """``[[array per parameter] per layer]`` from ``layers/<key>/vars``, shapes checked first."""
-    layers_group = h5.get("layers")
+    """``[[Stored per parameter] per layer]`` from ``layers/<key>/vars``, shapes checked first."""
+    layers_group = stored_group(h5, "layers", "layers")
     if layers_group is None:
         raise ValueError("the weights file has no 'layers' group; it is not a Keras 3 weights file")
-    unused = {key for key in layers_group if _count(layers_group[key]) > 0} - set(keys)
+    counts = {key: _count(layers_group, key) for key in layers_group}
+    unused = {key for key, count in counts.items() if count > 0} - set(keys)
     if unused:
         raise ValueError(f"the file has weights for layers {sorted(unused)} that the model does not have")
     result = []
     for key, shapes in zip(keys, expected):
-        group = layers_group.get(f"{key}/vars") if key in layers_group else None
-        stored = _count(layers_group[key]) if key in layers_group else 0
+        stored = counts.get(key, 0)
         if stored != len(shapes):
             raise ValueError(f"layer {key!r} has {stored} weight arrays in the file; the model "
                              f"expects {len(shapes)}")
+        group = layers_group[key]["vars"] if shapes else None  # both checked by _count
         result.append([checked_dataset(group, str(i), shape, path, f"layers/{key}/vars/{i}")
                        for i, shape in enumerate(shapes.values())])
     return result
 
 
-def _count(layer_group):
-    vars_group = layer_group.get("vars")
+def _count(layers_group, key):
+    vars_group = stored_group(layers_group, f"{key}/vars", f"layers/{key}/vars")
     return len(vars_group) if vars_group is not None else 0
 
 
 def read_optimizer(h5, optimizer, param_shapes, path):
-    """``(iterations, {slot: [array per parameter]} or None)`` from ``optimizer/vars``.
+    """``StoredOptimizer(iterations, {slot: [Stored per parameter]} or None)`` from
+    ``optimizer/vars``, or None when the file has no optimizer.
 
-    ``None`` state: the file's optimizer never took a step (Keras then stores only the
-    iteration count and the learning rate). Returns None when the file has no optimizer.
+    ``slots`` None: the file's optimizer never took a step (Keras then stores only the
+    iteration count and the learning rate).
     """
-    group = h5.get("optimizer/vars")
+    group = stored_group(h5, "optimizer/vars", "optimizer/vars")
     if group is None:
         return None
     order = slot_order(optimizer, len(param_shapes))
     if len(group) not in (2, 2 + len(order)):
         raise ValueError(f"the optimizer in the file has {len(group)} variables; npnet's "
                          f"{type(optimizer).__name__} for this model has {2 + len(order)} (or 2 before its first step)")
-    iterations = int(checked_dataset(group, "0", (), path, "optimizer/vars/0 (iterations)"))
-    if iterations < 0:
-        raise ValueError(f"optimizer iterations is {iterations}; expected a count >= 0")
+    what = "optimizer/vars/0 (iterations)"
+    iterations = checked_iterations(checked_dataset(group, "0", (), path, what).array, what)
     if len(group) == 2:
-        return iterations, None
-    state = {slot: [None] * len(param_shapes) for slot in optimizer.slots}
+        return StoredOptimizer(iterations, None)
+    slots = {slot: [None] * len(param_shapes) for slot in optimizer.slots}
     for i, (slot, j) in enumerate(order, start=2):
-        state[slot][j] = checked_dataset(group, str(i), param_shapes[j], path, f"optimizer/vars/{i} ({slot})")
-    return iterations, state
+        slots[slot][j] = checked_dataset(group, str(i), param_shapes[j], path, f"optimizer/vars/{i} ({slot})")
+    return StoredOptimizer(iterations, slots)
 
 
 def open_bytes(data):

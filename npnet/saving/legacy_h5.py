@@ -16,7 +16,7 @@ import os
 from .. import config, utils
 from . import _assemble, errors, keras_architecture, limits
 from .errors import FileTooLarge, ModelFileError, reading
-from .keras_weights import checked_dataset
+from .keras_weights import checked_dataset, stored_group
 
 
 def load(path, backend=None):
@@ -37,8 +37,7 @@ def load(path, backend=None):
                 json_attribute(h5, "training_config", path), "training_config")
             layers = _assemble.make_layers([(s.cls, s.kwargs) for s in spec.layers], spec.floatx)
             expected = _assemble.expected_shapes(layers, spec.input_shape, path)
-            root = h5["model_weights"] if "model_weights" in h5 else h5
-            arrays = read_named_weights(root, [layer.name for layer in layers], expected, path)
+            arrays = read_named_weights(_weights_root(h5), [layer.name for layer in layers], expected, path)
         model = _assemble.build(spec.name, layers, spec.input_shape, spec.floatx, arrays,
                                 spec.functional, spec.input_name)
         _assemble.compile_loaded(model, compile_spec, backend)
@@ -93,8 +92,13 @@ def read_weights_for(model, path):
 
     expected = [{name: p.shape for name, p in layer.params.items()} for layer in model.layers]
     with h5py.File(path, "r") as h5:
-        root = h5["model_weights"] if "model_weights" in h5 else h5
-        return read_named_weights(root, [layer.name for layer in model.layers], expected, path)
+        return read_named_weights(_weights_root(h5), [layer.name for layer in model.layers], expected, path)
+
+
+def _weights_root(h5):
+    """The ``model_weights`` group (a hard link), or the file's root when there is none."""
+    group = stored_group(h5, "model_weights", "model_weights")
+    return h5 if group is None else group
 
 
 def json_attribute(h5, name, path):
@@ -120,23 +124,21 @@ def _names_attribute(group, where):
 
 
 def read_named_weights(root, layer_names, expected, path):
-    """``[[array per parameter] per layer]``, matching each parameter to the stored name that
+    """``[[Stored per parameter] per layer]``, matching each parameter to the stored name that
     ends in it (``.../kernel:0`` -> ``kernel``)."""
-    import h5py
-
     result = []
     for name, shapes in zip(layer_names, expected):
         if not shapes:
             result.append([])
             continue
-        link = root.get(name, getlink=True)
-        if not isinstance(link, h5py.HardLink) or not isinstance(root[name], h5py.Group):
+        group = stored_group(root, name, f"model_weights/{name}")
+        if group is None:
             raise ValueError(f"model_weights has no group for layer {name!r}")
-        stored = _names_attribute(root[name], f"model_weights/{name}")
+        stored = _names_attribute(group, f"model_weights/{name}")
         by_param = {n.rsplit("/", 1)[-1].split(":")[0]: n for n in stored}
         if sorted(by_param) != sorted(shapes):
             raise ValueError(f"layer {name!r} stores weights {stored}; the model expects {list(shapes)}")
-        result.append([checked_dataset(root[name], by_param[param], shape, path,
+        result.append([checked_dataset(group, by_param[param], shape, path,
                                        f"model_weights/{name}/{by_param[param]}")
                        for param, shape in shapes.items()])
     return result

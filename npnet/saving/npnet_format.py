@@ -22,8 +22,9 @@ import numpy as np
 
 from .. import config, layers as layers_module, losses as losses_module
 from .. import optimizers as optimizers_module, utils
-from . import _assemble, _zip, errors, keras_architecture, limits, shapes
+from . import _assemble, _zip, errors, keras_architecture, limits, restore, shapes
 from .errors import ModelFileError, reading
+from .restore import Stored, StoredOptimizer
 
 FORMAT_NAME = "npnet.model"
 FORMAT_VERSION = 1
@@ -208,7 +209,8 @@ def _set_weights(model, weights):
     expected_keys = {f"{i:03d}/{name}" for i, name, _ in named}
     if set(weights) != expected_keys:
         raise ValueError(f"weights {sorted(weights)} do not match the architecture {sorted(expected_keys)}")
-    model.set_weights([weights[f"{i:03d}/{name}"] for i, name, _ in named])
+    stored = [Stored(f"weights.safetensors entry {i:03d}/{name}", weights[f"{i:03d}/{name}"]) for i, name, _ in named]
+    model.set_weights(restore.checked_weights(model, stored))
 
 
 def _compile(model, spec, optimizer_arrays, backend):
@@ -221,20 +223,24 @@ def _compile(model, spec, optimizer_arrays, backend):
                   backend=backend if backend is not None else spec.get("backend"),
                   weighted_metrics=keras_architecture.metrics_from_keras(spec.get("weighted_metrics"),
                                                                          "compile settings weighted_metrics"))
-    if optimizer_arrays:
-        optimizer.build(model.trainable_weights)
-        for slot, arrays in optimizer.state.items():
-            for j, array in enumerate(arrays):
-                _copy_exact(array, optimizer_arrays[f"{slot}/{j:03d}"], f"optimizer slot {slot}/{j:03d}")
-    # also for optimizers without state arrays (plain SGD)
-    optimizer.iterations = spec.get("optimizer_iterations", 0)
+    # also for optimizers without state arrays (plain SGD): the step count
+    iterations = restore.checked_iterations(spec.get("optimizer_iterations", 0),
+                                            "model.json's compile.optimizer_iterations")
+    _assemble.restore_loaded_optimizer(model, StoredOptimizer(iterations, _stored_slots(model, optimizer_arrays)))
 
 
-def _copy_exact(target, stored, what):
-    """Copy ``stored`` into ``target`` only when the shapes are equal: no broadcasting."""
-    if stored.shape != target.shape:
-        raise ValueError(f"{what} has shape {stored.shape}; expected {target.shape}")
-    np.copyto(target, stored, casting="same_kind")
+def _stored_slots(model, optimizer_arrays):
+    """``{slot: [Stored per trainable parameter]}`` from optimizer.safetensors, or None when
+    the file has no optimizer arrays (an optimizer that never stepped)."""
+    if not optimizer_arrays:
+        return None
+    count = len(model.trainable_weights)
+    wanted = [f"{slot}/{j:03d}" for slot in model.optimizer.slots for j in range(count)]
+    if set(optimizer_arrays) != set(wanted):
+        raise ValueError(f"optimizer.safetensors holds {reprlib.repr(sorted(optimizer_arrays))}; "
+                         f"{type(model.optimizer).__name__} for this model has {reprlib.repr(wanted)}")
+    return {slot: [Stored(f"optimizer.safetensors entry {slot}/{j:03d}", optimizer_arrays[f"{slot}/{j:03d}"])
+                   for j in range(count)] for slot in model.optimizer.slots}
 
 
 def _version():

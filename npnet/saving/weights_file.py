@@ -10,7 +10,7 @@ compiled and the file carries one that fits.
 import os
 
 from .. import utils
-from . import _zip, errors, keras_weights, legacy_h5
+from . import _zip, errors, keras_weights, legacy_h5, restore
 from .errors import ModelFileError, reading
 
 
@@ -29,7 +29,11 @@ def save_weights(model, path, overwrite=True):
 
 
 def load_weights(model, path):
-    """Set ``model``'s weights from a ``.weights.h5``, ``.keras`` or legacy ``.h5`` file."""
+    """Set ``model``'s weights from a ``.weights.h5``, ``.keras`` or legacy ``.h5`` file.
+
+    Everything is read and checked first (shapes, values finite in the model's float type,
+    the optimizer's slots and step count, see :mod:`npnet.saving.restore`); then weights,
+    slots and step count are assigned in one step that Ctrl-C cannot split."""
     path = os.fspath(path)
     model.require_built("load_weights")
     errors.require_file(path, "weights")
@@ -39,18 +43,13 @@ def load_weights(model, path):
                          f"received {path!r} (npnet's own files: npnet.models.load_model)")
     with reading(path):
         if lowered.endswith((".h5", ".hdf5")) and not lowered.endswith(".weights.h5"):
-            arrays, state = legacy_h5.read_weights_for(model, path), None
+            arrays, stored_optimizer = legacy_h5.read_weights_for(model, path), None
         else:
-            arrays, state = _read_keras_weights(model, path, lowered.endswith(".keras"))
-        # checks every array (finite, shape) before any weight changes
-        model.set_weights([a for per_layer in arrays for a in per_layer])
-    if state is not None and state[1] is not None:
-        model.optimizer.build(model.trainable_weights)
-        for slot, targets in model.optimizer.state.items():
-            for target, stored in zip(targets, state[1][slot]):  # shapes checked on reading
-                target[...] = stored
-    if state is not None:
-        model.optimizer.iterations = state[0]
+            arrays, stored_optimizer = _read_keras_weights(model, path, lowered.endswith(".keras"))
+        weights = restore.checked_weights(model, [a for per_layer in arrays for a in per_layer])
+        optimizer_state = (None if stored_optimizer is None else
+                           restore.prepared_optimizer(model.optimizer, model.trainable_weights, stored_optimizer))
+        restore.assign(model, weights, optimizer_state)
 
 
 def _read_keras_weights(model, path, zipped):
