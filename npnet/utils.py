@@ -101,9 +101,7 @@ def atomic_write(path, mode="wb"):
     target = _resolve_destination(os.fspath(path))
     directory, name = os.path.split(target)
     _require_folder(os.fspath(path), directory, target)
-    if os.path.isdir(target):
-        raise IsADirectoryError(errno.EISDIR, f"cannot write {os.fspath(path)!r}: it is a folder; expected the "
-                                "path of a file")
+    _require_replaceable(os.fspath(path), target)
     _remove_stale_temporaries(directory, name)
     temporary = os.path.join(directory, f"{_temporary_prefix(name)}{os.getpid()}.{uuid.uuid4().hex[:8]}{_TEMP_SUFFIX}")
     try:
@@ -147,6 +145,34 @@ def _require_folder(path, directory, target):
         raise NotADirectoryError(errno.ENOTDIR, f"cannot write {path!r}: {folder!r} is not a folder")
     raise FileNotFoundError(errno.ENOENT, f"cannot write {path!r}: the folder {folder!r} does not "
                             "exist; create it first (os.makedirs)")
+
+
+_SPECIAL_FILES = ((stat.S_ISFIFO, "a FIFO (named pipe)"), (stat.S_ISCHR, "a character device"),
+                  (stat.S_ISBLK, "a block device"), (stat.S_ISSOCK, "a socket"))
+
+
+def special_file_kind(mode):
+    """What a file of ``st_mode`` ``mode`` that is neither a regular file nor a folder is:
+    ``'a FIFO (named pipe)'``, ``'a character device'``..."""
+    return next((name for test, name in _SPECIAL_FILES if test(mode)), "not a regular file")
+
+
+def _require_replaceable(path, target):
+    """Raise unless ``target`` (``path`` with its symlinks followed) is absent or a regular
+    file: the rename would replace a folder, FIFO or device node itself (a save through a
+    link to ``/dev/null`` once made it a regular file)."""
+    try:
+        mode = os.stat(target).st_mode
+    except FileNotFoundError:
+        return
+    if stat.S_ISREG(mode):
+        return
+    if stat.S_ISDIR(mode):
+        raise IsADirectoryError(errno.EISDIR, f"cannot write {path!r}: it is a folder; expected the path of a file")
+    kind = special_file_kind(mode)
+    via = "" if os.path.abspath(path) == target else f" (through symbolic links, {target!r})"
+    raise OSError(errno.EINVAL, f"cannot write {path!r}: it is {kind}{via}; expected the path of a regular "
+                  "file or of none (saving replaces the file, which would replace that node)")
 
 
 def _resolve_destination(path):

@@ -55,11 +55,17 @@ def _describe(error):
 
 def require_file(path, what="model"):
     """Raise unless ``path`` is a file to read: ``FileNotFoundError`` when nothing is there
-    (as Keras), and an ``OSError`` saying so for a folder or a symbolic-link loop."""
+    (as Keras), and an ``OSError`` saying so for a folder, a FIFO or device (which reading
+    could block on or never finish), or a symbolic-link loop."""
+    from ..utils import special_file_kind
+
     if os.path.isfile(path):
         return
     if os.path.isdir(path):
         raise IsADirectoryError(errno.EISDIR, f"{path!r} is a folder; expected a {what} file")
+    if os.path.exists(path):
+        raise OSError(errno.EINVAL, f"{path!r} is {special_file_kind(os.stat(path).st_mode)}; "
+                                    f"expected a regular {what} file")
     if os.path.islink(path) and os.path.islink(os.path.realpath(path)):  # realpath stops inside a loop
         raise OSError(errno.ELOOP, f"{path!r} is a loop of symbolic links; expected a {what} file")
     raise FileNotFoundError(errno.ENOENT, f"No {what} file at {path!r}")
