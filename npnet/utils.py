@@ -90,6 +90,9 @@ def atomic_write(path, mode="wb"):
     * **Symbolic links.** If ``path`` is a symlink (or has one among its directories), the
       link's final target is written, and the link itself stays. A dangling link creates its
       target; a symlink loop raises ``OSError`` (ELOOP).
+    * **Not a regular file.** A destination (or a link's final target) that is a folder, a
+      FIFO, a device or a socket is refused before anything is written: the rename would
+      replace the node itself (a save through a link to ``/dev/null`` once did).
     * **Killed writers.** A process killed mid-save (SIGKILL, power cut) cannot remove its
       temporary file. Each save therefore first removes the temporary files of the *same
       destination* whose writer process (the pid in the name) no longer exists on this

@@ -192,3 +192,17 @@ def test_saving_over_a_folder_or_through_a_dangling_link_names_the_problem(tmp_p
     with pytest.raises(FileNotFoundError, match="missing"):
         with utils.atomic_write(tmp_path / "link.keras") as handle:
             handle.write(b"x")
+
+
+@pytest.mark.parametrize("through_link", [False, True], ids=["fifo", "symlink-to-fifo"])
+def test_a_fifo_is_refused_and_left_a_fifo(tmp_path, through_link):
+    fifo = tmp_path / "pipe.json"
+    os.mkfifo(fifo)
+    target = tmp_path / "link.json" if through_link else fifo
+    if through_link:
+        target.symlink_to(fifo)
+    listing = sorted(os.listdir(tmp_path))
+    with pytest.raises(OSError, match="it is a FIFO .*expected the path of a regular file") as error:
+        utils.write_json_atomic(target, {"loss": 1.0})
+    assert error.value.errno == errno.EINVAL
+    assert stat.S_ISFIFO(os.stat(fifo).st_mode) and sorted(os.listdir(tmp_path)) == listing
