@@ -718,9 +718,11 @@ class Sequential:
         tensor (``npnet.Input``), the model's layers join the chain, as a Keras model does."""
         if isinstance(x, symbolic.SymbolicTensor):
             return symbolic.apply_model(self, x)
+        if training is not None and not isinstance(training, (bool, np.bool_)):
+            raise ValueError(f"training must be True, False or None; received training={training!r}")
         x = self.check_inputs(x)
         self.ensure_built(x)
-        return self.backend.call(x, training=training)
+        return _warn_if_overflowed(self, np.asarray(self.backend.call(x, training=training)), "model(x)")
 
     # -- save and load --------------------------------------------------------------------
 
@@ -925,13 +927,13 @@ def _one_fit_at_a_time(model):
                 del _fitting[id(model)]
 
 
-def _warn_if_overflowed(model, outputs):
+def _warn_if_overflowed(model, outputs, what="predict"):
     """The inputs were checked finite, so inf or NaN outputs mean the model's own numbers
     overflowed: say so once per call rather than hand back NaN silently (Keras does)."""
     bad = int(outputs.size - np.count_nonzero(np.isfinite(outputs))) if outputs.dtype.kind == "f" else 0
     if bad:
         largest = max((float(np.abs(w).max()) for w in model.get_weights() if w.size), default=0.0)
-        warnings.warn(f"predict: {bad} of the {outputs.size} outputs are inf or NaN "
+        warnings.warn(f"{what}: {bad} of the {outputs.size} outputs are inf or NaN "
                       f"although the inputs are finite; the model's numbers overflowed {outputs.dtype} (its largest "
                       f"weight is {largest:.3g} in magnitude)", RuntimeWarning, stacklevel=3)
     return outputs

@@ -336,7 +336,18 @@ def test_outputs_that_overflow_are_reported_not_handed_back_silently(backend):
         model.predict(x, verbose=0)
     with pytest.warns(RuntimeWarning, match="overflowed float32"):
         model.predict_on_batch(x)
+    for training in (None, True):
+        with pytest.warns(RuntimeWarning, match=r"model\(x\): 10 of the 10 outputs are inf or NaN"):
+            model(x, training=training)
     model.set_weights([w / 1e20 for w in model.get_weights()])
     with warnings.catch_warnings():
         warnings.simplefilter("error")
         assert np.isfinite(model.predict(x, verbose=0)).all()
+        assert np.isfinite(model(x)).all()
+
+
+def test_calling_a_model_takes_training_as_a_bool_or_none():
+    model = npnet.Sequential([Dense(2, input_shape=(4,))])
+    with pytest.raises(ValueError, match="training must be True, False or None; received training='maybe'"):
+        model(np.ones((1, 4), np.float32), training="maybe")
+    assert model(np.ones((1, 4), np.float32), training=np.bool_(False)).shape == (1, 2)
