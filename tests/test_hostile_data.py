@@ -47,6 +47,17 @@ def test_a_truncated_gz_does_not_hide_a_valid_uncompressed_copy(synthetic):
     assert snapshot(synthetic.cache_dir) == before, "a file in the cache was changed or removed"
 
 
+@pytest.mark.parametrize("content, says", [(b"", "empty: expected an IDX file of"),
+                                           (b"\x00\x00", "only 2 bytes: expected an IDX file of")])
+def test_an_empty_or_tiny_file_is_called_what_it_is(synthetic, content, says):
+    synthetic.write(synthetic.cache_dir, compress=False)
+    (synthetic.cache_dir / TRAIN_LABELS).write_bytes(content)
+    before = snapshot(synthetic.cache_dir)
+    with pytest.warns(DataWarning, match=says), pytest.raises(DatasetNotFoundError):
+        fashion_mnist.load_data()
+    assert snapshot(synthetic.cache_dir) == before
+
+
 def test_a_failed_download_removes_nothing(synthetic):
     """Bad copies are kept until a verified replacement exists: offline, nothing changes."""
     synthetic.write(synthetic.cache_dir)

@@ -394,8 +394,11 @@ def _read_verified(file, spec, index):
         raise BadFileError(f"cannot read it ({error.strerror or error})") from None
 
     expected_magic = _idx.magic_number(_IDX_UNSIGNED_BYTE, len(spec.shape))
+    if len(data) < 4:
+        raise BadFileError(f"{'empty' if not data else f'only {len(data)} bytes'}: expected an IDX file of "
+                           f"{_expected_size(spec)} bytes, starting with the magic number 0x{expected_magic:08X}")
     actual_magic = int.from_bytes(data[:4], "big")
-    if len(data) < 4 or actual_magic != expected_magic:
+    if actual_magic != expected_magic:
         raise BadFileError(
             f"wrong IDX magic number 0x{actual_magic:08X}, expected 0x{expected_magic:08X} "
             f"(unsigned bytes, {len(spec.shape)} dimension{'s' if len(spec.shape) > 1 else ''})"
