@@ -308,7 +308,7 @@ def _bad_variants(data):
         ),
         "short body": (data.raw[TRAIN_IMAGES][:-10], False, "wrong length"),
         "wrong content": (idx_bytes(wrong_pixels), False, "wrong content: SHA-256"),
-        "empty file": (b"", True, "magic number 0x00000000"),
+        "empty file": (b"", True, "empty: expected an IDX file of"),
     }
 
 
