@@ -385,3 +385,51 @@ def test_ctrl_c_during_load_weights_leaves_the_old_state_or_the_new_one_entirely
         whole = [name for name, count in result["matching"].items() if count == result["arrays"]]
         assert len(whole) == 1, f"weights and slots from more than one file ({where})"
         assert result["iterations"] == {"new": 3, "old": 5}[whole[0]], f"iterations from the other file ({where})"
+
+
+# ----------------------------------------------------------------- raw Python messages
+
+
+def _f8_weights(data):
+    """weights.safetensors with its first array relabelled F8_E4M3 (one byte each, same bytes)."""
+    size = int.from_bytes(data[:8], "little")
+    header = json.loads(data[8:8 + size])
+    first = next(key for key in header if key != "__metadata__")
+    header[first]["dtype"] = "F8_E4M3"
+    header[first]["shape"][-1] *= 4
+    text = json.dumps(header).encode()
+    text += b" " * (-len(text) % 8)
+    return len(text).to_bytes(8, "little") + text + data[8 + size:]
+
+
+def _meta_edit(change):
+    def edit(data):
+        meta = json.loads(data)
+        change(meta)
+        return json.dumps(meta)
+    return edit
+
+
+@pytest.mark.parametrize("member, change, match", [
+    ("model.json", lambda data: data.replace(b'"format_version": 1', b'"format_version": 1' + b"0" * 5000),
+     "model.json holds an integer of 5,001 digits; expected integers of at most 40 digits"),
+    ("model.json", _meta_edit(lambda m: m.update(floatx=["float32"])), "floatx must be a string; the file has list"),
+    ("model.json", _meta_edit(lambda m: m["compile"].update(backend=[1])), "compile.backend must be a string"),
+    ("model.json", _meta_edit(lambda m: m["model"].update(build_input_shape="ab")),
+     "model.build_input_shape must be a list; the file has str 'ab'"),
+    ("model.json", _meta_edit(lambda m: m["model"].update(build_input_shape=[None, "6"])),
+     r"model.build_input_shape must be a list of sizes .*\[None, '6'\]"),
+    ("weights.safetensors", _f8_weights, "weights.safetensors holds an array of dtype 'F8_E4M3'"),
+], ids=["long-integer", "floatx-list", "backend-list", "shape-text", "shape-of-text", "f8-dtype"])
+def test_npnet_descriptions_are_refused_in_words_not_raw_python_messages(tmp_path, member, change, match):
+    trained().save(tmp_path / "good.npnet")
+    path = edited_zip(tmp_path / "good.npnet", tmp_path / "bad.npnet", member, change)
+    message = refused(npnet.models.load_model, path, match)
+    assert "corrupted" not in message and "sys.set_int_max_str_digits" not in message
+
+
+def test_a_keras_config_with_a_huge_integer_is_refused_in_words(tmp_path):
+    trained().save(tmp_path / "good.keras")
+    path = edited_zip(tmp_path / "good.keras", tmp_path / "bad.keras", "config.json",
+                      lambda data: data.replace(b'"units": 5', b'"units": 5' + b"0" * 5000))
+    refused(npnet.models.load_model, path, "config.json holds an integer of 5,001 digits")

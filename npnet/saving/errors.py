@@ -8,7 +8,12 @@ model it might have replaced is left as it was.
 
 import contextlib
 import errno
+import json
 import os
+
+#: Digits an integer in a model description may have (int64 needs 19): longer ones are refused
+#: by name, before Python's own limit on converting long digit strings speaks of sys settings.
+MAX_JSON_INTEGER_DIGITS = 40
 
 
 class ModelFileError(ValueError):
@@ -51,6 +56,17 @@ def _describe(error):
     if isinstance(error, ValueError):
         return message
     return f"the file is corrupted ({type(error).__name__}: {message})"
+
+
+def parse_json(text, what):
+    """``json.loads(text)``, refusing integers longer than :data:`MAX_JSON_INTEGER_DIGITS`
+    digits with a ValueError naming ``what``."""
+    def integer(digits):
+        if len(digits.lstrip("-")) > MAX_JSON_INTEGER_DIGITS:
+            raise ValueError(f"{what} holds an integer of {len(digits.lstrip('-')):,} digits; expected "
+                             f"integers of at most {MAX_JSON_INTEGER_DIGITS} digits")
+        return int(digits)
+    return json.loads(text, parse_int=integer)
 
 
 def require_file(path, what="model"):

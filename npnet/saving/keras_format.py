@@ -49,7 +49,8 @@ def load(path, backend=None):
             names = set(archive.namelist())
             if "config.json" not in names or "model.weights.h5" not in names:
                 raise ModelFileError(path, "not a Keras model file: it lacks config.json or model.weights.h5")
-            model_config = json.loads(_zip.read_member(archive, "config.json", limits.MAX_JSON_BYTES, path))
+            model_config = errors.parse_json(_zip.read_member(archive, "config.json", limits.MAX_JSON_BYTES, path),
+                                             "config.json")
             spec = keras_architecture.model_from_keras(model_config, "config.json")
             compile_spec = keras_architecture.compile_from_keras(model_config.get("compile_config"),
                                                                  "config.json compile_config")

@@ -114,7 +114,7 @@ def json_attribute(h5, name, path):
         value = value.decode("utf-8")
     if not isinstance(value, str):
         raise ValueError(f"attribute {name!r} is not JSON text")
-    return json.loads(value)
+    return errors.parse_json(value, f"attribute {name!r}")
 
 
 def _names_attribute(group, where):

@@ -81,24 +81,35 @@ def named_weights(model):
 def _read_archive(path):
     """``(meta, layers, expected shapes, weights, optimizer arrays)``, every member's size
     bounded and the stored shapes checked against the architecture before the model exists."""
-    from safetensors.numpy import load as load_tensors
-
     with _zip.open_archive(path) as archive:
         names = set(archive.namelist())
         if "model.json" not in names or "weights.safetensors" not in names:
             raise ModelFileError(path, "not an npnet model file: it lacks model.json or weights.safetensors")
-        meta = json.loads(_zip.read_member(archive, "model.json", limits.MAX_JSON_BYTES, path).decode("utf-8"))
+        meta = errors.parse_json(_zip.read_member(archive, "model.json", limits.MAX_JSON_BYTES, path).decode("utf-8"),
+                                 "model.json")
         _check_format(path, meta)
         layers = _assemble.make_layers(
             [(_layer_class(spec["class_name"]), dict(spec["config"])) for spec in meta["model"]["layers"]],
             meta.get("floatx", "float32"))
         expected = _assemble.expected_shapes(layers, _input_shape(meta["model"], layers), path)
         limit = shapes.byte_count(expected, 8) + limits.CONTAINER_OVERHEAD_BYTES
-        weights = load_tensors(_zip.read_member(archive, "weights.safetensors", limit, path))
+        weights = _tensors(_zip.read_member(archive, "weights.safetensors", limit, path), "weights.safetensors")
         _check_weight_shapes(weights, expected)
-        optimizer_arrays = (load_tensors(_zip.read_member(archive, "optimizer.safetensors", 3 * limit, path))
+        optimizer_arrays = (_tensors(_zip.read_member(archive, "optimizer.safetensors", 3 * limit, path),
+                                     "optimizer.safetensors")
                             if "optimizer.safetensors" in names else {})
     return meta, layers, weights, optimizer_arrays
+
+
+def _tensors(data, member):
+    """The arrays of a safetensors ``member``; a dtype NumPy has no type for is named."""
+    from safetensors.numpy import load as load_tensors
+
+    try:
+        return load_tensors(data)
+    except KeyError as error:  # safetensors.numpy looks the file's dtype up in its own table
+        raise ValueError(f"{member} holds an array of dtype {error.args[0]!r}, which npnet does not read; "
+                         "expected float arrays (F16, F32 or F64)") from None
 
 
 def _layer_class(class_name):
@@ -140,6 +151,8 @@ def _check_layout(path, meta):
     model = meta.get("model")
     _expect(path, "model", model, dict)
     _expect(path, "model.layers", model.get("layers"), list)
+    _expect_optional(path, "floatx", meta.get("floatx"), str)
+    _expect_shape(path, "model.build_input_shape", model.get("build_input_shape"))
     for i, spec in enumerate(model["layers"]):
         _expect(path, f"model.layers[{i}]", spec, dict)
         _expect(path, f"model.layers[{i}].class_name", spec.get("class_name"), str)
@@ -153,6 +166,20 @@ def _check_layout(path, meta):
         _expect(path, f"compile.{entry}.config", spec[entry].get("config"), dict)
     _expect(path, "compile.optimizer.class_name", spec["optimizer"].get("class_name"), str)
     _expect(path, "compile.loss.name", spec["loss"].get("name"), str)
+    _expect_optional(path, "compile.backend", spec.get("backend"), str)
+
+
+def _expect_optional(path, where, value, kind):
+    if value is not None:
+        _expect(path, where, value, kind)
+
+
+def _expect_shape(path, where, value):
+    """An absent shape, or a list of sizes (whole numbers >= 0, or null for the batch)."""
+    _expect_optional(path, where, value, list)
+    if value is not None and not all(d is None or type(d) is int and d >= 0 for d in value):
+        raise ModelFileError(path, f"model.json's {where} must be a list of sizes (whole numbers >= 0 or null); "
+                                   f"the file has {reprlib.repr(value)}")
 
 
 def _expect(path, where, value, kind):
