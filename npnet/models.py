@@ -18,6 +18,7 @@ from . import backends, callbacks as callbacks_module, layers as layers_module
 from . import losses as losses_module, metrics as metrics_module, optimizers as optimizers_module
 from . import data as data_module, saving, summary as summary_module, symbolic, training_loop, validation
 from .progbar import Progbar, resolve_verbose
+from .utils import format_shape
 
 
 class Sequential:
@@ -195,6 +196,11 @@ class Sequential:
                 raise ValueError("build() needs an input_shape, e.g. model.build((None, 28, 28)), "
                                  "or give the first layer input_shape=...")
         shape = tuple(input_shape)
+        known = self.input_shape if self.layers[0].built else None
+        if known is not None and (len(known) != len(shape)
+                                  or any(a is not None and b is not None and a != b for a, b in zip(known, shape))):
+            raise ValueError(f"This model is built for inputs of shape {format_shape(known)}; received "
+                             f"input_shape={format_shape(shape)}. Make a new model for other inputs.")
         for layer in self.layers:
             if not layer.built:
                 layer.build(shape)

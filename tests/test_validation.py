@@ -351,3 +351,16 @@ def test_calling_a_model_takes_training_as_a_bool_or_none():
     with pytest.raises(ValueError, match="training must be True, False or None; received training='maybe'"):
         model(np.ones((1, 4), np.float32), training="maybe")
     assert model(np.ones((1, 4), np.float32), training=np.bool_(False)).shape == (1, 2)
+
+
+def test_build_on_a_built_model_refuses_other_inputs():
+    model = npnet.Sequential([npnet.Input((8,)), Dense(3)])
+    model.build((None, 8))
+    model.build((32, 8))  # the same features, a batch size given: fine
+    kernel = model.layers[0].kernel.copy()
+    with pytest.raises(ValueError, match=r"built for inputs of shape \(None, 8\); received input_shape=\(None, 4\)"):
+        model.build((None, 4))
+    with pytest.raises(ValueError, match="built for inputs"):
+        model.build((None, 8, 1))
+    np.testing.assert_array_equal(model.layers[0].kernel, kernel)
+    assert model.input_shape == (None, 8)
