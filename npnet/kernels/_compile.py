@@ -451,13 +451,36 @@ def kernel_cache(func):
 
 
 def kernel(func, parallel=False, fastmath=False):
-    """``numba.njit`` with npnet's options and the on-disk cache (see the module docstring)."""
+    """``numba.njit`` with npnet's options and the on-disk cache (see the module docstring),
+    compiling whole under Ctrl-C (:func:`_compiles_whole`)."""
     options = dict(KERNEL_OPTIONS, fastmath=fastmath)
     dispatcher = numba.njit(cache=False, parallel=parallel, **options)(func)
     cache = kernel_cache(func)
     if cache is not None:
         dispatcher._cache = cache  # what numba's own ``enable_caching`` does, with our cache
+    _compiles_whole(dispatcher)
     return dispatcher
+
+
+def _compiles_whole(dispatcher):
+    """Defer a Ctrl-C that arrives while ``dispatcher`` compiles (or loads from the cache) a
+    signature until that is complete, then raise it, before the kernel runs.
+
+    A cold compile takes tens of seconds, when users press Ctrl-C. Raised inside numba, the
+    ``KeyboardInterrupt`` could be swallowed by an LLVM callback (the compile went on and the
+    interrupt was lost) or leave the dispatcher without its compiled object (numba's
+    ``RuntimeError: no compiled object yet`` on the next call). numba's dispatcher compiles
+    through ``self.compile`` (from a call, from typing a calling kernel, or explicitly), so
+    the instance's own ``compile`` is the one place to wrap."""
+    from .. import utils
+
+    compile_signature = dispatcher.compile
+
+    @functools.wraps(compile_signature)
+    def compile(sig):
+        with utils.interrupts_deferred():
+            return compile_signature(sig)
+    dispatcher.compile = compile
 
 
 def parallel_kernel(func):
