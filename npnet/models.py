@@ -18,6 +18,7 @@ from . import backends, callbacks as callbacks_module, layers as layers_module
 from . import losses as losses_module, metrics as metrics_module, optimizers as optimizers_module
 from . import data as data_module, saving, summary as summary_module, symbolic, training_loop, validation
 from .progbar import Progbar, resolve_verbose
+from . import utils
 from .utils import format_shape
 
 
@@ -324,8 +325,9 @@ class Sequential:
         for layer in self.layers:
             layer.check_weights(dict(zip(layer.params, converted[start:start + len(layer.params)])))
             start += len(layer.params)
-        for param, value in zip(self.weights, converted):
-            np.copyto(param, value)
+        with utils.interrupts_deferred():  # Ctrl-C: all the new weights or none
+            for param, value in zip(self.weights, converted):
+                np.copyto(param, value)
 
     def count_params(self):
         self.require_built("count_params")

@@ -107,8 +107,8 @@ class Optimizer:
 
     @iterations.setter
     def iterations(self, value):
-        if isinstance(value, bool) or not isinstance(value, (int, np.integer)) or value < 0:
-            raise ValueError(f"iterations must be a non-negative integer; received {value!r}")
+        if isinstance(value, bool) or not isinstance(value, (int, np.integer)) or not 0 <= value <= _INT64_MAX:
+            raise ValueError(f"iterations must be an integer from 0 to {_INT64_MAX} (int64); received {value!r}")
         self._step_counter[0] = value
 
     def step_counter(self):
@@ -455,6 +455,7 @@ def deserialize(class_name, config_):
 
 #: Hyperparameters that must be strictly positive (the others are checked by their own range).
 _POSITIVE = ("learning_rate", "epsilon")
+_INT64_MAX = int(np.iinfo(np.int64).max)
 
 
 def check_hyperparameter(name, value, dtype=None, positive=False, flushed=False):

@@ -204,3 +204,35 @@ def test_a_copied_optimizer_serves_the_copied_parameters():
     params = [w.copy() for w in model.backend.trainable_weights()]
     assert duplicate.apply_gradients_if_finite(params, [np.zeros_like(p) for p in params])
     assert duplicate.iterations == 5 and model.optimizer.iterations == 4
+
+
+@pytest.mark.parametrize("value", [2**63, 2**64, -1, 2.0, True])
+def test_iterations_takes_an_int64_count(value):
+    optimizer = optimizers.Adam()
+    optimizer.iterations = 5
+    with pytest.raises(ValueError, match="iterations must be an integer from 0 to 9223372036854775807"):
+        optimizer.iterations = value
+    assert optimizer.iterations == 5
+
+
+def test_set_weights_under_ctrl_c_sets_all_the_weights_or_none(monkeypatch):
+    """A Ctrl-C arriving while set_weights copies is raised once every weight is copied."""
+    import signal
+
+    model = _model(optimizers.Adam(), "numpy")
+    new = [np.full_like(w, 0.25) for w in model.get_weights()]
+    copyto = np.copyto
+    calls = []
+
+    def interrupted_copyto(target, source, *args, **kwargs):
+        if not calls:
+            signal.raise_signal(signal.SIGINT)
+        calls.append(1)
+        return copyto(target, source, *args, **kwargs)
+
+    monkeypatch.setattr(np, "copyto", interrupted_copyto)
+    with pytest.raises(KeyboardInterrupt):
+        model.set_weights(new)
+    monkeypatch.undo()
+    for got, expected in zip(model.get_weights(), new):
+        np.testing.assert_array_equal(got, expected)
