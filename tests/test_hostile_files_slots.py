@@ -11,12 +11,8 @@ on any group above a dataset are refused; saving never replaces a FIFO with a re
 import io
 import json
 import os
-import signal
 import stat
-import subprocess
-import sys
 import textwrap
-import time
 import zipfile
 
 import h5py
@@ -27,8 +23,8 @@ from safetensors.numpy import load as load_tensors, save as save_tensors
 import npnet
 from npnet.layers import Dense
 from npnet.saving import ModelFileError
+from test_interrupts import interrupt_once
 
-REPO_ROOT = os.path.dirname(os.path.dirname(os.path.abspath(__file__)))
 
 
 def trained(optimizer="adam", seed=0):
@@ -369,18 +365,7 @@ CHILD = textwrap.dedent("""
 @pytest.mark.parametrize("backend", ["numba", "numpy"])
 def test_ctrl_c_during_load_weights_leaves_the_old_state_or_the_new_one_entirely(backend, tmp_path):
     for trial, delay in enumerate(np.random.default_rng().uniform(0.05, 0.8, size=4)):
-        child = subprocess.Popen([sys.executable, "-c", CHILD, backend, str(tmp_path)], cwd=REPO_ROOT,
-                                 stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True)
-        try:
-            assert child.stdout.readline().strip() == "ready", child.stderr.read()
-            time.sleep(delay)
-            child.send_signal(signal.SIGINT)
-            out, err = child.communicate(timeout=300)
-        finally:
-            if child.poll() is None:
-                child.kill()
-        assert child.returncode == 0, err[-3000:]
-        result = json.loads(out.strip().splitlines()[-1])
+        result = interrupt_once(backend, delay, tmp_path, script=CHILD)
         where = f"{backend}, trial {trial}, SIGINT after {delay:.3f} s: {result}"
         whole = [name for name, count in result["matching"].items() if count == result["arrays"]]
         assert len(whole) == 1, f"weights and slots from more than one file ({where})"

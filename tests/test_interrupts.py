@@ -86,8 +86,9 @@ CHILD = textwrap.dedent("""
 """)
 
 
-def interrupt_once(backend, delay, tmp_path):
-    child = subprocess.Popen([sys.executable, "-c", CHILD, backend, str(tmp_path)], cwd=REPO_ROOT,
+def interrupt_once(backend, delay, tmp_path, script=CHILD):
+    """Run ``script`` in a child, SIGINT it ``delay`` s after it prints "ready"; its last line's JSON."""
+    child = subprocess.Popen([sys.executable, "-c", script, backend, str(tmp_path)], cwd=REPO_ROOT,
                              stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True)
     try:
         assert child.stdout.readline().strip() == "ready", child.stderr.read()
