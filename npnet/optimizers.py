@@ -124,7 +124,8 @@ class Optimizer:
                       for slot in self.slots}  # on a cache line, like the parameters
         self._built_dtype = params[0].dtype if params else None
         self._built_for = None
-        self._check_same_params(params)
+        if params:
+            self._check_same_params(params)  # records their memory
 
     def _check_in_dtype(self, dtype):
         """The hyperparameters as the update computes with them, in ``dtype``."""
@@ -245,16 +246,18 @@ class Optimizer:
         """The state (and ``iterations``) belong to the parameters the optimizer was built
         for: refuse others, of other shapes or (``memory``) in other memory, such as another
         model's of the same shapes, rather than train them from this model's moments, as
-        Keras refuses variables its optimizer was not built with. A copy of the optimizer
-        (``copy.deepcopy``) serves the parameters of its first step."""
+        Keras refuses variables its optimizer was not built with. An optimizer without slots
+        (plain SGD) keeps nothing to misalign and serves any parameters. A copy of the
+        optimizer (``copy.deepcopy``) serves the parameters of its first step."""
+        if not self.state:  # no slots (e.g. plain SGD): nothing can be misaligned
+            return
         received = [p.shape for p in params]
-        if self.state:  # every slot has one array per parameter
-            built_for = [a.shape for a in next(iter(self.state.values()))]
-            if built_for != received:
-                raise ValueError(
-                    f"This optimizer's state was built for parameters of shapes {built_for}; "
-                    f"received {received}. An optimizer instance serves one model: after adding "
-                    "layers, or for another model, compile again with a new optimizer.")
+        built_for = [a.shape for a in next(iter(self.state.values()))]  # one array per parameter
+        if built_for != received:
+            raise ValueError(
+                f"This optimizer's state was built for parameters of shapes {built_for}; "
+                f"received {received}. An optimizer instance serves one model: after adding "
+                "layers, or for another model, compile again with a new optimizer.")
         if not memory:
             return
         addresses = [p.ctypes.data for p in params]
@@ -262,9 +265,10 @@ class Optimizer:
             self._built_for = addresses
         elif addresses != self._built_for:
             raise ValueError(
-                "This optimizer was built for another model's parameters (of the same shapes); its "
-                "moments and iterations belong to that model. An optimizer instance serves one model: "
-                "compile this one with a new optimizer (e.g. optimizer='adam' or Adam()).")
+                "This optimizer's moments were built for other parameters of the same shapes (another "
+                "model's, or this model's before a layer's trainable flag changed); they belong to those. "
+                "An optimizer instance serves one model: compile this one with a new optimizer "
+                "(e.g. optimizer='adam' or Adam()).")
 
     def __deepcopy__(self, memo):
         duplicate = object.__new__(type(self))
