@@ -582,7 +582,7 @@ def _non_negative(layer, argument, value):
             or not np.isfinite(value) or value < 0:
         raise ValueError(f"{argument} of a {layer} layer must be a non-negative number; "
                          f"received {argument}={value!r}")
-    if not validation.finite_in_floatx(value):
+    if not validation.finite_in(value):
         raise ValueError(f"{argument} of a {layer} layer must be finite in {config.floatx()}, the type the "
                          f"layer computes in; received {argument}={value!r}")
     return float(value)

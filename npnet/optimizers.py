@@ -10,12 +10,20 @@ state, step by step, as Keras's compiled train step advances ``optimizer.iterati
 """
 
 import copy
+import functools
 import math
 
 import numpy as np
 
 from . import config, schedules, utils
 from . import functional as F
+
+
+def _check_fraction(name, value, upper_inclusive=False):
+    value = check_hyperparameter(name, value)
+    if not (0 <= value <= 1 if upper_inclusive else 0 <= value < 1):
+        raise ValueError(f"{name} must be in [0, 1{']' if upper_inclusive else ')'}; received {value!r}")
+    return value
 
 
 def _positive(name, value):
@@ -301,8 +309,7 @@ class Adam(Optimizer):
         super().__init__(learning_rate)
         self.beta_1, self.beta_2, self.epsilon = beta_1, beta_2, epsilon
 
-    _checked = {"beta_1": lambda name, value: _check_fraction(name, value),
-                "beta_2": lambda name, value: _check_fraction(name, value), "epsilon": _positive}
+    _checked = {"beta_1": _check_fraction, "beta_2": _check_fraction, "epsilon": _positive}
 
     def _float_hyperparameters(self):
         return {**super()._float_hyperparameters(), "epsilon": self.epsilon}
@@ -320,13 +327,6 @@ class Adam(Optimizer):
                 "beta_2": self.beta_2, "epsilon": self.epsilon}
 
 
-def _check_fraction(name, value, upper_inclusive=False):
-    value = check_hyperparameter(name, value)
-    if not (0 <= value <= 1 if upper_inclusive else 0 <= value < 1):
-        raise ValueError(f"{name} must be in [0, 1{']' if upper_inclusive else ')'}; received {value!r}")
-    return value
-
-
 class SGD(Optimizer):
     """Stochastic gradient descent with optional (Nesterov) momentum, Keras's defaults and
     form (see :func:`npnet.functional.sgd_update`). Keeps a ``momentum`` slot only when
@@ -336,7 +336,7 @@ class SGD(Optimizer):
         super().__init__(learning_rate)
         self.momentum, self.nesterov = momentum, bool(nesterov)
 
-    _checked = {"momentum": lambda name, value: _check_fraction(name, value, upper_inclusive=True),
+    _checked = {"momentum": functools.partial(_check_fraction, upper_inclusive=True),
                 "nesterov": _flag}
 
     @property
@@ -362,8 +362,7 @@ class RMSprop(Optimizer):
         super().__init__(learning_rate)
         self.rho, self.momentum, self.epsilon, self.centered = rho, momentum, epsilon, bool(centered)
 
-    _checked = {"rho": lambda name, value: _check_fraction(name, value),
-                "momentum": lambda name, value: _check_fraction(name, value), "epsilon": _positive,
+    _checked = {"rho": _check_fraction, "momentum": _check_fraction, "epsilon": _positive,
                 "centered": _flag}
 
     @property

@@ -15,7 +15,7 @@ import numpy as np
 from . import config
 from .layers import Layer
 from .utils import format_shape
-from .validation import finite_in_floatx
+from .validation import finite_in
 
 #: Keras's ``backend.epsilon()``: the smallest standard deviation divided by.
 EPSILON = 1e-7
@@ -245,7 +245,7 @@ def _given_statistics(mean, variance, axis):
         except (TypeError, ValueError):
             raise ValueError(f"Normalization {name} must be a number or an array of numbers; received "
                              f"{type(value).__name__}") from None
-        if not finite_in_floatx(array):
+        if not finite_in(array):
             raise ValueError(f"Normalization {name} must be finite in {config.floatx()}, the type the layer "
                              f"computes in; received {value!r}")
         arrays.append(array)

@@ -13,7 +13,7 @@ import numpy as np
 
 from . import config
 from . import functional as F
-from .validation import finite_in_floatx
+from .validation import finite_in
 
 
 class Regularizer:
@@ -38,7 +38,7 @@ def _penalty_factor(name, value, default):
     value = default if value is None else value
     if isinstance(value, bool) or not isinstance(value, (int, float)) or not math.isfinite(value) or value < 0:
         raise ValueError(f"{name} must be a non-negative finite number; received {value!r}")
-    if not finite_in_floatx(value):
+    if not finite_in(value):
         raise ValueError(f"{name} must be finite in {config.floatx()}, the type the penalty is computed in; "
                          f"received {value!r}")
     return float(value)

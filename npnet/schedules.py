@@ -12,6 +12,8 @@ import math
 
 import numpy as np
 
+from .validation import finite_in
+
 _f32 = np.float32
 
 
@@ -65,10 +67,9 @@ def _number(name, value):
 def _finite_in_float32(name, value):
     """``value``, refused when float32, the schedules' arithmetic, makes it inf (1e39 is a
     finite float64)."""
-    with np.errstate(over="ignore"):
-        if not np.isfinite(_f32(value)):
-            raise ValueError(f"{name} must be finite in float32, the type the schedule computes in; "
-                             f"received {name}={value!r}")
+    if not finite_in(value, _f32):
+        raise ValueError(f"{name} must be finite in float32, the type the schedule computes in; "
+                         f"received {name}={value!r}")
     return value
 
 

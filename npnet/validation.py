@@ -14,11 +14,12 @@ from . import config
 from .utils import format_shape
 
 
-def finite_in_floatx(value):
-    """Whether ``value`` (a number or an array of numbers) stays finite in npnet's float type,
-    the type the layers compute in: ``1e39`` is a finite float64 but ``inf`` in float32."""
+def finite_in(value, dtype=None):
+    """Whether ``value`` (a number or an array of numbers) stays finite in ``dtype`` (default:
+    npnet's float type, the one the layers compute in): ``1e39`` is a finite float64 but
+    ``inf`` in float32."""
     with np.errstate(over="ignore", invalid="ignore"):
-        return bool(np.all(np.isfinite(np.asarray(value, dtype=config.floatx()))))
+        return bool(np.all(np.isfinite(np.asarray(value, dtype=dtype or config.floatx()))))
 
 
 def check_inputs(x, input_shape, what="x", model_name="model", dtype=None):
@@ -232,11 +233,8 @@ def check_sample_weight(sample_weight, class_weight, y, label_kind):
 
 def _check_finite_in_floatx(weights, name):
     """Weights multiply the loss in floatx: 1e39 is finite in float64, not in float32."""
-    dtype = np.dtype(config.floatx())
-    with np.errstate(over="ignore"):
-        finite = np.isfinite(weights.astype(dtype)).all()
-    if not finite:
-        raise ValueError(f"{name} must be finite in {dtype}, the type the loss computes in; received weights "
+    if not finite_in(weights):
+        raise ValueError(f"{name} must be finite in {config.floatx()}, the type the loss computes in; received weights "
                          f"up to {np.abs(weights).max():g}")
 
 
