@@ -57,8 +57,8 @@ def box(optimizer, dtype, learning_rate=None):
     Off (the first five entries -1, every update then checked exactly) for ε below the
     smallest normal float (the kernels flush it to 0) and when a bound is not a positive
     finite number in ``dtype``. Centered RMSprop, whose ``v - ḡ² + ε`` can round to zero or
-    below, has no box but its weight and momentum bounds and, in place of the step size,
-    ``sqrt(tiny)·L/16``: a denominator of at least tiny (the smallest normal float) and
+    below, has no gradient bound, only its weight, momentum and squares bounds and, in place
+    of the step size, ``sqrt(tiny)·L/16``: a denominator of at least tiny (the smallest normal float) and
     ``lr·|g|`` below that bound keep its step below L/16
     (:func:`npnet.kernels.dense.rmsprop_centered_bounded` checks both per element; the
     NumPy backend, :meth:`npnet.optimizers.RMSprop._proven`, the smallest denominator).
@@ -79,7 +79,7 @@ def box(optimizer, dtype, learning_rate=None):
             or not (np.all(np.isfinite(in_dtype)) and gradient > 0 and slot > 0):
         bounds = [-1.0] * 5
     elif getattr(optimizer, "centered", False):
-        bounds = [-1.0, largest / 4, largest / 8, -1.0, math.sqrt(tiny) * largest / 16]
+        bounds = [-1.0, largest / 4, largest / 8, largest / 4, math.sqrt(tiny) * largest / 16]
     return np.array(bounds + [largest, tiny], dtype=dtype)
 
 
@@ -206,13 +206,13 @@ class RunningBounds:
     def _limits(self, learning_rate):
         """:func:`box` in float64. Centered RMSprop's box bounds only the weights, the slots
         and ``lr·|g|``; its denominator is left to the caller (see
-        :meth:`npnet.optimizers.RMSprop._proven`), and a step with ``|g| <= sqrt(L)/2`` keeps
-        the running mean of squares below ``L/4`` as in the other families."""
+        :meth:`npnet.optimizers.RMSprop._proven`), and its gradient limit here is the one
+        that keeps ``lr·|g|`` within that bound and the running mean of squares below ``L/4``
+        (``|g| <= sqrt(L)/2``), as in the other families."""
         limits = box(self.optimizer, self.dtype, learning_rate).astype(np.float64)
         if self.family == "centered" and limits[WEIGHT] > 0:
             rate = self._cast(learning_rate)
             limits[GRADIENT] = min(math.sqrt(limits[LARGEST]) / 2, _ratio(limits[ALPHA], rate))
-            limits[SQUARES] = limits[LARGEST] / 4
         return limits
 
     def _adam_step_size(self, learning_rate):

@@ -250,6 +250,45 @@ def test_centered_rmsprop_whose_denominator_rounds_below_zero_is_refused():
         assert [a.tobytes() for a in arrays] == [a.tobytes() for a in before[1][slot]], slot
 
 
+def _centered_weight_drifting_out(backend, dtype):
+    """A centered RMSprop model (momentum 0.9) whose kernel row 0 meets only zero inputs (its
+    gradient is 0) and starts inside the box at 0.12·L, carried upwards by a momentum buffer of
+    -0.1·L: the weight leaves the box (L/4) on its second step, as the update itself reports,
+    and would pass L after about 37 steps. Returns (History, fit's stop warnings, model)."""
+    largest = float(np.finfo(dtype).max)
+    model = make_model(optimizers.RMSprop(0.001, momentum=0.9, centered=True), backend, dtype)
+    x, y = clean_data(dtype, n=4)
+    model.fit(x, y, epochs=1, batch_size=4, verbose=0, shuffle=False)  # every slot holds something
+    weights = model.get_weights()
+    weights[0][0] = dtype(0.12 * largest)
+    model.set_weights(weights)
+    model.optimizer.state["momentum"][0][0] = dtype(-0.1 * largest)  # RMSprop subtracts its buffer
+    x, y = clean_data(dtype, n=4 * 60, seed=2)
+    x[:, 0] = 0
+    history, warned = fit_warnings(model, x, y, epochs=1, batch_size=4)
+    return history, warned, model
+
+
+@pytest.mark.parametrize("dtype", DTYPES)
+def test_centered_rmsprop_notices_a_weight_that_its_update_moved_out_of_the_box(dtype):
+    """The numba backend's proof for centered RMSprop reads the weights only when the last
+    update did not report them inside the box. A weight that drifts out of it, step by step,
+    and then over the largest float is refused at the same step on both backends, with every
+    value finite and the weights of the last good step."""
+    results = {backend: _centered_weight_drifting_out(backend, dtype) for backend in BACKENDS}
+    (_, numpy_warned, reference), (_, numba_warned, fast) = results["numpy"], results["numba"]
+    assert len(numpy_warned) == 1 and numpy_warned == numba_warned, (numpy_warned, numba_warned)
+    assert "update" in numba_warned[0] and "Epoch 1, batch 0" not in numba_warned[0]
+    assert reference.optimizer.iterations == fast.optimizer.iterations > 30
+    largest = float(np.finfo(dtype).max)
+    for ours, theirs in zip(fast.get_weights(), reference.get_weights()):
+        assert np.isfinite(ours).all()
+        np.testing.assert_allclose(ours, theirs, rtol=1e-5 if dtype == np.float32 else 1e-12)
+    assert fast.get_weights()[0][0].min() > 0.9 * largest  # it went the whole way
+    for arrays in fast.optimizer.state.values():
+        assert all(np.isfinite(a).all() for a in arrays)
+
+
 def test_inspect_step_reports_an_overflowing_update_as_not_applied():
     model = make_model(optimizers.SGD(float(np.finfo(np.float32).max)), "numpy", np.float32)
     before = snapshot(model)
@@ -365,7 +404,8 @@ def test_the_box_is_off_where_no_bound_holds(dtype):
         box = update_box.box(optimizer, np.dtype(dtype))
         assert box[K.BOX_WEIGHT] < 0 and box[K.BOX_GRADIENT] < 0 and box[K.BOX_LARGEST] == largest, optimizer
     box = update_box.box(optimizers.RMSprop(centered=True), np.dtype(dtype))
-    assert box[K.BOX_GRADIENT] < 0 and box[K.BOX_SQUARES] < 0 and box[K.BOX_WEIGHT] > 0
+    assert box[K.BOX_GRADIENT] < 0 and box[K.BOX_WEIGHT] > 0
+    assert box[K.BOX_SQUARES] == box.dtype.type(largest / 4)  # what its update reports on
     assert box[K.BOX_TINY] == tiny
 
 
@@ -383,14 +423,16 @@ def test_centered_rmsprop_proof_holds_where_it_says_and_only_there(momentum, dty
     param, grad = np.full(n, 0.5, dtype), np.linspace(-1, 1, n).astype(dtype)
     velocity, average = np.full(n, 0.3, dtype), np.full(n, 0.1, dtype)
     buffer = np.full(n, 0.01, dtype) if momentum else None
-    assert K.rmsprop_centered_bounded(param, grad, velocity, buffer, average, hyper, box)
+    square_limit = np.sqrt(np.finfo(dtype).max)
+    assert K.rmsprop_centered_bounded(param, grad, velocity, buffer, average, hyper, box, square_limit, False)
     # v = ḡ² = g², for a gradient whose square's ulp is far above ε; then one element's
     # velocity 64 ulps below: v - ḡ² + ε is negative, far beyond the step's own rounding
     resolution = np.finfo(dtype).eps
     big = np.full(n, np.sqrt(1e3 * optimizer.epsilon / resolution), dtype)
     velocity_bad, average_bad = big * big, big.copy()
     velocity_bad[3] *= 1 - 64 * resolution
-    assert not K.rmsprop_centered_bounded(param, big, velocity_bad, buffer, average_bad, hyper, box)
+    assert not K.rmsprop_centered_bounded(param, big, velocity_bad, buffer, average_bad, hyper, box, square_limit,
+                                          False)
     limit = box[K.BOX_LARGEST]
     numba_says = K.rmsprop_update_finite(param, big, velocity_bad, buffer, average_bad, hyper, limit)
     optimizer.build([param])
@@ -399,6 +441,62 @@ def test_centered_rmsprop_proof_holds_where_it_says_and_only_there(momentum, dty
     if momentum:
         optimizer.state["momentum"][0][...] = buffer
     assert numba_says == optimizer.apply_gradients_if_finite([param], [big])  # the parameter it was built for
+
+
+@pytest.mark.parametrize("dtype", DTYPES)
+@pytest.mark.parametrize("momentum", [0.0, 0.5])
+def test_centered_rmsprop_proof_reads_weights_and_momentum_unless_told_they_are_inside(momentum, dtype):
+    """``inside`` (the last update found the weights and momentum inside the box) spares the
+    proof reading them; without it, a weight or momentum beyond its limit defeats the proof.
+    A gradient whose square overflows is never proven, even at a learning rate so small that
+    ``lr·|g|`` stays within its bound: the proof stands in for the gradients' own check."""
+    optimizer = optimizers.RMSprop(learning_rate=1e-30, centered=True, momentum=momentum)
+    box = update_box.box(optimizer, np.dtype(dtype))
+    hyper = numba_backend._hyperparameters(optimizer, np.dtype(dtype))
+    square_limit = dtype(np.sqrt(np.finfo(dtype).max))
+    n = 6
+    grad, velocity, average = np.full(n, 0.5, dtype), np.full(n, 0.3, dtype), np.full(n, 0.1, dtype)
+    param = np.full(n, 0.5, dtype)
+    buffer = np.full(n, 0.01, dtype) if momentum else None
+    args = (velocity, buffer, average, hyper, box, square_limit)
+    assert K.rmsprop_centered_bounded(param, grad, *args, False)
+    param[2] = np.nextafter(box[K.BOX_WEIGHT], np.inf, dtype=dtype)
+    assert not K.rmsprop_centered_bounded(param, grad, *args, False)
+    assert K.rmsprop_centered_bounded(param, grad, *args, True)  # taken on the update's word
+    param[2] = 0.5
+    if momentum:
+        buffer[4] = -np.nextafter(box[K.BOX_SLOT], np.inf, dtype=dtype)
+        assert not K.rmsprop_centered_bounded(param, grad, *args, False)
+        buffer[4] = 0.01
+    huge = grad.copy()
+    huge[1] = np.nextafter(square_limit, np.inf, dtype=dtype)
+    assert abs(hyper[0] * huge[1]) <= box[K.BOX_ALPHA]
+    assert not K.rmsprop_centered_bounded(param, huge, *args, True)
+    assert K.too_large_to_square(huge, square_limit)
+
+
+@pytest.mark.parametrize("momentum", [0.0, 0.5])
+def test_centered_rmsprop_update_reports_what_the_next_proof_skips(momentum):
+    """The update reports whether the weights, momentum and velocity it wrote are inside the
+    box: the next step's proof relies on it instead of reading them."""
+    dtype = np.float32
+    optimizer = optimizers.RMSprop(learning_rate=0.01, centered=True, momentum=momentum)
+    box = update_box.box(optimizer, np.dtype(dtype))
+    hyper = numba_backend._hyperparameters(optimizer, np.dtype(dtype))
+    n = 5
+    grad, velocity, average = np.full(n, 0.5, dtype), np.full(n, 0.3, dtype), np.full(n, 0.1, dtype)
+    buffer = np.full(n, 0.01, dtype) if momentum else None
+    assert K.rmsprop_update(np.full(n, 0.5, dtype), grad, velocity, buffer, average, hyper, box)
+    param = np.full(n, 0.5, dtype)
+    param[3] = -2 * box[K.BOX_WEIGHT]  # a step of about lr cannot bring it back (its ulp is far larger)
+    assert not K.rmsprop_update(param, grad, velocity, buffer, average, hyper, box)
+    param[3] = 0.5
+    velocity[1] = 2 * box[K.BOX_SQUARES]
+    assert not K.rmsprop_update(param, grad, velocity, buffer, average, hyper, box)
+    velocity[1] = 0.3
+    if momentum:
+        buffer[0] = 4 * box[K.BOX_SLOT]  # momentum 0.5 halves it: still twice the limit
+        assert not K.rmsprop_update(param, grad, velocity, buffer, average, hyper, box)
 
 
 def test_a_normal_model_trains_inside_the_box():

@@ -1724,18 +1724,19 @@ def gradients_finite(trainable, kernel_grads, bias_grads, limit):
 # proven step, see ADAM_SLOTS_RECHECK), so the next step's proof is ready; the first step of
 # a call checks the box with one read-only pass. Outside the box, the update is computed exactly
 # without writing anything (``*_update_finite``), and applied only if all of it is finite.
-# Centered RMSprop has no box (its denominator v - ḡ² + ε depends on this step's gradient
-# and can round below zero); a read-only pass computes that denominator instead and proves
-# the step finite from it, without a square root or a division
-# (:func:`rmsprop_centered_bounded`).
+# Centered RMSprop has no box for its gradient (its denominator v - ḡ² + ε depends on this
+# step's gradient and can round below zero); a read-only pass over the gradient and the
+# running means computes that denominator instead and proves the step finite from it, without
+# a square root or a division (:func:`rmsprop_centered_bounded`). Its update reports whether the
+# weights and momentum it wrote are inside their box limits, so that pass need not read them.
 
 #: Positions in an optimizer state's ``box``: the largest gradient, weight, slot (Adam's m,
 #: SGD's velocity, RMSprop's momentum), running mean of squares (Adam's v, RMSprop's
 #: velocity) and Adam step size inside the box, the largest float of the weights' dtype (the
 #: limit of the exact check) and its smallest normal float. The first five are -1 when the
 #: box is off: then no proof is attempted and every update is checked exactly. Centered
-#: RMSprop's box is off but for its weight and slot bounds, and holds at BOX_ALPHA the
-#: largest ``lr·|g|`` of :func:`rmsprop_centered_bounded`.
+#: RMSprop's box is off but for its weight, slot and squares bounds, and holds at BOX_ALPHA
+#: the largest ``lr·|g|`` of :func:`rmsprop_centered_bounded`.
 BOX_GRADIENT, BOX_WEIGHT, BOX_SLOT, BOX_SQUARES, BOX_ALPHA, BOX_LARGEST, BOX_TINY = 0, 1, 2, 3, 4, 5, 6
 
 #: Adam's slots are not compared with the box while they are written. After a step that the
@@ -1891,8 +1892,9 @@ def rmsprop_update(param, grad, velocity, momentum_buffer, average_grad, hyper, 
     ``average_grad`` are None unless the optimizer has momentum or is centered;
     hyper: ``[learning_rate, rho, 1 - rho, epsilon, momentum]`` in the weights' dtype
     (1 - ρ taken before the cast, as Keras does). Returns whether the new values are inside
-    ``box`` (always off for centered RMSprop: its denominator ``v - ḡ² + ε`` has no useful
-    lower bound).
+    ``box`` (for centered RMSprop, whose denominator ``v - ḡ² + ε`` has no useful lower bound,
+    only what :func:`rmsprop_centered_bounded` then need not read: the weights and momentum,
+    and the velocity).
     """
     learning_rate, rho, one_minus_rho, epsilon, momentum = hyper[0], hyper[1], hyper[2], hyper[3], hyper[4]
     param_flat = param.reshape(param.size)
@@ -1941,32 +1943,42 @@ def rmsprop_update_finite(param, grad, velocity, momentum_buffer, average_grad, 
 
 
 @kernel
-def rmsprop_centered_bounded(param, grad, velocity, momentum_buffer, average_grad, hyper, box):
-    """A proof that centered RMSprop's update is finite, in one read-only pass without square
-    roots or divisions: True when every element's denominator ``v - ḡ² + ε`` (computed as the
-    update computes it) is at least the smallest normal float, ``lr·|g|`` at most
-    ``box[BOX_ALPHA]`` (``sqrt(tiny)·L/16``, so the step is at most L/16), the weight and
-    momentum within the box and the new v and ḡ finite. False (no proof: check exactly) when
-    the optimizer is not centered (``average_grad`` None)."""
+def within_if_any(array, limit):
+    """:func:`within`, True when there is no such array (``array`` None, which numba prunes)."""
+    if array is None:
+        return True
+    return within(array, limit)
+
+
+@kernel
+def rmsprop_centered_bounded(param, grad, velocity, momentum_buffer, average_grad, hyper, box, square_limit,
+                             inside):
+    """A proof that centered RMSprop's update is finite, in one read-only pass over the
+    gradient and the running means, without square roots or divisions: True when every
+    element's denominator ``v - ḡ² + ε`` (computed as the update computes it) is at least the
+    smallest normal float, ``lr·|g|`` at most ``box[BOX_ALPHA]`` (``sqrt(tiny)·L/16``, so the
+    step is at most L/16), ``|g|`` at most ``square_limit`` (so the proof also vouches for
+    :func:`gradients_finite`), the new v and ḡ finite, and the weight and momentum within the
+    box. ``inside`` says that the last update found them there (:func:`rmsprop_update`
+    reports it while writing them), so they are not read again; otherwise they are read
+    first. False (no proof: check exactly) when the optimizer is not centered
+    (``average_grad`` None)."""
     if average_grad is None:
         return False
+    if not (inside or (within(param, box[BOX_WEIGHT]) and within_if_any(momentum_buffer, box[BOX_SLOT]))):
+        return False
     learning_rate, rho, one_minus_rho, epsilon = hyper[0], hyper[1], hyper[2], hyper[3]
-    weight_limit, slot_limit, numerator_limit = box[BOX_WEIGHT], box[BOX_SLOT], box[BOX_ALPHA]
-    largest, tiny = box[BOX_LARGEST], box[BOX_TINY]
-    param_flat = param.reshape(param.size)
+    numerator_limit, largest, tiny = box[BOX_ALPHA], box[BOX_LARGEST], box[BOX_TINY]
     grad_flat = grad.reshape(grad.size)
     velocity_flat = velocity.reshape(velocity.size)
     average = average_grad.reshape(average_grad.size)
-    buffer = velocity_flat if momentum_buffer is None else momentum_buffer.reshape(momentum_buffer.size)
     proven = True
-    for i in range(param_flat.size):
+    for i in range(grad_flat.size):
         g = grad_flat[i]
         v = rho * velocity_flat[i] + one_minus_rho * (g * g)
         a = rho * average[i] + one_minus_rho * g
         proven &= ((v - a * a + epsilon >= tiny) & (np.abs(learning_rate * g) <= numerator_limit)
-                   & (np.abs(param_flat[i]) <= weight_limit) & (v <= largest) & (np.abs(a) <= largest))
-        if momentum_buffer is not None:
-            proven &= np.abs(buffer[i]) <= slot_limit
+                   & (np.abs(g) <= square_limit) & (v <= largest) & (np.abs(a) <= largest))
     return proven
 
 
@@ -2154,20 +2166,22 @@ def state_in_box(kernels, biases, trainable, adam, sgd, rmsprop):
 
 
 @kernel
-def centered_update_bounded(kernels, biases, trainable, kernel_grads, bias_grads, rmsprop):
-    """:func:`rmsprop_centered_bounded` over the trainable layers; False for other optimizers."""
+def centered_update_bounded(net, work, rmsprop, inside):
+    """:func:`rmsprop_centered_bounded` over the trainable layers (``inside``: the last update
+    left every weight and momentum inside the box); False for other optimizers."""
     if rmsprop is None:
         return False
-    proven = True
-    for i in range(len(kernels)):
-        if trainable[i]:
-            proven &= rmsprop_centered_bounded(kernels[i], kernel_grads[i], rmsprop.kernel_velocity[i],
-                                               slot_of(rmsprop.kernel_momentum, i),
-                                               slot_of(rmsprop.kernel_average, i), rmsprop.hyper, rmsprop.box)
-            proven &= rmsprop_centered_bounded(biases[i], bias_grads[i], rmsprop.bias_velocity[i],
-                                               slot_of(rmsprop.bias_momentum, i),
-                                               slot_of(rmsprop.bias_average, i), rmsprop.hyper, rmsprop.box)
-    return proven
+    limit = net.constants[SQUARE_LIMIT]
+    for i in range(len(net.kernels)):
+        if net.trainable[i] and not (
+                rmsprop_centered_bounded(net.kernels[i], work.kernel_grads[i], rmsprop.kernel_velocity[i],
+                                         slot_of(rmsprop.kernel_momentum, i), slot_of(rmsprop.kernel_average, i),
+                                         rmsprop.hyper, rmsprop.box, limit, inside)
+                and rmsprop_centered_bounded(net.biases[i], work.bias_grads[i], rmsprop.bias_velocity[i],
+                                             slot_of(rmsprop.bias_momentum, i), slot_of(rmsprop.bias_average, i),
+                                             rmsprop.hyper, rmsprop.box, limit, inside)):
+            return False
+    return True
 
 
 @kernel
@@ -2184,21 +2198,22 @@ def box_proves_update(net, work, adam, sgd, rmsprop, step, inside):
     (the weights and slots are inside the optimizer's box), every gradient within the box's
     limit and Adam's step size within its own."""
     box = box_of(adam, sgd, rmsprop)
-    return inside and step_size_in_box(adam, step, box) and gradients_finite(
+    return inside and box[BOX_GRADIENT] >= 0 and step_size_in_box(adam, step, box) and gradients_finite(
         net.trainable, work.kernel_grads, work.bias_grads, box[BOX_GRADIENT])
 
 
 @kernel
-def update_is_safe(net, work, adam, sgd, rmsprop, step):
+def update_is_safe(net, work, adam, sgd, rmsprop, step, inside):
     """Whether the update at ``step`` may be applied, for a step :func:`box_proves_update`
     could not vouch for: every gradient small enough to square (the check fit has always
-    made, see :func:`gradients_finite`) and every new weight and slot finite, the update
-    computed exactly, writing nothing."""
-    box = box_of(adam, sgd, rmsprop)
+    made, see :func:`gradients_finite`) and every new weight and slot finite. Centered
+    RMSprop's read-only proof (:func:`centered_update_bounded`, ``inside`` as there) vouches
+    for both; otherwise the update is computed exactly, writing nothing."""
+    if centered_update_bounded(net, work, rmsprop, inside):
+        return True
     if not gradients_finite(net.trainable, work.kernel_grads, work.bias_grads, net.constants[SQUARE_LIMIT]):
         return False
-    if centered_update_bounded(net.kernels, net.biases, net.trainable, work.kernel_grads, work.bias_grads, rmsprop):
-        return True
+    box = box_of(adam, sgd, rmsprop)
     return update_finite(net.kernels, net.biases, net.trainable, work.kernel_grads, work.bias_grads, adam, sgd,
                          rmsprop, step, box[BOX_LARGEST])
 
@@ -2578,7 +2593,8 @@ def train_steps_in_float_mode(x, labels, targets, order, batch_size, first_step,
         if penalties is not None:
             penalty_gradients(penalties, net, work)
         by_box = box_proves_update(net, work, adam, sgd, rmsprop, step_counter[0] + 1, inside)
-        if not (np.isfinite(loss) and (by_box or update_is_safe(net, work, adam, sgd, rmsprop, step_counter[0] + 1))):
+        if not (np.isfinite(loss)
+                and (by_box or update_is_safe(net, work, adam, sgd, rmsprop, step_counter[0] + 1, inside))):
             return k + 1, False
         # Optimizer.apply_gradients: advance the step counter, update the trainable weights
         step_counter[0] += 1
