@@ -30,6 +30,9 @@ import numpy as np
 #: attempted and every update is checked exactly. (``npnet.kernels.dense`` reads the same
 #: positions as its ``BOX_*``.)
 GRADIENT, WEIGHT, SLOT, SQUARES, ALPHA, LARGEST, TINY = range(7)
+#: Centered RMSprop's per-element condition on its running means (see :func:`centered_margin`),
+#: the last two entries of every box.
+CENTERED_FLOOR, CENTERED_PENALTY = 7, 8
 
 
 def box(optimizer, dtype, learning_rate=None):
@@ -57,12 +60,13 @@ def box(optimizer, dtype, learning_rate=None):
     Off (the first five entries -1, every update then checked exactly) for ε below the
     smallest normal float (the kernels flush it to 0) and when a bound is not a positive
     finite number in ``dtype``. Centered RMSprop, whose ``v - ḡ² + ε`` can round to zero or
-    below, has no gradient bound, only its weight, momentum and squares bounds and, in place
-    of the step size, ``sqrt(tiny)·L/16``: a denominator of at least tiny (the smallest normal float) and
-    ``lr·|g|`` below that bound keep its step below L/16
-    (:func:`npnet.kernels.dense.rmsprop_centered_bounded` checks both per element; the
-    NumPy backend, :meth:`npnet.optimizers.RMSprop._proven`, the smallest denominator).
-    The last two entries are L and tiny."""
+    below, bounds ``lr·|g|`` by ``sqrt(tiny)·L/16`` (its ALPHA entry) instead: a denominator
+    of at least tiny then keeps its step below L/16. The kernels' box vouches for that
+    denominator when the running means meet :func:`centered_margin`'s condition, element by
+    element (its update reports whether they do); otherwise
+    :func:`npnet.kernels.dense.rmsprop_centered_bounded` computes every denominator, and the
+    NumPy backend (:meth:`npnet.optimizers.RMSprop._proven`) the smallest one.
+    Then come L, tiny and :func:`centered_margin`'s two numbers."""
     dtype = np.dtype(dtype)
     info = np.finfo(dtype)
     largest, tiny = float(info.max), float(info.tiny)
@@ -79,8 +83,43 @@ def box(optimizer, dtype, learning_rate=None):
             or not (np.all(np.isfinite(in_dtype)) and gradient > 0 and slot > 0):
         bounds = [-1.0] * 5
     elif getattr(optimizer, "centered", False):
-        bounds = [-1.0, largest / 4, largest / 8, largest / 4, math.sqrt(tiny) * largest / 16]
-    return np.array(bounds + [largest, tiny], dtype=dtype)
+        bounds = _centered_limits(optimizer, dtype, rate, largest, tiny)
+    return np.array(bounds + [largest, tiny] + centered_margin(optimizer, dtype), dtype=dtype)
+
+
+def _centered_limits(optimizer, dtype, learning_rate, largest, tiny):
+    """The first five entries of centered RMSprop's box: its gradient limit keeps ``lr·|g|``
+    within ``sqrt(tiny)·L/16`` (and ``g²`` within L/4), and is -1 (no box for the gradient)
+    when ρ is too small for :func:`centered_margin`'s reasoning."""
+    alpha = math.sqrt(tiny) * largest / 16
+    rho = float(dtype.type(optimizer.rho))
+    gradient = min(math.sqrt(largest) / 2, _ratio(alpha, learning_rate))
+    if rho < 1024 * float(np.finfo(dtype).eps) / 2:
+        gradient = -1.0
+    return [gradient, largest / 4, largest / 8, largest / 4, alpha]
+
+
+def centered_margin(optimizer, dtype):
+    """``[floor, penalty]`` of the condition that centered RMSprop's running means v and ḡ
+    meet, element by element, for the box to vouch for its next step's denominator:
+
+        ρ·(v - ḡ²) + ε >= floor + penalty·(v + ḡ²),  ḡ² <= L/4
+
+    (``[0, 0]``, unused, for the other optimizers). Why it suffices, with u the unit roundoff
+    and ρ, ω = 1 - ρ as the update reads them (ρ + ω = 1 + δ, |δ| <= 2u): for the next gradient
+    g, the exact ``v' - ḡ'²`` is ``ρ(v - ḡ²) + ρω(ḡ - g)² - δ(ρḡ² + ωg²)``, and the roundings
+    of the update's ten operations (each within u, or tiny where the kernels flush to zero)
+    take it down by at most ``5u·v + 9u·ḡ² + 14u·ω·g² + 16·tiny``. The g² term is covered by
+    ``ρω(ḡ - g)²`` when |g| >= 2|ḡ| (for ρ >= 56u; the box asks 1024u) and is below 57u·ḡ²
+    otherwise. So the denominator is at least ``ρ(v - ḡ²) + ε - 128u(v + ḡ²) - 16·tiny``,
+    which the condition keeps above 16·tiny (the penalty 256u and the floor 4u·ε + 64·tiny
+    leave as much again for the rounding of the condition itself): the step is finite as
+    with :func:`npnet.kernels.dense.rmsprop_centered_bounded`'s denominator of tiny."""
+    if not getattr(optimizer, "centered", False):
+        return [0.0, 0.0]
+    unit = float(np.finfo(dtype).eps) / 2
+    epsilon = float(dtype.type(optimizer.epsilon))
+    return [4 * unit * epsilon + 64 * float(np.finfo(dtype).tiny), 256 * unit]
 
 
 def _family_limits(optimizer, dtype, learning_rate, largest, epsilon):

@@ -404,8 +404,11 @@ def test_the_box_is_off_where_no_bound_holds(dtype):
         box = update_box.box(optimizer, np.dtype(dtype))
         assert box[K.BOX_WEIGHT] < 0 and box[K.BOX_GRADIENT] < 0 and box[K.BOX_LARGEST] == largest, optimizer
     box = update_box.box(optimizers.RMSprop(centered=True), np.dtype(dtype))
-    assert box[K.BOX_GRADIENT] < 0 and box[K.BOX_WEIGHT] > 0
+    assert box[K.BOX_GRADIENT] > 0 and box[K.BOX_WEIGHT] > 0
     assert box[K.BOX_SQUARES] == box.dtype.type(largest / 4)  # what its update reports on
+    assert box[K.BOX_CENTERED_PENALTY] > 0 and box[K.BOX_CENTERED_FLOOR] > 0
+    box = update_box.box(optimizers.RMSprop(rho=0.0, centered=True), np.dtype(dtype))
+    assert box[K.BOX_GRADIENT] < 0 and box[K.BOX_WEIGHT] > 0  # too small a ρ for the margin
     assert box[K.BOX_TINY] == tiny
 
 
@@ -499,10 +502,85 @@ def test_centered_rmsprop_update_reports_what_the_next_proof_skips(momentum):
         assert not K.rmsprop_update(param, grad, velocity, buffer, average, hyper, box)
 
 
-def test_a_normal_model_trains_inside_the_box():
-    """Keras's default Adam keeps a fresh, trained model inside its box, so the kernels take
+def _centered_denominator(v, a, g, rho, one_minus_rho, epsilon):
+    """Centered RMSprop's next denominator, in the order of operations of its update."""
+    v = rho * v + one_minus_rho * (g * g)
+    a = rho * a + one_minus_rho * g
+    return v - a * a + epsilon
+
+
+def _least_velocity_meeting_the_margin(a, rho, epsilon, box):
+    """The smallest v (a float of a's type) with :func:`K.centered_margin_met` for ``a``."""
+    factors = K.centered_margin_factors(rho, epsilon, box)
+
+    def met(v):
+        return K.centered_margin_met(v, a, *factors, box[K.BOX_SQUARES])
+    low, high = a.dtype.type(0), a * a * 2 + epsilon * 2 + 1
+    if met(low):
+        return low
+    assert met(high)
+    for _ in range(200):  # bisection on the floats' bit patterns: v >= 0
+        bits_low, bits_high = low.view(f"u{a.itemsize}"), high.view(f"u{a.itemsize}")
+        if bits_high - bits_low <= 1:
+            break
+        middle = (bits_low + (bits_high - bits_low) // 2).astype(bits_low.dtype).view(a.dtype)
+        low, high = (low, middle) if met(middle) else (middle, high)
+    return high
+
+
+@pytest.mark.parametrize("dtype", DTYPES)
+@pytest.mark.parametrize("rho", [0.9, 0.5, 0.999, 0.01])
+@pytest.mark.parametrize("epsilon", [1e-7, 1e-30, 1.0])
+def test_the_centered_margin_keeps_the_next_denominator_above_tiny(epsilon, rho, dtype):
+    """The box vouches for centered RMSprop's next denominator when the running means meet
+    ``update_box.centered_margin``'s condition. At the condition's edge (the least v meeting
+    it, for ḡ from tiny to sqrt(L/4)), with the next gradient the most harmful (equal to ḡ
+    within a few ulps, which keeps the rounding deficit) and others up to the box's gradient
+    limit, the denominator, computed as the update computes it, is at least tiny."""
+    dtype = np.dtype(dtype).type
+    optimizer = optimizers.RMSprop(centered=True, rho=rho, epsilon=epsilon)
+    box = update_box.box(optimizer, np.dtype(dtype))
+    hyper = numba_backend._hyperparameters(optimizer, np.dtype(dtype))
+    rho_, one_minus_rho, epsilon_ = hyper[1], hyper[2], hyper[3]
+    tiny, largest = np.finfo(dtype).tiny, np.finfo(dtype).max
+    limit = box[K.BOX_GRADIENT]
+    least = np.inf
+    for magnitude in np.geomspace(float(np.sqrt(tiny)), float(np.sqrt(largest / 4)) * 0.99, 120):
+        for sign in (1, -1):
+            a = dtype(sign * magnitude)
+            v = _least_velocity_meeting_the_margin(a, rho_, epsilon_, box)
+            gradients = [a, np.nextafter(a, dtype(0)), np.nextafter(a, dtype(2 * a)), a * dtype(1.0001), a / 2,
+                         2 * a, -a, dtype(0), dtype(min(limit, abs(a) * 4)), dtype(-limit), dtype(limit)]
+            with np.errstate(over="ignore", invalid="ignore"):
+                for g in gradients:
+                    if not abs(g) <= limit:
+                        continue
+                    denominator = _centered_denominator(v, a, dtype(g), rho_, one_minus_rho, epsilon_)
+                    assert denominator >= tiny, (a, v, g, denominator)
+                    least = min(least, float(denominator) / float(epsilon_))
+    assert least < 2  # the premise: some cases come near ε, where the margin matters
+
+
+@pytest.mark.parametrize("dtype", DTYPES)
+def test_running_means_whose_denominator_rounds_away_miss_the_margin(dtype):
+    """A constant large gradient makes v = ḡ² (their difference rounding noise far above ε):
+    such means miss the condition, so the box does not vouch and the exact check decides."""
+    optimizer = optimizers.RMSprop(centered=True)
+    box = update_box.box(optimizer, np.dtype(dtype))
+    hyper = numba_backend._hyperparameters(optimizer, np.dtype(dtype))
+    a = np.sqrt(1e3 * optimizer.epsilon / np.finfo(dtype).eps).astype(dtype)
+    args = K.centered_margin_factors(hyper[1], hyper[3], box) + (box[K.BOX_SQUARES],)
+    assert not K.centered_margin_met(a * a, a, *args)
+    assert K.centered_margin_met(a * a * dtype(1.01), a, *args)  # a real variance: met
+    assert K.centered_margin_met(dtype(0), dtype(0), *args)
+    assert not K.centered_margin_met(dtype(np.finfo(dtype).max / 4), dtype(np.finfo(dtype).max / 4), *args)
+
+
+@pytest.mark.parametrize("optimizer", ["adam", "rmsprop_centered"])
+def test_a_normal_model_trains_inside_the_box(optimizer):
+    """Keras's default Adam and centered RMSprop keep a fresh, trained model inside their box, so the kernels take
     the path without a second pass (the premise of the speed, not a measure of it)."""
-    model = make_model(optimizers.Adam(), "numba", np.float32)
+    model = make_model(OPTIMIZERS[optimizer](), "numba", np.float32)
     x, y = clean_data(np.float32)
     model.fit(x, y, epochs=1, batch_size=16, verbose=0)
     trainer = model._trainer

@@ -1724,20 +1724,24 @@ def gradients_finite(trainable, kernel_grads, bias_grads, limit):
 # proven step, see ADAM_SLOTS_RECHECK), so the next step's proof is ready; the first step of
 # a call checks the box with one read-only pass. Outside the box, the update is computed exactly
 # without writing anything (``*_update_finite``), and applied only if all of it is finite.
-# Centered RMSprop has no box for its gradient (its denominator v - ḡ² + ε depends on this
-# step's gradient and can round below zero); a read-only pass over the gradient and the
-# running means computes that denominator instead and proves the step finite from it, without
-# a square root or a division (:func:`rmsprop_centered_bounded`). Its update reports whether the
-# weights and momentum it wrote are inside their box limits, so that pass need not read them.
+# Centered RMSprop's denominator v - ḡ² + ε depends on this step's gradient and can round
+# below zero; its box vouches for it only while every element of the running means keeps a
+# margin (``npnet.update_box.centered_margin``, which its update reports on as it writes
+# them). Without that margin, a read-only pass over the gradient and the running means computes
+# every denominator and proves the step finite from them, without a square root or a division
+# (:func:`rmsprop_centered_bounded`), reading the weights and momentum only when the last
+# update did not find them inside the box.
 
 #: Positions in an optimizer state's ``box``: the largest gradient, weight, slot (Adam's m,
 #: SGD's velocity, RMSprop's momentum), running mean of squares (Adam's v, RMSprop's
 #: velocity) and Adam step size inside the box, the largest float of the weights' dtype (the
 #: limit of the exact check) and its smallest normal float. The first five are -1 when the
 #: box is off: then no proof is attempted and every update is checked exactly. Centered
-#: RMSprop's box is off but for its weight, slot and squares bounds, and holds at BOX_ALPHA
-#: the largest ``lr·|g|`` of :func:`rmsprop_centered_bounded`.
+#: RMSprop's box holds at BOX_ALPHA the largest ``lr·|g|`` of :func:`rmsprop_centered_bounded`
+#: (its gradient limit is -1 when ρ is too small for its margin).
 BOX_GRADIENT, BOX_WEIGHT, BOX_SLOT, BOX_SQUARES, BOX_ALPHA, BOX_LARGEST, BOX_TINY = 0, 1, 2, 3, 4, 5, 6
+#: Centered RMSprop's condition on its running means, ``npnet.update_box.centered_margin``.
+BOX_CENTERED_FLOOR, BOX_CENTERED_PENALTY = 7, 8
 
 #: Adam's slots are not compared with the box while they are written. After a step that the
 #: box proved (every |g| within its limit, which is at most the slot limit S and has g² at
@@ -1887,14 +1891,30 @@ def rmsprop_new_values(p, g, velocity, buffer, average, learning_rate, rho, one_
 
 
 @kernel
+def centered_margin_met(v, a, velocity_factor, square_factor, least, squares_limit):
+    """Whether one element's running means meet ``npnet.update_box.centered_margin``'s
+    condition ``ρ(v - ḡ²) + ε >= floor + penalty·(v + ḡ²)``, rearranged as
+    ``(ρ - penalty)·v - (ρ + penalty)·ḡ² >= floor - ε`` (:func:`centered_margin_factors`),
+    and ``ḡ² <= squares_limit``: then the box vouches for centered RMSprop's next denominator."""
+    square = a * a
+    return (velocity_factor * v - square_factor * square >= least) & (square <= squares_limit)
+
+
+@kernel
+def centered_margin_factors(rho, epsilon, box):
+    """``(ρ - penalty, ρ + penalty, floor - ε)`` of :func:`centered_margin_met`."""
+    penalty = box[BOX_CENTERED_PENALTY]
+    return rho - penalty, rho + penalty, box[BOX_CENTERED_FLOOR] - epsilon
+
+
+@kernel
 def rmsprop_update(param, grad, velocity, momentum_buffer, average_grad, hyper, box):
     """Mirrors ``functional.rmsprop_update``, in place. ``momentum_buffer`` and
     ``average_grad`` are None unless the optimizer has momentum or is centered;
     hyper: ``[learning_rate, rho, 1 - rho, epsilon, momentum]`` in the weights' dtype
     (1 - ρ taken before the cast, as Keras does). Returns whether the new values are inside
-    ``box`` (for centered RMSprop, whose denominator ``v - ḡ² + ε`` has no useful lower bound,
-    only what :func:`rmsprop_centered_bounded` then need not read: the weights and momentum,
-    and the velocity).
+    ``box`` (for centered RMSprop, also whether its running means meet the condition under
+    which the box vouches for the next denominator, :func:`centered_margin_met`).
     """
     learning_rate, rho, one_minus_rho, epsilon, momentum = hyper[0], hyper[1], hyper[2], hyper[3], hyper[4]
     param_flat = param.reshape(param.size)
@@ -1905,6 +1925,7 @@ def rmsprop_update(param, grad, velocity, momentum_buffer, average_grad, hyper, 
     average = velocity_flat if average_grad is None else average_grad.reshape(average_grad.size)
     buffer = velocity_flat if momentum_buffer is None else momentum_buffer.reshape(momentum_buffer.size)
     weight_limit, slot_limit, squares_limit = box[BOX_WEIGHT], box[BOX_SLOT], box[BOX_SQUARES]
+    velocity_factor, square_factor, least = centered_margin_factors(rho, epsilon, box)
     inside = True
     for i in range(param_flat.size):
         p, v, b, a = rmsprop_new_values(param_flat[i], grad_flat[i], velocity_flat[i], buffer[i], average[i],
@@ -1914,6 +1935,7 @@ def rmsprop_update(param, grad, velocity, momentum_buffer, average_grad, hyper, 
         inside &= (np.abs(p) <= weight_limit) & (v <= squares_limit)
         if average_grad is not None:
             average[i] = a
+            inside &= centered_margin_met(v, a, velocity_factor, square_factor, least, squares_limit)
         if momentum_buffer is not None:
             buffer[i] = b
             inside &= np.abs(b) <= slot_limit
@@ -2146,7 +2168,26 @@ def slots_in_box(adam, sgd, rmsprop, i, slot, squares):
     if rmsprop is not None:
         fine = (within(rmsprop.kernel_velocity[i], squares) and within(rmsprop.bias_velocity[i], squares)
                 and optional_within(rmsprop.kernel_momentum, i, slot)
-                and optional_within(rmsprop.bias_momentum, i, slot))
+                and optional_within(rmsprop.bias_momentum, i, slot)
+                and centered_means_in_box(rmsprop.kernel_velocity[i], slot_of(rmsprop.kernel_average, i), rmsprop)
+                and centered_means_in_box(rmsprop.bias_velocity[i], slot_of(rmsprop.bias_average, i), rmsprop))
+    return fine
+
+
+@kernel
+def centered_means_in_box(velocity, average_grad, rmsprop):
+    """Whether every element of centered RMSprop's running means meets
+    :func:`centered_margin_met` (True when the optimizer is not centered)."""
+    if average_grad is None:
+        return True
+    velocity_factor, square_factor, least = centered_margin_factors(rmsprop.hyper[1], rmsprop.hyper[3], rmsprop.box)
+    squares_limit = rmsprop.box[BOX_SQUARES]
+    velocity_flat = velocity.reshape(velocity.size)
+    average = average_grad.reshape(average_grad.size)
+    fine = True
+    for i in range(velocity_flat.size):
+        fine &= centered_margin_met(velocity_flat[i], average[i], velocity_factor, square_factor, least,
+                                    squares_limit)
     return fine
 
 
