@@ -610,3 +610,29 @@ def test_a_schedule_that_reaches_a_learning_rate_of_zero_trains_the_same_on_both
         results.append(model.get_weights())
     for a, b in zip(*results):
         np.testing.assert_allclose(a, b, rtol=0, atol=1e-6)
+
+
+@pytest.mark.parametrize("name", ["sgd", "adam", "rmsprop_centered"])
+def test_the_kernels_box_follows_every_setting_it_depends_on(name):
+    """The numba backend keeps its box from call to call while the settings it is made from
+    stay the same, and makes it again when one changes (a new rate, ε, β1 or ρ)."""
+    model = make_model(OPTIMIZERS[name](), "numba", np.float32)
+    x, y = clean_data(np.float32)
+    model.fit(x, y, epochs=1, batch_size=16, verbose=0)
+    trainer, optimizer = model._trainer, model.optimizer
+    changes = {"learning_rate": 1e30, "epsilon": 1e-3, "beta_1": 0.5, "rho": 0.0}  # ρ: below the margin's least
+    for setting, value in changes.items():
+        if not hasattr(optimizer, setting):
+            continue
+        before = _bound_box(trainer)
+        np.testing.assert_array_equal(before, update_box.box(optimizer, np.float32))
+        setattr(optimizer, setting, value)
+        after = _bound_box(trainer)
+        np.testing.assert_array_equal(after, update_box.box(optimizer, np.float32))
+        assert not np.array_equal(before, after), setting
+
+
+def _bound_box(trainer):
+    trainer._bind_network()
+    states = [state for state in trainer._bind_optimizer() if state is not None]
+    return states[0].box.copy()

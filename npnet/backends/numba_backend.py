@@ -417,7 +417,7 @@ class NumbaBackend(base.Trainer):
         super().__init__(layers, loss, optimizer, accuracy)
         self._lock = threading.Lock()
         self._threads = AdaptiveThreads()
-        self._net_key = self._state_key = None
+        self._net_key = self._state_key = self._box_key = None
         self._net = self._plan = self._optimizer_state = self._work = self._dropped = self._penalties = None
         self._capacity = 0
 
@@ -482,8 +482,12 @@ class NumbaBackend(base.Trainer):
         if key != self._state_key:
             self._optimizer_state, self._state_key = _optimizer_state(optimizer, dense), key
         dtype = dense[0].kernel.dtype
-        state = self._optimizer_state._replace(hyper=_hyperparameters(optimizer, dtype),
-                                               box=update_box.box(optimizer, dtype))
+        hyper = _hyperparameters(optimizer, dtype)
+        # the box depends on nothing but these (its numbers are read as the kernels read them)
+        box_key = (type(optimizer), getattr(optimizer, "centered", False), dtype, hyper.tobytes())
+        if box_key != self._box_key:
+            self._box, self._box_key = update_box.box(optimizer, dtype), box_key
+        state = self._optimizer_state._replace(hyper=hyper, box=self._box)
         return tuple(state if type(optimizer) is family else None for family in OPTIMIZERS)
 
     def _bind_work(self, capacity):
