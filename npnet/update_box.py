@@ -83,20 +83,15 @@ def box(optimizer, dtype, learning_rate=None):
             or not (np.all(np.isfinite(in_dtype)) and gradient > 0 and slot > 0):
         bounds = [-1.0] * 5
     elif getattr(optimizer, "centered", False):
-        bounds = _centered_limits(optimizer, dtype, rate, largest, tiny)
+        bounds = _centered_limits(rate, largest, tiny)
     return np.array(bounds + [largest, tiny] + centered_margin(optimizer, dtype), dtype=dtype)
 
 
-def _centered_limits(optimizer, dtype, learning_rate, largest, tiny):
+def _centered_limits(learning_rate, largest, tiny):
     """The first five entries of centered RMSprop's box: its gradient limit keeps ``lr·|g|``
-    within ``sqrt(tiny)·L/16`` (and ``g²`` within L/4), and is -1 (no box for the gradient)
-    when ρ is too small for :func:`centered_margin`'s reasoning."""
+    within ``sqrt(tiny)·L/16`` (and ``g²`` within L/4)."""
     alpha = math.sqrt(tiny) * largest / 16
-    rho = float(dtype.type(optimizer.rho))
-    gradient = min(math.sqrt(largest) / 2, _ratio(alpha, learning_rate))
-    if rho < 1024 * float(np.finfo(dtype).eps) / 2:
-        gradient = -1.0
-    return [gradient, largest / 4, largest / 8, largest / 4, alpha]
+    return [min(math.sqrt(largest) / 2, _ratio(alpha, learning_rate)), largest / 4, largest / 8, largest / 4, alpha]
 
 
 def centered_margin(optimizer, dtype):
@@ -105,7 +100,8 @@ def centered_margin(optimizer, dtype):
 
         ρ·(v - ḡ²) + ε >= floor + penalty·(v + ḡ²),  ḡ² <= L/4
 
-    (``[0, 0]``, unused, for the other optimizers). Why it suffices, with u the unit roundoff
+    (``[0, 0]``, unused, for the other optimizers; a floor of inf, which no means meet, when
+    ρ < 1024u, too small for this reasoning). Why it suffices, with u the unit roundoff
     and ρ, ω = 1 - ρ as the update reads them (ρ + ω = 1 + δ, |δ| <= 2u): for the next gradient
     g, the exact ``v' - ḡ'²`` is ``ρ(v - ḡ²) + ρω(ḡ - g)² - δ(ρḡ² + ωg²)``, and the roundings
     of the update's ten operations (each within u, or tiny where the kernels flush to zero)
@@ -118,6 +114,8 @@ def centered_margin(optimizer, dtype):
     if not getattr(optimizer, "centered", False):
         return [0.0, 0.0]
     unit = float(np.finfo(dtype).eps) / 2
+    if float(dtype.type(optimizer.rho)) < 1024 * unit:
+        return [math.inf, 256 * unit]
     epsilon = float(dtype.type(optimizer.epsilon))
     return [4 * unit * epsilon + 64 * float(np.finfo(dtype).tiny), 256 * unit]
 
@@ -243,16 +241,9 @@ class RunningBounds:
         return self._inside()
 
     def _limits(self, learning_rate):
-        """:func:`box` in float64. Centered RMSprop's box bounds only the weights, the slots
-        and ``lr·|g|``; its denominator is left to the caller (see
-        :meth:`npnet.optimizers.RMSprop._proven`), and its gradient limit here is the one
-        that keeps ``lr·|g|`` within that bound and the running mean of squares below ``L/4``
-        (``|g| <= sqrt(L)/2``), as in the other families."""
-        limits = box(self.optimizer, self.dtype, learning_rate).astype(np.float64)
-        if self.family == "centered" and limits[WEIGHT] > 0:
-            rate = self._cast(learning_rate)
-            limits[GRADIENT] = min(math.sqrt(limits[LARGEST]) / 2, _ratio(limits[ALPHA], rate))
-        return limits
+        """:func:`box` in float64. Centered RMSprop's denominator is left to the caller (see
+        :meth:`npnet.optimizers.RMSprop._proven`): the NumPy backend does not use its margin."""
+        return box(self.optimizer, self.dtype, learning_rate).astype(np.float64)
 
     def _adam_step_size(self, learning_rate):
         """An upper bound of Adam's step size at every step (0 for the other families)."""

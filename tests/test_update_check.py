@@ -408,7 +408,9 @@ def test_the_box_is_off_where_no_bound_holds(dtype):
     assert box[K.BOX_SQUARES] == box.dtype.type(largest / 4)  # what its update reports on
     assert box[K.BOX_CENTERED_PENALTY] > 0 and box[K.BOX_CENTERED_FLOOR] > 0
     box = update_box.box(optimizers.RMSprop(rho=0.0, centered=True), np.dtype(dtype))
-    assert box[K.BOX_GRADIENT] < 0 and box[K.BOX_WEIGHT] > 0  # too small a ρ for the margin
+    assert box[K.BOX_CENTERED_FLOOR] == np.inf and box[K.BOX_WEIGHT] > 0  # too small a ρ for the margin
+    factors = K.centered_margin_factors(dtype(0.0), dtype(1e-7), box)
+    assert not K.centered_margin_met(dtype(0.0), dtype(0.0), *factors, box[K.BOX_SQUARES])  # never met
     assert box[K.BOX_TINY] == tiny
 
 

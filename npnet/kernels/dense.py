@@ -1738,7 +1738,7 @@ def gradients_finite(trainable, kernel_grads, bias_grads, limit):
 #: limit of the exact check) and its smallest normal float. The first five are -1 when the
 #: box is off: then no proof is attempted and every update is checked exactly. Centered
 #: RMSprop's box holds at BOX_ALPHA the largest ``lr·|g|`` of :func:`rmsprop_centered_bounded`
-#: (its gradient limit is -1 when ρ is too small for its margin).
+#: and the two numbers of its margin (``npnet.update_box.centered_margin``).
 BOX_GRADIENT, BOX_WEIGHT, BOX_SLOT, BOX_SQUARES, BOX_ALPHA, BOX_LARGEST, BOX_TINY = 0, 1, 2, 3, 4, 5, 6
 #: Centered RMSprop's condition on its running means, ``npnet.update_box.centered_margin``.
 BOX_CENTERED_FLOOR, BOX_CENTERED_PENALTY = 7, 8
@@ -2149,14 +2149,6 @@ def box_of(adam, sgd, rmsprop):
 
 
 @kernel
-def optional_within(slots, i, limit):
-    """Whether ``slots[i]`` is within ``limit`` (True when the optimizer has no such slot)."""
-    if slots is None:
-        return True
-    return within(slots[i], limit)
-
-
-@kernel
 def slots_in_box(adam, sgd, rmsprop, i, slot, squares):
     """Whether layer ``i``'s slots of the optimizer in use are within their box limits."""
     fine = True
@@ -2164,11 +2156,12 @@ def slots_in_box(adam, sgd, rmsprop, i, slot, squares):
         fine = (within(adam.kernel_m[i], slot) and within(adam.bias_m[i], slot)
                 and within(adam.kernel_v[i], squares) and within(adam.bias_v[i], squares))
     if sgd is not None:
-        fine = optional_within(sgd.kernel_velocity, i, slot) and optional_within(sgd.bias_velocity, i, slot)
+        fine = (within_if_any(slot_of(sgd.kernel_velocity, i), slot)
+                and within_if_any(slot_of(sgd.bias_velocity, i), slot))
     if rmsprop is not None:
         fine = (within(rmsprop.kernel_velocity[i], squares) and within(rmsprop.bias_velocity[i], squares)
-                and optional_within(rmsprop.kernel_momentum, i, slot)
-                and optional_within(rmsprop.bias_momentum, i, slot)
+                and within_if_any(slot_of(rmsprop.kernel_momentum, i), slot)
+                and within_if_any(slot_of(rmsprop.bias_momentum, i), slot)
                 and centered_means_in_box(rmsprop.kernel_velocity[i], slot_of(rmsprop.kernel_average, i), rmsprop)
                 and centered_means_in_box(rmsprop.bias_velocity[i], slot_of(rmsprop.bias_average, i), rmsprop))
     return fine
