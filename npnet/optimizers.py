@@ -378,31 +378,53 @@ class RMSprop(Optimizer):
 
     def _proven(self, params, grads, bounds, largest_gradient):
         """Centered, the bounds cannot vouch for the denominator ``v' - ḡ'² + ε``, which
-        rounding can take to 0 or below. So the running means are updated first, after
-        saving them, and the step is taken only when every denominator is at least the
-        smallest normal float (then ``lr·|g| / sqrt(denominator)`` is within the bounds'
-        step limit, see :func:`npnet.update_box.box`); otherwise the running means are put
-        back and nothing has changed."""
+        rounding can take to 0 or below. So the running means are updated first and the step
+        is taken only when every denominator is at least the smallest normal float (then
+        ``lr·|g| / sqrt(denominator)`` is within the bounds' step limit, see
+        :func:`npnet.update_box.box`); otherwise the running means are put back and nothing
+        has changed. Only the means at risk are saved first: those of a parameter whose last
+        step left them with :func:`npnet.update_box.centered_margin` have every next
+        denominator at least tiny (:meth:`npnet.update_box.RunningBounds.keep_margins`)."""
         if not self.centered:
             return super()._proven(params, grads, bounds, largest_gradient)
         rate = self.learning_rate
         if not bounds.proves(largest_gradient, rate):
             return False
-        velocities, averages = self.state["velocity"], self.state["average_gradient"]
-        saved = self._saved_copies(velocities + averages, name="running means")
-        buffers = [kept[0] for kept in self._kept_buffers("denominators", params, 1)]
-        with np.errstate(over="ignore", invalid="ignore"):
-            denominators = [F.rmsprop_moments(grad, velocity, self.rho, self.epsilon, average,
-                                              out=(velocity, average, buffer))[2]
-                            for grad, velocity, average, buffer in zip(grads, velocities, averages, buffers)]
-        smallest = min((float(np.min(d)) for d in denominators if d.size), default=math.inf)
-        if not smallest >= float(np.finfo(params[0].dtype).tiny):  # NaN fails too
-            _copy_all(velocities + averages, saved)
+        kept = bounds.margin_kept or [False] * len(params)
+        at_risk = [i for i, margin in enumerate(kept) if not margin]
+        means, saved = self._saved_means(at_risk)
+        denominators = self._new_means(grads, at_risk)  # these first: a refused step has written no others
+        tiny = float(np.finfo(params[0].dtype).tiny)
+        if not all(_smallest(d) >= tiny for d in denominators.values()):  # NaN fails too
+            _copy_all(means, saved)
             return False
+        denominators.update(self._new_means(grads, [i for i, margin in enumerate(kept) if margin]))
+        denominators = [denominators[i] for i in range(len(params))]
+        smallest = [_smallest(d) for d in denominators]
         self._count_step(rate)
         self._update_all(params, grads, prepared=denominators)
-        bounds.advance(largest_gradient, rate, smallest_denominator=smallest)
+        bounds.advance(largest_gradient, rate, smallest_denominator=min(smallest, default=math.inf))
+        bounds.keep_margins(self.state["velocity"], smallest)
         return True
+
+    def _saved_means(self, indices):
+        """``(means, copies)``: the running means of the parameters at ``indices`` and their
+        copies, made now in buffers kept from step to step."""
+        velocities, averages = self.state["velocity"], self.state["average_gradient"]
+        copies = [buffers[0] for buffers in self._kept_buffers("running means", velocities + averages, 1)]
+        means = [arrays[i] for arrays in (velocities, averages) for i in indices]
+        saved = [copies[offset + i] for offset in (0, len(velocities)) for i in indices]
+        _copy_all(saved, means)
+        return means, saved
+
+    def _new_means(self, grads, indices):
+        """Write the new running means of the parameters at ``indices`` (centered); return
+        their step's denominators by index, in buffers kept from step to step."""
+        velocities, averages = self.state["velocity"], self.state["average_gradient"]
+        buffers = [kept[0] for kept in self._kept_buffers("denominators", grads, 1)]
+        with np.errstate(over="ignore", invalid="ignore"):
+            return {i: F.rmsprop_moments(grads[i], velocities[i], self.rho, self.epsilon, averages[i],
+                                         out=(velocities[i], averages[i], buffers[i]))[2] for i in indices}
 
     def _float_hyperparameters(self):
         return {**super()._float_hyperparameters(), "epsilon": self.epsilon}
@@ -415,6 +437,11 @@ class RMSprop(Optimizer):
 def _all_finite(arrays):
     """True when no entry of any array is inf or NaN."""
     return all(np.isfinite(a).all() for a in arrays)
+
+
+def _smallest(array):
+    """The smallest entry of ``array`` as a Python float (inf for none, NaN if any is NaN)."""
+    return float(array.min()) if array.size else math.inf
 
 
 def _copy_all(targets, sources):

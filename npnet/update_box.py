@@ -120,6 +120,37 @@ def centered_margin(optimizer, dtype):
     return [4 * unit * epsilon + 64 * float(np.finfo(dtype).tiny), 256 * unit]
 
 
+def centered_margin_test(box_, rho, epsilon, dtype):
+    """A function ``kept(largest_velocity, smallest_denominator)``: True when every element
+    of one parameter's centered RMSprop running means v, ḡ (of ``dtype``) meets
+    :func:`centered_margin`'s condition, known only from two numbers: ``largest_velocity``
+    V >= every v, and ``smallest_denominator`` D <= every denominator ``v - ḡ² + ε`` as
+    :func:`npnet.functional.rmsprop_moments` computes it. ``box_`` is :func:`box`, ``rho``
+    and ``epsilon`` as the update reads them.
+
+    Why, with u the unit roundoff of ``dtype`` and each rounding within u relative or tiny
+    absolute (flushed or gradual underflow): the denominator is ``fl(fl(v - fl(ḡ·ḡ)) + ε)``,
+    so D > 0 implies ``v - ḡ² > -ε`` but for roundings, hence ``ḡ² <= A = (V + ε + 8·tiny)(1 + 5u)``;
+    and undoing the three roundings, ``v - ḡ² + ε >= (D - 2·tiny)(1 - u) - u(V + 3A) - 8·tiny``.
+    Then ``ρ(v - ḡ²) + ε = ρ(v - ḡ² + ε) + (1 - ρ)ε`` is at least the gain below, and
+    ``floor + penalty·(v + ḡ²)`` at most the cost. Both are sums of numbers at least 0, so the
+    float64 arithmetic here is within a few float64 units of each, which the factors
+    ``1 ∓ 16·2⁻⁵³`` cover."""
+    unit = float(np.finfo(dtype).eps) / 2
+    floor, penalty, largest, tiny = (float(box_[i]) for i in (CENTERED_FLOOR, CENTERED_PENALTY, LARGEST, TINY))
+    rho, epsilon, slack = float(rho), float(epsilon), 16 * 2.0 ** -53
+
+    def kept(largest_velocity, smallest_denominator):
+        velocity, least = float(largest_velocity), float(smallest_denominator)
+        if not (least >= 2 * tiny and velocity >= 0):  # NaN fails too
+            return False
+        squares = (velocity + epsilon + 8 * tiny) * (1 + 5 * unit)  # A: the largest ḡ²
+        gain = rho * (least - 2 * tiny) * (1 - unit) + (1 - rho) * epsilon
+        cost = rho * (unit * (velocity + 3 * squares) + 8 * tiny) + floor + penalty * (velocity + squares)
+        return squares <= largest / 4 and gain * (1 - slack) >= cost * (1 + slack)
+    return kept
+
+
 def _family_limits(optimizer, dtype, learning_rate, largest, epsilon):
     """``(gradient, slot, alpha)`` limits of :func:`box` for the optimizer's family, from
     its hyperparameters as the update reads them (cast to ``dtype``), in float64. A learning
@@ -195,9 +226,10 @@ class RunningBounds:
     ``lr·sqrt(1-β2^t)/(1-β1^t)`` by ``lr/(1-β1)``). Every bound is widened by a few units in
     the last place per step for rounding, so it stays an upper bound; when the bounds leave
     the box they are measured again. Centered RMSprop's denominator is not bounded by the
-    box: its optimizer computes the step's denominators before writing anything and passes
-    their minimum to :meth:`advance` (:meth:`npnet.optimizers.RMSprop._proven`). The box
-    follows the learning rate (a schedule's changes each step)."""
+    box: its optimizer computes the step's denominators before taking the step and passes
+    their minimum to :meth:`advance` (:meth:`npnet.optimizers.RMSprop._proven`), and
+    :meth:`keep_margins` notes which parameters' running means need no saving before the
+    next step. The box follows the learning rate (a schedule's changes each step)."""
 
     _ROUNDING = 4  # units in the last place allowed per operation, per bound
 
@@ -218,9 +250,11 @@ class RunningBounds:
         next proof."""
         self.measured = None  # {"weight": ..., "slot": ..., "squares": ...} once measured
         self.box_rate = None
+        # centered RMSprop: per parameter, whether its running means keep centered_margin
+        self.margin_kept, self.margin_test = None, None
         optimizer = self.optimizer
-        self.hyper = {name: self._cast(getattr(optimizer, name)) for name in ("beta_1", "epsilon", "momentum")
-                      if hasattr(optimizer, name)}
+        self.hyper = {name: self._cast(getattr(optimizer, name))
+                      for name in ("beta_1", "epsilon", "momentum", "rho") if hasattr(optimizer, name)}
 
     def _cast(self, value):
         """A hyperparameter as the update reads it: cast to the weights' float type."""
@@ -290,6 +324,17 @@ class RunningBounds:
             elif "slot" in bound:
                 bound["slot"] = move
         bound["weight"] = (bound["weight"] + move) * widen
+
+    def keep_margins(self, velocities, smallest_denominators):
+        """After a proven centered RMSprop step, note for each parameter whether its new
+        running means keep :func:`centered_margin`'s condition (from the largest of its
+        ``velocities`` and the smallest of the denominators its step computed): the next
+        step's denominators are then at least tiny for any gradient in the box, so its
+        optimizer need not save those means first (see :meth:`npnet.optimizers.RMSprop._proven`)."""
+        if self.margin_test is None:
+            self.margin_test = centered_margin_test(self.box, self.hyper["rho"], self.hyper["epsilon"], self.dtype)
+        self.margin_kept = [self.margin_test(velocity.max() if velocity.size else 0.0, least)
+                            for velocity, least in zip(velocities, smallest_denominators)]
 
 
 #: Which bound each optimizer slot belongs to.

@@ -6,6 +6,7 @@ import numpy as np
 import pytest
 
 import npnet
+from npnet import functional as F
 from npnet import layers, optimizers, schedules, update_box, utils
 
 FAMILIES = {
@@ -232,3 +233,138 @@ def test_the_box_follows_the_learning_rate():
     assert bounds.proves(gradient, 0.01)
     assert not bounds.proves(gradient, 1e30)  # lr·g = 1e45: beyond float32
     assert bounds.proves(gradient, 0.01)
+
+
+def _computed_denominators(velocity, average, epsilon):
+    """``v - ḡ² + ε`` of the means, as ``functional.rmsprop_moments`` computes it."""
+    denominator = np.subtract(velocity, average * average)
+    denominator += epsilon
+    return denominator
+
+
+def _meets_the_margin(velocity, average, rho, epsilon, box_):
+    """``update_box.centered_margin``'s condition for every element, in exact arithmetic."""
+    from fractions import Fraction
+
+    floor, penalty = Fraction(float(box_[update_box.CENTERED_FLOOR])), Fraction(float(box_[update_box.CENTERED_PENALTY]))
+    quarter = Fraction(float(box_[update_box.LARGEST])) / 4
+    rho, epsilon = Fraction(float(rho)), Fraction(float(epsilon))
+    for v, a in zip(map(Fraction, velocity.ravel().tolist()), map(Fraction, average.ravel().tolist())):
+        if not (rho * (v - a * a) + epsilon >= floor + penalty * (v + a * a) and a * a <= quarter):
+            return False
+    return True
+
+
+def _largest_average_keeping(velocity, least, epsilon):
+    """The largest ḡ >= 0 whose computed denominator with ``velocity`` is still at least ``least``
+    (bisection on the bit patterns): the element with the least room for its v."""
+    dtype = velocity.dtype
+    denominator = lambda a: _computed_denominators(velocity, a, epsilon)  # noqa: E731
+    low, high = np.zeros((), dtype), np.sqrt(velocity + epsilon) * dtype.type(1.01)
+    bits = f"u{dtype.itemsize}"
+    while high.view(bits) - low.view(bits) > 1:
+        middle = (low.view(bits) + (high.view(bits) - low.view(bits)) // 2).astype(bits).view(dtype)
+        low, high = (middle, high) if denominator(middle) >= least else (low, middle)
+    return low
+
+
+@pytest.mark.parametrize("dtype", [np.float32, np.float64])
+@pytest.mark.parametrize("rho", [0.9, 0.5, 0.999])
+@pytest.mark.parametrize("epsilon", [1e-7, 1.0])
+def test_the_centered_margin_test_vouches_only_for_means_that_keep_the_margin(epsilon, rho, dtype):
+    """The NumPy backend skips saving a parameter's running means when two numbers (their
+    largest v, the smallest denominator its step computed) say that every element keeps
+    ``centered_margin``'s condition. The worst element (the largest v with the smallest
+    denominator) at the test's edge keeps it, checked in exact arithmetic, with less than
+    5% to spare (the test gives little away); and means made by real RMSprop steps, from
+    gradients of many scales, varying or constant (whose v - ḡ² is rounding noise), keep it
+    whenever the test says so."""
+    optimizer = optimizers.RMSprop(centered=True, rho=rho, epsilon=epsilon)
+    box_ = update_box.box(optimizer, np.dtype(dtype), 1e-3).astype(np.float64)
+    rho_, epsilon_ = dtype(rho), dtype(epsilon)
+    kept = update_box.centered_margin_test(box_, rho_, epsilon_, np.dtype(dtype))
+    low, high = 0.0, 1.0  # bisection for the largest v the test accepts with denominators of ε
+    while kept(high, epsilon_):
+        high *= 2
+    for _ in range(100):
+        low, high = ((low + high) / 2, high) if kept((low + high) / 2, epsilon_) else (low, (low + high) / 2)
+    velocity = np.array(low, dtype)
+    if float(velocity) > low:  # rounded up past the edge
+        velocity = np.nextafter(velocity, dtype(0))
+    average = _largest_average_keeping(velocity, epsilon_, epsilon_)
+    assert kept(velocity, _computed_denominators(velocity, average, epsilon_))
+    assert _meets_the_margin(velocity, average, rho_, epsilon_, box_)
+    room = (float(rho_) * (float(velocity) - float(average) ** 2) + float(epsilon_)) / (
+        box_[update_box.CENTERED_FLOOR] + box_[update_box.CENTERED_PENALTY] * (float(velocity) + float(average) ** 2))
+    assert 1 <= room < 1.05, room
+
+    rng = np.random.default_rng(7)
+    outcomes = set()
+    for scale in np.geomspace(1e-6, 1e8, 15):
+        for constant in (False, True):
+            # a constant gradient from a long history of it: v = ḡ², their difference rounding noise
+            velocity, average = (np.full(200, scale * scale, dtype), np.full(200, scale, dtype)) if constant \
+                else (np.zeros(200, dtype), np.zeros(200, dtype))
+            for _ in range(30):
+                grad = (np.full(200, scale) if constant else rng.standard_normal(200) * scale).astype(dtype)
+                F.rmsprop_moments(grad, velocity, rho, epsilon, average, out=(velocity, average, None))
+            least = _computed_denominators(velocity, average, epsilon_).min()
+            verdict = kept(velocity.max(), least)
+            outcomes.add(verdict)
+            if verdict:
+                assert _meets_the_margin(velocity, average, rho_, epsilon_, box_), (scale, constant)
+    assert outcomes == {True, False}
+
+
+def test_centered_rmsprop_saves_only_the_running_means_at_risk(monkeypatch):
+    """After a proven step the parameters whose means keep the margin are not saved before the
+    next one; the numbers are those of the exact check (the family's test above), and a
+    parameter whose means miss the margin is saved and put back when its step is refused."""
+    model = _model(lambda: optimizers.RMSprop(centered=True), "float32")
+    x, y = _data()
+    params = model.backend.trainable_weights()
+    bounds = update_box.RunningBounds(model.optimizer, params)
+    saved = []
+    copy_all = npnet.optimizers._copy_all
+    monkeypatch.setattr(npnet.optimizers, "_copy_all",
+                        lambda targets, sources: (saved.append(len(targets)), copy_all(targets, sources)))
+    trainer, at_risk = model.backend, [4]  # nothing is known before the first step
+    for step in range(6):
+        assert trainer.train_batch(x[step * 8:step * 8 + 8], y[step * 8:step * 8 + 8], bounds=bounds)[2]
+        at_risk.append(bounds.margin_kept.count(False))
+    assert saved == [2 * n for n in at_risk[:-1]]  # v and ḡ of each parameter at risk
+    assert bounds.margin_kept == [True] * 4
+    velocities, averages = model.optimizer.state["velocity"], model.optimizer.state["average_gradient"]
+    velocities[2][0, 0], averages[2][0, 0] = 0.0, 10.0  # ḡ'² = 81 > v': a denominator below zero
+    bounds.margin_kept[2] = False  # as a training call's start notes (forget) after such a write
+    before, steps = _state(model)
+    grads = [np.zeros_like(p) for p in params]
+    assert not model.optimizer._proven(params, grads, bounds, 0.0)
+    assert saved[-2:] == [2, 2]  # v and ḡ of that parameter: saved, then put back
+    after, steps_after = _state(model)
+    assert steps_after == steps
+    for got, expected in zip(after, before):
+        np.testing.assert_array_equal(got, expected)
+
+
+def test_a_write_between_training_calls_puts_the_running_means_at_risk_again():
+    """A callback that spoils centered RMSprop's means between batches (each batch its own
+    training call) makes the next step's denominator negative: that step is refused with
+    nothing changed, because each call forgets which means kept their margin."""
+    model = _model(lambda: optimizers.RMSprop(centered=True), "float32")
+    x, y = _data()
+
+    class Spoil(npnet.callbacks.Callback):
+        def on_train_batch_end(self, batch, logs=None):
+            if batch == 2:
+                model.optimizer.state["velocity"][0][0, 0] = 0.0
+                model.optimizer.state["average_gradient"][0][0, 0] = 10.0
+                self.spoiled = _state(model)
+
+    spoil = Spoil()
+    with pytest.warns(RuntimeWarning, match="training stopped"):
+        model.fit(x, y, batch_size=8, epochs=1, verbose=0, callbacks=[spoil])
+    after, steps = _state(model)
+    assert steps == spoil.spoiled[1] == 3
+    for got, expected in zip(after, spoil.spoiled[0]):
+        np.testing.assert_array_equal(got, expected)
