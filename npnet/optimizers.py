@@ -384,27 +384,30 @@ class RMSprop(Optimizer):
         :func:`npnet.update_box.box`); otherwise the running means are put back and nothing
         has changed. Only the means at risk are saved first: those of a parameter whose last
         step left them with :func:`npnet.update_box.centered_margin` have every next
-        denominator at least tiny (:meth:`npnet.update_box.RunningBounds.keep_margins`)."""
+        denominator at least tiny (:meth:`npnet.update_box.RunningBounds.margins_kept`)."""
         if not self.centered:
             return super()._proven(params, grads, bounds, largest_gradient)
         rate = self.learning_rate
         if not bounds.proves(largest_gradient, rate):
             return False
-        kept = bounds.margin_kept or [False] * len(params)
+        kept = bounds.margins_kept(self.state["velocity"])
         at_risk = [i for i, margin in enumerate(kept) if not margin]
-        means, saved = self._saved_means(at_risk)
-        denominators = self._new_means(grads, at_risk)  # these first: a refused step has written no others
-        tiny = float(np.finfo(params[0].dtype).tiny)
-        if not all(_smallest(d) >= tiny for d in denominators.values()):  # NaN fails too
-            _copy_all(means, saved)
-            return False
-        denominators.update(self._new_means(grads, [i for i, margin in enumerate(kept) if margin]))
+        denominators = {}
+        if at_risk:  # these first: a refused step has written no others
+            means, saved = self._saved_means(at_risk)
+            denominators = self._new_means(grads, at_risk)
+            tiny = float(np.finfo(params[0].dtype).tiny)
+            if not all(_smallest(d) >= tiny for d in denominators.values()):  # NaN fails too
+                _copy_all(means, saved)
+                return False
+        if len(at_risk) < len(params):
+            denominators.update(self._new_means(grads, [i for i, margin in enumerate(kept) if margin]))
         denominators = [denominators[i] for i in range(len(params))]
         smallest = [_smallest(d) for d in denominators]
         self._count_step(rate)
         self._update_all(params, grads, prepared=denominators)
         bounds.advance(largest_gradient, rate, smallest_denominator=min(smallest, default=math.inf))
-        bounds.keep_margins(self.state["velocity"], smallest)
+        bounds.note_denominators(smallest)
         return True
 
     def _saved_means(self, indices):

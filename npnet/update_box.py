@@ -228,8 +228,7 @@ class RunningBounds:
     the box they are measured again. Centered RMSprop's denominator is not bounded by the
     box: its optimizer computes the step's denominators before taking the step and passes
     their minimum to :meth:`advance` (:meth:`npnet.optimizers.RMSprop._proven`), and
-    :meth:`keep_margins` notes which parameters' running means need no saving before the
-    next step. The box follows the learning rate (a schedule's changes each step)."""
+    :meth:`margins_kept` tells which parameters' running means need no saving before a step. The box follows the learning rate (a schedule's changes each step)."""
 
     _ROUNDING = 4  # units in the last place allowed per operation, per bound
 
@@ -250,8 +249,8 @@ class RunningBounds:
         next proof."""
         self.measured = None  # {"weight": ..., "slot": ..., "squares": ...} once measured
         self.box_rate = None
-        # centered RMSprop: per parameter, whether its running means keep centered_margin
-        self.margin_kept, self.margin_test = None, None
+        # centered RMSprop: per parameter, the smallest denominator of the last proven step
+        self.denominators, self.margin_test = None, None
         optimizer = self.optimizer
         self.hyper = {name: self._cast(getattr(optimizer, name))
                       for name in ("beta_1", "epsilon", "momentum", "rho") if hasattr(optimizer, name)}
@@ -266,18 +265,20 @@ class RunningBounds:
         if learning_rate != self.box_rate:
             self.box = self._limits(learning_rate)
             self.box_rate = learning_rate
+            self.limits = {"weight": self.box[WEIGHT], "squares": self.box[SQUARES], "slot": self.box[SLOT]}
         box_ = self.box
         if box_[GRADIENT] < 0 or not largest_gradient <= box_[GRADIENT] \
                 or not self._adam_step_size(learning_rate) <= box_[ALPHA]:
             return False
-        if self.measured is None or not self._inside():
-            self.measured = self._measure()
+        if self.measured is not None and self._inside():
+            return True
+        self.measured = self._measure()
         return self._inside()
 
     def _limits(self, learning_rate):
-        """:func:`box` in float64. Centered RMSprop's denominator is left to the caller (see
-        :meth:`npnet.optimizers.RMSprop._proven`): the NumPy backend does not use its margin."""
-        return box(self.optimizer, self.dtype, learning_rate).astype(np.float64)
+        """:func:`box` as Python floats (float64). Centered RMSprop's denominator is left to
+        the caller (see :meth:`npnet.optimizers.RMSprop._proven`)."""
+        return box(self.optimizer, self.dtype, learning_rate).astype(np.float64).tolist()
 
     def _adam_step_size(self, learning_rate):
         """An upper bound of Adam's step size at every step (0 for the other families)."""
@@ -286,8 +287,7 @@ class RunningBounds:
         return self._cast(learning_rate) / (1.0 - self.hyper["beta_1"]) * self.widen ** 2
 
     def _inside(self):
-        limits = {"weight": self.box[WEIGHT], "squares": self.box[SQUARES], "slot": self.box[SLOT]}
-        return all(value <= limits[kind] for kind, value in self.measured.items())
+        return all(value <= self.limits[kind] for kind, value in self.measured.items())
 
     def _measure(self):
         """Exact bounds, by reading every weight and slot once."""
@@ -325,16 +325,23 @@ class RunningBounds:
                 bound["slot"] = move
         bound["weight"] = (bound["weight"] + move) * widen
 
-    def keep_margins(self, velocities, smallest_denominators):
-        """After a proven centered RMSprop step, note for each parameter whether its new
-        running means keep :func:`centered_margin`'s condition (from the largest of its
-        ``velocities`` and the smallest of the denominators its step computed): the next
-        step's denominators are then at least tiny for any gradient in the box, so its
-        optimizer need not save those means first (see :meth:`npnet.optimizers.RMSprop._proven`)."""
+    def margins_kept(self, velocities):
+        """Centered RMSprop: for each parameter, whether its running means keep
+        :func:`centered_margin`'s condition, from the largest of its ``velocities`` now and
+        the smallest denominator its last proven step computed (:meth:`note_denominators`).
+        The next step's denominators are then at least tiny for any gradient in the box, so
+        its optimizer need not save those means first (:meth:`npnet.optimizers.RMSprop._proven`).
+        All False until a step was proven since the arrays were last read."""
+        if self.denominators is None:
+            return [False] * len(velocities)
         if self.margin_test is None:
             self.margin_test = centered_margin_test(self.box, self.hyper["rho"], self.hyper["epsilon"], self.dtype)
-        self.margin_kept = [self.margin_test(velocity.max() if velocity.size else 0.0, least)
-                            for velocity, least in zip(velocities, smallest_denominators)]
+        return [self.margin_test(velocity.max() if velocity.size else 0.0, least)
+                for velocity, least in zip(velocities, self.denominators)]
+
+    def note_denominators(self, smallest):
+        """After a proven centered RMSprop step: the smallest denominator of each parameter's."""
+        self.denominators = list(smallest)
 
 
 #: Which bound each optimizer slot belongs to.

@@ -331,12 +331,12 @@ def test_centered_rmsprop_saves_only_the_running_means_at_risk(monkeypatch):
     trainer, at_risk = model.backend, [4]  # nothing is known before the first step
     for step in range(6):
         assert trainer.train_batch(x[step * 8:step * 8 + 8], y[step * 8:step * 8 + 8], bounds=bounds)[2]
-        at_risk.append(bounds.margin_kept.count(False))
-    assert saved == [2 * n for n in at_risk[:-1]]  # v and ḡ of each parameter at risk
-    assert bounds.margin_kept == [True] * 4
+        at_risk.append(bounds.margins_kept(model.optimizer.state["velocity"]).count(False))
+    assert saved == [2 * n for n in at_risk[:-1] if n]  # v and ḡ of each parameter at risk
+    assert at_risk[-1] == 0
     velocities, averages = model.optimizer.state["velocity"], model.optimizer.state["average_gradient"]
     velocities[2][0, 0], averages[2][0, 0] = 0.0, 10.0  # ḡ'² = 81 > v': a denominator below zero
-    bounds.margin_kept[2] = False  # as a training call's start notes (forget) after such a write
+    bounds.denominators[2] = 0.0  # proves nothing: at risk, as after a training call's start (forget)
     before, steps = _state(model)
     grads = [np.zeros_like(p) for p in params]
     assert not model.optimizer._proven(params, grads, bounds, 0.0)
