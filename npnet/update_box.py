@@ -228,7 +228,8 @@ class RunningBounds:
     the box they are measured again. Centered RMSprop's denominator is not bounded by the
     box: its optimizer computes the step's denominators before taking the step and passes
     their minimum to :meth:`advance` (:meth:`npnet.optimizers.RMSprop._proven`), and
-    :meth:`margins_kept` tells which parameters' running means need no saving before a step. The box follows the learning rate (a schedule's changes each step)."""
+    :meth:`margins_kept` tells which parameters' running means need no saving before a step.
+    The box follows the learning rate (a schedule's changes each step)."""
 
     _ROUNDING = 4  # units in the last place allowed per operation, per bound
 
