@@ -246,7 +246,8 @@ def _meets_the_margin(velocity, average, rho, epsilon, box_):
     """``update_box.centered_margin``'s condition for every element, in exact arithmetic."""
     from fractions import Fraction
 
-    floor, penalty = Fraction(float(box_[update_box.CENTERED_FLOOR])), Fraction(float(box_[update_box.CENTERED_PENALTY]))
+    floor = Fraction(float(box_[update_box.CENTERED_FLOOR]))
+    penalty = Fraction(float(box_[update_box.CENTERED_PENALTY]))
     quarter = Fraction(float(box_[update_box.LARGEST])) / 4
     rho, epsilon = Fraction(float(rho)), Fraction(float(epsilon))
     for v, a in zip(map(Fraction, velocity.ravel().tolist()), map(Fraction, average.ravel().tolist())):
