@@ -233,9 +233,12 @@ class Optimizer:
                 else:
                     self.update(param, grad, slots, prepared=prepared[i])
 
-    def _saved_copies(self, arrays, name="copies"):
-        """Copies of ``arrays``, in buffers kept from step to step under ``name``."""
+    def _saved_copies(self, arrays, name="copies", indices=None):
+        """Copies of ``arrays`` (of those at ``indices`` only, when given), in buffers kept
+        from step to step under ``name``."""
         copies = [buffers[0] for buffers in self._kept_buffers(name, arrays, 1)]
+        if indices is not None:
+            arrays, copies = [arrays[i] for i in indices], [copies[i] for i in indices]
         _copy_all(copies, arrays)
         return copies
 
@@ -392,42 +395,38 @@ class RMSprop(Optimizer):
             return False
         kept = bounds.margins_kept(self.state["velocity"])
         at_risk = [i for i, margin in enumerate(kept) if not margin]
-        denominators = {}
+        new = {}
         if at_risk:  # these first: a refused step has written no others
-            means, saved = self._saved_means(at_risk)
-            denominators = self._new_means(grads, at_risk)
+            means = self.state["velocity"] + self.state["average_gradient"]
+            risky = at_risk + [len(params) + i for i in at_risk]  # their v and ḡ
+            saved = self._saved_copies(means, "running means", risky)
+            new = self._new_means(grads, at_risk)
             tiny = float(np.finfo(params[0].dtype).tiny)
-            if not all(_smallest(d) >= tiny for d in denominators.values()):  # NaN fails too
-                _copy_all(means, saved)
+            if not all(least >= tiny for _, least in new.values()):  # NaN fails too
+                _copy_all([means[j] for j in risky], saved)
                 return False
         if len(at_risk) < len(params):
-            denominators.update(self._new_means(grads, [i for i, margin in enumerate(kept) if margin]))
-        denominators = [denominators[i] for i in range(len(params))]
-        smallest = [_smallest(d) for d in denominators]
+            new.update(self._new_means(grads, [i for i, margin in enumerate(kept) if margin]))
+        denominators, smallest = [new[i][0] for i in range(len(params))], [new[i][1] for i in range(len(params))]
         self._count_step(rate)
         self._update_all(params, grads, prepared=denominators)
         bounds.advance(largest_gradient, rate, smallest_denominator=min(smallest, default=math.inf))
         bounds.note_denominators(smallest)
         return True
 
-    def _saved_means(self, indices):
-        """``(means, copies)``: the running means of the parameters at ``indices`` and their
-        copies, made now in buffers kept from step to step."""
-        velocities, averages = self.state["velocity"], self.state["average_gradient"]
-        copies = [buffers[0] for buffers in self._kept_buffers("running means", velocities + averages, 1)]
-        means = [arrays[i] for arrays in (velocities, averages) for i in indices]
-        saved = [copies[offset + i] for offset in (0, len(velocities)) for i in indices]
-        _copy_all(saved, means)
-        return means, saved
-
     def _new_means(self, grads, indices):
         """Write the new running means of the parameters at ``indices`` (centered); return
-        their step's denominators by index, in buffers kept from step to step."""
+        ``{index: (denominators, smallest denominator)}`` of their step, the denominators in
+        buffers kept from step to step."""
         velocities, averages = self.state["velocity"], self.state["average_gradient"]
         buffers = [kept[0] for kept in self._kept_buffers("denominators", grads, 1)]
+        new = {}
         with np.errstate(over="ignore", invalid="ignore"):
-            return {i: F.rmsprop_moments(grads[i], velocities[i], self.rho, self.epsilon, averages[i],
-                                         out=(velocities[i], averages[i], buffers[i]))[2] for i in indices}
+            for i in indices:
+                denominator = F.rmsprop_moments(grads[i], velocities[i], self.rho, self.epsilon, averages[i],
+                                                out=(velocities[i], averages[i], buffers[i]))[2]
+                new[i] = denominator, _smallest(denominator)
+        return new
 
     def _float_hyperparameters(self):
         return {**super()._float_hyperparameters(), "epsilon": self.epsilon}

@@ -241,7 +241,7 @@ class RunningBounds:
                        else "centered" if optimizer.centered else "rmsprop")
         self.dtype = self.params[0].dtype if self.params else np.dtype(np.float64)
         self.widen = 1.0 + self._ROUNDING * float(np.finfo(self.dtype).eps)
-        self.box, self.box_rate = None, None
+        self.box, self.box_rate, self.limits = None, None, None
         self.forget()
 
     def forget(self):
@@ -335,7 +335,7 @@ class RunningBounds:
         All False until a step was proven since the arrays were last read."""
         if self.denominators is None:
             return [False] * len(velocities)
-        if self.margin_test is None:
+        if self.margin_test is None:  # the margin's entries of the box do not follow the rate
             self.margin_test = centered_margin_test(self.box, self.hyper["rho"], self.hyper["epsilon"], self.dtype)
         return [self.margin_test(velocity.max() if velocity.size else 0.0, least)
                 for velocity, least in zip(velocities, self.denominators)]
