@@ -9,8 +9,8 @@ copy of them made before it. Both backends avoid that cost in the common case wi
   the gradient such that a step from weights and slots inside them, with every gradient
   within its bound, leaves every new value finite (the reasoning is in its docstring);
 * the numba kernels learn whether the new values are inside the box while they write them
-  (Adam's, whether its new weights are: its slots cannot leave the box in a proven step but
-  by rounding, see ``npnet.kernels.dense.ADAM_SLOTS_RECHECK``);
+  (not Adam's slots nor RMSprop's velocity: they cannot leave the box in a proven step but
+  by rounding, see ``npnet.kernels.dense.SLOTS_RECHECK``);
 * the NumPy backend keeps :class:`RunningBounds`: upper bounds of ``|weight|`` and of each
   slot, measured once at the start of a training call and then carried forward step by step
   from a bound of the largest gradient (:func:`gradient_bound`, which the finiteness check of

@@ -336,11 +336,11 @@ def test_the_box_proves_what_the_kernels_skip(name, scale, dtype):
         assert optimizer.apply_gradients_if_finite(params, grads), (weight_sign, gradient_sign, slot_values)
 
 
-def _adam_slot_slack(dtype):
-    """How far above their box limits Adam's slots may be between two measures in the
-    kernels: (1 + 9u)^ADAM_SLOTS_RECHECK (see ``npnet.kernels.dense.ADAM_SLOTS_RECHECK``)."""
+def _slot_slack(dtype):
+    """How far above their box limits Adam's slots and RMSprop's velocity may be between two
+    measures in the kernels: (1 + 9u)^SLOTS_RECHECK (see ``npnet.kernels.dense.SLOTS_RECHECK``)."""
     unit_roundoff = float(np.finfo(dtype).eps) / 2
-    return (1 + 9 * unit_roundoff) ** K.ADAM_SLOTS_RECHECK
+    return (1 + 9 * unit_roundoff) ** K.SLOTS_RECHECK
 
 
 @pytest.mark.parametrize("dtype", DTYPES)
@@ -348,7 +348,7 @@ def _adam_slot_slack(dtype):
 @pytest.mark.parametrize("beta_1", [0.9, 0.5, 0.999])
 def test_adam_slots_leave_the_box_by_rounding_only(beta_1, scale, dtype):
     """The numba kernels compare only Adam's new weights with the box: from slots at their
-    limits (and at every value between), ADAM_SLOTS_RECHECK steps of gradients at ±their
+    limits (and at every value between), SLOTS_RECHECK steps of gradients at ±their
     limit, in the kernel's own arithmetic, keep m and v within the slack the box allows.
     At the default rate the gradient's limit (sqrt(max)/2) puts v at its edge; at a huge
     rate the slot limit is the gradient's too, which puts m at its edge."""
@@ -362,13 +362,13 @@ def test_adam_slots_leave_the_box_by_rounding_only(beta_1, scale, dtype):
     m, v = (edges * slot).astype(dtype), (np.abs(edges) * squares).astype(dtype)
     m[:2], v[:2] = [slot, -slot], squares
     rng = np.random.default_rng(0)
-    for step in range(1, K.ADAM_SLOTS_RECHECK + 1):
+    for step in range(1, K.SLOTS_RECHECK + 1):
         param = np.zeros(n, dtype)  # the weights are compared by the kernel itself, each step
         signs = rng.choice(np.array([-1, 1], dtype), n)
         grad = (signs * gradient).astype(dtype)
         alpha = K.adam_step_size(dtype(step), hyper[0], hyper[1], hyper[2])
         K.adam_update(param, grad, m, v, alpha, hyper[4], hyper[5], hyper[3], box)
-    slack = _adam_slot_slack(dtype)
+    slack = _slot_slack(dtype)
     assert np.max(np.abs(m)) <= slot * slack and np.max(v) <= squares * slack
 
 
@@ -380,7 +380,7 @@ def test_the_adam_box_proves_its_steps_with_slots_at_their_slack(scale, dtype):
     largest = float(np.finfo(dtype).max)
     optimizer = optimizers.Adam(learning_rate=largest / 1e6 if scale == "huge" else 0.001)
     box = update_box.box(optimizer, np.dtype(dtype))
-    slack = _adam_slot_slack(dtype)
+    slack = _slot_slack(dtype)
     for weight_sign, gradient_sign, m_sign in itertools.product((-1.0, 1.0), repeat=3):
         params = [np.full(3, weight_sign * box[K.BOX_WEIGHT], dtype=dtype)]
         grads = [np.full(3, gradient_sign * box[K.BOX_GRADIENT], dtype=dtype)]
@@ -390,6 +390,69 @@ def test_the_adam_box_proves_its_steps_with_slots_at_their_slack(scale, dtype):
         optimizer.state["m"][0][...] = m_sign * box[K.BOX_SLOT] * slack
         optimizer.state["v"][0][...] = 0.0  # the largest step: v only divides it
         assert optimizer.apply_gradients_if_finite(params, grads), (weight_sign, gradient_sign, m_sign)
+
+
+RMSPROPS = ["rmsprop", "rmsprop_momentum", "rmsprop_centered"]
+
+
+def _rmsprop(name, dtype, scale, rho=0.9):
+    """RMSprop ``name`` of OPTIMIZERS at ``rho``, at a learning rate of max/1e6 for "huge"."""
+    options = {"rmsprop": {}, "rmsprop_momentum": {"momentum": 0.5}, "rmsprop_centered": {"centered": True}}[name]
+    learning_rate = float(np.finfo(dtype).max) / 1e6 if scale == "huge" else 0.001
+    return optimizers.RMSprop(learning_rate=learning_rate, rho=rho, **options)
+
+
+@pytest.mark.parametrize("dtype", DTYPES)
+@pytest.mark.parametrize("scale", ["default", "huge"])
+@pytest.mark.parametrize("rho", [0.9, 0.5, 0.999])
+@pytest.mark.parametrize("name", RMSPROPS)
+def test_rmsprop_velocity_leaves_the_box_by_rounding_only(name, rho, scale, dtype):
+    """The numba kernels do not compare RMSprop's velocity with the box either: from
+    velocities at their limit (and at every value below), SLOTS_RECHECK steps of gradients
+    at ±their limit, in the kernel's own arithmetic, keep it within the slack the box allows."""
+    optimizer = _rmsprop(name, dtype, scale, rho)
+    box = update_box.box(optimizer, np.dtype(dtype))
+    hyper = numba_backend._hyperparameters(optimizer, np.dtype(dtype))
+    squares, gradient = box[K.BOX_SQUARES], box[K.BOX_GRADIENT]
+    assert gradient > 0, "the box is on"
+    n = 64
+    velocity = (np.linspace(0, 1, n) * squares).astype(dtype)
+    velocity[:2] = squares
+    buffer = np.zeros(n, dtype) if optimizer.momentum else None
+    average = np.zeros(n, dtype) if optimizer.centered else None
+    rng = np.random.default_rng(0)
+    for _ in range(K.SLOTS_RECHECK):
+        param = np.zeros(n, dtype)  # the weights are compared by the kernel itself, each step
+        grad = (rng.choice(np.array([-1, 1], dtype), n) * gradient).astype(dtype)
+        with np.errstate(all="ignore"):  # a centered step's own denominator is not this test's subject
+            K.rmsprop_update(param, grad, velocity, buffer, average, hyper, box)
+    assert 0 <= np.min(velocity) and np.max(velocity) <= squares * _slot_slack(dtype)
+
+
+@pytest.mark.parametrize("dtype", DTYPES)
+@pytest.mark.parametrize("scale", ["default", "huge"])
+@pytest.mark.parametrize("name", RMSPROPS)
+def test_the_rmsprop_box_proves_its_steps_with_the_velocity_at_its_slack(name, scale, dtype):
+    """As ``test_the_box_proves_what_the_kernels_skip`` for RMSprop (centered too), with the
+    velocity as far above its limit as rounding can take it between two measures in the
+    kernels. Centered RMSprop's running means then still meet the margin under which the
+    box vouches for its denominator."""
+    optimizer = _rmsprop(name, dtype, scale)
+    box = update_box.box(optimizer, np.dtype(dtype))
+    velocity = box[K.BOX_SQUARES] * _slot_slack(dtype)
+    if optimizer.centered:
+        factors = K.centered_margin_factors(dtype(optimizer.rho), dtype(optimizer.epsilon), box)
+        assert K.centered_margin_met(dtype(velocity), dtype(0), *factors, box[K.BOX_SQUARES])
+    momenta = (-1.0, 1.0) if optimizer.momentum else (0.0,)
+    for weight_sign, gradient_sign, momentum in itertools.product((-1.0, 1.0), (-1.0, 1.0), momenta):
+        params = [np.full(3, weight_sign * box[K.BOX_WEIGHT], dtype=dtype)]
+        grads = [np.full(3, gradient_sign * box[K.BOX_GRADIENT], dtype=dtype)]
+        optimizer.state = None
+        optimizer.build(params)
+        optimizer.state["velocity"][0][...] = velocity
+        if optimizer.momentum:
+            optimizer.state["momentum"][0][...] = momentum * box[K.BOX_SLOT]
+        assert optimizer.apply_gradients_if_finite(params, grads), (weight_sign, gradient_sign, momentum)
 
 
 @pytest.mark.parametrize("dtype", DTYPES)
@@ -482,8 +545,9 @@ def test_centered_rmsprop_proof_reads_weights_and_momentum_unless_told_they_are_
 
 @pytest.mark.parametrize("momentum", [0.0, 0.5])
 def test_centered_rmsprop_update_reports_what_the_next_proof_skips(momentum):
-    """The update reports whether the weights, momentum and velocity it wrote are inside the
-    box: the next step's proof relies on it instead of reading them."""
+    """The update reports whether the weights and momentum it wrote are inside the box: the
+    next step's proof relies on it instead of reading them. Not the velocity: a proven step
+    cannot take it out but by rounding (``test_rmsprop_velocity_leaves_the_box_by_rounding_only``)."""
     dtype = np.float32
     optimizer = optimizers.RMSprop(learning_rate=0.01, centered=True, momentum=momentum)
     box = update_box.box(optimizer, np.dtype(dtype))
@@ -497,7 +561,7 @@ def test_centered_rmsprop_update_reports_what_the_next_proof_skips(momentum):
     assert not K.rmsprop_update(param, grad, velocity, buffer, average, hyper, box)
     param[3] = 0.5
     velocity[1] = 2 * box[K.BOX_SQUARES]
-    assert not K.rmsprop_update(param, grad, velocity, buffer, average, hyper, box)
+    assert K.rmsprop_update(param, grad, velocity, buffer, average, hyper, box)
     velocity[1] = 0.3
     if momentum:
         buffer[0] = 4 * box[K.BOX_SLOT]  # momentum 0.5 halves it: still twice the limit
@@ -578,10 +642,11 @@ def test_running_means_whose_denominator_rounds_away_miss_the_margin(dtype):
     assert not K.centered_margin_met(dtype(np.finfo(dtype).max / 4), dtype(np.finfo(dtype).max / 4), *args)
 
 
-@pytest.mark.parametrize("optimizer", ["adam", "rmsprop_centered"])
+@pytest.mark.parametrize("optimizer", ["adam", "rmsprop", "rmsprop_centered"])
 def test_a_normal_model_trains_inside_the_box(optimizer):
-    """Keras's default Adam and centered RMSprop keep a fresh, trained model inside their box, so the kernels take
-    the path without a second pass (the premise of the speed, not a measure of it)."""
+    """Keras's default Adam and RMSprop keep a fresh, trained model inside their box, so the kernels take
+    the path without a second pass (the premise of the speed, not a measure of it); the measure made
+    when a call starts and every SLOTS_RECHECK steps finds a slot outside."""
     model = make_model(OPTIMIZERS[optimizer](), "numba", np.float32)
     x, y = clean_data(np.float32)
     model.fit(x, y, epochs=1, batch_size=16, verbose=0)
@@ -590,6 +655,11 @@ def test_a_normal_model_trains_inside_the_box(optimizer):
     adam, sgd, rmsprop = trainer._bind_optimizer()
     assert K.state_in_box(net.kernels, net.biases, net.trainable, adam, sgd, rmsprop)
     model.layers[0].kernel[0, 0] = np.finfo(np.float32).max / 2  # outside: a weight above max/4
+    assert not K.state_in_box(net.kernels, net.biases, net.trainable, adam, sgd, rmsprop)
+    model.layers[0].kernel[0, 0] = 0.0
+    assert K.state_in_box(net.kernels, net.biases, net.trainable, adam, sgd, rmsprop)
+    squares = "v" if optimizer == "adam" else "velocity"
+    model.optimizer.state[squares][1][0] = np.finfo(np.float32).max / 2  # a running mean of squares above max/4
     assert not K.state_in_box(net.kernels, net.biases, net.trainable, adam, sgd, rmsprop)
 
 

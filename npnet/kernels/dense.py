@@ -1720,8 +1720,8 @@ def gradients_finite(trainable, kernel_grads, bias_grads, limit):
 # such that a step from weights and slots inside the box, with every gradient
 # ``|g| <= box[BOX_GRADIENT]`` (and Adam's step size ``<= box[BOX_ALPHA]``), provably leaves
 # every new value finite. Each update pass reports, at no extra read, whether its new values
-# are inside the box again (Adam's, whether its weights are: its slots stay inside after a
-# proven step, see ADAM_SLOTS_RECHECK), so the next step's proof is ready; the first step of
+# are inside the box again (not Adam's slots nor RMSprop's velocity: they stay inside after a
+# proven step, see SLOTS_RECHECK), so the next step's proof is ready; the first step of
 # a call checks the box with one read-only pass. Outside the box, the update is computed exactly
 # without writing anything (``*_update_finite``), and applied only if all of it is finite.
 # Centered RMSprop's denominator v - ḡ² + ε depends on this step's gradient and can round
@@ -1743,18 +1743,20 @@ BOX_GRADIENT, BOX_WEIGHT, BOX_SLOT, BOX_SQUARES, BOX_ALPHA, BOX_LARGEST, BOX_TIN
 #: Centered RMSprop's condition on its running means, ``npnet.update_box.centered_margin``.
 BOX_CENTERED_FLOOR, BOX_CENTERED_PENALTY = 7, 8
 
-#: Adam's slots are not compared with the box while they are written. After a step that the
-#: box proved (every |g| within its limit, which is at most the slot limit S and has g² at
-#: most the squares limit Q), each new m = m + (g - m)(1 - β1) lies between the old m and g
-#: up to its three roundings, and v likewise between the old v and g²: with u the unit
+#: Adam's slots and RMSprop's velocity are not compared with the box while they are written.
+#: After a step that the box proved (every |g| within its limit, which is at most the slot
+#: limit S and has g² at most the squares limit Q), each new m = m + (g - m)(1 - β1) lies
+#: between the old m and g up to its three roundings, and a running mean of squares (Adam's
+#: v, RMSprop's velocity ρ·v + (1 - ρ)·g²) likewise between the old v and g²: with u the unit
 #: roundoff, one step raises |m| <= S to at most S·(1 + 6u) and v <= Q to at most
-#: Q·(1 + 9u) (g² is rounded too), so only the weights can leave the box. Over k such steps
-#: the slots stay within (1 + 9u)^k of their limits, and the box's proof holds with room to
-#: spare (it keeps a factor 2 for rounding, see ``npnet.update_box.box``) as long as
-#: :func:`train_batches` measures the slots again with :func:`state_in_box` after at most
-#: this many steps (a factor below 1 + 3e-3 in float32), and after any step the box did not
-#: prove.
-ADAM_SLOTS_RECHECK = 4096
+#: Q·(1 + 9u) (g² is rounded too), so only the weights (and the other slots: SGD's velocity,
+#: RMSprop's momentum, centered RMSprop's margin) can leave the box. Over k such steps these
+#: slots stay within (1 + 9u)^k of their limits, and the box's proof holds with room to
+#: spare (it keeps a factor 2 for rounding, see ``npnet.update_box.box``; RMSprop's velocity
+#: only divides its step) as long as :func:`train_batches` measures the slots again with
+#: :func:`state_in_box` after at most this many steps (a factor below 1 + 3e-3 in float32),
+#: and after any step the box did not prove.
+SLOTS_RECHECK = 4096
 
 
 @kernel
@@ -1784,7 +1786,7 @@ def adam_update(param, grad, m, v, alpha, one_minus_beta_1, one_minus_beta_2, ep
     """Mirrors ``functional.adam_update`` (given its step size ``alpha`` and ``1 - β`` as
     Keras computes them, in Python before the cast), in place. Returns whether the new
     *weights* are inside ``box``: Adam's m and v stay inside it by themselves after a step the
-    box proved (see :data:`ADAM_SLOTS_RECHECK`), so only the weights are compared here.
+    box proved (see :data:`SLOTS_RECHECK`), so only the weights are compared here.
 
     param, grad, m, v: arrays of one shape (C-contiguous), of one float dtype.
     """
@@ -1914,7 +1916,8 @@ def rmsprop_update(param, grad, velocity, momentum_buffer, average_grad, hyper, 
     hyper: ``[learning_rate, rho, 1 - rho, epsilon, momentum]`` in the weights' dtype
     (1 - ρ taken before the cast, as Keras does). Returns whether the new values are inside
     ``box`` (for centered RMSprop, also whether its running means meet the condition under
-    which the box vouches for the next denominator, :func:`centered_margin_met`).
+    which the box vouches for the next denominator, :func:`centered_margin_met`); the
+    velocity is not compared with the box (see :data:`SLOTS_RECHECK`).
     """
     learning_rate, rho, one_minus_rho, epsilon, momentum = hyper[0], hyper[1], hyper[2], hyper[3], hyper[4]
     param_flat = param.reshape(param.size)
@@ -1932,7 +1935,7 @@ def rmsprop_update(param, grad, velocity, momentum_buffer, average_grad, hyper, 
                                         learning_rate, rho, one_minus_rho, epsilon, momentum, momentum_buffer,
                                         average_grad)
         param_flat[i], velocity_flat[i] = p, v
-        inside &= (np.abs(p) <= weight_limit) & (v <= squares_limit)
+        inside &= np.abs(p) <= weight_limit  # not v: see SLOTS_RECHECK
         if average_grad is not None:
             average[i] = a
             inside &= centered_margin_met(v, a, velocity_factor, square_factor, least, squares_limit)
@@ -2060,7 +2063,7 @@ def adam_update_kernel(param, grad, m, v, alpha, one_minus_beta_1, one_minus_bet
 def adam_apply(kernels, biases, trainable, kernel_grads, bias_grads, adam, step, threads):
     """Mirrors ``Adam.update`` over the trainable layers at step ``step``; kernels whose units
     are whole tiles are updated on numba's threads unless ``threads`` is None. Returns whether
-    the new weights are inside ``adam.box`` (the slots: see :data:`ADAM_SLOTS_RECHECK`)."""
+    the new weights are inside ``adam.box`` (the slots: see :data:`SLOTS_RECHECK`)."""
     learning_rate, beta_1, beta_2, epsilon = adam.hyper[0], adam.hyper[1], adam.hyper[2], adam.hyper[3]
     one_minus_beta_1, one_minus_beta_2 = adam.hyper[4], adam.hyper[5]
     alpha = adam_step_size(step, learning_rate, beta_1, beta_2)
@@ -2092,7 +2095,7 @@ def sgd_apply(kernels, biases, trainable, kernel_grads, bias_grads, sgd):
 @kernel
 def rmsprop_apply(kernels, biases, trainable, kernel_grads, bias_grads, rmsprop):
     """Mirrors ``RMSprop.update`` over the trainable layers; returns whether the new values
-    are inside ``rmsprop.box``."""
+    are inside ``rmsprop.box`` (the velocity: see :data:`SLOTS_RECHECK`)."""
     inside = True
     for i in range(len(kernels)):
         if trainable[i]:
@@ -2635,13 +2638,14 @@ def train_steps_in_float_mode(x, labels, targets, order, batch_size, first_step,
         if adam is not None:
             inside = adam_apply(net.kernels, net.biases, net.trainable, work.kernel_grads, work.bias_grads, adam,
                                 step_counter[0], work.threads)
-            if inside and not (by_box and (k + 1) % ADAM_SLOTS_RECHECK):  # the slots, see ADAM_SLOTS_RECHECK
-                inside = state_in_box(net.kernels, net.biases, net.trainable, adam, sgd, rmsprop)
         if sgd is not None:
             inside = sgd_apply(net.kernels, net.biases, net.trainable, work.kernel_grads, work.bias_grads, sgd)
         if rmsprop is not None:
             inside = rmsprop_apply(net.kernels, net.biases, net.trainable, work.kernel_grads, work.bias_grads,
                                    rmsprop)
+        # Adam's slots and RMSprop's velocity were not compared with the box: see SLOTS_RECHECK
+        if sgd is None and inside and not (by_box and (k + 1) % SLOTS_RECHECK):
+            inside = state_in_box(net.kernels, net.biases, net.trainable, adam, sgd, rmsprop)
     return n_steps, True
 
 
