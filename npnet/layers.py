@@ -24,7 +24,7 @@ import numpy as np
 from . import activations as activations_module
 from . import config, initializers, regularizers, utils, validation, variables
 from . import functional as F
-from .symbolic import Input  # noqa: F401  (keras.layers.Input too)
+from .symbolic import Input, InputLayer  # noqa: F401  (keras.layers.Input too)
 from .utils import format_shape
 
 _name_counts = collections.Counter()
@@ -895,8 +895,6 @@ _KERAS_NAMES.update({
     "ActivityRegularization": "npnet has no activity penalties: penalise weights instead, e.g. "
                               "Dense(..., kernel_regularizer='l2')",
     "ELU": "write Activation('elu') (or Dense(..., activation='elu'))",
-    "InputLayer": "write npnet.Input(shape=...) as the first entry of Sequential([...]), or give "
-                  "the first layer input_shape=...",
 })
 
 

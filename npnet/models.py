@@ -64,8 +64,10 @@ class Sequential:
     # -- structure ------------------------------------------------------------------------
 
     def add(self, layer):
-        """Append a layer (or ``npnet.Input(...)`` first, or the layers of a nested model or
-        list); a compiled model whose backend cannot run the result is left unchanged."""
+        """Append a layer (or ``npnet.Input(...)`` or an ``InputLayer`` first, or the layers of a
+        nested model or list); a compiled model whose backend cannot run the result is left unchanged."""
+        if isinstance(layer, symbolic.InputLayer):
+            layer = layer.output
         if isinstance(layer, symbolic.SymbolicTensor):
             return self._declare_input(layer)
         if isinstance(layer, (Sequential, list, tuple)):
@@ -73,8 +75,8 @@ class Sequential:
                 self.add(inner)
             return None
         if not isinstance(layer, layers_module.Layer):
-            raise TypeError(f"Sequential.add expects an npnet.layers.Layer, npnet.Input(...) or a "
-                            f"model; received {layer!r}")
+            raise TypeError(f"Sequential.add expects an npnet.layers.Layer, npnet.Input(...), an InputLayer "
+                            f"or a model; received {layer!r}")
         declared = layer._declared_input_shape
         if declared is not None and self.layers:
             raise ValueError(f"Only the first layer may declare input_shape; {layer.name!r} is not first")
@@ -115,7 +117,8 @@ class Sequential:
 
     def _declare_input(self, tensor):
         if self.layers or self._input_shape is not None:
-            raise ValueError("npnet.Input(...) must come first in a Sequential model")
+            raise ValueError("npnet.Input(...) or InputLayer(...) must come first in a Sequential model, "
+                             "and only once")
         if tensor.layer is not None:
             raise ValueError(f"Sequential takes npnet.Input(...) itself, not a layer's output {tensor!r}")
         self._input_shape = (None,) + tuple(tensor.shape[1:])

@@ -75,6 +75,57 @@ def Input(shape=None, batch_size=None, name=None, dtype=None, batch_shape=None):
     return SymbolicTensor((batch_size,) + dims, name=name, dtype=dtype_name)
 
 
+class InputLayer:
+    """A model's entry, as ``keras.layers.InputLayer``: ``Sequential([InputLayer(shape=(28, 28)),
+    ...])`` declares the model's input as ``npnet.Input(shape=(28, 28))`` does, and, as in a
+    Keras ``Sequential``, is not one of ``model.layers`` (it computes nothing). ``output`` is
+    its symbolic tensor, for the functional API. ``input_shape`` is the name older tf.keras
+    code uses for ``shape``. npnet's inputs are dense float arrays, so ``sparse``, ``ragged``
+    and ``optional`` must be off, and ``input_tensor`` can only be an ``npnet.Input``."""
+
+    def __init__(self, shape=None, batch_size=None, dtype=None, sparse=None, ragged=None, batch_shape=None,
+                 input_tensor=None, optional=False, name=None, input_shape=None):
+        if input_shape is not None:
+            if shape is not None:
+                raise ValueError("InputLayer takes shape or input_shape (its older name), not both; "
+                                 f"received shape={shape!r} and input_shape={input_shape!r}")
+            shape = input_shape
+        if shape is not None and batch_shape is not None:
+            raise ValueError(f"InputLayer takes shape or batch_shape, not both; received shape={shape!r} "
+                             f"and batch_shape={batch_shape!r}")
+        if batch_size is not None and batch_shape is not None:
+            raise ValueError(f"InputLayer takes batch_size or batch_shape, not both; received "
+                             f"batch_size={batch_size!r} and batch_shape={batch_shape!r}")
+        for option, value in (("sparse", sparse), ("ragged", ragged), ("optional", optional)):
+            if value:
+                raise ValueError(f"npnet's inputs are dense arrays that every call provides: InputLayer "
+                                 f"takes {option}=False; received {option}={value!r}")
+        self.output = self._tensor(input_tensor, shape, batch_size, dtype, batch_shape, name)
+        self.name = name if name is not None else "input_layer"
+        self.batch_shape, self.dtype = self.output.shape, self.output.dtype
+
+    @staticmethod
+    def _tensor(input_tensor, shape, batch_size, dtype, batch_shape, name):
+        """The symbolic tensor: ``input_tensor`` (an ``npnet.Input``) or a new one."""
+        if input_tensor is None:
+            return Input(shape=shape, batch_size=batch_size, name=name, dtype=dtype, batch_shape=batch_shape)
+        if not isinstance(input_tensor, SymbolicTensor) or input_tensor.layer is not None:
+            raise TypeError(f"InputLayer's input_tensor must be an npnet.Input(...); received {input_tensor!r}")
+        return input_tensor
+
+    @property
+    def input(self):
+        return self.output
+
+    def get_config(self):
+        """As Keras writes an InputLayer's config."""
+        return {"batch_shape": self.batch_shape, "dtype": self.dtype, "sparse": False, "ragged": False,
+                "name": self.name, "optional": False}
+
+    def __repr__(self):
+        return f"<npnet.layers.InputLayer name={self.name}, batch_shape={format_shape(self.batch_shape)}>"
+
+
 def apply_layer(layer, tensor):
     """``layer(tensor)`` on a symbolic tensor: build the layer, return its symbolic output,
     which the layer keeps among its calls (for ``layer.output``)."""

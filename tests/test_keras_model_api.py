@@ -5,6 +5,7 @@ Each test builds the same thing in npnet and in Keras 3 and compares what users 
 """
 
 import json
+import warnings
 
 import numpy as np
 import pytest
@@ -40,6 +41,72 @@ def test_input_then_layers_builds_at_once_like_keras():
     assert [w.shape for w in ours.weights] == [tuple(w.shape) for w in theirs.weights]
     x, _ = data()
     np.testing.assert_allclose(ours.predict(x, verbose=0), theirs.predict(x, verbose=0), rtol=1e-5, atol=1e-6)
+
+
+@pytest.mark.parametrize("declared", [{"shape": (4, 3)}, {"input_shape": (4, 3)}, {"batch_shape": (None, 4, 3)},
+                                      {"shape": (4, 3), "name": "pixels"}])
+def test_input_layer_declares_the_input_of_a_sequential_like_keras(declared, tmp_path):
+    """``InputLayer`` first in a Sequential builds the model for its shape and is not one of
+    ``model.layers``, as in Keras 3 (``input_shape`` is tf.keras's older name for ``shape``);
+    its config is Keras's, and a saved model loads in Keras with the same input."""
+    with warnings.catch_warnings():
+        warnings.simplefilter("ignore")  # Keras 3 warns that input_shape is its older name
+        keras_input = keras.layers.InputLayer(**declared)
+    ours = npnet.Sequential([layers.InputLayer(**declared), layers.Flatten(), layers.Dense(5, activation="relu"),
+                             layers.Dense(K)])
+    theirs = keras.Sequential([keras_input, keras.layers.Flatten(), keras.layers.Dense(5, activation="relu"),
+                               keras.layers.Dense(K)])
+    assert ours.built and ours.input_shape == tuple(theirs.input_shape)
+    assert [type(layer).__name__ for layer in ours.layers] == [type(layer).__name__ for layer in theirs.layers]
+    theirs.set_weights(ours.get_weights())
+    x = np.random.default_rng(0).random((N, 4, 3), dtype=np.float32)
+    np.testing.assert_allclose(ours.predict(x, verbose=0), theirs.predict(x, verbose=0), rtol=1e-5, atol=1e-6)
+    config = layers.InputLayer(**declared).get_config()
+    keras_config = keras_input.get_config()
+    assert config == {key: keras_config[key] for key in config if key != "name"} | {"name": config["name"]}
+    if "name" in declared:
+        assert config["name"] == keras_config["name"]
+    ours.save(tmp_path / "ours.keras")
+    loaded = keras.models.load_model(tmp_path / "ours.keras")
+    assert tuple(loaded.input_shape) == ours.input_shape
+    np.testing.assert_allclose(loaded.predict(x, verbose=0), ours.predict(x, verbose=0), rtol=1e-6)
+
+
+def test_input_layer_output_starts_a_functional_chain_like_keras():
+    """``InputLayer(...).output`` is the symbolic input of a functional model, as in Keras."""
+    entry = layers.InputLayer(shape=(D,), name="features")
+    ours = npnet.Model(entry.output, layers.Dense(K)(layers.Dense(5, activation="tanh")(entry.output)))
+    keras_entry = keras.layers.InputLayer(shape=(D,), name="features")
+    theirs = keras.Model(keras_entry.output,
+                         keras.layers.Dense(K)(keras.layers.Dense(5, activation="tanh")(keras_entry.output)))
+    theirs.set_weights(ours.get_weights())
+    x, _ = data()
+    np.testing.assert_allclose(ours.predict({"features": x}, verbose=0), theirs.predict({"features": x}, verbose=0),
+                               rtol=1e-5, atol=1e-6)
+
+
+@pytest.mark.parametrize("arguments", [{}, {"shape": (3,), "batch_shape": (None, 3)},
+                                       {"batch_size": 4, "batch_shape": (None, 3)}])
+def test_input_layer_refuses_what_keras_refuses(arguments):
+    with pytest.raises(ValueError):
+        keras.layers.InputLayer(**arguments)
+    with pytest.raises(ValueError, match="shape"):
+        layers.InputLayer(**arguments)
+
+
+def test_input_layer_refuses_what_npnet_cannot_be_given_and_must_come_first():
+    for option in ("sparse", "ragged", "optional"):
+        with pytest.raises(ValueError, match=f"takes {option}=False; received {option}=True"):
+            layers.InputLayer(shape=(3,), **{option: True})
+    with pytest.raises(TypeError, match="input_tensor must be an npnet.Input"):
+        layers.InputLayer(input_tensor=np.zeros((1, 3)))
+    with pytest.raises(ValueError, match="shape or input_shape"):
+        layers.InputLayer(shape=(3,), input_shape=(3,))
+    model = npnet.Sequential([layers.Dense(3, input_shape=(3,))])
+    before = model.get_weights()
+    with pytest.raises(ValueError, match="must come first"):
+        model.add(layers.InputLayer(shape=(3,)))
+    assert len(model.layers) == 1 and all(np.array_equal(a, b) for a, b in zip(before, model.get_weights()))
 
 
 def test_functional_chain_equals_keras_functional_model():

@@ -79,7 +79,8 @@ def test_add_is_the_same_as_the_list_constructor():
 
 
 def test_add_rejects_what_is_not_a_layer():
-    with pytest.raises(TypeError, match=r"expects an npnet.layers.Layer, npnet.Input\(...\) or a model; received 'relu'"):
+    with pytest.raises(TypeError, match=r"expects an npnet.layers.Layer, npnet.Input\(...\), an InputLayer or a model; "
+                                        r"received .relu."):
         npnet.Sequential().add("relu")
 
 
