@@ -335,7 +335,7 @@ class ModelCheckpoint(Callback):
     def __init__(self, filepath, monitor="val_loss", verbose=0, save_best_only=False,
                  save_weights_only=False, mode="auto", save_freq="epoch", initial_value_threshold=None):
         super().__init__()
-        self.filepath = os.fspath(filepath)
+        self.filepath = os.fsdecode(filepath)
         self.verbose, self.save_best_only = verbose, bool(save_best_only)
         self.save_weights_only = bool(save_weights_only)
         self.save_freq = _check_save_freq(save_freq)
@@ -423,7 +423,7 @@ class CSVLogger(Callback):
 
     def __init__(self, filename, separator=",", append=False):
         super().__init__()
-        self.filename, self.sep, self.append = os.fspath(filename), separator, bool(append)
+        self.filename, self.sep, self.append = os.fsdecode(filename), separator, bool(append)
         self.keys, self.writer, self.csv_file = None, None, None
         self.append_header = True
 
@@ -611,7 +611,7 @@ class BackupAndRestore(Callback):
         super().__init__()
         if not backup_dir:
             raise ValueError("BackupAndRestore needs a backup_dir; received an empty one")
-        self.backup_dir = os.fspath(backup_dir)
+        self.backup_dir = os.fsdecode(backup_dir)
         self.save_freq = _check_save_freq(save_freq)
         self.double_checkpoint, self.delete_checkpoint = bool(double_checkpoint), bool(delete_checkpoint)
         self._model_path = os.path.join(self.backup_dir, "latest.npnet")

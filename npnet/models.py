@@ -856,7 +856,7 @@ def save_model(model, filepath, overwrite=True, include_optimizer=True):
     """Keras's function form of ``model.save(filepath)`` (see :func:`npnet.saving.save_model`).
     ``overwrite=False`` refuses an existing file, where Keras would ask on the terminal."""
     if not overwrite and os.path.exists(filepath):
-        raise FileExistsError(f"{os.fspath(filepath)!r} exists and overwrite=False")
+        raise FileExistsError(f"{os.fsdecode(filepath)!r} exists and overwrite=False")
     saving.save_model(model, filepath, include_optimizer=include_optimizer)
 
 

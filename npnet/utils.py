@@ -101,10 +101,10 @@ def atomic_write(path, mode="wb"):
       the hidden temporary name the operating system would report). Callers that create
       folders, as Keras's ``.h5`` writer and ``export`` do, call :func:`make_parent_folder`.
     """
-    target = _resolve_destination(os.fspath(path))
+    target = _resolve_destination(os.fsdecode(path))
     directory, name = os.path.split(target)
-    _require_folder(os.fspath(path), directory, target)
-    _require_replaceable(os.fspath(path), target)
+    _require_folder(os.fsdecode(path), directory, target)
+    _require_replaceable(os.fsdecode(path), target)
     _remove_stale_temporaries(directory, name)
     temporary = os.path.join(directory, f"{_temporary_prefix(name)}{os.getpid()}.{uuid.uuid4().hex[:8]}{_TEMP_SUFFIX}")
     try:
@@ -125,7 +125,7 @@ def atomic_write(path, mode="wb"):
 
 def make_parent_folder(path):
     """Create the folders above ``path`` that do not exist yet (``os.makedirs``)."""
-    parent = os.path.dirname(os.fspath(path))
+    parent = os.path.dirname(os.fsdecode(path))
     if parent:
         os.makedirs(parent, exist_ok=True)
 

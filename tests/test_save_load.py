@@ -82,6 +82,22 @@ def test_without_the_optimizer_state_training_restarts_adam(trained, tmp_path):
     assert_weights_equal(loaded.get_weights(), model.get_weights())
 
 
+@pytest.mark.parametrize("suffix", [".npnet", ".keras", ".h5"])
+def test_a_bytes_path_saves_and_loads_like_a_str_path(trained, tmp_path, suffix):
+    """Paths as bytes (``os.fsencode``), which Python's own file functions take, name the same
+    file as the str; anything else is refused saying what a path may be."""
+    model, x, _ = trained
+    path = os.fsencode(tmp_path / f"model{suffix}")
+    model.save(path)
+    loaded = npnet.models.load_model(path)
+    np.testing.assert_array_equal(loaded.predict(x, verbose=0), model.predict(x, verbose=0))
+    model.save_weights(os.fsencode(tmp_path / "model.weights.h5"))
+    loaded.load_weights(os.fsencode(tmp_path / "model.weights.h5"))
+    assert_weights_equal(loaded.get_weights(), model.get_weights())
+    with pytest.raises(TypeError, match="expected str, bytes or os.PathLike object, not int"):
+        npnet.models.load_model(5)
+
+
 def test_uncompiled_model_round_trip(tmp_path):
     model = npnet.Sequential([Flatten(input_shape=(28, 28)), Dense(8, activation="relu"), Dense(10, activation="softmax")])
     loaded = npnet.models.load_model(saved_file(model, tmp_path))

@@ -31,7 +31,7 @@ SAVE_EXTENSIONS = (".keras", ".h5", ".hdf5", ".npnet")
 def file_format(path):
     """``'keras'``, ``'weights.h5'``, ``'legacy_h5'``, ``'npnet'`` or (no known extension)
     ``'other'`` for a path's extension."""
-    lowered = os.fspath(path).lower()
+    lowered = os.fsdecode(path).lower()
     if lowered.endswith(".weights.h5"):
         return "weights.h5"
     if lowered.endswith(".keras"):
@@ -50,7 +50,7 @@ def save_model(model, path, include_optimizer=True):
     formats a missing folder is a ``FileNotFoundError`` naming it."""
     kind = file_format(path)
     if kind == "weights.h5":
-        raise ValueError(f"{os.fspath(path)!r} names a weights file: use model.save_weights(path), "
+        raise ValueError(f"{os.fsdecode(path)!r} names a weights file: use model.save_weights(path), "
                          "or save the whole model to a path ending in '.keras'")
     if kind == "other":
         raise ValueError(_bad_extension_message(path))
@@ -63,7 +63,7 @@ def save_model(model, path, include_optimizer=True):
 
 
 def _bad_extension_message(path):
-    path = os.fspath(path)
+    path = os.fsdecode(path)
     hint = ("; to export for inference runtimes use model.export(path, format='onnx')"
             if path.lower().endswith(".onnx") else
             "; model.export(path) writes an ONNX file for inference runtimes")
@@ -77,7 +77,7 @@ def load_model(path, backend=None):
     tf.keras (legacy ``.h5``). Raises :class:`ModelFileError` naming the file and the problem."""
     kind = file_format(path)
     if kind == "weights.h5":
-        raise ValueError(f"{os.fspath(path)!r} holds weights only: build the model, then call "
+        raise ValueError(f"{os.fsdecode(path)!r} holds weights only: build the model, then call "
                          "model.load_weights(path)")
     loader = {"keras": keras_format.load, "legacy_h5": legacy_h5.load}.get(kind, npnet_format.load)
     return loader(path, backend=backend)

@@ -23,7 +23,7 @@ class ModelFileError(ValueError):
     """
 
     def __init__(self, path, problem):
-        self.path = os.fspath(path)
+        self.path = os.fsdecode(path)
         self.problem = problem
         super().__init__(f"{self.path!r} cannot be loaded: {problem}")
 

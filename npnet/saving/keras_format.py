@@ -42,7 +42,7 @@ def save(model, path, include_optimizer=True):
 def load(path, backend=None):
     """A compiled (if the file says so) npnet ``Sequential``, or functional ``Model``, from a
     ``.keras`` file."""
-    path = os.fspath(path)
+    path = os.fsdecode(path)
     errors.require_file(path)
     with reading(path):
         with _zip.open_archive(path) as archive:

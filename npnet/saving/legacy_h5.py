@@ -24,7 +24,7 @@ def load(path, backend=None):
     config) from a legacy file."""
     import h5py
 
-    path = os.fspath(path)
+    path = os.fsdecode(path)
     errors.require_file(path)
     with reading(path):
         with h5py.File(path, "r") as h5:

@@ -196,7 +196,7 @@ def load(path, backend=None):
     and the reason for a file that is not an npnet model, is truncated, corrupted, too
     large for what it declares, or comes from an incompatible format version.
     """
-    path = os.fspath(path)
+    path = os.fsdecode(path)
     errors.require_file(path)
     with reading(path):
         meta, layers, weights, optimizer_arrays = _read_archive(path)

@@ -108,4 +108,4 @@ def export(model, path, verbose=None):
     with utils.atomic_write(path, "wb") as handle:
         handle.write(data)
     if verbose:
-        print(f"Saved the model as ONNX to {os.fspath(path)!r} (input 'inputs', output 'output_0')")
+        print(f"Saved the model as ONNX to {os.fsdecode(path)!r} (input 'inputs', output 'output_0')")

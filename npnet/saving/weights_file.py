@@ -16,7 +16,7 @@ from .errors import ModelFileError, reading
 
 def save_weights(model, path, overwrite=True):
     """Write the weights (and the optimizer's state, when compiled) to ``*.weights.h5``."""
-    path = os.fspath(path)
+    path = os.fsdecode(path)
     if not path.lower().endswith(".weights.h5"):
         raise ValueError(f"save_weights writes Keras weights files, whose names end in "
                          f"'.weights.h5'; received {path!r}")
@@ -34,7 +34,7 @@ def load_weights(model, path):
     Everything is read and checked first (shapes, values finite in the model's float type,
     the optimizer's slots and step count, see :mod:`npnet.saving.restore`); then weights,
     slots and step count are assigned in one step that Ctrl-C cannot split."""
-    path = os.fspath(path)
+    path = os.fsdecode(path)
     model.require_built("load_weights")
     errors.require_file(path, "weights")
     lowered = path.lower()
