@@ -11,6 +11,7 @@ state, step by step, as Keras's compiled train step advances ``optimizer.iterati
 
 import copy
 import functools
+import inspect
 import math
 
 import numpy as np
@@ -72,10 +73,47 @@ class Optimizer:
                 self.__dict__[name] = previous
             raise
 
-    def __init__(self, learning_rate=0.001):
+    #: Keras's settings that npnet does not implement: ``{setting: (value that leaves it off,
+    #: why another is refused)}``; the constructor takes them at that value (Keras's default)
+    #: so that Keras code spelling them out runs unchanged.
+    _keras_off = {
+        "weight_decay": (None, "npnet's optimizers have no weight decay; for a penalty on large weights, "
+                               "give the layers kernel_regularizer='l2'"),
+        "clipnorm": (None, "npnet does not clip gradients"),
+        "clipvalue": (None, "npnet does not clip gradients"),
+        "global_clipnorm": (None, "npnet does not clip gradients"),
+        "use_ema": (False, "npnet keeps no moving average of the weights"),
+        "loss_scale_factor": (None, "npnet does not scale the loss"),
+        "gradient_accumulation_steps": (None, "npnet applies each batch's gradients in a step of its own"),
+    }
+    #: settings of ``use_ema`` that Keras takes, and ignores, while it is off
+    _ema_settings = ("ema_momentum", "ema_overwrite_frequency")
+
+    def __init__(self, learning_rate=0.001, name=None, **keras_settings):
+        self._refuse_keras_settings(keras_settings)
+        if name is not None and not isinstance(name, str):
+            raise TypeError(f"{type(self).__name__} name must be a string; received {name!r}")
+        from .layers import _default_name  # Keras numbers optimizers' names as it does layers'
+
+        self.name = _default_name(type(self)) if name is None else name
         self._step_counter = np.zeros(1, dtype=np.int64)
         self.learning_rate = learning_rate
         self.state = None  # {slot: [array per parameter]} once built
+
+    def _refuse_keras_settings(self, settings):
+        """Keras's settings that npnet lacks (:attr:`_keras_off`) pass only at the value that
+        leaves them off; an unknown keyword is refused as Keras refuses it."""
+        cls = type(self).__name__
+        unknown = {key: value for key, value in settings.items()
+                   if key not in self._keras_off and key not in self._ema_settings}
+        if unknown:
+            takes = [key for key in inspect.signature(type(self)).parameters if key != "keras_settings"]
+            raise ValueError(f"Argument(s) not recognized: {unknown}; {cls} takes {', '.join(takes)}, "
+                             f"and Keras's {', '.join(self._keras_off)} at their defaults")
+        for key, value in settings.items():
+            off, why = self._keras_off.get(key, (None, None))
+            if key in self._keras_off and (value is not None if off is None else bool(value)):
+                raise ValueError(f"{cls}({key}={value!r}): {why}; {key} must be {off!r} (Keras's default)")
 
     @property
     def learning_rate(self):
@@ -308,8 +346,10 @@ class Adam(Optimizer):
 
     slots = ("m", "v")
 
-    def __init__(self, learning_rate=0.001, beta_1=0.9, beta_2=0.999, epsilon=1e-7):
-        super().__init__(learning_rate)
+    _keras_off = {**Optimizer._keras_off, "amsgrad": (False, "npnet's Adam has no AMSGrad variant")}
+
+    def __init__(self, learning_rate=0.001, beta_1=0.9, beta_2=0.999, epsilon=1e-7, name=None, **keras_settings):
+        super().__init__(learning_rate, name, **keras_settings)
         self.beta_1, self.beta_2, self.epsilon = beta_1, beta_2, epsilon
 
     _checked = {"beta_1": _check_fraction, "beta_2": _check_fraction, "epsilon": _positive}
@@ -335,8 +375,8 @@ class SGD(Optimizer):
     form (see :func:`npnet.functional.sgd_update`). Keeps a ``momentum`` slot only when
     ``momentum > 0``."""
 
-    def __init__(self, learning_rate=0.01, momentum=0.0, nesterov=False):
-        super().__init__(learning_rate)
+    def __init__(self, learning_rate=0.01, momentum=0.0, nesterov=False, name=None, **keras_settings):
+        super().__init__(learning_rate, name, **keras_settings)
         self.momentum, self.nesterov = momentum, bool(nesterov)
 
     _checked = {"momentum": functools.partial(_check_fraction, upper_inclusive=True),
@@ -361,8 +401,9 @@ class RMSprop(Optimizer):
     ``average_gradient`` when ``centered``.
     """
 
-    def __init__(self, learning_rate=0.001, rho=0.9, momentum=0.0, epsilon=1e-7, centered=False):
-        super().__init__(learning_rate)
+    def __init__(self, learning_rate=0.001, rho=0.9, momentum=0.0, epsilon=1e-7, centered=False, name=None,
+                 **keras_settings):
+        super().__init__(learning_rate, name, **keras_settings)
         self.rho, self.momentum, self.epsilon, self.centered = rho, momentum, epsilon, bool(centered)
 
     _checked = {"rho": _check_fraction, "momentum": _check_fraction, "epsilon": _positive,
@@ -469,13 +510,11 @@ def get(identifier):
 
 def deserialize(class_name, config_):
     """The optimizer saved as ``(class name, get_config())``; a schedule comes back as one."""
-    import inspect
-
     classes = {cls.__name__: cls for cls in _BY_NAME.values()}
     if class_name not in classes:
         raise ValueError(f"unknown optimizer class {class_name!r}; expected one of {', '.join(sorted(classes))}")
     config_ = dict(config_)
-    accepted = set(inspect.signature(classes[class_name]).parameters)
+    accepted = set(inspect.signature(classes[class_name]).parameters) - {"keras_settings"}
     unknown = sorted(set(config_) - accepted)
     if unknown:
         raise ValueError(f"{class_name} has no setting {', '.join(map(repr, unknown))}; expected some of "

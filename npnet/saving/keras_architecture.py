@@ -111,7 +111,7 @@ def compile_to_keras(model):
         raise ValueError(f"the optimizer {type(optimizer).__name__} or the loss "
                          f"{type(loss).__name__} has no Keras equivalent npnet knows")
     settings = optimizer.get_config()
-    optimizer_config = {"name": entry.keras_class.lower(), **entry.defaults,
+    optimizer_config = {"name": optimizer.name, **entry.defaults,
                         **{key: settings[key] for key in entry.keys}}
     loss_config = {"name": loss.name, "reduction": "sum_over_batch_size", **loss.get_config()}
     return {"optimizer": {"module": "keras.optimizers", "class_name": entry.keras_class,
@@ -310,7 +310,9 @@ def optimizer_from_keras(value, where):
     if isinstance(config.get("learning_rate"), dict):
         raise ValueError(f"{where}: the optimizer's learning rate is a schedule "
                          f"({config['learning_rate'].get('class_name')!r}); npnet loads a constant rate")
-    return cls(**{key: config[key] for key in entry.keys if key in config})
+    name = config.get("name")
+    return cls(**{key: config[key] for key in entry.keys if key in config},
+               name=name if isinstance(name, str) else None)
 
 
 def loss_from_keras(value, where):
