@@ -61,8 +61,10 @@ class Layer:
     cannot find the backward pass of a ``call``.
     """
 
-    def __init__(self, *, name=None, input_shape=None, trainable=True):
+    def __init__(self, *, name=None, input_shape=None, trainable=True, dtype=None, **keras_only):
         _refuse_call_only(type(self))
+        _refuse_keras_only(type(self).__name__, keras_only, _KERAS_ONLY_LAYER)
+        _check_layer_dtype(type(self).__name__, dtype)
         self.name = name if name is not None else _default_name(type(self))
         self._weight_scope = None  # a Sequential model's name, when that model builds the layer
         self.params = {}  # made a _Params, whose arrays are Variables (see __setattr__)
@@ -371,7 +373,16 @@ def _refuse_call_only(cls):
 
 
 class Flatten(Layer):
-    """Reshape each sample to a vector: (n, 28, 28) -> (n, 784). No parameters."""
+    """Reshape each sample to a vector: (n, 28, 28) -> (n, 784). No parameters.
+
+    ``data_format``: Keras's ``None`` or ``'channels_last'`` (the same thing for npnet, which has
+    no image layers to order channels for)."""
+
+    def __init__(self, data_format=None, **kwargs):
+        if data_format not in (None, "channels_last"):
+            raise ValueError(f"Flatten(data_format={data_format!r}) is not supported by npnet: it flattens "
+                             "each sample in its own order (data_format=None or 'channels_last')")
+        super().__init__(**kwargs)
 
     def compute_output_shape(self, input_shape):
         return (input_shape[0], int(np.prod(input_shape[1:], dtype=np.int64)))
@@ -400,11 +411,12 @@ class Dense(Layer):
             raise ValueError(f"Dense units must be a positive integer; received {units!r}")
         if not isinstance(use_bias, (bool, np.bool_)):
             raise ValueError(f"Dense use_bias must be True or False; received {use_bias!r}")
-        _refuse_keras_only("Dense", keras_only)
+        _refuse_keras_only("Dense", {k: v for k, v in keras_only.items() if k in _KERAS_ONLY})
         self.use_bias = bool(use_bias)
         if input_dim is not None and input_shape is None:
             input_shape = (input_dim,)  # Keras's older spelling
-        super().__init__(name=name, input_shape=input_shape, trainable=trainable)
+        super().__init__(name=name, input_shape=input_shape, trainable=trainable,
+                         **{k: v for k, v in keras_only.items() if k not in _KERAS_ONLY})
         self.units = int(units)
         self.activation = activations_module.get(activation)
         self.kernel_initializer = initializers.get(kernel_initializer)
@@ -499,6 +511,27 @@ _KERAS_ONLY = {
 }
 
 
+#: Keras arguments of every layer npnet has only at their defaults (``dtype``: see
+#: :func:`_check_layer_dtype`).
+_KERAS_ONLY_LAYER = {
+    "autocast": (True, "npnet computes in one float type (npnet.config.floatx())"),
+}
+
+
+def _check_layer_dtype(layer, dtype):
+    """A layer's ``dtype`` may only name the float type npnet computes every layer in."""
+    if dtype is None:
+        return
+    try:
+        name = np.dtype(getattr(dtype, "name", dtype)).name
+    except TypeError:
+        name = None
+    if name != config.floatx():
+        raise ValueError(f"{layer}(dtype={dtype!r}) is not supported by npnet: every layer computes in "
+                         f"floatx, {config.floatx()!r}; call npnet.config.set_floatx(...) with 'float32' or "
+                         "'float64' before making the model instead")
+
+
 #: Keras ``add_weight`` arguments npnet has only at their defaults.
 _KERAS_ONLY_ADD_WEIGHT = {
     "autocast": (True, "npnet computes in one float type (npnet.config.floatx())"),
@@ -526,8 +559,8 @@ class ReLU(Layer):
     """
 
     def __init__(self, max_value=None, negative_slope=0.0, threshold=0.0, *, input_shape=None,
-                 name=None, trainable=True):
-        super().__init__(name=name, input_shape=input_shape, trainable=trainable)
+                 name=None, trainable=True, **keras_only):
+        super().__init__(name=name, input_shape=input_shape, trainable=trainable, **keras_only)
         self.max_value = None if max_value is None else _non_negative("ReLU", "max_value", max_value)
         self.negative_slope = _non_negative("ReLU", "negative_slope", negative_slope)
         self.threshold = _non_negative("ReLU", "threshold", threshold)
@@ -595,10 +628,7 @@ class LeakyReLU(Layer):
     def __init__(self, negative_slope=0.3, *, input_shape=None, name=None, trainable=True, **kwargs):
         if "alpha" in kwargs:  # Keras 2's name for it, still accepted by Keras 3
             negative_slope = kwargs.pop("alpha")
-        if kwargs:
-            raise TypeError(f"LeakyReLU got unexpected arguments {sorted(kwargs)}; it takes "
-                            "negative_slope (Keras 2's alpha), input_shape, name and trainable")
-        super().__init__(name=name, input_shape=input_shape, trainable=trainable)
+        super().__init__(name=name, input_shape=input_shape, trainable=trainable, **kwargs)
         self.negative_slope = _non_negative("LeakyReLU", "negative_slope", negative_slope)
 
     def forward(self, x, training=False):
@@ -623,8 +653,8 @@ class Activation(Layer):
     logits to a cross-entropy loss (see :mod:`npnet.heads`).
     """
 
-    def __init__(self, activation, *, input_shape=None, name=None, trainable=True):
-        super().__init__(name=name, input_shape=input_shape, trainable=trainable)
+    def __init__(self, activation, *, input_shape=None, name=None, trainable=True, **keras_only):
+        super().__init__(name=name, input_shape=input_shape, trainable=trainable, **keras_only)
         self.activation = activations_module.get(activation)
 
     def forward(self, x, training=False):
@@ -654,11 +684,11 @@ class Softmax(Layer):
     inputs npnet's layers produce (``axis=1`` is the same axis).
     """
 
-    def __init__(self, axis=-1, *, input_shape=None, name=None, trainable=True):
+    def __init__(self, axis=-1, *, input_shape=None, name=None, trainable=True, **keras_only):
         if axis not in (-1, 1):
             raise ValueError(f"Softmax in npnet normalises the last axis of (batch, classes) "
                              f"inputs: axis must be -1 (or 1); received axis={axis!r}")
-        super().__init__(name=name, input_shape=input_shape, trainable=trainable)
+        super().__init__(name=name, input_shape=input_shape, trainable=trainable, **keras_only)
         self.axis = -1
 
     def get_config(self):
@@ -695,13 +725,17 @@ class Dropout(Layer):
     reproducible), or from the layer's own generator when ``seed`` is given.
     """
 
-    def __init__(self, rate, *, seed=None, input_shape=None, name=None, trainable=True):
+    def __init__(self, rate, noise_shape=None, seed=None, *, input_shape=None, name=None, trainable=True,
+                 **keras_only):
         if isinstance(rate, bool) or not isinstance(rate, (int, float, np.floating)) or not 0 <= rate < 1:
             raise ValueError(f"Dropout rate must be a number in [0, 1) (the fraction of units "
                              f"dropped); received {rate!r}")
         if seed is not None and (isinstance(seed, bool) or not isinstance(seed, (int, np.integer)) or seed < 0):
             raise ValueError(f"Dropout seed must be None or a non-negative integer; received {seed!r}")
-        super().__init__(name=name, input_shape=input_shape, trainable=trainable)
+        if noise_shape is not None:
+            raise ValueError(f"Dropout(noise_shape={noise_shape!r}) is not supported by npnet: it drops each "
+                             "unit on its own (noise_shape=None)")
+        super().__init__(name=name, input_shape=input_shape, trainable=trainable, **keras_only)
         self.rate = float(rate)
         self.seed = None if seed is None else int(seed)
         self._generator = None if seed is None else np.random.default_rng(self.seed)

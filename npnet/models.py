@@ -47,6 +47,7 @@ class Sequential:
         self._tensors = None
         self._given_as_lists = (False, False)  # a functional Model's inputs / outputs were lists
         self.optimizer = self.loss = self.accuracy = None
+        self.run_eagerly, self.jit_compile = False, "auto"  # Keras's compile settings (see compile)
         self.metrics = []
         #: ``compile(weighted_metrics=...)``, weighed by sample_weight / class_weight, and
         #: their log keys (``weighted_accuracy`` when ``metrics`` has an ``accuracy`` too).
@@ -355,7 +356,8 @@ class Sequential:
     # -- compile --------------------------------------------------------------------------
 
     def compile(self, optimizer="rmsprop", loss=None, metrics=None, backend=None,
-                steps_per_execution="auto", weighted_metrics=None):
+                steps_per_execution="auto", weighted_metrics=None, loss_weights=None, run_eagerly=False,
+                jit_compile="auto", auto_scale_loss=True):
         """Choose the optimizer, the loss, the metrics and the backend.
 
         ``metrics`` ignore ``sample_weight`` and ``class_weight``; ``weighted_metrics`` (a
@@ -368,7 +370,15 @@ class Sequential:
         backend call, as in Keras; ``'auto'`` runs 1 when a callback defines a batch hook
         and :data:`npnet.training_loop.AUTO_STEPS_PER_EXECUTION` otherwise. Nothing on the
         model changes when any argument is refused.
+
+        Keras's ``run_eagerly`` and ``jit_compile`` choose how TensorFlow runs a step; npnet's
+        steps are Python and NumPy, or numba's compiled kernels, whatever they say (``backend``
+        chooses), so they are checked and kept as ``model.run_eagerly``/``model.jit_compile``.
+        ``auto_scale_loss`` (mixed precision) changes nothing in float32 or float64.
+        ``loss_weights`` weigh the losses of several outputs: npnet models have one, so it
+        must be None.
         """
+        _check_keras_compile_arguments(loss_weights, run_eagerly, jit_compile, auto_scale_loss)
         if loss is None:
             raise ValueError("compile() needs a loss, e.g. loss='sparse_categorical_crossentropy'; "
                              f"known losses: {', '.join(sorted(losses_module._BY_NAME))}")
@@ -385,6 +395,7 @@ class Sequential:
         self._weighted_names = metrics_module.logged_names([m.name for m in metric_objs],
                                                            [m.name for m in weighted_objs])
         self._requested_backend, self._trainer, self.compiled = backend, trainer, True
+        self.run_eagerly, self.jit_compile = bool(run_eagerly), jit_compile
 
     def _metric_plan(self, metrics=None, loss=None):
         """The compiled metrics, marking those the backends count (argmax accuracies)."""
@@ -948,3 +959,15 @@ def _warn_if_overflowed(model, outputs, what="predict"):
                       f"although the inputs are finite; the model's numbers overflowed {outputs.dtype} (its largest "
                       f"weight is {largest:.3g} in magnitude)", RuntimeWarning, stacklevel=3)
     return outputs
+
+
+def _check_keras_compile_arguments(loss_weights, run_eagerly, jit_compile, auto_scale_loss):
+    """Keras's compile arguments that do not change npnet's step: checked as Keras types them."""
+    if loss_weights is not None:
+        raise ValueError(f"compile(loss_weights={loss_weights!r}) is not supported by npnet: its models have one "
+                         "output and one loss, so loss_weights must be None (scale the loss itself instead)")
+    for name, value in (("run_eagerly", run_eagerly), ("auto_scale_loss", auto_scale_loss)):
+        if not isinstance(value, (bool, np.bool_)):
+            raise ValueError(f"compile({name}=...) must be True or False; received {value!r}")
+    if not (isinstance(jit_compile, (bool, np.bool_)) or jit_compile == "auto"):
+        raise ValueError(f"compile(jit_compile=...) must be True, False or 'auto'; received {jit_compile!r}")

@@ -31,8 +31,8 @@ class Normalization(Layer):
     """
 
     def __init__(self, axis=-1, mean=None, variance=None, invert=False, *, input_shape=None, name=None,
-                 trainable=True):
-        super().__init__(name=name, input_shape=input_shape, trainable=trainable)
+                 trainable=True, **keras_only):
+        super().__init__(name=name, input_shape=input_shape, trainable=trainable, **keras_only)
         self.axis = _axes(axis)
         self.invert = _boolean("invert", invert)
         self.input_mean, self.input_variance = _given_statistics(mean, variance, self.axis)
