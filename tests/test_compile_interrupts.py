@@ -22,6 +22,15 @@ class _CtrlCWhileCompiling(event.Listener):
         pass
 
 
+@pytest.fixture(autouse=True)
+def python_handles_ctrl_c():
+    """Python's own SIGINT handler, as in an interactive session: a test runner started in
+    the background (``cmd &`` in a script) inherits SIGINT ignored, and then no Ctrl-C arrives."""
+    previous = signal.signal(signal.SIGINT, signal.default_int_handler)
+    yield
+    signal.signal(signal.SIGINT, previous)
+
+
 def _fresh_dispatcher():
     return numba.njit(lambda x: x + 1.5)  # a lambda: never in any cache, always compiled
 
