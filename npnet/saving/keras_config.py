@@ -70,20 +70,22 @@ OptimizerEntry = collections.namedtuple("OptimizerEntry", "keras_class keys slot
 #: suffix; ``layout``: Keras stores slot arrays per parameter ("interleaved": m0 v0 m1 v1)
 #: or per slot ("blocked": v0 v1 m0 m1); ``defaults``: Keras settings npnet cannot change;
 #: ``non_negative``: slots that are running means of squares (a file's values must be >= 0).
-_OPTIMIZER_DEFAULTS = {"weight_decay": None, "clipnorm": None, "global_clipnorm": None,
-                       "clipvalue": None, "use_ema": False, "loss_scale_factor": None,
-                       "gradient_accumulation_steps": None}
+def _keras_defaults(optimizer_class):
+    """The Keras settings the optimizer class takes only at their defaults, and those defaults."""
+    return {key: off for key, (off, _) in optimizer_class._keras_off.items()}
+
+
 OPTIMIZERS = {
     optimizers_module.Adam: OptimizerEntry(
         "Adam", ("learning_rate", "beta_1", "beta_2", "epsilon"),
-        {"m": "momentum", "v": "velocity"}, "interleaved", {**_OPTIMIZER_DEFAULTS, "amsgrad": False}, ("v",)),
+        {"m": "momentum", "v": "velocity"}, "interleaved", _keras_defaults(optimizers_module.Adam), ("v",)),
     optimizers_module.SGD: OptimizerEntry(
         "SGD", ("learning_rate", "momentum", "nesterov"), {"momentum": "momentum"}, "interleaved",
-        _OPTIMIZER_DEFAULTS),
+        _keras_defaults(optimizers_module.SGD)),
     optimizers_module.RMSprop: OptimizerEntry(
         "RMSprop", ("learning_rate", "rho", "momentum", "epsilon", "centered"),
         {"velocity": "velocity", "momentum": "momentum", "average_gradient": "average_gradient"},
-        "blocked", _OPTIMIZER_DEFAULTS, ("velocity",)),
+        "blocked", _keras_defaults(optimizers_module.RMSprop), ("velocity",)),
 }
 
 LayerEntry = collections.namedtuple("LayerEntry", "keras_class to_keras from_keras")
