@@ -12,6 +12,11 @@ import uuid
 
 import numpy as np
 
+try:  # the C functions under the signal module: its enum conversions cost 10x the call
+    from _signal import getsignal as _get_handler, signal as _set_handler
+except ImportError:  # pragma: no cover - an interpreter without CPython's _signal
+    _get_handler, _set_handler = signal.getsignal, signal.signal
+
 _rng = np.random.default_rng()
 
 
@@ -285,8 +290,8 @@ class interrupts_deferred:
         if holder is not None:  # inside a holder's block: only count this one
             self._outer = holder
             holder._depth += self._depth
-        elif signal.getsignal(signal.SIGINT) is signal.default_int_handler:
-            self._previous = signal.signal(signal.SIGINT, self._record)
+        elif _get_handler(signal.SIGINT) is signal.default_int_handler:
+            self._previous = _set_handler(signal.SIGINT, self._record)
             interrupts_deferred._holder = self
         return self
 
@@ -304,7 +309,7 @@ class interrupts_deferred:
                 raise KeyboardInterrupt
         elif self._previous is not None:
             interrupts_deferred._holder = None
-            signal.signal(signal.SIGINT, self._previous)
+            _set_handler(signal.SIGINT, self._previous)
             if self._received and exc_type is None:
                 raise KeyboardInterrupt
         return False

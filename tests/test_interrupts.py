@@ -146,7 +146,8 @@ def test_fit_replaces_only_pythons_default_sigint_handler_and_puts_it_back(handl
 
     previous = real_signal(signal.SIGINT, installed)
     try:
-        monkeypatch.setattr(signal, "signal", recording_signal)
+        from npnet import utils  # installs handlers through signal's C functions
+        monkeypatch.setattr(utils, "_set_handler", recording_signal)
         _fit_small("numpy")
         monkeypatch.undo()
         after = signal.getsignal(signal.SIGINT)
