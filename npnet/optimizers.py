@@ -169,7 +169,7 @@ class Optimizer:
         self.state = {slot: [utils.aligned_copy(np.zeros_like(p)) for p in params]
                       for slot in self.slots}  # on a cache line, like the parameters
         self._built_dtype = params[0].dtype if params else None
-        self._built_for = None
+        self._built_for = self._checked_params = None
         if params:
             self._check_same_params(params)  # records their memory
 
@@ -307,8 +307,8 @@ class Optimizer:
                 f"This optimizer's state was built for parameters of shapes {built_for}; "
                 f"received {received}. An optimizer instance serves one model: after adding "
                 "layers, or for another model, compile again with a new optimizer.")
-        if not memory:
-            return
+        if not memory or _same_objects(params, self.__dict__.get("_checked_params")):
+            return  # an array's memory is fixed for its life: these objects passed already
         addresses = [p.ctypes.data for p in params]
         if getattr(self, "_built_for", None) is None:
             self._built_for = addresses
@@ -318,12 +318,15 @@ class Optimizer:
                 "model's, or this model's before a layer's trainable flag changed); they belong to those. "
                 "An optimizer instance serves one model: compile this one with a new optimizer "
                 "(e.g. optimizer='adam' or Adam()).")
+        self._checked_params = tuple(params)
 
     def __deepcopy__(self, memo):
         duplicate = object.__new__(type(self))
         memo[id(self)] = duplicate
-        duplicate.__dict__.update(copy.deepcopy(self.__dict__, memo))
-        duplicate._built_for = None  # it serves the copies of the parameters
+        # it serves the copies of the parameters: the record of which ones it served stays here
+        own = {name: value for name, value in self.__dict__.items() if name not in ("_built_for", "_checked_params")}
+        duplicate.__dict__.update(copy.deepcopy(own, memo))
+        duplicate._built_for = duplicate._checked_params = None
         return duplicate
 
     def update(self, param, grad, state):
@@ -485,6 +488,11 @@ def _all_finite(arrays):
 def _smallest(array):
     """The smallest entry of ``array`` as a Python float (inf for none, NaN if any is NaN)."""
     return float(array.min()) if array.size else math.inf
+
+
+def _same_objects(arrays, others):
+    """Whether ``arrays`` are exactly the objects of ``others`` (None: no), in order."""
+    return others is not None and len(arrays) == len(others) and all(a is b for a, b in zip(arrays, others))
 
 
 def _copy_all(targets, sources):

@@ -13,7 +13,7 @@ copy of them made before it. Both backends avoid that cost in the common case wi
   by rounding, see ``npnet.kernels.dense.SLOTS_RECHECK``);
 * the NumPy backend keeps :class:`RunningBounds`: upper bounds of ``|weight|`` and of each
   slot, measured once at the start of a training call and then carried forward step by step
-  from a bound of the largest gradient (:func:`gradient_bound`, which the finiteness check of
+  from a bound of the largest gradient (:func:`magnitude_bound`, which the finiteness check of
   the gradients needs anyway).
 
 A step that the box cannot vouch for is checked exactly, as before.
@@ -186,31 +186,34 @@ def largest_magnitude(arrays):
     return largest
 
 
-def gradient_bound(grads):
-    """An upper bound of ``|g|`` over all entries of ``grads``, in one BLAS pass per array:
-    inf or NaN when an entry is, and at most ``sqrt(max float)`` only when every ``g²`` is
-    finite, as :func:`npnet.training.squares_finite` asks.
+def magnitude_bound(arrays):
+    """An upper bound of ``|x|`` over all entries of ``arrays`` (gradients, weights, slots),
+    in one BLAS pass per array: inf or NaN when an entry is, and at most ``sqrt(max float)``
+    only when every ``x²`` is finite, as :func:`npnet.training.squares_finite` asks of
+    gradients.
 
     Why the root of the sum of squares bounds the largest entry even as computed: every term
     is at least 0, and a rounded sum (or fused multiply-add) of terms at least 0 is at least
     each of them, in any order of summation, since rounding is monotonic. So the computed sum
-    is at least every ``fl(g²)``, which is at least ``g²·(1 - u)``, or 0 when the square
+    is at least every ``fl(x²)``, which is at least ``x²·(1 - u)``, or 0 when the square
     falls below the smallest normal float (flushed). Hence the term ``sqrt(tiny)`` and the
     factor ``1 + 4ε``. When the sum overflows, or its bound passes ``sqrt(max float)``
     (where it would refuse a step whose squares are finite), the exact
     :func:`largest_magnitude` is taken instead: the bound only widens the proof, it never
-    decides that a gradient is too large."""
-    if not grads:
+    decides that a gradient is too large. (It is at most ``sqrt(size)`` times the largest
+    entry; the box's limits are far above ``sqrt(max float)`` but for extreme
+    hyperparameters, where a proof that fails is followed by the exact check.)"""
+    if not arrays:
         return 0.0
-    info = np.finfo(grads[0].dtype)
+    info = np.finfo(arrays[0].dtype)
     squares = 0.0  # the float64 sum of the per-array sums is at least each of them, too
     with np.errstate(over="ignore", invalid="ignore"):  # inf or NaN: handled below
-        for g in grads:
-            flat = g.reshape(-1)
+        for a in arrays:
+            flat = a.reshape(-1)
             squares += float(np.dot(flat, flat))
     bound = (math.sqrt(squares) + math.sqrt(float(info.tiny))) * (1.0 + 4.0 * float(info.eps))
     if not bound <= math.sqrt(float(info.max)):
-        return largest_magnitude(grads)
+        return largest_magnitude(arrays)
     return bound
 
 
@@ -236,12 +239,13 @@ class RunningBounds:
     def __init__(self, optimizer, params):
         from .optimizers import SGD, Adam
 
-        self.optimizer, self.params = optimizer, list(params)
+        # plain views: reading a Variable through NumPy's functions costs more than the read
+        self.optimizer, self.params = optimizer, [np.asarray(p) for p in params]
         self.family = ("adam" if isinstance(optimizer, Adam) else "sgd" if isinstance(optimizer, SGD)
                        else "centered" if optimizer.centered else "rmsprop")
         self.dtype = self.params[0].dtype if self.params else np.dtype(np.float64)
         self.widen = 1.0 + self._ROUNDING * float(np.finfo(self.dtype).eps)
-        self.box, self.box_rate, self.limits = None, None, None
+        self.box, self.box_rate, self.limits, self.hyper = None, None, None, None
         self.forget()
 
     def forget(self):
@@ -249,12 +253,13 @@ class RunningBounds:
         between training calls) or changed a hyperparameter: read them again before the
         next proof."""
         self.measured = None  # {"weight": ..., "slot": ..., "squares": ...} once measured
-        self.box_rate = None
         # centered RMSprop: per parameter, the smallest denominator of the last proven step
-        self.denominators, self.margin_test = None, None
+        self.denominators = None
         optimizer = self.optimizer
-        self.hyper = {name: self._cast(getattr(optimizer, name))
-                      for name in ("beta_1", "epsilon", "momentum", "rho") if hasattr(optimizer, name)}
+        hyper = {name: self._cast(getattr(optimizer, name))
+                 for name in ("beta_1", "epsilon", "momentum", "rho") if hasattr(optimizer, name)}
+        if hyper != self.hyper:  # the box follows these (and the rate, see proves)
+            self.box_rate, self.margin_test, self.hyper = None, None, hyper
 
     def _cast(self, value):
         """A hyperparameter as the update reads it: cast to the weights' float type."""
@@ -291,11 +296,11 @@ class RunningBounds:
         return all(value <= self.limits[kind] for kind, value in self.measured.items())
 
     def _measure(self):
-        """Exact bounds, by reading every weight and slot once."""
-        measured = {"weight": largest_magnitude(self.params)}
+        """Bounds of every weight and slot, by reading each array once (:func:`magnitude_bound`)."""
+        measured = {"weight": magnitude_bound(self.params)}
         for name, arrays in (self.optimizer.state or {}).items():
             kind = _SLOT_KINDS[name]
-            measured[kind] = max(measured.get(kind, 0.0), largest_magnitude(arrays))
+            measured[kind] = max(measured.get(kind, 0.0), magnitude_bound(arrays))
         return measured
 
     def advance(self, largest_gradient, learning_rate, smallest_denominator=None):

@@ -98,10 +98,31 @@ def test_running_bounds_stay_above_the_true_maxima(family, dtype):
         if bounds.measured is None:  # checked exactly: nothing carried to compare
             continue
         proven += 1
-        exact = update_box.RunningBounds(model.optimizer, params)._measure()
-        for kind, value in exact.items():
+        for kind, value in _true_maxima(model.optimizer, params).items():
             assert value <= bounds.measured[kind], (step, kind, value, bounds.measured[kind])
     assert proven >= 20
+
+
+def _true_maxima(optimizer, params):
+    """The largest magnitude of the weights and of each kind of slot the bounds carry."""
+    exact = {"weight": update_box.largest_magnitude(params)}
+    for name, arrays in optimizer.state.items():
+        kind = update_box._SLOT_KINDS[name]
+        exact[kind] = max(exact.get(kind, 0.0), update_box.largest_magnitude(arrays))
+    return exact
+
+
+def test_measured_bounds_are_at_least_the_true_maxima_and_close_to_them():
+    """The bounds a training call starts from (one dot product per array) are upper bounds
+    of the true largest magnitudes, and within sqrt(number of entries) of them."""
+    model = _model(FAMILIES["adam"], "float32")
+    x, y = _data(scale=50.0)
+    model.fit(x, y, batch_size=8, epochs=1, verbose=0)
+    params = model.backend.trainable_weights()
+    measured = update_box.RunningBounds(model.optimizer, params)._measure()
+    entries = sum(p.size for p in params)  # per parameter, so per slot of one kind
+    for kind, value in _true_maxima(model.optimizer, params).items():
+        assert value <= measured[kind] <= value * np.sqrt(entries) * 1.01 + 1e-18, (kind, value, measured)
 
 
 def test_a_weight_outside_the_box_sends_the_step_to_the_exact_check():
@@ -154,7 +175,7 @@ def test_largest_magnitude():
 
 
 @pytest.mark.parametrize("dtype", [np.float32, np.float64])
-def test_gradient_bound_is_never_below_the_largest_magnitude(dtype):
+def test_magnitude_bound_is_never_below_the_largest_magnitude(dtype):
     """The root of the BLAS sum of squares, widened, bounds every entry: whatever the sizes
     (one large entry among many, a lone entry, entries whose squares flush to 0) and signs."""
     rng = np.random.default_rng(3)
@@ -168,26 +189,26 @@ def test_gradient_bound_is_never_below_the_largest_magnitude(dtype):
         cases.append([np.array([np.ldexp(1 + rng.random(), int(rng.integers(-60, 60)))], dtype)])
     for grads in cases:
         with np.errstate(under="ignore"):
-            bound = update_box.gradient_bound(grads)
+            bound = update_box.magnitude_bound(grads)
         assert bound >= update_box.largest_magnitude(grads)
         assert bound <= 1.01 * np.sqrt(sum(float(np.sum(g.astype(np.float64) ** 2)) for g in grads)) \
             + 2 * np.sqrt(info.tiny)
 
 
 @pytest.mark.parametrize("dtype", [np.float32, np.float64])
-def test_gradient_bound_falls_back_to_the_exact_largest(dtype):
+def test_magnitude_bound_falls_back_to_the_exact_largest(dtype):
     """Where the sum of squares overflows or its root passes sqrt(max), the exact largest
     magnitude is returned: a gradient whose squares are finite is never called too large."""
     info = np.finfo(dtype)
     edge = np.sqrt(info.max) * 0.99  # its square is finite; a thousand of them sum to inf
     grads = [np.full(1000, edge, dtype), np.array([-1.0], dtype)]
     with np.errstate(over="ignore"):
-        assert update_box.gradient_bound(grads) == update_box.largest_magnitude(grads)
-        assert update_box.gradient_bound(grads) <= np.sqrt(info.max)
-    assert update_box.gradient_bound([np.array([1.0, np.inf], dtype)]) == np.inf
-    assert np.isnan(update_box.gradient_bound([np.array([1.0], dtype), np.array([np.nan, -np.inf], dtype)]))
-    assert update_box.gradient_bound([]) == 0.0
-    assert update_box.gradient_bound([np.zeros((0, 4), dtype)]) >= 0.0
+        assert update_box.magnitude_bound(grads) == update_box.largest_magnitude(grads)
+        assert update_box.magnitude_bound(grads) <= np.sqrt(info.max)
+    assert update_box.magnitude_bound([np.array([1.0, np.inf], dtype)]) == np.inf
+    assert np.isnan(update_box.magnitude_bound([np.array([1.0], dtype), np.array([np.nan, -np.inf], dtype)]))
+    assert update_box.magnitude_bound([]) == 0.0
+    assert update_box.magnitude_bound([np.zeros((0, 4), dtype)]) >= 0.0
 
 
 @pytest.mark.parametrize("dtype", ["float32", "float64"])

@@ -442,9 +442,9 @@ class NumbaBackend(base.Trainer):
     def _layers_key(self):
         """What the bound Network depends on: every layer, its weights, activation, penalties
         and whether it is trainable (checked on each call, so a change is seen as by NumPy)."""
-        return tuple((id(layer), layer.trainable, id(getattr(layer, "activation", None)),
-                      getattr(layer, "negative_slope", None), getattr(layer, "max_value", None),
-                      getattr(layer, "threshold", None),
+        # read from each layer's __dict__: a failed attribute lookup costs an AttributeError
+        return tuple((id(layer), layer.trainable, id(vars(layer).get("activation")),
+                      vars(layer).get("negative_slope"), vars(layer).get("max_value"), vars(layer).get("threshold"),
                       tuple(id(p) for p in layer.params.values()),
                       tuple((n, id(r)) for n, r in layer.weight_regularizers().items()))
                      for layer in self.layers)

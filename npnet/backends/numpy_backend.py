@@ -66,7 +66,7 @@ class NumpyBackend(Trainer):
             n_correct = self.accuracy.count_correct(y, output)
             if outputs is not None:
                 outputs.append(output)
-            largest = update_box.gradient_bound(grads)
+            largest = update_box.magnitude_bound(grads)
             if not (np.isfinite(loss) and training.squares_finite(largest, output.dtype)):
                 return float(loss), n_correct, False
             # plain views of the Variables: the update writes the same memory without the
