@@ -390,3 +390,25 @@ def test_a_write_between_training_calls_puts_the_running_means_at_risk_again():
     assert steps == spoil.spoiled[1] == 3
     for got, expected in zip(after, spoil.spoiled[0]):
         np.testing.assert_array_equal(got, expected)
+
+
+@pytest.mark.parametrize("family, setting, value", [("adam", "epsilon", 1e-3), ("adam", "beta_1", 0.5),
+                                                    ("rmsprop", "epsilon", 1e-40),  # below tiny: the box is off
+                                                    ("rmsprop, centered", "rho", 1e-5)])  # no margin
+def test_the_box_kept_from_call_to_call_follows_a_changed_hyperparameter(family, setting, value):
+    """The bounds keep their box from one training call to the next only while the
+    hyperparameters stay: changed between calls, the next proof uses the new box."""
+    model = _model(FAMILIES[family], "float32")
+    params = model.backend.trainable_weights()
+    bounds = update_box.RunningBounds(model.optimizer, params)
+    rate = float(model.optimizer.learning_rate)
+    assert bounds.proves(1.0, rate)
+    before = list(bounds.box)
+    setattr(model.optimizer, setting, value)
+    bounds.forget()  # what each training call does first
+    proven = bounds.proves(1.0, rate)
+    expected = update_box.box(model.optimizer, np.float32, rate).astype(np.float64).tolist()
+    assert bounds.box == expected and expected != before
+    assert proven == (expected[update_box.GRADIENT] >= 0)
+    if family == "rmsprop, centered":  # the margin test is made again from the new ρ
+        assert bounds.margin_test is None
