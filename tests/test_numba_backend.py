@@ -744,6 +744,26 @@ def test_direct_backend_calls_check_what_the_kernels_index_with():
     assert model.optimizer.iterations == 0
 
 
+def test_a_training_call_checks_the_labels_and_indices_its_steps_read():
+    """A call checks what its kernels read (a call of one step costs no pass over the whole
+    data set): a bad label or index among its rows is refused with nothing changed, and rows
+    only later steps read are checked by the calls that read them."""
+    model = make_model((4,), [(3, "softmax")], "numba")
+    x, y = make_data(8, (4,), 3)
+    before = model.get_weights()
+    bad_labels, bad_order, order = y.copy(), np.arange(8), np.arange(8)
+    bad_labels[6], bad_order[5] = 3, 8  # read by the second batch of 4
+    with pytest.raises(ValueError, match=r"labels must be in \[0, 3\)"):
+        model.backend.train_steps(x, bad_labels, order, 4, 0, 2)
+    with pytest.raises(ValueError, match=r"order must hold 8 indices in \[0, 8\); .* to 8"):
+        model.backend.train_steps(x, y, bad_order, 4, 1, 1)
+    assert model.optimizer.iterations == 0
+    for got, expected in zip(model.get_weights(), before):
+        np.testing.assert_array_equal(got, expected)
+    done = model.backend.train_steps(x, bad_labels, bad_order, 4, 0, 1)  # reads positions 0-3 only
+    assert done.n_done == 1 and done.last_applied and model.optimizer.iterations == 1
+
+
 @pytest.mark.parametrize("n, d_in, units", [(1, 3, 128), (32, 784, 128), (7, 50, 256), (6, 9, 64), (4, 4, 192)])
 @pytest.mark.parametrize("threads", [None, 2])
 def test_register_tiled_products_equal_the_matrix_products(n, d_in, units, threads):

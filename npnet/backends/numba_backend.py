@@ -518,8 +518,12 @@ class NumbaBackend(base.Trainer):
         losses, corrects = np.empty(n_steps), np.empty(n_steps, dtype=np.int64)
         with self._lock, _single_threaded_blas:
             net = self._bind_network()
-            x, (labels, targets) = _as_rows(x, net), self._as_labels(y, net, x.shape[0])
-            order = np.arange(x.shape[0], dtype=np.int64) if order is None else _as_order(order, x.shape[0])
+            x = _as_rows(x, net)
+            # the samples this call's steps read: only their order and labels are checked,
+            # so a call of one step costs no pass over the whole data set
+            rows = slice(first_step * batch_size, (first_step + n_steps) * batch_size)
+            order = self._in_order(x.shape[0]) if order is None else _as_order(order, x.shape[0], rows)
+            labels, targets = self._as_labels(y, net, x.shape[0], order[rows])
             optimizer, work = self._bind_optimizer(), self._bind_work(min(batch_size, x.shape[0]))
             kept = _kept_outputs(net, n_steps, work) if keep_outputs else None
             weighting = None if sample_weight is None else _sample_weights(sample_weight, net, x.shape[0], work)
@@ -582,11 +586,12 @@ class NumbaBackend(base.Trainer):
 
     # -- labels and dropout ----------------------------------------------------------------
 
-    def _as_labels(self, y, net, n_samples):
+    def _as_labels(self, y, net, n_samples, read=None):
         """``(labels, targets)`` for the kernels: int64 class labels and None for a sparse
         loss, an empty label array and the (n, k) targets for a loss of target rows
         (categorical, binary, regression; argmax labels are made of them, which only the
-        categorical accuracy reads); checked, since the kernels index with them."""
+        categorical accuracy reads); checked, since the kernels index with them: the labels
+        at the positions ``read`` (every label when None), the only ones the kernels read."""
         n_classes = net.kernels[-1].shape[1]
         if self.takes_target_rows:
             targets = np.ascontiguousarray(y, dtype=net.kernels[0].dtype)
@@ -594,11 +599,19 @@ class NumbaBackend(base.Trainer):
                 raise ValueError(f"targets must have shape ({n_samples}, {n_classes}); received {targets.shape}")
             return np.empty(0, dtype=np.int64), targets
         y = np.ascontiguousarray(y, dtype=np.int64)
-        if y.shape != (n_samples,) or y.min() < 0 or y.max() >= n_classes:
+        checked = y if read is None or y.shape != (n_samples,) else y[read]
+        if y.shape != (n_samples,) or (checked.size and (checked.min() < 0 or checked.max() >= n_classes)):
             raise ValueError(f"labels must be in [0, {n_classes}): expected {n_samples} integer labels "
                              f"of shape ({n_samples},); received shape {y.shape} with values from "
-                             f"{y.min() if y.size else None} to {y.max() if y.size else None}")
+                             f"{checked.min() if checked.size else None} to {checked.max() if checked.size else None}")
         return y, None
+
+    def _in_order(self, n_samples):
+        """``arange(n_samples)``, kept from call to call (read only by the kernels)."""
+        kept = getattr(self, "_identity_order", None)
+        if kept is None or kept.shape[0] != n_samples:
+            kept = self._identity_order = np.arange(n_samples, dtype=np.int64)
+        return kept
 
     def _steps_per_mask_draw(self, work):
         widths = sum(k.shape[0] for k, d in zip(self._net.kernels, self._plan.dropouts) if d is not None)
@@ -790,10 +803,13 @@ def _as_rows(x, net):
     return x.reshape(x.shape[0], int(np.prod(x.shape[1:])))
 
 
-def _as_order(order, n_samples):
-    """The kernel gathers rows by these indices: check them, as NumPy indexing would."""
+def _as_order(order, n_samples, rows=slice(None)):
+    """The kernel gathers rows by these indices: check them (those at ``rows``, the only
+    ones a call reads), as NumPy indexing would."""
     order = np.ascontiguousarray(order, dtype=np.int64)
-    if order.shape != (n_samples,) or order.min() < 0 or order.max() >= n_samples:
+    read = order[rows] if order.shape == (n_samples,) else order
+    if order.shape != (n_samples,) or (read.size and (read.min() < 0 or read.max() >= n_samples)):
         raise ValueError(f"order must hold {n_samples} indices in [0, {n_samples}); received "
-                         f"shape {order.shape} with values from {order.min()} to {order.max()}")
+                         f"shape {order.shape} with values from {read.min() if read.size else None} to "
+                         f"{read.max() if read.size else None}")
     return order
