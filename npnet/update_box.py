@@ -297,11 +297,7 @@ class RunningBounds:
 
     def _measure(self):
         """Bounds of every weight and slot, by reading each array once (:func:`magnitude_bound`)."""
-        measured = {"weight": magnitude_bound(self.params)}
-        for name, arrays in (self.optimizer.state or {}).items():
-            kind = _SLOT_KINDS[name]
-            measured[kind] = max(measured.get(kind, 0.0), magnitude_bound(arrays))
-        return measured
+        return by_kind(self.params, self.optimizer.state, magnitude_bound)
 
     def advance(self, largest_gradient, learning_rate, smallest_denominator=None):
         """Carry the bounds over one step applied after :meth:`proves` said True (centered
@@ -348,6 +344,17 @@ class RunningBounds:
     def note_denominators(self, smallest):
         """After a proven centered RMSprop step: the smallest denominator of each parameter's."""
         self.denominators = list(smallest)
+
+
+def by_kind(params, state, magnitude):
+    """``{"weight": ..., "slot": ..., "squares": ...}``: ``magnitude(arrays)`` of the
+    parameters and of each kind of optimizer slot in ``state`` (None: no slots), the kinds
+    :class:`RunningBounds` carries."""
+    found = {"weight": magnitude(params)}
+    for name, arrays in (state or {}).items():
+        kind = _SLOT_KINDS[name]
+        found[kind] = max(found.get(kind, 0.0), magnitude(arrays))
+    return found
 
 
 #: Which bound each optimizer slot belongs to.

@@ -105,11 +105,7 @@ def test_running_bounds_stay_above_the_true_maxima(family, dtype):
 
 def _true_maxima(optimizer, params):
     """The largest magnitude of the weights and of each kind of slot the bounds carry."""
-    exact = {"weight": update_box.largest_magnitude(params)}
-    for name, arrays in optimizer.state.items():
-        kind = update_box._SLOT_KINDS[name]
-        exact[kind] = max(exact.get(kind, 0.0), update_box.largest_magnitude(arrays))
-    return exact
+    return update_box.by_kind(params, optimizer.state, update_box.largest_magnitude)
 
 
 def test_measured_bounds_are_at_least_the_true_maxima_and_close_to_them():

@@ -418,6 +418,7 @@ class NumbaBackend(base.Trainer):
         self._lock = threading.Lock()
         self._threads = AdaptiveThreads()
         self._net_key = self._state_key = self._box_key = None
+        self._identity_order = None  # see _in_order
         self._net = self._plan = self._optimizer_state = self._work = self._dropped = self._penalties = None
         self._capacity = 0
 
@@ -600,18 +601,16 @@ class NumbaBackend(base.Trainer):
             return np.empty(0, dtype=np.int64), targets
         y = np.ascontiguousarray(y, dtype=np.int64)
         checked = y if read is None or y.shape != (n_samples,) else y[read]
-        if y.shape != (n_samples,) or (checked.size and (checked.min() < 0 or checked.max() >= n_classes)):
+        if y.shape != (n_samples,) or _outside(checked, n_classes):
             raise ValueError(f"labels must be in [0, {n_classes}): expected {n_samples} integer labels "
-                             f"of shape ({n_samples},); received shape {y.shape} with values from "
-                             f"{checked.min() if checked.size else None} to {checked.max() if checked.size else None}")
+                             f"of shape ({n_samples},); received shape {y.shape} with {_value_range(checked)}")
         return y, None
 
     def _in_order(self, n_samples):
         """``arange(n_samples)``, kept from call to call (read only by the kernels)."""
-        kept = getattr(self, "_identity_order", None)
-        if kept is None or kept.shape[0] != n_samples:
-            kept = self._identity_order = np.arange(n_samples, dtype=np.int64)
-        return kept
+        if self._identity_order is None or self._identity_order.shape[0] != n_samples:
+            self._identity_order = np.arange(n_samples, dtype=np.int64)
+        return self._identity_order
 
     def _steps_per_mask_draw(self, work):
         widths = sum(k.shape[0] for k, d in zip(self._net.kernels, self._plan.dropouts) if d is not None)
@@ -808,8 +807,17 @@ def _as_order(order, n_samples, rows=slice(None)):
     ones a call reads), as NumPy indexing would."""
     order = np.ascontiguousarray(order, dtype=np.int64)
     read = order[rows] if order.shape == (n_samples,) else order
-    if order.shape != (n_samples,) or (read.size and (read.min() < 0 or read.max() >= n_samples)):
+    if order.shape != (n_samples,) or _outside(read, n_samples):
         raise ValueError(f"order must hold {n_samples} indices in [0, {n_samples}); received "
-                         f"shape {order.shape} with values from {read.min() if read.size else None} to "
-                         f"{read.max() if read.size else None}")
+                         f"shape {order.shape} with {_value_range(read)}")
     return order
+
+
+def _outside(values, limit):
+    """Whether any of the integer ``values`` lies outside ``[0, limit)``."""
+    return bool(values.size) and bool(values.min() < 0 or values.max() >= limit)
+
+
+def _value_range(values):
+    """``values from <min> to <max>`` for an error message."""
+    return f"values from {values.min()} to {values.max()}" if values.size else "no values"
