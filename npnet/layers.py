@@ -137,7 +137,12 @@ class Layer:
         x = np.asarray(x, dtype=config.floatx())
         if not self.built:
             self.build((None,) + x.shape[1:])
+        self._check_call_input(x.shape)
         return self.forward(x, training=training)[0]
+
+    def _check_call_input(self, shape):
+        """Refuse, with a clear error, an input of a shape the built layer cannot take (a
+        layer with no such limit takes any)."""
 
     # -- the symbolic tensors of the functional API ----------------------------------------
 
@@ -169,6 +174,21 @@ class Layer:
         """The parameters themselves (not copies), in Keras's order: Variables, i.e. ndarrays
         with Keras's ``assign``, ``numpy()``, ``name``, ``path`` (see :mod:`npnet.variables`)."""
         return list(self.params.values())
+
+    @property
+    def trainable_weights(self):
+        """The weights training updates: all of them while the layer is trainable, else none."""
+        return self.weights if self.trainable else []
+
+    @property
+    def non_trainable_weights(self):
+        """The weights training leaves alone: all of them when the layer is frozen, else none."""
+        return [] if self.trainable else self.weights
+
+    # Keras 3's names for the same lists
+    variables = weights
+    trainable_variables = trainable_weights
+    non_trainable_variables = non_trainable_weights
 
     def count_params(self):
         return int(sum(p.size for p in self.params.values()))
@@ -456,6 +476,13 @@ class Dense(Layer):
         if bias is not None:
             self.params["bias"] = bias
         super().build(input_shape)
+
+    def _check_call_input(self, shape):
+        kernel = self.params.get("kernel")
+        features = None if kernel is None or kernel.ndim != 2 else kernel.shape[0]
+        if features is not None and (len(shape) != 2 or shape[-1] != features):
+            raise ValueError(f"Input of Dense layer {self.name!r} is incompatible with it: expected shape "
+                             f"(batch, {features}), as it was built; received {format_shape(shape)}")
 
     @property
     def kernel(self):

@@ -39,7 +39,7 @@ class Sequential:
             name = "sequential" if Sequential._count == 0 else f"sequential_{Sequential._count}"
             Sequential._count += 1
         self.name = name
-        self.layers = []
+        self._layers = []
         self._input_shape = None  # declared by npnet.Input(...) as the first entry
         self._input_tensor = None  # that npnet.Input(...) itself
         #: The symbolic tensors [input, each layer's output] once the input shape is known
@@ -79,23 +79,26 @@ class Sequential:
             raise TypeError(f"Sequential.add expects an npnet.layers.Layer, npnet.Input(...), an InputLayer "
                             f"or a model; received {layer!r}")
         declared = layer._declared_input_shape
-        if declared is not None and self.layers:
+        if declared is not None and self._layers:
             raise ValueError(f"Only the first layer may declare input_shape; {layer.name!r} is not first")
         if declared is not None and self._input_shape is not None and declared[1:] != self._input_shape[1:]:
             # The layers of a model built with input_shape=..., called on npnet.Input(...), come here.
             raise ValueError(f"Layer {layer.name!r} declares input_shape={declared[1:]}, but the model's "
                              f"input has shape {self._input_shape[1:]}")
-        if any(existing is layer for existing in self.layers):
+        if any(existing is layer for existing in self._layers):
             raise ValueError(f"Layer {layer.name!r} is already in the model")
+        if any(existing.name == layer.name for existing in self._layers):
+            raise ValueError(f"All layers of a model must have unique names, as in Keras: {layer.name!r} is "
+                             f"already the name of a layer in {self.name!r}; pass another name=...")
         self._check_built_layer_fits(layer)
-        trainer = self._make_trainer(self.layers + [layer]) if self.compiled else None
+        trainer = self._make_trainer(self._layers + [layer]) if self.compiled else None
         built_before = layer.built
-        self.layers.append(layer)
+        self._layers.append(layer)
         try:
             if self.input_shape is not None and not self.built:
                 self.build(self.input_shape)
         except Exception:
-            self.layers.pop()
+            self._layers.pop()
             raise
         if self._scopes_weights and getattr(layer, "_weight_scope", None) is None and not built_before:
             layer._weight_scope = self.name
@@ -110,14 +113,14 @@ class Sequential:
         incoming = self.input_shape
         if built_for is None or incoming is None or len(built_for) < 2:
             return
-        for existing in self.layers:
+        for existing in self._layers:
             incoming = existing.compute_output_shape(incoming)
         if len(incoming) >= 2 and None not in (built_for[-1], incoming[-1]) and built_for[-1] != incoming[-1]:
             raise ValueError(f"Layer {layer.name!r} was built for inputs of shape {tuple(built_for[1:])}, but "
                              f"the model's output before it has shape {tuple(incoming[1:])}")
 
     def _declare_input(self, tensor):
-        if self.layers or self._input_shape is not None:
+        if self._layers or self._input_shape is not None:
             raise ValueError("npnet.Input(...) or InputLayer(...) must come first in a Sequential model, "
                              "and only once")
         if tensor.layer is not None:
@@ -129,14 +132,14 @@ class Sequential:
         """Use ``trainer`` (made for the current layers) from now on; None: made when needed."""
         self._trainer = trainer
         if trainer is not None:
-            trainer.layers = self.layers
+            trainer.layers = self._layers
 
     def pop(self):
         """Remove the last layer and return it, as Keras's ``Sequential.pop``."""
-        if not self.layers:
+        if not self._layers:
             raise IndexError("pop() on a model without layers")
-        trainer = self._make_trainer(self.layers[:-1]) if self.compiled and len(self.layers) > 1 else None
-        layer = self.layers.pop()
+        trainer = self._make_trainer(self._layers[:-1]) if self.compiled and len(self._layers) > 1 else None
+        layer = self._layers.pop()
         self._adopt(trainer)
         self._trace()
         return layer
@@ -146,43 +149,49 @@ class Sequential:
         if (name is None) == (index is None):
             raise ValueError("get_layer needs exactly one of name=... or index=...")
         if index is not None:
-            if not -len(self.layers) <= index < len(self.layers):
-                raise ValueError(f"get_layer: index {index} is out of range for {len(self.layers)} layers")
-            return self.layers[index]
-        for layer in self.layers:
+            if not -len(self._layers) <= index < len(self._layers):
+                raise ValueError(f"get_layer: index {index} is out of range for {len(self._layers)} layers")
+            return self._layers[index]
+        for layer in self._layers:
             if layer.name == name:
                 return layer
-        raise ValueError(f"No such layer: {name!r}. Existing layers are: {[layer.name for layer in self.layers]}")
+        raise ValueError(f"No such layer: {name!r}. Existing layers are: {[layer.name for layer in self._layers]}")
+
+    @property
+    def layers(self):
+        """The model's layers in order, as a new list each time (Keras's ``model.layers``):
+        changing the list does not change the model; :meth:`add` and :meth:`pop` do."""
+        return list(self._layers)
 
     @property
     def trainable(self):
-        return any(layer.trainable for layer in self.layers) if self.layers else True
+        return any(layer.trainable for layer in self._layers) if self._layers else True
 
     @trainable.setter
     def trainable(self, value):
         """Freeze (False) or unfreeze every layer; compile again for training to see it."""
-        for layer in self.layers:
+        for layer in self._layers:
             layer.trainable = bool(value)
 
     @property
     def built(self):
-        return bool(self.layers) and all(layer.built for layer in self.layers)
+        return bool(self._layers) and all(layer.built for layer in self._layers)
 
     @property
     def input_shape(self):
         """e.g. ``(None, 28, 28)``; None until the model knows it."""
         if self._input_shape is not None:
             return self._input_shape
-        if not self.layers:
+        if not self._layers:
             return None
-        first = self.layers[0]
+        first = self._layers[0]
         return first.input_shape if first.built else first._declared_input_shape
 
     def output_shapes(self, input_shape=None):
         """The output shape of every layer for inputs of ``input_shape`` (default: the model's)."""
         shape = input_shape if input_shape is not None else self.input_shape
         shapes = []
-        for layer in self.layers:
+        for layer in self._layers:
             shape = layer.compute_output_shape(shape)
             shapes.append(shape)
         return shapes
@@ -193,7 +202,7 @@ class Sequential:
 
     def build(self, input_shape=None):
         """Create every layer's weights for inputs of ``input_shape`` (batch dimension first)."""
-        if not self.layers:
+        if not self._layers:
             raise ValueError("The model has no layers; add some before building it")
         if input_shape is None:
             input_shape = self.input_shape
@@ -201,12 +210,12 @@ class Sequential:
                 raise ValueError("build() needs an input_shape, e.g. model.build((None, 28, 28)), "
                                  "or give the first layer input_shape=...")
         shape = tuple(input_shape)
-        known = self.input_shape if self.layers[0].built else None
+        known = self.input_shape if self._layers[0].built else None
         if known is not None and (len(known) != len(shape)
                                   or any(a is not None and b is not None and a != b for a, b in zip(known, shape))):
             raise ValueError(f"This model is built for inputs of shape {format_shape(known)}; received "
                              f"input_shape={format_shape(shape)}. Make a new model for other inputs.")
-        for layer in self.layers:
+        for layer in self._layers:
             if not layer.built:
                 layer.build(shape)
             shape = layer.compute_output_shape(shape)
@@ -220,7 +229,7 @@ class Sequential:
         its functional graph. Calls made before are reused, so ``layer.output`` stays the
         tensor of the layer's first call."""
         shape = self.input_shape
-        if shape is None or not self.layers:
+        if shape is None or not self._layers:
             self._tensors = None
             return
         tensors = self._tensors or []
@@ -229,11 +238,11 @@ class Sequential:
             fits = given is not None and tuple(given.shape[1:]) == tuple(shape[1:])
             tensors = [given if fits else symbolic.Input(shape=shape[1:])]
         kept = 1
-        while kept < len(tensors) and kept <= len(self.layers) and tensors[kept].layer is self.layers[kept - 1]:
+        while kept < len(tensors) and kept <= len(self._layers) and tensors[kept].layer is self._layers[kept - 1]:
             kept += 1
         tensors = tensors[:kept]
         try:
-            for layer in self.layers[kept - 1:]:
+            for layer in self._layers[kept - 1:]:
                 tensors.append(symbolic.follow(layer, tensors[-1]))
         except NotImplementedError:
             tensors = None  # a layer that cannot say its output shape: no symbolic tensors, as in Keras
@@ -243,7 +252,7 @@ class Sequential:
         """The symbolic tensors, or a clear AttributeError when the input shape is unknown."""
         self._trace()
         if self._tensors is None:
-            reason = ("it has no layers" if not self.layers else
+            reason = ("it has no layers" if not self._layers else
                       "its input shape is unknown. Start it with npnet.Input(shape=...), give the first "
                       "layer input_shape=..., or build it (model.build((None, ...)), or fit, evaluate or "
                       "predict once)")
@@ -278,25 +287,30 @@ class Sequential:
     @property
     def weights(self):
         """The parameter arrays themselves, layer by layer (Dense: kernel, bias)."""
-        return [p for layer in self.layers for p in layer.params.values()]
+        return [p for layer in self._layers for p in layer.params.values()]
 
     @property
     def trainable_weights(self):
-        return [p for layer in self.layers if layer.trainable for p in layer.params.values()]
+        return [p for layer in self._layers if layer.trainable for p in layer.params.values()]
 
     @property
     def non_trainable_weights(self):
-        return [p for layer in self.layers if not layer.trainable for p in layer.params.values()]
+        return [p for layer in self._layers if not layer.trainable for p in layer.params.values()]
+
+    # Keras 3's names for the same lists
+    variables = weights
+    trainable_variables = trainable_weights
+    non_trainable_variables = non_trainable_weights
 
     @property
     def losses(self):
         """Keras's ``model.losses``: every layer's regularization penalty at the current
         weights; ``sum(model.losses)`` is what training adds to the loss."""
-        return [penalty for layer in self.layers for penalty in layer.losses]
+        return [penalty for layer in self._layers for penalty in layer.losses]
 
     def weight_names(self):
         """``["dense/kernel", "dense/bias", ...]`` in the order of ``get_weights()``."""
-        return [f"{layer.name}/{name}" for layer in self.layers for name in layer.params]
+        return [f"{layer.name}/{name}" for layer in self._layers for name in layer.params]
 
     def get_weights(self):
         """Copies of all parameters, in the same order as a Keras model's ``get_weights()``."""
@@ -326,7 +340,7 @@ class Sequential:
             if not np.isfinite(value).all():
                 raise ValueError(f"set_weights received NaN or infinite values for {name}")
         start = 0
-        for layer in self.layers:
+        for layer in self._layers:
             layer.check_weights(dict(zip(layer.params, converted[start:start + len(layer.params)])))
             start += len(layer.params)
         with utils.interrupts_deferred():  # Ctrl-C: all the new weights or none
@@ -335,7 +349,7 @@ class Sequential:
 
     def count_params(self):
         self.require_built("count_params")
-        return sum(layer.count_params() for layer in self.layers)
+        return sum(layer.count_params() for layer in self._layers)
 
     def summary(self, line_length=None, positions=None, print_fn=None, expand_nested=False,
                 show_trainable=False, layer_range=None):
@@ -388,7 +402,7 @@ class Sequential:
         weighted_objs = metrics_module.resolve_weighted(weighted_metrics, metric_objs, loss_obj)
         steps_per_execution = validation.check_steps_per_execution(steps_per_execution)
         accuracy = metrics_module.Accuracy(label_kind=loss_obj.label_kind)  # what the backends count
-        trainer = backends.create(backend, self.layers, loss_obj, optimizer_obj, accuracy)
+        trainer = backends.create(backend, self._layers, loss_obj, optimizer_obj, accuracy)
         self.optimizer, self.loss, self.accuracy = optimizer_obj, loss_obj, accuracy
         self.metrics, self.steps_per_execution = metric_objs, steps_per_execution
         self.weighted_metrics = weighted_objs
@@ -407,9 +421,9 @@ class Sequential:
             self.weighted_metrics, self._weighted_names)
 
     def _output_units(self):
-        if self.input_shape is not None and self.layers:
+        if self.input_shape is not None and self._layers:
             return self.output_shape[-1]
-        return getattr(self.layers[-1], "units", None) if self.layers else None
+        return getattr(self._layers[-1], "units", None) if self._layers else None
 
     @property
     def metrics_names(self):
@@ -426,7 +440,7 @@ class Sequential:
         """The trainer every computation goes through (made on first use for a model that
         was never compiled, for prediction only)."""
         if self._trainer is None:
-            self._trainer = self._make_trainer(self.layers)
+            self._trainer = self._make_trainer(self._layers)
         return self._trainer
 
     @property
@@ -451,8 +465,9 @@ class Sequential:
     def check_inputs(self, x, what="x"):
         """``x`` validated for this model and converted to its float type (see
         :func:`npnet.validation.check_inputs`)."""
-        if not self.layers:
+        if not self._layers:
             raise ValueError("The model has no layers")
+        x = _one_array(x)
         if isinstance(x, dict):
             x = self._named_input(x, what)
         return validation.check_inputs(x, self.input_shape, what, self.name, self._float_type())
@@ -476,7 +491,7 @@ class Sequential:
         anything changes; returns them converted. Builds nothing."""
         x = self.check_inputs(x, what[0])
         n_classes = self.output_shapes((None,) + x.shape[1:])[-1][-1]
-        y = validation.check_labels(y, x.shape[0], n_classes, loss or self.loss, what[1])
+        y = validation.check_labels(_one_array(y), x.shape[0], n_classes, loss or self.loss, what[1])
         return x, y
 
     def _float_type(self):
@@ -661,7 +676,7 @@ class Sequential:
         self.ensure_built(x)
         steps = -(-x.shape[0] // batch_size)
         progbar = Progbar(steps, verbose) if verbose else None
-        listeners = callbacks_module.CallbackList(callbacks, self, {"steps": steps, "verbose": verbose})
+        listeners = callbacks_module.CallbackList(callbacks, self, {"verbose": verbose, "epochs": 1, "steps": steps})
         logs = self._evaluate(x, y, batch_size, listeners, progbar, weights).logs()
         if progbar is not None:
             progbar.update(steps, logs, finalize=True)
@@ -725,7 +740,7 @@ class Sequential:
         self.ensure_built(x)
         steps = -(-x.shape[0] // batch_size)
         progbar = Progbar(steps, verbose) if verbose else None
-        listeners = callbacks_module.CallbackList(callbacks, self, {"steps": steps, "verbose": verbose})
+        listeners = callbacks_module.CallbackList(callbacks, self, {"verbose": verbose, "epochs": 1, "steps": steps})
         listeners.call("on_predict_begin")
         outputs = training_loop.predict(self.backend, x, batch_size, listeners)
         listeners.call("on_predict_end")
@@ -751,7 +766,7 @@ class Sequential:
     def get_config(self):
         return {"name": self.name,
                 "layers": [{"class_name": type(layer).__name__, "config": layer.get_config()}
-                           for layer in self.layers],
+                           for layer in self._layers],
                 "build_input_shape": list(self.input_shape) if self.input_shape else None}
 
     @classmethod
@@ -845,6 +860,16 @@ class Model(Sequential):
         """A new functional model from ``get_config()``: the same layers and input name, fresh weights."""
         return _as_functional(Sequential.from_config(config), config.get("input_name"))
 
+
+
+def _one_array(value):
+    """Keras reads a list or tuple of arrays as one array per model input (or output); npnet
+    models have one of each, so ``[x]`` stands for ``x``, as in Keras. A list of numbers or
+    of lists (the rows of a batch) is data and stays as it is."""
+    if isinstance(value, (list, tuple)) and len(value) == 1 and isinstance(value[0], np.ndarray) \
+            and value[0].ndim >= 1:
+        return value[0]
+    return value
 
 
 def model_from_json(json_string):

@@ -131,6 +131,7 @@ def apply_layer(layer, tensor):
     which the layer keeps among its calls (for ``layer.output``)."""
     if not layer.built:
         layer.build(tensor.shape)
+    layer._check_call_input(tensor.shape)
     output = SymbolicTensor(layer.compute_output_shape(tensor.shape), layer=layer, source=tensor,
                             dtype=tensor.dtype)
     # Kept in __dict__ directly: a layer made by a user need not have called Layer.__init__'s

@@ -111,9 +111,26 @@ def backward(layers, loss, output, caches, y, head=None, sample_weight=None):
         if not layer.trainable:
             grads.clear()  # a frozen layer's weights get no gradient, as in Keras
             continue
+        if not type(layer).__module__.startswith("npnet."):
+            _check_returned_gradients(layer, grads)
         for name, regularizer in layer.weight_regularizers().items():
             grads[name] = grads[name] + regularizer.gradient(plain(layer.params[name]))
     return param_grads, output_grads
+
+
+def _check_returned_gradients(layer, grads):
+    """A layer of your own returns one gradient per weight, under the weight's key in
+    ``layer.params`` and of its shape: say so clearly when it does not."""
+    expected = {name: tuple(p.shape) for name, p in layer.params.items()}
+    if isinstance(grads, dict):
+        received = {name: tuple(np.shape(g)) for name, g in grads.items()}
+        if received == expected:
+            return
+    else:
+        received = f"a {type(grads).__name__}"
+    raise ValueError(f"{type(layer).__name__} {layer.name!r}: backward must return the gradients as a dict with "
+                     f"one entry per weight, keyed and shaped as layer.params: expected {expected}; received "
+                     f"{received}")
 
 
 def flat_gradients(layers, param_grads):

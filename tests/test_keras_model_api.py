@@ -815,3 +815,129 @@ def test_validation_split_takes_its_share_of_sample_weight_as_keras_does(how):
                                    validation_split=0.25, **weighting).history)
     for key in ("loss", "val_loss"):
         np.testing.assert_allclose(histories[0][key], histories[1][key], rtol=1e-5, err_msg=key)
+
+
+def test_layer_and_model_weight_lists_follow_trainable_like_keras():
+    """``trainable_weights``, ``non_trainable_weights`` and Keras 3's ``*_variables`` names, on
+    layers and models, before and after freezing a layer."""
+    ours, theirs = pair()
+    for frozen in (False, True):
+        ours.layers[0].trainable = theirs.layers[0].trainable = not frozen
+        for a, b in [(ours, theirs)] + list(zip(ours.layers, theirs.layers)):
+            for name in ("weights", "variables", "trainable_weights", "non_trainable_weights",
+                         "trainable_variables", "non_trainable_variables"):
+                described = [[(w.path.split("/")[-1], tuple(w.shape)) for w in getattr(m, name)] for m in (a, b)]
+                assert described[0] == described[1], (a.name, name)
+    assert ours.layers[0].trainable_weights == [] and ours.layers[0].non_trainable_weights[0] is ours.layers[0].kernel
+    unbuilt = layers.Dense(2)
+    assert unbuilt.trainable_weights == [] == keras.layers.Dense(2).trainable_weights
+
+
+def test_model_layers_is_a_new_list_like_keras():
+    """Changing the list ``model.layers`` returns leaves the model as it was (add and pop change it)."""
+    ours, theirs = pair()
+    x, _ = data()
+    for model in (ours, theirs):
+        listed = model.layers
+        listed.pop()
+        listed.append(layers.Dense(9) if model is ours else keras.layers.Dense(9))
+        assert len(model.layers) == 2 and len(model.weights) == 4
+        assert tuple(model.predict(x, verbose=0).shape) == (N, K)
+    assert ours.layers[0] is ours.get_layer(index=0)
+
+
+@pytest.mark.parametrize("functional", [False, True])
+def test_two_layers_of_one_name_are_refused_like_keras(functional):
+    def build(lib):
+        hidden, out = lib.layers.Dense(4, name="twin"), lib.layers.Dense(K, name="twin")
+        if not functional:
+            return lib.Sequential([lib.Input(shape=(D,)), hidden, out])
+        inputs = lib.Input(shape=(D,))
+        return lib.Model(inputs, out(hidden(inputs)))
+
+    with pytest.raises(ValueError, match="unique") as caught:
+        build(npnet)
+    assert "'twin'" in str(caught.value)
+    with pytest.raises(ValueError, match="unique"):
+        build(keras)
+
+
+def test_a_built_dense_refuses_inputs_of_another_width_clearly():
+    """Keras refuses with its input spec; npnet names the layer, the width it was built for
+    and the shape received, and runs nothing."""
+    ours, theirs = layers.Dense(3, name="narrow"), keras.layers.Dense(3)
+    ours(np.ones((1, 4), np.float32)), theirs(np.ones((1, 4), np.float32))
+    kernel = ours.kernel.copy()
+    for shape in ((1, 5), (2, 3, 4)):
+        with pytest.raises(ValueError, match=r"'narrow'.*\(batch, 4\).*received \(" + ", ".join(map(str, shape))):
+            ours(np.ones(shape, np.float32))
+        np.testing.assert_array_equal(ours.kernel, kernel)
+    with pytest.raises(ValueError):
+        theirs(np.ones((1, 5), np.float32))
+    assert ours(np.ones((2, 4), np.float32)).shape == (2, 3)
+
+
+def test_importing_ops_from_npnet_says_what_to_write_instead():
+    """``from keras import ops`` (the keras-io guides' setup line) with npnet: an ImportError
+    that says npnet has no ops and to write NumPy, as ``npnet.ops`` does."""
+    with pytest.raises(ImportError, match="no keras.ops: write NumPy"):
+        from npnet import ops  # noqa: F401
+    with pytest.raises(AttributeError, match="no keras.ops: write NumPy"):
+        npnet.ops  # noqa: B018
+    assert not hasattr(npnet, "ops")
+
+
+def test_a_built_layer_refuses_a_symbolic_input_of_another_width_at_the_call_like_keras():
+    ours, theirs = layers.Dense(4, name="shared"), keras.layers.Dense(4)
+    ours(npnet.Input(shape=(8,))), theirs(keras.Input(shape=(8,)))
+    with pytest.raises(ValueError, match=r"'shared'.*\(batch, 8\).*received \(None, 5\)"):
+        ours(npnet.Input(shape=(5,)))
+    with pytest.raises(ValueError):
+        theirs(keras.Input(shape=(5,)))
+
+
+def test_a_list_holding_one_array_stands_for_that_array_like_keras():
+    """A model built as ``Model([inputs], [outputs])`` (or any model) takes ``[x]`` and ``[y]``
+    wherever it takes ``x`` and ``y``, as Keras reads a list as one array per input."""
+    x, y = data()
+    built = {}
+    for lib in (npnet, keras):
+        inputs = lib.Input(shape=(D,))
+        model = lib.Model([inputs], [lib.layers.Dense(K)(inputs)])
+        model.compile(optimizer=lib.optimizers.SGD(0.1), loss="sparse_categorical_crossentropy")
+        built[lib.__name__] = model
+    built["npnet"].set_weights(built["keras"].get_weights())
+    results = {}
+    for name, model in built.items():
+        history = model.fit([x], [y], epochs=2, batch_size=8, shuffle=False, verbose=0,
+                            validation_data=([x], [y]))
+        results[name] = (history.history["loss"], history.history["val_loss"],
+                         model.evaluate((x,), (y,), verbose=0), model.predict([x], verbose=0))
+    for ours, theirs in zip(results["npnet"], results["keras"]):  # float32 sums in another order
+        np.testing.assert_allclose(ours, theirs, rtol=1e-4, atol=1e-5)
+    np.testing.assert_allclose(built["npnet"]([x]), results["npnet"][3], rtol=1e-6)
+    # rows given as Python lists are still data, not a list of inputs
+    assert built["npnet"].predict([list(x[0])], verbose=0).shape == (1, K)
+
+
+def test_a_layer_whose_backward_misnames_its_gradients_is_told_which_keys_it_needed():
+    """Gradients returned under attribute names instead of ``layer.params`` keys: a clear
+    error naming both, before any weight changes."""
+    class Affine(layers.Layer):
+        def build(self, input_shape):
+            self.w = self.add_weight(shape=(input_shape[-1], 2), initializer="ones")
+
+        def forward(self, x, training=False):
+            return x @ self.w, x
+
+        def backward(self, dL_dy, x, need_input_grad=True):
+            return dL_dy @ np.asarray(self.w).T, {"w": x.T @ dL_dy}
+
+    model = npnet.Sequential([npnet.Input(shape=(D,)), Affine(name="affine")])
+    model.compile(optimizer="sgd", loss="mse", backend="numpy")
+    before = [w.copy() for w in model.get_weights()]
+    x, _ = data()
+    with pytest.raises(ValueError, match=r"'affine'.*expected \{'variable': \(6, 2\)\}; received \{'w': \(6, 2\)\}"):
+        model.fit(x, np.zeros((N, 2), np.float32), verbose=0)
+    for old, new in zip(before, model.get_weights()):
+        np.testing.assert_array_equal(old, new)
