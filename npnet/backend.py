@@ -6,6 +6,8 @@ resets, as Keras's does, so a script that builds models in a loop gets the same 
 time. The float type lives in :mod:`npnet.config`; this module repeats Keras's spelling.
 """
 
+import numpy as np
+
 from . import config, layers, models, utils
 
 floatx = config.floatx
@@ -20,6 +22,24 @@ def clear_session(free_memory=True):
     """
     layers._name_counts.clear()
     models.Sequential._count = 0
+
+
+def get_value(x):
+    """The value of ``x`` as NumPy holds it, as Keras's ``get_value``: ``numpy()`` of a
+    learning rate (``optimizer.learning_rate``) or a Variable, ``np.asarray(x)`` otherwise."""
+    to_numpy = getattr(x, "numpy", None)
+    return to_numpy() if callable(to_numpy) else np.asarray(x)
+
+
+def set_value(x, value):
+    """``x.assign(value)``, as Keras's ``set_value``: for ``optimizer.learning_rate`` and
+    Variables (a weight of a layer). Anything else has no value to set and is refused."""
+    assign = getattr(x, "assign", None)
+    if not callable(assign):
+        raise TypeError(f"set_value expects optimizer.learning_rate or an npnet.Variable (a weight); "
+                        f"received {type(x).__name__}. To change an optimizer's setting, assign the "
+                        "attribute: optimizer.learning_rate = 0.01")
+    assign(value)
 
 
 #: keras.backend names npnet lacks, with what to write instead.

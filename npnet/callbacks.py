@@ -128,10 +128,16 @@ class CallbackList:
             callback.set_params(params)
 
     def call(self, hook, *args, logs=None):
-        """``callback.<hook>(*args, logs)`` for each callback; ``logs`` defaults to ``{}``."""
+        """``callback.<hook>(*args, logs)`` for each callback; ``logs`` defaults to ``{}``.
+        As Keras, the batch hooks get it as ``logs=logs`` (so ``def on_train_batch_end(self,
+        batch, **kwargs)`` works), the others positionally."""
         logs = {} if logs is None else logs
+        by_keyword = "batch" in hook
         for callback in self.callbacks:
-            getattr(callback, hook)(*args, logs)
+            if by_keyword:
+                getattr(callback, hook)(*args, logs=logs)
+            else:
+                getattr(callback, hook)(*args, logs)
 
 
 class History(Callback):

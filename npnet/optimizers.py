@@ -37,10 +37,43 @@ def _flag(name, value):
     return bool(value)
 
 
+class LearningRate(float):
+    """``optimizer.learning_rate``: the rate as a float, which also answers the calls Keras
+    code makes on its learning-rate variable. ``assign(value)`` (and ``assign_add``,
+    ``assign_sub``) sets the optimizer's rate as ``optimizer.learning_rate = value`` does,
+    checked the same way; ``numpy()`` is the rate in npnet's float type."""
+
+    __slots__ = ("_optimizer",)
+
+    def __new__(cls, value, optimizer):
+        rate = super().__new__(cls, value)
+        rate._optimizer = optimizer
+        return rate
+
+    def assign(self, value):
+        self._optimizer.learning_rate = value
+        return self._optimizer.learning_rate
+
+    def assign_add(self, value):
+        return self.assign(float(self) + value)
+
+    def assign_sub(self, value):
+        return self.assign(float(self) - value)
+
+    def numpy(self):
+        return np.dtype(config.floatx()).type(float(self))
+
+    def __reduce__(self):  # a copy or a pickle is the number alone
+        return float, (float(self),)
+
+    def __deepcopy__(self, memo):
+        return float(self)
+
+
 class Optimizer:
     """Base class: learning rate, step counter and one state array per slot and parameter.
 
-    ``learning_rate`` is a positive number or a schedule (:mod:`npnet.optimizers.schedules`,
+    ``learning_rate`` is a number (at least 0) or a schedule (:mod:`npnet.optimizers.schedules`,
     or any callable ``step -> rate`` that subclasses ``LearningRateSchedule``); reading
     ``optimizer.learning_rate`` gives the rate the next step will use. Hyperparameters are
     checked in the float type the update computes in (``floatx`` when made, the weights'
@@ -117,10 +150,12 @@ class Optimizer:
 
     @property
     def learning_rate(self):
-        """The learning rate of the next step: the schedule at ``iterations`` when there is one."""
+        """The learning rate of the next step (the schedule at ``iterations`` when there is
+        one): a float with the methods of Keras's learning-rate variable that callbacks use,
+        ``learning_rate.assign(0.01)`` and ``.numpy()`` (see :class:`LearningRate`)."""
         if isinstance(self._learning_rate, schedules.LearningRateSchedule):
-            return float(self._learning_rate(self.iterations))
-        return self._learning_rate
+            return LearningRate(self._learning_rate(self.iterations), self)
+        return LearningRate(self._learning_rate, self)
 
     @learning_rate.setter
     def learning_rate(self, value):
@@ -128,7 +163,8 @@ class Optimizer:
             raise TypeError("This optimizer was made with a learning-rate schedule, so its learning rate "
                             "cannot be set; make the optimizer with a number to set it later")
         if not isinstance(value, schedules.LearningRateSchedule):
-            value = check_hyperparameter("learning_rate", value, positive=True)
+            # 0 trains nothing (a schedule written by hand may end there), as Keras allows
+            value = check_hyperparameter("learning_rate", value, positive=True, zero=True)
         self._learning_rate = value
         self._current_learning_rate = self.learning_rate  # for update() called by hand
 
@@ -176,7 +212,8 @@ class Optimizer:
     def _check_in_dtype(self, dtype):
         """The hyperparameters as the update computes with them, in ``dtype``."""
         for name, value in self._float_hyperparameters().items():
-            check_hyperparameter(name, value, dtype=dtype, positive=name in _POSITIVE, flushed=True)
+            check_hyperparameter(name, value, dtype=dtype, positive=name in _POSITIVE, flushed=True,
+                                 zero=name == "learning_rate")
         for name, value in self._below_one().items():
             check_below_one(name, value, dtype)
 
@@ -537,11 +574,14 @@ _POSITIVE = ("learning_rate", "epsilon")
 _INT64_MAX = int(np.iinfo(np.int64).max)
 
 
-def check_hyperparameter(name, value, dtype=None, positive=False, flushed=False):
-    """``value`` as a float after checking it is a real number, finite in ``dtype`` (default:
-    floatx, the type the update computes in) and, with ``positive``, above 0 in that type
-    (with ``flushed``, at least its smallest normal number: training flushes smaller ones to
-    0, as TensorFlow's CPU kernels do). The error names the argument and says what was received."""
+def check_hyperparameter(name, value, dtype=None, positive=False, flushed=False, zero=False):
+    """``value`` as a float after checking it is a real number (a NumPy scalar or 0-d array
+    too), finite in ``dtype`` (default: floatx, the type the update computes in) and, with
+    ``positive``, above 0 in that type (with ``flushed``, at least its smallest normal number:
+    training flushes smaller ones to 0, as TensorFlow's CPU kernels do), or exactly 0 with
+    ``zero``. The error names the argument and says what was received."""
+    if isinstance(value, np.ndarray) and value.ndim == 0 and value.dtype.kind in "iuf":
+        value = value.item()
     if value is None or isinstance(value, (bool, str)) or not isinstance(value, (int, float, np.integer, np.floating)):
         raise ValueError(f"{name} must be a number; received {name}={value!r}")
     dtype = np.dtype(dtype or config.floatx())
@@ -552,8 +592,8 @@ def check_hyperparameter(name, value, dtype=None, positive=False, flushed=False)
                          f"received {name}={value!r}, which is {in_dtype} in {dtype}")
     # compared as Python floats: under the flushing float mode a float32 denormal reads as 0
     tiny = float(np.finfo(dtype).tiny) if flushed and dtype.kind == "f" else 0.0
-    if positive and not (in_dtype > 0 and value >= tiny):
-        what = "a positive number" if name == "learning_rate" else "positive"  # the messages users know
+    if positive and not (in_dtype > 0 and value >= tiny) and not (zero and value == 0):
+        what = "a number >= 0" if zero else "positive"
         detail = ""
         if 0 < value < tiny:
             detail = f" (below {dtype}'s smallest normal number, {tiny:g}, which training flushes to 0)"

@@ -145,7 +145,8 @@ def train_epoch(trainer, x, y, epoch, passes, steps_per_execution, callbacks, me
     step = 0
     while step < steps:
         callbacks.call("on_train_batch_begin", step)
-        count = min(steps_per_execution, steps - step)
+        # stop_training set already (at the epoch's start): Keras runs this one step, then stops
+        count = 1 if callbacks.model.stop_training else min(steps_per_execution, steps - step)
         done = trainer.train_steps(x, y, order, batch_size, first + step, count, **options)
         for k in range(done.n_done - (0 if done.last_applied else 1)):
             rows = slice((first + step + k) * batch_size, (first + step + k + 1) * batch_size)

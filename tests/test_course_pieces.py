@@ -106,7 +106,7 @@ def test_optimizer_names_defaults_and_errors():
         RMSprop(rho=1.0)
     with pytest.raises(ValueError, match="epsilon must be positive"):
         RMSprop(epsilon=0)
-    with pytest.raises(ValueError, match="learning_rate must be a positive number"):
+    with pytest.raises(ValueError, match="learning_rate must be a number >= 0"):
         SGD(learning_rate=-1)
     with pytest.raises(ValueError, match="known optimizers: adam, rmsprop, sgd"):
         optimizers.get("adagrad")

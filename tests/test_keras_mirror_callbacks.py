@@ -15,7 +15,7 @@ import types
 
 import numpy as np
 import pytest
-import tensorflow as tf  # noqa: F401  (Keras's backend)
+import tensorflow as tf  # Keras's backend; tf.keras.backend.get_value
 import keras
 
 import npnet
@@ -376,3 +376,90 @@ def test_backup_and_restore_resumes_like_keras(tmp_path):
     assert epochs_run["ours"][0] == epochs_run["theirs"][0]
     for a, b in zip(epochs_run["ours"][1], epochs_run["theirs"][1]):
         np.testing.assert_allclose(a, b, rtol=1e-4, atol=1e-5)
+
+
+# ----------------------------------------------------------------------------- callbacks as the keras-io guide writes them
+
+
+def test_batch_hooks_get_logs_as_a_keyword_like_keras():
+    """Keras calls ``on_train_batch_end(batch, logs=logs)``: a hook written with ``**kwargs``
+    works, and sees the same keys."""
+    def make(module):
+        class KeywordHooks(module.Callback):
+            seen = []
+
+            def on_train_batch_end(self, batch, **kwargs):
+                self.seen.append((batch, sorted(kwargs["logs"])))
+
+            def on_test_batch_end(self, batch, **kwargs):
+                self.seen.append(("test", batch, sorted(kwargs["logs"])))
+        KeywordHooks.seen = []
+        return KeywordHooks()
+    made = {}
+    fit_both(lambda module: [made.setdefault(module.__name__, make(module))], epochs=1)
+    assert made["npnet.callbacks"].seen == made["keras.callbacks"].seen != []
+
+
+def test_evaluate_and_predict_callbacks_see_epochs_in_params_like_keras():
+    params = {}
+
+    def make(module, key):
+        class Params(module.Callback):
+            def on_test_begin(self, logs=None):
+                params[key, "test"] = dict(self.params)
+
+            def on_predict_begin(self, logs=None):
+                params[key, "predict"] = dict(self.params)
+        return Params()
+    ours, theirs = twins()
+    x, y = data()
+    for key, model, module in (("ours", ours, callbacks), ("theirs", theirs, keras.callbacks)):
+        model.evaluate(x, y, batch_size=8, verbose=0, callbacks=[make(module, key)])
+        model.predict(x, batch_size=8, verbose=0, callbacks=[make(module, key)])
+    for kind in ("test", "predict"):
+        assert params["ours", kind] == params["theirs", kind] == {"verbose": 0, "epochs": 1, "steps": 3}
+
+
+@pytest.mark.parametrize("hook", ["on_train_begin", "on_epoch_begin"])
+@pytest.mark.parametrize("backend", ["numpy", "numba"])
+def test_stop_training_set_before_the_first_step_stops_after_one_step_like_keras(hook, backend):
+    """Keras checks ``stop_training`` after every step: set at the start of training or of an
+    epoch, one step runs. npnet, which runs up to 64 steps per call without batch hooks,
+    runs that one step too."""
+    def make(module):
+        class Stop(module.Callback):
+            pass
+        setattr(Stop, hook, lambda self, *args, **kwargs: setattr(self.model, "stop_training", True))
+        return Stop()
+    ours, theirs = twins()
+    ours.compile(optimizer=npnet.optimizers.SGD(0.1), loss="sparse_categorical_crossentropy", backend=backend)
+    x, y = data(96)
+    ours.fit(x, y, batch_size=8, epochs=3, shuffle=False, verbose=0, callbacks=[make(callbacks)])
+    theirs.fit(x, y, batch_size=8, epochs=3, shuffle=False, verbose=0, callbacks=[make(keras.callbacks)])
+    assert ours.optimizer.iterations == int(theirs.optimizer.iterations) == 1
+    for a, b in zip(ours.get_weights(), theirs.get_weights()):
+        np.testing.assert_allclose(a, b, rtol=1e-5, atol=1e-6)
+
+
+def test_a_callback_assigning_the_learning_rate_variable_trains_like_keras():
+    """The guide's ``self.model.optimizer.learning_rate.assign(...)``, ``backend.get_value``
+    (``tf.keras.backend``'s, as the older guide reads the rate) and a schedule that reaches 0
+    (which trains nothing that epoch)."""
+    rates = [0.2, 0.1, 0.0, 0.05]
+
+    def make(module, backend):
+        class Assigning(module.Callback):
+            def on_epoch_begin(self, epoch, logs=None):
+                current = float(backend.get_value(self.model.optimizer.learning_rate))
+                assert current == pytest.approx(0.1 if epoch == 0 else rates[epoch - 1])
+                self.model.optimizer.learning_rate.assign(rates[epoch])
+        return Assigning()
+    ours, theirs = twins()
+    x, y = data()
+    settings = dict(batch_size=8, epochs=4, shuffle=False, verbose=0)
+    ours_history = ours.fit(x, y, callbacks=[make(callbacks, npnet.backend)], **settings)
+    theirs_history = theirs.fit(x, y, callbacks=[make(keras.callbacks, tf.keras.backend)], **settings)
+    np.testing.assert_allclose(ours_history.history["loss"], theirs_history.history["loss"], rtol=1e-5)
+    for a, b in zip(ours.get_weights(), theirs.get_weights()):
+        np.testing.assert_allclose(a, b, rtol=1e-5, atol=1e-6)
+    assert ours.optimizer.learning_rate.numpy() == np.float32(0.05) == theirs.optimizer.learning_rate.numpy()

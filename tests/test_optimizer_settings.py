@@ -236,3 +236,39 @@ def test_set_weights_under_ctrl_c_sets_all_the_weights_or_none(monkeypatch):
     monkeypatch.undo()
     for got, expected in zip(model.get_weights(), new):
         np.testing.assert_array_equal(got, expected)
+
+
+@pytest.mark.parametrize("backend", BACKENDS)
+@pytest.mark.parametrize("make", [optimizers.Adam, optimizers.SGD, lambda rate: optimizers.RMSprop(rate, centered=True)])
+def test_a_learning_rate_of_zero_trains_nothing_and_counts_the_steps(backend, make):
+    """Keras accepts a rate of 0 (a hand-written schedule may end there): the steps run and are
+    counted, the weights do not move. A negative rate is refused, naming what is expected."""
+    model = _model(make(0.0), backend)
+    x, y = _data()
+    model.fit(x[:8], y[:8], batch_size=4, verbose=0)  # builds
+    before = [w.copy() for w in model.get_weights()]
+    iterations = model.optimizer.iterations
+    model.fit(x, y, batch_size=4, epochs=2, verbose=0)
+    assert model.optimizer.iterations == iterations + 2 * (len(x) // 4)
+    for old, new in zip(before, model.get_weights()):
+        np.testing.assert_array_equal(old, new)
+    with pytest.raises(ValueError, match="learning_rate must be a number >= 0; received -0.5"):
+        model.optimizer.learning_rate = -0.5
+    assert model.optimizer.learning_rate == 0.0
+
+
+def test_the_learning_rate_reads_as_a_float_and_sets_like_keras_variable():
+    optimizer = optimizers.SGD(0.1)
+    rate = optimizer.learning_rate
+    assert isinstance(rate, float) and rate == 0.1 and f"{rate:6.4f}" == "0.1000"
+    assert rate.numpy() == np.float32(0.1) and rate.numpy().dtype == np.float32
+    rate.assign(np.array(0.25))  # a 0-d array, as np.float32 or a NumPy computation gives
+    assert optimizer.learning_rate == 0.25
+    optimizer.learning_rate.assign_sub(0.05)
+    assert optimizer.learning_rate == pytest.approx(0.2)
+    with pytest.raises(ValueError, match="learning_rate must be a number; received learning_rate='fast'"):
+        optimizer.learning_rate.assign("fast")
+    assert optimizer.learning_rate == pytest.approx(0.2)
+    scheduled = optimizers.SGD(schedules.ExponentialDecay(0.1, decay_steps=10, decay_rate=0.5))
+    with pytest.raises(TypeError, match="learning-rate schedule"):
+        scheduled.learning_rate.assign(0.01)

@@ -175,7 +175,7 @@ def test_input_shape_must_be_positive_integers(shape):
 
 
 def test_optimizer_settings_are_checked():
-    with pytest.raises(ValueError, match=r"learning_rate must be a positive number; received -0.1"):
+    with pytest.raises(ValueError, match=r"learning_rate must be a number >= 0; received -0.1"):
         npnet.optimizers.Adam(learning_rate=-0.1)
     with pytest.raises(ValueError, match=r"beta_1 must be in \[0, 1\); received 1.0"):
         npnet.optimizers.Adam(beta_1=1.0)
