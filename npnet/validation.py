@@ -31,9 +31,9 @@ def check_inputs(x, input_shape, what="x", model_name="model", dtype=None):
     if x is None:
         raise ValueError(f"{what} is None; expected an array of samples")
     x = np.asarray(x)
-    if x.dtype.kind not in "uif":
-        raise TypeError(f"{what} must be a numeric array (uint8, float32 or float64); "
-                        f"received dtype {x.dtype}")
+    if x.dtype.kind not in "buif":  # booleans read as 0 and 1, as in Keras
+        raise TypeError(f"{what} must be an array of numbers or booleans (e.g. uint8, float32, float64, "
+                        f"bool); received dtype {x.dtype}")
     if x.ndim == 0 or x.shape[0] == 0:
         raise ValueError(f"{what} is empty (shape {x.shape}); expected at least one sample")
     if input_shape is not None:

@@ -941,3 +941,20 @@ def test_a_layer_whose_backward_misnames_its_gradients_is_told_which_keys_it_nee
         model.fit(x, np.zeros((N, 2), np.float32), verbose=0)
     for old, new in zip(before, model.get_weights()):
         np.testing.assert_array_equal(old, new)
+
+
+@pytest.mark.parametrize("backend", ["numpy", "numba"])
+def test_boolean_inputs_read_as_zeros_and_ones_like_keras(backend):
+    """Multi-hot features made with ``np.zeros(..., dtype=bool)`` train, evaluate and predict
+    as their 0/1 floats do, in npnet as in Keras."""
+    ours, theirs = pair()
+    ours.compile(optimizer=npnet.optimizers.SGD(0.1), loss="sparse_categorical_crossentropy", backend=backend)
+    theirs.compile(optimizer=keras.optimizers.SGD(0.1), loss="sparse_categorical_crossentropy")
+    x, y = data()
+    flags = x > 0.5
+    ours_history = ours.fit(flags, y, batch_size=8, epochs=2, shuffle=False, verbose=0)
+    theirs_history = theirs.fit(flags, y, batch_size=8, epochs=2, shuffle=False, verbose=0)
+    np.testing.assert_allclose(ours_history.history["loss"], theirs_history.history["loss"], rtol=1e-5)
+    # after 2 epochs the weights differ by float32 rounding, summed in another order
+    np.testing.assert_allclose(ours.predict(flags, verbose=0), theirs.predict(flags, verbose=0), rtol=1e-4, atol=1e-4)
+    np.testing.assert_array_equal(ours.predict(flags, verbose=0), ours.predict(flags.astype(np.float32), verbose=0))

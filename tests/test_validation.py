@@ -77,7 +77,7 @@ FIT_CASES = {
     "x-none": (lambda m: m.fit(None, good_y(), verbose=0), ValueError, r"x is None"),
     "y-none": (lambda m: m.fit(good_x(), None, verbose=0), ValueError, r"y is None; expected 5 labels"),
     "x-strings": (lambda m: m.fit(np.full((N, 28, 28), "a"), good_y(), verbose=0), TypeError,
-                  r"numeric array .* received dtype <U1"),
+                  r"array of numbers or booleans .* received dtype <U1"),
     "batch-size-0": (lambda m: m.fit(good_x(), good_y(), batch_size=0, verbose=0), ValueError,
                      r"batch_size must be a positive integer; received 0"),
     "epochs-negative": (lambda m: m.fit(good_x(), good_y(), epochs=-1, verbose=0), ValueError,
