@@ -14,11 +14,13 @@ import contextlib
 import functools
 import gzip
 import hashlib
+import importlib
 import http.server
 import json
 import os
 import socket
 import struct
+import sys
 import threading
 import warnings
 from pathlib import Path
@@ -26,6 +28,7 @@ from pathlib import Path
 import numpy as np
 import pytest
 
+import npnet
 from npnet.datasets import DatasetNotFoundError, DataWarning, fashion_mnist
 from npnet.datasets._cache import INDEX_NAME
 
@@ -621,3 +624,20 @@ def test_a_server_that_never_answers_times_out_once_instead_of_hanging(synthetic
             connection.close()
     assert "timed out" in str(caught.value).lower()
     assert len(accepted) == 1, f"expected one attempt, no retries; the server saw {len(accepted)}"
+
+
+@pytest.mark.parametrize("name", ["mnist", "cifar10", "cifar100", "imdb", "reuters", "boston_housing",
+                                  "california_housing"])
+def test_keras_data_sets_npnet_does_not_ship_say_so_however_they_are_reached(name):
+    """``from npnet.datasets import imdb`` (a notebook's first line, with keras swapped for
+    npnet), ``import npnet.datasets.imdb`` and ``npnet.datasets.imdb`` all say that npnet
+    ships Fashion-MNIST only and what to do instead; ``hasattr`` stays False."""
+    advice = rf"npnet.datasets has no '{name}': npnet ships Fashion-MNIST only .* load the arrays yourself"
+    with pytest.raises(ImportError, match=advice):
+        exec(f"from npnet.datasets import {name}", {})
+    with pytest.raises(ImportError, match=advice):
+        importlib.import_module(f"npnet.datasets.{name}")
+    with pytest.raises(AttributeError, match=advice):
+        getattr(npnet.datasets, name)
+    assert not hasattr(npnet.datasets, name)
+    assert f"npnet.datasets.{name}" not in sys.modules

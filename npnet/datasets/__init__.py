@@ -16,10 +16,21 @@ _KERAS_DATASETS = ("mnist", "cifar10", "cifar100", "imdb", "reuters", "boston_ho
                    "california_housing")
 
 
-def __getattr__(name):
-    if name in _KERAS_DATASETS:
-        raise AttributeError(
-            f"npnet.datasets has no {name!r}: npnet ships Fashion-MNIST only "
+def _not_shipped(name):
+    """Why ``name``, one of Keras's data sets, is not here, and what to do instead."""
+    return (f"npnet.datasets has no {name!r}: npnet ships Fashion-MNIST only "
             "(npnet.datasets.fashion_mnist.load_data(), the same shapes and dtypes as MNIST's "
             f"load_data()); for {name}, load the arrays yourself and pass NumPy arrays")
+
+
+def refuse_import(module_name):
+    """Raise, from the module of one of Keras's data sets (``from npnet.datasets import
+    imdb``, as notebooks import ``keras.datasets.imdb``), the ImportError that says why."""
+    name = module_name.rsplit(".", 1)[-1]
+    raise ImportError(_not_shipped(name), name=module_name)
+
+
+def __getattr__(name):
+    if name in _KERAS_DATASETS:
+        raise AttributeError(_not_shipped(name))
     raise AttributeError(f"module 'npnet.datasets' has no attribute {name!r}")
