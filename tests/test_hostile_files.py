@@ -311,10 +311,26 @@ def test_deeply_nested_json_is_refused(tmp_path, good):
         "module": "keras.initializers", "class_name": "Constant", "config": {"value": [1e400]}}),
      "finite number"),
     (lambda c: layer(c, 2)["config"].update(bias_initializer={
-        "module": "keras.initializers", "class_name": "Orthogonal", "config": {}}), "initializer class 'Orthogonal'"),
+        "module": "keras.initializers", "class_name": "Identity", "config": {}}), "initializer class 'Identity'"),
+    (lambda c: layer(c, 2)["config"].update(kernel_initializer={
+        "module": "keras.initializers", "class_name": "RandomNormal", "config": {"stddev": -1.0}}),
+     "stddev must be a finite number >= 0; received stddev=-1.0"),
+    (lambda c: layer(c, 2)["config"].update(kernel_initializer={
+        "module": "keras.initializers", "class_name": "RandomUniform", "config": {"maxval": "1; import os"}}),
+     "maxval must be a finite number"),
+    (lambda c: layer(c, 2)["config"].update(kernel_initializer={
+        "module": "keras.initializers", "class_name": "VarianceScaling", "config": {"mode": "fan_sideways"}}),
+     "mode must be one of fan_in, fan_out, fan_avg"),
+    (lambda c: layer(c, 2)["config"].update(kernel_initializer={
+        "module": "keras.initializers", "class_name": "Orthogonal", "config": {"gain": 1.0, "hook": "os.system"}}),
+     "Orthogonal has no setting 'hook'"),
+    (lambda c: layer(c, 2)["config"].update(kernel_initializer={
+        "module": "keras.initializers", "class_name": "TruncatedNormal", "config": {"seed": -4}}),
+     "seed must be None or an integer"),
 ], ids=["no-config", "units-text", "no-bias", "mixed-precision", "negative-shape", "unknown-loss",
         "unknown-optimizer", "weight-decay", "invalid-setting", "unknown-metric", "constant-text",
-        "constant-inf", "unknown-initializer"])
+        "constant-inf", "unknown-initializer", "negative-stddev", "text-maxval", "unknown-mode", "unknown-setting",
+        "negative-seed"])
 def test_contents_npnet_cannot_honour_are_refused_by_name(tmp_path, good, change, match):
     refused(edited_keras(tmp_path, "bad.keras", change), match)
 

@@ -290,11 +290,13 @@ def activation_from_keras(value, where):
 def initializer_to_keras(init, what):
     """The Keras entry of an initializer npnet's config can name (:func:`npnet.initializers.serialize`)."""
     own = initializers.serialize(init)
-    if isinstance(own, dict):  # Constant: a number, or Keras's serialized NumPy array
+    if isinstance(own, dict) and own["class_name"] == "Constant":  # a number, or Keras's serialized array
         value = own["config"]["value"]
         if isinstance(value, list):
             value = {"class_name": "__numpy__", "config": {"value": value, "dtype": "float64"}}
         class_name, keras_config = "Constant", {"value": value}
+    elif isinstance(own, dict):  # Keras's other classes have the same names and settings
+        class_name, keras_config = own["class_name"], own["config"]
     elif own in INITIALIZERS:
         class_name, keras_config = INITIALIZERS[own], {} if own in _FIXED_INITIALIZERS else {"seed": None}
     else:
@@ -308,20 +310,30 @@ _MISSING = object()  # a config key the file does not have
 
 
 def initializer_from_keras(value, where, default):
-    """npnet's initializer name for a Keras initializer entry: ``default`` when the key is
+    """npnet's initializer for a Keras initializer entry: ``default`` when the key is
     missing; ``None`` (Keras 3 writes it for ``Dense(bias_initializer=None)``) is what Keras
-    then uses, glorot_uniform. Only the class is read: the seed of a random one is not."""
+    then uses, glorot_uniform. Glorot, He, LeCun, Zeros and Ones come back as npnet's named
+    functions (a seed is not read); the classes with settings (RandomNormal, VarianceScaling...)
+    with their settings, each checked."""
     if value is _MISSING:
         return default
     if value is None:
         return "glorot_uniform"
     by_keras = {keras: ours for ours, keras in INITIALIZERS.items()}
-    if isinstance(value, str):  # Keras 2 may write "glorot_uniform"
+    if isinstance(value, str):  # Keras 2 may write "glorot_uniform" or "random_normal"
         if value in INITIALIZERS:
             return value
+        if value in initializers._CLASS_ALIASES:
+            return initializers.get(value)
         raise ValueError(f"{where}: initializer {value!r} is not one npnet knows; known: "
-                         f"{', '.join(sorted(INITIALIZERS))}")
-    class_name, config = keras_object(value, "initializer", {**by_keras, "Constant": None}, f"{where} initializer")
+                         f"{', '.join(sorted({*INITIALIZERS, *initializers._CLASS_ALIASES}))}")
+    with_settings = set(initializers._CLASSES) - set(by_keras)
+    class_name, config = keras_object(value, "initializer", {**by_keras, **dict.fromkeys(with_settings)},
+                                      f"{where} initializer")
+    if class_name in with_settings - {"Constant"}:
+        _require_defaults(config, f"{where} {class_name}", input_axes=None, output_axes=None)
+        config = {key: item for key, item in config.items() if key not in ("input_axes", "output_axes")}
+        return initializers.from_config(class_name, config, f"{where} initializer")
     if class_name == "Constant":
         try:
             return initializers.Constant(_constant_value(config.get("value", 0.0), where))
