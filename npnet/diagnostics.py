@@ -112,7 +112,7 @@ class Diagnostics(Callback):
         index = slice(step * batch_size, (step + 1) * batch_size)
         if order is not None:
             index = order[index]
-        layers = self.model.layers
+        layers = self.model._layers
         with _single_threaded_blas:
             measured = measure(layers, self.model.loss, x[index], y[index])
         before = [[p.copy() for p in layer.params.values()] for layer in layers]

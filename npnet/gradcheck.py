@@ -358,7 +358,7 @@ def _float64_copy(model, x, y, loss):
     y = validation.check_labels(y, x.shape[0], n_classes, loss)
     if y.dtype.kind == "f":
         y = y.astype(np.float64)
-    layers = copy.deepcopy(model.layers)
+    layers = copy.deepcopy(model._layers)
     for layer in layers:
         for name in layer.params:
             layer.params[name] = np.array(layer.params[name], dtype=np.float64, order="C")

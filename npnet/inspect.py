@@ -150,7 +150,7 @@ def step(model, x, y):
         raise ValueError("npnet.inspect.step needs the model's weights, which do not exist yet: give the "
                          "first layer input_shape=... or call model.build(input_shape)")
     x, y = model.check_data(x, y)
-    layers = copy.deepcopy(model.layers)
+    layers = copy.deepcopy(model._layers)
     optimizer = copy.deepcopy(model.optimizer)
     loss = model.loss
     head = heads.choose(layers, loss)

@@ -148,14 +148,15 @@ class Sequential:
         """The layer called ``name``, or at position ``index``, as Keras's ``get_layer``."""
         if (name is None) == (index is None):
             raise ValueError("get_layer needs exactly one of name=... or index=...")
+        listed = self.layers
         if index is not None:
-            if not -len(self._layers) <= index < len(self._layers):
-                raise ValueError(f"get_layer: index {index} is out of range for {len(self._layers)} layers")
-            return self._layers[index]
-        for layer in self._layers:
+            if not -len(listed) <= index < len(listed):
+                raise ValueError(f"get_layer: index {index} is out of range for {len(listed)} layers")
+            return listed[index]
+        for layer in listed:
             if layer.name == name:
                 return layer
-        raise ValueError(f"No such layer: {name!r}. Existing layers are: {[layer.name for layer in self._layers]}")
+        raise ValueError(f"No such layer: {name!r}. Existing layers are: {[layer.name for layer in listed]}")
 
     @property
     def layers(self):
@@ -842,10 +843,17 @@ class Model(Sequential):
         tensors = symbolic.trace(inputs, outputs)
         super().__init__(name=name or "functional", trainable=trainable)
         self._declare_input(tensors[0])
+        self._input_layer = symbolic.input_layer_of(tensors[0])
         for layer in (tensor.layer for tensor in tensors[1:]):
             Sequential.add(self, layer)
         self._tensors = tensors  # the caller's own tensors: model.outputs[0] is outputs
         self._given_as_lists = (isinstance(inputs, (list, tuple)), isinstance(outputs, (list, tuple)))
+
+    @property
+    def layers(self):
+        """The input's ``InputLayer`` (no weights), then the layers that compute, as a Keras
+        functional model lists them: a new list each time."""
+        return [self._input_layer] + list(self._layers)
 
     def add(self, layer):
         raise AttributeError("A functional npnet.Model has no add(); build the chain with "

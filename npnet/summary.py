@@ -53,10 +53,14 @@ def summary_text(model, line_length=None, positions=None, show_trainable=False, 
 
 
 def _output_shapes(model):
-    """Each layer's output shape as text; ``?`` for every layer while the model is unbuilt."""
+    """Each listed layer's output shape as text (a functional model's InputLayer: the input's);
+    ``?`` for every layer while the model is unbuilt."""
     if not model.built:
         return ["?"] * len(model.layers)
-    return [format_shape(shape) for shape in model.output_shapes()]
+    shapes = [format_shape(shape) for shape in model.output_shapes()]
+    if len(model.layers) > len(shapes):
+        shapes.insert(0, format_shape(model.input_shape))
+    return shapes
 
 
 def _cells(layer, shape, show_trainable):

@@ -75,10 +75,22 @@ def Input(shape=None, batch_size=None, name=None, dtype=None, batch_shape=None):
     return SymbolicTensor((batch_size,) + dims, name=name, dtype=dtype_name)
 
 
+def _default_input_name():
+    """``input_layer``, ``input_layer_1``, ...: Keras's names for unnamed inputs' layers."""
+    from .layers import _default_name
+    return _default_name(InputLayer)
+
+
+def input_layer_of(tensor):
+    """The InputLayer of an ``npnet.Input`` (the one that made it, or a new one wrapping it)."""
+    return tensor.__dict__.get("input_layer") or InputLayer(input_tensor=tensor)
+
+
 class InputLayer:
     """A model's entry, as ``keras.layers.InputLayer``: ``Sequential([InputLayer(shape=(28, 28)),
     ...])`` declares the model's input as ``npnet.Input(shape=(28, 28))`` does, and, as in a
-    Keras ``Sequential``, is not one of ``model.layers`` (it computes nothing). ``output`` is
+    Keras ``Sequential``, is not one of ``model.layers`` (it computes nothing); a functional
+    model's ``layers`` start with it, as in Keras (a layer without weights). ``output`` is
     its symbolic tensor, for the functional API. ``input_shape`` is the name older tf.keras
     code uses for ``shape``. npnet's inputs are dense float arrays, so ``sparse``, ``ragged``
     and ``optional`` must be off, and ``input_tensor`` can only be an ``npnet.Input``."""
@@ -101,8 +113,28 @@ class InputLayer:
                 raise ValueError(f"npnet's inputs are dense arrays that every call provides: InputLayer "
                                  f"takes {option}=False; received {option}={value!r}")
         self.output = self._tensor(input_tensor, shape, batch_size, dtype, batch_shape, name)
-        self.name = name if name is not None else "input_layer"
+        if name is None and self.output.name is not None:
+            name = self.output.name  # Keras names the layer of Input(name="img") "img"
+        self.name = name if name is not None else _default_input_name()
         self.batch_shape, self.dtype = self.output.shape, self.output.dtype
+        self.output.__dict__.setdefault("input_layer", self)  # the layer a functional model lists first
+        # the rest of a layer's interface, for code that walks a functional model's layers
+        self.trainable, self.built, self.params = True, True, {}
+
+    weights = trainable_weights = non_trainable_weights = property(lambda self: [])
+    variables = trainable_variables = non_trainable_variables = weights
+    losses = weights
+
+    def get_weights(self):
+        return []
+
+    def set_weights(self, weights):
+        if len(weights):
+            raise ValueError(f"InputLayer {self.name!r} has no weights; set_weights expected an empty list, "
+                             f"received {len(weights)} arrays")
+
+    def count_params(self):
+        return 0
 
     @staticmethod
     def _tensor(input_tensor, shape, batch_size, dtype, batch_shape, name):
@@ -175,7 +207,7 @@ def apply_model(model, tensor):
     if expected is not None and tuple(expected[1:]) != tuple(tensor.shape[1:]):
         raise ValueError(f"Model {model.name!r} takes inputs of shape {format_shape(expected)}; "
                          f"it was called on {tensor!r}")
-    for layer in model.layers:
+    for layer in model._layers:
         tensor = apply_layer(layer, tensor)
     return tensor
 

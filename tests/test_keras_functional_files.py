@@ -57,7 +57,10 @@ def test_an_unnamed_input_keeps_no_name_in_npnet_files_and_gets_keras_default_in
     model.save(tmp_path / "m.npnet")
     model.save(tmp_path / "m.keras")
     assert npnet.models.load_model(tmp_path / "m.npnet").input.name is None
-    assert npnet.models.load_model(tmp_path / "m.keras").input.name == "input_layer"
+    # Keras names an unnamed input's layer input_layer, input_layer_1, ...; the file keeps that name
+    loaded = npnet.models.load_model(tmp_path / "m.keras")
+    assert loaded.input.name == model.layers[0].name == loaded.layers[0].name
+    assert model.layers[0].name.startswith("input_layer")
 
 
 def test_npnet_writes_keras_functional_config(tmp_path):
@@ -82,7 +85,7 @@ def test_to_json_and_model_from_json_keep_a_functional_model():
     model = functional()
     again = npnet.models.model_from_json(model.to_json())
     assert type(again) is npnet.Model and again.input.name == "features"
-    assert [layer.name for layer in again.layers] == ["hidden", "drop", "scores"]
+    assert [layer.name for layer in again.layers] == ["features", "hidden", "drop", "scores"]
 
 
 def test_model_from_json_refuses_other_classes_naming_both():
@@ -115,7 +118,8 @@ def test_a_keras_functional_file_loads_as_an_npnet_functional_model(tmp_path, su
     assert type(loaded) is npnet.Model
     assert loaded.input.name == "features" and loaded.name == "theirs"
     assert loaded.input_shape == (None, 4)
-    assert [layer.name for layer in loaded.layers] == ["hidden", "scores"]
+    assert [layer.name for layer in loaded.layers] == [layer.name for layer in reference.layers] == [
+        "features", "hidden", "scores"]
     for ours, theirs in zip(loaded.get_weights(), reference.get_weights()):
         np.testing.assert_array_equal(ours, theirs)
     np.testing.assert_allclose(loaded.predict({"features": X}, verbose=0),

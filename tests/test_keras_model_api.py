@@ -119,7 +119,11 @@ def test_functional_chain_equals_keras_functional_model():
     theirs.set_weights(ours.get_weights())
     x, _ = data()
     np.testing.assert_allclose(ours.predict(x, verbose=0), theirs.predict(x, verbose=0), rtol=1e-5, atol=1e-6)
-    assert [layer.name for layer in ours.layers] == [hidden.layer.name, ours.layers[-1].name]
+    # as Keras's functional model, the layers start with the input's InputLayer
+    assert [layer.name for layer in ours.layers[1:]] == [hidden.layer.name, ours.layers[-1].name]
+    assert [type(layer).__name__ for layer in ours.layers] == [type(layer).__name__ for layer in theirs.layers]
+    assert ours.get_layer(index=0) is ours.layers[0] and ours.layers[0].output is inputs
+    assert ours.layers[0].get_weights() == [] and ours.layers[0].count_params() == 0
 
 
 def test_graphs_that_are_not_chains_and_subclassing_are_refused_clearly():
@@ -758,7 +762,7 @@ def test_a_model_called_on_an_input_joins_the_chain_like_a_keras_model():
     k_inputs = keras.Input(shape=(D,))
     theirs = keras.Model(k_inputs, keras.layers.Softmax()(k_inner(k_inputs)))
     theirs.set_weights(ours.get_weights())
-    assert ours.layers[:2] == inner.layers  # the same layers: training either trains both
+    assert ours.layers[1:3] == inner.layers  # the same layers: training either trains both
     x, _ = data()
     np.testing.assert_allclose(ours.predict(x, verbose=0), theirs.predict(x, verbose=0), rtol=1e-5, atol=1e-6)
     with pytest.raises(ValueError, match=r"takes inputs of shape \(None, 6\); it was called on .*\(None, 4\)"):

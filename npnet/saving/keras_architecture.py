@@ -55,7 +55,7 @@ def model_to_keras(model, floatx):
                 "config": {"batch_shape": shape, "dtype": floatx, "sparse": False, "ragged": False,
                            "name": "input_layer", "optional": False}, "registered_name": None}]
     layer_shape = model.input_shape
-    for layer in model.layers:
+    for layer in model._layers:
         entries.append(layer_to_keras(layer, floatx, layer_shape))
         layer_shape = layer.compute_output_shape(layer_shape)
     config = {"module": "keras", "class_name": "Sequential",
@@ -70,14 +70,14 @@ def model_to_keras(model, floatx):
 def functional_to_keras(model, floatx):
     """What Keras writes for ``keras.Model(inputs, outputs)`` over a chain: an InputLayer
     named as the model's input, each layer fed by the one before (``inbound_nodes``)."""
-    input_name = model.inputs[0].name or "input_layer"  # Keras's name for an unnamed Input
+    input_name = model.layers[0].name  # its InputLayer's: the Input's name, else Keras's input_layer...
     shape = model.input_shape
     entries = [{"module": "keras.layers", "class_name": "InputLayer",
                 "config": {"batch_shape": list(shape), "dtype": floatx, "sparse": False, "ragged": False,
                            "name": input_name, "optional": False},
                 "registered_name": None, "name": input_name, "inbound_nodes": []}]
     source = input_name
-    for layer in model.layers:
+    for layer in model._layers:
         entry = layer_to_keras(layer, floatx, shape)
         tensor = {"class_name": "__keras_tensor__",
                   "config": {"shape": list(shape), "dtype": floatx, "keras_history": [source, 0, 0]}}

@@ -47,7 +47,7 @@ def to_bytes(model, include_optimizer=True):
 
 def write(h5, model, include_optimizer=True):
     layers_group = h5.create_group("layers")
-    for key, layer in zip(layer_keys(model.layers), model.layers):
+    for key, layer in zip(layer_keys(model._layers), model._layers):
         group = layers_group.create_group(key).create_group("vars")
         group.attrs["name"] = layer.name
         for i, array in enumerate(layer.params.values()):

@@ -74,10 +74,10 @@ def _write_layer_weights(group, model):
     each layer group's ``weight_names`` (an empty list for a layer without weights)."""
     from .keras_config import KERAS_VERSION
 
-    group.attrs["layer_names"] = [layer.name.encode("utf-8") for layer in model.layers]
+    group.attrs["layer_names"] = [layer.name.encode("utf-8") for layer in model._layers]
     group.attrs["backend"] = "numpy"
     group.attrs["keras_version"] = KERAS_VERSION
-    for layer in sorted(model.layers, key=lambda layer: layer.name):
+    for layer in sorted(model._layers, key=lambda layer: layer.name):
         layer_group = group.create_group(layer.name)
         names = [f"{model.name}/{layer.name}/{param}" for param in layer.params]
         layer_group.attrs["weight_names"] = [name.encode("utf-8") for name in names]
@@ -90,9 +90,9 @@ def read_weights_for(model, path):
     """The arrays of a legacy file for an existing model (``load_weights``), by layer name."""
     import h5py
 
-    expected = [{name: p.shape for name, p in layer.params.items()} for layer in model.layers]
+    expected = [{name: p.shape for name, p in layer.params.items()} for layer in model._layers]
     with h5py.File(path, "r") as h5:
-        return read_named_weights(_weights_root(h5), [layer.name for layer in model.layers], expected, path)
+        return read_named_weights(_weights_root(h5), [layer.name for layer in model._layers], expected, path)
 
 
 def _weights_root(h5):

@@ -75,7 +75,7 @@ def _optimizer_arrays(model):
 
 def named_weights(model):
     """``(layer index, weight name, array)`` for every weight, in ``get_weights()`` order."""
-    return [(i, name, p) for i, layer in enumerate(model.layers) for name, p in layer.params.items()]
+    return [(i, name, p) for i, layer in enumerate(model._layers) for name, p in layer.params.items()]
 
 
 def _read_archive(path):

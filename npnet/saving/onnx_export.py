@@ -79,7 +79,7 @@ def to_onnx(model):
     dtype = model.weights[0].dtype if model.weights else np.dtype(np.float32)
     elem = helper.np_dtype_to_tensor_dtype(dtype)
     nodes, initializers, current = [], [], "inputs"
-    computing = [layer for layer in model.layers if LAYER_NODES.get(type(layer), False) is not None]
+    computing = [layer for layer in model._layers if LAYER_NODES.get(type(layer), False) is not None]
     for i, layer in enumerate(computing):
         build = LAYER_NODES.get(type(layer), False)
         if build is False:

@@ -55,7 +55,7 @@ def load_weights(model, path):
 def _read_keras_weights(model, path, zipped):
     import h5py
 
-    expected = [{name: p.shape for name, p in layer.params.items()} for layer in model.layers]
+    expected = [{name: p.shape for name, p in layer.params.items()} for layer in model._layers]
     if zipped:
         with _zip.open_archive(path) as archive:
             if "model.weights.h5" not in archive.namelist():
@@ -65,7 +65,7 @@ def _read_keras_weights(model, path, zipped):
     else:
         h5 = h5py.File(path, "r")
     with h5:
-        arrays = keras_weights.read_layer_weights(h5, keras_weights.layer_keys(model.layers), expected, path)
+        arrays = keras_weights.read_layer_weights(h5, keras_weights.layer_keys(model._layers), expected, path)
         state = None
         if model.compiled:
             shapes = [p.shape for p in model.trainable_weights]
