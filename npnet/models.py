@@ -39,7 +39,10 @@ class Sequential:
             name = "sequential" if Sequential._count == 0 else f"sequential_{Sequential._count}"
             Sequential._count += 1
         self.name = name
-        self._layers = []
+        self._layers = []  # the layers that compute, in order: what the backends run
+        #: what ``model.layers`` lists, as Keras does: each layer or nested model added, with
+        #: the number of computing layers it brought
+        self._entries = []
         self._input_shape = None  # declared by npnet.Input(...) as the first entry
         self._input_tensor = None  # that npnet.Input(...) itself
         #: The symbolic tensors [input, each layer's output] once the input shape is known
@@ -65,19 +68,60 @@ class Sequential:
     # -- structure ------------------------------------------------------------------------
 
     def add(self, layer):
-        """Append a layer (or ``npnet.Input(...)`` or an ``InputLayer`` first, or the layers of a
-        nested model or list); a compiled model whose backend cannot run the result is left unchanged."""
+        """Append a layer (or ``npnet.Input(...)`` or an ``InputLayer`` first, or a model, or a
+        list of those). A model added is one of ``model.layers``, as in Keras (``model.layers[0]
+        .trainable = False`` freezes all of it), and its layers compute in this model's chain,
+        sharing their weights with it. A call that fails leaves the model unchanged, including
+        a compiled model whose backend cannot run the result."""
         if isinstance(layer, symbolic.InputLayer):
             layer = layer.output
         if isinstance(layer, symbolic.SymbolicTensor):
             return self._declare_input(layer)
-        if isinstance(layer, (Sequential, list, tuple)):
-            for inner in (layer.layers if isinstance(layer, Sequential) else layer):
+        if isinstance(layer, (list, tuple)):
+            for inner in layer:
                 self.add(inner)
             return None
+        if isinstance(layer, Sequential):
+            return self._add_model(layer)
         if not isinstance(layer, layers_module.Layer):
             raise TypeError(f"Sequential.add expects an npnet.layers.Layer, npnet.Input(...), an InputLayer "
                             f"or a model; received {layer!r}")
+        self._check_new_entry(layer)
+        self._add_layer(layer)
+        self._entries.append((layer, 1))
+        return None
+
+    def _check_new_entry(self, entry):
+        """An entry of ``model.layers`` is there once, under a name no other entry has (Keras)."""
+        if any(existing is entry for existing, _ in self._entries):
+            raise ValueError(f"{'Model' if isinstance(entry, Sequential) else 'Layer'} {entry.name!r} is already "
+                             "in the model")
+        if any(existing.name == entry.name for existing, _ in self._entries):
+            raise ValueError(f"All layers of a model must have unique names, as in Keras: {entry.name!r} is "
+                             f"already the name of a layer in {self.name!r}; pass another name=...")
+
+    def _add_model(self, model):
+        """Add ``model`` as one entry, its layers one by one; all of them or none."""
+        if model is self:
+            raise ValueError(f"Model {self.name!r} cannot be added to itself")
+        self._check_new_entry(model)
+        inner = list(model._layers)
+        if not inner:
+            raise ValueError(f"Model {model.name!r} has no layers to add")
+        before = len(self._layers)
+        try:
+            for layer in inner:
+                self._add_layer(layer)
+        except Exception:
+            del self._layers[before:]
+            self._adopt(self._make_trainer(self._layers) if self.compiled and self._layers else None)
+            self._trace()
+            raise
+        self._entries.append((model, len(inner)))
+        return None
+
+    def _add_layer(self, layer):
+        """Append one computing layer, checked; nothing changes when it is refused."""
         declared = layer._declared_input_shape
         if declared is not None and self._layers:
             raise ValueError(f"Only the first layer may declare input_shape; {layer.name!r} is not first")
@@ -87,7 +131,7 @@ class Sequential:
                              f"input has shape {self._input_shape[1:]}")
         if any(existing is layer for existing in self._layers):
             raise ValueError(f"Layer {layer.name!r} is already in the model")
-        if any(existing.name == layer.name for existing in self._layers):
+        if any(existing.name == layer.name for existing in self._layers):  # files key weights by name
             raise ValueError(f"All layers of a model must have unique names, as in Keras: {layer.name!r} is "
                              f"already the name of a layer in {self.name!r}; pass another name=...")
         self._check_built_layer_fits(layer)
@@ -104,7 +148,6 @@ class Sequential:
             layer._weight_scope = self.name
         self._adopt(trainer)
         self._trace()
-        return None
 
     def _check_built_layer_fits(self, layer):
         """A layer whose weights were built for inputs of some number of features cannot follow
@@ -135,14 +178,22 @@ class Sequential:
             trainer.layers = self._layers
 
     def pop(self):
-        """Remove the last layer and return it, as Keras's ``Sequential.pop``."""
-        if not self._layers:
+        """Remove the last of ``model.layers`` (a layer, or a model added) and return it, as
+        Keras's ``Sequential.pop``."""
+        if not self._entries:
             raise IndexError("pop() on a model without layers")
-        trainer = self._make_trainer(self._layers[:-1]) if self.compiled and len(self._layers) > 1 else None
-        layer = self._layers.pop()
+        entry, count = self._entries[-1]
+        kept = self._layers[:-count]
+        trainer = self._make_trainer(kept) if self.compiled and kept else None
+        del self._layers[-count:]
+        self._entries.pop()
         self._adopt(trainer)
         self._trace()
-        return layer
+        return entry
+
+    def _entry_sizes(self):
+        """How many computing layers each of ``model.layers`` stands for (0: the input)."""
+        return [count for _, count in self._entries]
 
     def get_layer(self, name=None, index=None):
         """The layer called ``name``, or at position ``index``, as Keras's ``get_layer``."""
@@ -160,9 +211,10 @@ class Sequential:
 
     @property
     def layers(self):
-        """The model's layers in order, as a new list each time (Keras's ``model.layers``):
-        changing the list does not change the model; :meth:`add` and :meth:`pop` do."""
-        return list(self._layers)
+        """The model's layers in order, a model added counting as one, as a new list each
+        time (Keras's ``model.layers``): changing the list does not change the model;
+        :meth:`add` and :meth:`pop` do."""
+        return [entry for entry, _ in self._entries]
 
     @property
     def trainable(self):
@@ -854,6 +906,9 @@ class Model(Sequential):
         """The input's ``InputLayer`` (no weights), then the layers that compute, as a Keras
         functional model lists them: a new list each time."""
         return [self._input_layer] + list(self._layers)
+
+    def _entry_sizes(self):
+        return [0] + [1] * len(self._layers)
 
     def add(self, layer):
         raise AttributeError("A functional npnet.Model has no add(); build the chain with "

@@ -53,21 +53,23 @@ def summary_text(model, line_length=None, positions=None, show_trainable=False, 
 
 
 def _output_shapes(model):
-    """Each listed layer's output shape as text (a functional model's InputLayer: the input's);
-    ``?`` for every layer while the model is unbuilt."""
+    """Each listed layer's output shape as text: a model added, its last layer's; a functional
+    model's InputLayer, the input's; ``?`` for every layer while the model is unbuilt."""
     if not model.built:
         return ["?"] * len(model.layers)
-    shapes = [format_shape(shape) for shape in model.output_shapes()]
-    if len(model.layers) > len(shapes):
-        shapes.insert(0, format_shape(model.input_shape))
-    return shapes
+    shapes = [model.input_shape] + model.output_shapes()
+    listed, end = [], 0
+    for size in model._entry_sizes():
+        end += size
+        listed.append(format_shape(shapes[end]))
+    return listed
 
 
 def _cells(layer, shape, show_trainable):
     params = f"{layer.count_params():,}" if layer.built else "0 (unbuilt)"
     cells = [f"{layer.name} ({type(layer).__name__})", shape, params]
     if show_trainable:
-        cells.append(("Y" if layer.trainable else "N") if layer.built and layer.params else "-")
+        cells.append(("Y" if layer.trainable else "N") if layer.built and layer.weights else "-")
     return cells
 
 

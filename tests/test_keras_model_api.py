@@ -962,3 +962,77 @@ def test_boolean_inputs_read_as_zeros_and_ones_like_keras(backend):
     # after 2 epochs the weights differ by float32 rounding, summed in another order
     np.testing.assert_allclose(ours.predict(flags, verbose=0), theirs.predict(flags, verbose=0), rtol=1e-4, atol=1e-4)
     np.testing.assert_array_equal(ours.predict(flags, verbose=0), ours.predict(flags.astype(np.float32), verbose=0))
+
+
+def nested_pair():
+    """npnet and Keras ``Sequential([base, head])`` with ``base`` a Sequential of two Dense."""
+    built = {}
+    for lib in (npnet, keras):
+        base = lib.Sequential([lib.Input(shape=(D,)), lib.layers.Dense(5, activation="relu", name="inner_a"),
+                               lib.layers.Dense(4, name="inner_b")], name="base")
+        built[lib.__name__] = lib.Sequential([base, lib.layers.Dense(K, name="head")], name="outer")
+    built["keras"].set_weights(built["npnet"].get_weights())
+    return built["npnet"], built["keras"]
+
+
+def test_a_model_added_to_a_sequential_is_one_of_its_layers_like_keras():
+    ours, theirs = nested_pair()
+    assert [layer.name for layer in ours.layers] == [layer.name for layer in theirs.layers] == ["base", "head"]
+    assert [type(layer).__name__ for layer in ours.layers] == ["Sequential", "Dense"]
+    assert ours.get_layer("base") is ours.layers[0] and ours.get_layer(index=1).name == "head"
+    with pytest.raises(ValueError, match="No such layer: 'inner_a'"):
+        ours.get_layer("inner_a")  # as Keras: the layers of a model added are its own
+    assert [w.shape for w in ours.weights] == [tuple(w.shape) for w in theirs.weights]
+    lines = {}
+    for key, model in (("ours", ours), ("theirs", theirs)):
+        captured = []
+        model.summary(print_fn=captured.append)
+        lines[key] = [line for line in "".join(captured).splitlines() if not line.startswith(" Backend:")]
+    assert lines["ours"] == lines["theirs"]
+    x, _ = data()
+    np.testing.assert_allclose(ours.predict(x, verbose=0), theirs.predict(x, verbose=0), rtol=1e-5, atol=1e-6)
+
+
+@pytest.mark.parametrize("backend", ["numpy", "numba"])
+def test_freezing_the_model_added_freezes_all_of_it_like_keras(backend):
+    """The transfer-learning recipe ``model.layers[0].trainable = False`` after nesting."""
+    ours, theirs = nested_pair()
+    ours.layers[0].trainable = theirs.layers[0].trainable = False
+    assert (len(ours.trainable_weights), len(ours.non_trainable_weights)) == (
+        len(theirs.trainable_weights), len(theirs.non_trainable_weights)) == (2, 4)
+    ours.compile(optimizer=npnet.optimizers.SGD(0.1), loss="sparse_categorical_crossentropy", backend=backend)
+    theirs.compile(optimizer=keras.optimizers.SGD(0.1), loss="sparse_categorical_crossentropy")
+    base_before = [w.copy() for w in ours.layers[0].get_weights()]
+    x, y = data()
+    ours.fit(x, y, batch_size=8, epochs=2, shuffle=False, verbose=0)
+    theirs.fit(x, y, batch_size=8, epochs=2, shuffle=False, verbose=0)
+    for before, after in zip(base_before, ours.layers[0].get_weights()):
+        np.testing.assert_array_equal(before, after)
+    for a, b in zip(ours.get_weights(), theirs.get_weights()):  # float32 sums in another order
+        np.testing.assert_allclose(a, b, rtol=1e-4, atol=1e-5)
+
+
+def test_pop_removes_a_model_added_whole_like_keras():
+    ours, theirs = nested_pair()
+    assert ours.pop().name == theirs.pop().name == "head"
+    popped = ours.pop()
+    assert popped.name == theirs.pop().name == "base" and type(popped) is npnet.Sequential
+    assert ours.layers == [] and ours.weights == []
+    assert popped.predict(data()[0], verbose=0).shape == (N, 4)  # the model popped still works alone
+
+
+def test_a_model_whose_layers_do_not_all_fit_is_not_added_at_all():
+    """Adding a model is all or nothing: here its second layer's name is taken."""
+    outer = npnet.Sequential([npnet.Input(shape=(D,)), layers.Dense(4, name="taken")], name="outer")
+    outer.compile(optimizer="sgd", loss="mse")
+    clash = npnet.Sequential([layers.Dense(4, name="fresh"), layers.Dense(2, name="taken")], name="clash")
+    weights = [w.copy() for w in outer.get_weights()]
+    with pytest.raises(ValueError, match="unique names.*'taken'"):
+        outer.add(clash)
+    assert [layer.name for layer in outer.layers] == ["taken"] and outer.output_shape == (None, 4)
+    for before, after in zip(weights, outer.get_weights()):
+        np.testing.assert_array_equal(before, after)
+    x = data()[0]
+    outer.fit(x, np.zeros((N, 4), np.float32), verbose=0)  # still trains as it was
+    with pytest.raises(ValueError, match="already in the model"):
+        outer.add(outer.layers[0])

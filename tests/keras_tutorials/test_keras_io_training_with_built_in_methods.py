@@ -103,7 +103,8 @@ def test_end_to_end(mnist):
     assert len(results) == 2 and results[1] > 0.5
     predictions = model.predict(x_test[:3])
     assert predictions.shape == (3, 10)
-    assert [layer.name for layer in model.layers] == ["dense_1", "dense_2", "predictions"]
+    # a functional model's layers start with its InputLayer, named after the Input, as in Keras
+    assert [layer.name for layer in model.layers] == ["digits", "dense_1", "dense_2", "predictions"]
 
 
 @covers(8, 9, 10)
