@@ -422,6 +422,10 @@ class Sequential:
 
     # -- compile --------------------------------------------------------------------------
 
+    def _one_loss(self, loss):
+        """``loss`` given as Keras's structure for the model's one output, or itself."""
+        return _one_of(loss, "loss", self._layers[-1].name if self._layers else None)
+
     def compile(self, optimizer="rmsprop", loss=None, metrics=None, backend=None,
                 steps_per_execution="auto", weighted_metrics=None, loss_weights=None, run_eagerly=False,
                 jit_compile="auto", auto_scale_loss=True):
@@ -450,7 +454,7 @@ class Sequential:
             raise ValueError("compile() needs a loss, e.g. loss='sparse_categorical_crossentropy'; "
                              f"known losses: {', '.join(sorted(losses_module._BY_NAME))}")
         optimizer_obj = optimizers_module.get(optimizer)
-        loss_obj = losses_module.get(loss)
+        loss_obj = losses_module.get(self._one_loss(loss))
         metric_objs = metrics_module.resolve(metrics, loss_obj)
         weighted_objs = metrics_module.resolve_weighted(weighted_metrics, metric_objs, loss_obj)
         steps_per_execution = validation.check_steps_per_execution(steps_per_execution)
@@ -893,7 +897,11 @@ class Model(Sequential):
                                       "for chains of layers); subclassing Model is not supported: "
                                       "use npnet.Sequential or a custom npnet.layers.Layer")
         tensors = symbolic.trace(inputs, outputs)
-        super().__init__(name=name or "functional", trainable=trainable)
+        if tensors[0].layer is not None:
+            raise ValueError(f"npnet.Model takes an npnet.Input(...) as inputs, not the output of layer "
+                             f"{tensors[0].layer.name!r} ({tensors[0]!r}): make a new Input of that shape, "
+                             f"npnet.Input(shape={tuple(tensors[0].shape[1:])}), and call the layers on it")
+        super().__init__(name=name or _functional_name(), trainable=trainable)
         self._declare_input(tensors[0])
         self._input_layer = symbolic.input_layer_of(tensors[0])
         for layer in (tensor.layer for tensor in tensors[1:]):
@@ -923,6 +931,30 @@ class Model(Sequential):
         """A new functional model from ``get_config()``: the same layers and input name, fresh weights."""
         return _as_functional(Sequential.from_config(config), config.get("input_name"))
 
+
+
+def _one_of(structure, what, output_name):
+    """The one entry of Keras's per-output ``loss`` structure (a list of one, or a dict keyed
+    by the output layer's name) for npnet's one output; anything else is what it is."""
+    if isinstance(structure, (list, tuple)):
+        if len(structure) != 1:
+            raise ValueError(f"compile({what}=list): npnet models have one output, so a list of {what} must hold "
+                             f"one; received {len(structure)}")
+        return structure[0]
+    if isinstance(structure, dict):
+        if list(structure) != [output_name]:
+            raise ValueError(f"compile({what}=dict): npnet models have one output, {output_name!r}, so a dict of "
+                             f"{what} must have that one key; received keys {sorted(map(str, structure))}")
+        return structure[output_name]
+    return structure
+
+
+def _functional_name():
+    """``functional``, ``functional_1``, ...: Keras's names for unnamed functional models
+    (restarted by ``clear_session``)."""
+    count = layers_module._name_counts["functional"]
+    layers_module._name_counts["functional"] += 1
+    return "functional" if count == 0 else f"functional_{count}"
 
 
 def _one_array(value):

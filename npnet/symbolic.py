@@ -55,8 +55,18 @@ class SymbolicTensor:
                         "model.predict(array) to compute.")
 
 
-def Input(shape=None, batch_size=None, name=None, dtype=None, batch_shape=None):
-    """A symbolic model input of ``shape`` (without the batch dimension), like ``keras.Input``."""
+def Input(shape=None, batch_size=None, dtype=None, sparse=None, ragged=None, batch_shape=None, name=None,
+          tensor=None, optional=False):
+    """A symbolic model input of ``shape`` (without the batch dimension), like ``keras.Input``
+    (its arguments in its order). npnet's inputs are dense float arrays that every call
+    provides: ``sparse``, ``ragged`` and ``optional`` must be off, and ``tensor`` None."""
+    for option, value in (("sparse", sparse), ("ragged", ragged), ("optional", optional)):
+        if value:
+            raise ValueError(f"npnet's inputs are dense arrays that every call provides: Input takes "
+                             f"{option}=False; received {option}={value!r}")
+    if tensor is not None:
+        raise ValueError("npnet.Input makes its own symbolic tensor: tensor= must be None (pass NumPy arrays "
+                         "to fit, evaluate and predict)")
     if batch_shape is not None:
         shape = tuple(batch_shape)[1:]
     if shape is None:

@@ -1036,3 +1036,57 @@ def test_a_model_whose_layers_do_not_all_fit_is_not_added_at_all():
     outer.fit(x, np.zeros((N, 4), np.float32), verbose=0)  # still trains as it was
     with pytest.raises(ValueError, match="already in the model"):
         outer.add(outer.layers[0])
+
+
+def test_a_loss_given_per_output_is_the_one_output_s_loss_like_keras():
+    """Keras takes ``loss=[loss]`` and ``loss={output name: loss}`` for a model of one output."""
+    x, y = data()
+    histories = []
+    for loss in ("sparse_categorical_crossentropy", ["sparse_categorical_crossentropy"],
+                 {"scores": npnet.losses.SparseCategoricalCrossentropy()}):
+        for lib in (npnet, keras):
+            npnet.utils.set_random_seed(0)
+            inputs = lib.Input(shape=(D,))  # functional: Keras names a Sequential's output None
+            model = lib.Model(inputs, lib.layers.Dense(K, activation="softmax", name="scores")(inputs))
+            if lib is keras:
+                model.set_weights(histories[-1][1])
+                loss = {"scores": "sparse_categorical_crossentropy"} if isinstance(loss, dict) else loss
+            model.compile(optimizer=lib.optimizers.SGD(0.1), loss=loss)
+            weights = [w.copy() for w in model.get_weights()]
+            history = model.fit(x, y, batch_size=8, epochs=1, shuffle=False, verbose=0).history["loss"]
+            histories.append((history, weights))
+    for ours, theirs in zip(histories[::2], histories[1::2]):
+        np.testing.assert_allclose(ours[0], theirs[0], rtol=1e-5)
+    model = npnet.Sequential([npnet.Input(shape=(D,)), layers.Dense(K, name="scores")])
+    with pytest.raises(ValueError, match=r"one output, 'scores'.*received keys \['other'\]"):
+        model.compile(loss={"other": "mse"})
+    with pytest.raises(ValueError, match="a list of loss must hold one; received 2"):
+        model.compile(loss=["mse", "mae"])
+
+
+def test_input_takes_keras_s_arguments_in_keras_s_order():
+    assert npnet.Input((D,), None, "float64").dtype == keras.Input((D,), None, "float64").dtype == "float64"
+    assert npnet.Input((D,), sparse=False, ragged=False, optional=False).shape == (None, D)
+    for option in ("sparse", "ragged", "optional"):
+        with pytest.raises(ValueError, match=f"Input takes {option}=False"):
+            npnet.Input((D,), **{option: True})
+
+
+def test_unnamed_functional_models_are_numbered_like_keras():
+    npnet.backend.clear_session()
+    keras.backend.clear_session()
+    names = {}
+    for lib in (npnet, keras):
+        made = []
+        for _ in range(2):
+            inputs = lib.Input(shape=(D,))
+            made.append(lib.Model(inputs, lib.layers.Dense(K)(inputs)).name)
+        names[lib.__name__] = made
+    assert names["npnet"] == names["keras"] == ["functional", "functional_1"]
+
+
+def test_a_model_from_an_intermediate_tensor_is_refused_with_the_way_to_write_it():
+    inputs = npnet.Input(shape=(D,))
+    hidden = layers.Dense(4, name="encoder")(inputs)
+    with pytest.raises(ValueError, match=r"not the output of layer 'encoder'.*npnet.Input\(shape=\(4,\)\)"):
+        npnet.Model(hidden, layers.Dense(K)(hidden))
