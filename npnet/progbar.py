@@ -93,11 +93,17 @@ def _isatty(stream):
         return False
 
 
+def _in_notebook(stream):
+    """Whether ``stream`` is a Jupyter kernel's output (ipykernel's OutStream), which redraws
+    a line as a terminal does."""
+    return type(stream).__module__.startswith("ipykernel.")
+
+
 def resolve_verbose(verbose):
     """``'auto'`` becomes 1 (a redrawn bar, as Keras draws it) at a terminal and in a Jupyter
     notebook, whose output redraws a line too, and 2 otherwise (one line per epoch, for logs)."""
     if verbose == "auto":
-        return 1 if _isatty(sys.stdout) or "ipykernel" in sys.modules else 2
+        return 1 if _isatty(sys.stdout) or _in_notebook(sys.stdout) else 2
     if verbose not in (0, 1, 2):
         raise ValueError(f"verbose must be 'auto', 0, 1 or 2; received {verbose!r}")
     return verbose

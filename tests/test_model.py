@@ -7,7 +7,6 @@ Everything here runs on a tiny model and synthetic data (milliseconds per test) 
 import io
 import re
 import sys
-import types
 
 import numpy as np
 import pytest
@@ -431,10 +430,11 @@ def test_verbose_auto_means_a_redrawn_bar_at_a_terminal(monkeypatch):
     monkeypatch.setattr(sys, "stdout", Terminal())
     assert callbacks.resolve_verbose("auto") == 1
     monkeypatch.setattr(sys, "stdout", io.StringIO())
-    monkeypatch.delitem(sys.modules, "ipykernel", raising=False)
     assert callbacks.resolve_verbose("auto") == 2
-    # a Jupyter kernel's output redraws a line too: the bar, as Keras shows it in a notebook
-    monkeypatch.setitem(sys.modules, "ipykernel", types.ModuleType("ipykernel"))
+    # a Jupyter kernel's output (ipykernel's OutStream) redraws a line too: the bar, as Keras
+    # shows it in a notebook; a process that merely imported ipykernel is not a notebook
+    OutStream = type("OutStream", (io.StringIO,), {"__module__": "ipykernel.iostream"})
+    monkeypatch.setattr(sys, "stdout", OutStream())
     assert callbacks.resolve_verbose("auto") == 1
 
 
