@@ -12,6 +12,7 @@ TensorFlow: the error says to pass NumPy arrays or a generator instead.
 """
 
 import itertools
+import sys
 import warnings
 
 
@@ -59,6 +60,9 @@ def is_batch_source(x):
     if isinstance(x, PyDataset):
         return True
     if hasattr(x, "__array__") or isinstance(x, (list, tuple, dict, str, bytes, set, frozenset)) or x is None:
+        return False
+    sparse = sys.modules.get("scipy.sparse")
+    if sparse is not None and sparse.issparse(x):  # samples, read as a dense array (validation.as_dense)
         return False
     # a sequence, an iterator, or a re-iterable such as a PyTorch DataLoader
     return (hasattr(x, "__getitem__") and hasattr(x, "__len__")) or hasattr(x, "__next__") or hasattr(x, "__iter__")

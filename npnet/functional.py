@@ -112,13 +112,14 @@ def tanh_backward(dL_da, z, a):
 
 
 def softmax_forward(z):
-    """Row-wise softmax.  z: (n, k) logits -> p: (n, k) probabilities, rows sum to 1.
+    """Row-wise softmax.  z: (n, k) logits -> p: (n, k) probabilities, rows sum to 1 (over
+    the last axis, as Keras's, for inputs of any rank).
 
     Subtracting the row maximum first changes nothing mathematically and keeps ``exp``
     from overflowing.
     """
-    e = exp(z - z.max(axis=1, keepdims=True))
-    return e / e.sum(axis=1, keepdims=True)
+    e = exp(z - z.max(axis=-1, keepdims=True))
+    return e / e.sum(axis=-1, keepdims=True)
 
 
 def softmax_backward(dL_dp, z, p):
@@ -128,7 +129,7 @@ def softmax_backward(dL_dp, z, p):
     Training the tutorial model never takes this path: see
     :func:`softmax_crossentropy_backward` for the shortcut Keras uses.
     """
-    return p * (dL_dp - np.sum(dL_dp * p, axis=1, keepdims=True))
+    return p * (dL_dp - np.sum(dL_dp * p, axis=-1, keepdims=True))
 
 
 # ----------------------------------------------------------------------------- losses

@@ -7,6 +7,7 @@ int64 labels). ``fit``, ``evaluate``, ``predict``, :func:`npnet.gradcheck` and
 """
 
 import math
+import sys
 
 import numpy as np
 
@@ -30,7 +31,7 @@ def check_inputs(x, input_shape, what="x", model_name="model", dtype=None):
     """
     if x is None:
         raise ValueError(f"{what} is None; expected an array of samples")
-    x = np.asarray(x)
+    x = np.asarray(as_dense(x, what))
     if x.dtype.kind not in "buif":  # booleans read as 0 and 1, as in Keras
         raise TypeError(f"{what} must be an array of numbers or booleans (e.g. uint8, float32, float64, "
                         f"bool); received dtype {x.dtype}")
@@ -52,6 +53,31 @@ def check_inputs(x, input_shape, what="x", model_name="model", dtype=None):
         raise ValueError(f"{what} contains {n_bad} NaN or infinite values; expected finite "
                          f"numbers (checked as {x.dtype}, the type the model computes in)")
     return x
+
+
+def as_dense(data, what="x"):
+    """Data NumPy would not read as numbers, made into an array as Keras reads it: a SciPy
+    sparse matrix (a one-hot encoder's output) becomes dense; a pandas DataFrame whose
+    columns are all numbers or booleans (``pd.get_dummies`` makes bool columns) becomes one
+    float64 array, where ``np.asarray`` would make an array of objects. Anything else is
+    returned as it is."""
+    sparse = sys.modules.get("scipy.sparse")  # not imported: the data cannot be one of its matrices
+    if sparse is not None and sparse.issparse(data):
+        try:
+            return data.toarray()
+        except MemoryError:
+            raise ValueError(f"{what} is a sparse matrix of shape {data.shape}, too large to make dense in "
+                             "memory; npnet computes with dense arrays: pass fewer samples at a time") from None
+    column_types = getattr(getattr(data, "dtypes", None), "tolist", None)  # a DataFrame's, one per column
+    if callable(getattr(data, "to_numpy", None)) and callable(column_types):
+        others = [f"{column!r} ({kind})" for column, kind in zip(getattr(data, "columns", ()), column_types())
+                  if getattr(kind, "kind", "O") not in "biuf"]
+        if others:
+            raise TypeError(f"{what} is a table whose columns must be numbers or booleans; received "
+                            f"{', '.join(others[:5])}{' ...' if len(others) > 5 else ''}: encode them as numbers "
+                            "first (e.g. pd.get_dummies)")
+        return data.to_numpy(dtype=np.float64)
+    return data
 
 
 def _adjust_rank(x, input_shape):
@@ -79,7 +105,7 @@ def check_labels(y, n_samples, n_classes, loss, what="y"):
     """
     if y is None:
         raise ValueError(f"{what} is None; expected {n_samples} labels")
-    y = np.asarray(y)
+    y = np.asarray(as_dense(y, what))
     if y.ndim == 0 or y.shape[0] != n_samples:
         raise ValueError(f"x and {what} must have the same number of samples; received "
                          f"{n_samples} inputs and {y.shape[0] if y.ndim else 'a scalar'} labels")

@@ -1090,3 +1090,59 @@ def test_a_model_from_an_intermediate_tensor_is_refused_with_the_way_to_write_it
     hidden = layers.Dense(4, name="encoder")(inputs)
     with pytest.raises(ValueError, match=r"not the output of layer 'encoder'.*npnet.Input\(shape=\(4,\)\)"):
         npnet.Model(hidden, layers.Dense(K)(hidden))
+
+
+class _Table:
+    """The part of a pandas DataFrame's interface npnet reads (``columns``, ``dtypes`` with
+    ``tolist()``, ``to_numpy(dtype=...)``), with NumPy column types: pandas is not among the
+    test dependencies, and ``pd.get_dummies`` makes exactly such a table of floats and bools."""
+
+    def __init__(self, **columns):
+        self.columns, self._values = list(columns), list(columns.values())
+        self.dtypes = type("Types", (), {"tolist": lambda _: [np.asarray(v).dtype for v in self._values]})()
+
+    def to_numpy(self, dtype=None):
+        return np.column_stack([np.asarray(v, dtype=dtype) for v in self._values])
+
+    def __array__(self, dtype=None, copy=None):  # what np.asarray makes of a mixed table: objects
+        return np.column_stack([np.asarray(v, dtype=object) for v in self._values])
+
+
+def test_a_table_of_number_and_boolean_columns_reads_as_its_numbers():
+    x, y = data()
+    table = _Table(first=x[:, 0], flag=x[:, 1] > 0.5, count=(x[:, 2] * 10).astype(np.int64))
+    assert np.asarray(table).dtype == object  # what NumPy alone would hand over
+    model = npnet.Sequential([npnet.Input(shape=(3,)), layers.Dense(K)])
+    model.compile(optimizer="sgd", loss="sparse_categorical_crossentropy", backend="numpy")
+    np.testing.assert_array_equal(model.predict(table, verbose=0),
+                                  model.predict(table.to_numpy(dtype=np.float64), verbose=0))
+    model.fit(table, y, epochs=1, verbose=0)
+    with pytest.raises(TypeError, match=r"columns must be numbers or booleans; received 'name' \(<U1\).*get_dummies"):
+        model.predict(_Table(first=x[:2, 0], name=np.array(["a", "b"])), verbose=0)
+
+
+@pytest.mark.parametrize("backend", ["numpy", "numba"])
+def test_a_sparse_matrix_of_samples_trains_and_predicts_as_its_dense_array_like_keras(backend):
+    """A one-hot encoder's SciPy sparse output, as x and as validation data."""
+    import scipy.sparse
+    ours, theirs = pair()
+    ours.compile(optimizer=npnet.optimizers.SGD(0.1), loss="sparse_categorical_crossentropy", backend=backend)
+    theirs.compile(optimizer=keras.optimizers.SGD(0.1), loss="sparse_categorical_crossentropy")
+    x, y = data()
+    x[x < 0.6] = 0.0
+    sparse = scipy.sparse.csr_matrix(x)
+    histories = [model.fit(sparse, y, batch_size=8, epochs=2, shuffle=False, verbose=0,
+                           validation_data=(sparse, y)).history for model in (ours, theirs)]
+    for key in ("loss", "val_loss"):
+        np.testing.assert_allclose(histories[0][key], histories[1][key], rtol=1e-5)
+    np.testing.assert_allclose(ours.predict(sparse, verbose=0), theirs.predict(sparse, verbose=0), rtol=1e-4, atol=1e-5)
+    np.testing.assert_array_equal(ours.predict(sparse, verbose=0), ours.predict(x, verbose=0))
+
+
+@pytest.mark.parametrize("shape", [(7,), (2, 5), (2, 3, 4)])
+def test_the_softmax_activation_normalises_the_last_axis_like_keras(shape):
+    z = np.random.default_rng(0).normal(size=shape).astype(np.float32)
+    ours = layers.Activation("softmax")(z)
+    theirs = np.asarray(keras.layers.Activation("softmax")(z))
+    np.testing.assert_allclose(ours, theirs, rtol=1e-6, atol=1e-7)
+    np.testing.assert_allclose(ours.sum(axis=-1), 1.0, rtol=1e-6)
