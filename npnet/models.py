@@ -882,10 +882,11 @@ def model_from_json(json_string):
     return (Model if spec["class_name"] == "Functional" else Sequential).from_config(spec["config"])
 
 
-def load_model(path, backend=None):
-    """Load a model from a ``.keras``, legacy ``.h5`` or ``.npnet`` file (see
-    :func:`npnet.saving.load_model`)."""
-    return saving.load_model(path, backend=backend)
+def load_model(filepath, custom_objects=None, compile=True, safe_mode=True, backend=None):
+    """Load a model from a ``.keras``, legacy ``.h5`` or ``.npnet`` file, with Keras 3's
+    arguments (see :func:`npnet.saving.load_model`)."""
+    return saving.load_model(filepath, custom_objects=custom_objects, compile=compile, safe_mode=safe_mode,
+                             backend=backend)
 
 
 def save_model(model, filepath, overwrite=True, include_optimizer=True):

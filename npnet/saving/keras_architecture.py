@@ -14,7 +14,7 @@ import reprlib
 import warnings
 
 from .. import losses as losses_module, metrics as metrics_module, optimizers as optimizers_module
-from . import keras_config as kc, limits
+from . import custom_objects as custom, keras_config as kc, limits
 
 LayerSpec = collections.namedtuple("LayerSpec", "cls kwargs keras_key")
 #: ``input_name``: the functional model's input name; None for a Sequential.
@@ -24,6 +24,10 @@ ModelSpec = collections.namedtuple("ModelSpec", "name layers input_shape floatx 
 CompileSpec = collections.namedtuple("CompileSpec", "optimizer loss metrics optimizer_in_file weighted_metrics",
                                      defaults=(True, None))
 _MAX_INPUT_ELEMENTS = 2**40
+#: The Keras layer classes npnet reads (Keras's Activation layer becomes ReLU or Softmax).
+_KNOWN_LAYERS = frozenset(kc._KERAS_LAYER_TO_NPNET) | {"InputLayer", "Activation"}
+#: Where a Keras 2 layer declares the model's input shape (read into the ModelSpec).
+_SHAPE_KEYS = ("batch_shape", "batch_input_shape")
 
 
 def snake_case(class_name):
@@ -95,6 +99,8 @@ def functional_to_keras(model, floatx):
 
 def layer_to_keras(layer, floatx, input_shape):
     entry = kc.LAYERS.get(type(layer))
+    if entry is None and custom.is_users(type(layer)):
+        return custom.layer_to_keras(layer, floatx, input_shape)
     if entry is None:
         raise ValueError(f"layer {layer.name!r} of class {type(layer).__name__} has no Keras "
                          "equivalent npnet knows, so it cannot be written to a Keras file")
@@ -157,8 +163,11 @@ def _plain(value):
 # --------------------------------------------------------------------------- reading
 
 
-def model_from_keras(config, where="model config"):
-    """A :class:`ModelSpec` from a Keras model config (Sequential or a functional chain)."""
+def model_from_keras(config, where="model config", custom_objects=None):
+    """A :class:`ModelSpec` from a Keras model config (Sequential or a functional chain).
+    A layer of a class npnet does not have is read only when ``custom_objects`` (checked by
+    :func:`npnet.saving.custom_objects.checked`) gives its class: see that module."""
+    custom_objects = custom_objects or {}
     class_name, body = kc.keras_object(config, "model", {"Sequential", "Functional", "Model"}, where)
     entries = body.get("layers")
     if not isinstance(entries, list) or not entries or len(entries) > limits.MAX_LAYERS:
@@ -169,8 +178,7 @@ def model_from_keras(config, where="model config"):
     input_shape = _shape(body.get("build_input_shape"), where) if body.get("build_input_shape") else None
     specs, floatxs, keras_classes = [], set(), []
     for i, entry in enumerate(entries):
-        known = set(kc._KERAS_LAYER_TO_NPNET) | {"InputLayer", "Activation"}
-        layer_class, layer_config = kc.keras_object(entry, "layer", known, f"{where} layer {i}")
+        layer_class, layer_config, spec = _read_layer(entry, custom_objects, f"{where} layer {i}")
         keras_classes.append(layer_class)
         floatxs.add(kc.dtype_from_keras(layer_config.get("dtype"), f"{where} layer {i}"))
         declared = layer_config.get("batch_shape", layer_config.get("batch_input_shape"))
@@ -178,8 +186,8 @@ def model_from_keras(config, where="model config"):
             if specs:
                 raise ValueError(f"{where} layer {i} declares an input shape but is not first")
             input_shape = _shape(declared, f"{where} layer {i}")
-        if layer_class != "InputLayer":
-            specs.append(_layer_spec(layer_class, layer_config, f"{where} layer {i} ({layer_class})"))
+        if spec is not None:
+            specs.append(spec)
     # A functional model's weight file counts its InputLayer among the keys; a Sequential's does not.
     in_weights = keras_classes if class_name != "Sequential" else [c for c in keras_classes if c != "InputLayer"]
     keys = [key for key, c in zip(numbered_keys(in_weights), in_weights) if c != "InputLayer"]
@@ -192,6 +200,21 @@ def model_from_keras(config, where="model config"):
     input_name = _name(entries[0].get("name"), f"{where} input layer") if functional else None
     return ModelSpec(_name(body.get("name", "sequential"), where), specs, input_shape,
                      floatxs.pop() if floatxs else "float32", None, input_name, functional)
+
+
+def _read_layer(entry, custom_objects, where):
+    """``(class name, config, LayerSpec or None for an InputLayer)`` of one layer entry: the
+    caller's class when ``custom_objects`` has the name Keras looks up (its weights are then
+    keyed by that class's name, as Keras keys them), else one of npnet's."""
+    users = custom.named_class(custom.lookup_name(entry), custom_objects, where)
+    if users is not None:
+        config = custom.entry_config(entry, users, where)
+        settings = {key: value for key, value in config.items() if key not in _SHAPE_KEYS}
+        return users.__name__, config, LayerSpec(users, settings, None)
+    layer_class, config = kc.keras_object(entry, "layer", _KNOWN_LAYERS, where,
+                                          custom.advice(custom.lookup_name(entry)))
+    spec = None if layer_class == "InputLayer" else _layer_spec(layer_class, config, f"{where} ({layer_class})")
+    return layer_class, config, spec
 
 
 def _layer_spec(layer_class, config, where):

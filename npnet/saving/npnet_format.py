@@ -22,7 +22,7 @@ import numpy as np
 
 from .. import config, layers as layers_module, losses as losses_module
 from .. import optimizers as optimizers_module, utils
-from . import _assemble, _zip, errors, keras_architecture, limits, restore, shapes
+from . import _assemble, _zip, custom_objects as custom, errors, keras_architecture, limits, restore, shapes
 from .errors import ModelFileError, reading
 from .restore import Stored, StoredOptimizer
 
@@ -78,7 +78,7 @@ def named_weights(model):
     return [(i, name, p) for i, layer in enumerate(model.layers) for name, p in layer.params.items()]
 
 
-def _read_archive(path):
+def _read_archive(path, custom_objects=None):
     """``(meta, layers, expected shapes, weights, optimizer arrays)``, every member's size
     bounded and the stored shapes checked against the architecture before the model exists."""
     with _zip.open_archive(path) as archive:
@@ -88,9 +88,7 @@ def _read_archive(path):
         meta = errors.parse_json(_zip.read_member(archive, "model.json", limits.MAX_JSON_BYTES, path).decode("utf-8"),
                                  "model.json")
         _check_format(path, meta)
-        layers = _assemble.make_layers(
-            [(_layer_class(spec["class_name"]), dict(spec["config"])) for spec in meta["model"]["layers"]],
-            meta.get("floatx", "float32"))
+        layers = _assemble.make_layers(layer_specs(meta["model"], custom_objects or {}), meta.get("floatx", "float32"))
         expected = _assemble.expected_shapes(layers, _input_shape(meta["model"], layers), path)
         limit = shapes.byte_count(expected, 8) + limits.CONTAINER_OVERHEAD_BYTES
         weights = _tensors(_zip.read_member(archive, "weights.safetensors", limit, path), "weights.safetensors")
@@ -112,9 +110,20 @@ def _tensors(data, member):
                          "expected float arrays (F16, F32 or F64)") from None
 
 
-def _layer_class(class_name):
+def layer_specs(model_config, custom_objects):
+    """``[(class, config)]`` of the layers of npnet's own model config (its layout checked),
+    every class found before any layer is made: npnet's, or the caller's in ``custom_objects``."""
+    return [(_layer_class(spec["class_name"], custom_objects, f"layer {i}"), dict(spec["config"]))
+            for i, spec in enumerate(model_config["layers"])]
+
+
+def _layer_class(class_name, custom_objects, where):
+    users = custom.named_class(class_name, custom_objects, where)
+    if users is not None:
+        return users
     if class_name not in layers_module.LAYERS:
-        raise ValueError(f"Unknown layer class {class_name!r}; known layers: {', '.join(sorted(layers_module.LAYERS))}")
+        raise ValueError(f"Unknown layer class {class_name!r}; known layers: "
+                         f"{', '.join(sorted(layers_module.LAYERS))}; {custom.advice(class_name)}")
     return layers_module.LAYERS[class_name]
 
 
@@ -188,8 +197,10 @@ def _expect(path, where, value, kind):
                                    f"the file has {type(value).__name__} {str(value)[:60]!r}")
 
 
-def load(path, backend=None):
-    """Load a model written by :func:`save`; compiled again if it was compiled.
+def load(path, backend=None, custom_objects=None, compile=True):
+    """Load a model written by :func:`save`; compiled again if it was compiled (and
+    ``compile`` is True). Layers of classes of the caller's own are made from
+    ``custom_objects`` (see :mod:`npnet.saving.custom_objects`).
 
     The model is compiled for the backend it was saved with, unless ``backend`` is given.
     Raises :class:`~npnet.saving.errors.ModelFileError` (a ``ValueError``) naming the file
@@ -199,10 +210,10 @@ def load(path, backend=None):
     path = os.fsdecode(path)
     errors.require_file(path)
     with reading(path):
-        meta, layers, weights, optimizer_arrays = _read_archive(path)
+        meta, layers, weights, optimizer_arrays = _read_archive(path, custom_objects)
         model = _build_model(meta, layers)
         _set_weights(model, weights)
-        if meta.get("compile"):
+        if compile and meta.get("compile"):
             _compile(model, meta["compile"], optimizer_arrays, backend)
     return model
 
@@ -210,8 +221,6 @@ def load(path, backend=None):
 def _build_model(meta, layers):
     """A ``Sequential``, or for ``model_class`` ``'Functional'`` an ``npnet.Model`` with the
     saved input name (files of npnet before this key are Sequential)."""
-    from ..models import Sequential
-
     model_config, kind = meta["model"], meta.get("model_class", "Sequential")
     if kind not in ("Sequential", "Functional"):
         raise ValueError(f"model_class {kind!r} is not one npnet builds; expected 'Sequential' or 'Functional'")
@@ -223,12 +232,8 @@ def _build_model(meta, layers):
                                  f"{reprlib.repr(input_name)}")
             return _assemble.chain_model(model_config["name"], layers,
                                          _input_shape(model_config, layers), input_name)
-        model = Sequential(name=model_config["name"])
-        for layer in layers:
-            model.add(layer)
-        if not model.built and model_config.get("build_input_shape"):
-            model.build(tuple(model_config["build_input_shape"]))
-    return model
+        declared = model_config.get("build_input_shape")
+        return _assemble.stacked_model(model_config["name"], layers, tuple(declared) if declared else None)
 
 
 def _set_weights(model, weights):
