@@ -1,11 +1,12 @@
-"""Layers of the user's own classes in model files, loaded with Keras's ``custom_objects``.
+"""Layers of the user's own classes in files and JSON, loaded with Keras's ``custom_objects``.
 
 A user layer (forward/backward, weights from ``add_weight``) is written in every format as
 Keras writes a custom layer (its class name, ``get_config()``), and comes back only from the
-class the caller passes: ``load_model(path, custom_objects={"Scale": Scale})``. Without it
-the error names the class and says to pass ``custom_objects``; a file naming a class the
-caller did not pass is refused before anything is made. Keras loads npnet's file with its
-own ``Scale`` (a Layer with ``call``), and npnet loads Keras's.
+class the caller passes: ``load_model(path, custom_objects={"Scale": Scale})``, the same for
+``model_from_json`` and ``from_config``. Without it the error names the class and says to
+pass ``custom_objects``; a file naming a class the caller did not pass is refused before
+anything is made. Keras loads npnet's file with its own ``Scale`` (a Layer with ``call``),
+and npnet loads Keras's.
 """
 
 import json
@@ -108,6 +109,21 @@ def test_training_resumes_exactly_from_a_keras_file_with_a_user_layer(tmp_path, 
         np.testing.assert_array_equal(ours, theirs)
 
 
+def test_from_config_and_model_from_json_with_custom_objects():
+    model = trained_model()
+    for rebuilt in (npnet.models.model_from_json(model.to_json(), custom_objects={"Scale": Scale}),
+                    npnet.Sequential.from_config(model.get_config(), custom_objects={"Scale": Scale}),
+                    npnet.Model.from_config(model.get_config(), custom_objects={"Scale": Scale})):
+        assert [type(layer) for layer in rebuilt.layers] == [Scale, layers.Dense]
+        assert rebuilt.layers[0].factor == 3.0 and rebuilt.input_shape == (None, 3)
+        np.testing.assert_array_equal(rebuilt.layers[0].get_weights()[0], np.ones(3))  # fresh weights
+
+
+def test_clone_model_rebuilds_a_user_layer_with_its_own_class():
+    clone = npnet.models.clone_model(trained_model())
+    assert type(clone.layers[0]) is Scale and clone.layers[0].factor == 3.0
+
+
 def test_a_layer_of_a_registered_name_is_found_under_that_name(tmp_path, saved):
     entries = _members(tmp_path / "model.keras")
     config = json.loads(entries["config.json"])
@@ -129,12 +145,22 @@ def test_without_custom_objects_the_error_names_the_class_and_what_to_pass(tmp_p
         npnet.models.load_model(tmp_path / f"model{suffix}")
 
 
+def test_without_custom_objects_json_and_configs_say_the_same():
+    model = trained_model()
+    with pytest.raises(ValueError, match=r"model_from_json: .*'Scale'.*custom_objects=\{'Scale'"):
+        npnet.models.model_from_json(model.to_json())
+    with pytest.raises(ValueError, match=r"Sequential.from_config: .*'Scale'.*custom_objects=\{'Scale'"):
+        npnet.Sequential.from_config(model.get_config())
+
+
 def test_a_file_naming_a_class_not_given_is_refused_before_anything_is_made(tmp_path, saved, monkeypatch):
     made = []
     monkeypatch.setattr(layers.Layer, "__init__", _recording(layers.Layer.__init__, made))
     for suffix in (".keras", ".npnet", ".h5"):
         with pytest.raises(ModelFileError, match="'Scale'"):
             npnet.models.load_model(tmp_path / f"model{suffix}", custom_objects={"Widen": Widen})
+    with pytest.raises(ValueError, match="'Scale'"):
+        npnet.models.model_from_json(saved.to_json(), custom_objects={"Widen": Widen})
     assert made == []  # not the Dense after it, not Widen, nothing
 
 
@@ -169,7 +195,7 @@ def test_custom_objects_of_another_type_is_refused_saying_what_to_write(tmp_path
     with pytest.raises(TypeError, match=r"custom_objects must be a dict.*write backend='numpy'"):
         npnet.models.load_model(tmp_path / "model.keras", "numpy")
     with pytest.raises(TypeError, match="custom_objects must be a dict"):
-        npnet.models.load_model(tmp_path / "model.keras", custom_objects=[Scale])
+        npnet.models.model_from_json(saved.to_json(), custom_objects=[Scale])
 
 
 def test_a_class_whose_config_does_not_rebuild_it_is_named(tmp_path):
@@ -307,6 +333,14 @@ def test_npnet_loads_keras_file_with_its_own_class(tmp_path):
     for mine, its in zip(ours.get_weights(), theirs.get_weights()):
         np.testing.assert_array_equal(mine, its)
     np.testing.assert_allclose(ours.predict(X, verbose=0), theirs.predict(X, verbose=0), rtol=1e-6, atol=1e-6)
+
+
+def test_json_with_a_user_layer_crosses_both_ways():
+    keras = _keras()
+    rebuilt = keras.models.model_from_json(trained_model().to_json(), custom_objects={"Scale": keras_scale_class()})
+    assert [layer.name for layer in rebuilt.layers] == ["scale", "out"] and rebuilt.layers[0].factor == 3.0
+    back = npnet.models.model_from_json(rebuilt.to_json(), custom_objects={"Scale": Scale})
+    assert [type(layer) for layer in back.layers] == [Scale, layers.Dense] and back.layers[0].factor == 3.0
 
 
 # --------------------------------------------------------------------------- helpers

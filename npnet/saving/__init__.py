@@ -10,7 +10,8 @@
   ``load_model`` also reads it under any other name (older npnet saved to any extension).
 
 ``save_model`` refuses any other extension before writing anything, as Keras 3 does.
-Layers of the caller's own classes travel in every format
+``model.to_json()`` / ``model_from_json`` / ``from_config`` carry the architecture alone
+(:mod:`npnet.saving.model_json`). Layers of the caller's own classes travel in every format
 and are loaded back only from the classes passed as ``custom_objects``
 (:mod:`npnet.saving.custom_objects`).
 
@@ -20,7 +21,7 @@ No format runs code from a file; every failure to load is a :class:`ModelFileErr
 
 import os
 
-from . import custom_objects as custom, keras_format, legacy_h5, npnet_format, weights_file
+from . import custom_objects as custom, keras_format, legacy_h5, model_json, npnet_format, weights_file
 from .errors import FileTooLarge, ModelFileError
 
 __all__ = ["save_model", "load_model", "save_weights", "load_weights", "export",

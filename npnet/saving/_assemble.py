@@ -36,12 +36,14 @@ def expected_shapes(layers, input_shape, path):
 
 def build(name, layers, input_shape, floatx, arrays, functional=False, input_name=None):
     """A built ``Sequential`` with ``arrays`` (one list of :class:`~npnet.saving.restore.Stored`
-    per layer, already shape-checked), or with ``functional`` an ``npnet.Model`` whose input
-    is named ``input_name``. A Sequential without ``input_shape`` is left unbuilt."""
+    per layer, already shape-checked; None keeps the fresh weights, as a model read from JSON
+    has), or with ``functional`` an ``npnet.Model`` whose input is named ``input_name``. A
+    Sequential without ``input_shape`` is left unbuilt."""
     with float_type(floatx):
         model = (chain_model(name, layers, input_shape, input_name) if functional
                  else stacked_model(name, layers, input_shape))
-    model.set_weights(restore.checked_weights(model, [a for per_layer in arrays for a in per_layer]))
+    if arrays is not None:
+        model.set_weights(restore.checked_weights(model, [a for per_layer in arrays for a in per_layer]))
     return model
 
 

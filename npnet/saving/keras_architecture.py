@@ -26,6 +26,10 @@ CompileSpec = collections.namedtuple("CompileSpec", "optimizer loss metrics opti
 _MAX_INPUT_ELEMENTS = 2**40
 #: The Keras layer classes npnet reads (Keras's Activation layer becomes ReLU or Softmax).
 _KNOWN_LAYERS = frozenset(kc._KERAS_LAYER_TO_NPNET) | {"InputLayer", "Activation"}
+#: Keras layers built when made (no build step), for which Keras writes no build_config.
+_BUILT_WHEN_MADE = frozenset({"ReLU", "LeakyReLU", "Activation", "Softmax", "Dropout"})
+#: The call arguments Keras records for a layer in a functional graph, besides its input.
+_CALL_KWARGS = {"Dropout": {"training": False}, "Softmax": {"mask": None}}
 #: Where a Keras 2 layer declares the model's input shape (read into the ModelSpec).
 _SHAPE_KEYS = ("batch_shape", "batch_input_shape")
 
@@ -49,25 +53,35 @@ def numbered_keys(class_names):
 # --------------------------------------------------------------------------- writing
 
 
-def model_to_keras(model, floatx):
+def model_to_keras(model, floatx, with_compile=True):
     """The ``config.json`` dict Keras writes for an equivalent ``keras.Sequential`` (or, for
-    a functional npnet ``Model``, an equivalent functional ``keras.Model``)."""
+    a functional npnet ``Model``, an equivalent functional ``keras.Model``); with
+    ``with_compile``, a compiled model's ``compile_config`` too. A Sequential whose input
+    shape is not known yet is written as Keras writes an unbuilt one: no InputLayer, no shapes."""
     if getattr(model, "_functional", False):
-        return functional_to_keras(model, floatx)
-    shape = list(model.input_shape)
-    entries = [{"module": "keras.layers", "class_name": "InputLayer",
-                "config": {"batch_shape": shape, "dtype": floatx, "sparse": False, "ragged": False,
-                           "name": "input_layer", "optional": False}, "registered_name": None}]
+        config = functional_to_keras(model, floatx)
+    else:
+        config = sequential_to_keras(model, floatx)
+    if with_compile and model.compiled:
+        config["compile_config"] = compile_to_keras(model)
+    return config
+
+
+def sequential_to_keras(model, floatx):
+    shape = None if model.input_shape is None else list(model.input_shape)
+    entries = [] if shape is None else [
+        {"module": "keras.layers", "class_name": "InputLayer",
+         "config": {"batch_shape": shape, "dtype": floatx, "sparse": False, "ragged": False,
+                    "name": "input_layer", "optional": False}, "registered_name": None}]
     layer_shape = model.input_shape
     for layer in model.layers:
         entries.append(layer_to_keras(layer, floatx, layer_shape))
-        layer_shape = layer.compute_output_shape(layer_shape)
-    config = {"module": "keras", "class_name": "Sequential",
-              "config": {"name": model.name, "trainable": True, "dtype": kc.dtype_to_keras(floatx),
-                         "layers": entries, "build_input_shape": shape},
-              "registered_name": None, "build_config": {"input_shape": shape}}
-    if model.compiled:
-        config["compile_config"] = compile_to_keras(model)
+        layer_shape = None if layer_shape is None else layer.compute_output_shape(layer_shape)
+    body = {"name": model.name, "trainable": True, "dtype": kc.dtype_to_keras(floatx), "layers": entries}
+    config = {"module": "keras", "class_name": "Sequential", "config": body, "registered_name": None}
+    if shape is not None:
+        body["build_input_shape"] = shape
+        config["build_config"] = {"input_shape": shape}
     return config
 
 
@@ -85,19 +99,18 @@ def functional_to_keras(model, floatx):
         entry = layer_to_keras(layer, floatx, shape)
         tensor = {"class_name": "__keras_tensor__",
                   "config": {"shape": list(shape), "dtype": floatx, "keras_history": [source, 0, 0]}}
-        entry.update(name=layer.name, inbound_nodes=[{"args": [tensor], "kwargs": {}}])
+        kwargs = dict(_CALL_KWARGS.get(entry["class_name"], {}))
+        entry.update(name=layer.name, inbound_nodes=[{"args": [tensor], "kwargs": kwargs}])
         entries.append(entry)
         shape, source = layer.compute_output_shape(shape), layer.name
-    config = {"module": "keras.src.models.functional", "class_name": "Functional",
-              "config": {"name": model.name, "trainable": True, "layers": entries,
-                         "input_layers": [input_name, 0, 0], "output_layers": [source, 0, 0]},
-              "registered_name": "Functional", "build_config": {"input_shape": None}}
-    if model.compiled:
-        config["compile_config"] = compile_to_keras(model)
-    return config
+    return {"module": "keras.src.models.functional", "class_name": "Functional",
+            "config": {"name": model.name, "trainable": True, "layers": entries,
+                       "input_layers": [input_name, 0, 0], "output_layers": [source, 0, 0]},
+            "registered_name": "Functional", "build_config": {"input_shape": None}}
 
 
 def layer_to_keras(layer, floatx, input_shape):
+    """A layer's Keras entry; ``input_shape`` None (not known yet) leaves out its build_config."""
     entry = kc.LAYERS.get(type(layer))
     if entry is None and custom.is_users(type(layer)):
         return custom.layer_to_keras(layer, floatx, input_shape)
@@ -106,8 +119,11 @@ def layer_to_keras(layer, floatx, input_shape):
                          "equivalent npnet knows, so it cannot be written to a Keras file")
     config = {"name": layer.name, "trainable": layer.trainable, "dtype": kc.dtype_to_keras(floatx),
               **entry.to_keras(layer)}
-    return {"module": "keras.layers", "class_name": entry.keras_class, "config": config,
-            "registered_name": None, "build_config": {"input_shape": list(input_shape)}}
+    keras_entry = {"module": "keras.layers", "class_name": entry.keras_class, "config": config,
+                   "registered_name": None}
+    if input_shape is not None and entry.keras_class not in _BUILT_WHEN_MADE:
+        keras_entry["build_config"] = {"input_shape": list(input_shape)}
+    return keras_entry
 
 
 def compile_to_keras(model):

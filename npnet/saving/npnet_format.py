@@ -89,7 +89,7 @@ def _read_archive(path, custom_objects=None):
                                  "model.json")
         _check_format(path, meta)
         layers = _assemble.make_layers(layer_specs(meta["model"], custom_objects or {}), meta.get("floatx", "float32"))
-        expected = _assemble.expected_shapes(layers, _input_shape(meta["model"], layers), path)
+        expected = _assemble.expected_shapes(layers, input_shape(meta["model"], layers), path)
         limit = shapes.byte_count(expected, 8) + limits.CONTAINER_OVERHEAD_BYTES
         weights = _tensors(_zip.read_member(archive, "weights.safetensors", limit, path), "weights.safetensors")
         _check_weight_shapes(weights, expected)
@@ -127,7 +127,9 @@ def _layer_class(class_name, custom_objects, where):
     return layers_module.LAYERS[class_name]
 
 
-def _input_shape(model_config, layers):
+def input_shape(model_config, layers):
+    """The input shape npnet's own model config declares (its first layer's, or the model's
+    ``build_input_shape``); None when it declares none."""
     if layers and layers[0]._declared_input_shape is not None:
         return layers[0]._declared_input_shape
     declared = model_config.get("build_input_shape")
@@ -157,15 +159,8 @@ def _check_format(path, meta):
 
 def _check_layout(path, meta):
     """The entries model.json must have, of the types they must have, before any is used."""
-    model = meta.get("model")
-    _expect(path, "model", model, dict)
-    _expect(path, "model.layers", model.get("layers"), list)
     _expect_optional(path, "floatx", meta.get("floatx"), str)
-    _expect_shape(path, "model.build_input_shape", model.get("build_input_shape"))
-    for i, spec in enumerate(model["layers"]):
-        _expect(path, f"model.layers[{i}]", spec, dict)
-        _expect(path, f"model.layers[{i}].class_name", spec.get("class_name"), str)
-        _expect(path, f"model.layers[{i}].config", spec.get("config"), dict)
+    check_model_layout(meta.get("model"), "model.json's model", path)
     spec = meta.get("compile")
     if spec is None:
         return
@@ -178,23 +173,45 @@ def _check_layout(path, meta):
     _expect_optional(path, "compile.backend", spec.get("backend"), str)
 
 
+def check_model_layout(model, name, path=None):
+    """The entries npnet's own model config (``model.get_config()``) must have, of the types
+    they must have; ``name`` starts each error (``"model.json's model"``)."""
+    _expect(path, "", model, dict, name)
+    _expect(path, ".layers", model.get("layers"), list, name)
+    if model.get("name") is not None:
+        _expect(path, ".name", model["name"], str, name)
+    if len(model["layers"]) > limits.MAX_LAYERS:
+        raise ValueError(f"{name}.layers lists {len(model['layers']):,} layers; a model has at most {limits.MAX_LAYERS:,}")
+    _expect_shape(path, ".build_input_shape", model.get("build_input_shape"), name)
+    for i, spec in enumerate(model["layers"]):
+        _expect(path, f".layers[{i}]", spec, dict, name)
+        _expect(path, f".layers[{i}].class_name", spec.get("class_name"), str, name)
+        _expect(path, f".layers[{i}].config", spec.get("config"), dict, name)
+
+
 def _expect_optional(path, where, value, kind):
     if value is not None:
         _expect(path, where, value, kind)
 
 
-def _expect_shape(path, where, value):
+def _expect_shape(path, where, value, name):
     """An absent shape, or a list of sizes (whole numbers >= 0, or null for the batch)."""
-    _expect_optional(path, where, value, list)
+    if value is not None:
+        _expect(path, where, value, list, name)
     if value is not None and not all(d is None or type(d) is int and d >= 0 for d in value):
-        raise ModelFileError(path, f"model.json's {where} must be a list of sizes (whole numbers >= 0 or null); "
-                                   f"the file has {reprlib.repr(value)}")
+        raise _layout_error(path, f"{name}{where} must be a list of sizes (whole numbers >= 0 or null); "
+                                  f"the file has {reprlib.repr(value)}")
 
 
-def _expect(path, where, value, kind):
+def _expect(path, where, value, kind, name="model.json's "):
     if not isinstance(value, kind):
-        raise ModelFileError(path, f"model.json's {where} must be a {'JSON object' if kind is dict else 'list' if kind is list else 'string'}; "
-                                   f"the file has {type(value).__name__} {str(value)[:60]!r}")
+        raise _layout_error(path, f"{name}{where} must be a {'JSON object' if kind is dict else 'list' if kind is list else 'string'}; "
+                                  f"the file has {type(value).__name__} {str(value)[:60]!r}")
+
+
+def _layout_error(path, problem):
+    """A ModelFileError for a file; a ValueError for a config that is not one (``path`` None)."""
+    return ValueError(problem) if path is None else ModelFileError(path, problem)
 
 
 def load(path, backend=None, custom_objects=None, compile=True):
@@ -226,14 +243,18 @@ def _build_model(meta, layers):
         raise ValueError(f"model_class {kind!r} is not one npnet builds; expected 'Sequential' or 'Functional'")
     with _assemble.float_type(meta.get("floatx", "float32")):
         if kind == "Functional":
-            input_name = model_config.get("input_name")
-            if input_name is not None and (not isinstance(input_name, str) or not 0 < len(input_name) <= 256):
-                raise ValueError(f"input_name must be a string of 1 to 256 characters; received "
-                                 f"{reprlib.repr(input_name)}")
-            return _assemble.chain_model(model_config["name"], layers,
-                                         _input_shape(model_config, layers), input_name)
+            return _assemble.chain_model(model_config["name"], layers, input_shape(model_config, layers),
+                                         checked_input_name(model_config.get("input_name")))
         declared = model_config.get("build_input_shape")
         return _assemble.stacked_model(model_config["name"], layers, tuple(declared) if declared else None)
+
+
+def checked_input_name(input_name):
+    """A functional model's input name from npnet's own config: None, or a short string."""
+    if input_name is not None and (not isinstance(input_name, str) or not 0 < len(input_name) <= 256):
+        raise ValueError(f"input_name must be a string of 1 to 256 characters; received "
+                         f"{reprlib.repr(input_name)}")
+    return input_name
 
 
 def _set_weights(model, weights):
