@@ -637,10 +637,11 @@ class BackupAndRestore(Callback):
             self._restore(self._model_path + ".bkp", self._metadata_path + ".bkp")
 
     def _restore(self, model_path, metadata_path):
-        from .saving import npnet_format
+        from .saving import custom_objects as saving_custom, npnet_format
 
         if os.path.exists(model_path):
-            meta, _, weights, optimizer_arrays = npnet_format._read_archive(model_path)
+            meta, _, weights, optimizer_arrays = npnet_format._read_archive(
+                model_path, saving_custom.of_model(self.model))  # the model's own layer classes
             names = [f"{i:03d}/{name}" for i, name, _ in npnet_format.named_weights(self.model)]
             if sorted(weights) != sorted(names):
                 raise ValueError(f"The backup {model_path!r} holds weights {sorted(weights)}, not this "

@@ -16,7 +16,10 @@ once when ``input_shape`` is given — as in Keras.
 """
 
 import collections
+import contextlib
+import contextvars
 import functools
+import math
 import re
 
 import numpy as np
@@ -249,6 +252,7 @@ class Layer:
         except (TypeError, ValueError):
             raise TypeError(f"Layer {self.name!r}: add_weight shape must be a tuple of integers, e.g. "
                             f"(input_shape[-1], self.units); received {shape!r} for {key!r}") from None
+        _spend_parameters(self, key, shape)
         make = initializers.get("glorot_uniform" if initializer is None else initializer)
         return _initialized(self, key, make(shape, floatx), shape, floatx)
 
@@ -615,6 +619,39 @@ class ReLU(Layer):
         config_ = super().get_config()
         config_.update(self._options())
         return config_
+
+
+#: The parameters ``add_weight`` may still create, as a one-item list, while npnet.saving
+#: builds a layer of the caller's own class from a file (see :func:`parameter_budget`).
+_parameter_budget = contextvars.ContextVar("npnet_parameter_budget", default=None)
+
+
+class TooManyParameters(ValueError):
+    """``add_weight`` asked for more parameters than the model being loaded may have."""
+
+
+@contextlib.contextmanager
+def parameter_budget(count):
+    """Inside this block ``add_weight`` refuses, before allocating, any weight that would take
+    the parameters it created beyond ``count``. Loading builds a file's layers of the caller's
+    own classes inside one, so numbers in a file cannot make them allocate without bound."""
+    token = _parameter_budget.set([int(count)])
+    try:
+        yield
+    finally:
+        _parameter_budget.reset(token)
+
+
+def _spend_parameters(layer, key, shape):
+    budget = _parameter_budget.get()
+    if budget is None:
+        return
+    count = math.prod(shape)
+    if count > budget[0]:
+        raise TooManyParameters(f"layer {layer.name!r} ({type(layer).__name__}) asks add_weight for {key!r} "
+                                f"of shape {format_shape(shape)}, {count:,} parameters; the model may have "
+                                f"{budget[0]:,} more")
+    budget[0] -= count
 
 
 def _initialized(layer, key, values, shape, dtype):

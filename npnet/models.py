@@ -827,21 +827,18 @@ class Sequential:
                 "build_input_shape": list(self.input_shape) if self.input_shape else None}
 
     @classmethod
-    def from_config(cls, config):
-        """A new, unbuilt-weights model from ``get_config()``: the same layers, fresh weights."""
-        model = Sequential(name=config.get("name"))
-        shape = config.get("build_input_shape")
-        if shape and not any(spec["config"].get("input_shape") for spec in config["layers"][:1]):
-            model.add(symbolic.Input(shape=tuple(shape[1:])))
-        for spec in config["layers"]:
-            model.add(layers_module.deserialize(spec["class_name"], spec["config"]))
-        return model
+    def from_config(cls, config, custom_objects=None):
+        """A new model with fresh weights from a config: npnet's ``model.get_config()`` or
+        Keras's ``keras_model.get_config()`` (read as a ``.keras`` file's, with its checks).
+        ``custom_objects``: ``{"ClassName": cls}`` for layers of your own classes. A
+        functional config gives an ``npnet.Model``."""
+        return saving.model_json.from_config(config, False, custom_objects, "Sequential.from_config")
 
     def to_json(self, **kwargs):
-        """The architecture as JSON text (no weights), read back by ``models.model_from_json``."""
-        import json
-        class_name = "Functional" if self._functional else "Sequential"
-        return json.dumps({"class_name": class_name, "config": self.get_config()}, **kwargs)
+        """Keras 3's JSON of the architecture (no weights), as ``keras_model.to_json()`` writes
+        it: read back by ``npnet.models.model_from_json`` and ``keras.models.model_from_json``.
+        ``kwargs`` go to ``json.dumps``."""
+        return saving.model_json.to_json(self, **kwargs)
 
     def save(self, path, include_optimizer=True):
         """Save architecture, compile settings, weights and optimizer state to one file, in
@@ -927,9 +924,10 @@ class Model(Sequential):
         return {**super().get_config(), "input_name": self.inputs[0].name}
 
     @classmethod
-    def from_config(cls, config):
-        """A new functional model from ``get_config()``: the same layers and input name, fresh weights."""
-        return _as_functional(Sequential.from_config(config), config.get("input_name"))
+    def from_config(cls, config, custom_objects=None):
+        """A new functional model with fresh weights from a config (npnet's ``get_config()``,
+        with its input name, or Keras's); see :meth:`Sequential.from_config`."""
+        return saving.model_json.from_config(config, True, custom_objects, "Model.from_config")
 
 
 
@@ -967,20 +965,19 @@ def _one_array(value):
     return value
 
 
-def model_from_json(json_string):
-    """The model described by ``model.to_json()``, with fresh weights."""
-    import json
-    spec = json.loads(json_string)
-    if not isinstance(spec, dict) or spec.get("class_name") not in ("Sequential", "Functional"):
-        raise ValueError("model_from_json expects the JSON of model.to_json() "
-                         f"(class_name 'Sequential' or 'Functional'); received {str(spec)[:80]!r}")
-    return (Model if spec["class_name"] == "Functional" else Sequential).from_config(spec["config"])
+def model_from_json(json_string, custom_objects=None):
+    """The model a JSON string describes, with fresh weights: Keras's (``model.to_json()`` of
+    npnet or Keras) or npnet's older own format. Compiled when the JSON carries Keras's
+    ``compile_config``, as Keras does. ``custom_objects``: ``{"ClassName": cls}`` for layers
+    of your own classes (see :mod:`npnet.saving.model_json`)."""
+    return saving.model_json.from_json(json_string, custom_objects)
 
 
-def load_model(path, backend=None):
-    """Load a model from a ``.keras``, legacy ``.h5`` or ``.npnet`` file (see
-    :func:`npnet.saving.load_model`)."""
-    return saving.load_model(path, backend=backend)
+def load_model(filepath, custom_objects=None, compile=True, safe_mode=True, backend=None):
+    """Load a model from a ``.keras``, legacy ``.h5`` or ``.npnet`` file, with Keras 3's
+    arguments (see :func:`npnet.saving.load_model`)."""
+    return saving.load_model(filepath, custom_objects=custom_objects, compile=compile, safe_mode=safe_mode,
+                             backend=backend)
 
 
 def save_model(model, filepath, overwrite=True, include_optimizer=True):
@@ -1003,7 +1000,8 @@ def clone_model(model, input_tensors=None, clone_function=None, **kwargs):
                                   "build the new model with npnet.Sequential instead")
     if not isinstance(model, Sequential):
         raise TypeError(f"clone_model expects an npnet model; received {type(model).__name__}")
-    clone = Sequential.from_config(model.get_config())
+    # with its own layer classes: a layer of the user's class is rebuilt with its from_config, as in Keras
+    clone = Sequential.from_config(model.get_config(), saving.custom_objects.of_model(model))
     if isinstance(model, Model) and clone.built:
         clone = _as_functional(clone, model.inputs[0].name)
     if model.compiled:
@@ -1015,10 +1013,10 @@ def _as_functional(sequential, input_name=None):
     """The same layers as an ``npnet.Model``, so a functional model's clone is functional,
     with the input's name (as Keras's clone keeps it). The calls the discarded ``sequential``
     made are forgotten, so the clone's ``layer.output`` belongs to the clone."""
-    symbolic.forget_calls(sequential.layers)
+    symbolic.forget_calls(sequential._layers)
     inputs = symbolic.Input(shape=sequential.input_shape[1:], name=input_name)
     outputs = inputs
-    for layer in sequential.layers:
+    for layer in sequential._layers:
         outputs = layer(outputs)
     return Model(inputs, outputs, name=sequential.name)
 

@@ -1135,7 +1135,8 @@ def test_a_sparse_matrix_of_samples_trains_and_predicts_as_its_dense_array_like_
                            validation_data=(sparse, y)).history for model in (ours, theirs)]
     for key in ("loss", "val_loss"):
         np.testing.assert_allclose(histories[0][key], histories[1][key], rtol=1e-5)
-    np.testing.assert_allclose(ours.predict(sparse, verbose=0), theirs.predict(sparse, verbose=0), rtol=1e-4, atol=1e-5)
+    # after 2 epochs the weights differ by float32 rounding, summed in another order
+    np.testing.assert_allclose(ours.predict(sparse, verbose=0), theirs.predict(sparse, verbose=0), rtol=1e-4, atol=1e-4)
     np.testing.assert_array_equal(ours.predict(sparse, verbose=0), ours.predict(x, verbose=0))
 
 

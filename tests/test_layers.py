@@ -489,3 +489,16 @@ def test_add_weight_refuses_what_npnet_cannot_train_by_name():
     layer.add_weight(shape=(2,), name="k")
     with pytest.raises(ValueError, match="already has a weight named 'k'"):
         layer.add_weight(shape=(2,), name="k")
+
+
+def test_add_weight_inside_a_parameter_budget_refuses_before_allocating():
+    """Loading builds a file's user layers inside a budget, so a file's number cannot make
+    add_weight allocate without bound (npnet.saving.shapes)."""
+    layer = Linear(3)
+    with npnet.layers.parameter_budget(10):
+        layer.add_weight(shape=(2, 4), name="fits")
+        with pytest.raises(npnet.layers.TooManyParameters, match=r"'big' of shape \(3, 1099511627776\), "
+                                                                   r"3,298,534,883,328 parameters; the model may have 2 more"):
+            layer.add_weight(shape=(3, 2**40), name="big")
+    assert list(layer.params) == ["fits"]
+    layer.add_weight(shape=(3, 5), name="unbounded")  # outside the block, no bound

@@ -10,6 +10,10 @@
   ``load_model`` also reads it under any other name (older npnet saved to any extension).
 
 ``save_model`` refuses any other extension before writing anything, as Keras 3 does.
+``model.to_json()`` / ``model_from_json`` / ``from_config`` carry the architecture alone
+(:mod:`npnet.saving.model_json`). Layers of the caller's own classes travel in every format
+and are loaded back only from the classes passed as ``custom_objects``
+(:mod:`npnet.saving.custom_objects`).
 
 No format runs code from a file; every failure to load is a :class:`ModelFileError`
 (a ``ValueError``) naming the file. See README, "Loading files safely".
@@ -17,7 +21,7 @@ No format runs code from a file; every failure to load is a :class:`ModelFileErr
 
 import os
 
-from . import keras_format, legacy_h5, npnet_format, weights_file
+from . import custom_objects as custom, keras_format, legacy_h5, model_json, npnet_format, weights_file
 from .errors import FileTooLarge, ModelFileError
 
 __all__ = ["save_model", "load_model", "save_weights", "load_weights", "export",
@@ -72,15 +76,28 @@ def _bad_extension_message(path):
             f"add one of these{hint}. Received: filepath={path!r}")
 
 
-def load_model(path, backend=None):
+def load_model(filepath, custom_objects=None, compile=True, safe_mode=True, backend=None):
     """Read a model written by :func:`save_model`, by Keras 3 (``.keras``) or by Keras 2 /
-    tf.keras (legacy ``.h5``). Raises :class:`ModelFileError` naming the file and the problem."""
-    kind = file_format(path)
+    tf.keras (legacy ``.h5``), with Keras 3's arguments. Raises :class:`ModelFileError`
+    naming the file and the problem.
+
+    ``custom_objects``: ``{"ClassName": cls}`` for layers of your own classes (npnet layer
+    classes, see :mod:`npnet.saving.custom_objects`); only these are ever instantiated.
+    ``compile=False`` returns the model uncompiled, without the file's optimizer state.
+    ``safe_mode`` is accepted as Keras's is; npnet never runs code from a file, so ``False``
+    changes nothing (a ``Lambda`` is refused either way). ``backend`` is npnet's own: the
+    backend to compile for (default: the one the model was saved with, or the automatic one).
+    """
+    custom_objects = custom.checked(custom_objects)
+    for name, value in (("compile", compile), ("safe_mode", safe_mode)):
+        if not isinstance(value, bool):
+            raise TypeError(f"load_model({name}=...) must be True or False; received {value!r}")
+    kind = file_format(filepath)
     if kind == "weights.h5":
-        raise ValueError(f"{os.fsdecode(path)!r} holds weights only: build the model, then call "
+        raise ValueError(f"{os.fsdecode(filepath)!r} holds weights only: build the model, then call "
                          "model.load_weights(path)")
     loader = {"keras": keras_format.load, "legacy_h5": legacy_h5.load}.get(kind, npnet_format.load)
-    return loader(path, backend=backend)
+    return loader(filepath, backend=backend, custom_objects=custom_objects, compile=compile)
 
 
 def save_weights(model, path, overwrite=True):

@@ -8,7 +8,7 @@ builds the model, so nothing large is allocated for a file that lies about its s
 import contextlib
 
 from .. import config
-from . import restore, shapes
+from . import custom_objects, restore, shapes
 
 
 @contextlib.contextmanager
@@ -22,9 +22,10 @@ def float_type(floatx):
 
 
 def make_layers(layer_specs, floatx):
-    """Layer objects from ``(class, kwargs)`` pairs; no weights are created yet."""
+    """Layer objects from ``(class, kwargs)`` pairs; no weights are created yet (a class of the
+    caller's own is made with its ``from_config``, see :mod:`npnet.saving.custom_objects`)."""
     with float_type(floatx):
-        return [cls(**kwargs) for cls, kwargs in layer_specs]
+        return [custom_objects.make_layer(cls, kwargs) for cls, kwargs in layer_specs]
 
 
 def expected_shapes(layers, input_shape, path):
@@ -35,12 +36,14 @@ def expected_shapes(layers, input_shape, path):
 
 def build(name, layers, input_shape, floatx, arrays, functional=False, input_name=None):
     """A built ``Sequential`` with ``arrays`` (one list of :class:`~npnet.saving.restore.Stored`
-    per layer, already shape-checked), or with ``functional`` an ``npnet.Model`` whose input
-    is named ``input_name``."""
+    per layer, already shape-checked; None keeps the fresh weights, as a model read from JSON
+    has), or with ``functional`` an ``npnet.Model`` whose input is named ``input_name``. A
+    Sequential without ``input_shape`` is left unbuilt."""
     with float_type(floatx):
         model = (chain_model(name, layers, input_shape, input_name) if functional
                  else stacked_model(name, layers, input_shape))
-    model.set_weights(restore.checked_weights(model, [a for per_layer in arrays for a in per_layer]))
+    if arrays is not None:
+        model.set_weights(restore.checked_weights(model, [a for per_layer in arrays for a in per_layer]))
     return model
 
 
@@ -50,7 +53,9 @@ def stacked_model(name, layers, input_shape):
     model = Sequential(name=name)
     for layer in layers:
         model.add(layer)
-    if not model.built:
+        if layer._weight_scope is None:  # a layer of the caller's class, built to learn its shapes
+            layer._weight_scope = model.name
+    if not model.built and input_shape is not None:
         model.build(input_shape)
     return model
 

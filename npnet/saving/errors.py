@@ -43,12 +43,32 @@ def reading(path):
         yield
     except (ModelFileError, FileNotFoundError, KeyboardInterrupt, MemoryError):
         raise
-    except (KeyError, IndexError) as error:
-        raise ModelFileError(path, f"missing or malformed entry {error}") from None
-    except RecursionError:
-        raise ModelFileError(path, "nested too deeply to be a model description") from None
     except Exception as error:  # noqa: BLE001 - one error type for the caller, whatever failed
-        raise ModelFileError(path, _describe(error)) from None
+        raise ModelFileError(path, problem(error)) from None
+
+
+@contextlib.contextmanager
+def describing(what):
+    """:func:`reading` for a description that is not a file (a JSON string, a config dict):
+    any failure becomes a ``ValueError`` that starts with ``what`` and says the same problem
+    a file would get."""
+    try:
+        yield
+    except (KeyboardInterrupt, MemoryError):
+        raise
+    except Exception as error:  # noqa: BLE001 - one error type for the caller, whatever failed
+        raise ValueError(f"{what}: {problem(error)}") from None
+
+
+def problem(error):
+    """What an exception raised while reading a model description says is wrong with it."""
+    if isinstance(error, ModelFileError):
+        return error.problem
+    if isinstance(error, (KeyError, IndexError)):
+        return f"missing or malformed entry {error}"
+    if isinstance(error, RecursionError):
+        return "nested too deeply to be a model description"
+    return _describe(error)
 
 
 def _describe(error):

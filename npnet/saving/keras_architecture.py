@@ -14,7 +14,7 @@ import reprlib
 import warnings
 
 from .. import losses as losses_module, metrics as metrics_module, optimizers as optimizers_module
-from . import keras_config as kc, limits
+from . import custom_objects as custom, keras_config as kc, limits
 
 LayerSpec = collections.namedtuple("LayerSpec", "cls kwargs keras_key")
 #: ``input_name``: the functional model's input name; None for a Sequential.
@@ -24,6 +24,14 @@ ModelSpec = collections.namedtuple("ModelSpec", "name layers input_shape floatx 
 CompileSpec = collections.namedtuple("CompileSpec", "optimizer loss metrics optimizer_in_file weighted_metrics",
                                      defaults=(True, None))
 _MAX_INPUT_ELEMENTS = 2**40
+#: The Keras layer classes npnet reads (Keras's Activation layer becomes ReLU or Softmax).
+_KNOWN_LAYERS = frozenset(kc._KERAS_LAYER_TO_NPNET) | {"InputLayer", "Activation"}
+#: Keras layers built when made (no build step), for which Keras writes no build_config.
+_BUILT_WHEN_MADE = frozenset({"ReLU", "LeakyReLU", "Activation", "Softmax", "Dropout"})
+#: The call arguments Keras records for a layer in a functional graph, besides its input.
+_CALL_KWARGS = {"Dropout": {"training": False}, "Softmax": {"mask": None}}
+#: Where a Keras 2 layer declares the model's input shape (read into the ModelSpec).
+_SHAPE_KEYS = ("batch_shape", "batch_input_shape")
 
 
 def snake_case(class_name):
@@ -45,25 +53,35 @@ def numbered_keys(class_names):
 # --------------------------------------------------------------------------- writing
 
 
-def model_to_keras(model, floatx):
+def model_to_keras(model, floatx, with_compile=True):
     """The ``config.json`` dict Keras writes for an equivalent ``keras.Sequential`` (or, for
-    a functional npnet ``Model``, an equivalent functional ``keras.Model``)."""
+    a functional npnet ``Model``, an equivalent functional ``keras.Model``); with
+    ``with_compile``, a compiled model's ``compile_config`` too. A Sequential whose input
+    shape is not known yet is written as Keras writes an unbuilt one: no InputLayer, no shapes."""
     if getattr(model, "_functional", False):
-        return functional_to_keras(model, floatx)
-    shape = list(model.input_shape)
-    entries = [{"module": "keras.layers", "class_name": "InputLayer",
-                "config": {"batch_shape": shape, "dtype": floatx, "sparse": False, "ragged": False,
-                           "name": "input_layer", "optional": False}, "registered_name": None}]
+        config = functional_to_keras(model, floatx)
+    else:
+        config = sequential_to_keras(model, floatx)
+    if with_compile and model.compiled:
+        config["compile_config"] = compile_to_keras(model)
+    return config
+
+
+def sequential_to_keras(model, floatx):
+    shape = None if model.input_shape is None else list(model.input_shape)
+    entries = [] if shape is None else [
+        {"module": "keras.layers", "class_name": "InputLayer",
+         "config": {"batch_shape": shape, "dtype": floatx, "sparse": False, "ragged": False,
+                    "name": "input_layer", "optional": False}, "registered_name": None}]
     layer_shape = model.input_shape
     for layer in model._layers:
         entries.append(layer_to_keras(layer, floatx, layer_shape))
-        layer_shape = layer.compute_output_shape(layer_shape)
-    config = {"module": "keras", "class_name": "Sequential",
-              "config": {"name": model.name, "trainable": True, "dtype": kc.dtype_to_keras(floatx),
-                         "layers": entries, "build_input_shape": shape},
-              "registered_name": None, "build_config": {"input_shape": shape}}
-    if model.compiled:
-        config["compile_config"] = compile_to_keras(model)
+        layer_shape = None if layer_shape is None else layer.compute_output_shape(layer_shape)
+    body = {"name": model.name, "trainable": True, "dtype": kc.dtype_to_keras(floatx), "layers": entries}
+    config = {"module": "keras", "class_name": "Sequential", "config": body, "registered_name": None}
+    if shape is not None:
+        body["build_input_shape"] = shape
+        config["build_config"] = {"input_shape": shape}
     return config
 
 
@@ -81,27 +99,31 @@ def functional_to_keras(model, floatx):
         entry = layer_to_keras(layer, floatx, shape)
         tensor = {"class_name": "__keras_tensor__",
                   "config": {"shape": list(shape), "dtype": floatx, "keras_history": [source, 0, 0]}}
-        entry.update(name=layer.name, inbound_nodes=[{"args": [tensor], "kwargs": {}}])
+        kwargs = dict(_CALL_KWARGS.get(entry["class_name"], {}))
+        entry.update(name=layer.name, inbound_nodes=[{"args": [tensor], "kwargs": kwargs}])
         entries.append(entry)
         shape, source = layer.compute_output_shape(shape), layer.name
-    config = {"module": "keras.src.models.functional", "class_name": "Functional",
-              "config": {"name": model.name, "trainable": True, "layers": entries,
-                         "input_layers": [input_name, 0, 0], "output_layers": [source, 0, 0]},
-              "registered_name": "Functional", "build_config": {"input_shape": None}}
-    if model.compiled:
-        config["compile_config"] = compile_to_keras(model)
-    return config
+    return {"module": "keras.src.models.functional", "class_name": "Functional",
+            "config": {"name": model.name, "trainable": True, "layers": entries,
+                       "input_layers": [input_name, 0, 0], "output_layers": [source, 0, 0]},
+            "registered_name": "Functional", "build_config": {"input_shape": None}}
 
 
 def layer_to_keras(layer, floatx, input_shape):
+    """A layer's Keras entry; ``input_shape`` None (not known yet) leaves out its build_config."""
     entry = kc.LAYERS.get(type(layer))
+    if entry is None and custom.is_users(type(layer)):
+        return custom.layer_to_keras(layer, floatx, input_shape)
     if entry is None:
         raise ValueError(f"layer {layer.name!r} of class {type(layer).__name__} has no Keras "
                          "equivalent npnet knows, so it cannot be written to a Keras file")
     config = {"name": layer.name, "trainable": layer.trainable, "dtype": kc.dtype_to_keras(floatx),
               **entry.to_keras(layer)}
-    return {"module": "keras.layers", "class_name": entry.keras_class, "config": config,
-            "registered_name": None, "build_config": {"input_shape": list(input_shape)}}
+    keras_entry = {"module": "keras.layers", "class_name": entry.keras_class, "config": config,
+                   "registered_name": None}
+    if input_shape is not None and entry.keras_class not in _BUILT_WHEN_MADE:
+        keras_entry["build_config"] = {"input_shape": list(input_shape)}
+    return keras_entry
 
 
 def compile_to_keras(model):
@@ -157,8 +179,11 @@ def _plain(value):
 # --------------------------------------------------------------------------- reading
 
 
-def model_from_keras(config, where="model config"):
-    """A :class:`ModelSpec` from a Keras model config (Sequential or a functional chain)."""
+def model_from_keras(config, where="model config", custom_objects=None):
+    """A :class:`ModelSpec` from a Keras model config (Sequential or a functional chain).
+    A layer of a class npnet does not have is read only when ``custom_objects`` (checked by
+    :func:`npnet.saving.custom_objects.checked`) gives its class: see that module."""
+    custom_objects = custom_objects or {}
     class_name, body = kc.keras_object(config, "model", {"Sequential", "Functional", "Model"}, where)
     entries = body.get("layers")
     if not isinstance(entries, list) or not entries or len(entries) > limits.MAX_LAYERS:
@@ -169,8 +194,7 @@ def model_from_keras(config, where="model config"):
     input_shape = _shape(body.get("build_input_shape"), where) if body.get("build_input_shape") else None
     specs, floatxs, keras_classes = [], set(), []
     for i, entry in enumerate(entries):
-        known = set(kc._KERAS_LAYER_TO_NPNET) | {"InputLayer", "Activation"}
-        layer_class, layer_config = kc.keras_object(entry, "layer", known, f"{where} layer {i}")
+        layer_class, layer_config, spec = _read_layer(entry, custom_objects, f"{where} layer {i}")
         keras_classes.append(layer_class)
         floatxs.add(kc.dtype_from_keras(layer_config.get("dtype"), f"{where} layer {i}"))
         declared = layer_config.get("batch_shape", layer_config.get("batch_input_shape"))
@@ -178,8 +202,8 @@ def model_from_keras(config, where="model config"):
             if specs:
                 raise ValueError(f"{where} layer {i} declares an input shape but is not first")
             input_shape = _shape(declared, f"{where} layer {i}")
-        if layer_class != "InputLayer":
-            specs.append(_layer_spec(layer_class, layer_config, f"{where} layer {i} ({layer_class})"))
+        if spec is not None:
+            specs.append(spec)
     # A functional model's weight file counts its InputLayer among the keys; a Sequential's does not.
     in_weights = keras_classes if class_name != "Sequential" else [c for c in keras_classes if c != "InputLayer"]
     keys = [key for key, c in zip(numbered_keys(in_weights), in_weights) if c != "InputLayer"]
@@ -192,6 +216,21 @@ def model_from_keras(config, where="model config"):
     input_name = _name(entries[0].get("name"), f"{where} input layer") if functional else None
     return ModelSpec(_name(body.get("name", "sequential"), where), specs, input_shape,
                      floatxs.pop() if floatxs else "float32", None, input_name, functional)
+
+
+def _read_layer(entry, custom_objects, where):
+    """``(class name, config, LayerSpec or None for an InputLayer)`` of one layer entry: the
+    caller's class when ``custom_objects`` has the name Keras looks up (its weights are then
+    keyed by that class's name, as Keras keys them), else one of npnet's."""
+    users = custom.named_class(custom.lookup_name(entry), custom_objects, where)
+    if users is not None:
+        config = custom.entry_config(entry, users, where)
+        settings = {key: value for key, value in config.items() if key not in _SHAPE_KEYS}
+        return users.__name__, config, LayerSpec(users, settings, None)
+    layer_class, config = kc.keras_object(entry, "layer", _KNOWN_LAYERS, where,
+                                          custom.advice(custom.lookup_name(entry)))
+    spec = None if layer_class == "InputLayer" else _layer_spec(layer_class, config, f"{where} ({layer_class})")
+    return layer_class, config, spec
 
 
 def _layer_spec(layer_class, config, where):

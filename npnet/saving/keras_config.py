@@ -234,9 +234,10 @@ def _require_defaults(config, where, **defaults):
                              f"(npnet computes as with {key}={allowed[0]!r})")
 
 
-def keras_object(entry, kind, known, where):
+def keras_object(entry, kind, known, where, advice=None):
     """``(class_name, config)`` of a Keras object dict, after checking its names against
-    ``known`` and :data:`MODULES`. Nothing named in the file is imported."""
+    ``known`` and :data:`MODULES`. Nothing named in the file is imported. ``advice`` ends the
+    error for a class not in ``known``."""
     if not isinstance(entry, dict):
         raise ValueError(f"{where}: expected a Keras {kind} object (a dict with class_name), "
                          f"received {type(entry).__name__}")
@@ -246,7 +247,7 @@ def keras_object(entry, kind, known, where):
                          "never runs code from a file")
     if not isinstance(class_name, str) or class_name not in known:
         raise ValueError(f"{where}: {kind} class {class_name!r} is not one npnet knows; known: "
-                         f"{', '.join(sorted(known))}")
+                         f"{', '.join(sorted(known))}" + (f"; {advice}" if advice else ""))
     module = entry.get("module")
     if module not in MODULES[kind]:
         raise ValueError(f"{where}: {kind} {class_name!r} names module {module!r}; npnet accepts "

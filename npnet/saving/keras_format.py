@@ -39,9 +39,10 @@ def save(model, path, include_optimizer=True):
         archive.writestr("model.weights.h5", weights)
 
 
-def load(path, backend=None):
-    """A compiled (if the file says so) npnet ``Sequential``, or functional ``Model``, from a
-    ``.keras`` file."""
+def load(path, backend=None, custom_objects=None, compile=True):
+    """A compiled (if the file says so and ``compile`` is True) npnet ``Sequential``, or
+    functional ``Model``, from a ``.keras`` file; layers of the caller's own classes are made
+    from ``custom_objects`` (see :mod:`npnet.saving.custom_objects`)."""
     path = os.fsdecode(path)
     errors.require_file(path)
     with reading(path):
@@ -51,9 +52,9 @@ def load(path, backend=None):
                 raise ModelFileError(path, "not a Keras model file: it lacks config.json or model.weights.h5")
             model_config = errors.parse_json(_zip.read_member(archive, "config.json", limits.MAX_JSON_BYTES, path),
                                              "config.json")
-            spec = keras_architecture.model_from_keras(model_config, "config.json")
-            compile_spec = keras_architecture.compile_from_keras(model_config.get("compile_config"),
-                                                                 "config.json compile_config")
+            spec = keras_architecture.model_from_keras(model_config, "config.json", custom_objects)
+            compile_spec = (keras_architecture.compile_from_keras(model_config.get("compile_config"),
+                                                                  "config.json compile_config") if compile else None)
             layers = _assemble.make_layers([(s.cls, s.kwargs) for s in spec.layers], spec.floatx)
             expected = _assemble.expected_shapes(layers, spec.input_shape, path)
             data = _zip.read_member(archive, "model.weights.h5", keras_weights.member_limit(expected), path)

@@ -19,9 +19,10 @@ from .errors import FileTooLarge, ModelFileError, reading
 from .keras_weights import checked_dataset, stored_group
 
 
-def load(path, backend=None):
+def load(path, backend=None, custom_objects=None, compile=True):
     """An npnet ``Sequential`` or functional ``Model`` (compiled if the file has a training
-    config) from a legacy file."""
+    config and ``compile`` is True) from a legacy file; layers of the caller's own classes
+    are made from ``custom_objects`` (see :mod:`npnet.saving.custom_objects`)."""
     import h5py
 
     path = os.fsdecode(path)
@@ -32,9 +33,9 @@ def load(path, backend=None):
             if model_config is None:
                 raise ModelFileError(path, "it holds weights only (no model_config); build the model "
                                            "and call model.load_weights(path)")
-            spec = keras_architecture.model_from_keras(model_config, "model_config")
-            compile_spec = keras_architecture.compile_from_keras(
-                json_attribute(h5, "training_config", path), "training_config")
+            spec = keras_architecture.model_from_keras(model_config, "model_config", custom_objects)
+            compile_spec = (keras_architecture.compile_from_keras(
+                json_attribute(h5, "training_config", path), "training_config") if compile else None)
             layers = _assemble.make_layers([(s.cls, s.kwargs) for s in spec.layers], spec.floatx)
             expected = _assemble.expected_shapes(layers, spec.input_shape, path)
             arrays = read_named_weights(_weights_root(h5), [layer.name for layer in layers], expected, path)

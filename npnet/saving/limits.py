@@ -16,6 +16,9 @@ MAX_PARAMETERS = 2**30
 CONTAINER_OVERHEAD_BYTES = 4 * 2**20
 #: Members a model zip may list (Keras writes 3, npnet's own format 2 or 3).
 MAX_ZIP_MEMBERS = 64
+#: Elements one sample may have where loading must run a layer of the caller's own class
+#: on one sample of zeros to learn its output shape (it defines no compute_output_shape).
+MAX_SAMPLE_ELEMENTS = 2**24
 #: Layers a model description may list.
 MAX_LAYERS = 10_000
 #: Thresholds a metric in a file may ask for (AUC's ``num_thresholds``, a list of

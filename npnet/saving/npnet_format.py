@@ -22,7 +22,7 @@ import numpy as np
 
 from .. import config, layers as layers_module, losses as losses_module
 from .. import optimizers as optimizers_module, utils
-from . import _assemble, _zip, errors, keras_architecture, limits, restore, shapes
+from . import _assemble, _zip, custom_objects as custom, errors, keras_architecture, limits, restore, shapes
 from .errors import ModelFileError, reading
 from .restore import Stored, StoredOptimizer
 
@@ -78,7 +78,7 @@ def named_weights(model):
     return [(i, name, p) for i, layer in enumerate(model._layers) for name, p in layer.params.items()]
 
 
-def _read_archive(path):
+def _read_archive(path, custom_objects=None):
     """``(meta, layers, expected shapes, weights, optimizer arrays)``, every member's size
     bounded and the stored shapes checked against the architecture before the model exists."""
     with _zip.open_archive(path) as archive:
@@ -88,10 +88,8 @@ def _read_archive(path):
         meta = errors.parse_json(_zip.read_member(archive, "model.json", limits.MAX_JSON_BYTES, path).decode("utf-8"),
                                  "model.json")
         _check_format(path, meta)
-        layers = _assemble.make_layers(
-            [(_layer_class(spec["class_name"]), dict(spec["config"])) for spec in meta["model"]["layers"]],
-            meta.get("floatx", "float32"))
-        expected = _assemble.expected_shapes(layers, _input_shape(meta["model"], layers), path)
+        layers = _assemble.make_layers(layer_specs(meta["model"], custom_objects or {}), meta.get("floatx", "float32"))
+        expected = _assemble.expected_shapes(layers, input_shape(meta["model"], layers), path)
         limit = shapes.byte_count(expected, 8) + limits.CONTAINER_OVERHEAD_BYTES
         weights = _tensors(_zip.read_member(archive, "weights.safetensors", limit, path), "weights.safetensors")
         _check_weight_shapes(weights, expected)
@@ -112,13 +110,26 @@ def _tensors(data, member):
                          "expected float arrays (F16, F32 or F64)") from None
 
 
-def _layer_class(class_name):
+def layer_specs(model_config, custom_objects):
+    """``[(class, config)]`` of the layers of npnet's own model config (its layout checked),
+    every class found before any layer is made: npnet's, or the caller's in ``custom_objects``."""
+    return [(_layer_class(spec["class_name"], custom_objects, f"layer {i}"), dict(spec["config"]))
+            for i, spec in enumerate(model_config["layers"])]
+
+
+def _layer_class(class_name, custom_objects, where):
+    users = custom.named_class(class_name, custom_objects, where)
+    if users is not None:
+        return users
     if class_name not in layers_module.LAYERS:
-        raise ValueError(f"Unknown layer class {class_name!r}; known layers: {', '.join(sorted(layers_module.LAYERS))}")
+        raise ValueError(f"Unknown layer class {class_name!r}; known layers: "
+                         f"{', '.join(sorted(layers_module.LAYERS))}; {custom.advice(class_name)}")
     return layers_module.LAYERS[class_name]
 
 
-def _input_shape(model_config, layers):
+def input_shape(model_config, layers):
+    """The input shape npnet's own model config declares (its first layer's, or the model's
+    ``build_input_shape``); None when it declares none."""
     if layers and layers[0]._declared_input_shape is not None:
         return layers[0]._declared_input_shape
     declared = model_config.get("build_input_shape")
@@ -148,15 +159,8 @@ def _check_format(path, meta):
 
 def _check_layout(path, meta):
     """The entries model.json must have, of the types they must have, before any is used."""
-    model = meta.get("model")
-    _expect(path, "model", model, dict)
-    _expect(path, "model.layers", model.get("layers"), list)
     _expect_optional(path, "floatx", meta.get("floatx"), str)
-    _expect_shape(path, "model.build_input_shape", model.get("build_input_shape"))
-    for i, spec in enumerate(model["layers"]):
-        _expect(path, f"model.layers[{i}]", spec, dict)
-        _expect(path, f"model.layers[{i}].class_name", spec.get("class_name"), str)
-        _expect(path, f"model.layers[{i}].config", spec.get("config"), dict)
+    check_model_layout(meta.get("model"), "model.json's model", path)
     spec = meta.get("compile")
     if spec is None:
         return
@@ -169,27 +173,51 @@ def _check_layout(path, meta):
     _expect_optional(path, "compile.backend", spec.get("backend"), str)
 
 
+def check_model_layout(model, name, path=None):
+    """The entries npnet's own model config (``model.get_config()``) must have, of the types
+    they must have; ``name`` starts each error (``"model.json's model"``)."""
+    _expect(path, "", model, dict, name)
+    _expect(path, ".layers", model.get("layers"), list, name)
+    if model.get("name") is not None:
+        _expect(path, ".name", model["name"], str, name)
+    if len(model["layers"]) > limits.MAX_LAYERS:
+        raise ValueError(f"{name}.layers lists {len(model['layers']):,} layers; a model has at most {limits.MAX_LAYERS:,}")
+    _expect_shape(path, ".build_input_shape", model.get("build_input_shape"), name)
+    for i, spec in enumerate(model["layers"]):
+        _expect(path, f".layers[{i}]", spec, dict, name)
+        _expect(path, f".layers[{i}].class_name", spec.get("class_name"), str, name)
+        _expect(path, f".layers[{i}].config", spec.get("config"), dict, name)
+
+
 def _expect_optional(path, where, value, kind):
     if value is not None:
         _expect(path, where, value, kind)
 
 
-def _expect_shape(path, where, value):
+def _expect_shape(path, where, value, name):
     """An absent shape, or a list of sizes (whole numbers >= 0, or null for the batch)."""
-    _expect_optional(path, where, value, list)
+    if value is not None:
+        _expect(path, where, value, list, name)
     if value is not None and not all(d is None or type(d) is int and d >= 0 for d in value):
-        raise ModelFileError(path, f"model.json's {where} must be a list of sizes (whole numbers >= 0 or null); "
-                                   f"the file has {reprlib.repr(value)}")
+        raise _layout_error(path, f"{name}{where} must be a list of sizes (whole numbers >= 0 or null); "
+                                  f"the file has {reprlib.repr(value)}")
 
 
-def _expect(path, where, value, kind):
+def _expect(path, where, value, kind, name="model.json's "):
     if not isinstance(value, kind):
-        raise ModelFileError(path, f"model.json's {where} must be a {'JSON object' if kind is dict else 'list' if kind is list else 'string'}; "
-                                   f"the file has {type(value).__name__} {str(value)[:60]!r}")
+        raise _layout_error(path, f"{name}{where} must be a {'JSON object' if kind is dict else 'list' if kind is list else 'string'}; "
+                                  f"the file has {type(value).__name__} {str(value)[:60]!r}")
 
 
-def load(path, backend=None):
-    """Load a model written by :func:`save`; compiled again if it was compiled.
+def _layout_error(path, problem):
+    """A ModelFileError for a file; a ValueError for a config that is not one (``path`` None)."""
+    return ValueError(problem) if path is None else ModelFileError(path, problem)
+
+
+def load(path, backend=None, custom_objects=None, compile=True):
+    """Load a model written by :func:`save`; compiled again if it was compiled (and
+    ``compile`` is True). Layers of classes of the caller's own are made from
+    ``custom_objects`` (see :mod:`npnet.saving.custom_objects`).
 
     The model is compiled for the backend it was saved with, unless ``backend`` is given.
     Raises :class:`~npnet.saving.errors.ModelFileError` (a ``ValueError``) naming the file
@@ -199,10 +227,10 @@ def load(path, backend=None):
     path = os.fsdecode(path)
     errors.require_file(path)
     with reading(path):
-        meta, layers, weights, optimizer_arrays = _read_archive(path)
+        meta, layers, weights, optimizer_arrays = _read_archive(path, custom_objects)
         model = _build_model(meta, layers)
         _set_weights(model, weights)
-        if meta.get("compile"):
+        if compile and meta.get("compile"):
             _compile(model, meta["compile"], optimizer_arrays, backend)
     return model
 
@@ -210,25 +238,23 @@ def load(path, backend=None):
 def _build_model(meta, layers):
     """A ``Sequential``, or for ``model_class`` ``'Functional'`` an ``npnet.Model`` with the
     saved input name (files of npnet before this key are Sequential)."""
-    from ..models import Sequential
-
     model_config, kind = meta["model"], meta.get("model_class", "Sequential")
     if kind not in ("Sequential", "Functional"):
         raise ValueError(f"model_class {kind!r} is not one npnet builds; expected 'Sequential' or 'Functional'")
     with _assemble.float_type(meta.get("floatx", "float32")):
         if kind == "Functional":
-            input_name = model_config.get("input_name")
-            if input_name is not None and (not isinstance(input_name, str) or not 0 < len(input_name) <= 256):
-                raise ValueError(f"input_name must be a string of 1 to 256 characters; received "
-                                 f"{reprlib.repr(input_name)}")
-            return _assemble.chain_model(model_config["name"], layers,
-                                         _input_shape(model_config, layers), input_name)
-        model = Sequential(name=model_config["name"])
-        for layer in layers:
-            model.add(layer)
-        if not model.built and model_config.get("build_input_shape"):
-            model.build(tuple(model_config["build_input_shape"]))
-    return model
+            return _assemble.chain_model(model_config["name"], layers, input_shape(model_config, layers),
+                                         checked_input_name(model_config.get("input_name")))
+        declared = model_config.get("build_input_shape")
+        return _assemble.stacked_model(model_config["name"], layers, tuple(declared) if declared else None)
+
+
+def checked_input_name(input_name):
+    """A functional model's input name from npnet's own config: None, or a short string."""
+    if input_name is not None and (not isinstance(input_name, str) or not 0 < len(input_name) <= 256):
+        raise ValueError(f"input_name must be a string of 1 to 256 characters; received "
+                         f"{reprlib.repr(input_name)}")
+    return input_name
 
 
 def _set_weights(model, weights):
