@@ -40,7 +40,12 @@ ActivationCache = collections.namedtuple("ActivationCache", ["x", "z", "a"])
 def _default_name(cls):
     """``Dense`` -> ``dense``, ``dense_1``, ... and ``ReLU`` -> ``re_lu``, as Keras names layers."""
     base = re.sub("(.)([A-Z][a-z]+)", r"\1_\2", cls.__name__)  # Keras's to_snake_case
-    base = re.sub("([a-z])([A-Z])", r"\1_\2", base).lower()
+    return next_name(re.sub("([a-z])([A-Z])", r"\1_\2", base).lower())
+
+
+def next_name(base):
+    """``base``, then ``base_1``, ``base_2``...: the next of Keras's numbered names (restarted
+    by ``npnet.backend.clear_session``)."""
     count = _name_counts[base]
     _name_counts[base] += 1
     return base if count == 0 else f"{base}_{count}"

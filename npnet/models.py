@@ -93,11 +93,15 @@ class Sequential:
 
     def _check_new_entry(self, entry):
         """An entry of ``model.layers`` is there once, under a name no other entry has (Keras)."""
-        if any(existing is entry for existing, _ in self._entries):
-            raise ValueError(f"{'Model' if isinstance(entry, Sequential) else 'Layer'} {entry.name!r} is already "
+        self._check_new(entry, [existing for existing, _ in self._entries])
+
+    def _check_new(self, item, present):
+        """``item`` (a layer or a model) is not among ``present``, and neither is its name."""
+        if any(existing is item for existing in present):
+            raise ValueError(f"{'Model' if isinstance(item, Sequential) else 'Layer'} {item.name!r} is already "
                              "in the model")
-        if any(existing.name == entry.name for existing, _ in self._entries):
-            raise ValueError(f"All layers of a model must have unique names, as in Keras: {entry.name!r} is "
+        if any(existing.name == item.name for existing in present):
+            raise ValueError(f"All layers of a model must have unique names, as in Keras: {item.name!r} is "
                              f"already the name of a layer in {self.name!r}; pass another name=...")
 
     def _add_model(self, model):
@@ -129,11 +133,7 @@ class Sequential:
             # The layers of a model built with input_shape=..., called on npnet.Input(...), come here.
             raise ValueError(f"Layer {layer.name!r} declares input_shape={declared[1:]}, but the model's "
                              f"input has shape {self._input_shape[1:]}")
-        if any(existing is layer for existing in self._layers):
-            raise ValueError(f"Layer {layer.name!r} is already in the model")
-        if any(existing.name == layer.name for existing in self._layers):  # files key weights by name
-            raise ValueError(f"All layers of a model must have unique names, as in Keras: {layer.name!r} is "
-                             f"already the name of a layer in {self.name!r}; pass another name=...")
+        self._check_new(layer, self._layers)  # also among a nested model's layers: files key weights by name
         self._check_built_layer_fits(layer)
         trainer = self._make_trainer(self._layers + [layer]) if self.compiled else None
         built_before = layer.built
@@ -898,7 +898,7 @@ class Model(Sequential):
             raise ValueError(f"npnet.Model takes an npnet.Input(...) as inputs, not the output of layer "
                              f"{tensors[0].layer.name!r} ({tensors[0]!r}): make a new Input of that shape, "
                              f"npnet.Input(shape={tuple(tensors[0].shape[1:])}), and call the layers on it")
-        super().__init__(name=name or _functional_name(), trainable=trainable)
+        super().__init__(name=name or layers_module.next_name("functional"), trainable=trainable)
         self._declare_input(tensors[0])
         self._input_layer = symbolic.input_layer_of(tensors[0])
         for layer in (tensor.layer for tensor in tensors[1:]):
@@ -945,14 +945,6 @@ def _one_of(structure, what, output_name):
                              f"{what} must have that one key; received keys {sorted(map(str, structure))}")
         return structure[output_name]
     return structure
-
-
-def _functional_name():
-    """``functional``, ``functional_1``, ...: Keras's names for unnamed functional models
-    (restarted by ``clear_session``)."""
-    count = layers_module._name_counts["functional"]
-    layers_module._name_counts["functional"] += 1
-    return "functional" if count == 0 else f"functional_{count}"
 
 
 def _one_array(value):
